@@ -1,0 +1,96 @@
+// Tensor: a non-owning, contiguous, row-major view (data pointer + dtype + device + shape), and
+// Buffer: an owning allocation on a device.
+//
+// Dimension names used across the code base (docs/glossary.md): T time steps / positions,
+// D model width, H heads, Hkv key/value heads, Dh head dim, V vocabulary, Q codebooks.
+// Views are cheap to copy; they never free. Thread-compatible.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <initializer_list>
+#include <string>
+
+#include "core/check.h"
+
+namespace voxrt {
+
+enum class DType : uint8_t { kF32, kBF16, kF16, kF64, kI64, kI32, kI16, kU8, kI8, kBool };
+enum class Device : uint8_t { kCPU, kCUDA };
+
+size_t dtype_size(DType dt);
+const char* dtype_name(DType dt);
+const char* device_name(Device dev);
+
+constexpr int kMaxDims = 4;
+
+struct Tensor {
+    void* data = nullptr;
+    DType dtype = DType::kF32;
+    Device device = Device::kCPU;
+    int ndim = 0;
+    int64_t shape[kMaxDims] = {0, 0, 0, 0};
+
+    static Tensor make(void* data, DType dt, Device dev, std::initializer_list<int64_t> dims);
+
+    int64_t dim(int i) const {
+        VOXRT_DASSERT(i >= 0 && i < ndim, "dim %d of %d-d tensor", i, ndim);
+        return shape[i];
+    }
+    int64_t numel() const {
+        int64_t n = 1;
+        for (int i = 0; i < ndim; ++i) n *= shape[i];
+        return n;
+    }
+    size_t nbytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype); }
+    bool empty() const { return data == nullptr; }
+
+    template <class T>
+    T* ptr() const { return static_cast<T*>(data); }
+
+    // Same data, new shape (numel must match).
+    Tensor reshape(std::initializer_list<int64_t> dims) const;
+    // Rows [begin, end) along dimension 0.
+    Tensor rows(int64_t begin, int64_t end) const;
+    // Row i along dimension 0, with that dimension dropped.
+    Tensor row(int64_t i) const;
+    // "[2, 3] bf16 cpu"
+    std::string describe() const;
+};
+
+// Owning device allocation. Move-only; frees on destruction through the backend that made it.
+class Buffer {
+public:
+    Buffer() = default;
+    ~Buffer() { reset(); }
+    Buffer(const Buffer&) = delete;
+    Buffer& operator=(const Buffer&) = delete;
+    Buffer(Buffer&& o) noexcept { *this = std::move(o); }
+    Buffer& operator=(Buffer&& o) noexcept;
+
+    // Allocates `bytes` on `dev` (64-byte aligned on the CPU). Returns an empty buffer on failure.
+    static Buffer allocate(Device dev, size_t bytes);
+
+    void* data() const { return data_; }
+    size_t size() const { return bytes_; }
+    Device device() const { return device_; }
+    void reset();
+
+    // A tensor view over the first bytes of this buffer.
+    Tensor view(DType dt, std::initializer_list<int64_t> dims, size_t byte_offset = 0) const;
+
+private:
+    void* data_ = nullptr;
+    size_t bytes_ = 0;
+    Device device_ = Device::kCPU;
+};
+
+// Device memory hooks; the CPU ones live in core, the CUDA ones are installed by the CUDA backend
+// at start-up (so that core never includes CUDA headers).
+struct DeviceAllocator {
+    void* (*alloc)(size_t bytes) = nullptr;
+    void (*free)(void* p) = nullptr;
+};
+void set_device_allocator(Device dev, DeviceAllocator a);
+
+}  // namespace voxrt
