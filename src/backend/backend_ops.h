@@ -1,0 +1,49 @@
+// The per-device entry points behind ops/ops.h. Each backend (cpu, cuda) defines every function
+// of this list in its own namespace; ops/ops.cpp checks arguments and dispatches. Semantics are
+// documented once, in ops/ops.h.
+#pragma once
+
+#include "ops/ops.h"
+
+#define VOXRT_BACKEND_OPS_DECLARATIONS                                                             \
+    void linear(const ops::Context& ctx, const Tensor& x, const Tensor& w, const Tensor* bias,     \
+                Tensor& y);                                                                        \
+    void rms_norm(const ops::Context& ctx, const Tensor& x, const Tensor& w, float eps,            \
+                  ops::RmsStyle style, Tensor& y);                                                 \
+    void layer_norm(const ops::Context& ctx, const Tensor& x, const Tensor& w, const Tensor& b,    \
+                    float eps, Tensor& y);                                                         \
+    void add(const ops::Context& ctx, const Tensor& a, const Tensor& b, Tensor& y);                \
+    void add_scaled(const ops::Context& ctx, const Tensor& a, const Tensor& b, float alpha,        \
+                    Tensor& y);                                                                    \
+    void mul(const ops::Context& ctx, const Tensor& a, const Tensor& b, Tensor& y);                \
+    void activation(const ops::Context& ctx, ops::Activation act, const Tensor& x, Tensor& y);     \
+    void swiglu(const ops::Context& ctx, const Tensor& a, const Tensor& b, Tensor& y);             \
+    void glu(const ops::Context& ctx, const Tensor& x, Tensor& y);                                 \
+    void embedding(const ops::Context& ctx, const Tensor& table, const Tensor& ids, Tensor& y);    \
+    void embedding_bag(const ops::Context& ctx, const Tensor& table, const Tensor& ids,            \
+                       int64_t stride, bool mean, Tensor& y);                                      \
+    void rope(const ops::Context& ctx, Tensor& x, const Tensor& pos, const Tensor& cos,            \
+              const Tensor& sin, ops::RopeStyle style);                                            \
+    void kv_write(const ops::Context& ctx, const Tensor& k, const Tensor& v, const Tensor& pos,    \
+                  Tensor& k_cache, Tensor& v_cache);                                               \
+    void attention(const ops::Context& ctx, const Tensor& q, const Tensor& k_cache,                \
+                   const Tensor& v_cache, const Tensor& pos, float scale, int window,              \
+                   Tensor& out);                                                                   \
+    void short_conv(const ops::Context& ctx, const Tensor& x, const Tensor& w, Tensor& state,      \
+                    const Tensor& pos, Tensor& y);                                                 \
+    void argmax(const ops::Context& ctx, const Tensor& logits, Tensor& out);                       \
+    void sample_top_k(const ops::Context& ctx, const Tensor& logits, float temperature, int top_k, \
+                      uint64_t seed, const Tensor& counter, Tensor& out);                          \
+    void copy(const ops::Context& ctx, const Tensor& src, Tensor& dst);                            \
+    void zero(const ops::Context& ctx, Tensor& t);                                                 \
+    void round_to_act(const ops::Context& ctx, Tensor& t);                                         \
+    void transpose(const ops::Context& ctx, const Tensor& x, Tensor& y);                           \
+    Status synchronize(const ops::Context& ctx);
+
+namespace voxrt::cpu {
+VOXRT_BACKEND_OPS_DECLARATIONS
+}  // namespace voxrt::cpu
+
+namespace voxrt::cuda {
+VOXRT_BACKEND_OPS_DECLARATIONS
+}  // namespace voxrt::cuda

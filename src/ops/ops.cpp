@@ -1,0 +1,217 @@
+#include "ops/ops.h"
+
+#include "backend/backend_ops.h"
+#include "core/check.h"
+#include "ops/rng.h"
+
+namespace voxrt::ops {
+
+namespace {
+
+int64_t rows_of(const Tensor& t) { return t.ndim ? t.numel() / t.shape[t.ndim - 1] : 0; }
+int64_t cols_of(const Tensor& t) { return t.ndim ? t.shape[t.ndim - 1] : 0; }
+
+void check_device(const Context& ctx, const Tensor& t, const char* op, const char* name) {
+    VOXRT_ASSERT(t.device == ctx.device, "%s: %s is on %s, context on %s", op, name,
+                 device_name(t.device), device_name(ctx.device));
+}
+
+void check_act(const Context& ctx, const Tensor& t, const char* op, const char* name) {
+    check_device(ctx, t, op, name);
+    VOXRT_ASSERT(t.dtype == DType::kF32 || t.dtype == DType::kBF16, "%s: %s has dtype %s", op, name,
+                 dtype_name(t.dtype));
+}
+
+void check_same(const Tensor& a, const Tensor& b, const char* op) {
+    VOXRT_ASSERT(a.numel() == b.numel(), "%s: %s vs %s", op, a.describe().c_str(), b.describe().c_str());
+}
+
+}  // namespace
+
+#define VOXRT_DISPATCH(call)                                      \
+    do {                                                          \
+        if (ctx.device == Device::kCPU) {                         \
+            cpu::call;                                            \
+        } else {                                                  \
+            cuda::call;                                           \
+        }                                                         \
+    } while (0)
+
+void linear(const Context& ctx, const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) {
+    check_act(ctx, x, "linear", "x");
+    check_act(ctx, y, "linear", "y");
+    check_device(ctx, w, "linear", "w");
+    VOXRT_ASSERT(w.ndim == 2 && cols_of(x) == w.shape[1] && cols_of(y) == w.shape[0] &&
+                     rows_of(x) == rows_of(y),
+                 "linear: x %s, w %s, y %s", x.describe().c_str(), w.describe().c_str(),
+                 y.describe().c_str());
+    VOXRT_ASSERT(!bias || bias->numel() == w.shape[0], "linear: bias %s", bias->describe().c_str());
+    VOXRT_DISPATCH(linear(ctx, x, w, bias, y));
+}
+
+void rms_norm(const Context& ctx, const Tensor& x, const Tensor& w, float eps, RmsStyle style, Tensor& y) {
+    check_act(ctx, x, "rms_norm", "x");
+    check_same(x, y, "rms_norm");
+    VOXRT_ASSERT(w.numel() == cols_of(x), "rms_norm: w %s for x %s", w.describe().c_str(),
+                 x.describe().c_str());
+    VOXRT_DISPATCH(rms_norm(ctx, x, w, eps, style, y));
+}
+
+void layer_norm(const Context& ctx, const Tensor& x, const Tensor& w, const Tensor& b, float eps, Tensor& y) {
+    check_act(ctx, x, "layer_norm", "x");
+    check_same(x, y, "layer_norm");
+    VOXRT_ASSERT(w.numel() == cols_of(x) && b.numel() == cols_of(x), "layer_norm: w %s b %s x %s",
+                 w.describe().c_str(), b.describe().c_str(), x.describe().c_str());
+    VOXRT_DISPATCH(layer_norm(ctx, x, w, b, eps, y));
+}
+
+void add(const Context& ctx, const Tensor& a, const Tensor& b, Tensor& y) {
+    check_act(ctx, a, "add", "a");
+    check_same(a, b, "add");
+    check_same(a, y, "add");
+    VOXRT_DISPATCH(add(ctx, a, b, y));
+}
+
+void add_scaled(const Context& ctx, const Tensor& a, const Tensor& b, float alpha, Tensor& y) {
+    check_act(ctx, a, "add_scaled", "a");
+    check_same(a, b, "add_scaled");
+    check_same(a, y, "add_scaled");
+    VOXRT_DISPATCH(add_scaled(ctx, a, b, alpha, y));
+}
+
+void mul(const Context& ctx, const Tensor& a, const Tensor& b, Tensor& y) {
+    check_act(ctx, a, "mul", "a");
+    check_same(a, b, "mul");
+    check_same(a, y, "mul");
+    VOXRT_DISPATCH(mul(ctx, a, b, y));
+}
+
+void activation(const Context& ctx, Activation act, const Tensor& x, Tensor& y) {
+    check_act(ctx, x, "activation", "x");
+    check_same(x, y, "activation");
+    VOXRT_DISPATCH(activation(ctx, act, x, y));
+}
+
+void swiglu(const Context& ctx, const Tensor& a, const Tensor& b, Tensor& y) {
+    check_act(ctx, a, "swiglu", "a");
+    check_same(a, b, "swiglu");
+    check_same(a, y, "swiglu");
+    VOXRT_DISPATCH(swiglu(ctx, a, b, y));
+}
+
+void glu(const Context& ctx, const Tensor& x, Tensor& y) {
+    check_act(ctx, x, "glu", "x");
+    VOXRT_ASSERT(cols_of(x) == 2 * cols_of(y) && rows_of(x) == rows_of(y), "glu: x %s y %s",
+                 x.describe().c_str(), y.describe().c_str());
+    VOXRT_DISPATCH(glu(ctx, x, y));
+}
+
+void embedding(const Context& ctx, const Tensor& table, const Tensor& ids, Tensor& y) {
+    check_device(ctx, table, "embedding", "table");
+    check_device(ctx, ids, "embedding", "ids");
+    VOXRT_ASSERT(ids.dtype == DType::kI32 && table.ndim == 2 && cols_of(y) == table.shape[1] &&
+                     rows_of(y) == ids.numel(),
+                 "embedding: table %s ids %s y %s", table.describe().c_str(), ids.describe().c_str(),
+                 y.describe().c_str());
+    VOXRT_DISPATCH(embedding(ctx, table, ids, y));
+}
+
+void embedding_bag(const Context& ctx, const Tensor& table, const Tensor& ids, int64_t stride, bool mean,
+                   Tensor& y) {
+    check_device(ctx, table, "embedding_bag", "table");
+    check_device(ctx, ids, "embedding_bag", "ids");
+    VOXRT_ASSERT(ids.dtype == DType::kI32 && ids.ndim == 2 && table.ndim == 2 &&
+                     cols_of(y) == table.shape[1] && rows_of(y) == ids.shape[0],
+                 "embedding_bag: table %s ids %s y %s", table.describe().c_str(),
+                 ids.describe().c_str(), y.describe().c_str());
+    VOXRT_DISPATCH(embedding_bag(ctx, table, ids, stride, mean, y));
+}
+
+void rope(const Context& ctx, Tensor& x, const Tensor& pos, const Tensor& cos, const Tensor& sin,
+          RopeStyle style) {
+    check_act(ctx, x, "rope", "x");
+    VOXRT_ASSERT(x.ndim == 3 && pos.dtype == DType::kI32 && pos.numel() == x.shape[0] &&
+                     cos.ndim == 2 && cos.shape[1] * 2 == x.shape[2] && sin.numel() == cos.numel(),
+                 "rope: x %s pos %s cos %s", x.describe().c_str(), pos.describe().c_str(),
+                 cos.describe().c_str());
+    VOXRT_DISPATCH(rope(ctx, x, pos, cos, sin, style));
+}
+
+void kv_write(const Context& ctx, const Tensor& k, const Tensor& v, const Tensor& pos, Tensor& k_cache,
+              Tensor& v_cache) {
+    VOXRT_ASSERT(k.ndim == 3 && k_cache.ndim == 3 && k.shape[1] == k_cache.shape[0] &&
+                     k.shape[2] == k_cache.shape[2] && pos.numel() == k.shape[0] &&
+                     k.dtype == k_cache.dtype && v.dtype == v_cache.dtype,
+                 "kv_write: k %s cache %s pos %s", k.describe().c_str(), k_cache.describe().c_str(),
+                 pos.describe().c_str());
+    VOXRT_DISPATCH(kv_write(ctx, k, v, pos, k_cache, v_cache));
+}
+
+void attention(const Context& ctx, const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
+               const Tensor& pos, float scale, int window, Tensor& out) {
+    VOXRT_ASSERT(q.ndim == 3 && k_cache.ndim == 3 && q.shape[2] == k_cache.shape[2] &&
+                     q.shape[1] % k_cache.shape[0] == 0 && pos.numel() == q.shape[0] &&
+                     out.numel() == q.numel(),
+                 "attention: q %s cache %s pos %s out %s", q.describe().c_str(),
+                 k_cache.describe().c_str(), pos.describe().c_str(), out.describe().c_str());
+    VOXRT_DISPATCH(attention(ctx, q, k_cache, v_cache, pos, scale, window, out));
+}
+
+void short_conv(const Context& ctx, const Tensor& x, const Tensor& w, Tensor& state, const Tensor& pos,
+                Tensor& y) {
+    VOXRT_ASSERT(x.ndim == 2 && w.numel() % x.shape[1] == 0 && state.ndim == 2 &&
+                     state.shape[1] == x.shape[1] &&
+                     state.shape[0] + 1 == w.numel() / x.shape[1] && y.numel() == x.numel(),
+                 "short_conv: x %s w %s state %s", x.describe().c_str(), w.describe().c_str(),
+                 state.describe().c_str());
+    VOXRT_DISPATCH(short_conv(ctx, x, w, state, pos, y));
+}
+
+void argmax(const Context& ctx, const Tensor& logits, Tensor& out) {
+    VOXRT_ASSERT(out.dtype == DType::kI32 && out.numel() == rows_of(logits), "argmax: logits %s out %s",
+                 logits.describe().c_str(), out.describe().c_str());
+    VOXRT_DISPATCH(argmax(ctx, logits, out));
+}
+
+void sample_top_k(const Context& ctx, const Tensor& logits, float temperature, int top_k, uint64_t seed,
+                  const Tensor& counter, Tensor& out) {
+    VOXRT_ASSERT(out.dtype == DType::kI32 && out.numel() == rows_of(logits) && temperature > 0 &&
+                     counter.dtype == DType::kI32,
+                 "sample_top_k: logits %s out %s T %g", logits.describe().c_str(),
+                 out.describe().c_str(), temperature);
+    VOXRT_DISPATCH(sample_top_k(ctx, logits, temperature, top_k, seed, counter, out));
+}
+
+void copy(const Context& ctx, const Tensor& src, Tensor& dst) {
+    check_same(src, dst, "copy");
+    if (src.device == Device::kCPU && dst.device == Device::kCPU) {
+        cpu::copy(ctx, src, dst);
+    } else {
+        cuda::copy(ctx, src, dst);
+    }
+}
+
+void zero(const Context& ctx, Tensor& t) { VOXRT_DISPATCH(zero(ctx, t)); }
+
+void round_to_act(const Context& ctx, Tensor& t) {
+    if (!ctx.round_bf16() || t.dtype != DType::kF32) return;
+    VOXRT_DISPATCH(round_to_act(ctx, t));
+}
+
+void transpose(const Context& ctx, const Tensor& x, Tensor& y) {
+    VOXRT_ASSERT(x.ndim == 2 && y.ndim == 2 && x.shape[0] == y.shape[1] && x.shape[1] == y.shape[0] &&
+                     x.dtype == y.dtype,
+                 "transpose: x %s y %s", x.describe().c_str(), y.describe().c_str());
+    VOXRT_DISPATCH(transpose(ctx, x, y));
+}
+
+Status synchronize(const Context& ctx) {
+    if (ctx.device == Device::kCPU) return Status::ok();
+    return cuda::synchronize(ctx);
+}
+
+float uniform_draw(uint64_t seed, uint32_t counter, uint32_t index) {
+    return uniform_from_key(seed, counter, index);
+}
+
+}  // namespace voxrt::ops

@@ -1,0 +1,128 @@
+// The operator set the model code is written against. Each op is declared once here, checks its
+// arguments, and dispatches on ctx.device to backend/cpu or backend/cuda (a build without CUDA
+// links backend/none, whose entry points fail loudly).
+//
+// Conventions
+// - Tensors are contiguous row-major views on ctx.device. "Rows" = all leading dimensions
+//   flattened; the last dimension is the feature dimension.
+// - Weights may be BF16 or F32 (as stored in the checkpoint); activations use ctx.act_dtype().
+// - Numerics: with Precision::kBF16 every op rounds its output to bfloat16 exactly where the
+//   PyTorch reference (bf16 model) produces a bf16 tensor, accumulating in fp32 as PyTorch does.
+//   On the CPU activations are stored as F32 holding bf16-representable values; on CUDA they are
+//   stored as BF16. With Precision::kF32 nothing is rounded.
+// - Positions are device-resident I32 tensors so that decode steps can be captured in CUDA graphs
+//   and replayed with new positions without touching the host.
+#pragma once
+
+#include <cstdint>
+
+#include "core/status.h"
+#include "core/tensor.h"
+
+namespace voxrt {
+class ThreadPool;
+}
+
+namespace voxrt::ops {
+
+enum class Precision : uint8_t { kF32, kBF16 };
+
+struct Context {
+    Device device = Device::kCPU;
+    Precision precision = Precision::kF32;
+    ThreadPool* pool = nullptr;      // CPU worker threads (may be null: single-threaded)
+    void* cuda_stream = nullptr;     // cudaStream_t of the session (CUDA only)
+    void* cuda_handles = nullptr;    // backend-owned handles (cuBLAS(Lt), workspace), CUDA only
+
+    bool round_bf16() const { return precision == Precision::kBF16; }
+    // The dtype activation buffers are allocated with.
+    DType act_dtype() const {
+        return device == Device::kCUDA && precision == Precision::kBF16 ? DType::kBF16 : DType::kF32;
+    }
+};
+
+enum class RmsStyle : uint8_t {
+    kLfm2,   // transformers Lfm2RMSNorm: w * bf16(x * rsqrt(mean(x²) + eps))   (two roundings)
+    kFused,  // liquid-audio RMSNorm:     bf16((x * rsqrt(mean(x²) + eps)) * w) (one rounding)
+};
+
+enum class RopeStyle : uint8_t {
+    kNeox,   // rotate_half over (x[i], x[i + Dh/2]); cos/sin rounded to the activation dtype
+    kPairs,  // adjacent pairs (x[2i], x[2i+1]) as complex numbers, computed in fp32
+};
+
+// y[M,N] = x[M,K] · w[N,K]ᵀ (+ bias[N]).
+void linear(const Context& ctx, const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y);
+
+// Row-wise normalizations over the last dimension; y may alias x.
+void rms_norm(const Context& ctx, const Tensor& x, const Tensor& w, float eps, RmsStyle style, Tensor& y);
+void layer_norm(const Context& ctx, const Tensor& x, const Tensor& w, const Tensor& b, float eps, Tensor& y);
+
+// Elementwise (same shapes; y may alias an input).
+void add(const Context& ctx, const Tensor& a, const Tensor& b, Tensor& y);          // a + b
+void add_scaled(const Context& ctx, const Tensor& a, const Tensor& b, float alpha, Tensor& y);  // a + bf16(alpha·b)
+void mul(const Context& ctx, const Tensor& a, const Tensor& b, Tensor& y);          // a ⊙ b
+enum class Activation : uint8_t { kSilu, kRelu, kGeluErf, kSigmoid, kExp };
+void activation(const Context& ctx, Activation act, const Tensor& x, Tensor& y);
+// y = bf16(silu(a)) ⊙ b   (the SwiGLU gate, with PyTorch's intermediate rounding)
+void swiglu(const Context& ctx, const Tensor& a, const Tensor& b, Tensor& y);
+// x[M, 2C] → y[M, C] = x[:, :C] ⊙ sigmoid(x[:, C:])  (torch.nn.functional.glu over the last dim)
+void glu(const Context& ctx, const Tensor& x, Tensor& y);
+
+// Embedding rows: y[n,D] = table[ids[n]] (ids I32 on the device; out-of-range ids are a caller bug
+// and are clamped).
+void embedding(const Context& ctx, const Tensor& table, const Tensor& ids, Tensor& y);
+// y[n,D] = reduce_q table[ids[n,q] + q·stride]   over q = 0..Q-1, accumulated in fp32 and rounded
+// once. mean=true divides by Q (the detokenizer's FusedEmbedding), otherwise sums (audio-out
+// embedding feedback).
+void embedding_bag(const Context& ctx, const Tensor& table, const Tensor& ids, int64_t stride, bool mean,
+                   Tensor& y);
+
+// Rotary embedding on x[T,H,Dh] in place, position of row t = pos[t]; cos/sin tables [P, Dh/2] F32.
+void rope(const Context& ctx, Tensor& x, const Tensor& pos, const Tensor& cos, const Tensor& sin,
+          RopeStyle style);
+
+// Writes k,v [T,Hkv,Dh] into caches [Hkv, S, Dh] at rows pos[t].
+void kv_write(const Context& ctx, const Tensor& k, const Tensor& v, const Tensor& pos, Tensor& k_cache,
+              Tensor& v_cache);
+
+// Grouped-query attention over a cache. q [T,H,Dh]; caches [Hkv, S, Dh]; query t sits at position
+// pos[t] and sees keys j with j <= pos[t] and, if window > 0, j > pos[t] - window. Softmax in fp32,
+// output rounded once. out [T,H,Dh].
+void attention(const Context& ctx, const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
+               const Tensor& pos, float scale, int window, Tensor& out);
+
+// Causal depthwise short convolution with carried state (LFM2 ShortConv):
+//   y[t,c] = Σ_k w[c,k] · xe[t+k, c]   with xe = [state (K-1 rows); x (T rows)]
+// then state ← last K-1 rows of xe. x,y [T,C]; w [C,K] (the checkpoint's [C,1,K] viewed);
+// state [K-1, C]. In bf16 mode a single-row step with history (pos[0] > 0) rounds each product
+// before summing, as the reference's decode path does; otherwise it is one fp32 dot, rounded once.
+void short_conv(const Context& ctx, const Tensor& x, const Tensor& w, Tensor& state, const Tensor& pos,
+                Tensor& y);
+
+// Index of the largest value (first on ties) of each row of logits [M, N] → out I32 [M].
+void argmax(const Context& ctx, const Tensor& logits, Tensor& out);
+
+// Temperature / top-k sampling of each row of logits [M, N] → out I32 [M], as liquid-audio does:
+// logits/T, keep values >= the k-th largest (ties kept), softmax, draw. The draw for row m uses a
+// counter-based generator: u = uniform(seed, counter[0], m) so CPU and CUDA give identical draws
+// for identical logits. counter is a device I32 [1] the caller advances (graph-friendly).
+void sample_top_k(const Context& ctx, const Tensor& logits, float temperature, int top_k, uint64_t seed,
+                  const Tensor& counter, Tensor& out);
+
+// Copies between tensors of equal numel, converting dtype (F32 <-> BF16, I32/I64) and device.
+void copy(const Context& ctx, const Tensor& src, Tensor& dst);
+// Sets every byte of t to zero.
+void zero(const Context& ctx, Tensor& t);
+// Rounds every element to bfloat16 in place when ctx.round_bf16() (no-op otherwise / for BF16).
+void round_to_act(const Context& ctx, Tensor& t);
+// y[B,A] = x[A,B]ᵀ
+void transpose(const Context& ctx, const Tensor& x, Tensor& y);
+
+// Blocks until all work queued on ctx has finished (CUDA stream sync; no-op on the CPU).
+Status synchronize(const Context& ctx);
+
+// Uniform [0,1) draw shared by both backends: a stateless hash of (seed, counter, index).
+float uniform_draw(uint64_t seed, uint32_t counter, uint32_t index);
+
+}  // namespace voxrt::ops
