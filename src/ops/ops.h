@@ -95,8 +95,9 @@ void attention(const Context& ctx, const Tensor& q, const Tensor& k_cache, const
 // Causal depthwise short convolution with carried state (LFM2 ShortConv):
 //   y[t,c] = Σ_k w[c,k] · xe[t+k, c]   with xe = [state (K-1 rows); x (T rows)]
 // then state ← last K-1 rows of xe. x,y [T,C]; w [C,K] (the checkpoint's [C,1,K] viewed);
-// state [K-1, C]. In bf16 mode a single-row step with history (pos[0] > 0) rounds each product
-// before summing, as the reference's decode path does; otherwise it is one fp32 dot, rounded once.
+// state [K-1, C]. Each output is one fp32 dot product rounded once, in prefill and in decode alike
+// (transformers 5.x computes both with F.conv1d over [state, x]). pos is reserved for backends
+// that need the step index.
 void short_conv(const Context& ctx, const Tensor& x, const Tensor& w, Tensor& state, const Tensor& pos,
                 Tensor& y);
 

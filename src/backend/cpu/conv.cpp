@@ -7,7 +7,7 @@
 
 namespace voxrt::cpu {
 
-void short_conv(const ops::Context& ctx, const Tensor& x, const Tensor& w, Tensor& state, const Tensor& pos,
+void short_conv(const ops::Context& ctx, const Tensor& x, const Tensor& w, Tensor& state, const Tensor& /*pos*/,
                 Tensor& y) {
     const int64_t T = x.shape[0], C = x.shape[1];
     const int64_t K = w.numel() / C, Ks = K - 1;
@@ -15,9 +15,6 @@ void short_conv(const ops::Context& ctx, const Tensor& x, const Tensor& w, Tenso
     float* sp = act(state);
     float* yp = act(y);
     const Rounder rnd = rounder(ctx);
-    // Reference decode step (one row, with history) rounds each product before the fp32 sum.
-    const bool step_rounding =
-        ctx.round_bf16() && T == 1 && static_cast<const int32_t*>(pos.data)[0] > 0;
     // xe = [state; x]: rows 0..Ks-1 from state, Ks.. from x.
     auto xe = [&](int64_t r, int64_t c) { return r < Ks ? sp[r * C + c] : xp[(r - Ks) * C + c]; };
     std::vector<float> wf(static_cast<size_t>(C * K));
@@ -28,8 +25,7 @@ void short_conv(const ops::Context& ctx, const Tensor& x, const Tensor& w, Tenso
             for (int64_t t = 0; t < T; ++t) {
                 float s = 0.0f;
                 for (int64_t k = 0; k < K; ++k) {
-                    const float prod = wf[c * K + k] * xe(t + k, c);
-                    s += step_rounding ? round_bf16(prod) : prod;
+                    s += wf[c * K + k] * xe(t + k, c);
                 }
                 out[t * C + c] = rnd(s);
             }

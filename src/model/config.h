@@ -1,0 +1,105 @@
+// Hyperparameters of an LFM2.5-Audio checkpoint, read from its config.json (and
+// audio_detokenizer/config.json). Nothing here is hard-coded per model: every value comes from the
+// files, with ranges checked so that later size arithmetic cannot overflow. Field names follow
+// the files; comments give the published model's values.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+#include "io/json.h"
+
+namespace voxrt::model {
+
+// config.json "preprocessor" (NeMo AudioToMelSpectrogramPreprocessor arguments).
+struct PreprocessorConfig {
+    int sample_rate = 16000;
+    std::string normalize = "per_feature";
+    double window_size = 0.025;   // seconds → win_length 400
+    double window_stride = 0.01;  // seconds → hop 160
+    std::string window = "hann";
+    int features = 128;
+    int n_fft = 512;
+    bool log = true;
+    int frame_splicing = 1;
+    double dither = 1e-5;  // training only
+    int pad_to = 0;
+    double pad_value = 0.0;
+};
+
+// config.json "encoder" (NeMo ConformerEncoder arguments).
+struct EncoderConfig {
+    int feat_in = 128;
+    int feat_out = -1;
+    int n_layers = 17;
+    int d_model = 512;
+    std::string subsampling = "dw_striding";
+    int subsampling_factor = 8;
+    int subsampling_conv_channels = 256;
+    int ff_expansion_factor = 4;
+    std::string self_attention_model = "rel_pos";
+    int n_heads = 8;
+    bool xscaling = false;
+    bool untie_biases = true;
+    int pos_emb_max_len = 5000;
+    int conv_kernel_size = 9;
+    std::string conv_norm_type = "batch_norm";
+    bool causal_downsampling = false;
+};
+
+enum class LayerKind : uint8_t { kConv, kAttention };
+
+// transformers Lfm2Config: the backbone ("lfm") and the detokenizer's network.
+struct Lfm2Config {
+    int vocab_size = 65536;
+    int hidden_size = 2048;
+    int num_heads = 32;
+    int num_kv_heads = 8;
+    int head_dim = 64;
+    int ff_dim = 8192;  // effective width after block_auto_adjust_ff_dim
+    int conv_kernel = 3;  // conv_L_cache
+    bool conv_bias = false;
+    double norm_eps = 1e-5;
+    double rope_theta = 1e6;
+    int max_position_embeddings = 128000;
+    int sliding_window = 0;  // 0: none (backbone); the detokenizer uses 30
+    std::vector<LayerKind> layers;
+
+    int n_layers() const { return static_cast<int>(layers.size()); }
+};
+
+// config.json "depthformer" plus the constants of liquid-audio's MHA/GLU defaults.
+struct DepthformerConfig {
+    int layers = 6;
+    int dim = 1024;
+    bool tie = true;
+    int num_heads = 32;   // MHA default in liquid-audio
+    int num_kv_heads = 8; // gqa_dim default
+    int head_dim = 32;
+    int ff_dim = 2816;    // SwiGLU: 4·dim → ·2/3 → round up to 256
+    double norm_eps = 1e-5;
+    double rope_theta = 1e6;
+};
+
+struct AudioModelConfig {
+    int codebooks = 8;
+    int audio_vocab = 2049;  // 2048 codes + end-of-audio (a class constant in liquid-audio)
+    bool tie_audio_embeddings = false;
+    int interleaved_n_text = 6;
+    int interleaved_n_audio = 12;
+    PreprocessorConfig preprocessor;
+    EncoderConfig encoder;
+    Lfm2Config lfm;
+    DepthformerConfig depthformer;
+};
+
+// Parses MODEL_DIR/config.json.
+Expected<AudioModelConfig> load_model_config(const std::string& path);
+// Parses an Lfm2Config object (the "lfm" block, or the detokenizer's whole config.json).
+Expected<Lfm2Config> parse_lfm2_config(const io::JsonView& j);
+// Parses audio_detokenizer/config.json.
+Expected<Lfm2Config> load_detokenizer_config(const std::string& path);
+
+}  // namespace voxrt::model

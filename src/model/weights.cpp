@@ -1,0 +1,82 @@
+#include "model/weights.h"
+
+namespace voxrt::model {
+
+Expected<Tensor> WeightStore::place(const Tensor& host) {
+    if (ctx_.device == Device::kCPU) return host;
+    Buffer b = Buffer::allocate(ctx_.device, host.nbytes());
+    if (!b.data())
+        return make_error(StatusCode::kOutOfMemory, "cannot allocate %zu bytes on %s for weights",
+                          host.nbytes(), device_name(ctx_.device));
+    Tensor dst = host;
+    dst.data = b.data();
+    dst.device = ctx_.device;
+    ops::copy(ctx_, host, dst);
+    owned_bytes_ += b.size();
+    buffers_.push_back(std::move(b));
+    return dst;
+}
+
+Expected<Tensor> WeightStore::fetch(const io::SafeTensorsFile& f, const std::string& name,
+                                    const std::vector<int64_t>& shape) {
+    const io::TensorInfo* info = f.find(name);
+    if (!info)
+        return make_error(StatusCode::kNotFound, "%s: required tensor \"%s\" is missing", f.path().c_str(),
+                          name.c_str());
+    if (info->dtype != DType::kBF16 && info->dtype != DType::kF32 && info->dtype != DType::kF16)
+        return make_error(StatusCode::kInvalidFile, "%s: tensor \"%s\" has dtype %s, expected BF16 or F32",
+                          f.path().c_str(), name.c_str(), info->dtype_name.c_str());
+    VOXRT_ASSIGN_OR_RETURN(Tensor t, f.get(name, *info->dtype, shape));
+    if (t.dtype == DType::kF16) {
+        std::vector<float> v(static_cast<size_t>(t.numel()));
+        Tensor dst = t;
+        dst.dtype = DType::kF32;
+        dst.data = v.data();
+        ops::Context cpu;
+        ops::copy(cpu, t, dst);
+        owned_bytes_ += v.size() * 4;
+        host_f32_.push_back(std::move(v));
+        dst.data = host_f32_.back().data();
+        return place(dst);
+    }
+    return place(t);
+}
+
+Expected<std::vector<float>> WeightStore::fetch_host_f32(const io::SafeTensorsFile& f, const std::string& name,
+                                                         const std::vector<int64_t>& shape) {
+    const io::TensorInfo* info = f.find(name);
+    if (!info)
+        return make_error(StatusCode::kNotFound, "%s: required tensor \"%s\" is missing", f.path().c_str(),
+                          name.c_str());
+    if (info->dtype != DType::kBF16 && info->dtype != DType::kF32 && info->dtype != DType::kF16)
+        return make_error(StatusCode::kInvalidFile, "%s: tensor \"%s\" has dtype %s, expected BF16 or F32",
+                          f.path().c_str(), name.c_str(), info->dtype_name.c_str());
+    VOXRT_ASSIGN_OR_RETURN(Tensor t, f.get(name, *info->dtype, shape));
+    std::vector<float> v(static_cast<size_t>(t.numel()));
+    Tensor dst = t;
+    dst.dtype = DType::kF32;
+    dst.data = v.data();
+    ops::Context cpu;
+    ops::copy(cpu, t, dst);
+    return v;
+}
+
+Expected<Tensor> WeightStore::upload_f32(std::vector<float> host, std::initializer_list<int64_t> shape) {
+    host_f32_.push_back(std::move(host));
+    owned_bytes_ += host_f32_.back().size() * 4;
+    Tensor t = Tensor::make(host_f32_.back().data(), DType::kF32, Device::kCPU, shape);
+    VOXRT_ASSERT(static_cast<size_t>(t.numel()) == host_f32_.back().size(), "upload_f32: shape %s for %zu values",
+                 t.describe().c_str(), host_f32_.back().size());
+    return place(t);
+}
+
+Expected<Tensor> WeightStore::upload_i32(std::vector<int32_t> host, std::initializer_list<int64_t> shape) {
+    host_i32_.push_back(std::move(host));
+    owned_bytes_ += host_i32_.back().size() * 4;
+    Tensor t = Tensor::make(host_i32_.back().data(), DType::kI32, Device::kCPU, shape);
+    VOXRT_ASSERT(static_cast<size_t>(t.numel()) == host_i32_.back().size(), "upload_i32: shape %s for %zu values",
+                 t.describe().c_str(), host_i32_.back().size());
+    return place(t);
+}
+
+}  // namespace voxrt::model
