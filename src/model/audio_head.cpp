@@ -1,0 +1,168 @@
+#include "model/audio_head.h"
+
+#include <cmath>
+
+namespace voxrt::model {
+
+namespace {
+std::string nm(const char* prefix, int i, const char* rest) {
+    return std::string(prefix) + std::to_string(i) + "." + rest;
+}
+}  // namespace
+
+Expected<AudioHead> AudioHead::load(const AudioModelConfig& cfg, const io::SafeTensorsFile& f, WeightStore& store) {
+    AudioHead a;
+    const DepthformerConfig& dc = cfg.depthformer;
+    a.Q_ = cfg.codebooks;
+    a.V_ = cfg.audio_vocab;
+    a.Dd_ = dc.dim;
+    a.H_ = dc.num_heads;
+    a.Hkv_ = dc.num_kv_heads;
+    a.Dh_ = dc.head_dim;
+    a.F_ = dc.ff_dim;
+    a.D_ = cfg.lfm.hidden_size;
+    a.eps_ = static_cast<float>(dc.norm_eps);
+    const int64_t Q = a.Q_, V = a.V_, Dd = a.Dd_, Dh = a.Dh_, KV = a.Hkv_ * a.Dh_, F = a.F_, D = a.D_;
+    VOXRT_ASSIGN_OR_RETURN(a.depth_w_, store.fetch(f, "depth_linear.weight", {Q * Dd, D}));
+    VOXRT_ASSIGN_OR_RETURN(a.depth_b_, store.fetch(f, "depth_linear.bias", {Q * Dd}));
+    for (int l = 0; l < dc.layers; ++l) {
+        DepthLayerWeights L;
+        VOXRT_ASSIGN_OR_RETURN(L.operator_norm, store.fetch(f, nm("depthformer.layers.", l, "operator_norm.weight"), {Dd}));
+        VOXRT_ASSIGN_OR_RETURN(L.ffn_norm, store.fetch(f, nm("depthformer.layers.", l, "ffn_norm.weight"), {Dd}));
+        VOXRT_ASSIGN_OR_RETURN(Tensor qkv, store.fetch(f, nm("depthformer.layers.", l, "operator.qkv_proj.weight"), {Dd + 2 * KV, Dd}));
+        L.wq = qkv.rows(0, Dd);
+        L.wk = qkv.rows(Dd, Dd + KV);
+        L.wv = qkv.rows(Dd + KV, Dd + 2 * KV);
+        VOXRT_ASSIGN_OR_RETURN(L.out_proj, store.fetch(f, nm("depthformer.layers.", l, "operator.out_proj.weight"), {Dd, Dd}));
+        VOXRT_ASSIGN_OR_RETURN(L.q_norm, store.fetch(f, nm("depthformer.layers.", l, "operator.bounded_attention.q_layernorm.weight"), {Dh}));
+        VOXRT_ASSIGN_OR_RETURN(L.k_norm, store.fetch(f, nm("depthformer.layers.", l, "operator.bounded_attention.k_layernorm.weight"), {Dh}));
+        VOXRT_ASSIGN_OR_RETURN(L.w1, store.fetch(f, nm("depthformer.layers.", l, "feed_forward.w1.weight"), {F, Dd}));
+        VOXRT_ASSIGN_OR_RETURN(L.w3, store.fetch(f, nm("depthformer.layers.", l, "feed_forward.w3.weight"), {F, Dd}));
+        VOXRT_ASSIGN_OR_RETURN(L.w2, store.fetch(f, nm("depthformer.layers.", l, "feed_forward.w2.weight"), {Dd, F}));
+        a.layers_.push_back(L);
+    }
+    for (int i = 0; i < a.Q_; ++i) {
+        VOXRT_ASSIGN_OR_RETURN(Tensor e, store.fetch(f, nm("depth_embeddings.", i, "embedding.weight"), {V, Dd}));
+        VOXRT_ASSIGN_OR_RETURN(Tensor n, store.fetch(f, nm("depth_embeddings.", i, "embedding_norm.weight"), {Dd}));
+        Tensor lg = e;  // tied: to_logits.weight is embedding.weight
+        if (!dc.tie) {
+            VOXRT_ASSIGN_OR_RETURN(lg, store.fetch(f, nm("depth_embeddings.", i, "to_logits.weight"), {V, Dd}));
+        }
+        a.emb_.push_back(e);
+        a.emb_norm_.push_back(n);
+        a.to_logits_.push_back(lg);
+    }
+    VOXRT_ASSIGN_OR_RETURN(a.audio_embedding_, store.fetch(f, "audio_embedding.embedding.weight", {Q * V, D}));
+    // liquid-audio precompute_freqs_cis: freqs = 1/θ^(arange(0,Dh,2)/Dh) in fp32, angle = t·freqs
+    // (fp32 outer product), polar → complex64; it is a plain attribute, never cast to bf16.
+    const int64_t half = Dh / 2;
+    std::vector<float> c(static_cast<size_t>(Q * half)), s(static_cast<size_t>(Q * half));
+    for (int64_t i = 0; i < half; ++i) {
+        const float fr = 1.0f / std::pow(static_cast<float>(dc.rope_theta), static_cast<float>(2 * i) / static_cast<float>(Dh));
+        for (int64_t p = 0; p < Q; ++p) {
+            const float ang = static_cast<float>(p) * fr;
+            c[static_cast<size_t>(p * half + i)] = static_cast<float>(std::cos(static_cast<double>(ang)));
+            s[static_cast<size_t>(p * half + i)] = static_cast<float>(std::sin(static_cast<double>(ang)));
+        }
+    }
+    VOXRT_ASSIGN_OR_RETURN(a.rope_cos_, store.upload_f32(std::move(c), {Q, half}));
+    VOXRT_ASSIGN_OR_RETURN(a.rope_sin_, store.upload_f32(std::move(s), {Q, half}));
+    return a;
+}
+
+Expected<AudioHeadState> AudioHead::new_state(const ops::Context& ctx) const {
+    AudioHeadState st;
+    const DType dt = ctx.act_dtype();
+    for (size_t l = 0; l < layers_.size(); ++l) {
+        const size_t bytes = static_cast<size_t>(Hkv_ * Q_ * Dh_) * dtype_size(dt);
+        Buffer kb = Buffer::allocate(ctx.device, bytes), vb = Buffer::allocate(ctx.device, bytes);
+        if (!kb.data() || !vb.data()) return make_error(StatusCode::kOutOfMemory, "[depthformer] cannot allocate its KV cache");
+        st.k_cache.push_back(kb.view(dt, {Hkv_, Q_, Dh_}));
+        st.v_cache.push_back(vb.view(dt, {Hkv_, Q_, Dh_}));
+        st.buffers.push_back(std::move(kb));
+        st.buffers.push_back(std::move(vb));
+    }
+    Buffer pb = Buffer::allocate(ctx.device, static_cast<size_t>(Q_) * 4);
+    if (!pb.data()) return make_error(StatusCode::kOutOfMemory, "[depthformer] cannot allocate positions");
+    std::vector<int32_t> host(static_cast<size_t>(Q_));
+    for (int i = 0; i < Q_; ++i) host[static_cast<size_t>(i)] = i;
+    st.positions = pb.view(DType::kI32, {Q_});
+    ops::copy(ctx, Tensor::make(host.data(), DType::kI32, Device::kCPU, {Q_}), st.positions);
+    VOXRT_RETURN_IF_ERROR(ops::synchronize(ctx));
+    st.buffers.push_back(std::move(pb));
+    return st;
+}
+
+size_t AudioHead::scratch_bytes(const ops::Context& ctx) const {
+    const DType dt = ctx.act_dtype();
+    return arena_bytes(dt, Q_ * Dd_) + arena_bytes(dt, Dd_) * 6 + arena_bytes(dt, 2 * Hkv_ * Dh_) +
+           arena_bytes(dt, 2 * F_) + arena_bytes(dt, V_) + 4096;
+}
+
+void AudioHead::sample_frame(const ops::Context& ctx, AudioHeadState& st, const Tensor& h, const FrameSampling& s,
+                             Arena& scratch, Tensor& codes, Tensor* logits_out, const Tensor* forced) const {
+    const DType dt = ctx.act_dtype();
+    const size_t mark = scratch.mark();
+    Tensor dall = scratch.alloc(dt, {1, Q_ * Dd_});
+    ops::linear(ctx, h, depth_w_, &depth_b_, dall);
+    Tensor prev = scratch.alloc(dt, {1, Dd_});
+    Tensor x = scratch.alloc(dt, {1, Dd_});
+    Tensor n = scratch.alloc(dt, {1, Dd_});
+    Tensor q = scratch.alloc(dt, {1, H_, Dh_});
+    Tensor k = scratch.alloc(dt, {1, Hkv_, Dh_});
+    Tensor v = scratch.alloc(dt, {1, Hkv_, Dh_});
+    Tensor att = scratch.alloc(dt, {1, H_, Dh_});
+    Tensor o = scratch.alloc(dt, {1, Dd_});
+    Tensor g1 = scratch.alloc(dt, {1, F_}), g3 = scratch.alloc(dt, {1, F_});
+    Tensor logits = scratch.alloc(dt, {1, V_});
+    ops::zero(ctx, prev);
+    Tensor q2 = q.reshape({1, H_ * Dh_}), k2 = k.reshape({1, Hkv_ * Dh_}), v2 = v.reshape({1, Hkv_ * Dh_});
+    Tensor qr = q.reshape({H_, Dh_}), kr = k.reshape({Hkv_, Dh_});
+    Tensor att2 = att.reshape({1, H_ * Dh_});
+    for (int i = 0; i < Q_; ++i) {
+        Tensor pos = st.positions.rows(i, i + 1);
+        Tensor di = dall.reshape({Q_, Dd_}).rows(i, i + 1);
+        ops::add(ctx, di, prev, x);  // depthformer_in[i] + previous code embedding
+        for (size_t l = 0; l < layers_.size(); ++l) {
+            const DepthLayerWeights& L = layers_[l];
+            ops::rms_norm(ctx, x, L.operator_norm, eps_, ops::RmsStyle::kFused, n);
+            ops::linear(ctx, n, L.wq, nullptr, q2);
+            ops::linear(ctx, n, L.wk, nullptr, k2);
+            ops::linear(ctx, n, L.wv, nullptr, v2);
+            ops::rms_norm(ctx, qr, L.q_norm, eps_, ops::RmsStyle::kFused, qr);
+            ops::rms_norm(ctx, kr, L.k_norm, eps_, ops::RmsStyle::kFused, kr);
+            ops::rope(ctx, q, pos, rope_cos_, rope_sin_, ops::RopeStyle::kPairs);
+            ops::rope(ctx, k, pos, rope_cos_, rope_sin_, ops::RopeStyle::kPairs);
+            ops::kv_write(ctx, k, v, pos, st.k_cache[l], st.v_cache[l]);
+            ops::attention(ctx, q, st.k_cache[l], st.v_cache[l], pos, 1.0f / std::sqrt(static_cast<float>(Dh_)), 0,
+                           att);
+            ops::linear(ctx, att2, L.out_proj, nullptr, o);
+            ops::add(ctx, o, x, x);  // h = op(norm(x)) + x
+            ops::rms_norm(ctx, x, L.ffn_norm, eps_, ops::RmsStyle::kFused, n);
+            ops::linear(ctx, n, L.w1, nullptr, g1);
+            ops::linear(ctx, n, L.w3, nullptr, g3);
+            ops::swiglu(ctx, g1, g3, g1);
+            ops::linear(ctx, g1, L.w2, nullptr, o);
+            ops::add(ctx, x, o, x);  // out = h + glu(norm(h))
+        }
+        ops::rms_norm(ctx, x, emb_norm_[static_cast<size_t>(i)], eps_, ops::RmsStyle::kFused, n);
+        Tensor lg = logits_out ? logits_out->reshape({Q_, V_}).rows(i, i + 1) : logits;
+        ops::linear(ctx, n, to_logits_[static_cast<size_t>(i)], nullptr, lg);
+        Tensor ci = codes.rows(i, i + 1);
+        if (s.greedy()) {
+            ops::argmax(ctx, lg, ci);
+        } else {
+            Tensor ctr = s.counters->rows(i, i + 1);
+            ops::sample_top_k(ctx, lg, s.temperature, s.top_k, s.seed, ctr, ci);
+        }
+        const Tensor& fed = forced ? forced->rows(i, i + 1) : ci;
+        ops::embedding(ctx, emb_[static_cast<size_t>(i)], fed, prev);
+    }
+    scratch.release(mark);
+}
+
+void AudioHead::embed_frames(const ops::Context& ctx, const Tensor& codes, Tensor& y) const {
+    ops::embedding_bag(ctx, audio_embedding_, codes, V_, /*mean=*/false, y);
+}
+
+}  // namespace voxrt::model

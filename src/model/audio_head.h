@@ -1,0 +1,84 @@
+// The audio output path of LFM2-Audio: the "depthformer" (an RQ-transformer that emits the 8
+// codebook codes of one 80 ms frame one after another) and the audio-frame embedding that feeds a
+// generated frame back into the backbone.
+//
+//   D = depth_linear(h).view(Q, Dd)           h: normalized backbone output [1, D]
+//   prev = 0
+//   for i in 0..Q-1:
+//       y = depthformer(D[i] + prev)           position i, KV cache over this frame only
+//       logits_i = to_logits_i(rmsnorm_i(y))   [2049]
+//       c_i = sample(logits_i)
+//       prev = embedding_i[c_i]
+//   next backbone input = Σ_i audio_embedding[c_i + 2049·i]
+//
+// Weights are immutable; AudioHeadState (per session) holds the per-frame KV cache.
+#pragma once
+
+#include <vector>
+
+#include "core/arena.h"
+#include "core/status.h"
+#include "core/tensor.h"
+#include "io/safetensors.h"
+#include "model/config.h"
+#include "model/weights.h"
+#include "ops/ops.h"
+
+namespace voxrt::model {
+
+struct DepthLayerWeights {
+    Tensor operator_norm, ffn_norm;  // [Dd]
+    Tensor wq, wk, wv;               // rows of qkv_proj: [Dd, Dd], [Hkv·Dh, Dd] ×2
+    Tensor out_proj;                 // [Dd, Dd]
+    Tensor q_norm, k_norm;           // [Dh]
+    Tensor w1, w3;                   // [F, Dd]
+    Tensor w2;                       // [Dd, F]
+};
+
+struct AudioHeadState {
+    std::vector<Buffer> buffers;
+    std::vector<Tensor> k_cache, v_cache;  // per layer [Hkv, Q, Dh]
+    Tensor positions;                      // device I32 [Q] = 0..Q-1
+};
+
+// How codes are chosen for one frame. Greedy when temperature <= 0 or top_k == 1 (as the
+// reference). counters: device I32 [Q], the draw counter for each codebook (see ops::sample_top_k).
+struct FrameSampling {
+    float temperature = 0.0f;
+    int top_k = 0;
+    uint64_t seed = 0;
+    const Tensor* counters = nullptr;
+    bool greedy() const { return temperature <= 0.0f || top_k == 1; }
+};
+
+class AudioHead {
+public:
+    static Expected<AudioHead> load(const AudioModelConfig& cfg, const io::SafeTensorsFile& file,
+                                    WeightStore& store);
+
+    int codebooks() const { return Q_; }
+    int vocab() const { return V_; }  // 2049
+
+    Expected<AudioHeadState> new_state(const ops::Context& ctx) const;
+    size_t scratch_bytes(const ops::Context& ctx) const;
+
+    // h [1, D] → codes (device I32 [Q]). logits_out (optional, [Q, V] activation dtype) receives
+    // each codebook's logits. forced (optional, device I32 [Q]): feed these codes back instead of
+    // the chosen ones (teacher forcing for parity tests); codes still receives the choices.
+    void sample_frame(const ops::Context& ctx, AudioHeadState& st, const Tensor& h, const FrameSampling& s,
+                      Arena& scratch, Tensor& codes, Tensor* logits_out, const Tensor* forced) const;
+
+    // codes [N, Q] (device I32) → y [N, D] = Σ_i audio_embedding[codes[n,i] + 2049·i]
+    void embed_frames(const ops::Context& ctx, const Tensor& codes, Tensor& y) const;
+
+private:
+    int Q_ = 8, V_ = 2049, Dd_ = 0, H_ = 0, Hkv_ = 0, Dh_ = 0, F_ = 0, D_ = 0;
+    float eps_ = 1e-5f;
+    Tensor depth_w_, depth_b_;            // [Q·Dd, D], [Q·Dd]
+    std::vector<DepthLayerWeights> layers_;
+    std::vector<Tensor> emb_, emb_norm_, to_logits_;  // per codebook [V, Dd], [Dd], [V, Dd]
+    Tensor audio_embedding_;              // [Q·V, D]
+    Tensor rope_cos_, rope_sin_;          // [Q, Dh/2] F32
+};
+
+}  // namespace voxrt::model

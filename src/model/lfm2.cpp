@@ -1,0 +1,185 @@
+#include "model/lfm2.h"
+
+#include <cmath>
+
+#include "core/bf16.h"
+
+namespace voxrt::model {
+
+namespace {
+
+std::string layer_name(const std::string& prefix, int i, const char* rest) {
+    return prefix + "layers." + std::to_string(i) + "." + rest;
+}
+
+}  // namespace
+
+Expected<Lfm2Network> Lfm2Network::load(const Lfm2Config& cfg, const io::SafeTensorsFile& f,
+                                        const std::string& prefix, WeightStore& store, const Options& opt) {
+    Lfm2Network n;
+    n.cfg_ = cfg;
+    const int64_t D = cfg.hidden_size, F = cfg.ff_dim, H = cfg.num_heads, Hkv = cfg.num_kv_heads,
+                  Dh = cfg.head_dim, K = cfg.conv_kernel;
+    if (opt.need_embedding) {
+        VOXRT_ASSIGN_OR_RETURN(n.embed_tokens_, store.fetch(f, prefix + "embed_tokens.weight", {cfg.vocab_size, D}));
+    }
+    VOXRT_ASSIGN_OR_RETURN(n.final_norm_, store.fetch(f, prefix + "embedding_norm.weight", {D}));
+    for (int i = 0; i < cfg.n_layers(); ++i) {
+        Lfm2LayerWeights L;
+        L.kind = cfg.layers[static_cast<size_t>(i)];
+        VOXRT_ASSIGN_OR_RETURN(L.operator_norm, store.fetch(f, layer_name(prefix, i, "operator_norm.weight"), {D}));
+        VOXRT_ASSIGN_OR_RETURN(L.ffn_norm, store.fetch(f, layer_name(prefix, i, "ffn_norm.weight"), {D}));
+        VOXRT_ASSIGN_OR_RETURN(L.w1, store.fetch(f, layer_name(prefix, i, "feed_forward.w1.weight"), {F, D}));
+        VOXRT_ASSIGN_OR_RETURN(L.w3, store.fetch(f, layer_name(prefix, i, "feed_forward.w3.weight"), {F, D}));
+        VOXRT_ASSIGN_OR_RETURN(L.w2, store.fetch(f, layer_name(prefix, i, "feed_forward.w2.weight"), {D, F}));
+        if (L.kind == LayerKind::kConv) {
+            VOXRT_ASSIGN_OR_RETURN(Tensor in_proj, store.fetch(f, layer_name(prefix, i, "conv.in_proj.weight"), {3 * D, D}));
+            L.in_b = in_proj.rows(0, D);
+            L.in_c = in_proj.rows(D, 2 * D);
+            L.in_x = in_proj.rows(2 * D, 3 * D);
+            VOXRT_ASSIGN_OR_RETURN(L.conv, store.fetch(f, layer_name(prefix, i, "conv.conv.weight"), {D, 1, K}));
+            VOXRT_ASSIGN_OR_RETURN(L.out_proj, store.fetch(f, layer_name(prefix, i, "conv.out_proj.weight"), {D, D}));
+        } else {
+            VOXRT_ASSIGN_OR_RETURN(L.q_proj, store.fetch(f, layer_name(prefix, i, "self_attn.q_proj.weight"), {H * Dh, D}));
+            VOXRT_ASSIGN_OR_RETURN(L.k_proj, store.fetch(f, layer_name(prefix, i, "self_attn.k_proj.weight"), {Hkv * Dh, D}));
+            VOXRT_ASSIGN_OR_RETURN(L.v_proj, store.fetch(f, layer_name(prefix, i, "self_attn.v_proj.weight"), {Hkv * Dh, D}));
+            VOXRT_ASSIGN_OR_RETURN(L.out_proj, store.fetch(f, layer_name(prefix, i, "self_attn.out_proj.weight"), {D, H * Dh}));
+            VOXRT_ASSIGN_OR_RETURN(L.q_norm, store.fetch(f, layer_name(prefix, i, "self_attn.q_layernorm.weight"), {Dh}));
+            VOXRT_ASSIGN_OR_RETURN(L.k_norm, store.fetch(f, layer_name(prefix, i, "self_attn.k_layernorm.weight"), {Dh}));
+        }
+        n.layers_.push_back(L);
+    }
+    // RoPE tables, as transformers computes them: inv_freq = 1 / θ^(2i/Dh) in fp32 (bf16-rounded
+    // when the module was cast to bf16), freqs = inv_freq · position in fp32, then cos/sin.
+    const int64_t half = Dh / 2;
+    const int P = opt.max_positions;
+    std::vector<float> inv(static_cast<size_t>(half));
+    for (int64_t i = 0; i < half; ++i) {
+        float e = static_cast<float>(2 * i) / static_cast<float>(Dh);
+        float v = 1.0f / std::pow(static_cast<float>(cfg.rope_theta), e);
+        inv[static_cast<size_t>(i)] = opt.bf16_inv_freq ? round_bf16(v) : v;
+    }
+    std::vector<float> c(static_cast<size_t>(P * half)), s(static_cast<size_t>(P * half));
+    for (int p = 0; p < P; ++p)
+        for (int64_t i = 0; i < half; ++i) {
+            const float fr = static_cast<float>(p) * inv[static_cast<size_t>(i)];
+            c[static_cast<size_t>(p * half + i)] = static_cast<float>(std::cos(static_cast<double>(fr)));
+            s[static_cast<size_t>(p * half + i)] = static_cast<float>(std::sin(static_cast<double>(fr)));
+        }
+    VOXRT_ASSIGN_OR_RETURN(n.rope_cos_, store.upload_f32(std::move(c), {P, half}));
+    VOXRT_ASSIGN_OR_RETURN(n.rope_sin_, store.upload_f32(std::move(s), {P, half}));
+    n.max_positions_ = P;
+    n.window_ = opt.sliding_window;
+    return n;
+}
+
+Expected<Lfm2State> Lfm2Network::new_state(const ops::Context& ctx, int capacity) const {
+    if (capacity > max_positions_)
+        return make_error(StatusCode::kOutOfRange, "[lfm2] state capacity %d exceeds the %d positions prepared",
+                          capacity, max_positions_);
+    Lfm2State st;
+    st.capacity = capacity;
+    const DType dt = ctx.act_dtype();
+    const int64_t D = cfg_.hidden_size, Hkv = cfg_.num_kv_heads, Dh = cfg_.head_dim, K = cfg_.conv_kernel;
+    for (const auto& L : layers_) {
+        if (L.kind == LayerKind::kAttention) {
+            const size_t bytes = static_cast<size_t>(Hkv * capacity * Dh) * dtype_size(dt);
+            Buffer kb = Buffer::allocate(ctx.device, bytes), vb = Buffer::allocate(ctx.device, bytes);
+            if (!kb.data() || !vb.data())
+                return make_error(StatusCode::kOutOfMemory, "[lfm2] cannot allocate a KV cache of 2 x %zu bytes", bytes);
+            st.k_cache.push_back(kb.view(dt, {Hkv, capacity, Dh}));
+            st.v_cache.push_back(vb.view(dt, {Hkv, capacity, Dh}));
+            st.conv_state.emplace_back();
+            st.buffers.push_back(std::move(kb));
+            st.buffers.push_back(std::move(vb));
+        } else {
+            Buffer cb = Buffer::allocate(ctx.device, static_cast<size_t>((K - 1) * D) * dtype_size(dt));
+            if (!cb.data()) return make_error(StatusCode::kOutOfMemory, "[lfm2] cannot allocate conv state");
+            st.conv_state.push_back(cb.view(dt, {K - 1, D}));
+            st.k_cache.emplace_back();
+            st.v_cache.emplace_back();
+            st.buffers.push_back(std::move(cb));
+        }
+    }
+    reset_state(ctx, st);
+    return st;
+}
+
+void Lfm2Network::reset_state(const ops::Context& ctx, Lfm2State& st) const {
+    for (auto& t : st.conv_state)
+        if (!t.empty()) ops::zero(ctx, t);
+    for (auto& t : st.k_cache)
+        if (!t.empty()) ops::zero(ctx, t);
+    for (auto& t : st.v_cache)
+        if (!t.empty()) ops::zero(ctx, t);
+}
+
+size_t Lfm2Network::scratch_bytes(const ops::Context& ctx, int64_t T) const {
+    const DType dt = ctx.act_dtype();
+    const int64_t D = cfg_.hidden_size, F = cfg_.ff_dim;
+    const int64_t Hd = cfg_.num_heads * cfg_.head_dim, Kd = cfg_.num_kv_heads * cfg_.head_dim;
+    size_t b = 0;
+    b += arena_bytes(dt, T * D) * 5;  // h, b, c, xx/conv, out
+    b += arena_bytes(dt, T * Hd) * 2 + arena_bytes(dt, T * Kd) * 2;  // q, attn, k, v
+    b += arena_bytes(dt, T * F) * 2;  // w1, w3 outputs
+    return b + 4096;
+}
+
+void Lfm2Network::forward(const ops::Context& ctx, Lfm2State& st, Tensor& x, const Tensor& pos, Arena& scratch,
+                          Tensor& out) const {
+    const int64_t T = x.shape[0], D = cfg_.hidden_size, F = cfg_.ff_dim;
+    const int64_t H = cfg_.num_heads, Hkv = cfg_.num_kv_heads, Dh = cfg_.head_dim;
+    const float eps = static_cast<float>(cfg_.norm_eps);
+    const DType dt = ctx.act_dtype();
+    const size_t mark = scratch.mark();
+    Tensor h = scratch.alloc(dt, {T, D});
+    Tensor o = scratch.alloc(dt, {T, D});
+    for (size_t l = 0; l < layers_.size(); ++l) {
+        const Lfm2LayerWeights& L = layers_[l];
+        const size_t inner = scratch.mark();
+        ops::rms_norm(ctx, x, L.operator_norm, eps, ops::RmsStyle::kLfm2, h);
+        if (L.kind == LayerKind::kConv) {
+            // ShortConv: B, C, x = in_proj(h); y = C ⊙ conv(B ⊙ x); out_proj(y)
+            Tensor b = scratch.alloc(dt, {T, D}), c = scratch.alloc(dt, {T, D}), xx = scratch.alloc(dt, {T, D});
+            ops::linear(ctx, h, L.in_b, nullptr, b);
+            ops::linear(ctx, h, L.in_c, nullptr, c);
+            ops::linear(ctx, h, L.in_x, nullptr, xx);
+            ops::mul(ctx, b, xx, b);
+            ops::short_conv(ctx, b, L.conv, st.conv_state[l], pos, xx);
+            ops::mul(ctx, c, xx, c);
+            ops::linear(ctx, c, L.out_proj, nullptr, o);
+        } else {
+            Tensor q = scratch.alloc(dt, {T, H, Dh});
+            Tensor k = scratch.alloc(dt, {T, Hkv, Dh});
+            Tensor v = scratch.alloc(dt, {T, Hkv, Dh});
+            Tensor a = scratch.alloc(dt, {T, H * Dh});
+            Tensor q2 = q.reshape({T, H * Dh}), k2 = k.reshape({T, Hkv * Dh}), v2 = v.reshape({T, Hkv * Dh});
+            ops::linear(ctx, h, L.q_proj, nullptr, q2);
+            ops::linear(ctx, h, L.k_proj, nullptr, k2);
+            ops::linear(ctx, h, L.v_proj, nullptr, v2);
+            Tensor qr = q.reshape({T * H, Dh}), kr = k.reshape({T * Hkv, Dh});
+            ops::rms_norm(ctx, qr, L.q_norm, eps, ops::RmsStyle::kLfm2, qr);
+            ops::rms_norm(ctx, kr, L.k_norm, eps, ops::RmsStyle::kLfm2, kr);
+            ops::rope(ctx, q, pos, rope_cos_, rope_sin_, ops::RopeStyle::kNeox);
+            ops::rope(ctx, k, pos, rope_cos_, rope_sin_, ops::RopeStyle::kNeox);
+            ops::kv_write(ctx, k, v, pos, st.k_cache[l], st.v_cache[l]);
+            Tensor a3 = a.reshape({T, H, Dh});
+            ops::attention(ctx, q, st.k_cache[l], st.v_cache[l], pos, 1.0f / std::sqrt(static_cast<float>(Dh)),
+                           window_, a3);
+            ops::linear(ctx, a, L.out_proj, nullptr, o);
+        }
+        ops::add(ctx, o, x, x);
+        ops::rms_norm(ctx, x, L.ffn_norm, eps, ops::RmsStyle::kLfm2, h);
+        Tensor g1 = scratch.alloc(dt, {T, F}), g3 = scratch.alloc(dt, {T, F});
+        ops::linear(ctx, h, L.w1, nullptr, g1);
+        ops::linear(ctx, h, L.w3, nullptr, g3);
+        ops::swiglu(ctx, g1, g3, g1);
+        ops::linear(ctx, g1, L.w2, nullptr, o);
+        ops::add(ctx, x, o, x);
+        scratch.release(inner);
+    }
+    ops::rms_norm(ctx, x, final_norm_, eps, ops::RmsStyle::kLfm2, out);
+    scratch.release(mark);
+}
+
+}  // namespace voxrt::model

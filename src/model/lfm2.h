@@ -1,0 +1,90 @@
+// The LFM2 network (transformers Lfm2Model): a stack of short-convolution and grouped-query
+// attention blocks with SwiGLU feed-forwards and RMSNorms, followed by the final norm. Used twice:
+// as the audio model's backbone ("lfm.*", bf16) and inside the LFM2.5 detokenizer ("lfm.*" of
+// audio_detokenizer/, fp32, sliding window).
+//
+// Lfm2Network holds immutable weights (shared by sessions); Lfm2State holds one sequence's
+// per-layer memory: KV caches [Hkv, S, Dh] for attention layers and [K-1, D] input history for
+// conv layers. forward() appends T positions to the state, so prefill, incremental multi-turn
+// prefill and single-step decode are the same call.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "core/arena.h"
+#include "core/status.h"
+#include "core/tensor.h"
+#include "io/safetensors.h"
+#include "model/config.h"
+#include "model/weights.h"
+#include "ops/ops.h"
+
+namespace voxrt::model {
+
+struct Lfm2LayerWeights {
+    LayerKind kind = LayerKind::kConv;
+    Tensor operator_norm;  // [D]
+    Tensor ffn_norm;       // [D]
+    Tensor w1, w3;         // [F, D]
+    Tensor w2;             // [D, F]
+    // conv layers: in_proj rows split into the B, C and x projections (views, [D, D] each)
+    Tensor in_b, in_c, in_x;
+    Tensor conv;           // [D, 1, K]
+    Tensor out_proj;       // [D, D]
+    // attention layers
+    Tensor q_proj;         // [H·Dh, D]
+    Tensor k_proj, v_proj; // [Hkv·Dh, D]
+    Tensor q_norm, k_norm; // [Dh]
+};
+
+struct Lfm2State {
+    std::vector<Buffer> buffers;
+    std::vector<Tensor> k_cache, v_cache;  // per layer (empty for conv layers) [Hkv, S, Dh]
+    std::vector<Tensor> conv_state;        // per layer (empty for attention layers) [K-1, D]
+    int capacity = 0;                      // S: positions the caches hold
+};
+
+class Lfm2Network {
+public:
+    struct Options {
+        // The reference casts the model (and with it the RoPE inv_freq buffer) to bf16; the
+        // detokenizer stays fp32. true: round inv_freq to bf16 before building cos/sin.
+        bool bf16_inv_freq = true;
+        int max_positions = 4096;  // rows of the cos/sin tables
+        bool need_embedding = true;
+        // > 0: attention sees only the last `sliding_window` positions (the detokenizer's mask);
+        // 0: full causal attention (the backbone; its layer_types say "full_attention").
+        int sliding_window = 0;
+    };
+
+    static Expected<Lfm2Network> load(const Lfm2Config& cfg, const io::SafeTensorsFile& file,
+                                      const std::string& prefix, WeightStore& store, const Options& opt);
+
+    const Lfm2Config& config() const { return cfg_; }
+    const Tensor& embed_tokens() const { return embed_tokens_; }  // [V, D]
+    int max_positions() const { return max_positions_; }
+
+    // Allocates a state with room for `capacity` positions (activation dtype of ctx).
+    Expected<Lfm2State> new_state(const ops::Context& ctx, int capacity) const;
+    void reset_state(const ops::Context& ctx, Lfm2State& st) const;
+
+    // Scratch bytes forward() needs for T rows.
+    size_t scratch_bytes(const ops::Context& ctx, int64_t T) const;
+
+    // x [T, D] (activation dtype) at positions pos (device I32 [T], consecutive, continuing the
+    // state) → out [T, D] after the final norm. x is clobbered.
+    void forward(const ops::Context& ctx, Lfm2State& st, Tensor& x, const Tensor& pos, Arena& scratch,
+                 Tensor& out) const;
+
+private:
+    Lfm2Config cfg_;
+    Tensor embed_tokens_;
+    Tensor final_norm_;
+    Tensor rope_cos_, rope_sin_;  // [P, Dh/2] F32
+    int max_positions_ = 0;
+    int window_ = 0;
+    std::vector<Lfm2LayerWeights> layers_;
+};
+
+}  // namespace voxrt::model
