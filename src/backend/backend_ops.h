@@ -34,6 +34,7 @@
     void argmax(const ops::Context& ctx, const Tensor& logits, Tensor& out);                       \
     void sample_top_k(const ops::Context& ctx, const Tensor& logits, float temperature, int top_k, \
                       uint64_t seed, const Tensor& counter, Tensor& out);                          \
+    void set_value(const ops::Context& ctx, Tensor& t, int64_t index, float value);                \
     void copy(const ops::Context& ctx, const Tensor& src, Tensor& dst);                            \
     void zero(const ops::Context& ctx, Tensor& t);                                                 \
     void round_to_act(const ops::Context& ctx, Tensor& t);                                         \

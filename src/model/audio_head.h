@@ -48,6 +48,7 @@ struct FrameSampling {
     int top_k = 0;
     uint64_t seed = 0;
     const Tensor* counters = nullptr;
+    bool suppress_eos = false;  // never choose the end-of-audio code for codebook 0 (benchmarks)
     bool greedy() const { return temperature <= 0.0f || top_k == 1; }
 };
 

@@ -182,6 +182,12 @@ void sample_top_k(const Context& ctx, const Tensor& logits, float temperature, i
     VOXRT_DISPATCH(sample_top_k(ctx, logits, temperature, top_k, seed, counter, out));
 }
 
+void set_value(const Context& ctx, Tensor& t, int64_t index, float value) {
+    VOXRT_ASSERT(index >= 0 && index < t.numel() && (t.dtype == DType::kF32 || t.dtype == DType::kBF16),
+                 "set_value: index %lld of %s", static_cast<long long>(index), t.describe().c_str());
+    VOXRT_DISPATCH(set_value(ctx, t, index, value));
+}
+
 void copy(const Context& ctx, const Tensor& src, Tensor& dst) {
     check_same(src, dst, "copy");
     if (src.device == Device::kCPU && dst.device == Device::kCPU) {

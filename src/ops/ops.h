@@ -111,6 +111,9 @@ void argmax(const Context& ctx, const Tensor& logits, Tensor& out);
 void sample_top_k(const Context& ctx, const Tensor& logits, float temperature, int top_k, uint64_t seed,
                   const Tensor& counter, Tensor& out);
 
+// t.flat[index] = value (e.g. -inf to forbid a token). index must be inside t.
+void set_value(const Context& ctx, Tensor& t, int64_t index, float value);
+
 // Copies between tensors of equal numel, converting dtype (F32 <-> BF16, I32/I64) and device.
 void copy(const Context& ctx, const Tensor& src, Tensor& dst);
 // Sets every byte of t to zero.

@@ -1,7 +1,91 @@
-// voxrt command line (being built: subcommands land with the engine).
+// voxrt — the command line. Thin: parses flags, reads/writes files, prints progress; inference is
+// the library's (runtime::Session over model::LfmAudioModel).
+//
+//   voxrt s2s  -m MODEL_DIR -i IN.wav -o OUT.wav [-n MAX_STEPS] [--seed S] [--temp T] [--top-k K]
+//              [--audio-temp T] [--audio-top-k K] [--system TEXT] [-t THREADS] [--device cpu|cuda]
+//   voxrt asr  -m MODEL_DIR -i IN.wav
+//   voxrt tts  -m MODEL_DIR --text "…" --voice us-male|us-female|uk-male|uk-female -o OUT.wav
+//   voxrt chat -m MODEL_DIR --text "…"
+//   voxrt inspect -m MODEL_DIR
+//   voxrt bench -m MODEL_DIR -i IN.wav [...]        (bench.cpp)
+//
+// Exit status: 0 success, 2 usage error, 1 any other error (one "error: …" line on stderr).
+#include <CLI/CLI.hpp>
+
 #include <cstdio>
+#include <string>
+
+#include "cli_common.h"
 
 int main(int argc, char** argv) {
-    std::fprintf(stderr, "usage: voxrt {s2s|asr|tts|chat|inspect|bench} ...\n");
-    return 2;
+    using namespace voxrt::cli;
+    CLI::App app{"voxrt: speech-to-speech inference for LFM2.5-Audio"};
+    app.require_subcommand(1);
+    app.set_help_all_flag("--help-all");
+
+    CommonArgs common;
+    S2sArgs s2s;
+    AsrArgs asr;
+    TtsArgs tts;
+    ChatArgs chat;
+    BenchArgs bench;
+
+    CLI::App* c_s2s = app.add_subcommand("s2s", "speech in, text + speech out (interleaved generation)");
+    add_common(c_s2s, common);
+    c_s2s->add_option("-i,--input", s2s.input, "input WAV (any rate, mono or stereo)")->required();
+    c_s2s->add_option("-o,--output", s2s.output, "output WAV (24 kHz mono)")->required();
+    add_generation(c_s2s, s2s.gen, /*max_steps=*/512, /*audio_temp=*/1.0f, /*audio_top_k=*/4);
+    c_s2s->add_option("--system", s2s.system, "system prompt")->capture_default_str();
+
+    CLI::App* c_asr = app.add_subcommand("asr", "speech in, transcript out");
+    add_common(c_asr, common);
+    c_asr->add_option("-i,--input", asr.input, "input WAV")->required();
+    c_asr->add_option("-n,--max-steps", asr.max_steps, "maximum tokens")->capture_default_str()->check(CLI::Range(1, 1 << 20));
+
+    CLI::App* c_tts = app.add_subcommand("tts", "text in, speech out");
+    add_common(c_tts, common);
+    c_tts->add_option("--text", tts.text, "text to speak")->required();
+    c_tts->add_option("--voice", tts.voice, "us-male, us-female, uk-male or uk-female")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"us-male", "us-female", "uk-male", "uk-female"}));
+    c_tts->add_option("-o,--output", tts.output, "output WAV (24 kHz mono)")->required();
+    add_generation(c_tts, tts.gen, /*max_steps=*/512, /*audio_temp=*/0.8f, /*audio_top_k=*/64);
+
+    CLI::App* c_chat = app.add_subcommand("chat", "text in, text out");
+    add_common(c_chat, common);
+    c_chat->add_option("--text", chat.text, "user message")->required();
+    c_chat->add_option("--system", chat.system, "system prompt (none by default)");
+    c_chat->add_option("-n,--max-steps", chat.max_steps, "maximum tokens")->capture_default_str()->check(CLI::Range(1, 1 << 20));
+
+    CLI::App* c_inspect = app.add_subcommand("inspect", "validate a model directory and summarize it");
+    add_common(c_inspect, common);
+
+    CLI::App* c_bench = app.add_subcommand("bench", "time the speech-to-speech turn (bench/protocol.md)");
+    add_common(c_bench, common);
+    add_bench(c_bench, bench);
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::CallForHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::CallForAllHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::ParseError& e) {
+        app.exit(e);
+        return 2;
+    }
+
+    voxrt::Status st;
+    if (c_s2s->parsed()) st = run_s2s(common, s2s);
+    else if (c_asr->parsed()) st = run_asr(common, asr);
+    else if (c_tts->parsed()) st = run_tts(common, tts);
+    else if (c_chat->parsed()) st = run_chat(common, chat);
+    else if (c_inspect->parsed()) st = run_inspect(common);
+    else if (c_bench->parsed()) st = run_bench(common, bench);
+    if (!st.is_ok()) {
+        std::fflush(stdout);
+        std::fprintf(stderr, "error: %s\n", st.message().c_str());
+        return st.code() == voxrt::StatusCode::kInvalidArgument && st.message().rfind("usage:", 0) == 0 ? 2 : 1;
+    }
+    return 0;
 }

@@ -101,6 +101,14 @@ void copy(const ops::Context& ctx, const Tensor& src, Tensor& dst) {
     }
 }
 
+void set_value(const ops::Context&, Tensor& t, int64_t index, float value) {
+    if (t.dtype == DType::kBF16) {
+        static_cast<uint16_t*>(t.data)[index] = f32_to_bf16(value);
+    } else {
+        static_cast<float*>(t.data)[index] = value;
+    }
+}
+
 void zero(const ops::Context&, Tensor& t) { std::memset(t.data, 0, t.nbytes()); }
 
 void round_to_act(const ops::Context& ctx, Tensor& t) {

@@ -24,6 +24,7 @@ void attention(const ops::Context&, const Tensor&, const Tensor&, const Tensor&,
 void short_conv(const ops::Context&, const Tensor&, const Tensor&, Tensor&, const Tensor&, Tensor&) { VOXRT_NO_CUDA(); }
 void argmax(const ops::Context&, const Tensor&, Tensor&) { VOXRT_NO_CUDA(); }
 void sample_top_k(const ops::Context&, const Tensor&, float, int, uint64_t, const Tensor&, Tensor&) { VOXRT_NO_CUDA(); }
+void set_value(const ops::Context&, Tensor&, int64_t, float) { VOXRT_NO_CUDA(); }
 void copy(const ops::Context&, const Tensor&, Tensor&) { VOXRT_NO_CUDA(); }
 void zero(const ops::Context&, Tensor&) { VOXRT_NO_CUDA(); }
 void round_to_act(const ops::Context&, Tensor&) { VOXRT_NO_CUDA(); }

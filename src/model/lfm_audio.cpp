@@ -1,0 +1,137 @@
+#include "model/lfm_audio.h"
+
+#include <sys/stat.h>
+
+#include "backend/device_api.h"
+
+namespace voxrt::model {
+
+namespace {
+
+bool is_dir(const std::string& p) {
+    struct stat st {};
+    return stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+Expected<int32_t> special_id(const text::Tokenizer& tok, const std::string& path, const char* name) {
+    auto id = tok.token_to_id(name);
+    if (!id) return make_error(StatusCode::kInvalidFile, "%s: special token %s is not in the vocabulary", path.c_str(), name);
+    return *id;
+}
+
+}  // namespace
+
+LfmAudioModel::~LfmAudioModel() {
+    // Weights and tokenizers go before the context that owns the device they live on.
+    detok_.reset();
+    head_.reset();
+    backbone_.reset();
+    encoder_.reset();
+    store_.reset();
+    backend::destroy_cuda_context(load_ctx_);
+}
+
+Expected<std::unique_ptr<LfmAudioModel>> LfmAudioModel::load(const std::string& dir, const ModelOptions& opt) {
+    if (!is_dir(dir)) return make_error(StatusCode::kNotFound, "%s: model directory not found", dir.c_str());
+    if (opt.max_context < 16 || opt.max_context > (1 << 20))
+        return make_error(StatusCode::kInvalidArgument, "context of %d positions is out of range", opt.max_context);
+    std::unique_ptr<LfmAudioModel> m(new LfmAudioModel());
+    m->dir_ = dir;
+    m->opt_ = opt;
+    VOXRT_ASSIGN_OR_RETURN(m->cfg_, load_model_config(dir + "/config.json"));
+
+    const std::string tok_path = dir + "/tokenizer.json";
+    VOXRT_ASSIGN_OR_RETURN(text::Tokenizer tok, text::Tokenizer::load(tok_path));
+    m->tokenizer_ = std::make_unique<text::Tokenizer>(std::move(tok));
+    if (m->tokenizer_->vocab_size() > m->cfg_.lfm.vocab_size)
+        return make_error(StatusCode::kInvalidFile, "%s: %d tokens but config.json lfm.vocab_size is %d", tok_path.c_str(),
+                          m->tokenizer_->vocab_size(), m->cfg_.lfm.vocab_size);
+    VOXRT_ASSIGN_OR_RETURN(m->special_.start_of_text, special_id(*m->tokenizer_, tok_path, "<|startoftext|>"));
+    VOXRT_ASSIGN_OR_RETURN(m->special_.im_start, special_id(*m->tokenizer_, tok_path, "<|im_start|>"));
+    VOXRT_ASSIGN_OR_RETURN(m->special_.im_end, special_id(*m->tokenizer_, tok_path, "<|im_end|>"));
+    VOXRT_ASSIGN_OR_RETURN(m->special_.audio_start, special_id(*m->tokenizer_, tok_path, "<|audio_start|>"));
+    VOXRT_ASSIGN_OR_RETURN(m->special_.text_end, special_id(*m->tokenizer_, tok_path, "<|text_end|>"));
+
+    const PreprocessorConfig& pc = m->cfg_.preprocessor;
+    audio::MelConfig mc;
+    mc.sample_rate = pc.sample_rate;
+    mc.n_fft = pc.n_fft;
+    mc.window_size = pc.window_size;
+    mc.window_stride = pc.window_stride;
+    mc.features = pc.features;
+    mc.window = pc.window;
+    mc.normalize = pc.normalize;
+    mc.log = pc.log;
+    mc.frame_splicing = pc.frame_splicing;
+    mc.dither = pc.dither;
+    mc.pad_to = pc.pad_to;
+    mc.pad_value = pc.pad_value;
+    auto mel = audio::MelFrontend::create(mc);
+    if (!mel.is_ok()) return mel.status().with_context(dir + "/config.json: preprocessor");
+    m->mel_ = std::make_unique<audio::MelFrontend>(std::move(*mel));
+
+    m->pool_ = std::make_unique<ThreadPool>(opt.threads);
+    if (opt.device == Device::kCUDA) {
+        if (!backend::cuda_available())
+            return make_error(StatusCode::kUnsupported, "CUDA was requested but %s",
+                              "no CUDA device is available to this build (use --device cpu)");
+        VOXRT_ASSIGN_OR_RETURN(m->load_ctx_, backend::create_cuda_context(opt.precision));
+    } else {
+        m->load_ctx_.device = Device::kCPU;
+        m->load_ctx_.precision = opt.precision;
+    }
+    m->load_ctx_.pool = m->pool_.get();
+
+    VOXRT_ASSIGN_OR_RETURN(io::SafeTensorsFile mf, io::SafeTensorsFile::open(dir + "/model.safetensors"));
+    m->model_file_ = std::make_unique<io::SafeTensorsFile>(std::move(mf));
+    m->store_ = std::make_unique<WeightStore>(m->load_ctx_);
+    VOXRT_ASSIGN_OR_RETURN(AudioEncoder enc, AudioEncoder::load(m->cfg_, *m->model_file_, *m->store_));
+    m->encoder_ = std::make_unique<AudioEncoder>(std::move(enc));
+    Lfm2Network::Options bo;
+    bo.bf16_inv_freq = true;  // liquid-audio casts the whole model, RoPE buffer included, to bf16
+    bo.max_positions = opt.max_context;
+    VOXRT_ASSIGN_OR_RETURN(Lfm2Network net, Lfm2Network::load(m->cfg_.lfm, *m->model_file_, "lfm.", *m->store_, bo));
+    m->backbone_ = std::make_unique<Lfm2Network>(std::move(net));
+    VOXRT_ASSIGN_OR_RETURN(AudioHead head, AudioHead::load(m->cfg_, *m->model_file_, *m->store_));
+    m->head_ = std::make_unique<AudioHead>(std::move(head));
+
+    const std::string detok_dir = dir + "/audio_detokenizer";
+    if (opt.load_detokenizer) {
+        if (!is_dir(detok_dir))
+            return make_error(StatusCode::kNotFound, "%s: audio detokenizer directory not found", detok_dir.c_str());
+        VOXRT_ASSIGN_OR_RETURN(Detokenizer det, Detokenizer::load(detok_dir, *m->store_));
+        m->detok_ = std::make_unique<Detokenizer>(std::move(det));
+    }
+    VOXRT_RETURN_IF_ERROR(ops::synchronize(m->load_ctx_));
+
+    // Decode roofline bytes (weights as stored, one read per step).
+    size_t total = 0;
+    for (const auto& t : m->model_file_->tensors()) total += t.end - t.begin;
+    m->weight_bytes_ = total;
+    const Lfm2Config& c = m->cfg_.lfm;
+    const size_t es = 2;  // bf16 checkpoints
+    size_t layers = 0;
+    for (LayerKind k : c.layers) {
+        const size_t D = static_cast<size_t>(c.hidden_size), F = static_cast<size_t>(c.ff_dim);
+        size_t n = 2 * D + 3 * D * F;
+        if (k == LayerKind::kConv) {
+            n += 3 * D * D + D * static_cast<size_t>(c.conv_kernel) + D * D;
+        } else {
+            const size_t HD = static_cast<size_t>(c.num_heads * c.head_dim), KD = static_cast<size_t>(c.num_kv_heads * c.head_dim);
+            n += D * HD * 2 + 2 * D * KD + 2 * static_cast<size_t>(c.head_dim);
+        }
+        layers += n * es;
+    }
+    const size_t head_bytes = static_cast<size_t>(c.vocab_size) * c.hidden_size * es;
+    m->text_step_bytes_ = layers + head_bytes;
+    const DepthformerConfig& d = m->cfg_.depthformer;
+    const size_t Dd = static_cast<size_t>(d.dim), F = static_cast<size_t>(d.ff_dim),
+                 KV = static_cast<size_t>(d.num_kv_heads * d.head_dim);
+    const size_t depth_layer = (2 * Dd + Dd * (Dd + 2 * KV) + Dd * Dd + 3 * Dd * F) * es;
+    const size_t Q = static_cast<size_t>(m->cfg_.codebooks), V = static_cast<size_t>(m->cfg_.audio_vocab);
+    m->audio_frame_bytes_ = layers + Q * Dd * c.hidden_size * es +
+                            Q * (static_cast<size_t>(d.layers) * depth_layer + V * Dd * es + Dd * es);
+    return m;
+}
+
+}  // namespace voxrt::model

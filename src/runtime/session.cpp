@@ -1,0 +1,453 @@
+#include "runtime/session.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include "audio/resample.h"
+#include "backend/device_api.h"
+
+namespace voxrt::runtime {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double ms_since(Clock::time_point t0) {
+    return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+Tensor host_i32(int32_t* p, int64_t n) { return Tensor::make(p, DType::kI32, Device::kCPU, {n}); }
+
+}  // namespace
+
+Session::~Session() {
+    detok_state_.reset();
+    backend::destroy_cuda_context(ctx_);
+}
+
+Expected<std::unique_ptr<Session>> Session::create(const model::LfmAudioModel& model, const SessionOptions& opt) {
+    std::unique_ptr<Session> s(new Session(model));
+    VOXRT_RETURN_IF_ERROR(s->init(opt));
+    return s;
+}
+
+Status Session::init(const SessionOptions& opt) {
+    const model::ModelOptions& mo = model_.options();
+    capacity_ = opt.context > 0 ? std::min(opt.context, mo.max_context) : mo.max_context;
+    if (capacity_ < 16) return make_error(StatusCode::kInvalidArgument, "context of %d positions is too small", capacity_);
+    if (mo.device == Device::kCUDA) {
+        VOXRT_ASSIGN_OR_RETURN(ctx_, backend::create_cuda_context(mo.precision));
+    } else {
+        ctx_.device = Device::kCPU;
+        ctx_.precision = mo.precision;
+    }
+    ctx_.pool = model_.pool();
+    detok_ctx_ = ctx_;
+    detok_ctx_.precision = ops::Precision::kF32;
+    chunk_ = std::min(chunk_, capacity_);
+
+    VOXRT_ASSIGN_OR_RETURN(lfm_state_, model_.backbone().new_state(ctx_, capacity_));
+    VOXRT_ASSIGN_OR_RETURN(head_state_, model_.audio_head().new_state(ctx_));
+    if (const model::Detokenizer* det = model_.detokenizer()) {
+        VOXRT_ASSIGN_OR_RETURN(model::DetokenizerState ds, det->new_state(detok_ctx_));
+        detok_state_ = std::make_unique<model::DetokenizerState>(std::move(ds));
+    }
+    const size_t bb = model_.backbone().scratch_bytes(ctx_, chunk_) + model_.audio_head().scratch_bytes(ctx_) + (1u << 20);
+    if (!scratch_.reserve(ctx_.device, bb))
+        return make_error(StatusCode::kOutOfMemory, "session: cannot allocate %zu bytes of scratch", bb);
+
+    const model::AudioModelConfig& c = model_.config();
+    const int64_t D = c.lfm.hidden_size, Q = c.codebooks, V = c.lfm.vocab_size;
+    const DType dt = ctx_.act_dtype();
+    auto alloc = [&](DType t, std::initializer_list<int64_t> dims, Tensor* out) -> Status {
+        Tensor probe = Tensor::make(nullptr, t, ctx_.device, dims);
+        Buffer b = Buffer::allocate(ctx_.device, probe.nbytes());
+        if (!b.data()) return make_error(StatusCode::kOutOfMemory, "session: cannot allocate %s", probe.describe().c_str());
+        *out = b.view(t, dims);
+        buffers_.push_back(std::move(b));
+        return Status::ok();
+    };
+    VOXRT_RETURN_IF_ERROR(alloc(dt, {capacity_, D}, &audio_in_));
+    VOXRT_RETURN_IF_ERROR(alloc(dt, {chunk_, D}, &x_));
+    VOXRT_RETURN_IF_ERROR(alloc(dt, {chunk_, D}, &out_));
+    VOXRT_RETURN_IF_ERROR(alloc(dt, {1, D}, &h_));
+    VOXRT_RETURN_IF_ERROR(alloc(DType::kI32, {chunk_}, &pos_));
+    VOXRT_RETURN_IF_ERROR(alloc(DType::kI32, {chunk_}, &ids_));
+    VOXRT_RETURN_IF_ERROR(alloc(DType::kI32, {1, Q}, &codes_));
+    VOXRT_RETURN_IF_ERROR(alloc(DType::kI32, {1}, &token_));
+    VOXRT_RETURN_IF_ERROR(alloc(DType::kI32, {Q + 1}, &counters_));
+    VOXRT_RETURN_IF_ERROR(alloc(dt, {1, V}, &text_logits_));
+    pcm_.reserve(1 << 16);
+    return add_text("<|startoftext|>");
+}
+
+int Session::pending_positions() const {
+    int64_t n = 0;
+    for (const auto& p : pending_) {
+        n += p.kind == Pending::kText ? static_cast<int64_t>(p.ids.size()) : p.kind == Pending::kAudioIn ? p.audio_rows : 1;
+    }
+    return static_cast<int>(n);
+}
+
+Status Session::reset() {
+    model_.backbone().reset_state(ctx_, lfm_state_);
+    n_past_ = 0;
+    pending_.clear();
+    audio_rows_used_ = 0;
+    last_turn_.clear();
+    pending_mel_ms_ = pending_enc_ms_ = 0;
+    return add_text("<|startoftext|>");
+}
+
+Status Session::add_tokens(const std::vector<int32_t>& ids) {
+    const int32_t V = model_.config().lfm.vocab_size;
+    for (int32_t id : ids)
+        if (id < 0 || id >= V) return make_error(StatusCode::kInvalidArgument, "token id %d outside the vocabulary of %d", id, V);
+    const int64_t need = static_cast<int64_t>(n_past_) + pending_positions() + static_cast<int64_t>(ids.size());
+    if (need > capacity_)
+        return make_error(StatusCode::kOutOfRange, "conversation needs %lld positions but the context holds %d",
+                          static_cast<long long>(need), capacity_);
+    if (ids.empty()) return Status::ok();
+    Pending p{Pending::kText, ids, 0, 0, {}};
+    pending_.push_back(std::move(p));
+    return Status::ok();
+}
+
+Status Session::add_text(std::string_view text) { return add_tokens(model_.tokenizer().encode(text)); }
+
+Status Session::new_turn(std::string_view role) {
+    if (role != "system" && role != "user" && role != "assistant")
+        return make_error(StatusCode::kInvalidArgument, "unknown role \"%.*s\"", static_cast<int>(role.size()), role.data());
+    return add_text("<|im_start|>" + std::string(role) + "\n");
+}
+
+Status Session::end_turn() { return add_text("<|im_end|>\n"); }
+
+Status Session::add_frame(const std::array<int32_t, 8>& codes) {
+    const int Q = model_.config().codebooks;
+    for (int q = 0; q < Q; ++q)
+        if (codes[static_cast<size_t>(q)] < 0 || codes[static_cast<size_t>(q)] >= model_.config().audio_vocab)
+            return make_error(StatusCode::kInvalidArgument, "audio code %d of codebook %d is out of range", codes[static_cast<size_t>(q)], q);
+    if (n_past_ + pending_positions() + 1 > capacity_)
+        return make_error(StatusCode::kOutOfRange, "conversation exceeds the context of %d positions", capacity_);
+    Pending p{Pending::kFrame, {}, 0, 0, codes};
+    pending_.push_back(std::move(p));
+    return Status::ok();
+}
+
+Status Session::add_audio(const float* pcm, size_t n, int sample_rate) {
+    const auto t0 = Clock::now();
+    if (n == 0) return make_error(StatusCode::kInvalidArgument, "audio has no samples");
+    if (sample_rate < 1000 || sample_rate > 384000)
+        return make_error(StatusCode::kInvalidArgument, "sample rate %d Hz is out of range", sample_rate);
+    const int target = model_.config().preprocessor.sample_rate;
+    std::vector<float> resampled;
+    const float* p16 = pcm;
+    size_t n16 = n;
+    if (sample_rate != target) {
+        resampled = audio::resample(pcm, n, sample_rate, target);
+        p16 = resampled.data();
+        n16 = resampled.size();
+    }
+    VOXRT_ASSIGN_OR_RETURN(audio::MelSpectrogram mel, model_.mel().compute(p16, n16));
+    const double mel_ms = ms_since(t0);
+    const auto t1 = Clock::now();
+    const int64_t T = mel.frames;
+    const int64_t factor = model_.config().encoder.subsampling_factor;
+    const int64_t rows = (T + factor - 1) / factor;
+    const int64_t need = static_cast<int64_t>(n_past_) + pending_positions() + rows;
+    if (need > capacity_ || audio_rows_used_ + rows > capacity_)
+        return make_error(StatusCode::kOutOfRange,
+                          "audio of %.1f s needs %lld positions; with the conversation so far that is %lld, but the "
+                          "context holds %d",
+                          static_cast<double>(n) / sample_rate, static_cast<long long>(rows),
+                          static_cast<long long>(need), capacity_);
+    const model::AudioEncoder& enc = model_.encoder();
+    const size_t ws = enc.workspace_bytes(T, ctx_) +
+                      arena_bytes(ctx_.act_dtype(), rows * model_.config().encoder.d_model) + (1u << 20);
+    if (ws > enc_scratch_.capacity()) {
+        if (!enc_scratch_.reserve(ctx_.device, ws))
+            return make_error(StatusCode::kOutOfMemory, "audio encoder: cannot allocate %zu bytes of scratch", ws);
+    }
+    enc_scratch_.reset();
+    Tensor enc_out = enc_scratch_.alloc(ctx_.act_dtype(), {rows, model_.config().encoder.d_model});
+    Tensor adapter_out = audio_in_.rows(audio_rows_used_, audio_rows_used_ + rows);
+    VOXRT_RETURN_IF_ERROR(enc.encode(ctx_, mel.data.data(), T, enc_scratch_, enc_out, adapter_out));
+    VOXRT_RETURN_IF_ERROR(ops::synchronize(ctx_));
+    Pending p{Pending::kAudioIn, {}, audio_rows_used_, rows, {}};
+    pending_.push_back(std::move(p));
+    audio_rows_used_ += rows;
+    pending_mel_ms_ += mel_ms;
+    pending_enc_ms_ += ms_since(t1);
+    return Status::ok();
+}
+
+Status Session::forward_rows(Tensor& x, int64_t rows) {
+    std::vector<int32_t> pos(static_cast<size_t>(rows));
+    for (int64_t i = 0; i < rows; ++i) pos[static_cast<size_t>(i)] = static_cast<int32_t>(n_past_ + i);
+    Tensor pos_dev = pos_.rows(0, rows);
+    ops::copy(ctx_, host_i32(pos.data(), rows), pos_dev);
+    Tensor xr = x.rows(0, rows);
+    Tensor out = rows == 1 ? h_ : out_.rows(0, rows);
+    model_.backbone().forward(ctx_, lfm_state_, xr, pos_dev, scratch_, out);
+    if (rows > 1) {
+        Tensor last = out_.rows(rows - 1, rows);
+        ops::copy(ctx_, last, h_);
+    }
+    n_past_ += static_cast<int>(rows);
+    return Status::ok();
+}
+
+Status Session::prefill(TurnStats* stats) {
+    int64_t row = 0;
+    int64_t total = 0;
+    const model::Lfm2Network& bb = model_.backbone();
+    auto flush = [&]() -> Status {
+        if (row == 0) return Status::ok();
+        VOXRT_RETURN_IF_ERROR(forward_rows(x_, row));
+        total += row;
+        row = 0;
+        return Status::ok();
+    };
+    for (Pending& p : pending_) {
+        if (p.kind == Pending::kText) {
+            size_t i = 0;
+            while (i < p.ids.size()) {
+                const int64_t k = std::min<int64_t>(chunk_ - row, static_cast<int64_t>(p.ids.size() - i));
+                Tensor ids = ids_.rows(0, k);
+                ops::copy(ctx_, host_i32(p.ids.data() + i, k), ids);
+                Tensor dst = x_.rows(row, row + k);
+                ops::embedding(ctx_, bb.embed_tokens(), ids, dst);
+                // The ids buffer is reused by the next copy; on CUDA both are stream-ordered.
+                row += k;
+                i += static_cast<size_t>(k);
+                if (row == chunk_) VOXRT_RETURN_IF_ERROR(flush());
+            }
+        } else if (p.kind == Pending::kAudioIn) {
+            int64_t r = 0;
+            while (r < p.audio_rows) {
+                const int64_t k = std::min<int64_t>(chunk_ - row, p.audio_rows - r);
+                Tensor src = audio_in_.rows(p.audio_row + r, p.audio_row + r + k);
+                Tensor dst = x_.rows(row, row + k);
+                ops::copy(ctx_, src, dst);
+                row += k;
+                r += k;
+                if (row == chunk_) VOXRT_RETURN_IF_ERROR(flush());
+            }
+        } else {
+            const int Q = model_.config().codebooks;
+            ops::copy(ctx_, Tensor::make(p.codes.data(), DType::kI32, Device::kCPU, {1, Q}), codes_);
+            Tensor dst = x_.rows(row, row + 1);
+            model_.audio_head().embed_frames(ctx_, codes_, dst);
+            row += 1;
+            if (row == chunk_) VOXRT_RETURN_IF_ERROR(flush());
+        }
+    }
+    VOXRT_RETURN_IF_ERROR(flush());
+    pending_.clear();
+    audio_rows_used_ = 0;
+    if (stats) stats->prefill_positions = static_cast<int>(total);
+    return ops::synchronize(ctx_);
+}
+
+Status Session::pick_text(const GenerateOptions& opt, int step, int32_t* token) {
+    ops::linear(ctx_, h_, model_.backbone().embed_tokens(), nullptr, text_logits_);
+    if (opt.suppress_end) ops::set_value(ctx_, text_logits_, model_.special().im_end, -INFINITY);
+    const bool greedy = opt.text_temperature <= 0 || opt.text_top_k == 1;
+    if (greedy) {
+        ops::argmax(ctx_, text_logits_, token_);
+    } else {
+        const int Q = model_.config().codebooks;
+        Tensor ctr = counters_.rows(Q, Q + 1);
+        ops::sample_top_k(ctx_, text_logits_, opt.text_temperature, opt.text_top_k, opt.seed, ctr, token_);
+    }
+    Tensor host_token = host_i32(token, 1);
+    ops::copy(ctx_, token_, host_token);
+    if (capture_) {
+        cap_logits_.resize(static_cast<size_t>(text_logits_.numel()));
+        Tensor dst = Tensor::make(cap_logits_.data(), DType::kF32, Device::kCPU, {text_logits_.numel()});
+        ops::copy(ctx_, text_logits_, dst);
+    }
+    (void)step;
+    return ops::synchronize(ctx_);
+}
+
+Status Session::pick_frame(const GenerateOptions& opt, int step, std::array<int32_t, 8>* codes) {
+    const int Q = model_.config().codebooks;
+    model::FrameSampling fs;
+    fs.temperature = opt.audio_temperature;
+    fs.top_k = opt.audio_top_k;
+    fs.seed = opt.seed ^ 0xa0d10c0de5ull;
+    fs.counters = &counters_;
+    fs.suppress_eos = opt.suppress_end;
+    Tensor codes_1d = codes_.reshape({Q});
+    model_.audio_head().sample_frame(ctx_, head_state_, h_, fs, scratch_, codes_1d, nullptr, nullptr);
+    Tensor dst = host_i32(codes->data(), Q);
+    ops::copy(ctx_, codes_1d, dst);
+    (void)step;
+    return ops::synchronize(ctx_);
+}
+
+Status Session::embed_token(int32_t token) {
+    Tensor ids = ids_.rows(0, 1);
+    ops::copy(ctx_, host_i32(&token, 1), ids);
+    Tensor dst = x_.rows(0, 1);
+    ops::embedding(ctx_, model_.backbone().embed_tokens(), ids, dst);
+    return Status::ok();
+}
+
+Status Session::embed_frame(const std::array<int32_t, 8>& codes) {
+    const int Q = model_.config().codebooks;
+    ops::copy(ctx_, Tensor::make(const_cast<int32_t*>(codes.data()), DType::kI32, Device::kCPU, {1, Q}), codes_);
+    Tensor dst = x_.rows(0, 1);
+    model_.audio_head().embed_frames(ctx_, codes_, dst);
+    return Status::ok();
+}
+
+Status Session::generate(const GenerateOptions& opt, const EventSink& sink, TurnStats* stats_out) {
+    TurnStats stats;
+    stats.mel_ms = pending_mel_ms_;
+    stats.encoder_ms = pending_enc_ms_;
+    pending_mel_ms_ = pending_enc_ms_ = 0;
+    if (opt.max_new_tokens < 0) return make_error(StatusCode::kInvalidArgument, "max_new_tokens must be >= 0");
+    if (!(opt.text_temperature >= 0) || !(opt.audio_temperature >= 0) || opt.text_top_k < 0 || opt.audio_top_k < 0)
+        return make_error(StatusCode::kInvalidArgument, "temperatures and top-k must be non-negative numbers");
+    const int need = n_past_ + pending_positions() + opt.max_new_tokens;
+    if (need > capacity_)
+        return make_error(StatusCode::kOutOfRange,
+                          "this turn needs up to %d positions (%d in the conversation + %d new) but the context holds %d",
+                          need, n_past_ + pending_positions(), opt.max_new_tokens, capacity_);
+    if (pending_.empty()) return make_error(StatusCode::kInvalidArgument, "nothing to respond to: add a turn first");
+    const auto t0 = Clock::now();
+    VOXRT_RETURN_IF_ERROR(prefill(&stats));
+    stats.prefill_ms = ms_since(t0);
+
+    const model::AudioModelConfig& cfg = model_.config();
+    const model::SpecialTokens& sp = model_.special();
+    const model::Detokenizer* det = opt.decode_audio ? model_.detokenizer() : nullptr;
+    if (det) det->reset(*detok_state_);
+    last_turn_.clear();
+    const int Q = cfg.codebooks;
+    const bool interleaved = opt.mode == GenerationMode::kInterleaved;
+    bool text_mode = true;
+    int left = cfg.interleaved_n_text;
+    bool text_done = false;
+    bool need_forward = false;  // x_ row 0 holds the embedding of the last item, not yet run
+    bool stopped = false;
+    double detok_ms = 0;
+    std::vector<int32_t> counters(static_cast<size_t>(Q + 1));
+
+    auto emit_pcm = [&](int step) -> bool {
+        if (pcm_.empty()) return true;
+        Event e;
+        e.kind = EventKind::kPcm;
+        e.step = step;
+        e.pcm = pcm_.data();
+        e.n_pcm = pcm_.size();
+        e.t_ms = ms_since(t0);
+        if (stats.first_pcm_ms < 0) stats.first_pcm_ms = e.t_ms;
+        const bool go_on = sink ? sink(e) : true;
+        pcm_.clear();
+        return go_on;
+    };
+
+    const auto t_dec = Clock::now();
+    int step = 0;
+    for (; step < opt.max_new_tokens && !stopped; ++step) {
+        if (need_forward) {
+            VOXRT_RETURN_IF_ERROR(forward_rows(x_, 1));
+            need_forward = false;
+        }
+        for (int i = 0; i <= Q; ++i) counters[static_cast<size_t>(i)] = step * (Q + 1) + i;
+        ops::copy(ctx_, host_i32(counters.data(), Q + 1), counters_);
+        if (interleaved) --left;
+        GeneratedItem item;
+        if (text_mode) {
+            int32_t tok = 0;
+            VOXRT_RETURN_IF_ERROR(pick_text(opt, step, &tok));
+            if (interleaved && tok == sp.im_end) break;  // the turn ends; <|im_end|> is not yielded
+            item.token = tok;
+            last_turn_.push_back(item);
+            ++stats.text_tokens;
+            Event e;
+            e.kind = EventKind::kText;
+            e.step = step;
+            e.token = tok;
+            e.t_ms = ms_since(t0);
+            if (sink && !sink(e)) stopped = true;
+            if (interleaved) {
+                if (tok == sp.text_end) text_done = true;
+                if (left <= 0 || text_done) {
+                    text_mode = false;
+                    left = cfg.interleaved_n_audio;
+                }
+            } else {
+                if (tok == sp.audio_start) text_mode = false;
+                if (tok == sp.im_end) stopped = true;  // yielded, then the loop ends
+            }
+            VOXRT_RETURN_IF_ERROR(embed_token(tok));
+        } else {
+            std::array<int32_t, 8> codes{};
+            VOXRT_RETURN_IF_ERROR(pick_frame(opt, step, &codes));
+            if (interleaved && left <= 0 && !text_done) {
+                text_mode = true;
+                left = cfg.interleaved_n_text;
+            }
+            const bool eos = codes[0] == cfg.audio_vocab - 1;
+            if (eos) {
+                for (int q = 0; q < Q; ++q) codes[static_cast<size_t>(q)] = cfg.audio_vocab - 1;
+                text_mode = true;
+            }
+            item.is_frame = true;
+            item.codes = codes;
+            last_turn_.push_back(item);
+            ++stats.audio_frames;
+            Event e;
+            e.kind = EventKind::kAudioFrame;
+            e.step = step;
+            e.codes = codes;
+            e.n_codes = Q;
+            e.t_ms = ms_since(t0);
+            if (stats.first_frame_ms < 0) stats.first_frame_ms = e.t_ms;
+            if (sink && !sink(e)) stopped = true;
+            if (det && !eos) {
+                const auto td = Clock::now();
+                VOXRT_RETURN_IF_ERROR(det->step(detok_ctx_, *detok_state_, codes.data(), pcm_));
+                detok_ms += ms_since(td);
+                if (!emit_pcm(step)) stopped = true;
+            }
+            VOXRT_RETURN_IF_ERROR(embed_frame(codes));
+        }
+        need_forward = true;
+    }
+    if (need_forward) {  // the last item was yielded but never run: it leads the next prefill
+        const GeneratedItem& it = last_turn_.back();
+        if (it.is_frame) {
+            pending_.push_back(Pending{Pending::kFrame, {}, 0, 0, it.codes});
+        } else {
+            pending_.push_back(Pending{Pending::kText, {it.token}, 0, 0, {}});
+        }
+    }
+    if (det) {
+        const auto td = Clock::now();
+        VOXRT_RETURN_IF_ERROR(det->flush(detok_ctx_, *detok_state_, pcm_));
+        detok_ms += ms_since(td);
+        emit_pcm(step);
+    }
+    VOXRT_RETURN_IF_ERROR(ops::synchronize(ctx_));
+    stats.steps = step;
+    stats.detok_ms = detok_ms;
+    stats.decode_ms = ms_since(t_dec) - detok_ms;
+    stats.total_ms = ms_since(t0);
+    if (sink) {
+        Event e;
+        e.kind = EventKind::kEndOfTurn;
+        e.step = step;
+        e.t_ms = stats.total_ms;
+        sink(e);
+    }
+    if (stats_out) *stats_out = stats;
+    return Status::ok();
+}
+
+}  // namespace voxrt::runtime

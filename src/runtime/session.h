@@ -1,0 +1,181 @@
+// Session: one conversation with an LfmAudioModel. Owns every mutable thing — the backbone's KV and
+// conv state, the depthformer cache, the detokenizer's streaming state, scratch arenas, device
+// buffers for positions / ids / codes, the sampling counters — sized once at creation so that the
+// generation loop never allocates.
+//
+// A conversation is built like liquid-audio's ChatState (each call is its own tokenizer segment):
+//   s.add_text("<|startoftext|>") is done by create(); then
+//   s.new_turn("system"); s.add_text("Respond with interleaved text and audio."); s.end_turn();
+//   s.new_turn("user");   s.add_audio(pcm, n, rate);                            s.end_turn();
+//   s.new_turn("assistant");
+//   s.generate(opts, sink);
+// Unlike liquid-audio, which re-prefills the whole history for every turn, a session prefills only
+// what was added since the last generate(): the backbone state carries the conversation (tests
+// prove the two agree). What generate() yields becomes part of the history, exactly as the
+// reference's chat.append(...) would add it.
+//
+// Not thread-safe: one thread drives a session; many sessions may share one model.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/arena.h"
+#include "core/status.h"
+#include "model/lfm_audio.h"
+
+namespace voxrt::runtime {
+
+enum class GenerationMode : uint8_t {
+    kInterleaved,  // speech chat: 6 text tokens, 12 audio frames, … (liquid-audio generate_interleaved)
+    kSequential,   // ASR / TTS: the model switches modality itself (generate_sequential)
+};
+
+struct SessionOptions {
+    int context = 0;  // positions the conversation may hold; 0 = the model's max_context
+};
+
+struct GenerateOptions {
+    GenerationMode mode = GenerationMode::kInterleaved;
+    int max_new_tokens = 512;     // text tokens + audio frames
+    float text_temperature = 0;   // <= 0: greedy
+    int text_top_k = 0;           // 0: no top-k
+    float audio_temperature = 0;
+    int audio_top_k = 0;
+    uint64_t seed = 0;
+    bool decode_audio = true;     // run the detokenizer per frame and emit PCM
+    // Benchmarks on random weights: never pick <|im_end|> or an end-of-audio frame, so every engine
+    // does the same amount of work.
+    bool suppress_end = false;
+};
+
+enum class EventKind : uint8_t { kText, kAudioFrame, kPcm, kEndOfTurn };
+
+struct Event {
+    EventKind kind = EventKind::kText;
+    int step = 0;                  // generation step that produced it
+    int32_t token = -1;            // kText
+    std::array<int32_t, 8> codes{};  // kAudioFrame (first `n_codes` valid)
+    int n_codes = 0;
+    const float* pcm = nullptr;    // kPcm: 24 kHz mono samples, valid during the callback only
+    size_t n_pcm = 0;
+    double t_ms = 0;               // since generate() began (prefill included)
+};
+
+// Return false to stop generation after this event.
+using EventSink = std::function<bool(const Event&)>;
+
+struct TurnStats {
+    double mel_ms = 0;          // resample + log-mel of the add_audio() calls since the last turn
+    double encoder_ms = 0;      // encoder + adapter of those calls
+    double prefill_ms = 0;
+    double decode_ms = 0;       // generation steps, detokenizer excluded
+    double detok_ms = 0;
+    double first_frame_ms = -1; // first audio frame chosen (since generate() began)
+    double first_pcm_ms = -1;   // first PCM samples out
+    double total_ms = 0;
+    int prefill_positions = 0;
+    int text_tokens = 0;
+    int audio_frames = 0;
+    int steps = 0;
+};
+
+// One item of the conversation that generate() produced, in order.
+struct GeneratedItem {
+    bool is_frame = false;
+    int32_t token = -1;
+    std::array<int32_t, 8> codes{};
+};
+
+class Session {
+public:
+    static Expected<std::unique_ptr<Session>> create(const model::LfmAudioModel& model, const SessionOptions& opt);
+    ~Session();
+    Session(const Session&) = delete;
+    Session& operator=(const Session&) = delete;
+
+    // Conversation building; nothing runs through the backbone until generate().
+    Status add_text(std::string_view text);
+    Status add_tokens(const std::vector<int32_t>& ids);
+    Status new_turn(std::string_view role);  // "<|im_start|>{role}\n"
+    Status end_turn();                       // "<|im_end|>\n"
+    // Mono PCM at any rate: resampled to 16 kHz, mel, encoder + adapter (run now).
+    Status add_audio(const float* pcm, size_t n, int sample_rate);
+    // An audio-out frame (8 codes) as the reference's chat.append would add it.
+    Status add_frame(const std::array<int32_t, 8>& codes);
+
+    Status generate(const GenerateOptions& opt, const EventSink& sink, TurnStats* stats = nullptr);
+
+    // Forgets the conversation (back to just "<|startoftext|>").
+    Status reset();
+
+    int positions() const { return n_past_; }           // positions in the backbone state
+    int pending_positions() const;                      // added but not yet prefilled
+    int capacity() const { return capacity_; }
+    const std::vector<GeneratedItem>& last_turn() const { return last_turn_; }
+    const ops::Context& context() const { return ctx_; }
+
+    // Teacher-forcing hook for tests: the text logits [V] and the last hidden state of the most
+    // recent step (host copies), when enabled.
+    void set_capture(bool on) { capture_ = on; }
+    const std::vector<float>& captured_text_logits() const { return cap_logits_; }
+
+private:
+    struct Pending {
+        enum Kind : uint8_t { kText, kAudioIn, kFrame } kind;
+        std::vector<int32_t> ids;     // kText
+        int64_t audio_row = 0;        // kAudioIn: first row in audio_in_
+        int64_t audio_rows = 0;
+        std::array<int32_t, 8> codes{};
+    };
+
+    explicit Session(const model::LfmAudioModel& m) : model_(m) {}
+    Status init(const SessionOptions& opt);
+    // Runs the pending items through the backbone; leaves the last output row in h_.
+    Status prefill(TurnStats* stats);
+    Status forward_rows(Tensor& x, int64_t rows);
+    Status pick_text(const GenerateOptions& opt, int step, int32_t* token);
+    Status pick_frame(const GenerateOptions& opt, int step, std::array<int32_t, 8>* codes);
+    Status embed_token(int32_t token);
+    Status embed_frame(const std::array<int32_t, 8>& codes);
+
+    const model::LfmAudioModel& model_;
+    ops::Context ctx_;        // the session's stream (CUDA) / thread pool (CPU)
+    ops::Context detok_ctx_;  // same device, fp32 (the reference runs the detokenizer in fp32)
+    int capacity_ = 0;
+    int n_past_ = 0;
+    int chunk_ = 256;         // prefill rows per backbone call
+    std::vector<Pending> pending_;
+    int64_t audio_rows_used_ = 0;
+    std::vector<GeneratedItem> last_turn_;
+    double pending_mel_ms_ = 0;
+    double pending_enc_ms_ = 0;
+
+    model::Lfm2State lfm_state_;
+    model::AudioHeadState head_state_;
+    std::unique_ptr<model::DetokenizerState> detok_state_;
+    Arena scratch_;           // backbone + heads
+    Arena enc_scratch_;       // audio encoder
+    Arena detok_scratch_;
+    std::vector<Buffer> buffers_;
+    Tensor audio_in_;         // [capacity, D] adapter outputs not yet prefilled
+    Tensor x_;                // [chunk, D] backbone input rows
+    Tensor out_;              // [chunk, D] backbone output rows
+    Tensor h_;                // [1, D] last output row
+    Tensor pos_;              // I32 [chunk]
+    Tensor ids_;              // I32 [chunk]
+    Tensor codes_;            // I32 [1, Q] frame to embed / chosen frame
+    Tensor token_;            // I32 [1]
+    Tensor counters_;         // I32 [Q + 1] sampling counters for this step
+    Tensor text_logits_;      // [1, V]
+    bool capture_ = false;
+    std::vector<float> cap_logits_;
+    std::vector<float> pcm_;  // detokenizer output staging (reserved)
+};
+
+}  // namespace voxrt::runtime

@@ -1,0 +1,70 @@
+// Shared pieces of the voxrt command line: flag groups and the subcommand runners.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+#include <string>
+
+#include "core/status.h"
+
+namespace CLI {
+class App;
+}
+
+namespace voxrt::cli {
+
+struct CommonArgs {
+    std::string model_dir;
+    int threads = 0;
+    std::string device = "auto";     // auto | cpu | cuda
+    std::string precision = "bf16";  // bf16 | fp32
+    int context = 4096;
+    bool quiet = false;
+};
+
+struct GenerationArgs {
+    int max_steps = 512;
+    uint64_t seed = 0;
+    float temp = 0.0f;
+    int top_k = 0;
+    float audio_temp = 1.0f;
+    int audio_top_k = 4;
+};
+
+struct S2sArgs {
+    std::string input, output;
+    std::string system = "Respond with interleaved text and audio.";
+    GenerationArgs gen;
+};
+struct AsrArgs {
+    std::string input;
+    int max_steps = 512;
+};
+struct TtsArgs {
+    std::string text, voice = "us-female", output;
+    GenerationArgs gen;
+};
+struct ChatArgs {
+    std::string text, system;
+    int max_steps = 512;
+};
+struct BenchArgs {
+    std::vector<std::string> inputs;
+    int steps = 200;
+    int runs = 5;
+    int warmup = 1;
+    std::string json_out;
+};
+
+void add_common(CLI::App* app, CommonArgs& a);
+void add_generation(CLI::App* app, GenerationArgs& g, int max_steps, float audio_temp, int audio_top_k);
+void add_bench(CLI::App* app, BenchArgs& b);
+
+Status run_s2s(const CommonArgs& c, const S2sArgs& a);
+Status run_asr(const CommonArgs& c, const AsrArgs& a);
+Status run_tts(const CommonArgs& c, const TtsArgs& a);
+Status run_chat(const CommonArgs& c, const ChatArgs& a);
+Status run_inspect(const CommonArgs& c);
+Status run_bench(const CommonArgs& c, const BenchArgs& a);
+
+}  // namespace voxrt::cli

@@ -1,0 +1,304 @@
+// The voxrt subcommands (except bench).
+#include <CLI/CLI.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "audio/wav.h"
+#include "backend/device_api.h"
+#include "cli_common.h"
+#include "io/safetensors.h"
+#include "model/lfm_audio.h"
+#include "runtime/session.h"
+
+namespace voxrt::cli {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
+
+Status usage(const std::string& what) { return Status(StatusCode::kInvalidArgument, "usage: " + what); }
+
+Expected<model::ModelOptions> model_options(const CommonArgs& c) {
+    model::ModelOptions o;
+    if (c.device == "auto") {
+        o.device = backend::cuda_available() ? Device::kCUDA : Device::kCPU;
+    } else if (c.device == "cpu") {
+        o.device = Device::kCPU;
+    } else if (c.device == "cuda") {
+        o.device = Device::kCUDA;
+    } else {
+        return usage("--device must be auto, cpu or cuda");
+    }
+    if (c.precision == "bf16") {
+        o.precision = ops::Precision::kBF16;
+    } else if (c.precision == "fp32") {
+        o.precision = ops::Precision::kF32;
+    } else {
+        return usage("--precision must be bf16 or fp32");
+    }
+    o.threads = c.threads;
+    o.max_context = c.context;
+    return o;
+}
+
+struct Loaded {
+    std::unique_ptr<model::LfmAudioModel> model;
+    std::unique_ptr<runtime::Session> session;
+    double load_ms = 0;
+};
+
+Expected<Loaded> load(const CommonArgs& c, bool need_detok) {
+    VOXRT_ASSIGN_OR_RETURN(model::ModelOptions o, model_options(c));
+    o.load_detokenizer = need_detok;
+    Loaded l;
+    const auto t0 = Clock::now();
+    VOXRT_ASSIGN_OR_RETURN(l.model, model::LfmAudioModel::load(c.model_dir, o));
+    VOXRT_ASSIGN_OR_RETURN(l.session, runtime::Session::create(*l.model, runtime::SessionOptions{}));
+    l.load_ms = ms_since(t0);
+    if (!c.quiet)
+        std::fprintf(stderr, "voxrt: loaded %s on %s (%s) in %.0f ms\n", c.model_dir.c_str(),
+                     o.device == Device::kCUDA ? backend::cuda_device_name().c_str() : "cpu",
+                     o.precision == ops::Precision::kBF16 ? "bf16" : "fp32", l.load_ms);
+    return l;
+}
+
+Expected<std::vector<float>> read_mono(const std::string& path, int* rate) {
+    VOXRT_ASSIGN_OR_RETURN(audio::Pcm pcm, audio::read_wav(path));
+    *rate = pcm.sample_rate;
+    return audio::downmix_mono(pcm);
+}
+
+runtime::GenerateOptions generate_options(const GenerationArgs& g, runtime::GenerationMode mode) {
+    runtime::GenerateOptions o;
+    o.mode = mode;
+    o.max_new_tokens = g.max_steps;
+    o.seed = g.seed;
+    o.text_temperature = g.temp;
+    o.text_top_k = g.top_k;
+    o.audio_temperature = g.audio_temp;
+    o.audio_top_k = g.audio_top_k;
+    return o;
+}
+
+// Collects text and PCM from events, prints text as it comes, shows progress on stderr.
+struct Collector {
+    const model::LfmAudioModel* model = nullptr;
+    std::vector<int32_t> text;
+    std::vector<float> pcm;
+    bool print_text = true;
+    bool quiet = false;
+    int max_steps = 0;
+    bool operator()(const runtime::Event& e) {
+        switch (e.kind) {
+            case runtime::EventKind::kText: {
+                text.push_back(e.token);
+                if (print_text) {
+                    std::string s = model->tokenizer().decode(&e.token, 1, /*skip_special=*/true);
+                    std::fputs(s.c_str(), stdout);
+                    std::fflush(stdout);
+                }
+                break;
+            }
+            case runtime::EventKind::kPcm: pcm.insert(pcm.end(), e.pcm, e.pcm + e.n_pcm); break;
+            default: break;
+        }
+        if (!quiet && (e.step + 1) % 50 == 0 && e.kind != runtime::EventKind::kPcm)
+            std::fprintf(stderr, "\rvoxrt: step %d/%d", e.step + 1, max_steps);
+        return true;
+    }
+};
+
+void print_timing(const CommonArgs& c, double load_ms, const runtime::TurnStats& s, double total_ms) {
+    if (c.quiet) return;
+    const double steps_per_s = s.decode_ms > 0 ? 1000.0 * s.steps / s.decode_ms : 0.0;
+    std::fprintf(stderr,
+                 "\rvoxrt: %d steps (%d text, %d audio frames)\n"
+                 "timing: load %.1f ms | resample+mel %.1f ms | encoder %.1f ms | prefill %.1f ms (%d positions) | "
+                 "decode %.1f ms (%.1f steps/s) | detokenizer %.1f ms | first audio frame %.1f ms | total %.1f ms\n",
+                 s.steps, s.text_tokens, s.audio_frames, load_ms, s.mel_ms, s.encoder_ms, s.prefill_ms,
+                 s.prefill_positions, s.decode_ms, steps_per_s, s.detok_ms, s.first_frame_ms, total_ms);
+}
+
+std::string tts_prompt(const std::string& voice) {
+    const std::string region = voice.substr(0, 2) == "us" ? "US" : "UK";
+    const std::string sex = voice.find("female") != std::string::npos ? "female" : "male";
+    return "Perform TTS. Use the " + region + " " + sex + " voice.";
+}
+
+}  // namespace
+
+void add_common(CLI::App* app, CommonArgs& a) {
+    app->add_option("-m,--model", a.model_dir, "model directory (Hugging Face layout)")->required();
+    app->add_option("-t,--threads", a.threads, "CPU threads (0 = all cores)")->check(CLI::Range(0, 1024));
+    app->add_option("--device", a.device, "auto, cpu or cuda")->capture_default_str()->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+    app->add_option("--precision", a.precision, "bf16 (as the reference runs) or fp32")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"bf16", "fp32"}));
+    app->add_option("--context", a.context, "positions a conversation may hold")->capture_default_str()->check(CLI::Range(16, 1 << 20));
+    app->add_flag("-q,--quiet", a.quiet, "no progress or timing on stderr");
+}
+
+void add_generation(CLI::App* app, GenerationArgs& g, int max_steps, float audio_temp, int audio_top_k) {
+    g.max_steps = max_steps;
+    g.audio_temp = audio_temp;
+    g.audio_top_k = audio_top_k;
+    app->add_option("-n,--max-steps", g.max_steps, "maximum text tokens + audio frames")->capture_default_str()->check(CLI::Range(1, 1 << 20));
+    app->add_option("--seed", g.seed, "sampling seed")->capture_default_str();
+    app->add_option("--temp", g.temp, "text temperature (0 = greedy)")->capture_default_str()->check(CLI::Range(0.0, 100.0));
+    app->add_option("--top-k", g.top_k, "text top-k (0 = off)")->capture_default_str()->check(CLI::Range(0, 1 << 20));
+    app->add_option("--audio-temp", g.audio_temp, "audio temperature (0 = greedy)")->capture_default_str()->check(CLI::Range(0.0, 100.0));
+    app->add_option("--audio-top-k", g.audio_top_k, "audio top-k (0 = off)")->capture_default_str()->check(CLI::Range(0, 4096));
+}
+
+Status run_s2s(const CommonArgs& c, const S2sArgs& a) {
+    int rate = 0;
+    VOXRT_ASSIGN_OR_RETURN(std::vector<float> wav, read_mono(a.input, &rate));
+    VOXRT_ASSIGN_OR_RETURN(Loaded l, load(c, /*need_detok=*/true));
+    const auto t0 = Clock::now();
+    runtime::Session& s = *l.session;
+    VOXRT_RETURN_IF_ERROR(s.new_turn("system"));
+    VOXRT_RETURN_IF_ERROR(s.add_text(a.system));
+    VOXRT_RETURN_IF_ERROR(s.end_turn());
+    VOXRT_RETURN_IF_ERROR(s.new_turn("user"));
+    VOXRT_RETURN_IF_ERROR(s.add_audio(wav.data(), wav.size(), rate).with_context(a.input));
+    VOXRT_RETURN_IF_ERROR(s.end_turn());
+    VOXRT_RETURN_IF_ERROR(s.new_turn("assistant"));
+    Collector col;
+    col.model = l.model.get();
+    col.quiet = c.quiet;
+    col.max_steps = a.gen.max_steps;
+    runtime::TurnStats stats;
+    VOXRT_RETURN_IF_ERROR(s.generate(generate_options(a.gen, runtime::GenerationMode::kInterleaved),
+                                     [&](const runtime::Event& e) { return col(e); }, &stats));
+    std::fputs("\n", stdout);
+    VOXRT_RETURN_IF_ERROR(audio::write_wav(a.output, col.pcm.data(), col.pcm.size(), 24000));
+    print_timing(c, l.load_ms, stats, ms_since(t0));
+    if (!c.quiet)
+        std::fprintf(stderr, "voxrt: wrote %s (%.2f s at 24 kHz)\n", a.output.c_str(), col.pcm.size() / 24000.0);
+    return Status::ok();
+}
+
+Status run_asr(const CommonArgs& c, const AsrArgs& a) {
+    int rate = 0;
+    VOXRT_ASSIGN_OR_RETURN(std::vector<float> wav, read_mono(a.input, &rate));
+    VOXRT_ASSIGN_OR_RETURN(Loaded l, load(c, /*need_detok=*/false));
+    const auto t0 = Clock::now();
+    runtime::Session& s = *l.session;
+    VOXRT_RETURN_IF_ERROR(s.new_turn("system"));
+    VOXRT_RETURN_IF_ERROR(s.add_text("Perform ASR."));
+    VOXRT_RETURN_IF_ERROR(s.end_turn());
+    VOXRT_RETURN_IF_ERROR(s.new_turn("user"));
+    VOXRT_RETURN_IF_ERROR(s.add_audio(wav.data(), wav.size(), rate).with_context(a.input));
+    VOXRT_RETURN_IF_ERROR(s.end_turn());
+    VOXRT_RETURN_IF_ERROR(s.new_turn("assistant"));
+    runtime::GenerateOptions o;
+    o.mode = runtime::GenerationMode::kSequential;
+    o.max_new_tokens = a.max_steps;
+    o.decode_audio = false;
+    Collector col;
+    col.model = l.model.get();
+    col.quiet = c.quiet;
+    col.max_steps = a.max_steps;
+    runtime::TurnStats stats;
+    VOXRT_RETURN_IF_ERROR(s.generate(o, [&](const runtime::Event& e) { return col(e); }, &stats));
+    std::fputs("\n", stdout);
+    print_timing(c, l.load_ms, stats, ms_since(t0));
+    return Status::ok();
+}
+
+Status run_tts(const CommonArgs& c, const TtsArgs& a) {
+    VOXRT_ASSIGN_OR_RETURN(Loaded l, load(c, /*need_detok=*/true));
+    const auto t0 = Clock::now();
+    runtime::Session& s = *l.session;
+    VOXRT_RETURN_IF_ERROR(s.new_turn("system"));
+    VOXRT_RETURN_IF_ERROR(s.add_text(tts_prompt(a.voice)));
+    VOXRT_RETURN_IF_ERROR(s.end_turn());
+    VOXRT_RETURN_IF_ERROR(s.new_turn("user"));
+    VOXRT_RETURN_IF_ERROR(s.add_text(a.text));
+    VOXRT_RETURN_IF_ERROR(s.end_turn());
+    VOXRT_RETURN_IF_ERROR(s.new_turn("assistant"));
+    Collector col;
+    col.model = l.model.get();
+    col.print_text = false;
+    col.quiet = c.quiet;
+    col.max_steps = a.gen.max_steps;
+    runtime::TurnStats stats;
+    VOXRT_RETURN_IF_ERROR(s.generate(generate_options(a.gen, runtime::GenerationMode::kSequential),
+                                     [&](const runtime::Event& e) { return col(e); }, &stats));
+    VOXRT_RETURN_IF_ERROR(audio::write_wav(a.output, col.pcm.data(), col.pcm.size(), 24000));
+    print_timing(c, l.load_ms, stats, ms_since(t0));
+    if (!c.quiet)
+        std::fprintf(stderr, "voxrt: wrote %s (%.2f s at 24 kHz)\n", a.output.c_str(), col.pcm.size() / 24000.0);
+    return Status::ok();
+}
+
+Status run_chat(const CommonArgs& c, const ChatArgs& a) {
+    VOXRT_ASSIGN_OR_RETURN(Loaded l, load(c, /*need_detok=*/false));
+    const auto t0 = Clock::now();
+    runtime::Session& s = *l.session;
+    if (!a.system.empty()) {
+        VOXRT_RETURN_IF_ERROR(s.new_turn("system"));
+        VOXRT_RETURN_IF_ERROR(s.add_text(a.system));
+        VOXRT_RETURN_IF_ERROR(s.end_turn());
+    }
+    VOXRT_RETURN_IF_ERROR(s.new_turn("user"));
+    VOXRT_RETURN_IF_ERROR(s.add_text(a.text));
+    VOXRT_RETURN_IF_ERROR(s.end_turn());
+    VOXRT_RETURN_IF_ERROR(s.new_turn("assistant"));
+    runtime::GenerateOptions o;
+    o.mode = runtime::GenerationMode::kSequential;
+    o.max_new_tokens = a.max_steps;
+    o.decode_audio = false;
+    Collector col;
+    col.model = l.model.get();
+    col.quiet = c.quiet;
+    col.max_steps = a.max_steps;
+    runtime::TurnStats stats;
+    VOXRT_RETURN_IF_ERROR(s.generate(o, [&](const runtime::Event& e) { return col(e); }, &stats));
+    std::fputs("\n", stdout);
+    print_timing(c, l.load_ms, stats, ms_since(t0));
+    return Status::ok();
+}
+
+Status run_inspect(const CommonArgs& c) {
+    CommonArgs cc = c;
+    cc.device = "cpu";
+    cc.quiet = true;
+    VOXRT_ASSIGN_OR_RETURN(Loaded l, load(cc, /*need_detok=*/true));
+    const model::AudioModelConfig& cfg = l.model->config();
+    std::printf("model: %s\n", c.model_dir.c_str());
+    std::printf("backbone: LFM2, %d layers (", cfg.lfm.n_layers());
+    for (int i = 0; i < cfg.lfm.n_layers(); ++i)
+        std::printf("%s%s", i ? "," : "", cfg.lfm.layers[static_cast<size_t>(i)] == model::LayerKind::kConv ? "conv" : "attn");
+    std::printf("), hidden %d, heads %d/%d kv, ffn %d, vocab %d\n", cfg.lfm.hidden_size, cfg.lfm.num_heads,
+                cfg.lfm.num_kv_heads, cfg.lfm.ff_dim, cfg.lfm.vocab_size);
+    std::printf("encoder: FastConformer, %d layers, d_model %d, %d heads, subsampling x%d\n", cfg.encoder.n_layers,
+                cfg.encoder.d_model, cfg.encoder.n_heads, cfg.encoder.subsampling_factor);
+    std::printf("depthformer: %d layers, dim %d, %d codebooks x %d codes\n", cfg.depthformer.layers, cfg.depthformer.dim,
+                cfg.codebooks, cfg.audio_vocab);
+    std::printf("interleaving: %d text : %d audio\n", cfg.interleaved_n_text, cfg.interleaved_n_audio);
+    std::printf("tokenizer: %d tokens\n", l.model->tokenizer().vocab_size());
+    auto mf = io::SafeTensorsFile::open(c.model_dir + "/model.safetensors");
+    if (mf.is_ok()) {
+        size_t bytes = 0;
+        for (const auto& t : mf->tensors()) bytes += t.end - t.begin;
+        std::printf("model.safetensors: %zu tensors, %zu bytes\n", mf->tensors().size(), bytes);
+    }
+    auto df = io::SafeTensorsFile::open(c.model_dir + "/audio_detokenizer/model.safetensors");
+    if (df.is_ok()) {
+        size_t bytes = 0;
+        for (const auto& t : df->tensors()) bytes += t.end - t.begin;
+        std::printf("audio_detokenizer/model.safetensors: %zu tensors, %zu bytes\n", df->tensors().size(), bytes);
+    }
+    std::printf("decode roofline: %.3f GB per text step, %.3f GB per audio frame\n", l.model->text_step_bytes() / 1e9,
+                l.model->audio_frame_bytes() / 1e9);
+    std::printf("ok\n");
+    return Status::ok();
+}
+
+}  // namespace voxrt::cli
