@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The README's second command (and CI's): install what is needed, build everything (the CUDA
+# backend too when a CUDA toolkit is present; GPU tests skip without a GPU), run every test, then
+# build the CPU library and tests again with AddressSanitizer + UndefinedBehaviorSanitizer and run
+# them again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
+jobs=$(nproc)
+
+echo "== build (Release) ==" >&2
+BUILD_DIR=build bash scripts/build.sh
+echo "== tests (Release) ==" >&2
+ctest --test-dir build --output-on-failure -j"$jobs"
+
+echo "== build (ASan + UBSan, CPU) ==" >&2
+BUILD_DIR=build-asan bash scripts/build.sh -DVOXRT_SANITIZE=ON -DVOXRT_CUDA=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo
+echo "== tests (ASan + UBSan) ==" >&2
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --test-dir build-asan --output-on-failure -j"$jobs"
