@@ -29,10 +29,7 @@ Expected<AudioHead> AudioHead::load(const AudioModelConfig& cfg, const io::SafeT
         DepthLayerWeights L;
         VOXRT_ASSIGN_OR_RETURN(L.operator_norm, store.fetch(f, nm("depthformer.layers.", l, "operator_norm.weight"), {Dd}));
         VOXRT_ASSIGN_OR_RETURN(L.ffn_norm, store.fetch(f, nm("depthformer.layers.", l, "ffn_norm.weight"), {Dd}));
-        VOXRT_ASSIGN_OR_RETURN(Tensor qkv, store.fetch(f, nm("depthformer.layers.", l, "operator.qkv_proj.weight"), {Dd + 2 * KV, Dd}));
-        L.wq = qkv.rows(0, Dd);
-        L.wk = qkv.rows(Dd, Dd + KV);
-        L.wv = qkv.rows(Dd + KV, Dd + 2 * KV);
+        VOXRT_ASSIGN_OR_RETURN(L.qkv, store.fetch(f, nm("depthformer.layers.", l, "operator.qkv_proj.weight"), {Dd + 2 * KV, Dd}));
         VOXRT_ASSIGN_OR_RETURN(L.out_proj, store.fetch(f, nm("depthformer.layers.", l, "operator.out_proj.weight"), {Dd, Dd}));
         VOXRT_ASSIGN_OR_RETURN(L.q_norm, store.fetch(f, nm("depthformer.layers.", l, "operator.bounded_attention.q_layernorm.weight"), {Dh}));
         VOXRT_ASSIGN_OR_RETURN(L.k_norm, store.fetch(f, nm("depthformer.layers.", l, "operator.bounded_attention.k_layernorm.weight"), {Dh}));
@@ -95,7 +92,7 @@ Expected<AudioHeadState> AudioHead::new_state(const ops::Context& ctx) const {
 
 size_t AudioHead::scratch_bytes(const ops::Context& ctx) const {
     const DType dt = ctx.act_dtype();
-    return arena_bytes(dt, Q_ * Dd_) + arena_bytes(dt, Dd_) * 6 + arena_bytes(dt, 2 * Hkv_ * Dh_) +
+    return arena_bytes(dt, Q_ * Dd_) + arena_bytes(dt, Dd_) * 6 + arena_bytes(dt, Dd_ + 2 * Hkv_ * Dh_) +
            arena_bytes(dt, 2 * F_) + arena_bytes(dt, V_) + 4096;
 }
 
@@ -108,15 +105,18 @@ void AudioHead::sample_frame(const ops::Context& ctx, AudioHeadState& st, const 
     Tensor prev = scratch.alloc(dt, {1, Dd_});
     Tensor x = scratch.alloc(dt, {1, Dd_});
     Tensor n = scratch.alloc(dt, {1, Dd_});
-    Tensor q = scratch.alloc(dt, {1, H_, Dh_});
-    Tensor k = scratch.alloc(dt, {1, Hkv_, Dh_});
-    Tensor v = scratch.alloc(dt, {1, Hkv_, Dh_});
+    // q, k, v come out of one GEMV as adjacent slices of one row.
+    Tensor qkv = scratch.alloc(dt, {1, Dd_ + 2 * Hkv_ * Dh_});
+    Tensor q = Tensor::make(qkv.data, dt, ctx.device, {1, H_, Dh_});
+    Tensor k = Tensor::make(static_cast<char*>(qkv.data) + static_cast<size_t>(Dd_) * dtype_size(dt), dt, ctx.device,
+                            {1, Hkv_, Dh_});
+    Tensor v = Tensor::make(static_cast<char*>(qkv.data) + static_cast<size_t>(Dd_ + Hkv_ * Dh_) * dtype_size(dt), dt,
+                            ctx.device, {1, Hkv_, Dh_});
     Tensor att = scratch.alloc(dt, {1, H_, Dh_});
     Tensor o = scratch.alloc(dt, {1, Dd_});
     Tensor g1 = scratch.alloc(dt, {1, F_}), g3 = scratch.alloc(dt, {1, F_});
     Tensor logits = scratch.alloc(dt, {1, V_});
     ops::zero(ctx, prev);
-    Tensor q2 = q.reshape({1, H_ * Dh_}), k2 = k.reshape({1, Hkv_ * Dh_}), v2 = v.reshape({1, Hkv_ * Dh_});
     Tensor qr = q.reshape({H_, Dh_}), kr = k.reshape({Hkv_, Dh_});
     Tensor att2 = att.reshape({1, H_ * Dh_});
     for (int i = 0; i < Q_; ++i) {
@@ -126,9 +126,7 @@ void AudioHead::sample_frame(const ops::Context& ctx, AudioHeadState& st, const 
         for (size_t l = 0; l < layers_.size(); ++l) {
             const DepthLayerWeights& L = layers_[l];
             ops::rms_norm(ctx, x, L.operator_norm, eps_, ops::RmsStyle::kFused, n);
-            ops::linear(ctx, n, L.wq, nullptr, q2);
-            ops::linear(ctx, n, L.wk, nullptr, k2);
-            ops::linear(ctx, n, L.wv, nullptr, v2);
+            ops::linear(ctx, n, L.qkv, nullptr, qkv);
             ops::rms_norm(ctx, qr, L.q_norm, eps_, ops::RmsStyle::kFused, qr);
             ops::rms_norm(ctx, kr, L.k_norm, eps_, ops::RmsStyle::kFused, kr);
             ops::rope(ctx, q, pos, rope_cos_, rope_sin_, ops::RopeStyle::kPairs);

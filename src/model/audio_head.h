@@ -28,7 +28,7 @@ namespace voxrt::model {
 
 struct DepthLayerWeights {
     Tensor operator_norm, ffn_norm;  // [Dd]
-    Tensor wq, wk, wv;               // rows of qkv_proj: [Dd, Dd], [Hkv·Dh, Dd] ×2
+    Tensor qkv;                      // [Dd + 2·Hkv·Dh, Dd] (q rows, then k, then v)
     Tensor out_proj;                 // [Dd, Dd]
     Tensor q_norm, k_norm;           // [Dh]
     Tensor w1, w3;                   // [F, Dd]

@@ -33,10 +33,10 @@ Expected<Lfm2Network> Lfm2Network::load(const Lfm2Config& cfg, const io::SafeTen
         VOXRT_ASSIGN_OR_RETURN(L.w3, store.fetch(f, layer_name(prefix, i, "feed_forward.w3.weight"), {F, D}));
         VOXRT_ASSIGN_OR_RETURN(L.w2, store.fetch(f, layer_name(prefix, i, "feed_forward.w2.weight"), {D, F}));
         if (L.kind == LayerKind::kConv) {
-            VOXRT_ASSIGN_OR_RETURN(Tensor in_proj, store.fetch(f, layer_name(prefix, i, "conv.in_proj.weight"), {3 * D, D}));
-            L.in_b = in_proj.rows(0, D);
-            L.in_c = in_proj.rows(D, 2 * D);
-            L.in_x = in_proj.rows(2 * D, 3 * D);
+            VOXRT_ASSIGN_OR_RETURN(L.in_proj, store.fetch(f, layer_name(prefix, i, "conv.in_proj.weight"), {3 * D, D}));
+            L.in_b = L.in_proj.rows(0, D);
+            L.in_c = L.in_proj.rows(D, 2 * D);
+            L.in_x = L.in_proj.rows(2 * D, 3 * D);
             VOXRT_ASSIGN_OR_RETURN(L.conv, store.fetch(f, layer_name(prefix, i, "conv.conv.weight"), {D, 1, K}));
             VOXRT_ASSIGN_OR_RETURN(L.out_proj, store.fetch(f, layer_name(prefix, i, "conv.out_proj.weight"), {D, D}));
         } else {
@@ -140,10 +140,22 @@ void Lfm2Network::forward(const ops::Context& ctx, Lfm2State& st, Tensor& x, con
         ops::rms_norm(ctx, x, L.operator_norm, eps, ops::RmsStyle::kLfm2, h);
         if (L.kind == LayerKind::kConv) {
             // ShortConv: B, C, x = in_proj(h); y = C ⊙ conv(B ⊙ x); out_proj(y)
-            Tensor b = scratch.alloc(dt, {T, D}), c = scratch.alloc(dt, {T, D}), xx = scratch.alloc(dt, {T, D});
-            ops::linear(ctx, h, L.in_b, nullptr, b);
-            ops::linear(ctx, h, L.in_c, nullptr, c);
-            ops::linear(ctx, h, L.in_x, nullptr, xx);
+            Tensor b, c, xx;
+            if (T == 1) {  // decode: one GEMV over the whole in_proj; B, C, x are contiguous slices
+                Tensor bcx = scratch.alloc(dt, {3, D});
+                Tensor bcx_row = bcx.reshape({1, 3 * D});
+                ops::linear(ctx, h, L.in_proj, nullptr, bcx_row);
+                b = bcx.rows(0, 1);
+                c = bcx.rows(1, 2);
+                xx = bcx.rows(2, 3);
+            } else {
+                b = scratch.alloc(dt, {T, D});
+                c = scratch.alloc(dt, {T, D});
+                xx = scratch.alloc(dt, {T, D});
+                ops::linear(ctx, h, L.in_b, nullptr, b);
+                ops::linear(ctx, h, L.in_c, nullptr, c);
+                ops::linear(ctx, h, L.in_x, nullptr, xx);
+            }
             ops::mul(ctx, b, xx, b);
             ops::short_conv(ctx, b, L.conv, st.conv_state[l], pos, xx);
             ops::mul(ctx, c, xx, c);

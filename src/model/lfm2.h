@@ -28,8 +28,8 @@ struct Lfm2LayerWeights {
     Tensor ffn_norm;       // [D]
     Tensor w1, w3;         // [F, D]
     Tensor w2;             // [D, F]
-    // conv layers: in_proj rows split into the B, C and x projections (views, [D, D] each)
-    Tensor in_b, in_c, in_x;
+    // conv layers: in_proj [3D, D] and its rows split into the B, C and x projections (views)
+    Tensor in_proj, in_b, in_c, in_x;
     Tensor conv;           // [D, 1, K]
     Tensor out_proj;       // [D, D]
     // attention layers
