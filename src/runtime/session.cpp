@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 
 #include "audio/resample.h"
 #include "backend/device_api.h"
@@ -21,6 +22,8 @@ Tensor host_i32(int32_t* p, int64_t n) { return Tensor::make(p, DType::kI32, Dev
 }  // namespace
 
 Session::~Session() {
+    text_graph_.reset();
+    frame_graph_.reset();
     detok_state_.reset();
     backend::destroy_cuda_context(ctx_);
 }
@@ -42,6 +45,7 @@ Status Session::init(const SessionOptions& opt) {
         ctx_.precision = mo.precision;
     }
     ctx_.pool = model_.pool();
+    use_graphs_ = ctx_.device == Device::kCUDA && opt.cuda_graphs;
     detok_ctx_ = ctx_;
     detok_ctx_.precision = ops::Precision::kF32;
     chunk_ = std::min(chunk_, capacity_);
@@ -250,41 +254,67 @@ Status Session::prefill(TurnStats* stats) {
     return ops::synchronize(ctx_);
 }
 
-Status Session::pick_text(const GenerateOptions& opt, int step, int32_t* token) {
-    ops::linear(ctx_, h_, model_.backbone().embed_tokens(), nullptr, text_logits_);
-    if (opt.suppress_end) ops::set_value(ctx_, text_logits_, model_.special().im_end, -INFINITY);
-    const bool greedy = opt.text_temperature <= 0 || opt.text_top_k == 1;
-    if (greedy) {
-        ops::argmax(ctx_, text_logits_, token_);
+void Session::step_ops(const GenerateOptions& opt, bool text, bool forward) {
+    if (forward) {
+        Tensor x1 = x_.rows(0, 1);
+        Tensor p1 = pos_.rows(0, 1);
+        model_.backbone().forward(ctx_, lfm_state_, x1, p1, scratch_, h_);
+    }
+    const int Q = model_.config().codebooks;
+    if (text) {
+        ops::linear(ctx_, h_, model_.backbone().embed_tokens(), nullptr, text_logits_);
+        if (opt.suppress_end) ops::set_value(ctx_, text_logits_, model_.special().im_end, -INFINITY);
+        if (opt.text_temperature <= 0 || opt.text_top_k == 1) {
+            ops::argmax(ctx_, text_logits_, token_);
+        } else {
+            Tensor ctr = counters_.rows(Q, Q + 1);
+            ops::sample_top_k(ctx_, text_logits_, opt.text_temperature, opt.text_top_k, opt.seed, ctr, token_);
+        }
     } else {
-        const int Q = model_.config().codebooks;
-        Tensor ctr = counters_.rows(Q, Q + 1);
-        ops::sample_top_k(ctx_, text_logits_, opt.text_temperature, opt.text_top_k, opt.seed, ctr, token_);
+        model::FrameSampling fs;
+        fs.temperature = opt.audio_temperature;
+        fs.top_k = opt.audio_top_k;
+        fs.seed = opt.seed ^ 0xa0d10c0de5ull;
+        fs.counters = &counters_;
+        fs.suppress_eos = opt.suppress_end;
+        Tensor codes_1d = codes_.reshape({Q});
+        model_.audio_head().sample_frame(ctx_, head_state_, h_, fs, scratch_, codes_1d, nullptr, nullptr);
     }
-    Tensor host_token = host_i32(token, 1);
-    ops::copy(ctx_, token_, host_token);
-    if (capture_) {
-        cap_logits_.resize(static_cast<size_t>(text_logits_.numel()));
-        Tensor dst = Tensor::make(cap_logits_.data(), DType::kF32, Device::kCPU, {text_logits_.numel()});
-        ops::copy(ctx_, text_logits_, dst);
-    }
-    (void)step;
-    return ops::synchronize(ctx_);
 }
 
-Status Session::pick_frame(const GenerateOptions& opt, int step, std::array<int32_t, 8>* codes) {
+Status Session::step(const GenerateOptions& opt, bool text, bool forward, int32_t* token,
+                     std::array<int32_t, 8>* codes) {
     const int Q = model_.config().codebooks;
-    model::FrameSampling fs;
-    fs.temperature = opt.audio_temperature;
-    fs.top_k = opt.audio_top_k;
-    fs.seed = opt.seed ^ 0xa0d10c0de5ull;
-    fs.counters = &counters_;
-    fs.suppress_eos = opt.suppress_end;
-    Tensor codes_1d = codes_.reshape({Q});
-    model_.audio_head().sample_frame(ctx_, head_state_, h_, fs, scratch_, codes_1d, nullptr, nullptr);
-    Tensor dst = host_i32(codes->data(), Q);
-    ops::copy(ctx_, codes_1d, dst);
-    (void)step;
+    if (forward) {
+        int32_t p = n_past_;
+        Tensor p1 = pos_.rows(0, 1);
+        ops::copy(ctx_, host_i32(&p, 1), p1);
+    }
+    if (use_graphs_ && forward) {
+        backend::GraphCapture& g = text ? text_graph_ : frame_graph_;
+        if (!g.captured()) {
+            VOXRT_RETURN_IF_ERROR(g.begin(ctx_));
+            step_ops(opt, text, forward);
+            VOXRT_RETURN_IF_ERROR(g.end(ctx_));
+        }
+        VOXRT_RETURN_IF_ERROR(g.replay(ctx_));
+    } else {
+        step_ops(opt, text, forward);
+    }
+    if (forward) ++n_past_;
+    if (text) {
+        Tensor host_token = host_i32(token, 1);
+        ops::copy(ctx_, token_, host_token);
+        if (capture_) {
+            cap_logits_.resize(static_cast<size_t>(text_logits_.numel()));
+            Tensor dst = Tensor::make(cap_logits_.data(), DType::kF32, Device::kCPU, {text_logits_.numel()});
+            ops::copy(ctx_, text_logits_, dst);
+        }
+    } else {
+        Tensor codes_1d = codes_.reshape({Q});
+        Tensor dst = host_i32(codes->data(), Q);
+        ops::copy(ctx_, codes_1d, dst);
+    }
     return ops::synchronize(ctx_);
 }
 
@@ -351,20 +381,28 @@ Status Session::generate(const GenerateOptions& opt, const EventSink& sink, Turn
         return go_on;
     };
 
+    if (use_graphs_) {
+        char key[160];
+        std::snprintf(key, sizeof key, "%g/%d/%g/%d/%llu/%d", opt.text_temperature, opt.text_top_k, opt.audio_temperature,
+                      opt.audio_top_k, static_cast<unsigned long long>(opt.seed), opt.suppress_end ? 1 : 0);
+        if (graph_key_ != key) {
+            text_graph_.reset();
+            frame_graph_.reset();
+            graph_key_ = key;
+        }
+    }
     const auto t_dec = Clock::now();
     int step = 0;
     for (; step < opt.max_new_tokens && !stopped; ++step) {
-        if (need_forward) {
-            VOXRT_RETURN_IF_ERROR(forward_rows(x_, 1));
-            need_forward = false;
-        }
+        const bool forward = need_forward;
+        need_forward = false;
         for (int i = 0; i <= Q; ++i) counters[static_cast<size_t>(i)] = step * (Q + 1) + i;
         ops::copy(ctx_, host_i32(counters.data(), Q + 1), counters_);
         if (interleaved) --left;
         GeneratedItem item;
         if (text_mode) {
             int32_t tok = 0;
-            VOXRT_RETURN_IF_ERROR(pick_text(opt, step, &tok));
+            VOXRT_RETURN_IF_ERROR(this->step(opt, /*text=*/true, forward, &tok, nullptr));
             if (interleaved && tok == sp.im_end) break;  // the turn ends; <|im_end|> is not yielded
             item.token = tok;
             last_turn_.push_back(item);
@@ -388,7 +426,7 @@ Status Session::generate(const GenerateOptions& opt, const EventSink& sink, Turn
             VOXRT_RETURN_IF_ERROR(embed_token(tok));
         } else {
             std::array<int32_t, 8> codes{};
-            VOXRT_RETURN_IF_ERROR(pick_frame(opt, step, &codes));
+            VOXRT_RETURN_IF_ERROR(this->step(opt, /*text=*/false, forward, nullptr, &codes));
             if (interleaved && left <= 0 && !text_done) {
                 text_mode = true;
                 left = cfg.interleaved_n_text;

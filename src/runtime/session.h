@@ -27,6 +27,7 @@
 
 #include "core/arena.h"
 #include "core/status.h"
+#include "backend/device_api.h"
 #include "model/lfm_audio.h"
 
 namespace voxrt::runtime {
@@ -37,7 +38,8 @@ enum class GenerationMode : uint8_t {
 };
 
 struct SessionOptions {
-    int context = 0;  // positions the conversation may hold; 0 = the model's max_context
+    int context = 0;           // positions the conversation may hold; 0 = the model's max_context
+    bool cuda_graphs = true;   // CUDA: replay each decode step as one captured graph
 };
 
 struct GenerateOptions {
@@ -139,8 +141,12 @@ private:
     // Runs the pending items through the backbone; leaves the last output row in h_.
     Status prefill(TurnStats* stats);
     Status forward_rows(Tensor& x, int64_t rows);
-    Status pick_text(const GenerateOptions& opt, int step, int32_t* token);
-    Status pick_frame(const GenerateOptions& opt, int step, std::array<int32_t, 8>* codes);
+    // One generation step: (if `forward`) run the item embedded in x_ row 0 through the backbone
+    // at the next position, then choose the next text token or audio frame from h_. On CUDA the
+    // whole step is one replayed graph; only the step's inputs (position, sampling counters)
+    // are written before it, and the choice is read back after it.
+    Status step(const GenerateOptions& opt, bool text, bool forward, int32_t* token, std::array<int32_t, 8>* codes);
+    void step_ops(const GenerateOptions& opt, bool text, bool forward);
     Status embed_token(int32_t token);
     Status embed_frame(const std::array<int32_t, 8>& codes);
 
@@ -174,6 +180,9 @@ private:
     Tensor counters_;         // I32 [Q + 1] sampling counters for this step
     Tensor text_logits_;      // [1, V]
     bool capture_ = false;
+    bool use_graphs_ = false;
+    backend::GraphCapture text_graph_, frame_graph_;
+    std::string graph_key_;   // sampling options the graphs were captured with
     std::vector<float> cap_logits_;
     std::vector<float> pcm_;  // detokenizer output staging (reserved)
 };
