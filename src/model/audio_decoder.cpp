@@ -1,0 +1,542 @@
+#include "model/audio_decoder.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "io/json.h"
+
+namespace voxrt::model {
+
+namespace {
+
+constexpr int64_t kMaxPositions = int64_t{1} << 24;  // positions stay exact as fp32 (RoPE)
+// KV rows kept per attention layer beyond the live window: the cache holds W-1 past keys plus
+// this many frames of new ones, and is compacted (the last W-1 rows moved to the front) when full.
+constexpr int64_t kCacheFrames = 16;
+
+std::string layer_name(int i, const char* rest) {
+    return "lfm.layers." + std::to_string(i) + "." + rest;
+}
+
+ops::Context fp32(const ops::Context& ctx) {
+    ops::Context c = ctx;
+    c.precision = ops::Precision::kF32;
+    return c;
+}
+
+// Host → device (or host → host) copy of a host array into a device tensor of the same numel.
+template <class T>
+void upload(const ops::Context& ctx, const T* host, DType dt, Tensor& dst) {
+    Tensor src = dst;
+    src.data = const_cast<T*>(host);
+    src.device = Device::kCPU;
+    src.dtype = dt;
+    ops::copy(ctx, src, dst);
+}
+
+Status check_codes(const int32_t* codes, int64_t n_frames, int64_t frame0) {
+    for (int64_t t = 0; t < n_frames; ++t)
+        for (int q = 0; q < kDetokCodebooks; ++q) {
+            const int32_t c = codes[t * kDetokCodebooks + q];
+            if (c < 0 || c >= kDetokCodebookSize)
+                return make_error(
+                    StatusCode::kInvalidArgument,
+                    "[detokenizer] frame %lld codebook %d: code %d is outside [0, %d]%s",
+                    static_cast<long long>(frame0 + t), q, c, kDetokCodebookSize - 1,
+                    c == kDetokCodebookSize ? " (end-of-audio frames must be dropped)" : "");
+        }
+    return Status::ok();
+}
+
+// The reference ISTFT asserts that the trimmed window² envelope is > 1e-11 everywhere. For
+// utterances of >= 4 frames every sample's envelope equals one of those of the 1..4-frame cases.
+Status check_window(const std::vector<float>& w) {
+    const int n = kDetokNfft, hop = kDetokHop, pad = (n - hop) / 2;
+    for (int frames = 1; frames <= n / hop; ++frames) {
+        std::vector<float> env(static_cast<size_t>((frames - 1) * hop + n), 0.0f);
+        for (int f = 0; f < frames; ++f)
+            for (int i = 0; i < n; ++i) env[static_cast<size_t>(f * hop + i)] += w[i] * w[i];
+        for (int i = pad; i < pad + frames * hop; ++i)
+            if (!(env[static_cast<size_t>(i)] > 1e-11f))
+                return make_error(
+                    StatusCode::kInvalidFile,
+                    "[detokenizer] istft.window: overlap-added window² is %g at sample %d of a "
+                    "%d-frame utterance (the reference asserts > 1e-11)",
+                    static_cast<double>(env[static_cast<size_t>(i)]), i - pad, frames);
+    }
+    return Status::ok();
+}
+
+// Returns an arena to a mark on scope exit (decode's early error returns included).
+struct ScratchRelease {
+    Arena& arena;
+    size_t mark;
+    ~ScratchRelease() { arena.release(mark); }
+};
+
+}  // namespace
+
+// ---- loading --------------------------------------------------------------------------------
+
+Expected<Detokenizer> Detokenizer::load(const std::string& detok_dir, WeightStore& store) {
+    const std::string cfg_path = detok_dir + "/config.json";
+    Detokenizer d;
+    VOXRT_ASSIGN_OR_RETURN(d.cfg_, load_detokenizer_config(cfg_path));
+    const Lfm2Config& c = d.cfg_;
+    // Fields the Lfm2Config parser does not keep, and the architecture the module hard-codes.
+    {
+        VOXRT_ASSIGN_OR_RETURN(io::Json json, io::read_json_file(cfg_path, 1u << 20));
+        io::JsonView j(&json, cfg_path, "");
+        VOXRT_ASSIGN_OR_RETURN(int64_t out, j.integer_or("output_size", kDetokOut, 1, 1 << 20));
+        if (out != kDetokOut)
+            return j.error(
+                "output_size",
+                "is " + std::to_string(out) +
+                    "; the detokenizer hard-codes Linear(512, 1282) for ISTFT(1280, 320)");
+    }
+    if (c.hidden_size != kDetokDim)
+        return make_error(
+            StatusCode::kUnsupported,
+            "%s: hidden_size is %d; the detokenizer hard-codes 512 (FusedEmbedding(512), "
+            "Linear(512, 1282))",
+            cfg_path.c_str(), c.hidden_size);
+    if (c.sliding_window < 1)
+        return make_error(StatusCode::kInvalidFile, "%s: sliding_window must be >= 1, got %d",
+                          cfg_path.c_str(), c.sliding_window);
+    d.window_ = c.sliding_window;
+
+    const std::string st_path = detok_dir + "/model.safetensors";
+    VOXRT_ASSIGN_OR_RETURN(d.file_, io::SafeTensorsFile::open(st_path));
+    const io::SafeTensorsFile& f = d.file_;
+    const int64_t D = c.hidden_size, F = c.ff_dim, H = c.num_heads, Hkv = c.num_kv_heads,
+                  Dh = c.head_dim, K = c.conv_kernel;
+    VOXRT_ASSIGN_OR_RETURN(
+        d.emb_, store.fetch(f, "emb.emb.weight", {kDetokCodebooks * kDetokCodebookSize, D}));
+    VOXRT_ASSIGN_OR_RETURN(d.final_norm_, store.fetch(f, "lfm.embedding_norm.weight", {D}));
+    VOXRT_ASSIGN_OR_RETURN(d.lin_w_, store.fetch(f, "lin.weight", {kDetokOut, D}));
+    VOXRT_ASSIGN_OR_RETURN(d.lin_b_, store.fetch(f, "lin.bias", {kDetokOut}));
+    // The reference registers torch.hann_window(1280) and load_state_dict overwrites it with the
+    // stored buffer (bf16-rounded in the published layout): use it as stored.
+    VOXRT_ASSIGN_OR_RETURN(d.window_host_, store.fetch_host_f32(f, "istft.window", {kDetokNfft}));
+    VOXRT_RETURN_IF_ERROR(check_window(d.window_host_).with_context(st_path));
+
+    for (int i = 0; i < c.n_layers(); ++i) {
+        Layer L;
+        L.kind = c.layers[static_cast<size_t>(i)];
+        VOXRT_ASSIGN_OR_RETURN(L.operator_norm,
+                               store.fetch(f, layer_name(i, "operator_norm.weight"), {D}));
+        VOXRT_ASSIGN_OR_RETURN(L.ffn_norm, store.fetch(f, layer_name(i, "ffn_norm.weight"), {D}));
+        VOXRT_ASSIGN_OR_RETURN(L.w1,
+                               store.fetch(f, layer_name(i, "feed_forward.w1.weight"), {F, D}));
+        VOXRT_ASSIGN_OR_RETURN(L.w3,
+                               store.fetch(f, layer_name(i, "feed_forward.w3.weight"), {F, D}));
+        VOXRT_ASSIGN_OR_RETURN(L.w2,
+                               store.fetch(f, layer_name(i, "feed_forward.w2.weight"), {D, F}));
+        if (L.kind == LayerKind::kConv) {
+            VOXRT_ASSIGN_OR_RETURN(
+                Tensor in_proj, store.fetch(f, layer_name(i, "conv.in_proj.weight"), {3 * D, D}));
+            L.in_b = in_proj.rows(0, D);  // torch chunk(3) order: B, C, x
+            L.in_c = in_proj.rows(D, 2 * D);
+            L.in_x = in_proj.rows(2 * D, 3 * D);
+            VOXRT_ASSIGN_OR_RETURN(L.conv,
+                                   store.fetch(f, layer_name(i, "conv.conv.weight"), {D, 1, K}));
+            VOXRT_ASSIGN_OR_RETURN(L.out_proj,
+                                   store.fetch(f, layer_name(i, "conv.out_proj.weight"), {D, D}));
+        } else {
+            VOXRT_ASSIGN_OR_RETURN(
+                L.q_proj, store.fetch(f, layer_name(i, "self_attn.q_proj.weight"), {H * Dh, D}));
+            VOXRT_ASSIGN_OR_RETURN(
+                L.k_proj, store.fetch(f, layer_name(i, "self_attn.k_proj.weight"), {Hkv * Dh, D}));
+            VOXRT_ASSIGN_OR_RETURN(
+                L.v_proj, store.fetch(f, layer_name(i, "self_attn.v_proj.weight"), {Hkv * Dh, D}));
+            VOXRT_ASSIGN_OR_RETURN(
+                L.out_proj,
+                store.fetch(f, layer_name(i, "self_attn.out_proj.weight"), {D, H * Dh}));
+            VOXRT_ASSIGN_OR_RETURN(
+                L.q_norm, store.fetch(f, layer_name(i, "self_attn.q_layernorm.weight"), {Dh}));
+            VOXRT_ASSIGN_OR_RETURN(
+                L.k_norm, store.fetch(f, layer_name(i, "self_attn.k_layernorm.weight"), {Dh}));
+        }
+        d.layers_.push_back(L);
+    }
+    // transformers' default RoPE: inv_freq = 1 / θ^(2i/Dh) in fp32. The detokenizer module is never
+    // cast, so unlike the backbone the frequencies are not bf16-rounded.
+    d.inv_freq_.resize(static_cast<size_t>(Dh / 2));
+    for (int64_t i = 0; i < Dh / 2; ++i) {
+        const float e = static_cast<float>(2 * i) / static_cast<float>(Dh);
+        d.inv_freq_[static_cast<size_t>(i)] = 1.0f / std::pow(static_cast<float>(c.rope_theta), e);
+    }
+    return d;
+}
+
+// ---- the network ----------------------------------------------------------------------------
+
+void Detokenizer::rope_table(int64_t base, int64_t T, float* cos, float* sin) const {
+    // transformers: freqs = inv_freq ⊗ float(position) (one fp32 product), then cos/sin in fp32.
+    const size_t half = inv_freq_.size();
+    for (int64_t t = 0; t < T; ++t) {
+        const float p = static_cast<float>(base + t);
+        for (size_t i = 0; i < half; ++i) {
+            const float fr = p * inv_freq_[i];
+            cos[static_cast<size_t>(t) * half + i] =
+                static_cast<float>(std::cos(static_cast<double>(fr)));
+            sin[static_cast<size_t>(t) * half + i] =
+                static_cast<float>(std::sin(static_cast<double>(fr)));
+        }
+    }
+}
+
+size_t Detokenizer::forward_scratch_bytes(int64_t T) const {
+    const int64_t D = cfg_.hidden_size, F = cfg_.ff_dim;
+    const int64_t Hd = cfg_.num_heads * cfg_.head_dim, Kd = cfg_.num_kv_heads * cfg_.head_dim;
+    const DType dt = DType::kF32;
+    const size_t conv = 3 * arena_bytes(dt, T * D);
+    const size_t attn = 2 * arena_bytes(dt, T * Hd) + 2 * arena_bytes(dt, T * Kd);
+    const size_t ffn = 2 * arena_bytes(dt, T * F);
+    return 2 * arena_bytes(dt, T * D) + std::max({conv, attn, ffn});
+}
+
+void Detokenizer::forward(const ops::Context& ctx, Tensor& x, const Tensor& rope_rows,
+                          const Tensor& cos, const Tensor& sin, const Tensor& cache_rows,
+                          const Memory& mem, Arena& scratch, Tensor& out) const {
+    const int64_t T = x.shape[0], D = cfg_.hidden_size, F = cfg_.ff_dim;
+    const int64_t H = cfg_.num_heads, Hkv = cfg_.num_kv_heads, Dh = cfg_.head_dim;
+    const float eps = static_cast<float>(cfg_.norm_eps);
+    const float scale = 1.0f / std::sqrt(static_cast<float>(Dh));
+    const DType dt = DType::kF32;
+    const size_t mark = scratch.mark();
+    Tensor h = scratch.alloc(dt, {T, D});  // normed input of the current block
+    Tensor o = scratch.alloc(dt, {T, D});  // block output before the residual add
+    for (size_t l = 0; l < layers_.size(); ++l) {
+        const Layer& L = layers_[l];
+        const size_t inner = scratch.mark();
+        ops::rms_norm(ctx, x, L.operator_norm, eps, ops::RmsStyle::kLfm2, h);
+        if (L.kind == LayerKind::kConv) {
+            // Lfm2ShortConv: B, C, x = in_proj(h); y = C ⊙ causal_conv(B ⊙ x); out_proj(y). The
+            // reference's 4-D mask is ignored here (create_recurrent_attention_mask → None).
+            Tensor b = scratch.alloc(dt, {T, D}), c = scratch.alloc(dt, {T, D}),
+                   xx = scratch.alloc(dt, {T, D});
+            ops::linear(ctx, h, L.in_b, nullptr, b);
+            ops::linear(ctx, h, L.in_c, nullptr, c);
+            ops::linear(ctx, h, L.in_x, nullptr, xx);
+            ops::mul(ctx, b, xx, b);
+            Tensor state = (*mem.conv_state)[l];
+            ops::short_conv(ctx, b, L.conv, state, cache_rows, xx);
+            ops::mul(ctx, c, xx, c);
+            ops::linear(ctx, c, L.out_proj, nullptr, o);
+        } else {
+            // Lfm2Attention with the detokenizer's boolean mask: key j visible to query i iff
+            // i - W < j <= i (SDPA, fp32). q/k RMSNorm per head before NeoX RoPE.
+            Tensor q = scratch.alloc(dt, {T, H, Dh});
+            Tensor k = scratch.alloc(dt, {T, Hkv, Dh});
+            Tensor v = scratch.alloc(dt, {T, Hkv, Dh});
+            Tensor a = scratch.alloc(dt, {T, H, Dh});
+            Tensor q2 = q.reshape({T, H * Dh}), k2 = k.reshape({T, Hkv * Dh}),
+                   v2 = v.reshape({T, Hkv * Dh});
+            ops::linear(ctx, h, L.q_proj, nullptr, q2);
+            ops::linear(ctx, h, L.k_proj, nullptr, k2);
+            ops::linear(ctx, h, L.v_proj, nullptr, v2);
+            Tensor qr = q.reshape({T * H, Dh}), kr = k.reshape({T * Hkv, Dh});
+            ops::rms_norm(ctx, qr, L.q_norm, eps, ops::RmsStyle::kLfm2, qr);
+            ops::rms_norm(ctx, kr, L.k_norm, eps, ops::RmsStyle::kLfm2, kr);
+            ops::rope(ctx, q, rope_rows, cos, sin, ops::RopeStyle::kNeox);
+            ops::rope(ctx, k, rope_rows, cos, sin, ops::RopeStyle::kNeox);
+            Tensor kc = (*mem.k_cache)[l];
+            Tensor vc = (*mem.v_cache)[l];
+            ops::kv_write(ctx, k, v, cache_rows, kc, vc);
+            ops::attention(ctx, q, kc, vc, cache_rows, scale, window_, a);
+            ops::linear(ctx, a.reshape({T, H * Dh}), L.out_proj, nullptr, o);
+        }
+        ops::add(ctx, x, o, x);
+        scratch.release(inner);
+        ops::rms_norm(ctx, x, L.ffn_norm, eps, ops::RmsStyle::kLfm2, h);
+        Tensor g1 = scratch.alloc(dt, {T, F}), g3 = scratch.alloc(dt, {T, F});
+        ops::linear(ctx, h, L.w1, nullptr, g1);
+        ops::linear(ctx, h, L.w3, nullptr, g3);
+        ops::swiglu(ctx, g1, g3, g1);
+        ops::linear(ctx, g1, L.w2, nullptr, o);
+        ops::add(ctx, x, o, x);
+        scratch.release(inner);
+    }
+    ops::rms_norm(ctx, x, final_norm_, eps, ops::RmsStyle::kLfm2, out);
+    scratch.release(mark);
+}
+
+void Detokenizer::head(const ops::Context& ctx, const Tensor& hidden, Tensor& spec_dev,
+                       float* spec_host) const {
+    ops::linear(ctx, hidden, lin_w_, &lin_b_, spec_dev);
+    Tensor host = spec_dev;
+    host.data = spec_host;
+    host.device = Device::kCPU;
+    ops::copy(ctx, spec_dev, host);
+}
+
+// ---- whole utterance ------------------------------------------------------------------------
+
+size_t Detokenizer::decode_scratch_bytes(int64_t Tc) const {
+    const int64_t T = kDetokUpsample * Tc, D = cfg_.hidden_size;
+    const int64_t half = cfg_.head_dim / 2, K = cfg_.conv_kernel;
+    size_t b = arena_bytes(DType::kI32, T * kDetokCodebooks) + arena_bytes(DType::kI32, T);
+    b += 2 * arena_bytes(DType::kF32, T * half);
+    b += 2 * arena_bytes(DType::kF32, T * D) + arena_bytes(DType::kF32, T * kDetokOut);
+    for (const Layer& L : layers_)
+        if (L.kind == LayerKind::kConv) b += arena_bytes(DType::kF32, (K - 1) * D);
+    // One KV cache pair serves every attention layer: each layer writes all T rows before reading.
+    const bool any_attn = std::any_of(layers_.begin(), layers_.end(), [](const Layer& L) {
+        return L.kind == LayerKind::kAttention;
+    });
+    if (any_attn) b += 2 * arena_bytes(DType::kF32, cfg_.num_kv_heads * T * cfg_.head_dim);
+    return b + forward_scratch_bytes(T);
+}
+
+Status Detokenizer::decode(const ops::Context& ctx_in, const int32_t* codes, int64_t Tc,
+                           Arena& scratch, std::vector<float>& pcm_out,
+                           DetokenizerStages* stages) const {
+    const ops::Context ctx = fp32(ctx_in);
+    if (Tc < 0 || kDetokUpsample * Tc > kMaxPositions)
+        return make_error(
+            StatusCode::kOutOfRange, "[detokenizer] %lld frames (at most %lld per utterance)",
+            static_cast<long long>(Tc), static_cast<long long>(kMaxPositions / kDetokUpsample));
+    VOXRT_RETURN_IF_ERROR(check_codes(codes, Tc, 0));
+    pcm_out.clear();
+    if (stages) *stages = {};
+    if (Tc == 0) return Status::ok();
+    if (scratch.device() != ctx.device)
+        return make_error(StatusCode::kInvalidArgument,
+                          "[detokenizer] scratch arena on %s, context on %s",
+                          device_name(scratch.device()), device_name(ctx.device));
+    const size_t need = decode_scratch_bytes(Tc);
+    if (scratch.capacity() - scratch.mark() < need)
+        return make_error(StatusCode::kOutOfRange,
+                          "[detokenizer] decode of %lld frames needs %zu scratch bytes, %zu free",
+                          static_cast<long long>(Tc), need, scratch.capacity() - scratch.mark());
+
+    const int64_t T = kDetokUpsample * Tc, D = cfg_.hidden_size, half = cfg_.head_dim / 2;
+    const int64_t Q = kDetokCodebooks;
+    const ScratchRelease release{scratch, scratch.mark()};
+
+    // Upsampled ids (nearest-exact ×6 of the embedding = the embedding of repeated ids), positions
+    // 0..T-1 (RoPE rows = cache rows), RoPE table.
+    std::vector<int32_t> ids(static_cast<size_t>(T * Q)), iota(static_cast<size_t>(T));
+    for (int64_t t = 0; t < T; ++t) {
+        std::memcpy(&ids[static_cast<size_t>(t * Q)], codes + (t / kDetokUpsample) * Q,
+                    Q * sizeof(int32_t));
+        iota[static_cast<size_t>(t)] = static_cast<int32_t>(t);
+    }
+    std::vector<float> rope(static_cast<size_t>(2 * T * half));
+    rope_table(0, T, rope.data(), rope.data() + T * half);
+    Tensor ids_d = scratch.alloc(DType::kI32, {T, Q});
+    Tensor pos_d = scratch.alloc(DType::kI32, {T});
+    Tensor cos_d = scratch.alloc(DType::kF32, {T, half});
+    Tensor sin_d = scratch.alloc(DType::kF32, {T, half});
+    upload(ctx, ids.data(), DType::kI32, ids_d);
+    upload(ctx, iota.data(), DType::kI32, pos_d);
+    upload(ctx, rope.data(), DType::kF32, cos_d);
+    upload(ctx, rope.data() + T * half, DType::kF32, sin_d);
+
+    std::vector<Tensor> conv_state(layers_.size()), k_cache(layers_.size()),
+        v_cache(layers_.size());
+    Tensor kc, vc;
+    for (size_t l = 0; l < layers_.size(); ++l) {
+        if (layers_[l].kind == LayerKind::kConv) {
+            conv_state[l] = scratch.alloc(DType::kF32, {cfg_.conv_kernel - 1, D});
+            ops::zero(ctx, conv_state[l]);  // the reference's left zero padding
+        } else {
+            if (kc.empty()) {
+                kc = scratch.alloc(DType::kF32, {cfg_.num_kv_heads, T, cfg_.head_dim});
+                vc = scratch.alloc(DType::kF32, {cfg_.num_kv_heads, T, cfg_.head_dim});
+            }
+            k_cache[l] = kc;
+            v_cache[l] = vc;
+        }
+    }
+
+    Tensor x = scratch.alloc(DType::kF32, {T, D});
+    Tensor hidden = scratch.alloc(DType::kF32, {T, D});
+    Tensor spec_d = scratch.alloc(DType::kF32, {T, kDetokOut});
+    ops::embedding_bag(ctx, emb_, ids_d, kDetokCodebookSize, /*mean=*/true, x);
+    if (stages) {
+        std::vector<float> up(static_cast<size_t>(T * D));
+        Tensor host = Tensor::make(up.data(), DType::kF32, Device::kCPU, {T, D});
+        ops::copy(ctx, x, host);
+        VOXRT_RETURN_IF_ERROR(ops::synchronize(ctx));
+        stages->emb.resize(static_cast<size_t>(Tc * D));
+        for (int64_t t = 0; t < Tc; ++t)
+            std::memcpy(&stages->emb[static_cast<size_t>(t * D)],
+                        &up[static_cast<size_t>(t * kDetokUpsample * D)],
+                        static_cast<size_t>(D) * sizeof(float));
+    }
+    const Memory mem{&conv_state, &k_cache, &v_cache};
+    forward(ctx, x, pos_d, cos_d, sin_d, pos_d, mem, scratch, hidden);
+    std::vector<float> spec(static_cast<size_t>(T * kDetokOut));
+    head(ctx, hidden, spec_d, spec.data());
+    if (stages) {
+        stages->hidden.resize(static_cast<size_t>(T * D));
+        Tensor host = Tensor::make(stages->hidden.data(), DType::kF32, Device::kCPU, {T, D});
+        ops::copy(ctx, hidden, host);
+    }
+    VOXRT_RETURN_IF_ERROR(ops::synchronize(ctx));
+
+    // Host ISTFT: X = polar(exp(log|X|), ∠X) per position, then overlap-add.
+    std::vector<float> X(static_cast<size_t>(T * kDetokBins * 2));
+    for (int64_t t = 0; t < T; ++t) {
+        const float* row = &spec[static_cast<size_t>(t * kDetokOut)];
+        audio::spectrum_from_logmag_phase(row, row + kDetokBins, kDetokBins,
+                                          &X[static_cast<size_t>(t * kDetokBins * 2)]);
+    }
+    const audio::IstftConfig icfg{kDetokNfft, kDetokHop, kDetokNfft};
+    pcm_out = audio::istft_same(X.data(), static_cast<size_t>(T), icfg, window_host_.data());
+    if (stages) stages->spec = std::move(spec);
+    return Status::ok();
+}
+
+// ---- streaming ------------------------------------------------------------------------------
+
+Expected<DetokenizerState> Detokenizer::new_state(const ops::Context& ctx_in) const {
+    const ops::Context ctx = fp32(ctx_in);
+    const int64_t R = kDetokUpsample, D = cfg_.hidden_size, Q = kDetokCodebooks;
+    const int64_t half = cfg_.head_dim / 2, Hkv = cfg_.num_kv_heads, Dh = cfg_.head_dim;
+    // Cache rows: the W-1 keys a new query can still see, plus room for kCacheFrames frames (at
+    // least enough that the W-1 rows moved to the front on compaction never overlap their source).
+    const int64_t keep = window_ - 1;
+    const int64_t frames = std::max<int64_t>(kCacheFrames, (keep + R - 1) / R + 1);
+    const int64_t S = keep + R * frames;
+
+    DetokenizerState st;
+    st.device_ = ctx.device;
+    st.cache_rows_ = static_cast<int>(S);
+    size_t persist = arena_bytes(DType::kI32, S) + arena_bytes(DType::kI32, R * Q) +
+                     2 * arena_bytes(DType::kF32, R * half) +
+                     arena_bytes(DType::kF32, R * kDetokOut);
+    for (const Layer& L : layers_)
+        persist += L.kind == LayerKind::kConv ? arena_bytes(DType::kF32, (cfg_.conv_kernel - 1) * D)
+                                              : 2 * arena_bytes(DType::kF32, Hkv * S * Dh);
+    const size_t scratch = 2 * arena_bytes(DType::kF32, R * D) + forward_scratch_bytes(R);
+    if (!st.persist_.reserve(ctx.device, persist) || !st.scratch_.reserve(ctx.device, scratch))
+        return make_error(StatusCode::kOutOfMemory,
+                          "[detokenizer] cannot allocate %zu bytes of state on %s",
+                          persist + scratch, device_name(ctx.device));
+
+    st.iota_ = st.persist_.alloc(DType::kI32, {S});
+    st.ids_ = st.persist_.alloc(DType::kI32, {R, Q});
+    st.cos_ = st.persist_.alloc(DType::kF32, {R, half});
+    st.sin_ = st.persist_.alloc(DType::kF32, {R, half});
+    st.spec_ = st.persist_.alloc(DType::kF32, {R, kDetokOut});
+    st.conv_state_.resize(layers_.size());
+    st.k_cache_.resize(layers_.size());
+    st.v_cache_.resize(layers_.size());
+    for (size_t l = 0; l < layers_.size(); ++l) {
+        if (layers_[l].kind == LayerKind::kConv) {
+            st.conv_state_[l] = st.persist_.alloc(DType::kF32, {cfg_.conv_kernel - 1, D});
+        } else {
+            st.k_cache_[l] = st.persist_.alloc(DType::kF32, {Hkv, S, Dh});
+            st.v_cache_[l] = st.persist_.alloc(DType::kF32, {Hkv, S, Dh});
+        }
+    }
+    std::vector<int32_t> iota(static_cast<size_t>(S));
+    for (int64_t i = 0; i < S; ++i) iota[static_cast<size_t>(i)] = static_cast<int32_t>(i);
+    upload(ctx, iota.data(), DType::kI32, st.iota_);
+
+    st.ids_host_.resize(static_cast<size_t>(R * Q));
+    st.rope_host_.resize(static_cast<size_t>(2 * R * half));
+    st.spec_host_.resize(static_cast<size_t>(R * kDetokOut));
+    st.frame_spec_.resize(static_cast<size_t>(2 * kDetokBins));
+    st.istft_ = audio::IstftStream(audio::IstftConfig{kDetokNfft, kDetokHop, kDetokNfft},
+                                   window_host_.data());
+    st.pcm_tmp_.resize(
+        static_cast<size_t>(std::max(st.istft_.max_step_samples(), st.istft_.max_flush_samples())));
+    reset(st);
+    VOXRT_RETURN_IF_ERROR(ops::synchronize(ctx));
+    return st;
+}
+
+void Detokenizer::reset(DetokenizerState& st) const {
+    st.frames_ = 0;
+    st.fill_ = 0;
+    st.zero_conv_ = true;
+    st.istft_.reset();
+}
+
+Status Detokenizer::step(const ops::Context& ctx_in, DetokenizerState& st,
+                         const int32_t* frame_codes, std::vector<float>& pcm_out) const {
+    const ops::Context ctx = fp32(ctx_in);
+    const int64_t R = kDetokUpsample, D = cfg_.hidden_size, Q = kDetokCodebooks;
+    const int64_t half = cfg_.head_dim / 2, S = st.cache_rows_, keep = window_ - 1;
+    if (st.device_ != ctx.device || st.conv_state_.size() != layers_.size())
+        return make_error(StatusCode::kInvalidArgument,
+                          "[detokenizer] state made for another model or device");
+    VOXRT_RETURN_IF_ERROR(check_codes(frame_codes, 1, st.frames_));
+    if (R * (st.frames_ + 1) > kMaxPositions)
+        return make_error(StatusCode::kOutOfRange,
+                          "[detokenizer] utterance longer than %lld frames",
+                          static_cast<long long>(kMaxPositions / R));
+
+    if (st.zero_conv_) {
+        for (Tensor& t : st.conv_state_)
+            if (!t.empty()) ops::zero(ctx, t);
+        st.zero_conv_ = false;
+    }
+    if (st.fill_ + R > S) {
+        // Compaction: the last W-1 keys/values move to rows [0, W-1). Source rows start at
+        // fill-keep >= keep (new_state's sizing), so the ranges never overlap.
+        const int64_t Hkv = cfg_.num_kv_heads, Dh = cfg_.head_dim, src = st.fill_ - keep;
+        VOXRT_ASSERT(src >= keep, "detokenizer cache compaction overlaps (%lld < %lld)",
+                     (long long)src, (long long)keep);
+        for (size_t l = 0; l < layers_.size(); ++l) {
+            if (layers_[l].kind != LayerKind::kAttention) continue;
+            for (Tensor* cache : {&st.k_cache_[l], &st.v_cache_[l]})
+                for (int64_t h = 0; h < Hkv; ++h) {
+                    float* base = cache->ptr<float>() + h * S * Dh;
+                    Tensor from =
+                        Tensor::make(base + src * Dh, DType::kF32, ctx.device, {keep, Dh});
+                    Tensor to = Tensor::make(base, DType::kF32, ctx.device, {keep, Dh});
+                    ops::copy(ctx, from, to);
+                }
+        }
+        st.fill_ = keep;
+    }
+
+    for (int64_t r = 0; r < R; ++r)
+        std::memcpy(&st.ids_host_[static_cast<size_t>(r * Q)], frame_codes, Q * sizeof(int32_t));
+    upload(ctx, st.ids_host_.data(), DType::kI32, st.ids_);
+    rope_table(R * st.frames_, R, st.rope_host_.data(), st.rope_host_.data() + R * half);
+    upload(ctx, st.rope_host_.data(), DType::kF32, st.cos_);
+    upload(ctx, st.rope_host_.data() + R * half, DType::kF32, st.sin_);
+
+    st.scratch_.reset();
+    Tensor x = st.scratch_.alloc(DType::kF32, {R, D});
+    Tensor hidden = st.scratch_.alloc(DType::kF32, {R, D});
+    ops::embedding_bag(ctx, emb_, st.ids_, kDetokCodebookSize, /*mean=*/true, x);
+    const Memory mem{&st.conv_state_, &st.k_cache_, &st.v_cache_};
+    const Tensor rope_rows = st.iota_.rows(0, R);
+    const Tensor cache_rows = st.iota_.rows(st.fill_, st.fill_ + R);
+    forward(ctx, x, rope_rows, st.cos_, st.sin_, cache_rows, mem, st.scratch_, hidden);
+    head(ctx, hidden, st.spec_, st.spec_host_.data());
+    VOXRT_RETURN_IF_ERROR(ops::synchronize(ctx));
+    st.fill_ += R;
+    st.frames_ += 1;
+
+    for (int64_t r = 0; r < R; ++r) {
+        const float* row = &st.spec_host_[static_cast<size_t>(r * kDetokOut)];
+        audio::spectrum_from_logmag_phase(row, row + kDetokBins, kDetokBins, st.frame_spec_.data());
+        const size_t n = st.istft_.step(st.frame_spec_.data(), st.pcm_tmp_.data());
+        pcm_out.insert(pcm_out.end(), st.pcm_tmp_.begin(),
+                       st.pcm_tmp_.begin() + static_cast<std::ptrdiff_t>(n));
+    }
+    return Status::ok();
+}
+
+Status Detokenizer::flush(const ops::Context& ctx, DetokenizerState& st,
+                          std::vector<float>& pcm_out) const {
+    if (st.device_ != ctx.device || st.conv_state_.size() != layers_.size())
+        return make_error(StatusCode::kInvalidArgument,
+                          "[detokenizer] state made for another model or device");
+    const size_t n = st.istft_.flush(st.pcm_tmp_.data());
+    pcm_out.insert(pcm_out.end(), st.pcm_tmp_.begin(),
+                   st.pcm_tmp_.begin() + static_cast<std::ptrdiff_t>(n));
+    reset(st);
+    return Status::ok();
+}
+
+}  // namespace voxrt::model

@@ -1,0 +1,185 @@
+// LFM2.5 audio detokenizer: audio codes → 24 kHz PCM (liquid_audio/detokenizer.py
+// LFM2AudioDetokenizer, loaded as LFM2AudioProcessor.audio_detokenizer does; spec §9.1).
+//
+//   codes [Tc, Q=8] ── FusedEmbedding: mean over q of emb.emb[code_q + 2048·q]   → [Tc, 512]
+//     ── nearest ×6 upsample (each 80 ms frame becomes 6 rows at 75 Hz)           → x [T=6Tc, 512]
+//     ── LFM2 (conv + attention layers, attention limited to the last W=30 positions incl.
+//        self by the explicit mask, final embedding_norm)                         → [T, 512]
+//     ── lin (512 → 1282, bias): [log|X| (641) | ∠X (641)] → X = polar(exp, angle)
+//     ── ISTFT n_fft 1280, hop 320, "same" padding, window istft.window   → 320·T = 1920·Tc samples
+//
+// Everything runs in fp32 (the reference module is never cast; the bf16 weights on disk are widened
+// exactly), whatever the precision of the context passed in: each entry point forces
+// ops::Precision::kF32. The network runs on ctx.device through ops only; the ISTFT is host code
+// (src/audio/istft.h), fed by one device→host copy of the [T, 1282] head output.
+//
+// Streaming: every stage is causal (upsample by repetition, causal short conv, causal sliding
+// window), so step() per codec frame reproduces decode() on the whole utterance: concatenated
+// step() outputs plus flush() equal decode() (bit-identical on the CPU backend; the test allows
+// 1e-5 relative). Latency: step k returns the samples that are final after frame k — 1440 after the
+// first frame, then 1920 per frame; flush() returns the last 480 (the ISTFT's right overlap).
+//
+// Dimensions (docs/glossary.md): Tc codec frames, T = 6·Tc positions, Q = 8 codebooks, D = 512,
+// H/Hkv/Dh attention heads, W sliding window.
+//
+// Thread safety: Detokenizer is immutable after load(); its const methods may run concurrently on
+// different DetokenizerStates (and contexts whose thread pools are not shared concurrently).
+// DetokenizerState is thread-compatible: one session uses it at a time.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "audio/istft.h"
+#include "core/arena.h"
+#include "core/status.h"
+#include "core/tensor.h"
+#include "io/safetensors.h"
+#include "model/config.h"
+#include "model/weights.h"
+#include "ops/ops.h"
+
+namespace voxrt::model {
+
+// Architecture constants hard-coded by the reference module (not in config.json).
+constexpr int kDetokCodebooks = 8;        // FusedEmbedding(512) default
+constexpr int kDetokCodebookSize = 2048;  // codes 0..2047 (2048 = end-of-audio is rejected)
+constexpr int kDetokDim = 512;            // FusedEmbedding(512), Linear(512, 1282)
+constexpr int kDetokUpsample = 6;         // interpolate to 6·Tc
+constexpr int kDetokNfft = 1280;          // ISTFT(1280, 320, 1280, "same")
+constexpr int kDetokHop = 320;
+constexpr int kDetokBins = kDetokNfft / 2 + 1;                     // 641
+constexpr int kDetokOut = 2 * kDetokBins;                          // 1282: log-magnitude then phase
+constexpr int kDetokSamplesPerFrame = kDetokUpsample * kDetokHop;  // 1920 = 80 ms at 24 kHz
+
+// Host copies of decode()'s intermediate stages, for parity tests (names as in the dumps).
+struct DetokenizerStages {
+    std::vector<float> emb;     // [Tc, D]  FusedEmbedding output
+    std::vector<float> hidden;  // [T, D]   LFM2 output after embedding_norm
+    std::vector<float> spec;    // [T, 1282] lin output
+};
+
+// One utterance's streaming memory (conv input history, a KV cache window, the position counter,
+// the ISTFT overlap) plus every buffer step() uses, all sized at creation: step() and flush() do
+// not allocate (beyond growing the caller's pcm_out). Created by Detokenizer::new_state(); use it
+// only with the Detokenizer and the device that made it. Move-only.
+class DetokenizerState {
+public:
+    DetokenizerState(DetokenizerState&&) noexcept = default;
+    DetokenizerState& operator=(DetokenizerState&&) noexcept = default;
+    DetokenizerState(const DetokenizerState&) = delete;
+    DetokenizerState& operator=(const DetokenizerState&) = delete;
+
+    int64_t frames() const { return frames_; }      // codec frames since the last reset/flush
+    int cache_rows() const { return cache_rows_; }  // S: KV rows per attention layer
+    size_t device_bytes() const { return persist_.capacity() + scratch_.capacity(); }
+
+private:
+    friend class Detokenizer;
+    DetokenizerState() = default;
+
+    Device device_ = Device::kCPU;
+    Arena persist_;                          // the tensors below (device)
+    Arena scratch_;                          // per-step activations (device), reset by every step
+    std::vector<Tensor> conv_state_;         // per layer: [K-1, D] (empty for attention layers)
+    std::vector<Tensor> k_cache_, v_cache_;  // per layer: [Hkv, S, Dh] (empty for conv layers)
+    Tensor iota_;       // I32 [S]: 0..S-1; rows(0, 6) index the step's RoPE table, rows(fill,
+                        // fill + 6) are the step's cache rows
+    Tensor ids_;        // I32 [6, Q] upsampled code ids
+    Tensor cos_, sin_;  // F32 [6, Dh/2] RoPE table of the step's absolute positions
+    Tensor spec_;       // F32 [6, 1282] head output
+    std::vector<int32_t> ids_host_;  // [6·Q]
+    std::vector<float> rope_host_;   // [2·6·Dh/2] cos then sin
+    std::vector<float> spec_host_;   // [6·1282]
+    std::vector<float> frame_spec_;  // [641][2] one ISTFT frame
+    std::vector<float> pcm_tmp_;     // max(hop, flush tail) samples
+    audio::IstftStream istft_;
+    int cache_rows_ = 0;  // S
+    int64_t frames_ = 0;  // frames since reset: the next position is 6·frames_
+    int64_t fill_ = 0;    // cache rows holding keys (the last min(fill_, W-1) are the live window)
+    bool zero_conv_ = true;  // conv states are zeroed at the next step (set by reset)
+};
+
+class Detokenizer {
+public:
+    // Loads MODEL_DIR/audio_detokenizer: config.json (validated against the hard-coded
+    // architecture) and model.safetensors (every tensor name, shape and dtype checked;
+    // lfm.embed_tokens, unused by the reference forward, is not read). Weights stay as stored (bf16
+    // views of the mmap on the CPU, uploaded on CUDA by `store`); `store` must outlive the
+    // Detokenizer.
+    static Expected<Detokenizer> load(const std::string& detok_dir, WeightStore& store);
+
+    const Lfm2Config& config() const { return cfg_; }
+    int window() const { return window_; }  // W: keys visible to a query, itself included
+
+    // Arena bytes decode() needs on ctx.device for Tc frames.
+    size_t decode_scratch_bytes(int64_t Tc) const;
+
+    // Whole utterance, as LFM2AudioProcessor.decode: codes host I32 [Tc, Q] frame-major, each in
+    // [0, 2047] (anything else, e.g. the 2048 end-of-audio code, is an error and nothing is
+    // computed). pcm_out is replaced by 1920·Tc samples. scratch (on ctx.device) needs
+    // decode_scratch_bytes(Tc) free bytes (else kOutOfRange); it is returned to its mark.
+    Status decode(const ops::Context& ctx, const int32_t* codes, int64_t Tc, Arena& scratch,
+                  std::vector<float>& pcm_out, DetokenizerStages* stages = nullptr) const;
+
+    // Streaming state for one utterance at a time, on ctx.device.
+    Expected<DetokenizerState> new_state(const ops::Context& ctx) const;
+    // Adds one frame (host I32 [Q]) and appends the samples that became final (1440 for the first
+    // frame, 1920 after). An invalid code returns an error and leaves the state unchanged.
+    Status step(const ops::Context& ctx, DetokenizerState& st, const int32_t* frame_codes,
+                std::vector<float>& pcm_out) const;
+    // Ends the utterance: appends the remaining 480 samples (none if no frame was added) and
+    // resets the state for the next utterance.
+    Status flush(const ops::Context& ctx, DetokenizerState& st, std::vector<float>& pcm_out) const;
+    // Drops the current utterance (e.g. barge-in). Host-only: the device conv state is cleared
+    // lazily by the next step().
+    void reset(DetokenizerState& st) const;
+
+private:
+    struct Layer {
+        LayerKind kind = LayerKind::kConv;
+        Tensor operator_norm, ffn_norm;  // [D]
+        Tensor w1, w3;                   // [F, D]
+        Tensor w2;                       // [D, F]
+        Tensor in_b, in_c, in_x;         // conv: row blocks of in_proj [3D, D], each [D, D]
+        Tensor conv;                     // conv: [D, 1, K]
+        Tensor out_proj;                 // conv [D, D] / attention [D, H·Dh]
+        Tensor q_proj;                   // [H·Dh, D]
+        Tensor k_proj, v_proj;           // [Hkv·Dh, D]
+        Tensor q_norm, k_norm;           // [Dh]
+    };
+
+    // Per-layer memory for forward(): conv input history and KV caches (entries for the other
+    // layer kind are ignored).
+    struct Memory {
+        const std::vector<Tensor>* conv_state;  // per layer [K-1, D]
+        const std::vector<Tensor>* k_cache;     // per layer [Hkv, S, Dh]
+        const std::vector<Tensor>* v_cache;
+    };
+
+    // x [T, D] (clobbered) → out [T, D] after the final norm. rope_rows (I32 [T]) index the
+    // cos/sin tables [≥T, Dh/2] built for the rows' absolute positions; cache_rows (I32 [T],
+    // consecutive) are where the keys go and where the queries sit in the caches.
+    void forward(const ops::Context& ctx, Tensor& x, const Tensor& rope_rows, const Tensor& cos,
+                 const Tensor& sin, const Tensor& cache_rows, const Memory& mem, Arena& scratch,
+                 Tensor& out) const;
+    size_t forward_scratch_bytes(int64_t T) const;
+    // cos/sin [T, Dh/2] for absolute positions base..base+T-1, as transformers computes them.
+    void rope_table(int64_t base, int64_t T, float* cos, float* sin) const;
+    // Runs lin, copies the head output to host spec [T, 1282].
+    void head(const ops::Context& ctx, const Tensor& hidden, Tensor& spec_dev,
+              float* spec_host) const;
+
+    Lfm2Config cfg_;
+    int window_ = 30;
+    io::SafeTensorsFile file_;        // keeps the mmap behind the CPU weight views alive
+    Tensor emb_;                      // [Q·2048, D]
+    Tensor final_norm_;               // [D]
+    Tensor lin_w_, lin_b_;            // [1282, D], [1282]
+    std::vector<float> window_host_;  // [n_fft] istft.window as stored (bf16-rounded Hann)
+    std::vector<float> inv_freq_;     // [Dh/2] RoPE inverse frequencies (fp32)
+    std::vector<Layer> layers_;
+};
+
+}  // namespace voxrt::model
