@@ -157,9 +157,11 @@ def main() -> None:
     t["istft.phase"] = phase.contiguous()
     t["istft.polar"] = torch.view_as_real(torch.polar(torch.exp(logmag), phase)).contiguous()
 
-    save_file(t, str(OUT), metadata={"generator": "tools/reference/make_audio_fixtures.py",
-                                     "torch": torch.__version__,
-                                     "torchaudio": torchaudio.__version__})
+    # One metadata key: safetensors writes metadata in hash order, which would make the bytes
+    # differ between runs.
+    save_file(t, str(OUT), metadata={"generator": f"tools/reference/make_audio_fixtures.py "
+                                                  f"(torch {torch.__version__}, "
+                                                  f"torchaudio {torchaudio.__version__})"})
     total = sum(v.numel() * v.element_size() for v in t.values())
     print(f"wrote {OUT}: {len(t)} tensors, {total / 1e6:.2f} MB of data")
 

@@ -1,0 +1,210 @@
+#include "audio/mel.h"
+
+#include <algorithm>
+#include <climits>
+#include <cmath>
+#include <numbers>
+
+namespace voxrt::audio {
+
+namespace {
+
+// librosa hz_to_mel / mel_to_hz, Slaney scale (htk=False), scalar float64 forms.
+constexpr double kFsp = 200.0 / 3;
+constexpr double kMinLogHz = 1000.0;
+constexpr double kMinLogMel = kMinLogHz / kFsp;
+
+double logstep() {
+    return std::log(6.4) / 27.0;
+}
+
+double hz_to_mel(double f) {
+    double m = f / kFsp;
+    if (f >= kMinLogHz) m = kMinLogMel + std::log(f / kMinLogHz) / logstep();
+    return m;
+}
+
+double mel_to_hz(double m) {
+    double f = kFsp * m;
+    if (m >= kMinLogMel) f = kMinLogHz * std::exp(logstep() * (m - kMinLogMel));
+    return f;
+}
+
+}  // namespace
+
+std::vector<float> mel_filterbank_slaney(int sample_rate, int n_fft, int n_mels, double fmin,
+                                         double fmax) {
+    const int n_bins = n_fft / 2 + 1;
+    // np.fft.rfftfreq(n_fft, d=1/sr) = arange(n_bins) * (1 / (n_fft * d)).
+    const double val = 1.0 / (n_fft * (1.0 / sample_rate));
+    std::vector<double> fftfreqs(n_bins);
+    for (int k = 0; k < n_bins; ++k) fftfreqs[k] = k * val;
+    // mel_frequencies: np.linspace(min_mel, max_mel, n_mels + 2) = i * step + start, last = stop.
+    const int n_pts = n_mels + 2;
+    const double min_mel = hz_to_mel(fmin), max_mel = hz_to_mel(fmax);
+    const double step = (max_mel - min_mel) / (n_pts - 1);
+    std::vector<double> mel_f(n_pts);
+    for (int i = 0; i < n_pts; ++i) {
+        double m = i == n_pts - 1 ? max_mel : i * step + min_mel;
+        mel_f[i] = mel_to_hz(m);
+    }
+    std::vector<float> w(static_cast<size_t>(n_mels) * n_bins);
+    for (int i = 0; i < n_mels; ++i) {
+        const double fdiff_lo = mel_f[i + 1] - mel_f[i];
+        const double fdiff_hi = mel_f[i + 2] - mel_f[i + 1];
+        const double enorm = 2.0 / (mel_f[i + 2] - mel_f[i]);
+        for (int k = 0; k < n_bins; ++k) {
+            double lower = -(mel_f[i] - fftfreqs[k]) / fdiff_lo;
+            double upper = (mel_f[i + 2] - fftfreqs[k]) / fdiff_hi;
+            // weights[i] = max(0, min(lower, upper)) stored into a float32 array, then
+            // `weights *= enorm[:, None]` (float32 * float64 -> float64 -> float32).
+            auto w32 = static_cast<float>(std::max(0.0, std::min(lower, upper)));
+            w[static_cast<size_t>(i) * n_bins + k] = static_cast<float>(w32 * enorm);
+        }
+    }
+    return w;
+}
+
+MelFrontend::MelFrontend(const MelConfig& config) : cfg_(config) {}
+
+Expected<MelFrontend> MelFrontend::create(const MelConfig& c, const float* window) {
+    auto bad = [](const char* what) {
+        return make_error(StatusCode::kUnsupported, "[mel] preprocessor.%s is not supported", what);
+    };
+    if (c.sample_rate < 1000 || c.sample_rate > 384000) {
+        return make_error(StatusCode::kInvalidArgument, "[mel] preprocessor.sample_rate = %d",
+                          c.sample_rate);
+    }
+    // NeMo: n_window_size = int(window_size * sample_rate) (Python int() truncation).
+    const double win_d = c.window_size * c.sample_rate;
+    const double hop_d = c.window_stride * c.sample_rate;
+    if (!(win_d >= 1 && win_d < 1e6) || !(hop_d >= 1 && hop_d < 1e6)) {
+        return make_error(StatusCode::kInvalidArgument,
+                          "[mel] preprocessor.window_size/window_stride give %g/%g samples", win_d,
+                          hop_d);
+    }
+    const int win = static_cast<int>(win_d);
+    const int hop = static_cast<int>(hop_d);
+    if (c.n_fft < win || c.n_fft > 65536 || c.n_fft % 2 != 0 || !Fft::supported(c.n_fft)) {
+        return make_error(StatusCode::kInvalidArgument,
+                          "[mel] preprocessor.n_fft = %d (window %d samples): needs an even size "
+                          ">= the window with prime factors <= 7",
+                          c.n_fft, win);
+    }
+    if (c.features < 1 || c.features > 4096) {
+        return make_error(StatusCode::kInvalidArgument, "[mel] preprocessor.features = %d",
+                          c.features);
+    }
+    if (c.window != "hann") return bad("window (only \"hann\")");
+    if (!c.log) return bad("log = false");
+    if (c.frame_splicing != 1) return bad("frame_splicing != 1");
+    if (c.normalize != "per_feature" && c.normalize != "" && c.normalize != "none") {
+        return bad("normalize (only \"per_feature\" or none)");
+    }
+    if (c.pad_to < 0) return bad("pad_to < 0");
+    if (!(c.log_guard > 0)) return bad("log_guard <= 0");
+
+    MelFrontend m(c);
+    m.win_ = win;
+    m.hop_ = hop;
+    m.n_fft_ = c.n_fft;
+    m.fft_ = Fft(c.n_fft);
+    m.window_ =
+        window ? std::vector<float>(window, window + win) : hann_window(win, /*periodic=*/false);
+    m.fb_ = mel_filterbank_slaney(c.sample_rate, c.n_fft, c.features, 0.0, c.sample_rate / 2.0);
+    const int nb = m.n_bins();
+    m.fb_lo_.assign(c.features, 0);
+    m.fb_hi_.assign(c.features, 0);
+    for (int f = 0; f < c.features; ++f) {
+        const float* row = &m.fb_[static_cast<size_t>(f) * nb];
+        int lo = 0, hi = nb;
+        while (lo < nb && row[lo] == 0.0f) ++lo;
+        while (hi > lo && row[hi - 1] == 0.0f) --hi;
+        m.fb_lo_[f] = lo;
+        m.fb_hi_[f] = hi;
+    }
+    return m;
+}
+
+Expected<MelSpectrogram> MelFrontend::compute(const float* pcm, size_t n) const {
+    if (n == 0 || pcm == nullptr) {
+        return make_error(StatusCode::kInvalidArgument, "[mel] empty input");
+    }
+    if (n / hop_ >= static_cast<size_t>(INT_MAX / std::max(cfg_.features, 1)) - 1) {
+        return make_error(StatusCode::kOutOfRange, "[mel] %zu samples is too long", n);
+    }
+    const int F = cfg_.features;
+    const int nb = n_bins();
+    const int valid = static_cast<int>(n / hop_);
+    const int T = 1 + valid;
+    int T_out = T;
+    if (cfg_.pad_to > 0 && T % cfg_.pad_to != 0) T_out = T + cfg_.pad_to - T % cfg_.pad_to;
+
+    // Everything below runs in float64 on the float32 input, window and filterbank values, and is
+    // rounded to float32 once at the end (see mel.h: the float32 reference's own rounding noise
+    // is larger than anything a float32 re-implementation could match).
+    std::vector<double> y(n);
+    y[0] = pcm[0];
+    for (size_t t = 1; t < n; ++t) y[t] = static_cast<double>(pcm[t]) - cfg_.preemph * pcm[t - 1];
+
+    MelSpectrogram out;
+    out.features = F;
+    out.frames = T_out;
+    out.valid_frames = valid;
+    out.data.assign(static_cast<size_t>(F) * T_out, static_cast<float>(cfg_.pad_value));
+
+    const int half = n_fft_ / 2;           // center=True padding
+    const int left = (n_fft_ - win_) / 2;  // window offset inside the n_fft frame
+    std::vector<Fft::Complex> frame(n_fft_), spec(n_fft_);
+    std::vector<double> power(nb);
+    std::vector<double> logmel(static_cast<size_t>(F) * T);  // [F, T]
+    for (int t = 0; t < T; ++t) {
+        // Padded-signal index of frame sample k is t*hop + k; signal index is that minus `half`.
+        const int64_t base = static_cast<int64_t>(t) * hop_ - half;
+        std::fill(frame.begin(), frame.end(), Fft::Complex(0.0, 0.0));
+        for (int k = 0; k < win_; ++k) {
+            int64_t s = base + left + k;
+            if (s >= 0 && s < static_cast<int64_t>(n)) {
+                frame[left + k] = Fft::Complex(y[s] * window_[k], 0.0);
+            }
+        }
+        fft_.forward(frame.data(), spec.data());
+        for (int b = 0; b < nb; ++b) power[b] = std::norm(spec[b]);  // |X|^2 (mag_power 2)
+        for (int f = 0; f < F; ++f) {
+            const float* row = &fb_[static_cast<size_t>(f) * nb];
+            double acc = 0.0;
+            for (int b = fb_lo_[f]; b < fb_hi_[f]; ++b) acc += row[b] * power[b];
+            logmel[static_cast<size_t>(f) * T + t] = std::log(acc + cfg_.log_guard);
+        }
+    }
+
+    const bool per_feature = cfg_.normalize == "per_feature";
+    for (int f = 0; f < F; ++f) {
+        const double* x = &logmel[static_cast<size_t>(f) * T];
+        float* o = &out.data[static_cast<size_t>(f) * T_out];
+        if (!per_feature) {
+            for (int t = 0; t < valid; ++t) o[t] = static_cast<float>(x[t]);
+            continue;
+        }
+        if (valid == 0) continue;  // mean is 0/0: every frame is masked to pad_value anyway
+        double sum = 0.0;
+        for (int t = 0; t < valid; ++t) sum += x[t];
+        double mean = sum / valid;
+        // One correction pass: makes the mean of a constant feature exact, so digital silence
+        // normalises to exactly 0.
+        double corr = 0.0;
+        for (int t = 0; t < valid; ++t) corr += x[t] - mean;
+        mean += corr / valid;
+        double sd = 0.0;  // NaN (valid == 1) -> 0, as the reference
+        if (valid > 1) {
+            double ss = 0.0;
+            for (int t = 0; t < valid; ++t) ss += (x[t] - mean) * (x[t] - mean);
+            sd = std::sqrt(ss / (valid - 1.0));
+        }
+        sd += 1e-5;
+        for (int t = 0; t < valid; ++t) o[t] = static_cast<float>((x[t] - mean) / sd);
+    }
+    return out;
+}
+
+}  // namespace voxrt::audio

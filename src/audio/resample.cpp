@@ -1,0 +1,113 @@
+#include "audio/resample.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <numbers>
+#include <numeric>
+
+#include "core/check.h"
+
+namespace voxrt::audio {
+
+namespace {
+
+constexpr int kLowpassWidth = 6;     // torchaudio default lowpass_filter_width
+constexpr double kRolloff = 0.99;    // torchaudio default rolloff
+constexpr int kMaxRate = 1'000'000;  // precondition bound; keeps the filter bank small
+
+}  // namespace
+
+Resampler::Resampler(int sr_in, int sr_out) {
+    VOXRT_ASSERT(sr_in > 0 && sr_out > 0 && sr_in <= kMaxRate && sr_out <= kMaxRate,
+                 "[resample] rates %d -> %d outside [1, %d]", sr_in, sr_out, kMaxRate);
+    const int g = std::gcd(sr_in, sr_out);
+    orig_ = sr_in / g;
+    new_ = sr_out / g;
+
+    // torchaudio _get_sinc_resample_kernel, float32 dtype (that of the waveform).
+    const double base = std::min(orig_, new_) * kRolloff;  // Python float
+    width_ = static_cast<int>(std::ceil(kLowpassWidth * orig_ / base));
+    const int kernel_len = 2 * width_ + orig_;
+    const float base_f = static_cast<float>(base);
+    const float pi_f = static_cast<float>(std::numbers::pi);
+    const float lw_f = static_cast<float>(kLowpassWidth);
+    const float scale_f = static_cast<float>(base / orig_);
+    const float orig_f = static_cast<float>(orig_);
+    const float new_f = static_cast<float>(new_);
+
+    first_.resize(new_);
+    count_.resize(new_);
+    offset_.resize(new_);
+    std::vector<float> phase_taps;
+    for (int j = 0; j < new_; ++j) {
+        // Candidate taps: |t| < 6 <=> |(i - width)/orig - j/new| < 6/base, with a 2-tap margin
+        // for rounding; the exact float32 test below decides.
+        const double centre = static_cast<double>(orig_) * j / new_;
+        const double half = static_cast<double>(orig_) * kLowpassWidth / base;
+        int lo = static_cast<int>(std::floor(centre - half)) - 2 + width_;
+        int hi = static_cast<int>(std::ceil(centre + half)) + 2 + width_;
+        lo = std::max(lo, 0);
+        hi = std::min(hi, kernel_len - 1);
+        phase_taps.clear();
+        int first = -1;
+        const float tj = static_cast<float>(-j) / new_f;
+        for (int i = lo; i <= hi; ++i) {
+            float idx = static_cast<float>(i - width_) / orig_f;
+            float t = (tj + idx) * base_f;
+            if (!(t > -lw_f && t < lw_f)) {
+                if (first >= 0) break;  // past the support
+                continue;
+            }
+            if (first < 0) first = i;
+            float window = std::cos(t * pi_f / lw_f / 2.0f);
+            window = window * window;
+            float tp = t * pi_f;
+            float k = tp == 0.0f ? 1.0f : std::sin(tp) / tp;
+            phase_taps.push_back(k * (window * scale_f));
+        }
+        first_[j] = first < 0 ? 0 : first;
+        count_[j] = static_cast<int>(phase_taps.size());
+        offset_[j] = taps_.size();
+        taps_.insert(taps_.end(), phase_taps.begin(), phase_taps.end());
+    }
+}
+
+size_t Resampler::output_size(size_t n) const {
+    return (static_cast<uint64_t>(n) * new_ + orig_ - 1) / orig_;
+}
+
+void Resampler::process(const float* x, size_t n, float* y) const {
+    const size_t total = output_size(n);
+    const auto n_signed = static_cast<int64_t>(n);
+    size_t o = 0;
+    for (int64_t k = 0; o < total; ++k) {
+        for (int j = 0; j < new_ && o < total; ++j, ++o) {
+            const float* h = taps_.data() + offset_[j];
+            const int c = count_[j];
+            // Input index of tap 0: padded offset k*orig + first minus the left pad `width`.
+            const int64_t start = k * orig_ + first_[j] - width_;
+            double acc = 0.0;
+            if (start >= 0 && start + c <= n_signed) {
+                const float* xs = x + start;
+                for (int i = 0; i < c; ++i) acc += static_cast<double>(xs[i]) * h[i];
+            } else {
+                for (int i = 0; i < c; ++i) {
+                    int64_t s = start + i;
+                    if (s >= 0 && s < n_signed) acc += static_cast<double>(x[s]) * h[i];
+                }
+            }
+            y[o] = static_cast<float>(acc);
+        }
+    }
+}
+
+std::vector<float> resample(const float* x, size_t n, int sr_in, int sr_out) {
+    if (sr_in == sr_out) return std::vector<float>(x, x + n);
+    Resampler r(sr_in, sr_out);
+    std::vector<float> y(r.output_size(n));
+    r.process(x, n, y.data());
+    return y;
+}
+
+}  // namespace voxrt::audio

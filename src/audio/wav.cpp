@@ -1,0 +1,390 @@
+#include "audio/wav.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+namespace voxrt::audio {
+
+namespace {
+
+constexpr uint16_t kTagPcm = 1;
+constexpr uint16_t kTagFloat = 3;
+constexpr uint16_t kTagExtensible = 0xFFFE;
+constexpr uint32_t kUnknownSize = 0xFFFFFFFFu;
+// KSDATAFORMAT_SUBTYPE_{PCM,IEEE_FLOAT} = {0000000X-0000-0010-8000-00AA00389B71}: bytes 4..15.
+constexpr uint8_t kGuidTail[12] = {0x00, 0x00, 0x10, 0x00, 0x80, 0x00,
+                                   0x00, 0xAA, 0x00, 0x38, 0x9B, 0x71};
+
+uint16_t rd16(const uint8_t* p) {
+    return static_cast<uint16_t>(p[0] | (p[1] << 8));
+}
+uint32_t rd32(const uint8_t* p) {
+    return static_cast<uint32_t>(p[0]) | (static_cast<uint32_t>(p[1]) << 8) |
+           (static_cast<uint32_t>(p[2]) << 16) | (static_cast<uint32_t>(p[3]) << 24);
+}
+
+// A chunk id made printable for error messages.
+std::string fourcc(const uint8_t* p) {
+    std::string s(4, '?');
+    for (int i = 0; i < 4; ++i)
+        s[i] = (p[i] >= 0x20 && p[i] < 0x7F) ? static_cast<char>(p[i]) : '?';
+    return s;
+}
+
+struct Format {
+    uint16_t tag = 0;  // kTagPcm or kTagFloat after resolving EXTENSIBLE
+    int channels = 0;
+    int sample_rate = 0;
+    int bits = 0;
+    int block_align = 0;
+};
+
+Status parse_fmt(const uint8_t* p, uint32_t size, const char* label, Format* f) {
+    if (size < 16) {
+        return make_error(StatusCode::kInvalidFile, "[wav] %s: fmt chunk is %u bytes; needs >= 16",
+                          label, size);
+    }
+    uint16_t tag = rd16(p);
+    uint16_t channels = rd16(p + 2);
+    uint32_t rate = rd32(p + 4);
+    uint16_t block_align = rd16(p + 12);
+    uint16_t bits = rd16(p + 14);
+
+    if (channels == 0) {
+        return make_error(StatusCode::kInvalidFile, "[wav] %s: fmt.channels = 0", label);
+    }
+    if (channels > kMaxChannels) {
+        return make_error(StatusCode::kUnsupported,
+                          "[wav] %s: fmt.channels = %u; voxrt accepts mono or stereo", label,
+                          channels);
+    }
+    if (rate < static_cast<uint32_t>(kMinSampleRate) ||
+        rate > static_cast<uint32_t>(kMaxSampleRate)) {
+        return make_error(StatusCode::kInvalidFile,
+                          "[wav] %s: fmt.sample_rate = %u Hz is outside [%d, %d]", label, rate,
+                          kMinSampleRate, kMaxSampleRate);
+    }
+    if (tag == kTagExtensible) {
+        if (size < 40) {
+            return make_error(StatusCode::kInvalidFile,
+                              "[wav] %s: WAVE_FORMAT_EXTENSIBLE fmt chunk is %u bytes; needs 40",
+                              label, size);
+        }
+        uint16_t cb_size = rd16(p + 16);
+        uint16_t valid_bits = rd16(p + 18);
+        if (cb_size < 22) {
+            return make_error(StatusCode::kInvalidFile, "[wav] %s: fmt.cbSize = %u; needs >= 22",
+                              label, cb_size);
+        }
+        if (valid_bits > bits) {
+            return make_error(StatusCode::kInvalidFile,
+                              "[wav] %s: fmt.wValidBitsPerSample = %u exceeds bits_per_sample %u",
+                              label, valid_bits, bits);
+        }
+        const uint8_t* guid = p + 24;
+        uint32_t sub = rd32(guid);
+        if (std::memcmp(guid + 4, kGuidTail, sizeof(kGuidTail)) != 0 ||
+            (sub != kTagPcm && sub != kTagFloat)) {
+            return make_error(StatusCode::kUnsupported,
+                              "[wav] %s: fmt.SubFormat GUID is neither KSDATAFORMAT_SUBTYPE_PCM "
+                              "nor _IEEE_FLOAT (first dword 0x%08x)",
+                              label, sub);
+        }
+        tag = static_cast<uint16_t>(sub);
+    }
+    if (tag == kTagPcm) {
+        if (bits == 8) {
+            return make_error(StatusCode::kUnsupported,
+                              "[wav] %s: fmt.bits_per_sample = 8 (8-bit PCM) is not supported; "
+                              "use 16, 24 or 32-bit PCM or 32-bit float",
+                              label);
+        }
+        if (bits != 16 && bits != 24 && bits != 32) {
+            return make_error(StatusCode::kInvalidFile,
+                              "[wav] %s: fmt.bits_per_sample = %u is not valid for PCM", label,
+                              bits);
+        }
+    } else if (tag == kTagFloat) {
+        if (bits == 64) {
+            return make_error(StatusCode::kUnsupported,
+                              "[wav] %s: 64-bit float samples are not supported", label);
+        }
+        if (bits != 32) {
+            return make_error(StatusCode::kInvalidFile,
+                              "[wav] %s: fmt.bits_per_sample = %u is not valid for IEEE float",
+                              label, bits);
+        }
+    } else {
+        return make_error(StatusCode::kUnsupported,
+                          "[wav] %s: fmt.format_tag = 0x%04x is not PCM or IEEE float", label, tag);
+    }
+    int expect_align = channels * (bits / 8);
+    if (block_align != expect_align) {
+        return make_error(StatusCode::kInvalidFile,
+                          "[wav] %s: fmt.block_align = %u; %u channels of %u bits need %d", label,
+                          block_align, channels, bits, expect_align);
+    }
+    f->tag = tag;
+    f->channels = channels;
+    f->sample_rate = static_cast<int>(rate);
+    f->bits = bits;
+    f->block_align = block_align;
+    return Status::ok();
+}
+
+Status convert(const uint8_t* p, size_t n, const Format& f, const char* label, float* out) {
+    if (f.tag == kTagPcm && f.bits == 16) {
+        for (size_t i = 0; i < n; ++i, p += 2) {
+            out[i] = static_cast<float>(static_cast<int16_t>(rd16(p))) * (1.0f / 32768.0f);
+        }
+    } else if (f.tag == kTagPcm && f.bits == 24) {
+        for (size_t i = 0; i < n; ++i, p += 3) {
+            uint32_t u = static_cast<uint32_t>(p[0]) | (static_cast<uint32_t>(p[1]) << 8) |
+                         (static_cast<uint32_t>(p[2]) << 16);
+            int32_t v = static_cast<int32_t>(u << 8) >> 8;  // sign-extend 24 -> 32 bits
+            out[i] = static_cast<float>(v) * (1.0f / 8388608.0f);
+        }
+    } else if (f.tag == kTagPcm && f.bits == 32) {
+        for (size_t i = 0; i < n; ++i, p += 4) {
+            int32_t v = static_cast<int32_t>(rd32(p));
+            out[i] = static_cast<float>(static_cast<double>(v) * (1.0 / 2147483648.0));
+        }
+    } else {
+        for (size_t i = 0; i < n; ++i, p += 4) {
+            uint32_t u = rd32(p);
+            float v;
+            std::memcpy(&v, &u, 4);
+            if (!std::isfinite(v) || std::fabs(v) > kMaxFloatSample) {
+                return make_error(StatusCode::kInvalidFile,
+                                  "[wav] %s: float sample %zu (channel %zu) is %g; samples must be "
+                                  "finite and |x| <= %g",
+                                  label, i / f.channels, i % f.channels, static_cast<double>(v),
+                                  static_cast<double>(kMaxFloatSample));
+            }
+            out[i] = v;
+        }
+    }
+    return Status::ok();
+}
+
+}  // namespace
+
+Expected<Pcm> decode_wav(const uint8_t* data, size_t size, const WavOptions& options,
+                         const std::string& label_str) {
+    const char* label = label_str.c_str();
+    if (data == nullptr || size < 12) {
+        return make_error(StatusCode::kInvalidFile,
+                          "[wav] %s: %zu bytes is too short for a RIFF/WAVE header", label, size);
+    }
+    if (std::memcmp(data, "RF64", 4) == 0 || std::memcmp(data, "RIFX", 4) == 0) {
+        return make_error(StatusCode::kUnsupported, "[wav] %s: %s files are not supported", label,
+                          fourcc(data).c_str());
+    }
+    if (std::memcmp(data, "RIFF", 4) != 0) {
+        return make_error(StatusCode::kInvalidFile, "[wav] %s: not a RIFF file (starts with '%s')",
+                          label, fourcc(data).c_str());
+    }
+    if (std::memcmp(data + 8, "WAVE", 4) != 0) {
+        return make_error(StatusCode::kInvalidFile,
+                          "[wav] %s: RIFF form type is '%s', expected 'WAVE'", label,
+                          fourcc(data + 8).c_str());
+    }
+    // The RIFF size field is not trusted (streaming writers leave it 0 or 0xFFFFFFFF); chunks are
+    // walked against the real buffer size instead.
+    Format fmt;
+    bool have_fmt = false;
+    size_t pos = 12;
+    for (;;) {
+        if (pos + 8 > size) {
+            if (pos < size) {
+                return make_error(StatusCode::kInvalidFile,
+                                  "[wav] %s: truncated chunk header at offset %zu", label, pos);
+            }
+            return make_error(StatusCode::kInvalidFile, "[wav] %s: no %s chunk", label,
+                              have_fmt ? "data" : "fmt");
+        }
+        const uint8_t* head = data + pos;
+        uint32_t csize = rd32(head + 4);
+        size_t body = pos + 8;
+        size_t avail = size - body;
+        if (std::memcmp(head, "data", 4) == 0) {
+            if (!have_fmt) {
+                return make_error(StatusCode::kInvalidFile,
+                                  "[wav] %s: data chunk at offset %zu precedes the fmt chunk",
+                                  label, pos);
+            }
+            size_t bytes = csize;
+            const size_t align = static_cast<size_t>(fmt.block_align);
+            if (csize == kUnknownSize || (bytes > avail && options.allow_truncated)) {
+                bytes = avail - avail % align;
+            } else if (bytes > avail) {
+                return make_error(StatusCode::kInvalidFile,
+                                  "[wav] %s: data chunk declares %u bytes but only %zu remain "
+                                  "(truncated file)",
+                                  label, csize, avail);
+            } else if (bytes % align != 0) {
+                return make_error(StatusCode::kInvalidFile,
+                                  "[wav] %s: data chunk size %u is not a multiple of the frame "
+                                  "size %zu",
+                                  label, csize, align);
+            }
+            size_t frames = bytes / align;
+            if (frames == 0) {
+                return make_error(StatusCode::kInvalidFile, "[wav] %s: data chunk has 0 samples",
+                                  label);
+            }
+            double seconds = static_cast<double>(frames) / fmt.sample_rate;
+            if (seconds > options.max_seconds) {
+                return make_error(StatusCode::kOutOfRange,
+                                  "[wav] %s: duration %.1f s exceeds the cap of %.1f s", label,
+                                  seconds, options.max_seconds);
+            }
+            Pcm pcm;
+            pcm.channels = fmt.channels;
+            pcm.sample_rate = fmt.sample_rate;
+            pcm.samples.resize(frames * fmt.channels);
+            VOXRT_RETURN_IF_ERROR(
+                convert(data + body, pcm.samples.size(), fmt, label, pcm.samples.data()));
+            return pcm;
+        }
+        if (csize > avail) {
+            return make_error(StatusCode::kInvalidFile,
+                              "[wav] %s: '%s' chunk at offset %zu declares %u bytes but only %zu "
+                              "remain (truncated file)",
+                              label, fourcc(head).c_str(), pos, csize, avail);
+        }
+        if (std::memcmp(head, "fmt ", 4) == 0) {
+            if (have_fmt) {
+                return make_error(StatusCode::kInvalidFile, "[wav] %s: second fmt chunk", label);
+            }
+            VOXRT_RETURN_IF_ERROR(parse_fmt(data + body, csize, label, &fmt));
+            have_fmt = true;
+        }
+        pos = body + csize + (csize & 1u);  // chunks are padded to even sizes
+    }
+}
+
+Expected<Pcm> read_wav(const std::string& path, const WavOptions& options) {
+    FILE* f = std::fopen(path.c_str(), "rb");
+    if (f == nullptr) {
+        int err = errno;
+        return make_error(err == ENOENT ? StatusCode::kNotFound : StatusCode::kInvalidArgument,
+                          "[wav] %s: cannot open: %s", path.c_str(), std::strerror(err));
+    }
+    struct stat st {};
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        std::fclose(f);
+        return make_error(StatusCode::kInvalidArgument, "[wav] %s: not a regular file",
+                          path.c_str());
+    }
+    // The largest legitimate file: the duration cap at the highest rate, 2 channels of 4 bytes,
+    // plus 64 MiB of other chunks (metadata, pictures). Checked before reading anything.
+    const double cap = options.max_seconds * kMaxSampleRate * kMaxChannels * 4.0 + (64 << 20);
+    const auto size = static_cast<size_t>(st.st_size);
+    if (static_cast<double>(size) > cap) {
+        std::fclose(f);
+        return make_error(StatusCode::kOutOfRange,
+                          "[wav] %s: file is %zu bytes, more than %.0f s of audio can take",
+                          path.c_str(), size, options.max_seconds);
+    }
+    std::vector<uint8_t> bytes(size);
+    size_t got = size > 0 ? std::fread(bytes.data(), 1, size, f) : 0;
+    std::fclose(f);
+    if (got != size) {
+        return make_error(StatusCode::kInvalidFile, "[wav] %s: read %zu of %zu bytes", path.c_str(),
+                          got, size);
+    }
+    return decode_wav(bytes.data(), bytes.size(), options, path);
+}
+
+std::vector<float> downmix_mono(const Pcm& pcm) {
+    const size_t frames = pcm.frames();
+    const int c = pcm.channels;
+    if (c <= 1) return pcm.samples;
+    std::vector<float> out(frames);
+    const float inv = 1.0f / static_cast<float>(c);
+    for (size_t i = 0; i < frames; ++i) {
+        const float* s = &pcm.samples[i * c];
+        float acc = s[0];
+        for (int k = 1; k < c; ++k) acc += s[k];
+        out[i] = acc * inv;
+    }
+    return out;
+}
+
+Status write_wav(const std::string& path, const float* mono, size_t n, int sample_rate) {
+    if (sample_rate < kMinSampleRate || sample_rate > kMaxSampleRate) {
+        return make_error(StatusCode::kInvalidArgument,
+                          "[wav] %s: sample_rate %d is outside [%d, %d]", path.c_str(), sample_rate,
+                          kMinSampleRate, kMaxSampleRate);
+    }
+    if (n > (0xFFFFFFFFull - 36) / 2 || (n > 0 && mono == nullptr)) {
+        return make_error(StatusCode::kInvalidArgument,
+                          "[wav] %s: %zu samples do not fit a 16-bit WAV", path.c_str(), n);
+    }
+    const uint32_t data_bytes = static_cast<uint32_t>(n * 2);
+    std::vector<uint8_t> buf(44 + static_cast<size_t>(data_bytes));
+    auto put16 = [&](size_t at, uint32_t v) {
+        buf[at] = static_cast<uint8_t>(v);
+        buf[at + 1] = static_cast<uint8_t>(v >> 8);
+    };
+    auto put32 = [&](size_t at, uint32_t v) {
+        put16(at, v & 0xFFFF);
+        put16(at + 2, v >> 16);
+    };
+    std::memcpy(&buf[0], "RIFF", 4);
+    put32(4, 36 + data_bytes);
+    std::memcpy(&buf[8], "WAVEfmt ", 8);
+    put32(16, 16);
+    put16(20, kTagPcm);
+    put16(22, 1);
+    put32(24, static_cast<uint32_t>(sample_rate));
+    put32(28, static_cast<uint32_t>(sample_rate) * 2);
+    put16(32, 2);
+    put16(34, 16);
+    std::memcpy(&buf[36], "data", 4);
+    put32(40, data_bytes);
+    for (size_t i = 0; i < n; ++i) {
+        float x = mono[i];
+        long q = std::isnan(x) ? 0 : std::lrint(std::fmax(-2.0f, std::fmin(2.0f, x)) * 32768.0f);
+        q = q < -32768 ? -32768 : (q > 32767 ? 32767 : q);
+        put16(44 + 2 * i, static_cast<uint16_t>(static_cast<int16_t>(q)));
+    }
+
+    std::string tmp = path + ".tmp-XXXXXX";
+    int fd = mkstemp(tmp.data());
+    if (fd < 0) {
+        return make_error(StatusCode::kInvalidArgument, "[wav] %s: cannot create temp file: %s",
+                          path.c_str(), std::strerror(errno));
+    }
+    size_t off = 0;
+    while (off < buf.size()) {
+        ssize_t w = ::write(fd, buf.data() + off, buf.size() - off);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+            int err = errno;
+            ::close(fd);
+            ::unlink(tmp.c_str());
+            return make_error(StatusCode::kInvalidArgument, "[wav] %s: write failed: %s",
+                              path.c_str(), std::strerror(err));
+        }
+        off += static_cast<size_t>(w);
+    }
+    // mkstemp creates 0600; give the file the usual 0644 (less the umask is not applied here).
+    ::fchmod(fd, 0644);
+    if (::close(fd) != 0 || std::rename(tmp.c_str(), path.c_str()) != 0) {
+        int err = errno;
+        ::unlink(tmp.c_str());
+        return make_error(StatusCode::kInvalidArgument, "[wav] %s: cannot finish file: %s",
+                          path.c_str(), std::strerror(err));
+    }
+    return Status::ok();
+}
+
+}  // namespace voxrt::audio
