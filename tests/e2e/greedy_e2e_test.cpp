@@ -14,7 +14,9 @@
 #include "model/lfm_audio.h"
 #include "runtime/session.h"
 #include "util/compare.h"
+#include "util/parity_env.h"
 #include "util/test_paths.h"
+#include "backend/device_api.h"
 
 namespace voxrt {
 namespace {
@@ -29,7 +31,7 @@ struct Item {
 };
 
 std::vector<Item> reference(const std::string& name) {
-    auto f = io::SafeTensorsFile::open(test::data_dir() + "/tiny/dumps/" + name + ".safetensors");
+    auto f = io::SafeTensorsFile::open(test::parity_root() + "/dumps/" + name + ".safetensors");
     EXPECT_TRUE(f.is_ok()) << f.status().message();
     if (!f.is_ok()) return {};
     auto kind = test::read_i64(*f, "greedy.kind"), text = test::read_i64(*f, "greedy.text"),
@@ -45,11 +47,11 @@ std::vector<Item> reference(const std::string& name) {
 
 std::unique_ptr<model::LfmAudioModel> load_tiny(ops::Precision prec) {
     model::ModelOptions o;
-    o.device = Device::kCPU;
+    o.device = test::parity_device();
     o.precision = prec;
-    o.threads = 2;
+    o.threads = 0;
     o.max_context = 1024;
-    auto m = model::LfmAudioModel::load(test::data_dir() + "/tiny/model", o);
+    auto m = model::LfmAudioModel::load(test::parity_root() + "/model", o);
     EXPECT_TRUE(m.is_ok()) << m.status().message();
     return m.is_ok() ? std::move(*m) : nullptr;
 }
@@ -110,6 +112,7 @@ class GreedyE2E : public ::testing::TestWithParam<std::string> {};
 
 // fp32: the official fp32 greedy sequence must be reproduced exactly, every one of its steps.
 TEST_P(GreedyE2E, Fp32SequenceIdentical) {
+    if (test::parity_device() == Device::kCUDA && !backend::cuda_available()) GTEST_SKIP() << "no CUDA device";
     const std::string mode = GetParam();
     auto m = load_tiny(ops::Precision::kF32);
     ASSERT_TRUE(m);
@@ -117,7 +120,7 @@ TEST_P(GreedyE2E, Fp32SequenceIdentical) {
     ASSERT_GE(ref.size(), 64u);
     std::vector<Item> ours = run(*m, mode, static_cast<int>(ref.size()));
     const size_t n = agreement(ours, ref);
-    std::printf("[%s fp32] %zu of %zu steps identical\n", mode.c_str(), n, ref.size());
+    std::printf("[%s fp32 %s] %zu of %zu steps identical\n", mode.c_str(), device_name(test::parity_device()), n, ref.size());
     EXPECT_EQ(n, ref.size());
     EXPECT_EQ(ours.size(), ref.size());
 }
@@ -126,6 +129,7 @@ TEST_P(GreedyE2E, Fp32SequenceIdentical) {
 // own bf16 and fp32 runs (docs/reference-dumps.md), so this reports the agreement length and
 // only requires the first step (bf16 logits are judged teacher-forced in backbone_parity_test).
 TEST_P(GreedyE2E, Bf16SequenceReport) {
+    if (test::parity_device() == Device::kCUDA && !backend::cuda_available()) GTEST_SKIP() << "no CUDA device";
     const std::string mode = GetParam();
     auto m = load_tiny(ops::Precision::kBF16);
     ASSERT_TRUE(m);

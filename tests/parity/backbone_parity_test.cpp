@@ -20,7 +20,9 @@
 #include "model/lfm2.h"
 #include "model/weights.h"
 #include "util/compare.h"
+#include "util/parity_env.h"
 #include "util/test_paths.h"
+#include "backend/device_api.h"
 
 namespace voxrt {
 namespace {
@@ -33,10 +35,47 @@ struct Result {
     std::vector<float> depth_logits;
 };
 
+// A device buffer holding `host` (F32 values) converted to `dt`.
+struct DevTensor {
+    Buffer buf;
+    Tensor t;
+};
+DevTensor upload(const ops::Context& ctx, const float* host, std::initializer_list<int64_t> shape, DType dt) {
+    DevTensor d;
+    Tensor h = Tensor::make(const_cast<float*>(host), DType::kF32, Device::kCPU, shape);
+    d.buf = Buffer::allocate(ctx.device, static_cast<size_t>(h.numel()) * dtype_size(dt));
+    d.t = d.buf.view(dt, shape);
+    ops::copy(ctx, h, d.t);
+    return d;
+}
+DevTensor upload_i32(const ops::Context& ctx, const int32_t* host, std::initializer_list<int64_t> shape) {
+    DevTensor d;
+    Tensor h = Tensor::make(const_cast<int32_t*>(host), DType::kI32, Device::kCPU, shape);
+    d.buf = Buffer::allocate(ctx.device, h.nbytes());
+    d.t = d.buf.view(DType::kI32, shape);
+    ops::copy(ctx, h, d.t);
+    return d;
+}
+DevTensor alloc(const ops::Context& ctx, std::initializer_list<int64_t> shape, DType dt) {
+    DevTensor d;
+    Tensor probe = Tensor::make(nullptr, dt, ctx.device, shape);
+    d.buf = Buffer::allocate(ctx.device, probe.nbytes());
+    d.t = d.buf.view(dt, shape);
+    return d;
+}
+std::vector<float> download(const ops::Context& ctx, const Tensor& t) {
+    std::vector<float> out(static_cast<size_t>(t.numel()));
+    Tensor h = Tensor::make(out.data(), DType::kF32, Device::kCPU, {t.numel()});
+    ops::copy(ctx, t, h);
+    EXPECT_TRUE(ops::synchronize(ctx).is_ok());
+    return out;
+}
+
 Result run_teacher_forced(const std::string& mode, ops::Precision prec) {
     Result res;
-    const std::string dir = test::data_dir() + "/tiny";
+    const std::string dir = test::parity_root();
     const std::string tag = prec == ops::Precision::kF32 ? "fp32" : "bf16";
+    const Device device = test::parity_device();
     auto cfg = model::load_model_config(dir + "/model/config.json");
     EXPECT_TRUE(cfg.is_ok()) << cfg.status().message();
     auto mf = io::SafeTensorsFile::open(dir + "/model/model.safetensors");
@@ -45,108 +84,127 @@ Result run_teacher_forced(const std::string& mode, ops::Precision prec) {
     EXPECT_TRUE(dump.is_ok()) << dump.status().message();
     if (!cfg.is_ok() || !mf.is_ok() || !dump.is_ok()) return res;
 
-    ThreadPool pool(2);
+    ThreadPool pool(0);
     ops::Context ctx;
+    if (device == Device::kCUDA) {
+        auto c = backend::create_cuda_context(prec);
+        EXPECT_TRUE(c.is_ok()) << c.status().message();
+        if (!c.is_ok()) return res;
+        ctx = *c;
+    }
     ctx.precision = prec;
     ctx.pool = &pool;
-    model::WeightStore store(ctx);
-    model::Lfm2Network::Options opt;
-    opt.max_positions = 512;
-    auto net = model::Lfm2Network::load(cfg->lfm, *mf, "lfm.", store, opt);
-    EXPECT_TRUE(net.is_ok()) << net.status().message();
-    auto head = model::AudioHead::load(*cfg, *mf, store);
-    EXPECT_TRUE(head.is_ok()) << head.status().message();
-    if (!net.is_ok() || !head.is_ok()) return res;
-    auto st = net->new_state(ctx, 512);
-    auto hst = head->new_state(ctx);
-    EXPECT_TRUE(st.is_ok() && hst.is_ok());
-    Arena arena;
-    ASSERT_TRUE(arena.reserve(Device::kCPU, 64u << 20)), res;
+    {
+        model::WeightStore store(ctx);
+        model::Lfm2Network::Options opt;
+        opt.max_positions = 2048;
+        auto net = model::Lfm2Network::load(cfg->lfm, *mf, "lfm.", store, opt);
+        EXPECT_TRUE(net.is_ok()) << net.status().message();
+        auto head = model::AudioHead::load(*cfg, *mf, store);
+        EXPECT_TRUE(head.is_ok()) << head.status().message();
+        if (!net.is_ok() || !head.is_ok()) return res;
+        auto st = net->new_state(ctx, 2048);
+        auto hst = head->new_state(ctx);
+        EXPECT_TRUE(st.is_ok() && hst.is_ok());
+        Arena arena;
+        EXPECT_TRUE(arena.reserve(device, 512u << 20));
 
-    const int64_t D = cfg->lfm.hidden_size, V = cfg->lfm.vocab_size, Q = cfg->codebooks, AV = cfg->audio_vocab;
-    std::vector<float> embeds = test::read_f32(*dump, "prompt.embeds");
-    const int64_t L = static_cast<int64_t>(embeds.size()) / D;
-    std::vector<float> ref_hidden = test::read_f32(*dump, "tf.hidden");
-    std::vector<float> ref_text = test::read_f32(*dump, "tf.text_logits");
-    std::vector<float> ref_depth = test::read_f32(*dump, "tf.depth_logits");
-    std::vector<int64_t> kind = test::read_i64(*dump, "seq.kind");
-    std::vector<int64_t> text = test::read_i64(*dump, "seq.text");
-    std::vector<int64_t> codes = test::read_i64(*dump, "seq.codes");
-    const int64_t S = static_cast<int64_t>(kind.size());
+        const DType dt = ctx.act_dtype();
+        const int64_t D = cfg->lfm.hidden_size, V = cfg->lfm.vocab_size, Q = cfg->codebooks, AV = cfg->audio_vocab;
+        std::vector<float> embeds = test::read_f32(*dump, "prompt.embeds");
+        const int64_t L = static_cast<int64_t>(embeds.size()) / D;
+        std::vector<float> ref_hidden = test::read_f32(*dump, "tf.hidden");
+        std::vector<float> ref_text = test::read_f32(*dump, "tf.text_logits");
+        std::vector<float> ref_depth = test::read_f32(*dump, "tf.depth_logits");
+        std::vector<int64_t> kind = test::read_i64(*dump, "seq.kind");
+        std::vector<int64_t> text = test::read_i64(*dump, "seq.text");
+        std::vector<int64_t> codes = test::read_i64(*dump, "seq.codes");
+        const int64_t S = static_cast<int64_t>(kind.size());
 
-    // Prefill the prompt.
-    std::vector<int32_t> pos(static_cast<size_t>(L));
-    for (int64_t i = 0; i < L; ++i) pos[static_cast<size_t>(i)] = static_cast<int32_t>(i);
-    Tensor x = Tensor::make(embeds.data(), DType::kF32, Device::kCPU, {L, D});
-    Tensor pos_t = Tensor::make(pos.data(), DType::kI32, Device::kCPU, {L});
-    std::vector<float> out(static_cast<size_t>(L * D));
-    Tensor out_t = Tensor::make(out.data(), DType::kF32, Device::kCPU, {L, D});
-    net->forward(ctx, *st, x, pos_t, arena, out_t);
-    if (dump->contains("prompt.hidden")) {
-        std::vector<float> ref_ph = test::read_f32(*dump, "prompt.hidden");
-        auto e = test::compare(out.data(), ref_ph.data(), ref_ph.size());
-        std::printf("[%s %s] prompt hidden: %s\n", mode.c_str(), tag.c_str(), e.str().c_str());
-    }
-    std::vector<float> h(out.end() - D, out.end());
-    std::vector<float> our_text(static_cast<size_t>(S * V));
-    std::vector<float> our_depth;
-    std::vector<float> ref_depth_rows;
-    std::vector<float> xin(static_cast<size_t>(D));
-    int64_t audio_idx = 0;
-    for (int64_t i = 0; i < S; ++i) {
-        if (i > 0) {  // feed item i-1 at position L + i - 1
-            int32_t p = static_cast<int32_t>(L + i - 1);
-            Tensor pt = Tensor::make(&p, DType::kI32, Device::kCPU, {1});
-            Tensor xt = Tensor::make(xin.data(), DType::kF32, Device::kCPU, {1, D});
-            if (kind[static_cast<size_t>(i - 1)] == 0) {
-                int32_t id = static_cast<int32_t>(text[static_cast<size_t>(i - 1)]);
-                Tensor idt = Tensor::make(&id, DType::kI32, Device::kCPU, {1});
-                ops::embedding(ctx, net->embed_tokens(), idt, xt);
-            } else {
-                std::vector<int32_t> c(static_cast<size_t>(Q));
-                for (int64_t q = 0; q < Q; ++q) c[static_cast<size_t>(q)] = static_cast<int32_t>(codes[static_cast<size_t>((i - 1) * Q + q)]);
-                Tensor ct = Tensor::make(c.data(), DType::kI32, Device::kCPU, {1, Q});
-                head->embed_frames(ctx, ct, xt);
+        // Prefill the prompt (the reference's own assembled embeddings).
+        std::vector<int32_t> pos(static_cast<size_t>(L));
+        for (int64_t i = 0; i < L; ++i) pos[static_cast<size_t>(i)] = static_cast<int32_t>(i);
+        DevTensor x = upload(ctx, embeds.data(), {L, D}, dt);
+        DevTensor pos_t = upload_i32(ctx, pos.data(), {L});
+        DevTensor out = alloc(ctx, {L, D}, dt);
+        net->forward(ctx, *st, x.t, pos_t.t, arena, out.t);
+        if (dump->contains("prompt.hidden")) {
+            std::vector<float> ours = download(ctx, out.t);
+            std::vector<float> ref_ph = test::read_f32(*dump, "prompt.hidden");
+            auto e = test::compare(ours.data(), ref_ph.data(), ref_ph.size());
+            std::printf("[%s %s %s] prompt hidden: %s\n", mode.c_str(), tag.c_str(), device_name(device), e.str().c_str());
+        }
+        DevTensor h = alloc(ctx, {1, D}, dt);
+        Tensor last = out.t.rows(L - 1, L);
+        ops::copy(ctx, last, h.t);
+        DevTensor xin = alloc(ctx, {1, D}, dt);
+        DevTensor p1 = alloc(ctx, {1}, DType::kI32);
+        DevTensor ids = alloc(ctx, {1}, DType::kI32);
+        DevTensor frame = alloc(ctx, {1, Q}, DType::kI32);
+        DevTensor forced = alloc(ctx, {Q}, DType::kI32);
+        DevTensor chosen = alloc(ctx, {Q}, DType::kI32);
+        DevTensor logits = alloc(ctx, {1, V}, dt);
+        DevTensor dlogits = alloc(ctx, {Q, AV}, dt);
+        std::vector<float> our_text;
+        std::vector<float> our_depth, ref_depth_rows;
+        int64_t audio_idx = 0;
+        for (int64_t i = 0; i < S; ++i) {
+            if (i > 0) {  // feed item i-1 at position L + i - 1
+                int32_t p = static_cast<int32_t>(L + i - 1);
+                ops::copy(ctx, Tensor::make(&p, DType::kI32, Device::kCPU, {1}), p1.t);
+                if (kind[static_cast<size_t>(i - 1)] == 0) {
+                    int32_t id = static_cast<int32_t>(text[static_cast<size_t>(i - 1)]);
+                    ops::copy(ctx, Tensor::make(&id, DType::kI32, Device::kCPU, {1}), ids.t);
+                    ops::embedding(ctx, net->embed_tokens(), ids.t, xin.t);
+                } else {
+                    std::vector<int32_t> c(static_cast<size_t>(Q));
+                    for (int64_t q = 0; q < Q; ++q) c[static_cast<size_t>(q)] = static_cast<int32_t>(codes[static_cast<size_t>((i - 1) * Q + q)]);
+                    ops::copy(ctx, Tensor::make(c.data(), DType::kI32, Device::kCPU, {1, Q}), frame.t);
+                    head->embed_frames(ctx, frame.t, xin.t);
+                }
+                net->forward(ctx, *st, xin.t, p1.t, arena, h.t);
             }
-            Tensor ht = Tensor::make(h.data(), DType::kF32, Device::kCPU, {1, D});
-            net->forward(ctx, *st, xt, pt, arena, ht);
+            std::vector<float> hh = download(ctx, h.t);
+            auto e = test::compare(hh.data(), ref_hidden.data() + i * D, static_cast<size_t>(D));
+            if (e.rel_l2 > res.hidden.rel_l2) res.hidden = e;
+            ops::linear(ctx, h.t, net->embed_tokens(), nullptr, logits.t);
+            std::vector<float> lg = download(ctx, logits.t);
+            our_text.insert(our_text.end(), lg.begin(), lg.end());
+            if (kind[static_cast<size_t>(i)] == 1) {
+                std::vector<int32_t> f(static_cast<size_t>(Q));
+                for (int64_t q = 0; q < Q; ++q) f[static_cast<size_t>(q)] = static_cast<int32_t>(codes[static_cast<size_t>(i * Q + q)]);
+                ops::copy(ctx, Tensor::make(f.data(), DType::kI32, Device::kCPU, {Q}), forced.t);
+                model::FrameSampling greedy;
+                head->sample_frame(ctx, *hst, h.t, greedy, arena, chosen.t, &dlogits.t, &forced.t);
+                std::vector<float> dl = download(ctx, dlogits.t);
+                our_depth.insert(our_depth.end(), dl.begin(), dl.end());
+                ref_depth_rows.insert(ref_depth_rows.end(), ref_depth.begin() + audio_idx * Q * AV,
+                                      ref_depth.begin() + (audio_idx + 1) * Q * AV);
+                ++audio_idx;
+            }
         }
-        auto e = test::compare(h.data(), ref_hidden.data() + i * D, static_cast<size_t>(D));
-        if (e.rel_l2 > res.hidden.rel_l2) res.hidden = e;
-        Tensor ht = Tensor::make(h.data(), DType::kF32, Device::kCPU, {1, D});
-        Tensor lt = Tensor::make(our_text.data() + i * V, DType::kF32, Device::kCPU, {1, V});
-        ops::linear(ctx, ht, net->embed_tokens(), nullptr, lt);
-        if (kind[static_cast<size_t>(i)] == 1) {
-            std::vector<int32_t> forced(static_cast<size_t>(Q)), chosen(static_cast<size_t>(Q));
-            for (int64_t q = 0; q < Q; ++q) forced[static_cast<size_t>(q)] = static_cast<int32_t>(codes[static_cast<size_t>(i * Q + q)]);
-            std::vector<float> lg(static_cast<size_t>(Q * AV));
-            Tensor ft = Tensor::make(forced.data(), DType::kI32, Device::kCPU, {Q});
-            Tensor ct = Tensor::make(chosen.data(), DType::kI32, Device::kCPU, {Q});
-            Tensor lgt = Tensor::make(lg.data(), DType::kF32, Device::kCPU, {Q, AV});
-            model::FrameSampling greedy;
-            head->sample_frame(ctx, *hst, ht, greedy, arena, ct, &lgt, &ft);
-            our_depth.insert(our_depth.end(), lg.begin(), lg.end());
-            ref_depth_rows.insert(ref_depth_rows.end(), ref_depth.begin() + audio_idx * Q * AV,
-                                  ref_depth.begin() + (audio_idx + 1) * Q * AV);
-            ++audio_idx;
-        }
+        res.text = test::compare_logits(our_text.data(), ref_text.data(), S, V);
+        if (!our_depth.empty())
+            res.depth = test::compare_logits(our_depth.data(), ref_depth_rows.data(), audio_idx * Q, AV);
+        res.text_logits = std::move(our_text);
+        res.depth_logits = std::move(our_depth);
+        std::printf("[%s %s %s] hidden worst step: %s\n[%s %s %s] text logits: %s\n[%s %s %s] depth logits: %s\n",
+                    mode.c_str(), tag.c_str(), device_name(device), res.hidden.str().c_str(), mode.c_str(), tag.c_str(),
+                    device_name(device), res.text.str().c_str(), mode.c_str(), tag.c_str(), device_name(device),
+                    res.depth.str().c_str());
     }
-    res.text = test::compare_logits(our_text.data(), ref_text.data(), S, V);
-    if (!our_depth.empty())
-        res.depth = test::compare_logits(our_depth.data(), ref_depth_rows.data(), audio_idx * Q, AV);
-    res.text_logits = std::move(our_text);
-    res.depth_logits = std::move(our_depth);
-    std::printf("[%s %s] hidden worst step: %s\n[%s %s] text logits: %s\n[%s %s] depth logits: %s\n",
-                mode.c_str(), tag.c_str(), res.hidden.str().c_str(), mode.c_str(), tag.c_str(),
-                res.text.str().c_str(), mode.c_str(), tag.c_str(), res.depth.str().c_str());
+    backend::destroy_cuda_context(ctx);
     return res;
 }
+
+bool skip_device() { return test::parity_device() == Device::kCUDA && !backend::cuda_available(); }
 
 class BackboneParity : public ::testing::TestWithParam<std::string> {};
 
 // fp32 against the reference's fp32: the only differences are fp32 summation orders, so hidden
 // states agree to ~1e-6 relative; 1e-4 leaves headroom for 64+ accumulated steps.
 TEST_P(BackboneParity, Fp32MatchesReferenceFp32) {
+    if (skip_device()) GTEST_SKIP() << "no CUDA device";
     Result r = run_teacher_forced(GetParam(), ops::Precision::kF32);
     EXPECT_LT(r.hidden.rel_l2, 1e-4) << r.hidden.str();
     EXPECT_EQ(r.text.top1_agree, 1.0) << r.text.str();
@@ -173,7 +231,8 @@ class BackboneParityBf16 : public ::testing::TestWithParam<std::string> {};
 // which near-ties flip in bf16 depends on accumulation order, not on correctness.
 TEST_P(BackboneParityBf16, Bf16NoWorseThanReferenceBf16) {
     const std::string mode = GetParam();
-    const std::string dir = test::data_dir() + "/tiny/dumps/";
+    if (skip_device()) GTEST_SKIP() << "no CUDA device";
+    const std::string dir = test::parity_root() + "/dumps/";
     auto ref32 = io::SafeTensorsFile::open(dir + "tf_" + mode + "_fp32.safetensors");
     auto ref16 = io::SafeTensorsFile::open(dir + "tf_" + mode + "_bf16.safetensors");
     ASSERT_TRUE(ref32.is_ok()) << ref32.status().message();
