@@ -146,7 +146,7 @@ void AudioHead::sample_frame(const ops::Context& ctx, AudioHeadState& st, const 
         ops::rms_norm(ctx, x, emb_norm_[static_cast<size_t>(i)], eps_, ops::RmsStyle::kFused, n);
         Tensor lg = logits_out ? logits_out->reshape({Q_, V_}).rows(i, i + 1) : logits;
         ops::linear(ctx, n, to_logits_[static_cast<size_t>(i)], nullptr, lg);
-        if (i == 0 && s.suppress_eos) ops::set_value(ctx, lg, V_ - 1, -INFINITY);
+        if (s.suppress_eos) ops::set_value(ctx, lg, V_ - 1, -INFINITY);
         Tensor ci = codes.rows(i, i + 1);
         if (s.greedy()) {
             ops::argmax(ctx, lg, ci);

@@ -48,7 +48,9 @@ struct FrameSampling {
     int top_k = 0;
     uint64_t seed = 0;
     const Tensor* counters = nullptr;
-    bool suppress_eos = false;  // never choose the end-of-audio code for codebook 0 (benchmarks)
+    // Never choose code 2048 (end of audio) in any codebook (benchmarks on random weights: keeps
+    // generating, and every frame stays decodable).
+    bool suppress_eos = false;
     bool greedy() const { return temperature <= 0.0f || top_k == 1; }
 };
 

@@ -448,7 +448,12 @@ Status Session::generate(const GenerateOptions& opt, const EventSink& sink, Turn
             e.t_ms = ms_since(t0);
             if (stats.first_frame_ms < 0) stats.first_frame_ms = e.t_ms;
             if (sink && !sink(e)) stopped = true;
-            if (det && !eos) {
+            // A frame with code 2048 in a later codebook (not an end-of-audio frame) cannot be
+            // detokenized (the reference's processor.decode rejects it; its streaming demo skips
+            // such frames): skip it here too.
+            bool decodable = !eos;
+            for (int q = 0; q < Q; ++q) decodable = decodable && codes[static_cast<size_t>(q)] < cfg.audio_vocab - 1;
+            if (det && decodable) {
                 const auto td = Clock::now();
                 VOXRT_RETURN_IF_ERROR(det->step(detok_ctx_, *detok_state_, codes.data(), pcm_));
                 detok_ms += ms_since(td);
