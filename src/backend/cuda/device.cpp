@@ -1,0 +1,306 @@
+// CUDA contexts, the device allocator, error recording, synchronize() and graph capture.
+#include <cuda_runtime.h>
+
+#include <cstdio>
+#include <mutex>
+#include <utility>
+
+#include "backend/backend_ops.h"
+#include "backend/cuda/handles.h"
+#include "backend/device_api.h"
+#include "core/check.h"
+
+namespace voxrt::cuda {
+
+namespace {
+
+// Failures of ops issued with a context that has no handles (a CPU context passed to copy() with
+// a device tensor); reported by the next synchronize() of such a context.
+std::mutex g_orphan_mu;
+Status g_orphan_error;
+
+}  // namespace
+
+Handles& handles(const ops::Context& ctx) {
+    VOXRT_ASSERT(ctx.device == Device::kCUDA && ctx.cuda_handles != nullptr,
+                 "CUDA op called with a context that is not a CUDA context (device %s)",
+                 device_name(ctx.device));
+    return *static_cast<Handles*>(ctx.cuda_handles);
+}
+
+cudaStream_t stream_of(const ops::Context& ctx) {
+    return ctx.cuda_handles ? static_cast<Handles*>(ctx.cuda_handles)->stream : cudaStream_t{};
+}
+
+Status cuda_status(cudaError_t err, const char* call) {
+    if (err == cudaSuccess) return Status::ok();
+    const StatusCode code = err == cudaErrorMemoryAllocation ? StatusCode::kOutOfMemory : StatusCode::kDevice;
+    return make_error(code, "[cuda] %s: %s (%s)", call, cudaGetErrorString(err), cudaGetErrorName(err));
+}
+
+Status cublas_status(cublasStatus_t err, const char* call) {
+    if (err == CUBLAS_STATUS_SUCCESS) return Status::ok();
+    const StatusCode code = err == CUBLAS_STATUS_ALLOC_FAILED ? StatusCode::kOutOfMemory : StatusCode::kDevice;
+    return make_error(code, "[cuda] %s: %s (%s)", call, cublasGetStatusString(err), cublasGetStatusName(err));
+}
+
+void record_error(const ops::Context& ctx, Status status) {
+    if (status.is_ok()) return;
+    if (ctx.cuda_handles) {
+        Handles& h = *static_cast<Handles*>(ctx.cuda_handles);
+        std::lock_guard<std::mutex> lock(h.error_mu);
+        if (h.first_error.is_ok()) h.first_error = std::move(status);
+    } else {
+        std::lock_guard<std::mutex> lock(g_orphan_mu);
+        if (g_orphan_error.is_ok()) g_orphan_error = std::move(status);
+    }
+}
+
+bool check(const ops::Context& ctx, cudaError_t err, const char* call) {
+    if (err == cudaSuccess) return true;
+    record_error(ctx, cuda_status(err, call));
+    return false;
+}
+
+bool check(const ops::Context& ctx, cublasStatus_t err, const char* call) {
+    if (err == CUBLAS_STATUS_SUCCESS) return true;
+    record_error(ctx, cublas_status(err, call));
+    return false;
+}
+
+void check_launch(const ops::Context& ctx, const char* op) {
+    const cudaError_t err = cudaGetLastError();
+    if (err != cudaSuccess) {
+        char call[96];
+        std::snprintf(call, sizeof call, "kernel launch in %s", op);
+        record_error(ctx, cuda_status(err, call));
+    }
+}
+
+Status synchronize(const ops::Context& ctx) {
+    Status st = cuda_status(cudaStreamSynchronize(stream_of(ctx)), "cudaStreamSynchronize");
+    Status recorded;
+    if (ctx.cuda_handles) {
+        Handles& h = *static_cast<Handles*>(ctx.cuda_handles);
+        std::lock_guard<std::mutex> lock(h.error_mu);
+        recorded = std::exchange(h.first_error, Status());
+    } else {
+        std::lock_guard<std::mutex> lock(g_orphan_mu);
+        recorded = std::exchange(g_orphan_error, Status());
+    }
+    return recorded.is_ok() ? st : recorded;
+}
+
+}  // namespace voxrt::cuda
+
+namespace voxrt::backend {
+
+namespace {
+
+void* device_alloc(size_t bytes) {
+    void* p = nullptr;
+    if (cudaMalloc(&p, bytes) != cudaSuccess) {
+        (void)cudaGetLastError();  // allocation failures are not sticky; clear the last error
+        return nullptr;
+    }
+    // Zeroed like CPU buffers (sessions rely on zero-initialized conv/KV state). The memset runs on
+    // the legacy stream, which the contexts' non-blocking streams do not wait for: wait here.
+    if (cudaMemset(p, 0, bytes) != cudaSuccess || cudaStreamSynchronize(nullptr) != cudaSuccess) {
+        (void)cudaGetLastError();
+        cudaFree(p);
+        return nullptr;
+    }
+    return p;
+}
+
+void device_free(void* p) { cudaFree(p); }
+
+void destroy_handles(cuda::Handles* h) {
+    if (!h) return;
+    if (h->stream) cudaStreamSynchronize(h->stream);
+    cuda::destroy_lt_plans(h->lt_plans);
+    if (h->cublas) cublasDestroy(h->cublas);
+    if (h->lt) cublasLtDestroy(h->lt);
+    if (h->gemm_workspace) cudaFree(h->gemm_workspace);
+    if (h->scratch) cudaFree(h->scratch);
+    if (h->stream) cudaStreamDestroy(h->stream);
+    delete h;
+}
+
+Status alloc_or_fail(void** p, size_t bytes, const char* what) {
+    if (cudaMalloc(p, bytes) == cudaSuccess) return Status::ok();
+    (void)cudaGetLastError();
+    *p = nullptr;
+    return make_error(StatusCode::kOutOfMemory, "[cuda] cudaMalloc(%zu bytes) for the %s: out of memory",
+                      bytes, what);
+}
+
+}  // namespace
+
+bool cuda_available() {
+    static const bool available = [] {
+        int n = 0;
+        const cudaError_t err = cudaGetDeviceCount(&n);
+        if (err != cudaSuccess) (void)cudaGetLastError();
+        return err == cudaSuccess && n > 0;
+    }();
+    return available;
+}
+
+std::string cuda_device_name(int device_index) {
+    if (!cuda_available()) return "";
+    cudaDeviceProp prop{};
+    if (cudaGetDeviceProperties(&prop, device_index) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return "";
+    }
+    return prop.name;
+}
+
+Expected<ops::Context> create_cuda_context(ops::Precision precision, int device_index,
+                                           const CudaContextOptions& options) {
+    if (!cuda_available()) {
+        return make_error(StatusCode::kUnsupported, "[cuda] no CUDA device is available");
+    }
+    int n_devices = 0;
+    VOXRT_RETURN_IF_ERROR(cuda::cuda_status(cudaGetDeviceCount(&n_devices), "cudaGetDeviceCount"));
+    if (device_index < 0 || device_index >= n_devices) {
+        return make_error(StatusCode::kInvalidArgument, "[cuda] device %d requested, %d present",
+                          device_index, n_devices);
+    }
+    VOXRT_RETURN_IF_ERROR(cuda::cuda_status(cudaSetDevice(device_index), "cudaSetDevice"));
+
+    static std::once_flag allocator_once;
+    std::call_once(allocator_once, [] { set_device_allocator(Device::kCUDA, {&device_alloc, &device_free}); });
+
+    auto* h = new cuda::Handles();
+    h->device = device_index;
+    auto fail = [h](Status st) {
+        destroy_handles(h);
+        return st;
+    };
+    Status st = cuda::cuda_status(
+        cudaDeviceGetAttribute(&h->sm_count, cudaDevAttrMultiProcessorCount, device_index),
+        "cudaDeviceGetAttribute(MultiProcessorCount)");
+    if (!st) return fail(st);
+    int smem_optin = 0;
+    st = cuda::cuda_status(
+        cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device_index),
+        "cudaDeviceGetAttribute(MaxSharedMemoryPerBlockOptin)");
+    if (!st) return fail(st);
+    h->max_smem_optin = static_cast<size_t>(smem_optin);
+    st = cuda::cuda_status(cudaStreamCreateWithFlags(&h->stream, cudaStreamNonBlocking), "cudaStreamCreate");
+    if (!st) return fail(st);
+    st = cuda::cublas_status(cublasLtCreate(&h->lt), "cublasLtCreate");
+    if (!st) return fail(st);
+    st = cuda::cublas_status(cublasCreate(&h->cublas), "cublasCreate");
+    if (!st) return fail(st);
+    h->gemm_workspace_bytes = options.gemm_workspace_bytes;
+    if (h->gemm_workspace_bytes) {
+        st = alloc_or_fail(&h->gemm_workspace, h->gemm_workspace_bytes, "GEMM workspace");
+        if (!st) return fail(st);
+    }
+    h->scratch_bytes = options.scratch_bytes;
+    if (h->scratch_bytes) {
+        st = alloc_or_fail(&h->scratch, h->scratch_bytes, "op scratch");
+        if (!st) return fail(st);
+    }
+    st = cuda::cublas_status(cublasSetStream(h->cublas, h->stream), "cublasSetStream");
+    if (!st) return fail(st);
+    // A user-provided workspace keeps cuBLAS from allocating (required for graph capture).
+    st = cuda::cublas_status(cublasSetWorkspace(h->cublas, h->gemm_workspace, h->gemm_workspace_bytes),
+                             "cublasSetWorkspace");
+    if (!st) return fail(st);
+
+    ops::Context ctx;
+    ctx.device = Device::kCUDA;
+    ctx.precision = precision;
+    ctx.cuda_stream = h->stream;
+    ctx.cuda_handles = h;
+    return ctx;
+}
+
+void destroy_cuda_context(ops::Context& ctx) {
+    if (ctx.device != Device::kCUDA || !ctx.cuda_handles) return;
+    destroy_handles(static_cast<cuda::Handles*>(ctx.cuda_handles));
+    ctx.cuda_handles = nullptr;
+    ctx.cuda_stream = nullptr;
+}
+
+// ---- graph capture ---------------------------------------------------------------------------
+
+GraphCapture::~GraphCapture() { reset(); }
+
+GraphCapture::GraphCapture(GraphCapture&& o) noexcept { *this = std::move(o); }
+
+GraphCapture& GraphCapture::operator=(GraphCapture&& o) noexcept {
+    if (this != &o) {
+        reset();
+        graph_ = std::exchange(o.graph_, nullptr);
+        exec_ = std::exchange(o.exec_, nullptr);
+        capturing_ = std::exchange(o.capturing_, false);
+    }
+    return *this;
+}
+
+void GraphCapture::reset() {
+    if (exec_) cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(exec_));
+    if (graph_) cudaGraphDestroy(static_cast<cudaGraph_t>(graph_));
+    exec_ = nullptr;
+    graph_ = nullptr;
+}
+
+Status GraphCapture::begin(const ops::Context& ctx) {
+    if (ctx.device != Device::kCUDA || !ctx.cuda_handles) {
+        return make_error(StatusCode::kUnsupported, "[cuda] graph capture needs a CUDA context");
+    }
+    if (capturing_) return make_error(StatusCode::kInternal, "[cuda] graph capture already begun");
+    reset();
+    // Errors recorded before the capture belong to earlier work: report them now.
+    VOXRT_RETURN_IF_ERROR(cuda::synchronize(ctx));
+    VOXRT_RETURN_IF_ERROR(cuda::cuda_status(
+        cudaStreamBeginCapture(cuda::stream_of(ctx), cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture"));
+    capturing_ = true;
+    return Status::ok();
+}
+
+Status GraphCapture::end(const ops::Context& ctx) {
+    if (ctx.device != Device::kCUDA || !ctx.cuda_handles) {
+        return make_error(StatusCode::kUnsupported, "[cuda] graph capture needs a CUDA context");
+    }
+    if (!capturing_) return make_error(StatusCode::kInternal, "[cuda] graph capture end() without begin()");
+    capturing_ = false;
+    cudaGraph_t graph = nullptr;
+    Status st = cuda::cuda_status(cudaStreamEndCapture(cuda::stream_of(ctx), &graph), "cudaStreamEndCapture");
+    Status recorded;
+    {
+        cuda::Handles& h = cuda::handles(ctx);
+        std::lock_guard<std::mutex> lock(h.error_mu);
+        recorded = std::exchange(h.first_error, Status());
+    }
+    if (!recorded.is_ok() || !st.is_ok()) {
+        if (graph) cudaGraphDestroy(graph);
+        (void)cudaGetLastError();
+        return recorded.is_ok() ? st : recorded.with_context("[cuda] during graph capture");
+    }
+    graph_ = graph;
+    cudaGraphExec_t exec = nullptr;
+    st = cuda::cuda_status(cudaGraphInstantiate(&exec, graph, 0), "cudaGraphInstantiate");
+    if (!st) {
+        reset();
+        return st;
+    }
+    exec_ = exec;
+    return Status::ok();
+}
+
+Status GraphCapture::replay(const ops::Context& ctx) const {
+    if (!exec_) return make_error(StatusCode::kInternal, "[cuda] replay() of a graph that was not captured");
+    if (ctx.device != Device::kCUDA || !ctx.cuda_handles) {
+        return make_error(StatusCode::kUnsupported, "[cuda] graph replay needs a CUDA context");
+    }
+    return cuda::cuda_status(cudaGraphLaunch(static_cast<cudaGraphExec_t>(exec_), cuda::stream_of(ctx)),
+                             "cudaGraphLaunch");
+}
+
+}  // namespace voxrt::backend

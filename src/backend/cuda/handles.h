@@ -1,0 +1,63 @@
+// Host-side internals of the CUDA backend: what ctx.cuda_handles points to, and the error helpers
+// that turn CUDA / cuBLAS return codes into Status. Included by the backend's .cpp and .cu files
+// (and by other CUDA code of the project, e.g. conformer_ops.cu); never by model code.
+#pragma once
+
+#include <cublasLt.h>
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <mutex>
+
+#include "core/status.h"
+#include "core/tensor.h"
+#include "ops/ops.h"
+
+namespace voxrt::cuda {
+
+struct LtPlanCache;  // cuBLASLt descriptors + chosen algorithms per GEMM shape (linear.cu)
+
+// Everything a CUDA ops::Context owns. Ops on one context run in issue order on `stream`, so the
+// scratch and the GEMM workspace are never used by two ops at once.
+struct Handles {
+    int device = 0;
+    int sm_count = 0;
+    size_t max_smem_optin = 0;  // per-block shared memory after cudaFuncSetAttribute
+    cudaStream_t stream = nullptr;
+    cublasHandle_t cublas = nullptr;
+    cublasLtHandle_t lt = nullptr;
+    void* gemm_workspace = nullptr;
+    size_t gemm_workspace_bytes = 0;
+    void* scratch = nullptr;
+    size_t scratch_bytes = 0;
+    LtPlanCache* lt_plans = nullptr;
+
+    // First failure recorded by an op since the last synchronize(); returned (and cleared) there.
+    std::mutex error_mu;
+    Status first_error;
+};
+
+// The handles of a CUDA context (asserts that ctx is one).
+Handles& handles(const ops::Context& ctx);
+// The context's stream; the legacy default stream for a context without handles (e.g. a CPU
+// context passed to copy() with a device tensor).
+cudaStream_t stream_of(const ops::Context& ctx);
+
+// Status for a CUDA runtime / cuBLAS return code, naming the call. Allocation failures map to
+// kOutOfMemory, the rest to kDevice.
+Status cuda_status(cudaError_t err, const char* call);
+Status cublas_status(cublasStatus_t err, const char* call);
+
+// Records a failure on the context (the first one wins) so that synchronize() can return it.
+void record_error(const ops::Context& ctx, Status status);
+// Checks `err`; on failure records it (naming `call`) and returns false.
+bool check(const ops::Context& ctx, cudaError_t err, const char* call);
+bool check(const ops::Context& ctx, cublasStatus_t err, const char* call);
+// Checks for a failed kernel launch (cudaGetLastError) after launching kernels of `op`.
+void check_launch(const ops::Context& ctx, const char* op);
+
+// Frees the cuBLASLt plan cache (linear.cu).
+void destroy_lt_plans(LtPlanCache* cache);
+
+}  // namespace voxrt::cuda
