@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# On the GPU machine (Ubuntu 24.04 image with CUDA 13, Python 3.12 + torch; no network), from the
+# repo root: build voxrt with CUDA and its tests, run the CUDA op tests and the tiny-checkpoint
+# parity tests on the GPU, make a full-size random checkpoint + reference dumps with the official
+# package, and run the full-size parity tests on the GPU. Logs go to OUT_DIR.
+#
+#   scripts/gpu_session.sh OUT_DIR [build] [tests] [full] [parity]      (default: all four)
+#
+# Needs (carried, git-ignored): .carry/debs (PCRE2 .debs), .carry/audio (question.wav, asr.wav),
+# tools/reference/wheels (liquid-audio and the packages the image lacks).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT="${1:?usage: scripts/gpu_session.sh OUT_DIR [stages]}"; shift
+mkdir -p "$OUT"
+STAGES=("$@"); [[ ${#STAGES[@]} -eq 0 ]] && STAGES=(build tests full parity)
+FULL="${FULL:-/tmp/voxrt-full}"
+export PATH=/usr/local/cuda/bin:$PATH PYTHONUNBUFFERED=1
+P=/tmp/deps
+export PKG_CONFIG_PATH=$P/usr/lib/x86_64-linux-gnu/pkgconfig LD_LIBRARY_PATH=$P/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
+log() { echo "[$(date +%T)] $*" | tee -a "$OUT/session.log"; }
+
+# The tests read the real speech from ../shared/audio, which does not travel: restore it.
+if [[ ! -f ../shared/audio/question.wav && -f .carry/audio/question.wav ]]; then
+  mkdir -p ../shared/audio && cp .carry/audio/*.wav ../shared/audio/
+fi
+
+for stage in "${STAGES[@]}"; do
+  case "$stage" in
+    build)
+      if [[ ! -d $P/usr ]]; then
+        for f in .carry/debs/*.deb; do dpkg -x "$f" $P; done
+        sed -i "s|^prefix=.*|prefix=$P/usr|" $P/usr/lib/x86_64-linux-gnu/pkgconfig/*.pc
+      fi
+      log "configure + build"
+      cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DVOXRT_CUDA=ON -DVOXRT_CUDA_ARCHS=90a \
+        -DCMAKE_PREFIX_PATH=$P/usr > "$OUT/build.log" 2>&1 &&
+      ninja -C build-gpu -j"$(nproc)" voxrt_cli ops_cuda_test gemv_bench_test backbone_parity_test \
+        greedy_e2e_test multiturn_test encoder_parity_test detokenizer_parity_test detokenizer_streaming_test \
+        >> "$OUT/build.log" 2>&1 || { log "build failed"; tail -30 "$OUT/build.log"; exit 1; }
+      log "built"
+      ;;
+    tests)
+      log "CUDA op tests"
+      build-gpu/ops_cuda_test > "$OUT/tests.log" 2>&1; log "ops_cuda_test rc=$?"
+      build-gpu/gemv_bench_test >> "$OUT/tests.log" 2>&1; log "gemv_bench_test rc=$?"
+      log "tiny checkpoint on CUDA"
+      for t in backbone_parity_test greedy_e2e_test multiturn_test encoder_parity_test detokenizer_parity_test \
+               detokenizer_streaming_test; do
+        VOXRT_PARITY_DEVICE=cuda timeout 120 build-gpu/$t >> "$OUT/tests.log" 2>&1; log "$t (tiny, cuda) rc=$?"
+      done
+      ;;
+    full)
+      log "full-size checkpoint + dumps"
+      MODEL="$FULL/model" bash bench/run_gpu.sh "$OUT/bench" setup >> "$OUT/full.log" 2>&1; log "setup rc=$?"
+      python3 tools/reference/make_dumps.py --model "$FULL/model" --out "$FULL/dumps" --precision both \
+        --device cuda --modes s2s,asr,tts --cases question,asr >> "$OUT/full.log" 2>&1; log "dumps rc=$?"
+      cp "$FULL/dumps/manifest.json" "$OUT/full_manifest.json" 2>/dev/null
+      ;;
+    parity)
+      log "full-size parity on CUDA"
+      for t in backbone_parity_test greedy_e2e_test; do
+        VOXRT_PARITY_DIR="$FULL" VOXRT_PARITY_DEVICE=cuda timeout 300 build-gpu/$t > "$OUT/parity_full_$t.log" 2>&1
+        log "$t (full, cuda) rc=$?"
+      done
+      ;;
+  esac
+done
