@@ -19,7 +19,8 @@ has the same *structure* (see docs/tokenizer.md for what is known vs assumed):
                  396 <image>, 397..496 <|img_row_R_col_C|>, 497 <|img_thumbnail|>,
                  498 <|image_start|>, 499 <|image_end|>
   then           256 byte-level alphabet symbols, then the learned merges
-  last 6 ids     <|cot_start|> <|cot_end|> <|review_start|> <|review_end|> <|file_start|> <|file_end|>
+  last 6 ids     <|cot_start|> <|cot_end|> <|review_start|> <|review_end|> <|file_start|>
+                 <|file_end|>
   also           two non-special added tokens "Mathias" and "python" (as in LFM2).
 
 The id space is exactly `vocab_size`. If the corpus cannot supply enough merges, the gap between
@@ -40,7 +41,7 @@ import random
 import sys
 from pathlib import Path
 
-from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
 
 SPLIT_REGEX = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
@@ -87,12 +88,14 @@ _WORDS = {
            "user assistant system Perform ASR TTS Respond with interleaved text and audio Use "
            "US UK male female "
            "don't can't won't it's I'm you're we've they'll she'd John's O'Neil ").split(),
-    "fr": ("le la les de des du un une et est en que qui dans pour pas sur avec ce il elle nous vous "
+    "fr": ("le la les de des du un une et est en que qui dans pour pas sur avec ce il elle "
+           "nous vous "
            "être avoir fait très été où château français économie naïve garçon déjà après").split(),
     "de": ("der die das und ist nicht ein eine zu den von mit sich auf für dem im auch über Straße "
            "schön Mädchen größer Grüße können müssen Würde äußerst Öffnung").split(),
     "es": ("el la los las de que y en un una es por con para como más pero sus le ya o este sí "
-           "porque esta entre cuando muy sin sobre también niño señor mañana corazón ¿qué ¡hola").split(),
+           "porque esta entre cuando muy sin sobre también niño señor mañana corazón "
+           "¿qué ¡hola").split(),
     "ru": ("и в не на я быть он с что а по это она этот к но они мы как из у который то за свой "
            "весь год от так о для ты же все тот мочь вы человек такой его сказать только или "
            "здравствуйте спасибо пожалуйста хорошо").split(),
@@ -141,7 +144,8 @@ def _sentence(rng: random.Random) -> str:
         return "".join(src[(start + i * rng.randint(1, 3)) % len(src)] for i in range(n)) + \
             rng.choice(["。", "、", "！", "？", "", " "])
     if kind < 0.80:
-        return " ".join(str(rng.randint(0, 10 ** rng.randint(1, 9))) for _ in range(rng.randint(1, 5)))
+        return " ".join(str(rng.randint(0, 10 ** rng.randint(1, 9)))
+                        for _ in range(rng.randint(1, 5)))
     if kind < 0.88:
         return rng.choice(_CODE)
     if kind < 0.94:
