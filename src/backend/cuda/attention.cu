@@ -332,6 +332,38 @@ bool launch_prefill(const ops::Context& ctx, const AttnArgs& a) {
     return true;
 }
 
+// Any head dimension, any cache length, no scratch: one warp per (query, head), scores recomputed
+// per pass. Slow (O(S·Dh²/32) per head); used only for shapes the fast kernels do not cover (e.g.
+// the test checkpoints' head dims of 2 and 16).
+template <class T>
+__global__ void attn_generic_kernel(AttnArgs a) {
+    const int th = blockIdx.x, t = th / a.H, h = th % a.H, hk = h / (a.H / a.Hkv), Dh = a.Dh;
+    const int lane = threadIdx.x;
+    int j0, p;
+    visible_range(a, t, j0, p);
+    const T* kc = static_cast<const T*>(a.kc) + static_cast<int64_t>(hk) * a.S * Dh;
+    const T* vc = static_cast<const T*>(a.vc) + static_cast<int64_t>(hk) * a.S * Dh;
+    const int64_t qo = (static_cast<int64_t>(t) * a.H + h) * Dh;
+    auto score = [&](int j) {
+        float s = 0.0f;
+        for (int d = 0; d < Dh; ++d) s = fmaf(a.q.load(qo + d), to_float(kc[static_cast<int64_t>(j) * Dh + d]), s);
+        return s * a.scale;
+    };
+    float mx = -INFINITY;
+    for (int j = j0 + lane; j <= p; j += 32) mx = fmaxf(mx, score(j));
+    mx = warp_max(mx);
+    float l = 0.0f;
+    for (int j = j0 + lane; j <= p; j += 32) l += expf(score(j) - mx);
+    l = warp_sum(l);
+    for (int d = 0; d < Dh; ++d) {
+        float acc = 0.0f;
+        for (int j = j0 + lane; j <= p; j += 32)
+            acc = fmaf(expf(score(j) - mx), to_float(vc[static_cast<int64_t>(j) * Dh + d]), acc);
+        acc = warp_sum(acc);
+        if (lane == 0) a.out.store(qo + d, l > 0.0f ? acc / l : 0.0f, a.round);
+    }
+}
+
 template <class T>
 bool launch_attention(const ops::Context& ctx, AttnArgs a) {
     const Handles& h = handles(ctx);
@@ -355,7 +387,9 @@ bool launch_attention(const ops::Context& ctx, AttnArgs a) {
     if (a.Dh == 32) return launch_prefill<32, T>(ctx, a);
     if (a.Dh == 64) return launch_prefill<64, T>(ctx, a);
     if (a.Dh == 128) return launch_prefill<128, T>(ctx, a);
-    return false;
+    attn_generic_kernel<T><<<a.T * a.H, 32, 0, h.stream>>>(a);
+    check_launch(ctx, "attention (generic)");
+    return true;
 }
 
 }  // namespace
