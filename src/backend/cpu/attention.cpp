@@ -19,7 +19,7 @@ void rope(const ops::Context& ctx, Tensor& x, const Tensor& pos, const Tensor& c
     const float* sp = static_cast<const float*>(sin.data);
     const Rounder rnd = rounder(ctx);
     parallel(ctx, T, 1, [&](int64_t t0, int64_t t1) {
-        std::vector<float> tmp(static_cast<size_t>(Dh));
+        float* tmp = thread_scratch(0, static_cast<size_t>(Dh));
         for (int64_t t = t0; t < t1; ++t) {
             const int64_t p = std::clamp<int64_t>(pp[t], 0, P - 1);
             const float* c = cp + p * half;
@@ -39,7 +39,7 @@ void rope(const ops::Context& ctx, Tensor& x, const Tensor& pos, const Tensor& c
                         tmp[2 * i + 1] = rnd(a * s[i] + b * c[i]);
                     }
                 }
-                std::memcpy(v, tmp.data(), static_cast<size_t>(Dh) * sizeof(float));
+                std::memcpy(v, tmp, static_cast<size_t>(Dh) * sizeof(float));
             }
         }
     });
@@ -77,8 +77,7 @@ void attention(const ops::Context& ctx, const Tensor& q, const Tensor& k_cache, 
     const int32_t* pp = static_cast<const int32_t*>(pos.data);
     const Rounder rnd = rounder(ctx);
     parallel(ctx, T * H, 1, [&](int64_t i0, int64_t i1) {
-        std::vector<float> scores;
-        std::vector<float> acc(static_cast<size_t>(Dh));
+        float* acc = thread_scratch(1, static_cast<size_t>(Dh));
         for (int64_t i = i0; i < i1; ++i) {
             const int64_t t = i / H, h = i % H, hk = h / group;
             const int64_t p = std::min<int64_t>(pp[t], S - 1);
@@ -86,7 +85,8 @@ void attention(const ops::Context& ctx, const Tensor& q, const Tensor& k_cache, 
             const float* qv = qp + (t * H + h) * Dh;
             const float* kb = kc + hk * S * Dh;
             const float* vb = vc + hk * S * Dh;
-            scores.resize(static_cast<size_t>(p - j0 + 1));
+            float* scores = thread_scratch(0, static_cast<size_t>(p - j0 + 1));
+            const int64_t n_scores = p - j0 + 1;
             float mx = -INFINITY;
             for (int64_t j = j0; j <= p; ++j) {
                 const float s = dot(qv, kb + j * Dh, Dh) * scale;
@@ -94,11 +94,11 @@ void attention(const ops::Context& ctx, const Tensor& q, const Tensor& k_cache, 
                 mx = std::max(mx, s);
             }
             float sum = 0.0f;
-            for (auto& s : scores) {
-                s = std::exp(s - mx);
-                sum += s;
+            for (int64_t j = 0; j < n_scores; ++j) {
+                scores[j] = std::exp(scores[j] - mx);
+                sum += scores[j];
             }
-            std::fill(acc.begin(), acc.end(), 0.0f);
+            std::fill(acc, acc + Dh, 0.0f);
             for (int64_t j = j0; j <= p; ++j) {
                 const float w = scores[j - j0] / sum;
                 const float* vv = vb + j * Dh;

@@ -17,9 +17,9 @@ void short_conv(const ops::Context& ctx, const Tensor& x, const Tensor& w, Tenso
     const Rounder rnd = rounder(ctx);
     // xe = [state; x]: rows 0..Ks-1 from state, Ks.. from x.
     auto xe = [&](int64_t r, int64_t c) { return r < Ks ? sp[r * C + c] : xp[(r - Ks) * C + c]; };
-    std::vector<float> wf(static_cast<size_t>(C * K));
-    load_row(w, 0, C * K, wf.data());
-    std::vector<float> out(static_cast<size_t>(T * C));
+    float* wf = thread_scratch(0, static_cast<size_t>(C * K));
+    load_row(w, 0, C * K, wf);
+    float* out = thread_scratch(1, static_cast<size_t>(T * C));
     parallel(ctx, C, 64, [&](int64_t c0, int64_t c1) {
         for (int64_t c = c0; c < c1; ++c)
             for (int64_t t = 0; t < T; ++t) {
@@ -31,11 +31,11 @@ void short_conv(const ops::Context& ctx, const Tensor& x, const Tensor& w, Tenso
             }
     });
     // New state: the last Ks rows of xe (computed before y may overwrite x when aliased).
-    std::vector<float> ns(static_cast<size_t>(Ks * C));
+    float* ns = thread_scratch(2, static_cast<size_t>(Ks * C));
     for (int64_t r = 0; r < Ks; ++r)
         for (int64_t c = 0; c < C; ++c) ns[r * C + c] = xe(T + r, c);
-    std::memcpy(sp, ns.data(), ns.size() * 4);
-    std::memcpy(yp, out.data(), out.size() * 4);
+    std::memcpy(sp, ns, static_cast<size_t>(Ks * C) * 4);
+    std::memcpy(yp, out, static_cast<size_t>(T * C) * 4);
 }
 
 }  // namespace voxrt::cpu

@@ -49,6 +49,11 @@ inline void parallel(const ops::Context& ctx, int64_t n, int64_t min_chunk,
 inline int64_t rows_of(const Tensor& t) { return t.ndim ? t.numel() / t.shape[t.ndim - 1] : 0; }
 inline int64_t cols_of(const Tensor& t) { return t.ndim ? t.shape[t.ndim - 1] : 0; }
 
+// Per-thread scratch that only grows: ops take their temporaries from here, so that a steady-state
+// decode step allocates nothing after the first step has sized the buffers. `slot` separates
+// temporaries that are alive at the same time in one op (slots 0..3).
+float* thread_scratch(int slot, size_t n);
+
 // Dot product of two float arrays (fp32 accumulation, vectorized).
 float dot(const float* a, const float* b, int64_t n);
 

@@ -25,13 +25,13 @@ void embedding_bag(const ops::Context& ctx, const Tensor& table, const Tensor& i
     const int32_t* idp = static_cast<const int32_t*>(ids.data);
     float* yp = act(y);
     const Rounder rnd = rounder(ctx);
-    std::vector<float> row(static_cast<size_t>(D));
+    float* row = thread_scratch(0, static_cast<size_t>(D));
     for (int64_t n = 0; n < N; ++n) {
         float* yr = yp + n * D;
         std::fill(yr, yr + D, 0.0f);
         for (int64_t q = 0; q < Q; ++q) {
             const int64_t id = std::clamp<int64_t>(idp[n * Q + q] + q * stride, 0, V - 1);
-            load_row(table, id * D, D, row.data());
+            load_row(table, id * D, D, row);
             for (int64_t d = 0; d < D; ++d) yr[d] += row[d];
         }
         for (int64_t d = 0; d < D; ++d) yr[d] = rnd(mean ? yr[d] / static_cast<float>(Q) : yr[d]);

@@ -28,6 +28,13 @@ void load_row(const Tensor& t, int64_t offset, int64_t n, float* dst) {
     for (int64_t i = 0; i < n; ++i) dst[i] = load(t, offset + i);
 }
 
+float* thread_scratch(int slot, size_t n) {
+    thread_local std::vector<float> bufs[4];
+    std::vector<float>& b = bufs[slot];
+    if (b.size() < n) b.resize(n);
+    return b.data();
+}
+
 float dot(const float* a, const float* b, int64_t n) {
     int64_t i = 0;
 #if defined(__AVX2__) && defined(__FMA__)
@@ -91,7 +98,7 @@ void linear(const ops::Context& ctx, const Tensor& x, const Tensor& w, const Ten
     // Parallel over tiles of output features: each tile of weight rows is converted to fp32 once
     // and reused for all M input rows, and each input row is read once per tile.
     parallel(ctx, tiles, 1, [&](int64_t t0, int64_t t1) {
-        std::vector<float> wbuf(w_f32 ? 0 : static_cast<size_t>(kTile * K));
+        float* wbuf = w_f32 ? nullptr : thread_scratch(0, static_cast<size_t>(kTile * K));
         const float* rows[kTile];
         float out[kTile];
         for (int64_t t = t0; t < t1; ++t) {
@@ -101,8 +108,8 @@ void linear(const ops::Context& ctx, const Tensor& x, const Tensor& w, const Ten
                 if (w_f32) {
                     rows[j] = static_cast<const float*>(w.data) + (n0 + j) * K;
                 } else {
-                    load_row(w, (n0 + j) * K, K, wbuf.data() + j * K);
-                    rows[j] = wbuf.data() + j * K;
+                    load_row(w, (n0 + j) * K, K, wbuf + j * K);
+                    rows[j] = wbuf + j * K;
                 }
             }
             float b[kTile];

@@ -32,15 +32,16 @@ void sample_top_k(const ops::Context& ctx, const Tensor& logits, float temperatu
     int32_t* o = static_cast<int32_t*>(out.data);
     const uint32_t ctr = static_cast<uint32_t>(static_cast<const int32_t*>(counter.data)[0]);
     const Rounder rnd = rounder(ctx);
-    std::vector<float> v(static_cast<size_t>(N));
+    float* v = thread_scratch(0, static_cast<size_t>(N));
     for (int64_t m = 0; m < M; ++m) {
         // logits / T in the logits' precision, as the reference divides the bf16 tensor in place.
         for (int64_t n = 0; n < N; ++n) v[n] = rnd(load(logits, m * N + n) / temperature);
         float thr = -INFINITY;
         if (top_k > 0 && top_k < N) {
-            std::vector<float> tmp(v);
-            std::nth_element(tmp.begin(), tmp.begin() + (top_k - 1), tmp.end(), std::greater<float>());
-            thr = tmp[static_cast<size_t>(top_k - 1)];
+            float* tmp = thread_scratch(1, static_cast<size_t>(N));
+            std::copy(v, v + N, tmp);
+            std::nth_element(tmp, tmp + (top_k - 1), tmp + N, std::greater<float>());
+            thr = tmp[top_k - 1];
         }
         float mx = -INFINITY;
         for (int64_t n = 0; n < N; ++n)
