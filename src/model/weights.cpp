@@ -17,8 +17,10 @@ Expected<Tensor> WeightStore::place(const Tensor& host) {
     return dst;
 }
 
-Expected<Tensor> WeightStore::fetch(const io::SafeTensorsFile& f, const std::string& name,
-                                    const std::vector<int64_t>& shape) {
+namespace {
+
+// A floating-point parameter by name, with its shape checked: BF16, F32 or F16 as stored.
+Expected<Tensor> float_tensor(const io::SafeTensorsFile& f, const std::string& name, const std::vector<int64_t>& shape) {
     const io::TensorInfo* info = f.find(name);
     if (!info)
         return make_error(StatusCode::kNotFound, "%s: required tensor \"%s\" is missing", f.path().c_str(),
@@ -26,7 +28,14 @@ Expected<Tensor> WeightStore::fetch(const io::SafeTensorsFile& f, const std::str
     if (info->dtype != DType::kBF16 && info->dtype != DType::kF32 && info->dtype != DType::kF16)
         return make_error(StatusCode::kInvalidFile, "%s: tensor \"%s\" has dtype %s, expected BF16 or F32",
                           f.path().c_str(), name.c_str(), info->dtype_name.c_str());
-    VOXRT_ASSIGN_OR_RETURN(Tensor t, f.get(name, *info->dtype, shape));
+    return f.get(name, *info->dtype, shape);
+}
+
+}  // namespace
+
+Expected<Tensor> WeightStore::fetch(const io::SafeTensorsFile& f, const std::string& name,
+                                    const std::vector<int64_t>& shape) {
+    VOXRT_ASSIGN_OR_RETURN(Tensor t, float_tensor(f, name, shape));
     if (t.dtype == DType::kF16) {
         std::vector<float> v(static_cast<size_t>(t.numel()));
         Tensor dst = t;
@@ -44,14 +53,7 @@ Expected<Tensor> WeightStore::fetch(const io::SafeTensorsFile& f, const std::str
 
 Expected<std::vector<float>> WeightStore::fetch_host_f32(const io::SafeTensorsFile& f, const std::string& name,
                                                          const std::vector<int64_t>& shape) {
-    const io::TensorInfo* info = f.find(name);
-    if (!info)
-        return make_error(StatusCode::kNotFound, "%s: required tensor \"%s\" is missing", f.path().c_str(),
-                          name.c_str());
-    if (info->dtype != DType::kBF16 && info->dtype != DType::kF32 && info->dtype != DType::kF16)
-        return make_error(StatusCode::kInvalidFile, "%s: tensor \"%s\" has dtype %s, expected BF16 or F32",
-                          f.path().c_str(), name.c_str(), info->dtype_name.c_str());
-    VOXRT_ASSIGN_OR_RETURN(Tensor t, f.get(name, *info->dtype, shape));
+    VOXRT_ASSIGN_OR_RETURN(Tensor t, float_tensor(f, name, shape));
     std::vector<float> v(static_cast<size_t>(t.numel()));
     Tensor dst = t;
     dst.dtype = DType::kF32;

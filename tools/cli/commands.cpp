@@ -155,114 +155,101 @@ void add_generation(CLI::App* app, GenerationArgs& g, int max_steps, float audio
     app->add_option("--audio-top-k", g.audio_top_k, "audio top-k (0 = off)")->capture_default_str()->check(CLI::Range(0, 4096));
 }
 
-Status run_s2s(const CommonArgs& c, const S2sArgs& a) {
-    int rate = 0;
-    VOXRT_ASSIGN_OR_RETURN(std::vector<float> wav, read_mono(a.input, &rate));
-    VOXRT_ASSIGN_OR_RETURN(Loaded l, load(c, /*need_detok=*/true));
-    const auto t0 = Clock::now();
-    runtime::Session& s = *l.session;
-    VOXRT_RETURN_IF_ERROR(s.new_turn("system"));
-    VOXRT_RETURN_IF_ERROR(s.add_text(a.system));
-    VOXRT_RETURN_IF_ERROR(s.end_turn());
-    VOXRT_RETURN_IF_ERROR(s.new_turn("user"));
-    VOXRT_RETURN_IF_ERROR(s.add_audio(wav.data(), wav.size(), rate).with_context(a.input));
-    VOXRT_RETURN_IF_ERROR(s.end_turn());
-    VOXRT_RETURN_IF_ERROR(s.new_turn("assistant"));
-    Collector col;
-    col.model = l.model.get();
-    col.quiet = c.quiet;
-    col.max_steps = a.gen.max_steps;
-    runtime::TurnStats stats;
-    VOXRT_RETURN_IF_ERROR(s.generate(generate_options(a.gen, runtime::GenerationMode::kInterleaved),
-                                     [&](const runtime::Event& e) { return col(e); }, &stats));
-    std::fputs("\n", stdout);
-    VOXRT_RETURN_IF_ERROR(audio::write_wav(a.output, col.pcm.data(), col.pcm.size(), 24000));
-    print_timing(c, l.load_ms, stats, ms_since(t0));
-    if (!c.quiet)
-        std::fprintf(stderr, "voxrt: wrote %s (%.2f s at 24 kHz)\n", a.output.c_str(), col.pcm.size() / 24000.0);
-    return Status::ok();
-}
+namespace {
 
-Status run_asr(const CommonArgs& c, const AsrArgs& a) {
-    int rate = 0;
-    VOXRT_ASSIGN_OR_RETURN(std::vector<float> wav, read_mono(a.input, &rate));
-    VOXRT_ASSIGN_OR_RETURN(Loaded l, load(c, /*need_detok=*/false));
-    const auto t0 = Clock::now();
-    runtime::Session& s = *l.session;
-    VOXRT_RETURN_IF_ERROR(s.new_turn("system"));
-    VOXRT_RETURN_IF_ERROR(s.add_text("Perform ASR."));
-    VOXRT_RETURN_IF_ERROR(s.end_turn());
-    VOXRT_RETURN_IF_ERROR(s.new_turn("user"));
-    VOXRT_RETURN_IF_ERROR(s.add_audio(wav.data(), wav.size(), rate).with_context(a.input));
-    VOXRT_RETURN_IF_ERROR(s.end_turn());
-    VOXRT_RETURN_IF_ERROR(s.new_turn("assistant"));
-    runtime::GenerateOptions o;
-    o.mode = runtime::GenerationMode::kSequential;
-    o.max_new_tokens = a.max_steps;
-    o.decode_audio = false;
-    Collector col;
-    col.model = l.model.get();
-    col.quiet = c.quiet;
-    col.max_steps = a.max_steps;
-    runtime::TurnStats stats;
-    VOXRT_RETURN_IF_ERROR(s.generate(o, [&](const runtime::Event& e) { return col(e); }, &stats));
-    std::fputs("\n", stdout);
-    print_timing(c, l.load_ms, stats, ms_since(t0));
-    return Status::ok();
-}
+// One turn as the official README builds it: optional system turn, the user turn (text or audio),
+// then the assistant turn, generated with `opt`; prints text (unless `print_text` is false), writes
+// the audio to `output` (unless empty), and prints the timing line.
+struct TurnSpec {
+    std::string system;
+    std::string user_text;
+    const std::vector<float>* user_audio = nullptr;
+    int user_rate = 0;
+    std::string input_label;
+    runtime::GenerateOptions opt;
+    bool print_text = true;
+    std::string output;
+};
 
-Status run_tts(const CommonArgs& c, const TtsArgs& a) {
-    VOXRT_ASSIGN_OR_RETURN(Loaded l, load(c, /*need_detok=*/true));
+Status run_turn(const CommonArgs& c, const TurnSpec& t) {
+    VOXRT_ASSIGN_OR_RETURN(Loaded l, load(c, /*need_detok=*/t.opt.decode_audio));
     const auto t0 = Clock::now();
     runtime::Session& s = *l.session;
-    VOXRT_RETURN_IF_ERROR(s.new_turn("system"));
-    VOXRT_RETURN_IF_ERROR(s.add_text(tts_prompt(a.voice)));
-    VOXRT_RETURN_IF_ERROR(s.end_turn());
-    VOXRT_RETURN_IF_ERROR(s.new_turn("user"));
-    VOXRT_RETURN_IF_ERROR(s.add_text(a.text));
-    VOXRT_RETURN_IF_ERROR(s.end_turn());
-    VOXRT_RETURN_IF_ERROR(s.new_turn("assistant"));
-    Collector col;
-    col.model = l.model.get();
-    col.print_text = false;
-    col.quiet = c.quiet;
-    col.max_steps = a.gen.max_steps;
-    runtime::TurnStats stats;
-    VOXRT_RETURN_IF_ERROR(s.generate(generate_options(a.gen, runtime::GenerationMode::kSequential),
-                                     [&](const runtime::Event& e) { return col(e); }, &stats));
-    VOXRT_RETURN_IF_ERROR(audio::write_wav(a.output, col.pcm.data(), col.pcm.size(), 24000));
-    print_timing(c, l.load_ms, stats, ms_since(t0));
-    if (!c.quiet)
-        std::fprintf(stderr, "voxrt: wrote %s (%.2f s at 24 kHz)\n", a.output.c_str(), col.pcm.size() / 24000.0);
-    return Status::ok();
-}
-
-Status run_chat(const CommonArgs& c, const ChatArgs& a) {
-    VOXRT_ASSIGN_OR_RETURN(Loaded l, load(c, /*need_detok=*/false));
-    const auto t0 = Clock::now();
-    runtime::Session& s = *l.session;
-    if (!a.system.empty()) {
+    if (!t.system.empty()) {
         VOXRT_RETURN_IF_ERROR(s.new_turn("system"));
-        VOXRT_RETURN_IF_ERROR(s.add_text(a.system));
+        VOXRT_RETURN_IF_ERROR(s.add_text(t.system));
         VOXRT_RETURN_IF_ERROR(s.end_turn());
     }
     VOXRT_RETURN_IF_ERROR(s.new_turn("user"));
-    VOXRT_RETURN_IF_ERROR(s.add_text(a.text));
+    if (t.user_audio) {
+        VOXRT_RETURN_IF_ERROR(s.add_audio(t.user_audio->data(), t.user_audio->size(), t.user_rate).with_context(t.input_label));
+    } else {
+        VOXRT_RETURN_IF_ERROR(s.add_text(t.user_text));
+    }
     VOXRT_RETURN_IF_ERROR(s.end_turn());
     VOXRT_RETURN_IF_ERROR(s.new_turn("assistant"));
-    runtime::GenerateOptions o;
-    o.mode = runtime::GenerationMode::kSequential;
-    o.max_new_tokens = a.max_steps;
-    o.decode_audio = false;
     Collector col;
     col.model = l.model.get();
+    col.print_text = t.print_text;
     col.quiet = c.quiet;
-    col.max_steps = a.max_steps;
+    col.max_steps = t.opt.max_new_tokens;
     runtime::TurnStats stats;
-    VOXRT_RETURN_IF_ERROR(s.generate(o, [&](const runtime::Event& e) { return col(e); }, &stats));
-    std::fputs("\n", stdout);
+    VOXRT_RETURN_IF_ERROR(s.generate(t.opt, [&](const runtime::Event& e) { return col(e); }, &stats));
+    if (t.print_text) std::fputs("\n", stdout);
+    if (!t.output.empty()) VOXRT_RETURN_IF_ERROR(audio::write_wav(t.output, col.pcm.data(), col.pcm.size(), 24000));
     print_timing(c, l.load_ms, stats, ms_since(t0));
+    if (!t.output.empty() && !c.quiet)
+        std::fprintf(stderr, "voxrt: wrote %s (%.2f s at 24 kHz)\n", t.output.c_str(), col.pcm.size() / 24000.0);
     return Status::ok();
+}
+
+runtime::GenerateOptions text_only(int max_steps) {
+    runtime::GenerateOptions o;
+    o.mode = runtime::GenerationMode::kSequential;
+    o.max_new_tokens = max_steps;
+    o.decode_audio = false;
+    return o;
+}
+
+}  // namespace
+
+Status run_s2s(const CommonArgs& c, const S2sArgs& a) {
+    TurnSpec t;
+    VOXRT_ASSIGN_OR_RETURN(std::vector<float> wav, read_mono(a.input, &t.user_rate));
+    t.system = a.system;
+    t.user_audio = &wav;
+    t.input_label = a.input;
+    t.opt = generate_options(a.gen, runtime::GenerationMode::kInterleaved);
+    t.output = a.output;
+    return run_turn(c, t);
+}
+
+Status run_asr(const CommonArgs& c, const AsrArgs& a) {
+    TurnSpec t;
+    VOXRT_ASSIGN_OR_RETURN(std::vector<float> wav, read_mono(a.input, &t.user_rate));
+    t.system = "Perform ASR.";
+    t.user_audio = &wav;
+    t.input_label = a.input;
+    t.opt = text_only(a.max_steps);
+    return run_turn(c, t);
+}
+
+Status run_tts(const CommonArgs& c, const TtsArgs& a) {
+    TurnSpec t;
+    t.system = tts_prompt(a.voice);
+    t.user_text = a.text;
+    t.opt = generate_options(a.gen, runtime::GenerationMode::kSequential);
+    t.print_text = false;
+    t.output = a.output;
+    return run_turn(c, t);
+}
+
+Status run_chat(const CommonArgs& c, const ChatArgs& a) {
+    TurnSpec t;
+    t.system = a.system;
+    t.user_text = a.text;
+    t.opt = text_only(a.max_steps);
+    return run_turn(c, t);
 }
 
 Status run_inspect(const CommonArgs& c) {
