@@ -1,5 +1,7 @@
 #include "audio/mel.h"
 
+#include "core/thread_pool.h"
+
 #include <algorithm>
 #include <climits>
 #include <cmath>
@@ -126,7 +128,7 @@ Expected<MelFrontend> MelFrontend::create(const MelConfig& c, const float* windo
     return m;
 }
 
-Expected<MelSpectrogram> MelFrontend::compute(const float* pcm, size_t n) const {
+Expected<MelSpectrogram> MelFrontend::compute(const float* pcm, size_t n, ThreadPool* pool) const {
     if (n == 0 || pcm == nullptr) {
         return make_error(StatusCode::kInvalidArgument, "[mel] empty input");
     }
@@ -155,27 +157,35 @@ Expected<MelSpectrogram> MelFrontend::compute(const float* pcm, size_t n) const 
 
     const int half = n_fft_ / 2;           // center=True padding
     const int left = (n_fft_ - win_) / 2;  // window offset inside the n_fft frame
-    std::vector<Fft::Complex> frame(n_fft_), spec(n_fft_);
-    std::vector<double> power(nb);
     std::vector<double> logmel(static_cast<size_t>(F) * T);  // [F, T]
-    for (int t = 0; t < T; ++t) {
-        // Padded-signal index of frame sample k is t*hop + k; signal index is that minus `half`.
-        const int64_t base = static_cast<int64_t>(t) * hop_ - half;
-        std::fill(frame.begin(), frame.end(), Fft::Complex(0.0, 0.0));
-        for (int k = 0; k < win_; ++k) {
-            int64_t s = base + left + k;
-            if (s >= 0 && s < static_cast<int64_t>(n)) {
-                frame[left + k] = Fft::Complex(y[s] * window_[k], 0.0);
+    // Frames are independent: split them over the pool (each chunk has its own FFT buffers).
+    auto frames = [&](int64_t t0, int64_t t1) {
+        std::vector<Fft::Complex> frame(n_fft_), spec(n_fft_);
+        std::vector<double> power(nb);
+        for (int64_t t = t0; t < t1; ++t) {
+            // Padded-signal index of frame sample k is t*hop + k; signal index is that minus `half`.
+            const int64_t base = t * hop_ - half;
+            std::fill(frame.begin(), frame.end(), Fft::Complex(0.0, 0.0));
+            for (int k = 0; k < win_; ++k) {
+                int64_t s = base + left + k;
+                if (s >= 0 && s < static_cast<int64_t>(n)) {
+                    frame[left + k] = Fft::Complex(y[s] * window_[k], 0.0);
+                }
+            }
+            fft_.forward(frame.data(), spec.data());
+            for (int b = 0; b < nb; ++b) power[b] = std::norm(spec[b]);  // |X|^2 (mag_power 2)
+            for (int f = 0; f < F; ++f) {
+                const float* row = &fb_[static_cast<size_t>(f) * nb];
+                double acc = 0.0;
+                for (int b = fb_lo_[f]; b < fb_hi_[f]; ++b) acc += row[b] * power[b];
+                logmel[static_cast<size_t>(f) * T + t] = std::log(acc + cfg_.log_guard);
             }
         }
-        fft_.forward(frame.data(), spec.data());
-        for (int b = 0; b < nb; ++b) power[b] = std::norm(spec[b]);  // |X|^2 (mag_power 2)
-        for (int f = 0; f < F; ++f) {
-            const float* row = &fb_[static_cast<size_t>(f) * nb];
-            double acc = 0.0;
-            for (int b = fb_lo_[f]; b < fb_hi_[f]; ++b) acc += row[b] * power[b];
-            logmel[static_cast<size_t>(f) * T + t] = std::log(acc + cfg_.log_guard);
-        }
+    };
+    if (pool) {
+        pool->parallel_for(T, 64, frames);
+    } else {
+        frames(0, T);
     }
 
     const bool per_feature = cfg_.normalize == "per_feature";

@@ -40,6 +40,10 @@
 #include "audio/fft.h"
 #include "core/status.h"
 
+namespace voxrt {
+class ThreadPool;
+}
+
 namespace voxrt::audio {
 
 // Filled by the caller from config.json["preprocessor"] (field names as PreprocessorConfig);
@@ -80,7 +84,8 @@ public:
     static Expected<MelFrontend> create(const MelConfig& config, const float* window = nullptr);
 
     // pcm16k: mono samples at config.sample_rate. n >= 1 (n == 0 -> kInvalidArgument).
-    Expected<MelSpectrogram> compute(const float* pcm, size_t n) const;
+    // pool (optional): frames are computed in parallel; the result is identical either way.
+    Expected<MelSpectrogram> compute(const float* pcm, size_t n, ThreadPool* pool = nullptr) const;
 
     int hop() const { return hop_; }
     int win_length() const { return win_; }

@@ -1,5 +1,7 @@
 #include "audio/resample.h"
 
+#include "core/thread_pool.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -77,36 +79,46 @@ size_t Resampler::output_size(size_t n) const {
     return (static_cast<uint64_t>(n) * new_ + orig_ - 1) / orig_;
 }
 
-void Resampler::process(const float* x, size_t n, float* y) const {
+void Resampler::process(const float* x, size_t n, float* y, ThreadPool* pool) const {
     const size_t total = output_size(n);
     const auto n_signed = static_cast<int64_t>(n);
-    size_t o = 0;
-    for (int64_t k = 0; o < total; ++k) {
-        for (int j = 0; j < new_ && o < total; ++j, ++o) {
-            const float* h = taps_.data() + offset_[j];
-            const int c = count_[j];
-            // Input index of tap 0: padded offset k*orig + first minus the left pad `width`.
-            const int64_t start = k * orig_ + first_[j] - width_;
-            double acc = 0.0;
-            if (start >= 0 && start + c <= n_signed) {
-                const float* xs = x + start;
-                for (int i = 0; i < c; ++i) acc += static_cast<double>(xs[i]) * h[i];
-            } else {
-                for (int i = 0; i < c; ++i) {
-                    int64_t s = start + i;
-                    if (s >= 0 && s < n_signed) acc += static_cast<double>(x[s]) * h[i];
+    // Output o = k * new + j comes from block k of the input and phase j: blocks are independent.
+    const int64_t blocks = static_cast<int64_t>((total + new_ - 1) / new_);
+    auto run = [&](int64_t k0, int64_t k1) {
+        for (int64_t k = k0; k < k1; ++k) {
+            for (int j = 0; j < new_; ++j) {
+                const size_t o = static_cast<size_t>(k) * new_ + j;
+                if (o >= total) break;
+                const float* h = taps_.data() + offset_[j];
+                const int c = count_[j];
+                // Input index of tap 0: padded offset k*orig + first minus the left pad `width`.
+                const int64_t start = k * orig_ + first_[j] - width_;
+                double acc = 0.0;
+                if (start >= 0 && start + c <= n_signed) {
+                    const float* xs = x + start;
+                    for (int i = 0; i < c; ++i) acc += static_cast<double>(xs[i]) * h[i];
+                } else {
+                    for (int i = 0; i < c; ++i) {
+                        int64_t s = start + i;
+                        if (s >= 0 && s < n_signed) acc += static_cast<double>(x[s]) * h[i];
+                    }
                 }
+                y[o] = static_cast<float>(acc);
             }
-            y[o] = static_cast<float>(acc);
         }
+    };
+    if (pool) {
+        pool->parallel_for(blocks, 256, run);
+    } else {
+        run(0, blocks);
     }
 }
 
-std::vector<float> resample(const float* x, size_t n, int sr_in, int sr_out) {
+std::vector<float> resample(const float* x, size_t n, int sr_in, int sr_out, ThreadPool* pool) {
     if (sr_in == sr_out) return std::vector<float>(x, x + n);
     Resampler r(sr_in, sr_out);
     std::vector<float> y(r.output_size(n));
-    r.process(x, n, y.data());
+    r.process(x, n, y.data(), pool);
     return y;
 }
 

@@ -19,12 +19,17 @@
 #include <cstddef>
 #include <vector>
 
+namespace voxrt {
+class ThreadPool;
+}
+
 namespace voxrt::audio {
 
 // Resamples x[0..n) from sr_in to sr_out Hz (both > 0). Returns ceil(n * sr_out / sr_in) samples;
 // a copy of the input when the rates are equal. Input samples must be finite (decode_wav ensures
 // it): as in torchaudio, a NaN/Inf would spread to every output whose support includes it.
-std::vector<float> resample(const float* x, size_t n, int sr_in, int sr_out);
+// pool (optional): output blocks are computed in parallel; the result is identical either way.
+std::vector<float> resample(const float* x, size_t n, int sr_in, int sr_out, ThreadPool* pool = nullptr);
 
 // A precomputed polyphase filter bank for one rate pair, for callers that resample many buffers.
 // Immutable after construction; thread-compatible.
@@ -37,7 +42,7 @@ public:
     // Number of outputs for n inputs: ceil(n * new / orig).
     size_t output_size(size_t n) const;
     // Writes output_size(n) samples to y.
-    void process(const float* x, size_t n, float* y) const;
+    void process(const float* x, size_t n, float* y, ThreadPool* pool = nullptr) const;
 
 private:
     int orig_ = 1;

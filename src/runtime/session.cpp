@@ -149,11 +149,11 @@ Status Session::add_audio(const float* pcm, size_t n, int sample_rate) {
     const float* p16 = pcm;
     size_t n16 = n;
     if (sample_rate != target) {
-        resampled = audio::resample(pcm, n, sample_rate, target);
+        resampled = audio::resample(pcm, n, sample_rate, target, ctx_.pool);
         p16 = resampled.data();
         n16 = resampled.size();
     }
-    VOXRT_ASSIGN_OR_RETURN(audio::MelSpectrogram mel, model_.mel().compute(p16, n16));
+    VOXRT_ASSIGN_OR_RETURN(audio::MelSpectrogram mel, model_.mel().compute(p16, n16, ctx_.pool));
     const double mel_ms = ms_since(t0);
     const auto t1 = Clock::now();
     const int64_t T = mel.frames;
