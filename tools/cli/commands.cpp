@@ -2,6 +2,7 @@
 #include <CLI/CLI.hpp>
 
 #include <chrono>
+#include <unistd.h>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -93,6 +94,7 @@ struct Collector {
     bool print_text = true;
     bool quiet = false;
     int max_steps = 0;
+    bool text_on_tty = isatty(fileno(stdout)) && isatty(fileno(stderr));
     bool operator()(const runtime::Event& e) {
         switch (e.kind) {
             case runtime::EventKind::kText: {
@@ -107,8 +109,9 @@ struct Collector {
             case runtime::EventKind::kPcm: pcm.insert(pcm.end(), e.pcm, e.pcm + e.n_pcm); break;
             default: break;
         }
-        if (!quiet && (e.step + 1) % 50 == 0 && e.kind != runtime::EventKind::kPcm)
-            std::fprintf(stderr, "\rvoxrt: step %d/%d", e.step + 1, max_steps);
+        // Progress on stderr, unless the streamed text shares the terminal with it.
+        if (!quiet && !text_on_tty && (e.step + 1) % 50 == 0 && e.kind != runtime::EventKind::kPcm)
+            std::fprintf(stderr, "voxrt: step %d/%d\n", e.step + 1, max_steps);
         return true;
     }
 };
@@ -117,7 +120,7 @@ void print_timing(const CommonArgs& c, double load_ms, const runtime::TurnStats&
     if (c.quiet) return;
     const double steps_per_s = s.decode_ms > 0 ? 1000.0 * s.steps / s.decode_ms : 0.0;
     std::fprintf(stderr,
-                 "\rvoxrt: %d steps (%d text, %d audio frames)\n"
+                 "voxrt: %d steps (%d text, %d audio frames)\n"
                  "timing: load %.1f ms | resample+mel %.1f ms | encoder %.1f ms | prefill %.1f ms (%d positions) | "
                  "decode %.1f ms (%.1f steps/s) | detokenizer %.1f ms | first audio frame %.1f ms | total %.1f ms\n",
                  s.steps, s.text_tokens, s.audio_frames, load_ms, s.mel_ms, s.encoder_ms, s.prefill_ms,
