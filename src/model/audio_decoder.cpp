@@ -15,9 +15,6 @@ constexpr int64_t kMaxPositions = int64_t{1} << 24;  // positions stay exact as 
 // this many frames of new ones, and is compacted (the last W-1 rows moved to the front) when full.
 constexpr int64_t kCacheFrames = 16;
 
-std::string layer_name(int i, const char* rest) {
-    return "lfm.layers." + std::to_string(i) + "." + rest;
-}
 
 ops::Context fp32(const ops::Context& ctx) {
     ops::Context c = ctx;
@@ -109,11 +106,9 @@ Expected<Detokenizer> Detokenizer::load(const std::string& detok_dir, WeightStor
     const std::string st_path = detok_dir + "/model.safetensors";
     VOXRT_ASSIGN_OR_RETURN(d.file_, io::SafeTensorsFile::open(st_path));
     const io::SafeTensorsFile& f = d.file_;
-    const int64_t D = c.hidden_size, F = c.ff_dim, H = c.num_heads, Hkv = c.num_kv_heads,
-                  Dh = c.head_dim, K = c.conv_kernel;
+    const int64_t D = c.hidden_size, Dh = c.head_dim;
     VOXRT_ASSIGN_OR_RETURN(
         d.emb_, store.fetch(f, "emb.emb.weight", {kDetokCodebooks * kDetokCodebookSize, D}));
-    VOXRT_ASSIGN_OR_RETURN(d.final_norm_, store.fetch(f, "lfm.embedding_norm.weight", {D}));
     VOXRT_ASSIGN_OR_RETURN(d.lin_w_, store.fetch(f, "lin.weight", {kDetokOut, D}));
     VOXRT_ASSIGN_OR_RETURN(d.lin_b_, store.fetch(f, "lin.bias", {kDetokOut}));
     // The reference registers torch.hann_window(1280) and load_state_dict overwrites it with the
@@ -121,45 +116,15 @@ Expected<Detokenizer> Detokenizer::load(const std::string& detok_dir, WeightStor
     VOXRT_ASSIGN_OR_RETURN(d.window_host_, store.fetch_host_f32(f, "istft.window", {kDetokNfft}));
     VOXRT_RETURN_IF_ERROR(check_window(d.window_host_).with_context(st_path));
 
-    for (int i = 0; i < c.n_layers(); ++i) {
-        Layer L;
-        L.kind = c.layers[static_cast<size_t>(i)];
-        VOXRT_ASSIGN_OR_RETURN(L.operator_norm,
-                               store.fetch(f, layer_name(i, "operator_norm.weight"), {D}));
-        VOXRT_ASSIGN_OR_RETURN(L.ffn_norm, store.fetch(f, layer_name(i, "ffn_norm.weight"), {D}));
-        VOXRT_ASSIGN_OR_RETURN(L.w1,
-                               store.fetch(f, layer_name(i, "feed_forward.w1.weight"), {F, D}));
-        VOXRT_ASSIGN_OR_RETURN(L.w3,
-                               store.fetch(f, layer_name(i, "feed_forward.w3.weight"), {F, D}));
-        VOXRT_ASSIGN_OR_RETURN(L.w2,
-                               store.fetch(f, layer_name(i, "feed_forward.w2.weight"), {D, F}));
-        if (L.kind == LayerKind::kConv) {
-            VOXRT_ASSIGN_OR_RETURN(
-                Tensor in_proj, store.fetch(f, layer_name(i, "conv.in_proj.weight"), {3 * D, D}));
-            L.in_b = in_proj.rows(0, D);  // torch chunk(3) order: B, C, x
-            L.in_c = in_proj.rows(D, 2 * D);
-            L.in_x = in_proj.rows(2 * D, 3 * D);
-            VOXRT_ASSIGN_OR_RETURN(L.conv,
-                                   store.fetch(f, layer_name(i, "conv.conv.weight"), {D, 1, K}));
-            VOXRT_ASSIGN_OR_RETURN(L.out_proj,
-                                   store.fetch(f, layer_name(i, "conv.out_proj.weight"), {D, D}));
-        } else {
-            VOXRT_ASSIGN_OR_RETURN(
-                L.q_proj, store.fetch(f, layer_name(i, "self_attn.q_proj.weight"), {H * Dh, D}));
-            VOXRT_ASSIGN_OR_RETURN(
-                L.k_proj, store.fetch(f, layer_name(i, "self_attn.k_proj.weight"), {Hkv * Dh, D}));
-            VOXRT_ASSIGN_OR_RETURN(
-                L.v_proj, store.fetch(f, layer_name(i, "self_attn.v_proj.weight"), {Hkv * Dh, D}));
-            VOXRT_ASSIGN_OR_RETURN(
-                L.out_proj,
-                store.fetch(f, layer_name(i, "self_attn.out_proj.weight"), {D, H * Dh}));
-            VOXRT_ASSIGN_OR_RETURN(
-                L.q_norm, store.fetch(f, layer_name(i, "self_attn.q_layernorm.weight"), {Dh}));
-            VOXRT_ASSIGN_OR_RETURN(
-                L.k_norm, store.fetch(f, layer_name(i, "self_attn.k_layernorm.weight"), {Dh}));
-        }
-        d.layers_.push_back(L);
-    }
+    // The LFM2 layers: the same network as the backbone, in fp32, with the reference's sliding
+    // window; RoPE tables are built per step by rope_table() (positions are unbounded).
+    Lfm2Network::Options no;
+    no.bf16_inv_freq = false;  // the detokenizer module is never cast to bf16
+    no.max_positions = 0;
+    no.need_embedding = false;  // lfm.embed_tokens is unused
+    no.sliding_window = c.sliding_window;
+    VOXRT_ASSIGN_OR_RETURN(Lfm2Network net, Lfm2Network::load(c, f, "lfm.", store, no));
+    d.net_ = std::make_shared<const Lfm2Network>(std::move(net));
     // transformers' default RoPE: inv_freq = 1 / θ^(2i/Dh) in fp32. The detokenizer module is never
     // cast, so unlike the backbone the frequencies are not bf16-rounded.
     d.inv_freq_.resize(static_cast<size_t>(Dh / 2));
@@ -197,72 +162,6 @@ size_t Detokenizer::forward_scratch_bytes(int64_t T) const {
     return 2 * arena_bytes(dt, T * D) + std::max({conv, attn, ffn});
 }
 
-void Detokenizer::forward(const ops::Context& ctx, Tensor& x, const Tensor& rope_rows,
-                          const Tensor& cos, const Tensor& sin, const Tensor& cache_rows,
-                          const Memory& mem, Arena& scratch, Tensor& out) const {
-    const int64_t T = x.shape[0], D = cfg_.hidden_size, F = cfg_.ff_dim;
-    const int64_t H = cfg_.num_heads, Hkv = cfg_.num_kv_heads, Dh = cfg_.head_dim;
-    const float eps = static_cast<float>(cfg_.norm_eps);
-    const float scale = 1.0f / std::sqrt(static_cast<float>(Dh));
-    const DType dt = DType::kF32;
-    const size_t mark = scratch.mark();
-    Tensor h = scratch.alloc(dt, {T, D});  // normed input of the current block
-    Tensor o = scratch.alloc(dt, {T, D});  // block output before the residual add
-    for (size_t l = 0; l < layers_.size(); ++l) {
-        const Layer& L = layers_[l];
-        const size_t inner = scratch.mark();
-        ops::rms_norm(ctx, x, L.operator_norm, eps, ops::RmsStyle::kLfm2, h);
-        if (L.kind == LayerKind::kConv) {
-            // Lfm2ShortConv: B, C, x = in_proj(h); y = C ⊙ causal_conv(B ⊙ x); out_proj(y). The
-            // reference's 4-D mask is ignored here (create_recurrent_attention_mask → None).
-            Tensor b = scratch.alloc(dt, {T, D}), c = scratch.alloc(dt, {T, D}),
-                   xx = scratch.alloc(dt, {T, D});
-            ops::linear(ctx, h, L.in_b, nullptr, b);
-            ops::linear(ctx, h, L.in_c, nullptr, c);
-            ops::linear(ctx, h, L.in_x, nullptr, xx);
-            ops::mul(ctx, b, xx, b);
-            Tensor state = (*mem.conv_state)[l];
-            ops::short_conv(ctx, b, L.conv, state, cache_rows, xx);
-            ops::mul(ctx, c, xx, c);
-            ops::linear(ctx, c, L.out_proj, nullptr, o);
-        } else {
-            // Lfm2Attention with the detokenizer's boolean mask: key j visible to query i iff
-            // i - W < j <= i (SDPA, fp32). q/k RMSNorm per head before NeoX RoPE.
-            Tensor q = scratch.alloc(dt, {T, H, Dh});
-            Tensor k = scratch.alloc(dt, {T, Hkv, Dh});
-            Tensor v = scratch.alloc(dt, {T, Hkv, Dh});
-            Tensor a = scratch.alloc(dt, {T, H, Dh});
-            Tensor q2 = q.reshape({T, H * Dh}), k2 = k.reshape({T, Hkv * Dh}),
-                   v2 = v.reshape({T, Hkv * Dh});
-            ops::linear(ctx, h, L.q_proj, nullptr, q2);
-            ops::linear(ctx, h, L.k_proj, nullptr, k2);
-            ops::linear(ctx, h, L.v_proj, nullptr, v2);
-            Tensor qr = q.reshape({T * H, Dh}), kr = k.reshape({T * Hkv, Dh});
-            ops::rms_norm(ctx, qr, L.q_norm, eps, ops::RmsStyle::kLfm2, qr);
-            ops::rms_norm(ctx, kr, L.k_norm, eps, ops::RmsStyle::kLfm2, kr);
-            ops::rope(ctx, q, rope_rows, cos, sin, ops::RopeStyle::kNeox);
-            ops::rope(ctx, k, rope_rows, cos, sin, ops::RopeStyle::kNeox);
-            Tensor kc = (*mem.k_cache)[l];
-            Tensor vc = (*mem.v_cache)[l];
-            ops::kv_write(ctx, k, v, cache_rows, kc, vc);
-            ops::attention(ctx, q, kc, vc, cache_rows, scale, window_, a);
-            ops::linear(ctx, a.reshape({T, H * Dh}), L.out_proj, nullptr, o);
-        }
-        ops::add(ctx, x, o, x);
-        scratch.release(inner);
-        ops::rms_norm(ctx, x, L.ffn_norm, eps, ops::RmsStyle::kLfm2, h);
-        Tensor g1 = scratch.alloc(dt, {T, F}), g3 = scratch.alloc(dt, {T, F});
-        ops::linear(ctx, h, L.w1, nullptr, g1);
-        ops::linear(ctx, h, L.w3, nullptr, g3);
-        ops::swiglu(ctx, g1, g3, g1);
-        ops::linear(ctx, g1, L.w2, nullptr, o);
-        ops::add(ctx, x, o, x);
-        scratch.release(inner);
-    }
-    ops::rms_norm(ctx, x, final_norm_, eps, ops::RmsStyle::kLfm2, out);
-    scratch.release(mark);
-}
-
 void Detokenizer::head(const ops::Context& ctx, const Tensor& hidden, Tensor& spec_dev,
                        float* spec_host) const {
     ops::linear(ctx, hidden, lin_w_, &lin_b_, spec_dev);
@@ -280,11 +179,11 @@ size_t Detokenizer::decode_scratch_bytes(int64_t Tc) const {
     size_t b = arena_bytes(DType::kI32, T * kDetokCodebooks) + arena_bytes(DType::kI32, T);
     b += 2 * arena_bytes(DType::kF32, T * half);
     b += 2 * arena_bytes(DType::kF32, T * D) + arena_bytes(DType::kF32, T * kDetokOut);
-    for (const Layer& L : layers_)
-        if (L.kind == LayerKind::kConv) b += arena_bytes(DType::kF32, (K - 1) * D);
+    for (LayerKind kind : cfg_.layers)
+        if (kind == LayerKind::kConv) b += arena_bytes(DType::kF32, (K - 1) * D);
     // One KV cache pair serves every attention layer: each layer writes all T rows before reading.
-    const bool any_attn = std::any_of(layers_.begin(), layers_.end(), [](const Layer& L) {
-        return L.kind == LayerKind::kAttention;
+    const bool any_attn = std::any_of(cfg_.layers.begin(), cfg_.layers.end(), [](LayerKind kind) {
+        return kind == LayerKind::kAttention;
     });
     if (any_attn) b += 2 * arena_bytes(DType::kF32, cfg_.num_kv_heads * T * cfg_.head_dim);
     return b + forward_scratch_bytes(T);
@@ -335,11 +234,11 @@ Status Detokenizer::decode(const ops::Context& ctx_in, const int32_t* codes, int
     upload(ctx, rope.data(), DType::kF32, cos_d);
     upload(ctx, rope.data() + T * half, DType::kF32, sin_d);
 
-    std::vector<Tensor> conv_state(layers_.size()), k_cache(layers_.size()),
-        v_cache(layers_.size());
+    std::vector<Tensor> conv_state(cfg_.layers.size()), k_cache(cfg_.layers.size()),
+        v_cache(cfg_.layers.size());
     Tensor kc, vc;
-    for (size_t l = 0; l < layers_.size(); ++l) {
-        if (layers_[l].kind == LayerKind::kConv) {
+    for (size_t l = 0; l < cfg_.layers.size(); ++l) {
+        if (cfg_.layers[l] == LayerKind::kConv) {
             conv_state[l] = scratch.alloc(DType::kF32, {cfg_.conv_kernel - 1, D});
             ops::zero(ctx, conv_state[l]);  // the reference's left zero padding
         } else {
@@ -409,8 +308,8 @@ Expected<DetokenizerState> Detokenizer::new_state(const ops::Context& ctx_in) co
     size_t persist = arena_bytes(DType::kI32, S) + arena_bytes(DType::kI32, R * Q) +
                      2 * arena_bytes(DType::kF32, R * half) +
                      arena_bytes(DType::kF32, R * kDetokOut);
-    for (const Layer& L : layers_)
-        persist += L.kind == LayerKind::kConv ? arena_bytes(DType::kF32, (cfg_.conv_kernel - 1) * D)
+    for (LayerKind kind : cfg_.layers)
+        persist += kind == LayerKind::kConv ? arena_bytes(DType::kF32, (cfg_.conv_kernel - 1) * D)
                                               : 2 * arena_bytes(DType::kF32, Hkv * S * Dh);
     const size_t scratch = 2 * arena_bytes(DType::kF32, R * D) + forward_scratch_bytes(R);
     if (!st.persist_.reserve(ctx.device, persist) || !st.scratch_.reserve(ctx.device, scratch))
@@ -423,11 +322,11 @@ Expected<DetokenizerState> Detokenizer::new_state(const ops::Context& ctx_in) co
     st.cos_ = st.persist_.alloc(DType::kF32, {R, half});
     st.sin_ = st.persist_.alloc(DType::kF32, {R, half});
     st.spec_ = st.persist_.alloc(DType::kF32, {R, kDetokOut});
-    st.conv_state_.resize(layers_.size());
-    st.k_cache_.resize(layers_.size());
-    st.v_cache_.resize(layers_.size());
-    for (size_t l = 0; l < layers_.size(); ++l) {
-        if (layers_[l].kind == LayerKind::kConv) {
+    st.conv_state_.resize(cfg_.layers.size());
+    st.k_cache_.resize(cfg_.layers.size());
+    st.v_cache_.resize(cfg_.layers.size());
+    for (size_t l = 0; l < cfg_.layers.size(); ++l) {
+        if (cfg_.layers[l] == LayerKind::kConv) {
             st.conv_state_[l] = st.persist_.alloc(DType::kF32, {cfg_.conv_kernel - 1, D});
         } else {
             st.k_cache_[l] = st.persist_.alloc(DType::kF32, {Hkv, S, Dh});
@@ -463,7 +362,7 @@ Status Detokenizer::step(const ops::Context& ctx_in, DetokenizerState& st,
     const ops::Context ctx = fp32(ctx_in);
     const int64_t R = kDetokUpsample, D = cfg_.hidden_size, Q = kDetokCodebooks;
     const int64_t half = cfg_.head_dim / 2, S = st.cache_rows_, keep = window_ - 1;
-    if (st.device_ != ctx.device || st.conv_state_.size() != layers_.size())
+    if (st.device_ != ctx.device || st.conv_state_.size() != cfg_.layers.size())
         return make_error(StatusCode::kInvalidArgument,
                           "[detokenizer] state made for another model or device");
     VOXRT_RETURN_IF_ERROR(check_codes(frame_codes, 1, st.frames_));
@@ -483,8 +382,8 @@ Status Detokenizer::step(const ops::Context& ctx_in, DetokenizerState& st,
         const int64_t Hkv = cfg_.num_kv_heads, Dh = cfg_.head_dim, src = st.fill_ - keep;
         VOXRT_ASSERT(src >= keep, "detokenizer cache compaction overlaps (%lld < %lld)",
                      (long long)src, (long long)keep);
-        for (size_t l = 0; l < layers_.size(); ++l) {
-            if (layers_[l].kind != LayerKind::kAttention) continue;
+        for (size_t l = 0; l < cfg_.layers.size(); ++l) {
+            if (cfg_.layers[l] != LayerKind::kAttention) continue;
             for (Tensor* cache : {&st.k_cache_[l], &st.v_cache_[l]})
                 for (int64_t h = 0; h < Hkv; ++h) {
                     float* base = cache->ptr<float>() + h * S * Dh;
@@ -529,7 +428,7 @@ Status Detokenizer::step(const ops::Context& ctx_in, DetokenizerState& st,
 
 Status Detokenizer::flush(const ops::Context& ctx, DetokenizerState& st,
                           std::vector<float>& pcm_out) const {
-    if (st.device_ != ctx.device || st.conv_state_.size() != layers_.size())
+    if (st.device_ != ctx.device || st.conv_state_.size() != cfg_.layers.size())
         return make_error(StatusCode::kInvalidArgument,
                           "[detokenizer] state made for another model or device");
     const size_t n = st.istft_.flush(st.pcm_tmp_.data());

@@ -28,6 +28,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,7 @@
 #include "core/tensor.h"
 #include "io/safetensors.h"
 #include "model/config.h"
+#include "model/lfm2.h"
 #include "model/weights.h"
 #include "ops/ops.h"
 
@@ -137,33 +139,17 @@ public:
     void reset(DetokenizerState& st) const;
 
 private:
-    struct Layer {
-        LayerKind kind = LayerKind::kConv;
-        Tensor operator_norm, ffn_norm;  // [D]
-        Tensor w1, w3;                   // [F, D]
-        Tensor w2;                       // [D, F]
-        Tensor in_b, in_c, in_x;         // conv: row blocks of in_proj [3D, D], each [D, D]
-        Tensor conv;                     // conv: [D, 1, K]
-        Tensor out_proj;                 // conv [D, D] / attention [D, H·Dh]
-        Tensor q_proj;                   // [H·Dh, D]
-        Tensor k_proj, v_proj;           // [Hkv·Dh, D]
-        Tensor q_norm, k_norm;           // [Dh]
-    };
+    using Memory = Lfm2Network::Memory;
 
-    // Per-layer memory for forward(): conv input history and KV caches (entries for the other
-    // layer kind are ignored).
-    struct Memory {
-        const std::vector<Tensor>* conv_state;  // per layer [K-1, D]
-        const std::vector<Tensor>* k_cache;     // per layer [Hkv, S, Dh]
-        const std::vector<Tensor>* v_cache;
-    };
-
-    // x [T, D] (clobbered) → out [T, D] after the final norm. rope_rows (I32 [T]) index the
-    // cos/sin tables [≥T, Dh/2] built for the rows' absolute positions; cache_rows (I32 [T],
-    // consecutive) are where the keys go and where the queries sit in the caches.
+    // x [T, D] (clobbered) → out [T, D] after the final norm: the LFM2 network with the sliding
+    // window. rope_rows (I32 [T]) index the cos/sin tables [≥T, Dh/2] built for the rows' absolute
+    // positions; cache_rows (I32 [T], consecutive) are where the keys go and where the queries sit
+    // in the caches.
     void forward(const ops::Context& ctx, Tensor& x, const Tensor& rope_rows, const Tensor& cos,
                  const Tensor& sin, const Tensor& cache_rows, const Memory& mem, Arena& scratch,
-                 Tensor& out) const;
+                 Tensor& out) const {
+        net_->forward_rows(ctx, mem, x, rope_rows, cos, sin, cache_rows, scratch, out);
+    }
     size_t forward_scratch_bytes(int64_t T) const;
     // cos/sin [T, Dh/2] for absolute positions base..base+T-1, as transformers computes them.
     void rope_table(int64_t base, int64_t T, float* cos, float* sin) const;
@@ -175,11 +161,10 @@ private:
     int window_ = 30;
     io::SafeTensorsFile file_;        // keeps the mmap behind the CPU weight views alive
     Tensor emb_;                      // [Q·2048, D]
-    Tensor final_norm_;               // [D]
     Tensor lin_w_, lin_b_;            // [1282, D], [1282]
     std::vector<float> window_host_;  // [n_fft] istft.window as stored (bf16-rounded Hann)
     std::vector<float> inv_freq_;     // [Dh/2] RoPE inverse frequencies (fp32)
-    std::vector<Layer> layers_;
+    std::shared_ptr<const Lfm2Network> net_;  // lfm.*: the LFM2 layers + final norm
 };
 
 }  // namespace voxrt::model

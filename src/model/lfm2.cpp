@@ -53,6 +53,8 @@ Expected<Lfm2Network> Lfm2Network::load(const Lfm2Config& cfg, const io::SafeTen
     // when the module was cast to bf16), freqs = inv_freq · position in fp32, then cos/sin.
     const int64_t half = Dh / 2;
     const int P = opt.max_positions;
+    n.window_ = opt.sliding_window;
+    if (P <= 0) return n;  // the caller supplies RoPE tables to forward_rows()
     std::vector<float> inv(static_cast<size_t>(half));
     for (int64_t i = 0; i < half; ++i) {
         float e = static_cast<float>(2 * i) / static_cast<float>(Dh);
@@ -69,7 +71,6 @@ Expected<Lfm2Network> Lfm2Network::load(const Lfm2Config& cfg, const io::SafeTen
     VOXRT_ASSIGN_OR_RETURN(n.rope_cos_, store.upload_f32(std::move(c), {P, half}));
     VOXRT_ASSIGN_OR_RETURN(n.rope_sin_, store.upload_f32(std::move(s), {P, half}));
     n.max_positions_ = P;
-    n.window_ = opt.sliding_window;
     return n;
 }
 
@@ -127,6 +128,14 @@ size_t Lfm2Network::scratch_bytes(const ops::Context& ctx, int64_t T) const {
 
 void Lfm2Network::forward(const ops::Context& ctx, Lfm2State& st, Tensor& x, const Tensor& pos, Arena& scratch,
                           Tensor& out) const {
+    const Memory mem{&st.conv_state, &st.k_cache, &st.v_cache};
+    forward_rows(ctx, mem, x, pos, rope_cos_, rope_sin_, pos, scratch, out);
+}
+
+void Lfm2Network::forward_rows(const ops::Context& ctx, const Memory& mem, Tensor& x, const Tensor& rope_pos,
+                               const Tensor& cos, const Tensor& sin, const Tensor& rows, Arena& scratch,
+                               Tensor& out) const {
+    const Tensor& pos = rows;
     const int64_t T = x.shape[0], D = cfg_.hidden_size, F = cfg_.ff_dim;
     const int64_t H = cfg_.num_heads, Hkv = cfg_.num_kv_heads, Dh = cfg_.head_dim;
     const float eps = static_cast<float>(cfg_.norm_eps);
@@ -157,7 +166,7 @@ void Lfm2Network::forward(const ops::Context& ctx, Lfm2State& st, Tensor& x, con
                 ops::linear(ctx, h, L.in_x, nullptr, xx);
             }
             ops::mul(ctx, b, xx, b);
-            ops::short_conv(ctx, b, L.conv, st.conv_state[l], pos, xx);
+            ops::short_conv(ctx, b, L.conv, (*mem.conv_state)[l], pos, xx);
             ops::mul(ctx, c, xx, c);
             ops::linear(ctx, c, L.out_proj, nullptr, o);
         } else {
@@ -172,15 +181,16 @@ void Lfm2Network::forward(const ops::Context& ctx, Lfm2State& st, Tensor& x, con
             Tensor qr = q.reshape({T * H, Dh}), kr = k.reshape({T * Hkv, Dh});
             ops::rms_norm(ctx, qr, L.q_norm, eps, ops::RmsStyle::kLfm2, qr);
             ops::rms_norm(ctx, kr, L.k_norm, eps, ops::RmsStyle::kLfm2, kr);
-            ops::rope(ctx, q, pos, rope_cos_, rope_sin_, ops::RopeStyle::kNeox);
-            ops::rope(ctx, k, pos, rope_cos_, rope_sin_, ops::RopeStyle::kNeox);
-            ops::kv_write(ctx, k, v, pos, st.k_cache[l], st.v_cache[l]);
+            ops::rope(ctx, q, rope_pos, cos, sin, ops::RopeStyle::kNeox);
+            ops::rope(ctx, k, rope_pos, cos, sin, ops::RopeStyle::kNeox);
+            ops::kv_write(ctx, k, v, pos, (*mem.k_cache)[l], (*mem.v_cache)[l]);
             Tensor a3 = a.reshape({T, H, Dh});
-            ops::attention(ctx, q, st.k_cache[l], st.v_cache[l], pos, 1.0f / std::sqrt(static_cast<float>(Dh)),
-                           window_, a3);
+            ops::attention(ctx, q, (*mem.k_cache)[l], (*mem.v_cache)[l], pos,
+                           1.0f / std::sqrt(static_cast<float>(Dh)), window_, a3);
             ops::linear(ctx, a, L.out_proj, nullptr, o);
         }
         ops::add(ctx, o, x, x);
+        scratch.release(inner);  // the operator's temporaries are dead: the FFN reuses the space
         ops::rms_norm(ctx, x, L.ffn_norm, eps, ops::RmsStyle::kLfm2, h);
         Tensor g1 = scratch.alloc(dt, {T, F}), g3 = scratch.alloc(dt, {T, F});
         ops::linear(ctx, h, L.w1, nullptr, g1);

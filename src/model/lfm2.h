@@ -51,7 +51,8 @@ public:
         // The reference casts the model (and with it the RoPE inv_freq buffer) to bf16; the
         // detokenizer stays fp32. true: round inv_freq to bf16 before building cos/sin.
         bool bf16_inv_freq = true;
-        int max_positions = 4096;  // rows of the cos/sin tables
+        int max_positions = 4096;  // rows of the cos/sin tables (0: none; callers of forward_rows
+                                   // bring their own)
         bool need_embedding = true;
         // > 0: attention sees only the last `sliding_window` positions (the detokenizer's mask);
         // 0: full causal attention (the backbone; its layer_types say "full_attention").
@@ -76,6 +77,20 @@ public:
     // state) → out [T, D] after the final norm. x is clobbered.
     void forward(const ops::Context& ctx, Lfm2State& st, Tensor& x, const Tensor& pos, Arena& scratch,
                  Tensor& out) const;
+
+    // Per-layer memory as forward_rows() uses it (an Lfm2State's, or a caller's own arrangement):
+    // conv_state[l] for conv layers, k_cache[l] / v_cache[l] for attention layers.
+    struct Memory {
+        std::vector<Tensor>* conv_state;
+        std::vector<Tensor>* k_cache;
+        std::vector<Tensor>* v_cache;
+    };
+    // The general form of forward(): RoPE angles come from rows `rope_pos` of the caller's tables
+    // cos/sin [P, Dh/2]; KV writes and attention use cache rows `rows` (device I32 [T]), which may
+    // differ from positions (the detokenizer keeps a compacted sliding window).
+    void forward_rows(const ops::Context& ctx, const Memory& mem, Tensor& x, const Tensor& rope_pos,
+                      const Tensor& cos, const Tensor& sin, const Tensor& rows, Arena& scratch,
+                      Tensor& out) const;
 
 private:
     Lfm2Config cfg_;
