@@ -155,15 +155,16 @@ Expected<MelSpectrogram> MelFrontend::compute(const float* pcm, size_t n, Thread
     out.valid_frames = valid;
     out.data.assign(static_cast<size_t>(F) * T_out, static_cast<float>(cfg_.pad_value));
 
-    const int half = n_fft_ / 2;           // center=True padding
-    const int left = (n_fft_ - win_) / 2;  // window offset inside the n_fft frame
+    const int half = n_fft_ / 2;                             // center=True padding
+    const int left = (n_fft_ - win_) / 2;                    // window offset inside the n_fft frame
     std::vector<double> logmel(static_cast<size_t>(F) * T);  // [F, T]
     // Frames are independent: split them over the pool (each chunk has its own FFT buffers).
     auto frames = [&](int64_t t0, int64_t t1) {
         std::vector<Fft::Complex> frame(n_fft_), spec(n_fft_);
         std::vector<double> power(nb);
         for (int64_t t = t0; t < t1; ++t) {
-            // Padded-signal index of frame sample k is t*hop + k; signal index is that minus `half`.
+            // Padded-signal index of frame sample k is t*hop + k; signal index is that minus
+            // `half`.
             const int64_t base = t * hop_ - half;
             std::fill(frame.begin(), frame.end(), Fft::Complex(0.0, 0.0));
             for (int k = 0; k < win_; ++k) {

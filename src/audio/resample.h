@@ -29,7 +29,8 @@ namespace voxrt::audio {
 // a copy of the input when the rates are equal. Input samples must be finite (decode_wav ensures
 // it): as in torchaudio, a NaN/Inf would spread to every output whose support includes it.
 // pool (optional): output blocks are computed in parallel; the result is identical either way.
-std::vector<float> resample(const float* x, size_t n, int sr_in, int sr_out, ThreadPool* pool = nullptr);
+std::vector<float> resample(const float* x, size_t n, int sr_in, int sr_out,
+                            ThreadPool* pool = nullptr);
 
 // A precomputed polyphase filter bank for one rate pair, for callers that resample many buffers.
 // Immutable after construction; thread-compatible.

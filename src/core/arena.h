@@ -23,8 +23,9 @@ public:
     Tensor alloc(DType dt, std::initializer_list<int64_t> dims) {
         Tensor t = Tensor::make(nullptr, dt, buffer_.device(), dims);
         const size_t bytes = (t.nbytes() + 255) / 256 * 256;
-        VOXRT_ASSERT(offset_ + bytes <= buffer_.size(), "arena: %s needs %zu bytes, %zu of %zu used",
-                     t.describe().c_str(), bytes, offset_, buffer_.size());
+        VOXRT_ASSERT(offset_ + bytes <= buffer_.size(),
+                     "arena: %s needs %zu bytes, %zu of %zu used", t.describe().c_str(), bytes,
+                     offset_, buffer_.size());
         t.data = static_cast<char*>(buffer_.data()) + offset_;
         offset_ += bytes;
         if (offset_ > high_water_) high_water_ = offset_;

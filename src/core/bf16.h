@@ -18,14 +18,17 @@ inline float bf16_to_f32(bf16_t h) {
 inline bf16_t f32_to_bf16(float f) {
     uint32_t bits;
     std::memcpy(&bits, &f, sizeof bits);
-    if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<bf16_t>((bits >> 16) | 0x40u);  // NaN
+    if ((bits & 0x7fffffffu) > 0x7f800000u)
+        return static_cast<bf16_t>((bits >> 16) | 0x40u);  // NaN
     uint32_t lsb = (bits >> 16) & 1u;
     bits += 0x7fffu + lsb;
     return static_cast<bf16_t>(bits >> 16);
 }
 
 // Rounds a float to the nearest bfloat16 value and returns it as float.
-inline float round_bf16(float f) { return bf16_to_f32(f32_to_bf16(f)); }
+inline float round_bf16(float f) {
+    return bf16_to_f32(f32_to_bf16(f));
+}
 
 // IEEE half -> float (for F16 tensors in checkpoints).
 inline float f16_to_f32(uint16_t h) {
@@ -38,7 +41,10 @@ inline float f16_to_f32(uint16_t h) {
             bits = sign;
         } else {  // subnormal
             exp = 127 - 15 + 1;
-            while ((mant & 0x400u) == 0) { mant <<= 1; --exp; }
+            while ((mant & 0x400u) == 0) {
+                mant <<= 1;
+                --exp;
+            }
             mant &= 0x3ffu;
             bits = sign | (exp << 23) | (mant << 13);
         }

@@ -5,24 +5,24 @@
 #include <cstdio>
 #include <cstdlib>
 
-#define VOXRT_ABORT(...)                                                   \
-    do {                                                                   \
-        std::fprintf(stderr, "voxrt: fatal %s:%d: ", __FILE__, __LINE__);  \
-        std::fprintf(stderr, __VA_ARGS__);                                 \
-        std::fprintf(stderr, "\n");                                        \
-        std::abort();                                                      \
+#define VOXRT_ABORT(...)                                                  \
+    do {                                                                  \
+        std::fprintf(stderr, "voxrt: fatal %s:%d: ", __FILE__, __LINE__); \
+        std::fprintf(stderr, __VA_ARGS__);                                \
+        std::fprintf(stderr, "\n");                                       \
+        std::abort();                                                     \
     } while (0)
 
 // Always on: cheap checks of internal contracts.
-#define VOXRT_ASSERT(cond, ...)                                            \
-    do {                                                                   \
-        if (!(cond)) {                                                     \
-            std::fprintf(stderr, "voxrt: assertion `%s` failed at %s:%d: ", \
-                         #cond, __FILE__, __LINE__);                       \
-            std::fprintf(stderr, __VA_ARGS__);                             \
-            std::fprintf(stderr, "\n");                                    \
-            std::abort();                                                  \
-        }                                                                  \
+#define VOXRT_ASSERT(cond, ...)                                                              \
+    do {                                                                                     \
+        if (!(cond)) {                                                                       \
+            std::fprintf(stderr, "voxrt: assertion `%s` failed at %s:%d: ", #cond, __FILE__, \
+                         __LINE__);                                                          \
+            std::fprintf(stderr, __VA_ARGS__);                                               \
+            std::fprintf(stderr, "\n");                                                      \
+            std::abort();                                                                    \
+        }                                                                                    \
     } while (0)
 
 // Debug and sanitizer builds only.

@@ -7,15 +7,24 @@ namespace voxrt {
 
 const char* status_code_name(StatusCode code) {
     switch (code) {
-        case StatusCode::kOk: return "ok";
-        case StatusCode::kInvalidArgument: return "invalid argument";
-        case StatusCode::kNotFound: return "not found";
-        case StatusCode::kInvalidFile: return "invalid file";
-        case StatusCode::kUnsupported: return "unsupported";
-        case StatusCode::kOutOfMemory: return "out of memory";
-        case StatusCode::kOutOfRange: return "out of range";
-        case StatusCode::kDevice: return "device error";
-        case StatusCode::kInternal: return "internal error";
+        case StatusCode::kOk:
+            return "ok";
+        case StatusCode::kInvalidArgument:
+            return "invalid argument";
+        case StatusCode::kNotFound:
+            return "not found";
+        case StatusCode::kInvalidFile:
+            return "invalid file";
+        case StatusCode::kUnsupported:
+            return "unsupported";
+        case StatusCode::kOutOfMemory:
+            return "out of memory";
+        case StatusCode::kOutOfRange:
+            return "out of range";
+        case StatusCode::kDevice:
+            return "device error";
+        case StatusCode::kInternal:
+            return "internal error";
     }
     return "unknown";
 }

@@ -53,8 +53,8 @@ Status make_error(StatusCode code, const char* fmt, ...) __attribute__((format(p
 template <class T>
 class [[nodiscard]] Expected {
 public:
-    Expected(T value) : value_(std::move(value)) {}                 // NOLINT: implicit by design
-    Expected(Status status) : status_(std::move(status)) {}         // NOLINT: implicit by design
+    Expected(T value) : value_(std::move(value)) {}          // NOLINT: implicit by design
+    Expected(Status status) : status_(std::move(status)) {}  // NOLINT: implicit by design
 
     bool is_ok() const { return value_.has_value(); }
     explicit operator bool() const { return is_ok(); }
@@ -75,9 +75,9 @@ private:
 }  // namespace voxrt
 
 // Propagates a non-OK Status out of the calling function.
-#define VOXRT_RETURN_IF_ERROR(expr)                    \
-    do {                                               \
-        ::voxrt::Status voxrt_status_ = (expr);        \
+#define VOXRT_RETURN_IF_ERROR(expr)                       \
+    do {                                                  \
+        ::voxrt::Status voxrt_status_ = (expr);           \
         if (!voxrt_status_.is_ok()) return voxrt_status_; \
     } while (0)
 
@@ -85,8 +85,8 @@ private:
 #define VOXRT_CONCAT_(a, b) VOXRT_CONCAT_INNER_(a, b)
 
 // `VOXRT_ASSIGN_OR_RETURN(auto x, make_x());` — unwraps an Expected or returns its Status.
-#define VOXRT_ASSIGN_OR_RETURN(lhs, expr)                                        \
-    auto VOXRT_CONCAT_(voxrt_exp_, __LINE__) = (expr);                           \
-    if (!VOXRT_CONCAT_(voxrt_exp_, __LINE__).is_ok())                            \
-        return VOXRT_CONCAT_(voxrt_exp_, __LINE__).status();                     \
+#define VOXRT_ASSIGN_OR_RETURN(lhs, expr)                    \
+    auto VOXRT_CONCAT_(voxrt_exp_, __LINE__) = (expr);       \
+    if (!VOXRT_CONCAT_(voxrt_exp_, __LINE__).is_ok())        \
+        return VOXRT_CONCAT_(voxrt_exp_, __LINE__).status(); \
     lhs = std::move(VOXRT_CONCAT_(voxrt_exp_, __LINE__)).value()

@@ -8,37 +8,59 @@ namespace voxrt {
 
 size_t dtype_size(DType dt) {
     switch (dt) {
-        case DType::kF32: return 4;
-        case DType::kBF16: return 2;
-        case DType::kF16: return 2;
-        case DType::kF64: return 8;
-        case DType::kI64: return 8;
-        case DType::kI32: return 4;
-        case DType::kI16: return 2;
-        case DType::kU8: return 1;
-        case DType::kI8: return 1;
-        case DType::kBool: return 1;
+        case DType::kF32:
+            return 4;
+        case DType::kBF16:
+            return 2;
+        case DType::kF16:
+            return 2;
+        case DType::kF64:
+            return 8;
+        case DType::kI64:
+            return 8;
+        case DType::kI32:
+            return 4;
+        case DType::kI16:
+            return 2;
+        case DType::kU8:
+            return 1;
+        case DType::kI8:
+            return 1;
+        case DType::kBool:
+            return 1;
     }
     return 0;
 }
 
 const char* dtype_name(DType dt) {
     switch (dt) {
-        case DType::kF32: return "F32";
-        case DType::kBF16: return "BF16";
-        case DType::kF16: return "F16";
-        case DType::kF64: return "F64";
-        case DType::kI64: return "I64";
-        case DType::kI32: return "I32";
-        case DType::kI16: return "I16";
-        case DType::kU8: return "U8";
-        case DType::kI8: return "I8";
-        case DType::kBool: return "BOOL";
+        case DType::kF32:
+            return "F32";
+        case DType::kBF16:
+            return "BF16";
+        case DType::kF16:
+            return "F16";
+        case DType::kF64:
+            return "F64";
+        case DType::kI64:
+            return "I64";
+        case DType::kI32:
+            return "I32";
+        case DType::kI16:
+            return "I16";
+        case DType::kU8:
+            return "U8";
+        case DType::kI8:
+            return "I8";
+        case DType::kBool:
+            return "BOOL";
     }
     return "?";
 }
 
-const char* device_name(Device dev) { return dev == Device::kCPU ? "cpu" : "cuda"; }
+const char* device_name(Device dev) {
+    return dev == Device::kCPU ? "cpu" : "cuda";
+}
 
 Tensor Tensor::make(void* data, DType dt, Device dev, std::initializer_list<int64_t> dims) {
     VOXRT_ASSERT(dims.size() <= static_cast<size_t>(kMaxDims), "too many dims (%zu)", dims.size());
@@ -60,8 +82,9 @@ Tensor Tensor::reshape(std::initializer_list<int64_t> dims) const {
 }
 
 Tensor Tensor::rows(int64_t begin, int64_t end) const {
-    VOXRT_ASSERT(ndim >= 1 && begin >= 0 && begin <= end && end <= shape[0], "rows [%lld,%lld) of %s",
-                 static_cast<long long>(begin), static_cast<long long>(end), describe().c_str());
+    VOXRT_ASSERT(ndim >= 1 && begin >= 0 && begin <= end && end <= shape[0],
+                 "rows [%lld,%lld) of %s", static_cast<long long>(begin),
+                 static_cast<long long>(end), describe().c_str());
     Tensor t = *this;
     size_t row_bytes = shape[0] ? nbytes() / static_cast<size_t>(shape[0]) : 0;
     t.data = static_cast<char*>(data) + static_cast<size_t>(begin) * row_bytes;

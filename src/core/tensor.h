@@ -46,7 +46,9 @@ struct Tensor {
     bool empty() const { return data == nullptr; }
 
     template <class T>
-    T* ptr() const { return static_cast<T*>(data); }
+    T* ptr() const {
+        return static_cast<T*>(data);
+    }
 
     // Same data, new shape (numel must match).
     Tensor reshape(std::initializer_list<int64_t> dims) const;

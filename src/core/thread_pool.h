@@ -26,7 +26,8 @@ public:
     int size() const { return static_cast<int>(workers_.size()) + 1; }
 
     // fn(begin, end) over [0, n) in chunks of at least min_chunk items.
-    void parallel_for(int64_t n, int64_t min_chunk, const std::function<void(int64_t, int64_t)>& fn);
+    void parallel_for(int64_t n, int64_t min_chunk,
+                      const std::function<void(int64_t, int64_t)>& fn);
 
 private:
     void worker_loop(int index);

@@ -14,7 +14,8 @@ Expected<Json> parse_json(const std::string& text, const std::string& label) {
         };
         return Json::parse(text, cb);
     } catch (const std::exception& e) {
-        return make_error(StatusCode::kInvalidFile, "%s: invalid JSON: %s", label.c_str(), e.what());
+        return make_error(StatusCode::kInvalidFile, "%s: invalid JSON: %s", label.c_str(),
+                          e.what());
     }
 }
 
@@ -45,7 +46,8 @@ Expected<int64_t> JsonView::integer(const std::string& key, int64_t lo, int64_t 
     if (v.is_number_integer()) {
         x = v.get<int64_t>();
     } else if (v.is_number_float() && std::isfinite(v.get<double>()) &&
-               v.get<double>() == std::floor(v.get<double>()) && std::fabs(v.get<double>()) < 9e15) {
+               v.get<double>() == std::floor(v.get<double>()) &&
+               std::fabs(v.get<double>()) < 9e15) {
         x = static_cast<int64_t>(v.get<double>());
     } else {
         return error(key, "expected an integer, got " + v.dump());
@@ -56,7 +58,8 @@ Expected<int64_t> JsonView::integer(const std::string& key, int64_t lo, int64_t 
     return x;
 }
 
-Expected<int64_t> JsonView::integer_or(const std::string& key, int64_t dflt, int64_t lo, int64_t hi) const {
+Expected<int64_t> JsonView::integer_or(const std::string& key, int64_t dflt, int64_t lo,
+                                       int64_t hi) const {
     if (!has(key)) return dflt;
     return integer(key, lo, hi);
 }
@@ -72,7 +75,8 @@ Expected<double> JsonView::number(const std::string& key, double lo, double hi) 
     return x;
 }
 
-Expected<double> JsonView::number_or(const std::string& key, double dflt, double lo, double hi) const {
+Expected<double> JsonView::number_or(const std::string& key, double dflt, double lo,
+                                     double hi) const {
     if (!has(key)) return dflt;
     return number(key, lo, hi);
 }
@@ -119,7 +123,8 @@ Expected<std::vector<int64_t>> JsonView::int_list(const std::string& key) const 
     if (!v.is_array()) return error(key, "expected a list of integers");
     std::vector<int64_t> out;
     for (const auto& e : v) {
-        if (!e.is_number_integer()) return error(key, "expected a list of integers, found " + e.dump());
+        if (!e.is_number_integer())
+            return error(key, "expected a list of integers, found " + e.dump());
         out.push_back(e.get<int64_t>());
     }
     return out;

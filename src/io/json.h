@@ -28,7 +28,8 @@ public:
     Expected<JsonView> object(const std::string& key) const;
     // Integers: must be present (unless a default is given), integral, and within [lo, hi].
     Expected<int64_t> integer(const std::string& key, int64_t lo, int64_t hi) const;
-    Expected<int64_t> integer_or(const std::string& key, int64_t dflt, int64_t lo, int64_t hi) const;
+    Expected<int64_t> integer_or(const std::string& key, int64_t dflt, int64_t lo,
+                                 int64_t hi) const;
     Expected<double> number(const std::string& key, double lo, double hi) const;
     Expected<double> number_or(const std::string& key, double dflt, double lo, double hi) const;
     Expected<bool> boolean(const std::string& key) const;
@@ -39,7 +40,9 @@ public:
     Expected<std::vector<int64_t>> int_list(const std::string& key) const;
 
     const Json& json() const { return *j_; }
-    std::string field(const std::string& key) const { return path_.empty() ? key : path_ + "." + key; }
+    std::string field(const std::string& key) const {
+        return path_.empty() ? key : path_ + "." + key;
+    }
     Status error(const std::string& key, const std::string& what) const;
 
 private:

@@ -39,7 +39,9 @@ MappedFile::~MappedFile() {
     if (data_ && size_) munmap(const_cast<uint8_t*>(data_), size_);
 }
 
-MappedFile::MappedFile(MappedFile&& o) noexcept { *this = std::move(o); }
+MappedFile::MappedFile(MappedFile&& o) noexcept {
+    *this = std::move(o);
+}
 
 MappedFile& MappedFile::operator=(MappedFile&& o) noexcept {
     if (this != &o) {
@@ -78,8 +80,9 @@ Expected<std::string> read_text_file(const std::string& path, size_t max_bytes) 
     VOXRT_ASSIGN_OR_RETURN(int fd, open_regular(path, &st));
     if (static_cast<uint64_t>(st.st_size) > max_bytes) {
         ::close(fd);
-        return make_error(StatusCode::kInvalidFile, "%s: file of %lld bytes exceeds the %zu-byte limit",
-                          path.c_str(), static_cast<long long>(st.st_size), max_bytes);
+        return make_error(StatusCode::kInvalidFile,
+                          "%s: file of %lld bytes exceeds the %zu-byte limit", path.c_str(),
+                          static_cast<long long>(st.st_size), max_bytes);
     }
     std::string out(static_cast<size_t>(st.st_size), '\0');
     size_t got = 0;

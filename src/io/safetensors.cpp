@@ -17,13 +17,27 @@ struct DTypeEntry {
 
 // The closed list of dtypes the safetensors format defines.
 const DTypeEntry kDTypes[] = {
-    {"BOOL", 8, DType::kBool},  {"U8", 8, DType::kU8},        {"I8", 8, DType::kI8},
-    {"I16", 16, DType::kI16},   {"U16", 16, std::nullopt},    {"F16", 16, DType::kF16},
-    {"BF16", 16, DType::kBF16}, {"I32", 32, DType::kI32},     {"U32", 32, std::nullopt},
-    {"F32", 32, DType::kF32},   {"F64", 64, DType::kF64},     {"I64", 64, DType::kI64},
-    {"U64", 64, std::nullopt},  {"C64", 64, std::nullopt},    {"F8_E5M2", 8, std::nullopt},
-    {"F8_E4M3", 8, std::nullopt}, {"F8_E8M0", 8, std::nullopt}, {"F8_E4M3FNUZ", 8, std::nullopt},
-    {"F8_E5M2FNUZ", 8, std::nullopt}, {"F4", 4, std::nullopt}, {"F6_E2M3", 6, std::nullopt},
+    {"BOOL", 8, DType::kBool},
+    {"U8", 8, DType::kU8},
+    {"I8", 8, DType::kI8},
+    {"I16", 16, DType::kI16},
+    {"U16", 16, std::nullopt},
+    {"F16", 16, DType::kF16},
+    {"BF16", 16, DType::kBF16},
+    {"I32", 32, DType::kI32},
+    {"U32", 32, std::nullopt},
+    {"F32", 32, DType::kF32},
+    {"F64", 64, DType::kF64},
+    {"I64", 64, DType::kI64},
+    {"U64", 64, std::nullopt},
+    {"C64", 64, std::nullopt},
+    {"F8_E5M2", 8, std::nullopt},
+    {"F8_E4M3", 8, std::nullopt},
+    {"F8_E8M0", 8, std::nullopt},
+    {"F8_E4M3FNUZ", 8, std::nullopt},
+    {"F8_E5M2FNUZ", 8, std::nullopt},
+    {"F4", 4, std::nullopt},
+    {"F6_E2M3", 6, std::nullopt},
     {"F6_E3M2", 6, std::nullopt},
 };
 
@@ -33,7 +47,9 @@ const DTypeEntry* find_dtype(const std::string& name) {
     return nullptr;
 }
 
-bool mul_overflow(uint64_t a, uint64_t b, uint64_t* out) { return __builtin_mul_overflow(a, b, out); }
+bool mul_overflow(uint64_t a, uint64_t b, uint64_t* out) {
+    return __builtin_mul_overflow(a, b, out);
+}
 
 Status bad(const std::string& label, const std::string& what) {
     return Status(StatusCode::kInvalidFile, label + ": " + what);
@@ -52,7 +68,9 @@ std::string shape_to_string(const std::vector<int64_t>& shape) {
 
 Expected<SafeTensorsHeader> parse_safetensors(const uint8_t* data, size_t size,
                                               const std::string& label) {
-    if (size < 8) return bad(label, "file of " + std::to_string(size) + " bytes is too small for a safetensors header");
+    if (size < 8)
+        return bad(label, "file of " + std::to_string(size) +
+                              " bytes is too small for a safetensors header");
     uint64_t n = 0;
     for (int i = 7; i >= 0; --i) n = (n << 8) | data[i];
     if (n > kSafetensorsMaxHeader)
@@ -102,7 +120,8 @@ Expected<SafeTensorsHeader> parse_safetensors(const uint8_t* data, size_t size,
         if (name == "__metadata__") {
             if (!it->is_object()) return bad(label, "__metadata__ is not an object");
             for (auto m = it->begin(); m != it->end(); ++m) {
-                if (!m->is_string()) return bad(label, "__metadata__[\"" + m.key() + "\"] is not a string");
+                if (!m->is_string())
+                    return bad(label, "__metadata__[\"" + m.key() + "\"] is not a string");
                 out.metadata[m.key()] = m->get<std::string>();
             }
             continue;
@@ -110,9 +129,12 @@ Expected<SafeTensorsHeader> parse_safetensors(const uint8_t* data, size_t size,
         const auto& t = *it;
         std::string where = "tensor \"" + name + "\"";
         if (!t.is_object()) return bad(label, where + " entry is not an object");
-        if (!t.contains("dtype") || !t["dtype"].is_string()) return bad(label, where + ": missing dtype");
-        if (!t.contains("shape") || !t["shape"].is_array()) return bad(label, where + ": missing shape");
-        if (!t.contains("data_offsets") || !t["data_offsets"].is_array() || t["data_offsets"].size() != 2)
+        if (!t.contains("dtype") || !t["dtype"].is_string())
+            return bad(label, where + ": missing dtype");
+        if (!t.contains("shape") || !t["shape"].is_array())
+            return bad(label, where + ": missing shape");
+        if (!t.contains("data_offsets") || !t["data_offsets"].is_array() ||
+            t["data_offsets"].size() != 2)
             return bad(label, where + ": data_offsets must be [begin, end]");
         TensorInfo info;
         info.name = name;
@@ -123,7 +145,8 @@ Expected<SafeTensorsHeader> parse_safetensors(const uint8_t* data, size_t size,
         if (t["shape"].size() > 8) return bad(label, where + ": more than 8 dimensions");
         uint64_t numel = 1;
         for (const auto& d : t["shape"]) {
-            if (!d.is_number_unsigned()) return bad(label, where + ": shape entries must be non-negative integers");
+            if (!d.is_number_unsigned())
+                return bad(label, where + ": shape entries must be non-negative integers");
             uint64_t v = d.get<uint64_t>();
             if (v > (uint64_t{1} << 62) || mul_overflow(numel, v, &numel))
                 return bad(label, where + ": shape product overflows");
@@ -149,21 +172,23 @@ Expected<SafeTensorsHeader> parse_safetensors(const uint8_t* data, size_t size,
                                   " bytes (truncated file?)");
         out.tensors.push_back(std::move(info));
     }
-    std::sort(out.tensors.begin(), out.tensors.end(),
-              [](const TensorInfo& a, const TensorInfo& b) {
-                  return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
-              });
+    std::sort(out.tensors.begin(), out.tensors.end(), [](const TensorInfo& a, const TensorInfo& b) {
+        return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
+    });
     uint64_t expect = 0;
     for (const auto& t : out.tensors) {
         if (t.begin != expect)
-            return bad(label, "tensor \"" + t.name + "\" starts at byte " + std::to_string(t.begin) +
-                                  (t.begin < expect ? " overlapping the previous tensor" : " leaving a gap") +
-                                  " (expected " + std::to_string(expect) + ")");
+            return bad(
+                label,
+                "tensor \"" + t.name + "\" starts at byte " + std::to_string(t.begin) +
+                    (t.begin < expect ? " overlapping the previous tensor" : " leaving a gap") +
+                    " (expected " + std::to_string(expect) + ")");
         expect = t.end;
     }
     if (expect != data_size)
-        return bad(label, "tensor data covers " + std::to_string(expect) + " bytes but the file has " +
-                              std::to_string(data_size) + " bytes after the header");
+        return bad(label, "tensor data covers " + std::to_string(expect) +
+                              " bytes but the file has " + std::to_string(data_size) +
+                              " bytes after the header");
     return out;
 }
 

@@ -57,8 +57,10 @@ public:
     // A CPU view of the named tensor's bytes (any supported dtype).
     Expected<Tensor> get(std::string_view name) const;
     // Same, checking dtype and shape; the error names the tensor, the expected and actual values.
-    Expected<Tensor> get(std::string_view name, DType dtype, std::initializer_list<int64_t> shape) const;
-    Expected<Tensor> get(std::string_view name, DType dtype, const std::vector<int64_t>& shape) const;
+    Expected<Tensor> get(std::string_view name, DType dtype,
+                         std::initializer_list<int64_t> shape) const;
+    Expected<Tensor> get(std::string_view name, DType dtype,
+                         const std::vector<int64_t>& shape) const;
 
 private:
     MappedFile file_;

@@ -15,7 +15,6 @@ constexpr int64_t kMaxPositions = int64_t{1} << 24;  // positions stay exact as 
 // this many frames of new ones, and is compacted (the last W-1 rows moved to the front) when full.
 constexpr int64_t kCacheFrames = 16;
 
-
 ops::Context fp32(const ops::Context& ctx) {
     ops::Context c = ctx;
     c.precision = ops::Precision::kF32;
@@ -182,9 +181,8 @@ size_t Detokenizer::decode_scratch_bytes(int64_t Tc) const {
     for (LayerKind kind : cfg_.layers)
         if (kind == LayerKind::kConv) b += arena_bytes(DType::kF32, (K - 1) * D);
     // One KV cache pair serves every attention layer: each layer writes all T rows before reading.
-    const bool any_attn = std::any_of(cfg_.layers.begin(), cfg_.layers.end(), [](LayerKind kind) {
-        return kind == LayerKind::kAttention;
-    });
+    const bool any_attn = std::any_of(cfg_.layers.begin(), cfg_.layers.end(),
+                                      [](LayerKind kind) { return kind == LayerKind::kAttention; });
     if (any_attn) b += 2 * arena_bytes(DType::kF32, cfg_.num_kv_heads * T * cfg_.head_dim);
     return b + forward_scratch_bytes(T);
 }
@@ -310,7 +308,7 @@ Expected<DetokenizerState> Detokenizer::new_state(const ops::Context& ctx_in) co
                      arena_bytes(DType::kF32, R * kDetokOut);
     for (LayerKind kind : cfg_.layers)
         persist += kind == LayerKind::kConv ? arena_bytes(DType::kF32, (cfg_.conv_kernel - 1) * D)
-                                              : 2 * arena_bytes(DType::kF32, Hkv * S * Dh);
+                                            : 2 * arena_bytes(DType::kF32, Hkv * S * Dh);
     const size_t scratch = 2 * arena_bytes(DType::kF32, R * D) + forward_scratch_bytes(R);
     if (!st.persist_.reserve(ctx.device, persist) || !st.scratch_.reserve(ctx.device, scratch))
         return make_error(StatusCode::kOutOfMemory,

@@ -159,11 +159,11 @@ private:
 
     Lfm2Config cfg_;
     int window_ = 30;
-    io::SafeTensorsFile file_;        // keeps the mmap behind the CPU weight views alive
-    Tensor emb_;                      // [Q·2048, D]
-    Tensor lin_w_, lin_b_;            // [1282, D], [1282]
-    std::vector<float> window_host_;  // [n_fft] istft.window as stored (bf16-rounded Hann)
-    std::vector<float> inv_freq_;     // [Dh/2] RoPE inverse frequencies (fp32)
+    io::SafeTensorsFile file_;                // keeps the mmap behind the CPU weight views alive
+    Tensor emb_;                              // [Q·2048, D]
+    Tensor lin_w_, lin_b_;                    // [1282, D], [1282]
+    std::vector<float> window_host_;          // [n_fft] istft.window as stored (bf16-rounded Hann)
+    std::vector<float> inv_freq_;             // [Dh/2] RoPE inverse frequencies (fp32)
     std::shared_ptr<const Lfm2Network> net_;  // lfm.*: the LFM2 layers + final norm
 };
 

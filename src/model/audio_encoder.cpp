@@ -22,7 +22,9 @@ constexpr float kNormEps = 1e-5f;  // nn.LayerNorm / nn.BatchNorm1d default
 constexpr double kBatchNormEps = 1e-5;
 
 // Output length of a kernel-3, stride-2, padding-1 convolution: (L + 2 - 3) // 2 + 1.
-int64_t half_up(int64_t n) { return (n + 1) / 2; }
+int64_t half_up(int64_t n) {
+    return (n + 1) / 2;
+}
 
 // Fetches tensors for one component and keeps the first error, so that load() reads as a list.
 class Loader {
@@ -184,7 +186,9 @@ AudioEncoder::Dims AudioEncoder::dims_for(int64_t T) const {
     return d;
 }
 
-int64_t AudioEncoder::output_frames(int64_t n_mel_frames) const { return dims_for(n_mel_frames).n; }
+int64_t AudioEncoder::output_frames(int64_t n_mel_frames) const {
+    return dims_for(n_mel_frames).n;
+}
 
 Expected<AudioEncoder> AudioEncoder::load(const AudioModelConfig& config,
                                           const io::SafeTensorsFile& model_file,

@@ -10,7 +10,8 @@ std::string nm(const char* prefix, int i, const char* rest) {
 }
 }  // namespace
 
-Expected<AudioHead> AudioHead::load(const AudioModelConfig& cfg, const io::SafeTensorsFile& f, WeightStore& store) {
+Expected<AudioHead> AudioHead::load(const AudioModelConfig& cfg, const io::SafeTensorsFile& f,
+                                    WeightStore& store) {
     AudioHead a;
     const DepthformerConfig& dc = cfg.depthformer;
     a.Q_ = cfg.codebooks;
@@ -22,44 +23,70 @@ Expected<AudioHead> AudioHead::load(const AudioModelConfig& cfg, const io::SafeT
     a.F_ = dc.ff_dim;
     a.D_ = cfg.lfm.hidden_size;
     a.eps_ = static_cast<float>(dc.norm_eps);
-    const int64_t Q = a.Q_, V = a.V_, Dd = a.Dd_, Dh = a.Dh_, KV = a.Hkv_ * a.Dh_, F = a.F_, D = a.D_;
+    const int64_t Q = a.Q_, V = a.V_, Dd = a.Dd_, Dh = a.Dh_, KV = a.Hkv_ * a.Dh_, F = a.F_,
+                  D = a.D_;
     VOXRT_ASSIGN_OR_RETURN(a.depth_w_, store.fetch(f, "depth_linear.weight", {Q * Dd, D}));
     VOXRT_ASSIGN_OR_RETURN(a.depth_b_, store.fetch(f, "depth_linear.bias", {Q * Dd}));
     for (int l = 0; l < dc.layers; ++l) {
         DepthLayerWeights L;
-        VOXRT_ASSIGN_OR_RETURN(L.operator_norm, store.fetch(f, nm("depthformer.layers.", l, "operator_norm.weight"), {Dd}));
-        VOXRT_ASSIGN_OR_RETURN(L.ffn_norm, store.fetch(f, nm("depthformer.layers.", l, "ffn_norm.weight"), {Dd}));
-        VOXRT_ASSIGN_OR_RETURN(L.qkv, store.fetch(f, nm("depthformer.layers.", l, "operator.qkv_proj.weight"), {Dd + 2 * KV, Dd}));
-        VOXRT_ASSIGN_OR_RETURN(L.out_proj, store.fetch(f, nm("depthformer.layers.", l, "operator.out_proj.weight"), {Dd, Dd}));
-        VOXRT_ASSIGN_OR_RETURN(L.q_norm, store.fetch(f, nm("depthformer.layers.", l, "operator.bounded_attention.q_layernorm.weight"), {Dh}));
-        VOXRT_ASSIGN_OR_RETURN(L.k_norm, store.fetch(f, nm("depthformer.layers.", l, "operator.bounded_attention.k_layernorm.weight"), {Dh}));
-        VOXRT_ASSIGN_OR_RETURN(L.w1, store.fetch(f, nm("depthformer.layers.", l, "feed_forward.w1.weight"), {F, Dd}));
-        VOXRT_ASSIGN_OR_RETURN(L.w3, store.fetch(f, nm("depthformer.layers.", l, "feed_forward.w3.weight"), {F, Dd}));
-        VOXRT_ASSIGN_OR_RETURN(L.w2, store.fetch(f, nm("depthformer.layers.", l, "feed_forward.w2.weight"), {Dd, F}));
+        VOXRT_ASSIGN_OR_RETURN(
+            L.operator_norm,
+            store.fetch(f, nm("depthformer.layers.", l, "operator_norm.weight"), {Dd}));
+        VOXRT_ASSIGN_OR_RETURN(
+            L.ffn_norm, store.fetch(f, nm("depthformer.layers.", l, "ffn_norm.weight"), {Dd}));
+        VOXRT_ASSIGN_OR_RETURN(
+            L.qkv, store.fetch(f, nm("depthformer.layers.", l, "operator.qkv_proj.weight"),
+                               {Dd + 2 * KV, Dd}));
+        VOXRT_ASSIGN_OR_RETURN(
+            L.out_proj,
+            store.fetch(f, nm("depthformer.layers.", l, "operator.out_proj.weight"), {Dd, Dd}));
+        VOXRT_ASSIGN_OR_RETURN(
+            L.q_norm,
+            store.fetch(
+                f, nm("depthformer.layers.", l, "operator.bounded_attention.q_layernorm.weight"),
+                {Dh}));
+        VOXRT_ASSIGN_OR_RETURN(
+            L.k_norm,
+            store.fetch(
+                f, nm("depthformer.layers.", l, "operator.bounded_attention.k_layernorm.weight"),
+                {Dh}));
+        VOXRT_ASSIGN_OR_RETURN(
+            L.w1, store.fetch(f, nm("depthformer.layers.", l, "feed_forward.w1.weight"), {F, Dd}));
+        VOXRT_ASSIGN_OR_RETURN(
+            L.w3, store.fetch(f, nm("depthformer.layers.", l, "feed_forward.w3.weight"), {F, Dd}));
+        VOXRT_ASSIGN_OR_RETURN(
+            L.w2, store.fetch(f, nm("depthformer.layers.", l, "feed_forward.w2.weight"), {Dd, F}));
         a.layers_.push_back(L);
     }
     for (int i = 0; i < a.Q_; ++i) {
-        VOXRT_ASSIGN_OR_RETURN(Tensor e, store.fetch(f, nm("depth_embeddings.", i, "embedding.weight"), {V, Dd}));
-        VOXRT_ASSIGN_OR_RETURN(Tensor n, store.fetch(f, nm("depth_embeddings.", i, "embedding_norm.weight"), {Dd}));
+        VOXRT_ASSIGN_OR_RETURN(
+            Tensor e, store.fetch(f, nm("depth_embeddings.", i, "embedding.weight"), {V, Dd}));
+        VOXRT_ASSIGN_OR_RETURN(
+            Tensor n, store.fetch(f, nm("depth_embeddings.", i, "embedding_norm.weight"), {Dd}));
         Tensor lg = e;  // tied: to_logits.weight is embedding.weight
         if (!dc.tie) {
-            VOXRT_ASSIGN_OR_RETURN(lg, store.fetch(f, nm("depth_embeddings.", i, "to_logits.weight"), {V, Dd}));
+            VOXRT_ASSIGN_OR_RETURN(
+                lg, store.fetch(f, nm("depth_embeddings.", i, "to_logits.weight"), {V, Dd}));
         }
         a.emb_.push_back(e);
         a.emb_norm_.push_back(n);
         a.to_logits_.push_back(lg);
     }
-    VOXRT_ASSIGN_OR_RETURN(a.audio_embedding_, store.fetch(f, "audio_embedding.embedding.weight", {Q * V, D}));
+    VOXRT_ASSIGN_OR_RETURN(a.audio_embedding_,
+                           store.fetch(f, "audio_embedding.embedding.weight", {Q * V, D}));
     // liquid-audio precompute_freqs_cis: freqs = 1/θ^(arange(0,Dh,2)/Dh) in fp32, angle = t·freqs
     // (fp32 outer product), polar → complex64; it is a plain attribute, never cast to bf16.
     const int64_t half = Dh / 2;
     std::vector<float> c(static_cast<size_t>(Q * half)), s(static_cast<size_t>(Q * half));
     for (int64_t i = 0; i < half; ++i) {
-        const float fr = 1.0f / std::pow(static_cast<float>(dc.rope_theta), static_cast<float>(2 * i) / static_cast<float>(Dh));
+        const float fr = 1.0f / std::pow(static_cast<float>(dc.rope_theta),
+                                         static_cast<float>(2 * i) / static_cast<float>(Dh));
         for (int64_t p = 0; p < Q; ++p) {
             const float ang = static_cast<float>(p) * fr;
-            c[static_cast<size_t>(p * half + i)] = static_cast<float>(std::cos(static_cast<double>(ang)));
-            s[static_cast<size_t>(p * half + i)] = static_cast<float>(std::sin(static_cast<double>(ang)));
+            c[static_cast<size_t>(p * half + i)] =
+                static_cast<float>(std::cos(static_cast<double>(ang)));
+            s[static_cast<size_t>(p * half + i)] =
+                static_cast<float>(std::sin(static_cast<double>(ang)));
         }
     }
     VOXRT_ASSIGN_OR_RETURN(a.rope_cos_, store.upload_f32(std::move(c), {Q, half}));
@@ -73,14 +100,17 @@ Expected<AudioHeadState> AudioHead::new_state(const ops::Context& ctx) const {
     for (size_t l = 0; l < layers_.size(); ++l) {
         const size_t bytes = static_cast<size_t>(Hkv_ * Q_ * Dh_) * dtype_size(dt);
         Buffer kb = Buffer::allocate(ctx.device, bytes), vb = Buffer::allocate(ctx.device, bytes);
-        if (!kb.data() || !vb.data()) return make_error(StatusCode::kOutOfMemory, "[depthformer] cannot allocate its KV cache");
+        if (!kb.data() || !vb.data())
+            return make_error(StatusCode::kOutOfMemory,
+                              "[depthformer] cannot allocate its KV cache");
         st.k_cache.push_back(kb.view(dt, {Hkv_, Q_, Dh_}));
         st.v_cache.push_back(vb.view(dt, {Hkv_, Q_, Dh_}));
         st.buffers.push_back(std::move(kb));
         st.buffers.push_back(std::move(vb));
     }
     Buffer pb = Buffer::allocate(ctx.device, static_cast<size_t>(Q_) * 4);
-    if (!pb.data()) return make_error(StatusCode::kOutOfMemory, "[depthformer] cannot allocate positions");
+    if (!pb.data())
+        return make_error(StatusCode::kOutOfMemory, "[depthformer] cannot allocate positions");
     std::vector<int32_t> host(static_cast<size_t>(Q_));
     for (int i = 0; i < Q_; ++i) host[static_cast<size_t>(i)] = i;
     st.positions = pb.view(DType::kI32, {Q_});
@@ -92,12 +122,14 @@ Expected<AudioHeadState> AudioHead::new_state(const ops::Context& ctx) const {
 
 size_t AudioHead::scratch_bytes(const ops::Context& ctx) const {
     const DType dt = ctx.act_dtype();
-    return arena_bytes(dt, Q_ * Dd_) + arena_bytes(dt, Dd_) * 6 + arena_bytes(dt, Dd_ + 2 * Hkv_ * Dh_) +
-           arena_bytes(dt, 2 * F_) + arena_bytes(dt, V_) + 4096;
+    return arena_bytes(dt, Q_ * Dd_) + arena_bytes(dt, Dd_) * 6 +
+           arena_bytes(dt, Dd_ + 2 * Hkv_ * Dh_) + arena_bytes(dt, 2 * F_) + arena_bytes(dt, V_) +
+           4096;
 }
 
-void AudioHead::sample_frame(const ops::Context& ctx, AudioHeadState& st, const Tensor& h, const FrameSampling& s,
-                             Arena& scratch, Tensor& codes, Tensor* logits_out, const Tensor* forced) const {
+void AudioHead::sample_frame(const ops::Context& ctx, AudioHeadState& st, const Tensor& h,
+                             const FrameSampling& s, Arena& scratch, Tensor& codes,
+                             Tensor* logits_out, const Tensor* forced) const {
     const DType dt = ctx.act_dtype();
     const size_t mark = scratch.mark();
     Tensor dall = scratch.alloc(dt, {1, Q_ * Dd_});
@@ -108,10 +140,12 @@ void AudioHead::sample_frame(const ops::Context& ctx, AudioHeadState& st, const 
     // q, k, v come out of one GEMV as adjacent slices of one row.
     Tensor qkv = scratch.alloc(dt, {1, Dd_ + 2 * Hkv_ * Dh_});
     Tensor q = Tensor::make(qkv.data, dt, ctx.device, {1, H_, Dh_});
-    Tensor k = Tensor::make(static_cast<char*>(qkv.data) + static_cast<size_t>(Dd_) * dtype_size(dt), dt, ctx.device,
-                            {1, Hkv_, Dh_});
-    Tensor v = Tensor::make(static_cast<char*>(qkv.data) + static_cast<size_t>(Dd_ + Hkv_ * Dh_) * dtype_size(dt), dt,
-                            ctx.device, {1, Hkv_, Dh_});
+    Tensor k =
+        Tensor::make(static_cast<char*>(qkv.data) + static_cast<size_t>(Dd_) * dtype_size(dt), dt,
+                     ctx.device, {1, Hkv_, Dh_});
+    Tensor v = Tensor::make(
+        static_cast<char*>(qkv.data) + static_cast<size_t>(Dd_ + Hkv_ * Dh_) * dtype_size(dt), dt,
+        ctx.device, {1, Hkv_, Dh_});
     Tensor att = scratch.alloc(dt, {1, H_, Dh_});
     Tensor o = scratch.alloc(dt, {1, Dd_});
     Tensor g1 = scratch.alloc(dt, {1, F_}), g3 = scratch.alloc(dt, {1, F_});
@@ -132,8 +166,8 @@ void AudioHead::sample_frame(const ops::Context& ctx, AudioHeadState& st, const 
             ops::rope(ctx, q, pos, rope_cos_, rope_sin_, ops::RopeStyle::kPairs);
             ops::rope(ctx, k, pos, rope_cos_, rope_sin_, ops::RopeStyle::kPairs);
             ops::kv_write(ctx, k, v, pos, st.k_cache[l], st.v_cache[l]);
-            ops::attention(ctx, q, st.k_cache[l], st.v_cache[l], pos, 1.0f / std::sqrt(static_cast<float>(Dh_)), 0,
-                           att);
+            ops::attention(ctx, q, st.k_cache[l], st.v_cache[l], pos,
+                           1.0f / std::sqrt(static_cast<float>(Dh_)), 0, att);
             ops::linear(ctx, att2, L.out_proj, nullptr, o);
             ops::add(ctx, o, x, x);  // h = op(norm(x)) + x
             ops::rms_norm(ctx, x, L.ffn_norm, eps_, ops::RmsStyle::kFused, n);

@@ -68,8 +68,9 @@ public:
     // h [1, D] → codes (device I32 [Q]). logits_out (optional, [Q, V] activation dtype) receives
     // each codebook's logits. forced (optional, device I32 [Q]): feed these codes back instead of
     // the chosen ones (teacher forcing for parity tests); codes still receives the choices.
-    void sample_frame(const ops::Context& ctx, AudioHeadState& st, const Tensor& h, const FrameSampling& s,
-                      Arena& scratch, Tensor& codes, Tensor* logits_out, const Tensor* forced) const;
+    void sample_frame(const ops::Context& ctx, AudioHeadState& st, const Tensor& h,
+                      const FrameSampling& s, Arena& scratch, Tensor& codes, Tensor* logits_out,
+                      const Tensor* forced) const;
 
     // codes [N, Q] (device I32) → y [N, D] = Σ_i audio_embedding[codes[n,i] + 2049·i]
     void embed_frames(const ops::Context& ctx, const Tensor& codes, Tensor& y) const;
@@ -77,11 +78,11 @@ public:
 private:
     int Q_ = 8, V_ = 2049, Dd_ = 0, H_ = 0, Hkv_ = 0, Dh_ = 0, F_ = 0, D_ = 0;
     float eps_ = 1e-5f;
-    Tensor depth_w_, depth_b_;            // [Q·Dd, D], [Q·Dd]
+    Tensor depth_w_, depth_b_;  // [Q·Dd, D], [Q·Dd]
     std::vector<DepthLayerWeights> layers_;
     std::vector<Tensor> emb_, emb_norm_, to_logits_;  // per codebook [V, Dd], [Dd], [V, Dd]
-    Tensor audio_embedding_;              // [Q·V, D]
-    Tensor rope_cos_, rope_sin_;          // [Q, Dh/2] F32
+    Tensor audio_embedding_;                          // [Q·V, D]
+    Tensor rope_cos_, rope_sin_;                      // [Q, Dh/2] F32
 };
 
 }  // namespace voxrt::model

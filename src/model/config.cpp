@@ -13,7 +13,8 @@ Expected<PreprocessorConfig> parse_preprocessor(const io::JsonView& j) {
     VOXRT_ASSIGN_OR_RETURN(int64_t sr, j.integer("sample_rate", 8000, 48000));
     c.sample_rate = static_cast<int>(sr);
     VOXRT_ASSIGN_OR_RETURN(c.normalize, j.string_or("normalize", "per_feature"));
-    if (c.normalize != "per_feature") return j.error("normalize", "only \"per_feature\" is supported");
+    if (c.normalize != "per_feature")
+        return j.error("normalize", "only \"per_feature\" is supported");
     VOXRT_ASSIGN_OR_RETURN(c.window_size, j.number("window_size", 1e-3, 1.0));
     VOXRT_ASSIGN_OR_RETURN(c.window_stride, j.number("window_stride", 1e-4, 1.0));
     VOXRT_ASSIGN_OR_RETURN(c.window, j.string_or("window", "hann"));
@@ -45,30 +46,36 @@ Expected<EncoderConfig> parse_encoder(const io::JsonView& j) {
     };
     VOXRT_RETURN_IF_ERROR(geti("feat_in", c.feat_in, 1, 1024));
     VOXRT_RETURN_IF_ERROR(geti("feat_out", c.feat_out, -1, kMaxDim));
-    if (c.feat_out != -1 && c.feat_out != 0) return j.error("feat_out", "an output projection is not supported");
+    if (c.feat_out != -1 && c.feat_out != 0)
+        return j.error("feat_out", "an output projection is not supported");
     VOXRT_RETURN_IF_ERROR(geti("n_layers", c.n_layers, 1, kMaxLayers));
     VOXRT_RETURN_IF_ERROR(geti("d_model", c.d_model, 1, kMaxDim));
     VOXRT_ASSIGN_OR_RETURN(c.subsampling, j.string("subsampling"));
-    if (c.subsampling != "dw_striding") return j.error("subsampling", "only \"dw_striding\" is supported");
+    if (c.subsampling != "dw_striding")
+        return j.error("subsampling", "only \"dw_striding\" is supported");
     VOXRT_RETURN_IF_ERROR(geti("subsampling_factor", c.subsampling_factor, 2, 64));
     if (c.subsampling_factor & (c.subsampling_factor - 1))
         return j.error("subsampling_factor", "must be a power of two");
     VOXRT_RETURN_IF_ERROR(geti("subsampling_conv_channels", c.subsampling_conv_channels, 1, 4096));
     VOXRT_RETURN_IF_ERROR(geti("ff_expansion_factor", c.ff_expansion_factor, 1, 16));
     VOXRT_ASSIGN_OR_RETURN(c.self_attention_model, j.string("self_attention_model"));
-    if (c.self_attention_model != "rel_pos") return j.error("self_attention_model", "only \"rel_pos\" is supported");
+    if (c.self_attention_model != "rel_pos")
+        return j.error("self_attention_model", "only \"rel_pos\" is supported");
     VOXRT_RETURN_IF_ERROR(geti("n_heads", c.n_heads, 1, 256));
     if (c.d_model % c.n_heads) return j.error("n_heads", "d_model is not divisible by n_heads");
     VOXRT_ASSIGN_OR_RETURN(c.xscaling, j.boolean_or("xscaling", false));
     VOXRT_ASSIGN_OR_RETURN(c.untie_biases, j.boolean_or("untie_biases", true));
-    if (!c.untie_biases) return j.error("untie_biases", "only per-layer (untied) biases are supported");
+    if (!c.untie_biases)
+        return j.error("untie_biases", "only per-layer (untied) biases are supported");
     VOXRT_RETURN_IF_ERROR(geti("pos_emb_max_len", c.pos_emb_max_len, 1, 1 << 20));
     VOXRT_RETURN_IF_ERROR(geti("conv_kernel_size", c.conv_kernel_size, 1, 255));
     if (c.conv_kernel_size % 2 == 0) return j.error("conv_kernel_size", "must be odd");
     VOXRT_ASSIGN_OR_RETURN(c.conv_norm_type, j.string_or("conv_norm_type", "batch_norm"));
-    if (c.conv_norm_type != "batch_norm") return j.error("conv_norm_type", "only \"batch_norm\" is supported");
+    if (c.conv_norm_type != "batch_norm")
+        return j.error("conv_norm_type", "only \"batch_norm\" is supported");
     VOXRT_ASSIGN_OR_RETURN(c.causal_downsampling, j.boolean_or("causal_downsampling", false));
-    if (c.causal_downsampling) return j.error("causal_downsampling", "causal subsampling is not supported");
+    if (c.causal_downsampling)
+        return j.error("causal_downsampling", "causal subsampling is not supported");
     if (j.has("att_context_size")) {
         VOXRT_ASSIGN_OR_RETURN(auto ctx, j.int_list("att_context_size"));
         if (ctx.size() != 2 || ctx[0] != -1 || ctx[1] != -1)
@@ -111,7 +118,8 @@ Expected<Lfm2Config> parse_lfm2_config(const io::JsonView& j) {
     VOXRT_ASSIGN_OR_RETURN(c.conv_bias, j.boolean_or("conv_bias", false));
     if (c.conv_bias) return j.error("conv_bias", "convolution biases are not supported");
     VOXRT_ASSIGN_OR_RETURN(c.norm_eps, j.number_or("norm_eps", 1e-5, 0.0, 1.0));
-    VOXRT_ASSIGN_OR_RETURN(int64_t max_pos, j.integer_or("max_position_embeddings", 128000, 1, 1 << 24));
+    VOXRT_ASSIGN_OR_RETURN(int64_t max_pos,
+                           j.integer_or("max_position_embeddings", 128000, 1, 1 << 24));
     c.max_position_embeddings = static_cast<int>(max_pos);
     // transformers 5 nests the RoPE base in "rope_parameters"; older files have "rope_theta".
     double theta = 1e6;
@@ -132,13 +140,16 @@ Expected<Lfm2Config> parse_lfm2_config(const io::JsonView& j) {
     c.num_heads = static_cast<int>(heads);
     c.num_kv_heads = static_cast<int>(kv_heads);
     if (hidden % heads) return j.error("num_attention_heads", "hidden_size is not divisible by it");
-    if (heads % kv_heads) return j.error("num_key_value_heads", "num_attention_heads is not divisible by it");
+    if (heads % kv_heads)
+        return j.error("num_key_value_heads", "num_attention_heads is not divisible by it");
     c.head_dim = static_cast<int>(hidden / heads);
     if (j.has("head_dim")) {
         VOXRT_ASSIGN_OR_RETURN(int64_t hd, j.integer("head_dim", 1, 4096));
-        if (hd != c.head_dim) return j.error("head_dim", "must equal hidden_size / num_attention_heads");
+        if (hd != c.head_dim)
+            return j.error("head_dim", "must equal hidden_size / num_attention_heads");
     }
-    if (c.head_dim % 2) return j.error("num_attention_heads", "head dimension must be even for RoPE");
+    if (c.head_dim % 2)
+        return j.error("num_attention_heads", "head dimension must be even for RoPE");
     c.conv_kernel = static_cast<int>(conv_l);
     int64_t ff = inter;
     if (auto_ff) {  // transformers Lfm2MLP
@@ -146,7 +157,8 @@ Expected<Lfm2Config> parse_lfm2_config(const io::JsonView& j) {
         ff = static_cast<int64_t>(mult * static_cast<double>(ff));
         ff = multiple_of * ((ff + multiple_of - 1) / multiple_of);
     }
-    if (ff < 1 || ff > (1 << 20)) return j.error("intermediate_size", "effective FFN width out of range");
+    if (ff < 1 || ff > (1 << 20))
+        return j.error("intermediate_size", "effective FFN width out of range");
     c.ff_dim = static_cast<int>(ff);
 
     if (j.has("layer_types")) {
@@ -171,7 +183,8 @@ Expected<Lfm2Config> parse_lfm2_config(const io::JsonView& j) {
         return j.error("layer_types", "missing (and no full_attn_idxs)");
     }
     if (static_cast<int64_t>(c.layers.size()) != n_layers)
-        return j.error("layer_types", "has " + std::to_string(c.layers.size()) + " entries but num_hidden_layers is " +
+        return j.error("layer_types", "has " + std::to_string(c.layers.size()) +
+                                          " entries but num_hidden_layers is " +
                                           std::to_string(n_layers));
     return c;
 }
@@ -179,7 +192,8 @@ Expected<Lfm2Config> parse_lfm2_config(const io::JsonView& j) {
 Expected<AudioModelConfig> load_model_config(const std::string& path) {
     VOXRT_ASSIGN_OR_RETURN(io::Json json, io::read_json_file(path, 1u << 20));
     io::JsonView j(&json, path, "");
-    if (!json.is_object()) return Status(StatusCode::kInvalidFile, path + ": expected a JSON object");
+    if (!json.is_object())
+        return Status(StatusCode::kInvalidFile, path + ": expected a JSON object");
     AudioModelConfig c;
     VOXRT_ASSIGN_OR_RETURN(int64_t cb, j.integer("codebooks", 1, 64));
     c.codebooks = static_cast<int>(cb);
@@ -203,10 +217,12 @@ Expected<AudioModelConfig> load_model_config(const std::string& path) {
 
 Expected<Lfm2Config> load_detokenizer_config(const std::string& path) {
     VOXRT_ASSIGN_OR_RETURN(io::Json json, io::read_json_file(path, 1u << 20));
-    if (!json.is_object()) return Status(StatusCode::kInvalidFile, path + ": expected a JSON object");
+    if (!json.is_object())
+        return Status(StatusCode::kInvalidFile, path + ": expected a JSON object");
     io::JsonView j(&json, path, "");
     VOXRT_ASSIGN_OR_RETURN(Lfm2Config c, parse_lfm2_config(j));
-    if (c.sliding_window == 0) c.sliding_window = 30;  // liquid-audio: getattr(cfg, "sliding_window", 30)
+    if (c.sliding_window == 0)
+        c.sliding_window = 30;  // liquid-audio: getattr(cfg, "sliding_window", 30)
     return c;
 }
 

@@ -58,7 +58,7 @@ struct Lfm2Config {
     int num_heads = 32;
     int num_kv_heads = 8;
     int head_dim = 64;
-    int ff_dim = 8192;  // effective width after block_auto_adjust_ff_dim
+    int ff_dim = 8192;    // effective width after block_auto_adjust_ff_dim
     int conv_kernel = 3;  // conv_L_cache
     bool conv_bias = false;
     double norm_eps = 1e-5;
@@ -75,10 +75,10 @@ struct DepthformerConfig {
     int layers = 6;
     int dim = 1024;
     bool tie = true;
-    int num_heads = 32;   // MHA default in liquid-audio
-    int num_kv_heads = 8; // gqa_dim default
+    int num_heads = 32;    // MHA default in liquid-audio
+    int num_kv_heads = 8;  // gqa_dim default
     int head_dim = 32;
-    int ff_dim = 2816;    // SwiGLU: 4·dim → ·2/3 → round up to 256
+    int ff_dim = 2816;  // SwiGLU: 4·dim → ·2/3 → round up to 256
     double norm_eps = 1e-5;
     double rope_theta = 1e6;
 };

@@ -15,37 +15,60 @@ std::string layer_name(const std::string& prefix, int i, const char* rest) {
 }  // namespace
 
 Expected<Lfm2Network> Lfm2Network::load(const Lfm2Config& cfg, const io::SafeTensorsFile& f,
-                                        const std::string& prefix, WeightStore& store, const Options& opt) {
+                                        const std::string& prefix, WeightStore& store,
+                                        const Options& opt) {
     Lfm2Network n;
     n.cfg_ = cfg;
     const int64_t D = cfg.hidden_size, F = cfg.ff_dim, H = cfg.num_heads, Hkv = cfg.num_kv_heads,
                   Dh = cfg.head_dim, K = cfg.conv_kernel;
     if (opt.need_embedding) {
-        VOXRT_ASSIGN_OR_RETURN(n.embed_tokens_, store.fetch(f, prefix + "embed_tokens.weight", {cfg.vocab_size, D}));
+        VOXRT_ASSIGN_OR_RETURN(n.embed_tokens_,
+                               store.fetch(f, prefix + "embed_tokens.weight", {cfg.vocab_size, D}));
     }
     VOXRT_ASSIGN_OR_RETURN(n.final_norm_, store.fetch(f, prefix + "embedding_norm.weight", {D}));
     for (int i = 0; i < cfg.n_layers(); ++i) {
         Lfm2LayerWeights L;
         L.kind = cfg.layers[static_cast<size_t>(i)];
-        VOXRT_ASSIGN_OR_RETURN(L.operator_norm, store.fetch(f, layer_name(prefix, i, "operator_norm.weight"), {D}));
-        VOXRT_ASSIGN_OR_RETURN(L.ffn_norm, store.fetch(f, layer_name(prefix, i, "ffn_norm.weight"), {D}));
-        VOXRT_ASSIGN_OR_RETURN(L.w1, store.fetch(f, layer_name(prefix, i, "feed_forward.w1.weight"), {F, D}));
-        VOXRT_ASSIGN_OR_RETURN(L.w3, store.fetch(f, layer_name(prefix, i, "feed_forward.w3.weight"), {F, D}));
-        VOXRT_ASSIGN_OR_RETURN(L.w2, store.fetch(f, layer_name(prefix, i, "feed_forward.w2.weight"), {D, F}));
+        VOXRT_ASSIGN_OR_RETURN(L.operator_norm,
+                               store.fetch(f, layer_name(prefix, i, "operator_norm.weight"), {D}));
+        VOXRT_ASSIGN_OR_RETURN(L.ffn_norm,
+                               store.fetch(f, layer_name(prefix, i, "ffn_norm.weight"), {D}));
+        VOXRT_ASSIGN_OR_RETURN(
+            L.w1, store.fetch(f, layer_name(prefix, i, "feed_forward.w1.weight"), {F, D}));
+        VOXRT_ASSIGN_OR_RETURN(
+            L.w3, store.fetch(f, layer_name(prefix, i, "feed_forward.w3.weight"), {F, D}));
+        VOXRT_ASSIGN_OR_RETURN(
+            L.w2, store.fetch(f, layer_name(prefix, i, "feed_forward.w2.weight"), {D, F}));
         if (L.kind == LayerKind::kConv) {
-            VOXRT_ASSIGN_OR_RETURN(L.in_proj, store.fetch(f, layer_name(prefix, i, "conv.in_proj.weight"), {3 * D, D}));
+            VOXRT_ASSIGN_OR_RETURN(
+                L.in_proj,
+                store.fetch(f, layer_name(prefix, i, "conv.in_proj.weight"), {3 * D, D}));
             L.in_b = L.in_proj.rows(0, D);
             L.in_c = L.in_proj.rows(D, 2 * D);
             L.in_x = L.in_proj.rows(2 * D, 3 * D);
-            VOXRT_ASSIGN_OR_RETURN(L.conv, store.fetch(f, layer_name(prefix, i, "conv.conv.weight"), {D, 1, K}));
-            VOXRT_ASSIGN_OR_RETURN(L.out_proj, store.fetch(f, layer_name(prefix, i, "conv.out_proj.weight"), {D, D}));
+            VOXRT_ASSIGN_OR_RETURN(
+                L.conv, store.fetch(f, layer_name(prefix, i, "conv.conv.weight"), {D, 1, K}));
+            VOXRT_ASSIGN_OR_RETURN(
+                L.out_proj, store.fetch(f, layer_name(prefix, i, "conv.out_proj.weight"), {D, D}));
         } else {
-            VOXRT_ASSIGN_OR_RETURN(L.q_proj, store.fetch(f, layer_name(prefix, i, "self_attn.q_proj.weight"), {H * Dh, D}));
-            VOXRT_ASSIGN_OR_RETURN(L.k_proj, store.fetch(f, layer_name(prefix, i, "self_attn.k_proj.weight"), {Hkv * Dh, D}));
-            VOXRT_ASSIGN_OR_RETURN(L.v_proj, store.fetch(f, layer_name(prefix, i, "self_attn.v_proj.weight"), {Hkv * Dh, D}));
-            VOXRT_ASSIGN_OR_RETURN(L.out_proj, store.fetch(f, layer_name(prefix, i, "self_attn.out_proj.weight"), {D, H * Dh}));
-            VOXRT_ASSIGN_OR_RETURN(L.q_norm, store.fetch(f, layer_name(prefix, i, "self_attn.q_layernorm.weight"), {Dh}));
-            VOXRT_ASSIGN_OR_RETURN(L.k_norm, store.fetch(f, layer_name(prefix, i, "self_attn.k_layernorm.weight"), {Dh}));
+            VOXRT_ASSIGN_OR_RETURN(
+                L.q_proj,
+                store.fetch(f, layer_name(prefix, i, "self_attn.q_proj.weight"), {H * Dh, D}));
+            VOXRT_ASSIGN_OR_RETURN(
+                L.k_proj,
+                store.fetch(f, layer_name(prefix, i, "self_attn.k_proj.weight"), {Hkv * Dh, D}));
+            VOXRT_ASSIGN_OR_RETURN(
+                L.v_proj,
+                store.fetch(f, layer_name(prefix, i, "self_attn.v_proj.weight"), {Hkv * Dh, D}));
+            VOXRT_ASSIGN_OR_RETURN(
+                L.out_proj,
+                store.fetch(f, layer_name(prefix, i, "self_attn.out_proj.weight"), {D, H * Dh}));
+            VOXRT_ASSIGN_OR_RETURN(
+                L.q_norm,
+                store.fetch(f, layer_name(prefix, i, "self_attn.q_layernorm.weight"), {Dh}));
+            VOXRT_ASSIGN_OR_RETURN(
+                L.k_norm,
+                store.fetch(f, layer_name(prefix, i, "self_attn.k_layernorm.weight"), {Dh}));
         }
         n.layers_.push_back(L);
     }
@@ -65,8 +88,10 @@ Expected<Lfm2Network> Lfm2Network::load(const Lfm2Config& cfg, const io::SafeTen
     for (int p = 0; p < P; ++p)
         for (int64_t i = 0; i < half; ++i) {
             const float fr = static_cast<float>(p) * inv[static_cast<size_t>(i)];
-            c[static_cast<size_t>(p * half + i)] = static_cast<float>(std::cos(static_cast<double>(fr)));
-            s[static_cast<size_t>(p * half + i)] = static_cast<float>(std::sin(static_cast<double>(fr)));
+            c[static_cast<size_t>(p * half + i)] =
+                static_cast<float>(std::cos(static_cast<double>(fr)));
+            s[static_cast<size_t>(p * half + i)] =
+                static_cast<float>(std::sin(static_cast<double>(fr)));
         }
     VOXRT_ASSIGN_OR_RETURN(n.rope_cos_, store.upload_f32(std::move(c), {P, half}));
     VOXRT_ASSIGN_OR_RETURN(n.rope_sin_, store.upload_f32(std::move(s), {P, half}));
@@ -76,26 +101,32 @@ Expected<Lfm2Network> Lfm2Network::load(const Lfm2Config& cfg, const io::SafeTen
 
 Expected<Lfm2State> Lfm2Network::new_state(const ops::Context& ctx, int capacity) const {
     if (capacity > max_positions_)
-        return make_error(StatusCode::kOutOfRange, "[lfm2] state capacity %d exceeds the %d positions prepared",
-                          capacity, max_positions_);
+        return make_error(StatusCode::kOutOfRange,
+                          "[lfm2] state capacity %d exceeds the %d positions prepared", capacity,
+                          max_positions_);
     Lfm2State st;
     st.capacity = capacity;
     const DType dt = ctx.act_dtype();
-    const int64_t D = cfg_.hidden_size, Hkv = cfg_.num_kv_heads, Dh = cfg_.head_dim, K = cfg_.conv_kernel;
+    const int64_t D = cfg_.hidden_size, Hkv = cfg_.num_kv_heads, Dh = cfg_.head_dim,
+                  K = cfg_.conv_kernel;
     for (const auto& L : layers_) {
         if (L.kind == LayerKind::kAttention) {
             const size_t bytes = static_cast<size_t>(Hkv * capacity * Dh) * dtype_size(dt);
-            Buffer kb = Buffer::allocate(ctx.device, bytes), vb = Buffer::allocate(ctx.device, bytes);
+            Buffer kb = Buffer::allocate(ctx.device, bytes),
+                   vb = Buffer::allocate(ctx.device, bytes);
             if (!kb.data() || !vb.data())
-                return make_error(StatusCode::kOutOfMemory, "[lfm2] cannot allocate a KV cache of 2 x %zu bytes", bytes);
+                return make_error(StatusCode::kOutOfMemory,
+                                  "[lfm2] cannot allocate a KV cache of 2 x %zu bytes", bytes);
             st.k_cache.push_back(kb.view(dt, {Hkv, capacity, Dh}));
             st.v_cache.push_back(vb.view(dt, {Hkv, capacity, Dh}));
             st.conv_state.emplace_back();
             st.buffers.push_back(std::move(kb));
             st.buffers.push_back(std::move(vb));
         } else {
-            Buffer cb = Buffer::allocate(ctx.device, static_cast<size_t>((K - 1) * D) * dtype_size(dt));
-            if (!cb.data()) return make_error(StatusCode::kOutOfMemory, "[lfm2] cannot allocate conv state");
+            Buffer cb =
+                Buffer::allocate(ctx.device, static_cast<size_t>((K - 1) * D) * dtype_size(dt));
+            if (!cb.data())
+                return make_error(StatusCode::kOutOfMemory, "[lfm2] cannot allocate conv state");
             st.conv_state.push_back(cb.view(dt, {K - 1, D}));
             st.k_cache.emplace_back();
             st.v_cache.emplace_back();
@@ -120,21 +151,21 @@ size_t Lfm2Network::scratch_bytes(const ops::Context& ctx, int64_t T) const {
     const int64_t D = cfg_.hidden_size, F = cfg_.ff_dim;
     const int64_t Hd = cfg_.num_heads * cfg_.head_dim, Kd = cfg_.num_kv_heads * cfg_.head_dim;
     size_t b = 0;
-    b += arena_bytes(dt, T * D) * 5;  // h, b, c, xx/conv, out
+    b += arena_bytes(dt, T * D) * 5;                                 // h, b, c, xx/conv, out
     b += arena_bytes(dt, T * Hd) * 2 + arena_bytes(dt, T * Kd) * 2;  // q, attn, k, v
-    b += arena_bytes(dt, T * F) * 2;  // w1, w3 outputs
+    b += arena_bytes(dt, T * F) * 2;                                 // w1, w3 outputs
     return b + 4096;
 }
 
-void Lfm2Network::forward(const ops::Context& ctx, Lfm2State& st, Tensor& x, const Tensor& pos, Arena& scratch,
-                          Tensor& out) const {
+void Lfm2Network::forward(const ops::Context& ctx, Lfm2State& st, Tensor& x, const Tensor& pos,
+                          Arena& scratch, Tensor& out) const {
     const Memory mem{&st.conv_state, &st.k_cache, &st.v_cache};
     forward_rows(ctx, mem, x, pos, rope_cos_, rope_sin_, pos, scratch, out);
 }
 
-void Lfm2Network::forward_rows(const ops::Context& ctx, const Memory& mem, Tensor& x, const Tensor& rope_pos,
-                               const Tensor& cos, const Tensor& sin, const Tensor& rows, Arena& scratch,
-                               Tensor& out) const {
+void Lfm2Network::forward_rows(const ops::Context& ctx, const Memory& mem, Tensor& x,
+                               const Tensor& rope_pos, const Tensor& cos, const Tensor& sin,
+                               const Tensor& rows, Arena& scratch, Tensor& out) const {
     const Tensor& pos = rows;
     const int64_t T = x.shape[0], D = cfg_.hidden_size, F = cfg_.ff_dim;
     const int64_t H = cfg_.num_heads, Hkv = cfg_.num_kv_heads, Dh = cfg_.head_dim;
@@ -174,7 +205,8 @@ void Lfm2Network::forward_rows(const ops::Context& ctx, const Memory& mem, Tenso
             Tensor k = scratch.alloc(dt, {T, Hkv, Dh});
             Tensor v = scratch.alloc(dt, {T, Hkv, Dh});
             Tensor a = scratch.alloc(dt, {T, H * Dh});
-            Tensor q2 = q.reshape({T, H * Dh}), k2 = k.reshape({T, Hkv * Dh}), v2 = v.reshape({T, Hkv * Dh});
+            Tensor q2 = q.reshape({T, H * Dh}), k2 = k.reshape({T, Hkv * Dh}),
+                   v2 = v.reshape({T, Hkv * Dh});
             ops::linear(ctx, h, L.q_proj, nullptr, q2);
             ops::linear(ctx, h, L.k_proj, nullptr, k2);
             ops::linear(ctx, h, L.v_proj, nullptr, v2);

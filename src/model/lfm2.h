@@ -30,12 +30,12 @@ struct Lfm2LayerWeights {
     Tensor w2;             // [D, F]
     // conv layers: in_proj [3D, D] and its rows split into the B, C and x projections (views)
     Tensor in_proj, in_b, in_c, in_x;
-    Tensor conv;           // [D, 1, K]
-    Tensor out_proj;       // [D, D]
+    Tensor conv;      // [D, 1, K]
+    Tensor out_proj;  // [D, D]
     // attention layers
-    Tensor q_proj;         // [H·Dh, D]
-    Tensor k_proj, v_proj; // [Hkv·Dh, D]
-    Tensor q_norm, k_norm; // [Dh]
+    Tensor q_proj;          // [H·Dh, D]
+    Tensor k_proj, v_proj;  // [Hkv·Dh, D]
+    Tensor q_norm, k_norm;  // [Dh]
 };
 
 struct Lfm2State {
@@ -60,7 +60,8 @@ public:
     };
 
     static Expected<Lfm2Network> load(const Lfm2Config& cfg, const io::SafeTensorsFile& file,
-                                      const std::string& prefix, WeightStore& store, const Options& opt);
+                                      const std::string& prefix, WeightStore& store,
+                                      const Options& opt);
 
     const Lfm2Config& config() const { return cfg_; }
     const Tensor& embed_tokens() const { return embed_tokens_; }  // [V, D]
@@ -75,8 +76,8 @@ public:
 
     // x [T, D] (activation dtype) at positions pos (device I32 [T], consecutive, continuing the
     // state) → out [T, D] after the final norm. x is clobbered.
-    void forward(const ops::Context& ctx, Lfm2State& st, Tensor& x, const Tensor& pos, Arena& scratch,
-                 Tensor& out) const;
+    void forward(const ops::Context& ctx, Lfm2State& st, Tensor& x, const Tensor& pos,
+                 Arena& scratch, Tensor& out) const;
 
     // Per-layer memory as forward_rows() uses it (an Lfm2State's, or a caller's own arrangement):
     // conv_state[l] for conv layers, k_cache[l] / v_cache[l] for attention layers.

@@ -13,9 +13,12 @@ bool is_dir(const std::string& p) {
     return stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-Expected<int32_t> special_id(const text::Tokenizer& tok, const std::string& path, const char* name) {
+Expected<int32_t> special_id(const text::Tokenizer& tok, const std::string& path,
+                             const char* name) {
     auto id = tok.token_to_id(name);
-    if (!id) return make_error(StatusCode::kInvalidFile, "%s: special token %s is not in the vocabulary", path.c_str(), name);
+    if (!id)
+        return make_error(StatusCode::kInvalidFile, "%s: special token %s is not in the vocabulary",
+                          path.c_str(), name);
     return *id;
 }
 
@@ -31,10 +34,13 @@ LfmAudioModel::~LfmAudioModel() {
     backend::destroy_cuda_context(load_ctx_);
 }
 
-Expected<std::unique_ptr<LfmAudioModel>> LfmAudioModel::load(const std::string& dir, const ModelOptions& opt) {
-    if (!is_dir(dir)) return make_error(StatusCode::kNotFound, "%s: model directory not found", dir.c_str());
+Expected<std::unique_ptr<LfmAudioModel>> LfmAudioModel::load(const std::string& dir,
+                                                             const ModelOptions& opt) {
+    if (!is_dir(dir))
+        return make_error(StatusCode::kNotFound, "%s: model directory not found", dir.c_str());
     if (opt.max_context < 16 || opt.max_context > (1 << 20))
-        return make_error(StatusCode::kInvalidArgument, "context of %d positions is out of range", opt.max_context);
+        return make_error(StatusCode::kInvalidArgument, "context of %d positions is out of range",
+                          opt.max_context);
     std::unique_ptr<LfmAudioModel> m(new LfmAudioModel());
     m->dir_ = dir;
     m->opt_ = opt;
@@ -44,13 +50,18 @@ Expected<std::unique_ptr<LfmAudioModel>> LfmAudioModel::load(const std::string& 
     VOXRT_ASSIGN_OR_RETURN(text::Tokenizer tok, text::Tokenizer::load(tok_path));
     m->tokenizer_ = std::make_unique<text::Tokenizer>(std::move(tok));
     if (m->tokenizer_->vocab_size() > m->cfg_.lfm.vocab_size)
-        return make_error(StatusCode::kInvalidFile, "%s: %d tokens but config.json lfm.vocab_size is %d", tok_path.c_str(),
+        return make_error(StatusCode::kInvalidFile,
+                          "%s: %d tokens but config.json lfm.vocab_size is %d", tok_path.c_str(),
                           m->tokenizer_->vocab_size(), m->cfg_.lfm.vocab_size);
-    VOXRT_ASSIGN_OR_RETURN(m->special_.start_of_text, special_id(*m->tokenizer_, tok_path, "<|startoftext|>"));
-    VOXRT_ASSIGN_OR_RETURN(m->special_.im_start, special_id(*m->tokenizer_, tok_path, "<|im_start|>"));
+    VOXRT_ASSIGN_OR_RETURN(m->special_.start_of_text,
+                           special_id(*m->tokenizer_, tok_path, "<|startoftext|>"));
+    VOXRT_ASSIGN_OR_RETURN(m->special_.im_start,
+                           special_id(*m->tokenizer_, tok_path, "<|im_start|>"));
     VOXRT_ASSIGN_OR_RETURN(m->special_.im_end, special_id(*m->tokenizer_, tok_path, "<|im_end|>"));
-    VOXRT_ASSIGN_OR_RETURN(m->special_.audio_start, special_id(*m->tokenizer_, tok_path, "<|audio_start|>"));
-    VOXRT_ASSIGN_OR_RETURN(m->special_.text_end, special_id(*m->tokenizer_, tok_path, "<|text_end|>"));
+    VOXRT_ASSIGN_OR_RETURN(m->special_.audio_start,
+                           special_id(*m->tokenizer_, tok_path, "<|audio_start|>"));
+    VOXRT_ASSIGN_OR_RETURN(m->special_.text_end,
+                           special_id(*m->tokenizer_, tok_path, "<|text_end|>"));
 
     const PreprocessorConfig& pc = m->cfg_.preprocessor;
     audio::MelConfig mc;
@@ -82,15 +93,18 @@ Expected<std::unique_ptr<LfmAudioModel>> LfmAudioModel::load(const std::string& 
     }
     m->load_ctx_.pool = m->pool_.get();
 
-    VOXRT_ASSIGN_OR_RETURN(io::SafeTensorsFile mf, io::SafeTensorsFile::open(dir + "/model.safetensors"));
+    VOXRT_ASSIGN_OR_RETURN(io::SafeTensorsFile mf,
+                           io::SafeTensorsFile::open(dir + "/model.safetensors"));
     m->model_file_ = std::make_unique<io::SafeTensorsFile>(std::move(mf));
     m->store_ = std::make_unique<WeightStore>(m->load_ctx_);
-    VOXRT_ASSIGN_OR_RETURN(AudioEncoder enc, AudioEncoder::load(m->cfg_, *m->model_file_, *m->store_));
+    VOXRT_ASSIGN_OR_RETURN(AudioEncoder enc,
+                           AudioEncoder::load(m->cfg_, *m->model_file_, *m->store_));
     m->encoder_ = std::make_unique<AudioEncoder>(std::move(enc));
     Lfm2Network::Options bo;
     bo.bf16_inv_freq = true;  // liquid-audio casts the whole model, RoPE buffer included, to bf16
     bo.max_positions = opt.max_context;
-    VOXRT_ASSIGN_OR_RETURN(Lfm2Network net, Lfm2Network::load(m->cfg_.lfm, *m->model_file_, "lfm.", *m->store_, bo));
+    VOXRT_ASSIGN_OR_RETURN(Lfm2Network net,
+                           Lfm2Network::load(m->cfg_.lfm, *m->model_file_, "lfm.", *m->store_, bo));
     m->backbone_ = std::make_unique<Lfm2Network>(std::move(net));
     VOXRT_ASSIGN_OR_RETURN(AudioHead head, AudioHead::load(m->cfg_, *m->model_file_, *m->store_));
     m->head_ = std::make_unique<AudioHead>(std::move(head));
@@ -98,7 +112,8 @@ Expected<std::unique_ptr<LfmAudioModel>> LfmAudioModel::load(const std::string& 
     const std::string detok_dir = dir + "/audio_detokenizer";
     if (opt.load_detokenizer) {
         if (!is_dir(detok_dir))
-            return make_error(StatusCode::kNotFound, "%s: audio detokenizer directory not found", detok_dir.c_str());
+            return make_error(StatusCode::kNotFound, "%s: audio detokenizer directory not found",
+                              detok_dir.c_str());
         VOXRT_ASSIGN_OR_RETURN(Detokenizer det, Detokenizer::load(detok_dir, *m->store_));
         m->detok_ = std::make_unique<Detokenizer>(std::move(det));
     }
@@ -117,7 +132,8 @@ Expected<std::unique_ptr<LfmAudioModel>> LfmAudioModel::load(const std::string& 
         if (k == LayerKind::kConv) {
             n += 3 * D * D + D * static_cast<size_t>(c.conv_kernel) + D * D;
         } else {
-            const size_t HD = static_cast<size_t>(c.num_heads * c.head_dim), KD = static_cast<size_t>(c.num_kv_heads * c.head_dim);
+            const size_t HD = static_cast<size_t>(c.num_heads * c.head_dim),
+                         KD = static_cast<size_t>(c.num_kv_heads * c.head_dim);
             n += D * HD * 2 + 2 * D * KD + 2 * static_cast<size_t>(c.head_dim);
         }
         layers += n * es;
@@ -128,9 +144,11 @@ Expected<std::unique_ptr<LfmAudioModel>> LfmAudioModel::load(const std::string& 
     const size_t Dd = static_cast<size_t>(d.dim), F = static_cast<size_t>(d.ff_dim),
                  KV = static_cast<size_t>(d.num_kv_heads * d.head_dim);
     const size_t depth_layer = (2 * Dd + Dd * (Dd + 2 * KV) + Dd * Dd + 3 * Dd * F) * es;
-    const size_t Q = static_cast<size_t>(m->cfg_.codebooks), V = static_cast<size_t>(m->cfg_.audio_vocab);
-    m->audio_frame_bytes_ = layers + Q * Dd * c.hidden_size * es +
-                            Q * (static_cast<size_t>(d.layers) * depth_layer + V * Dd * es + Dd * es);
+    const size_t Q = static_cast<size_t>(m->cfg_.codebooks),
+                 V = static_cast<size_t>(m->cfg_.audio_vocab);
+    m->audio_frame_bytes_ =
+        layers + Q * Dd * c.hidden_size * es +
+        Q * (static_cast<size_t>(d.layers) * depth_layer + V * Dd * es + Dd * es);
     return m;
 }
 

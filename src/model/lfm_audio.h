@@ -30,8 +30,8 @@ namespace voxrt::model {
 struct ModelOptions {
     Device device = Device::kCPU;
     ops::Precision precision = ops::Precision::kBF16;
-    int max_context = 4096;   // positions a session may hold (RoPE tables, cache sizes)
-    int threads = 0;          // CPU worker threads; 0 = all cores
+    int max_context = 4096;  // positions a session may hold (RoPE tables, cache sizes)
+    int threads = 0;         // CPU worker threads; 0 = all cores
     bool load_detokenizer = true;
 };
 
@@ -46,7 +46,8 @@ struct SpecialTokens {
 
 class LfmAudioModel {
 public:
-    static Expected<std::unique_ptr<LfmAudioModel>> load(const std::string& dir, const ModelOptions& opt);
+    static Expected<std::unique_ptr<LfmAudioModel>> load(const std::string& dir,
+                                                         const ModelOptions& opt);
     ~LfmAudioModel();
 
     const std::string& dir() const { return dir_; }

@@ -20,14 +20,16 @@ Expected<Tensor> WeightStore::place(const Tensor& host) {
 namespace {
 
 // A floating-point parameter by name, with its shape checked: BF16, F32 or F16 as stored.
-Expected<Tensor> float_tensor(const io::SafeTensorsFile& f, const std::string& name, const std::vector<int64_t>& shape) {
+Expected<Tensor> float_tensor(const io::SafeTensorsFile& f, const std::string& name,
+                              const std::vector<int64_t>& shape) {
     const io::TensorInfo* info = f.find(name);
     if (!info)
-        return make_error(StatusCode::kNotFound, "%s: required tensor \"%s\" is missing", f.path().c_str(),
-                          name.c_str());
+        return make_error(StatusCode::kNotFound, "%s: required tensor \"%s\" is missing",
+                          f.path().c_str(), name.c_str());
     if (info->dtype != DType::kBF16 && info->dtype != DType::kF32 && info->dtype != DType::kF16)
-        return make_error(StatusCode::kInvalidFile, "%s: tensor \"%s\" has dtype %s, expected BF16 or F32",
-                          f.path().c_str(), name.c_str(), info->dtype_name.c_str());
+        return make_error(StatusCode::kInvalidFile,
+                          "%s: tensor \"%s\" has dtype %s, expected BF16 or F32", f.path().c_str(),
+                          name.c_str(), info->dtype_name.c_str());
     return f.get(name, *info->dtype, shape);
 }
 
@@ -51,7 +53,8 @@ Expected<Tensor> WeightStore::fetch(const io::SafeTensorsFile& f, const std::str
     return place(t);
 }
 
-Expected<std::vector<float>> WeightStore::fetch_host_f32(const io::SafeTensorsFile& f, const std::string& name,
+Expected<std::vector<float>> WeightStore::fetch_host_f32(const io::SafeTensorsFile& f,
+                                                         const std::string& name,
                                                          const std::vector<int64_t>& shape) {
     VOXRT_ASSIGN_OR_RETURN(Tensor t, float_tensor(f, name, shape));
     std::vector<float> v(static_cast<size_t>(t.numel()));
@@ -63,21 +66,25 @@ Expected<std::vector<float>> WeightStore::fetch_host_f32(const io::SafeTensorsFi
     return v;
 }
 
-Expected<Tensor> WeightStore::upload_f32(std::vector<float> host, std::initializer_list<int64_t> shape) {
+Expected<Tensor> WeightStore::upload_f32(std::vector<float> host,
+                                         std::initializer_list<int64_t> shape) {
     host_f32_.push_back(std::move(host));
     owned_bytes_ += host_f32_.back().size() * 4;
     Tensor t = Tensor::make(host_f32_.back().data(), DType::kF32, Device::kCPU, shape);
-    VOXRT_ASSERT(static_cast<size_t>(t.numel()) == host_f32_.back().size(), "upload_f32: shape %s for %zu values",
-                 t.describe().c_str(), host_f32_.back().size());
+    VOXRT_ASSERT(static_cast<size_t>(t.numel()) == host_f32_.back().size(),
+                 "upload_f32: shape %s for %zu values", t.describe().c_str(),
+                 host_f32_.back().size());
     return place(t);
 }
 
-Expected<Tensor> WeightStore::upload_i32(std::vector<int32_t> host, std::initializer_list<int64_t> shape) {
+Expected<Tensor> WeightStore::upload_i32(std::vector<int32_t> host,
+                                         std::initializer_list<int64_t> shape) {
     host_i32_.push_back(std::move(host));
     owned_bytes_ += host_i32_.back().size() * 4;
     Tensor t = Tensor::make(host_i32_.back().data(), DType::kI32, Device::kCPU, shape);
-    VOXRT_ASSERT(static_cast<size_t>(t.numel()) == host_i32_.back().size(), "upload_i32: shape %s for %zu values",
-                 t.describe().c_str(), host_i32_.back().size());
+    VOXRT_ASSERT(static_cast<size_t>(t.numel()) == host_i32_.back().size(),
+                 "upload_i32: shape %s for %zu values", t.describe().c_str(),
+                 host_i32_.back().size());
     return place(t);
 }
 

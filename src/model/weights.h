@@ -32,7 +32,8 @@ public:
     Expected<Tensor> fetch(const io::SafeTensorsFile& f, const std::string& name,
                            const std::vector<int64_t>& shape);
     // Fetches and converts to F32 (for parameters read on the host, e.g. BatchNorm statistics).
-    Expected<std::vector<float>> fetch_host_f32(const io::SafeTensorsFile& f, const std::string& name,
+    Expected<std::vector<float>> fetch_host_f32(const io::SafeTensorsFile& f,
+                                                const std::string& name,
                                                 const std::vector<int64_t>& shape);
     // Places a host F32 table on the device.
     Expected<Tensor> upload_f32(std::vector<float> host, std::initializer_list<int64_t> shape);

@@ -23,7 +23,9 @@ void check_param(const Context& ctx, const Tensor& t, int64_t numel, const char*
 }
 
 // Output size of a kernel-3, stride-2, padding-1 convolution.
-int64_t half_up(int64_t n) { return (n + 1) / 2; }
+int64_t half_up(int64_t n) {
+    return (n + 1) / 2;
+}
 
 }  // namespace
 

@@ -8,8 +8,12 @@ namespace voxrt::ops {
 
 namespace {
 
-int64_t rows_of(const Tensor& t) { return t.ndim ? t.numel() / t.shape[t.ndim - 1] : 0; }
-int64_t cols_of(const Tensor& t) { return t.ndim ? t.shape[t.ndim - 1] : 0; }
+int64_t rows_of(const Tensor& t) {
+    return t.ndim ? t.numel() / t.shape[t.ndim - 1] : 0;
+}
+int64_t cols_of(const Tensor& t) {
+    return t.ndim ? t.shape[t.ndim - 1] : 0;
+}
 
 void check_device(const Context& ctx, const Tensor& t, const char* op, const char* name) {
     VOXRT_ASSERT(t.device == ctx.device, "%s: %s is on %s, context on %s", op, name,
@@ -23,18 +27,19 @@ void check_act(const Context& ctx, const Tensor& t, const char* op, const char* 
 }
 
 void check_same(const Tensor& a, const Tensor& b, const char* op) {
-    VOXRT_ASSERT(a.numel() == b.numel(), "%s: %s vs %s", op, a.describe().c_str(), b.describe().c_str());
+    VOXRT_ASSERT(a.numel() == b.numel(), "%s: %s vs %s", op, a.describe().c_str(),
+                 b.describe().c_str());
 }
 
 }  // namespace
 
-#define VOXRT_DISPATCH(call)                                      \
-    do {                                                          \
-        if (ctx.device == Device::kCPU) {                         \
-            cpu::call;                                            \
-        } else {                                                  \
-            cuda::call;                                           \
-        }                                                         \
+#define VOXRT_DISPATCH(call)              \
+    do {                                  \
+        if (ctx.device == Device::kCPU) { \
+            cpu::call;                    \
+        } else {                          \
+            cuda::call;                   \
+        }                                 \
     } while (0)
 
 void linear(const Context& ctx, const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) {
@@ -49,7 +54,8 @@ void linear(const Context& ctx, const Tensor& x, const Tensor& w, const Tensor* 
     VOXRT_DISPATCH(linear(ctx, x, w, bias, y));
 }
 
-void rms_norm(const Context& ctx, const Tensor& x, const Tensor& w, float eps, RmsStyle style, Tensor& y) {
+void rms_norm(const Context& ctx, const Tensor& x, const Tensor& w, float eps, RmsStyle style,
+              Tensor& y) {
     check_act(ctx, x, "rms_norm", "x");
     check_same(x, y, "rms_norm");
     VOXRT_ASSERT(w.numel() == cols_of(x), "rms_norm: w %s for x %s", w.describe().c_str(),
@@ -57,7 +63,8 @@ void rms_norm(const Context& ctx, const Tensor& x, const Tensor& w, float eps, R
     VOXRT_DISPATCH(rms_norm(ctx, x, w, eps, style, y));
 }
 
-void layer_norm(const Context& ctx, const Tensor& x, const Tensor& w, const Tensor& b, float eps, Tensor& y) {
+void layer_norm(const Context& ctx, const Tensor& x, const Tensor& w, const Tensor& b, float eps,
+                Tensor& y) {
     check_act(ctx, x, "layer_norm", "x");
     check_same(x, y, "layer_norm");
     VOXRT_ASSERT(w.numel() == cols_of(x) && b.numel() == cols_of(x), "layer_norm: w %s b %s x %s",
@@ -111,13 +118,13 @@ void embedding(const Context& ctx, const Tensor& table, const Tensor& ids, Tenso
     check_device(ctx, ids, "embedding", "ids");
     VOXRT_ASSERT(ids.dtype == DType::kI32 && table.ndim == 2 && cols_of(y) == table.shape[1] &&
                      rows_of(y) == ids.numel(),
-                 "embedding: table %s ids %s y %s", table.describe().c_str(), ids.describe().c_str(),
-                 y.describe().c_str());
+                 "embedding: table %s ids %s y %s", table.describe().c_str(),
+                 ids.describe().c_str(), y.describe().c_str());
     VOXRT_DISPATCH(embedding(ctx, table, ids, y));
 }
 
-void embedding_bag(const Context& ctx, const Tensor& table, const Tensor& ids, int64_t stride, bool mean,
-                   Tensor& y) {
+void embedding_bag(const Context& ctx, const Tensor& table, const Tensor& ids, int64_t stride,
+                   bool mean, Tensor& y) {
     check_device(ctx, table, "embedding_bag", "table");
     check_device(ctx, ids, "embedding_bag", "ids");
     VOXRT_ASSERT(ids.dtype == DType::kI32 && ids.ndim == 2 && table.ndim == 2 &&
@@ -137,8 +144,8 @@ void rope(const Context& ctx, Tensor& x, const Tensor& pos, const Tensor& cos, c
     VOXRT_DISPATCH(rope(ctx, x, pos, cos, sin, style));
 }
 
-void kv_write(const Context& ctx, const Tensor& k, const Tensor& v, const Tensor& pos, Tensor& k_cache,
-              Tensor& v_cache) {
+void kv_write(const Context& ctx, const Tensor& k, const Tensor& v, const Tensor& pos,
+              Tensor& k_cache, Tensor& v_cache) {
     VOXRT_ASSERT(k.ndim == 3 && k_cache.ndim == 3 && k.shape[1] == k_cache.shape[0] &&
                      k.shape[2] == k_cache.shape[2] && pos.numel() == k.shape[0] &&
                      k.dtype == k_cache.dtype && v.dtype == v_cache.dtype,
@@ -157,24 +164,24 @@ void attention(const Context& ctx, const Tensor& q, const Tensor& k_cache, const
     VOXRT_DISPATCH(attention(ctx, q, k_cache, v_cache, pos, scale, window, out));
 }
 
-void short_conv(const Context& ctx, const Tensor& x, const Tensor& w, Tensor& state, const Tensor& pos,
-                Tensor& y) {
+void short_conv(const Context& ctx, const Tensor& x, const Tensor& w, Tensor& state,
+                const Tensor& pos, Tensor& y) {
     VOXRT_ASSERT(x.ndim == 2 && w.numel() % x.shape[1] == 0 && state.ndim == 2 &&
-                     state.shape[1] == x.shape[1] &&
-                     state.shape[0] + 1 == w.numel() / x.shape[1] && y.numel() == x.numel(),
+                     state.shape[1] == x.shape[1] && state.shape[0] + 1 == w.numel() / x.shape[1] &&
+                     y.numel() == x.numel(),
                  "short_conv: x %s w %s state %s", x.describe().c_str(), w.describe().c_str(),
                  state.describe().c_str());
     VOXRT_DISPATCH(short_conv(ctx, x, w, state, pos, y));
 }
 
 void argmax(const Context& ctx, const Tensor& logits, Tensor& out) {
-    VOXRT_ASSERT(out.dtype == DType::kI32 && out.numel() == rows_of(logits), "argmax: logits %s out %s",
-                 logits.describe().c_str(), out.describe().c_str());
+    VOXRT_ASSERT(out.dtype == DType::kI32 && out.numel() == rows_of(logits),
+                 "argmax: logits %s out %s", logits.describe().c_str(), out.describe().c_str());
     VOXRT_DISPATCH(argmax(ctx, logits, out));
 }
 
-void sample_top_k(const Context& ctx, const Tensor& logits, float temperature, int top_k, uint64_t seed,
-                  const Tensor& counter, Tensor& out) {
+void sample_top_k(const Context& ctx, const Tensor& logits, float temperature, int top_k,
+                  uint64_t seed, const Tensor& counter, Tensor& out) {
     VOXRT_ASSERT(out.dtype == DType::kI32 && out.numel() == rows_of(logits) && temperature > 0 &&
                      counter.dtype == DType::kI32,
                  "sample_top_k: logits %s out %s T %g", logits.describe().c_str(),
@@ -183,8 +190,9 @@ void sample_top_k(const Context& ctx, const Tensor& logits, float temperature, i
 }
 
 void set_value(const Context& ctx, Tensor& t, int64_t index, float value) {
-    VOXRT_ASSERT(index >= 0 && index < t.numel() && (t.dtype == DType::kF32 || t.dtype == DType::kBF16),
-                 "set_value: index %lld of %s", static_cast<long long>(index), t.describe().c_str());
+    VOXRT_ASSERT(
+        index >= 0 && index < t.numel() && (t.dtype == DType::kF32 || t.dtype == DType::kBF16),
+        "set_value: index %lld of %s", static_cast<long long>(index), t.describe().c_str());
     VOXRT_DISPATCH(set_value(ctx, t, index, value));
 }
 
@@ -197,7 +205,9 @@ void copy(const Context& ctx, const Tensor& src, Tensor& dst) {
     }
 }
 
-void zero(const Context& ctx, Tensor& t) { VOXRT_DISPATCH(zero(ctx, t)); }
+void zero(const Context& ctx, Tensor& t) {
+    VOXRT_DISPATCH(zero(ctx, t));
+}
 
 void round_to_act(const Context& ctx, Tensor& t) {
     if (!ctx.round_bf16() || t.dtype != DType::kF32) return;
@@ -205,8 +215,8 @@ void round_to_act(const Context& ctx, Tensor& t) {
 }
 
 void transpose(const Context& ctx, const Tensor& x, Tensor& y) {
-    VOXRT_ASSERT(x.ndim == 2 && y.ndim == 2 && x.shape[0] == y.shape[1] && x.shape[1] == y.shape[0] &&
-                     x.dtype == y.dtype,
+    VOXRT_ASSERT(x.ndim == 2 && y.ndim == 2 && x.shape[0] == y.shape[1] &&
+                     x.shape[1] == y.shape[0] && x.dtype == y.dtype,
                  "transpose: x %s y %s", x.describe().c_str(), y.describe().c_str());
     VOXRT_DISPATCH(transpose(ctx, x, y));
 }

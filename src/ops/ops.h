@@ -30,14 +30,15 @@ enum class Precision : uint8_t { kF32, kBF16 };
 struct Context {
     Device device = Device::kCPU;
     Precision precision = Precision::kF32;
-    ThreadPool* pool = nullptr;      // CPU worker threads (may be null: single-threaded)
-    void* cuda_stream = nullptr;     // cudaStream_t of the session (CUDA only)
-    void* cuda_handles = nullptr;    // backend-owned handles (cuBLAS(Lt), workspace), CUDA only
+    ThreadPool* pool = nullptr;    // CPU worker threads (may be null: single-threaded)
+    void* cuda_stream = nullptr;   // cudaStream_t of the session (CUDA only)
+    void* cuda_handles = nullptr;  // backend-owned handles (cuBLAS(Lt), workspace), CUDA only
 
     bool round_bf16() const { return precision == Precision::kBF16; }
     // The dtype activation buffers are allocated with.
     DType act_dtype() const {
-        return device == Device::kCUDA && precision == Precision::kBF16 ? DType::kBF16 : DType::kF32;
+        return device == Device::kCUDA && precision == Precision::kBF16 ? DType::kBF16
+                                                                        : DType::kF32;
     }
 };
 
@@ -55,13 +56,16 @@ enum class RopeStyle : uint8_t {
 void linear(const Context& ctx, const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y);
 
 // Row-wise normalizations over the last dimension; y may alias x.
-void rms_norm(const Context& ctx, const Tensor& x, const Tensor& w, float eps, RmsStyle style, Tensor& y);
-void layer_norm(const Context& ctx, const Tensor& x, const Tensor& w, const Tensor& b, float eps, Tensor& y);
+void rms_norm(const Context& ctx, const Tensor& x, const Tensor& w, float eps, RmsStyle style,
+              Tensor& y);
+void layer_norm(const Context& ctx, const Tensor& x, const Tensor& w, const Tensor& b, float eps,
+                Tensor& y);
 
 // Elementwise (same shapes; y may alias an input).
-void add(const Context& ctx, const Tensor& a, const Tensor& b, Tensor& y);          // a + b
-void add_scaled(const Context& ctx, const Tensor& a, const Tensor& b, float alpha, Tensor& y);  // a + bf16(alpha·b)
-void mul(const Context& ctx, const Tensor& a, const Tensor& b, Tensor& y);          // a ⊙ b
+void add(const Context& ctx, const Tensor& a, const Tensor& b, Tensor& y);  // a + b
+void add_scaled(const Context& ctx, const Tensor& a, const Tensor& b, float alpha,
+                Tensor& y);                                                 // a + bf16(alpha·b)
+void mul(const Context& ctx, const Tensor& a, const Tensor& b, Tensor& y);  // a ⊙ b
 enum class Activation : uint8_t { kSilu, kRelu, kGeluErf, kSigmoid, kExp };
 void activation(const Context& ctx, Activation act, const Tensor& x, Tensor& y);
 // y = bf16(silu(a)) ⊙ b   (the SwiGLU gate, with PyTorch's intermediate rounding)
@@ -75,16 +79,16 @@ void embedding(const Context& ctx, const Tensor& table, const Tensor& ids, Tenso
 // y[n,D] = reduce_q table[ids[n,q] + q·stride]   over q = 0..Q-1, accumulated in fp32 and rounded
 // once. mean=true divides by Q (the detokenizer's FusedEmbedding), otherwise sums (audio-out
 // embedding feedback).
-void embedding_bag(const Context& ctx, const Tensor& table, const Tensor& ids, int64_t stride, bool mean,
-                   Tensor& y);
+void embedding_bag(const Context& ctx, const Tensor& table, const Tensor& ids, int64_t stride,
+                   bool mean, Tensor& y);
 
 // Rotary embedding on x[T,H,Dh] in place, position of row t = pos[t]; cos/sin tables [P, Dh/2] F32.
 void rope(const Context& ctx, Tensor& x, const Tensor& pos, const Tensor& cos, const Tensor& sin,
           RopeStyle style);
 
 // Writes k,v [T,Hkv,Dh] into caches [Hkv, S, Dh] at rows pos[t].
-void kv_write(const Context& ctx, const Tensor& k, const Tensor& v, const Tensor& pos, Tensor& k_cache,
-              Tensor& v_cache);
+void kv_write(const Context& ctx, const Tensor& k, const Tensor& v, const Tensor& pos,
+              Tensor& k_cache, Tensor& v_cache);
 
 // Grouped-query attention over a cache. q [T,H,Dh]; caches [Hkv, S, Dh]; query t sits at position
 // pos[t] and sees keys j with j <= pos[t] and, if window > 0, j > pos[t] - window. Softmax in fp32,
@@ -98,8 +102,8 @@ void attention(const Context& ctx, const Tensor& q, const Tensor& k_cache, const
 // state [K-1, C]. Each output is one fp32 dot product rounded once, in prefill and in decode alike
 // (transformers 5.x computes both with F.conv1d over [state, x]). pos is reserved for backends
 // that need the step index.
-void short_conv(const Context& ctx, const Tensor& x, const Tensor& w, Tensor& state, const Tensor& pos,
-                Tensor& y);
+void short_conv(const Context& ctx, const Tensor& x, const Tensor& w, Tensor& state,
+                const Tensor& pos, Tensor& y);
 
 // Index of the largest value (first on ties) of each row of logits [M, N] → out I32 [M].
 void argmax(const Context& ctx, const Tensor& logits, Tensor& out);
@@ -108,8 +112,8 @@ void argmax(const Context& ctx, const Tensor& logits, Tensor& out);
 // logits/T, keep values >= the k-th largest (ties kept), softmax, draw. The draw for row m uses a
 // counter-based generator: u = uniform(seed, counter[0], m) so CPU and CUDA give identical draws
 // for identical logits. counter is a device I32 [1] the caller advances (graph-friendly).
-void sample_top_k(const Context& ctx, const Tensor& logits, float temperature, int top_k, uint64_t seed,
-                  const Tensor& counter, Tensor& out);
+void sample_top_k(const Context& ctx, const Tensor& logits, float temperature, int top_k,
+                  uint64_t seed, const Tensor& counter, Tensor& out);
 
 // t.flat[index] = value (e.g. -inf to forbid a token). index must be inside t.
 void set_value(const Context& ctx, Tensor& t, int64_t index, float value);

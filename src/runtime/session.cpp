@@ -17,7 +17,9 @@ double ms_since(Clock::time_point t0) {
     return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
 }
 
-Tensor host_i32(int32_t* p, int64_t n) { return Tensor::make(p, DType::kI32, Device::kCPU, {n}); }
+Tensor host_i32(int32_t* p, int64_t n) {
+    return Tensor::make(p, DType::kI32, Device::kCPU, {n});
+}
 
 }  // namespace
 
@@ -28,7 +30,8 @@ Session::~Session() {
     backend::destroy_cuda_context(ctx_);
 }
 
-Expected<std::unique_ptr<Session>> Session::create(const model::LfmAudioModel& model, const SessionOptions& opt) {
+Expected<std::unique_ptr<Session>> Session::create(const model::LfmAudioModel& model,
+                                                   const SessionOptions& opt) {
     std::unique_ptr<Session> s(new Session(model));
     VOXRT_RETURN_IF_ERROR(s->init(opt));
     return s;
@@ -37,7 +40,9 @@ Expected<std::unique_ptr<Session>> Session::create(const model::LfmAudioModel& m
 Status Session::init(const SessionOptions& opt) {
     const model::ModelOptions& mo = model_.options();
     capacity_ = opt.context > 0 ? std::min(opt.context, mo.max_context) : mo.max_context;
-    if (capacity_ < 16) return make_error(StatusCode::kInvalidArgument, "context of %d positions is too small", capacity_);
+    if (capacity_ < 16)
+        return make_error(StatusCode::kInvalidArgument, "context of %d positions is too small",
+                          capacity_);
     if (mo.device == Device::kCUDA) {
         VOXRT_ASSIGN_OR_RETURN(ctx_, backend::create_cuda_context(mo.precision));
     } else {
@@ -56,9 +61,11 @@ Status Session::init(const SessionOptions& opt) {
         VOXRT_ASSIGN_OR_RETURN(model::DetokenizerState ds, det->new_state(detok_ctx_));
         detok_state_ = std::make_unique<model::DetokenizerState>(std::move(ds));
     }
-    const size_t bb = model_.backbone().scratch_bytes(ctx_, chunk_) + model_.audio_head().scratch_bytes(ctx_) + (1u << 20);
+    const size_t bb = model_.backbone().scratch_bytes(ctx_, chunk_) +
+                      model_.audio_head().scratch_bytes(ctx_) + (1u << 20);
     if (!scratch_.reserve(ctx_.device, bb))
-        return make_error(StatusCode::kOutOfMemory, "session: cannot allocate %zu bytes of scratch", bb);
+        return make_error(StatusCode::kOutOfMemory, "session: cannot allocate %zu bytes of scratch",
+                          bb);
 
     const model::AudioModelConfig& c = model_.config();
     const int64_t D = c.lfm.hidden_size, Q = c.codebooks, V = c.lfm.vocab_size;
@@ -66,7 +73,9 @@ Status Session::init(const SessionOptions& opt) {
     auto alloc = [&](DType t, std::initializer_list<int64_t> dims, Tensor* out) -> Status {
         Tensor probe = Tensor::make(nullptr, t, ctx_.device, dims);
         Buffer b = Buffer::allocate(ctx_.device, probe.nbytes());
-        if (!b.data()) return make_error(StatusCode::kOutOfMemory, "session: cannot allocate %s", probe.describe().c_str());
+        if (!b.data())
+            return make_error(StatusCode::kOutOfMemory, "session: cannot allocate %s",
+                              probe.describe().c_str());
         *out = b.view(t, dims);
         buffers_.push_back(std::move(b));
         return Status::ok();
@@ -88,7 +97,9 @@ Status Session::init(const SessionOptions& opt) {
 int Session::pending_positions() const {
     int64_t n = 0;
     for (const auto& p : pending_) {
-        n += p.kind == Pending::kText ? static_cast<int64_t>(p.ids.size()) : p.kind == Pending::kAudioIn ? p.audio_rows : 1;
+        n += p.kind == Pending::kText      ? static_cast<int64_t>(p.ids.size())
+             : p.kind == Pending::kAudioIn ? p.audio_rows
+                                           : 1;
     }
     return static_cast<int>(n);
 }
@@ -106,10 +117,14 @@ Status Session::reset() {
 Status Session::add_tokens(const std::vector<int32_t>& ids) {
     const int32_t V = model_.config().lfm.vocab_size;
     for (int32_t id : ids)
-        if (id < 0 || id >= V) return make_error(StatusCode::kInvalidArgument, "token id %d outside the vocabulary of %d", id, V);
-    const int64_t need = static_cast<int64_t>(n_past_) + pending_positions() + static_cast<int64_t>(ids.size());
+        if (id < 0 || id >= V)
+            return make_error(StatusCode::kInvalidArgument,
+                              "token id %d outside the vocabulary of %d", id, V);
+    const int64_t need =
+        static_cast<int64_t>(n_past_) + pending_positions() + static_cast<int64_t>(ids.size());
     if (need > capacity_)
-        return make_error(StatusCode::kOutOfRange, "conversation needs %lld positions but the context holds %d",
+        return make_error(StatusCode::kOutOfRange,
+                          "conversation needs %lld positions but the context holds %d",
                           static_cast<long long>(need), capacity_);
     if (ids.empty()) return Status::ok();
     Pending p{Pending::kText, ids, 0, 0, {}};
@@ -117,23 +132,32 @@ Status Session::add_tokens(const std::vector<int32_t>& ids) {
     return Status::ok();
 }
 
-Status Session::add_text(std::string_view text) { return add_tokens(model_.tokenizer().encode(text)); }
+Status Session::add_text(std::string_view text) {
+    return add_tokens(model_.tokenizer().encode(text));
+}
 
 Status Session::new_turn(std::string_view role) {
     if (role != "system" && role != "user" && role != "assistant")
-        return make_error(StatusCode::kInvalidArgument, "unknown role \"%.*s\"", static_cast<int>(role.size()), role.data());
+        return make_error(StatusCode::kInvalidArgument, "unknown role \"%.*s\"",
+                          static_cast<int>(role.size()), role.data());
     return add_text("<|im_start|>" + std::string(role) + "\n");
 }
 
-Status Session::end_turn() { return add_text("<|im_end|>\n"); }
+Status Session::end_turn() {
+    return add_text("<|im_end|>\n");
+}
 
 Status Session::add_frame(const std::array<int32_t, 8>& codes) {
     const int Q = model_.config().codebooks;
     for (int q = 0; q < Q; ++q)
-        if (codes[static_cast<size_t>(q)] < 0 || codes[static_cast<size_t>(q)] >= model_.config().audio_vocab)
-            return make_error(StatusCode::kInvalidArgument, "audio code %d of codebook %d is out of range", codes[static_cast<size_t>(q)], q);
+        if (codes[static_cast<size_t>(q)] < 0 ||
+            codes[static_cast<size_t>(q)] >= model_.config().audio_vocab)
+            return make_error(StatusCode::kInvalidArgument,
+                              "audio code %d of codebook %d is out of range",
+                              codes[static_cast<size_t>(q)], q);
     if (n_past_ + pending_positions() + 1 > capacity_)
-        return make_error(StatusCode::kOutOfRange, "conversation exceeds the context of %d positions", capacity_);
+        return make_error(StatusCode::kOutOfRange,
+                          "conversation exceeds the context of %d positions", capacity_);
     Pending p{Pending::kFrame, {}, 0, 0, codes};
     pending_.push_back(std::move(p));
     return Status::ok();
@@ -143,7 +167,8 @@ Status Session::add_audio(const float* pcm, size_t n, int sample_rate) {
     const auto t0 = Clock::now();
     if (n == 0) return make_error(StatusCode::kInvalidArgument, "audio has no samples");
     if (sample_rate < 1000 || sample_rate > 384000)
-        return make_error(StatusCode::kInvalidArgument, "sample rate %d Hz is out of range", sample_rate);
+        return make_error(StatusCode::kInvalidArgument, "sample rate %d Hz is out of range",
+                          sample_rate);
     const int target = model_.config().preprocessor.sample_rate;
     std::vector<float> resampled;
     const float* p16 = pcm;
@@ -162,16 +187,19 @@ Status Session::add_audio(const float* pcm, size_t n, int sample_rate) {
     const int64_t need = static_cast<int64_t>(n_past_) + pending_positions() + rows;
     if (need > capacity_ || audio_rows_used_ + rows > capacity_)
         return make_error(StatusCode::kOutOfRange,
-                          "audio of %.1f s needs %lld positions; with the conversation so far that is %lld, but the "
+                          "audio of %.1f s needs %lld positions; with the conversation so far that "
+                          "is %lld, but the "
                           "context holds %d",
                           static_cast<double>(n) / sample_rate, static_cast<long long>(rows),
                           static_cast<long long>(need), capacity_);
     const model::AudioEncoder& enc = model_.encoder();
     const size_t ws = enc.workspace_bytes(T, ctx_) +
-                      arena_bytes(ctx_.act_dtype(), rows * model_.config().encoder.d_model) + (1u << 20);
+                      arena_bytes(ctx_.act_dtype(), rows * model_.config().encoder.d_model) +
+                      (1u << 20);
     if (ws > enc_scratch_.capacity()) {
         if (!enc_scratch_.reserve(ctx_.device, ws))
-            return make_error(StatusCode::kOutOfMemory, "audio encoder: cannot allocate %zu bytes of scratch", ws);
+            return make_error(StatusCode::kOutOfMemory,
+                              "audio encoder: cannot allocate %zu bytes of scratch", ws);
     }
     enc_scratch_.reset();
     Tensor enc_out = enc_scratch_.alloc(ctx_.act_dtype(), {rows, model_.config().encoder.d_model});
@@ -188,7 +216,8 @@ Status Session::add_audio(const float* pcm, size_t n, int sample_rate) {
 
 Status Session::forward_rows(Tensor& x, int64_t rows) {
     std::vector<int32_t> pos(static_cast<size_t>(rows));
-    for (int64_t i = 0; i < rows; ++i) pos[static_cast<size_t>(i)] = static_cast<int32_t>(n_past_ + i);
+    for (int64_t i = 0; i < rows; ++i)
+        pos[static_cast<size_t>(i)] = static_cast<int32_t>(n_past_ + i);
     Tensor pos_dev = pos_.rows(0, rows);
     ops::copy(ctx_, host_i32(pos.data(), rows), pos_dev);
     Tensor xr = x.rows(0, rows);
@@ -217,7 +246,8 @@ Status Session::prefill(TurnStats* stats) {
         if (p.kind == Pending::kText) {
             size_t i = 0;
             while (i < p.ids.size()) {
-                const int64_t k = std::min<int64_t>(chunk_ - row, static_cast<int64_t>(p.ids.size() - i));
+                const int64_t k =
+                    std::min<int64_t>(chunk_ - row, static_cast<int64_t>(p.ids.size() - i));
                 Tensor ids = ids_.rows(0, k);
                 ops::copy(ctx_, host_i32(p.ids.data() + i, k), ids);
                 Tensor dst = x_.rows(row, row + k);
@@ -240,7 +270,8 @@ Status Session::prefill(TurnStats* stats) {
             }
         } else {
             const int Q = model_.config().codebooks;
-            ops::copy(ctx_, Tensor::make(p.codes.data(), DType::kI32, Device::kCPU, {1, Q}), codes_);
+            ops::copy(ctx_, Tensor::make(p.codes.data(), DType::kI32, Device::kCPU, {1, Q}),
+                      codes_);
             Tensor dst = x_.rows(row, row + 1);
             model_.audio_head().embed_frames(ctx_, codes_, dst);
             row += 1;
@@ -263,12 +294,14 @@ void Session::step_ops(const GenerateOptions& opt, bool text, bool forward) {
     const int Q = model_.config().codebooks;
     if (text) {
         ops::linear(ctx_, h_, model_.backbone().embed_tokens(), nullptr, text_logits_);
-        if (opt.suppress_end) ops::set_value(ctx_, text_logits_, model_.special().im_end, -INFINITY);
+        if (opt.suppress_end)
+            ops::set_value(ctx_, text_logits_, model_.special().im_end, -INFINITY);
         if (opt.text_temperature <= 0 || opt.text_top_k == 1) {
             ops::argmax(ctx_, text_logits_, token_);
         } else {
             Tensor ctr = counters_.rows(Q, Q + 1);
-            ops::sample_top_k(ctx_, text_logits_, opt.text_temperature, opt.text_top_k, opt.seed, ctr, token_);
+            ops::sample_top_k(ctx_, text_logits_, opt.text_temperature, opt.text_top_k, opt.seed,
+                              ctr, token_);
         }
     } else {
         model::FrameSampling fs;
@@ -278,7 +311,8 @@ void Session::step_ops(const GenerateOptions& opt, bool text, bool forward) {
         fs.counters = &counters_;
         fs.suppress_eos = opt.suppress_end;
         Tensor codes_1d = codes_.reshape({Q});
-        model_.audio_head().sample_frame(ctx_, head_state_, h_, fs, scratch_, codes_1d, nullptr, nullptr);
+        model_.audio_head().sample_frame(ctx_, head_state_, h_, fs, scratch_, codes_1d, nullptr,
+                                         nullptr);
     }
 }
 
@@ -307,7 +341,8 @@ Status Session::step(const GenerateOptions& opt, bool text, bool forward, int32_
         ops::copy(ctx_, token_, host_token);
         if (capture_) {
             cap_logits_.resize(static_cast<size_t>(text_logits_.numel()));
-            Tensor dst = Tensor::make(cap_logits_.data(), DType::kF32, Device::kCPU, {text_logits_.numel()});
+            Tensor dst =
+                Tensor::make(cap_logits_.data(), DType::kF32, Device::kCPU, {text_logits_.numel()});
             ops::copy(ctx_, text_logits_, dst);
         }
     } else {
@@ -328,7 +363,9 @@ Status Session::embed_token(int32_t token) {
 
 Status Session::embed_frame(const std::array<int32_t, 8>& codes) {
     const int Q = model_.config().codebooks;
-    ops::copy(ctx_, Tensor::make(const_cast<int32_t*>(codes.data()), DType::kI32, Device::kCPU, {1, Q}), codes_);
+    ops::copy(ctx_,
+              Tensor::make(const_cast<int32_t*>(codes.data()), DType::kI32, Device::kCPU, {1, Q}),
+              codes_);
     Tensor dst = x_.rows(0, 1);
     model_.audio_head().embed_frames(ctx_, codes_, dst);
     return Status::ok();
@@ -339,15 +376,20 @@ Status Session::generate(const GenerateOptions& opt, const EventSink& sink, Turn
     stats.mel_ms = pending_mel_ms_;
     stats.encoder_ms = pending_enc_ms_;
     pending_mel_ms_ = pending_enc_ms_ = 0;
-    if (opt.max_new_tokens < 0) return make_error(StatusCode::kInvalidArgument, "max_new_tokens must be >= 0");
-    if (!(opt.text_temperature >= 0) || !(opt.audio_temperature >= 0) || opt.text_top_k < 0 || opt.audio_top_k < 0)
-        return make_error(StatusCode::kInvalidArgument, "temperatures and top-k must be non-negative numbers");
+    if (opt.max_new_tokens < 0)
+        return make_error(StatusCode::kInvalidArgument, "max_new_tokens must be >= 0");
+    if (!(opt.text_temperature >= 0) || !(opt.audio_temperature >= 0) || opt.text_top_k < 0 ||
+        opt.audio_top_k < 0)
+        return make_error(StatusCode::kInvalidArgument,
+                          "temperatures and top-k must be non-negative numbers");
     const int need = n_past_ + pending_positions() + opt.max_new_tokens;
     if (need > capacity_)
         return make_error(StatusCode::kOutOfRange,
-                          "this turn needs up to %d positions (%d in the conversation + %d new) but the context holds %d",
+                          "this turn needs up to %d positions (%d in the conversation + %d new) "
+                          "but the context holds %d",
                           need, n_past_ + pending_positions(), opt.max_new_tokens, capacity_);
-    if (pending_.empty()) return make_error(StatusCode::kInvalidArgument, "nothing to respond to: add a turn first");
+    if (pending_.empty())
+        return make_error(StatusCode::kInvalidArgument, "nothing to respond to: add a turn first");
     const auto t0 = Clock::now();
     VOXRT_RETURN_IF_ERROR(prefill(&stats));
     stats.prefill_ms = ms_since(t0);
@@ -383,8 +425,9 @@ Status Session::generate(const GenerateOptions& opt, const EventSink& sink, Turn
 
     if (use_graphs_) {
         char key[160];
-        std::snprintf(key, sizeof key, "%g/%d/%g/%d/%llu/%d", opt.text_temperature, opt.text_top_k, opt.audio_temperature,
-                      opt.audio_top_k, static_cast<unsigned long long>(opt.seed), opt.suppress_end ? 1 : 0);
+        std::snprintf(key, sizeof key, "%g/%d/%g/%d/%llu/%d", opt.text_temperature, opt.text_top_k,
+                      opt.audio_temperature, opt.audio_top_k,
+                      static_cast<unsigned long long>(opt.seed), opt.suppress_end ? 1 : 0);
         if (graph_key_ != key) {
             text_graph_.reset();
             frame_graph_.reset();
@@ -452,7 +495,8 @@ Status Session::generate(const GenerateOptions& opt, const EventSink& sink, Turn
             // detokenized (the reference's processor.decode rejects it; its streaming demo skips
             // such frames): skip it here too.
             bool decodable = !eos;
-            for (int q = 0; q < Q; ++q) decodable = decodable && codes[static_cast<size_t>(q)] < cfg.audio_vocab - 1;
+            for (int q = 0; q < Q; ++q)
+                decodable = decodable && codes[static_cast<size_t>(q)] < cfg.audio_vocab - 1;
             if (det && decodable) {
                 const auto td = Clock::now();
                 VOXRT_RETURN_IF_ERROR(det->step(detok_ctx_, *detok_state_, codes.data(), pcm_));

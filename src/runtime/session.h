@@ -33,24 +33,25 @@
 namespace voxrt::runtime {
 
 enum class GenerationMode : uint8_t {
-    kInterleaved,  // speech chat: 6 text tokens, 12 audio frames, … (liquid-audio generate_interleaved)
+    kInterleaved,  // speech chat: 6 text tokens, 12 audio frames, … (liquid-audio
+                   // generate_interleaved)
     kSequential,   // ASR / TTS: the model switches modality itself (generate_sequential)
 };
 
 struct SessionOptions {
-    int context = 0;           // positions the conversation may hold; 0 = the model's max_context
-    bool cuda_graphs = true;   // CUDA: replay each decode step as one captured graph
+    int context = 0;          // positions the conversation may hold; 0 = the model's max_context
+    bool cuda_graphs = true;  // CUDA: replay each decode step as one captured graph
 };
 
 struct GenerateOptions {
     GenerationMode mode = GenerationMode::kInterleaved;
-    int max_new_tokens = 512;     // text tokens + audio frames
-    float text_temperature = 0;   // <= 0: greedy
-    int text_top_k = 0;           // 0: no top-k
+    int max_new_tokens = 512;    // text tokens + audio frames
+    float text_temperature = 0;  // <= 0: greedy
+    int text_top_k = 0;          // 0: no top-k
     float audio_temperature = 0;
     int audio_top_k = 0;
     uint64_t seed = 0;
-    bool decode_audio = true;     // run the detokenizer per frame and emit PCM
+    bool decode_audio = true;  // run the detokenizer per frame and emit PCM
     // Benchmarks on random weights: never pick <|im_end|> or an end-of-audio frame, so every engine
     // does the same amount of work.
     bool suppress_end = false;
@@ -60,26 +61,26 @@ enum class EventKind : uint8_t { kText, kAudioFrame, kPcm, kEndOfTurn };
 
 struct Event {
     EventKind kind = EventKind::kText;
-    int step = 0;                  // generation step that produced it
-    int32_t token = -1;            // kText
+    int step = 0;                    // generation step that produced it
+    int32_t token = -1;              // kText
     std::array<int32_t, 8> codes{};  // kAudioFrame (first `n_codes` valid)
     int n_codes = 0;
-    const float* pcm = nullptr;    // kPcm: 24 kHz mono samples, valid during the callback only
+    const float* pcm = nullptr;  // kPcm: 24 kHz mono samples, valid during the callback only
     size_t n_pcm = 0;
-    double t_ms = 0;               // since generate() began (prefill included)
+    double t_ms = 0;  // since generate() began (prefill included)
 };
 
 // Return false to stop generation after this event.
 using EventSink = std::function<bool(const Event&)>;
 
 struct TurnStats {
-    double mel_ms = 0;          // resample + log-mel of the add_audio() calls since the last turn
-    double encoder_ms = 0;      // encoder + adapter of those calls
+    double mel_ms = 0;      // resample + log-mel of the add_audio() calls since the last turn
+    double encoder_ms = 0;  // encoder + adapter of those calls
     double prefill_ms = 0;
-    double decode_ms = 0;       // generation steps, detokenizer excluded
+    double decode_ms = 0;  // generation steps, detokenizer excluded
     double detok_ms = 0;
-    double first_frame_ms = -1; // first audio frame chosen (since generate() began)
-    double first_pcm_ms = -1;   // first PCM samples out
+    double first_frame_ms = -1;  // first audio frame chosen (since generate() began)
+    double first_pcm_ms = -1;    // first PCM samples out
     double total_ms = 0;
     int prefill_positions = 0;
     int text_tokens = 0;
@@ -96,7 +97,8 @@ struct GeneratedItem {
 
 class Session {
 public:
-    static Expected<std::unique_ptr<Session>> create(const model::LfmAudioModel& model, const SessionOptions& opt);
+    static Expected<std::unique_ptr<Session>> create(const model::LfmAudioModel& model,
+                                                     const SessionOptions& opt);
     ~Session();
     Session(const Session&) = delete;
     Session& operator=(const Session&) = delete;
@@ -116,8 +118,8 @@ public:
     // Forgets the conversation (back to just "<|startoftext|>").
     Status reset();
 
-    int positions() const { return n_past_; }           // positions in the backbone state
-    int pending_positions() const;                      // added but not yet prefilled
+    int positions() const { return n_past_; }  // positions in the backbone state
+    int pending_positions() const;             // added but not yet prefilled
     int capacity() const { return capacity_; }
     const std::vector<GeneratedItem>& last_turn() const { return last_turn_; }
     const ops::Context& context() const { return ctx_; }
@@ -130,8 +132,8 @@ public:
 private:
     struct Pending {
         enum Kind : uint8_t { kText, kAudioIn, kFrame } kind;
-        std::vector<int32_t> ids;     // kText
-        int64_t audio_row = 0;        // kAudioIn: first row in audio_in_
+        std::vector<int32_t> ids;  // kText
+        int64_t audio_row = 0;     // kAudioIn: first row in audio_in_
         int64_t audio_rows = 0;
         std::array<int32_t, 8> codes{};
     };
@@ -145,7 +147,8 @@ private:
     // at the next position, then choose the next text token or audio frame from h_. On CUDA the
     // whole step is one replayed graph; only the step's inputs (position, sampling counters)
     // are written before it, and the choice is read back after it.
-    Status step(const GenerateOptions& opt, bool text, bool forward, int32_t* token, std::array<int32_t, 8>* codes);
+    Status step(const GenerateOptions& opt, bool text, bool forward, int32_t* token,
+                std::array<int32_t, 8>* codes);
     void step_ops(const GenerateOptions& opt, bool text, bool forward);
     Status embed_token(int32_t token);
     Status embed_frame(const std::array<int32_t, 8>& codes);
@@ -155,7 +158,7 @@ private:
     ops::Context detok_ctx_;  // same device, fp32 (the reference runs the detokenizer in fp32)
     int capacity_ = 0;
     int n_past_ = 0;
-    int chunk_ = 256;         // prefill rows per backbone call
+    int chunk_ = 256;  // prefill rows per backbone call
     std::vector<Pending> pending_;
     int64_t audio_rows_used_ = 0;
     std::vector<GeneratedItem> last_turn_;
@@ -165,24 +168,24 @@ private:
     model::Lfm2State lfm_state_;
     model::AudioHeadState head_state_;
     std::unique_ptr<model::DetokenizerState> detok_state_;
-    Arena scratch_;           // backbone + heads
-    Arena enc_scratch_;       // audio encoder
+    Arena scratch_;      // backbone + heads
+    Arena enc_scratch_;  // audio encoder
     Arena detok_scratch_;
     std::vector<Buffer> buffers_;
-    Tensor audio_in_;         // [capacity, D] adapter outputs not yet prefilled
-    Tensor x_;                // [chunk, D] backbone input rows
-    Tensor out_;              // [chunk, D] backbone output rows
-    Tensor h_;                // [1, D] last output row
-    Tensor pos_;              // I32 [chunk]
-    Tensor ids_;              // I32 [chunk]
-    Tensor codes_;            // I32 [1, Q] frame to embed / chosen frame
-    Tensor token_;            // I32 [1]
-    Tensor counters_;         // I32 [Q + 1] sampling counters for this step
-    Tensor text_logits_;      // [1, V]
+    Tensor audio_in_;     // [capacity, D] adapter outputs not yet prefilled
+    Tensor x_;            // [chunk, D] backbone input rows
+    Tensor out_;          // [chunk, D] backbone output rows
+    Tensor h_;            // [1, D] last output row
+    Tensor pos_;          // I32 [chunk]
+    Tensor ids_;          // I32 [chunk]
+    Tensor codes_;        // I32 [1, Q] frame to embed / chosen frame
+    Tensor token_;        // I32 [1]
+    Tensor counters_;     // I32 [Q + 1] sampling counters for this step
+    Tensor text_logits_;  // [1, V]
     bool capture_ = false;
     bool use_graphs_ = false;
     backend::GraphCapture text_graph_, frame_graph_;
-    std::string graph_key_;   // sampling options the graphs were captured with
+    std::string graph_key_;  // sampling options the graphs were captured with
     std::vector<float> cap_logits_;
     std::vector<float> pcm_;  // detokenizer output staging (reserved)
 };

@@ -362,7 +362,9 @@ bool Tokenizer::is_special(int32_t id) const {
     return ai >= 0 && impl_->added[ai].special;
 }
 
-int32_t Tokenizer::vocab_size() const { return impl_ ? impl_->n_ids : 0; }
+int32_t Tokenizer::vocab_size() const {
+    return impl_ ? impl_->n_ids : 0;
+}
 
 uint64_t Tokenizer::regex_failures() const {
     return impl_ ? impl_->regex_failures.load(std::memory_order_relaxed) : 0;

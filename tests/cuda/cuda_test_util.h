@@ -58,11 +58,12 @@ inline double bf16_ulp(double v) {
     v = std::fabs(v);
     if (v == 0) return 0;
     int e;
-    std::frexp(v, &e);                // v = m·2^e, m in [0.5, 1)
-    return std::ldexp(1.0, e - 8);    // 8 significant bits
+    std::frexp(v, &e);              // v = m·2^e, m in [0.5, 1)
+    return std::ldexp(1.0, e - 8);  // 8 significant bits
 }
 
-inline Diff compare(const std::vector<float>& got, const std::vector<float>& ref, double ulps, double atol) {
+inline Diff compare(const std::vector<float>& got, const std::vector<float>& ref, double ulps,
+                    double atol) {
     Diff d;
     d.n = static_cast<int64_t>(ref.size());
     double num = 0, den = 0;

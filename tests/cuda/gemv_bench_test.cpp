@@ -21,7 +21,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+double seconds_since(Clock::time_point t0) {
+    return std::chrono::duration<double>(Clock::now() - t0).count();
+}
 
 struct Shape {
     const char* name;
@@ -37,9 +39,11 @@ TEST(GemvBench, DecodeShapes) {
 
     // Copy bandwidth: 1 GiB device to device, counting bytes read and written.
     const size_t copy_bytes = size_t{1} << 30;
-    Buffer a = Buffer::allocate(Device::kCUDA, copy_bytes), b = Buffer::allocate(Device::kCUDA, copy_bytes);
+    Buffer a = Buffer::allocate(Device::kCUDA, copy_bytes),
+           b = Buffer::allocate(Device::kCUDA, copy_bytes);
     ASSERT_TRUE(a.data() && b.data());
-    Tensor ta = a.view(DType::kU8, {static_cast<int64_t>(copy_bytes)}), tb = b.view(DType::kU8, {static_cast<int64_t>(copy_bytes)});
+    Tensor ta = a.view(DType::kU8, {static_cast<int64_t>(copy_bytes)}),
+           tb = b.view(DType::kU8, {static_cast<int64_t>(copy_bytes)});
     ops::copy(ctx, ta, tb);
     ASSERT_TRUE(ops::synchronize(ctx).is_ok());
     auto t0 = Clock::now();
@@ -62,20 +66,28 @@ TEST(GemvBench, DecodeShapes) {
     ops::copy(ctx, src_h, src_d);
 
     const Shape shapes[] = {
-        {"backbone conv in_proj", 1, 6144, 2048}, {"backbone out/o_proj", 1, 2048, 2048},
-        {"backbone w1/w3", 1, 8192, 2048},        {"backbone w2", 1, 2048, 8192},
-        {"text head (tied)", 1, 65536, 2048},     {"depth_linear", 1, 8192, 2048},
-        {"depthformer qkv", 1, 1536, 1024},       {"depthformer w1/w3", 1, 2816, 1024},
-        {"depthformer w2", 1, 1024, 2816},        {"codebook head", 1, 2049, 1024},
-        {"w1/w3 M=2", 2, 8192, 2048},             {"w1/w3 M=4", 4, 8192, 2048},
-        {"w1/w3 M=8", 8, 8192, 2048},             {"text head M=8", 8, 65536, 2048},
+        {"backbone conv in_proj", 1, 6144, 2048},
+        {"backbone out/o_proj", 1, 2048, 2048},
+        {"backbone w1/w3", 1, 8192, 2048},
+        {"backbone w2", 1, 2048, 8192},
+        {"text head (tied)", 1, 65536, 2048},
+        {"depth_linear", 1, 8192, 2048},
+        {"depthformer qkv", 1, 1536, 1024},
+        {"depthformer w1/w3", 1, 2816, 1024},
+        {"depthformer w2", 1, 1024, 2816},
+        {"codebook head", 1, 2049, 1024},
+        {"w1/w3 M=2", 2, 8192, 2048},
+        {"w1/w3 M=4", 4, 8192, 2048},
+        {"w1/w3 M=8", 8, 8192, 2048},
+        {"text head M=8", 8, 65536, 2048},
     };
-    std::printf("[gemv_bench] %-22s %3s %6s %5s %9s %9s %9s %7s\n", "shape", "M", "N", "K", "MB", "eager us",
-                "graph us", "GB/s");
+    std::printf("[gemv_bench] %-22s %3s %6s %5s %9s %9s %9s %7s\n", "shape", "M", "N", "K", "MB",
+                "eager us", "graph us", "GB/s");
     for (const Shape& s : shapes) {
         const int64_t w_elems = int64_t{s.N} * s.K;
         const size_t w_bytes = static_cast<size_t>(w_elems) * 2;
-        const int copies = static_cast<int>(std::max<size_t>(2, ((size_t{256} << 20) + w_bytes - 1) / w_bytes));
+        const int copies =
+            static_cast<int>(std::max<size_t>(2, ((size_t{256} << 20) + w_bytes - 1) / w_bytes));
         Buffer wbuf = Buffer::allocate(Device::kCUDA, w_bytes * copies);
         ASSERT_NE(wbuf.data(), nullptr);
         std::vector<Tensor> ws;
@@ -83,7 +95,8 @@ TEST(GemvBench, DecodeShapes) {
             Tensor w = wbuf.view(DType::kBF16, {s.N, s.K}, w_bytes * c);
             for (int64_t off = 0; off < w_elems; off += src_elems) {
                 const int64_t n = std::min(src_elems, w_elems - off);
-                Tensor dst = Tensor::make(static_cast<uint16_t*>(w.data) + off, DType::kBF16, Device::kCUDA, {n});
+                Tensor dst = Tensor::make(static_cast<uint16_t*>(w.data) + off, DType::kBF16,
+                                          Device::kCUDA, {n});
                 Tensor from = Tensor::make(src_d.data, DType::kBF16, Device::kCUDA, {n});
                 ops::copy(ctx, from, dst);
             }
@@ -118,8 +131,9 @@ TEST(GemvBench, DecodeShapes) {
         ASSERT_TRUE(ops::synchronize(ctx).is_ok());
         const double graph_us = seconds_since(t0) / (double(replays) * per_graph) * 1e6;
         const double gbs = w_bytes / (graph_us * 1e-6) / 1e9;
-        std::printf("[gemv_bench] %-22s %3d %6d %5d %9.1f %9.2f %9.2f %7.0f  (%.0f%% of copy)\n", s.name, s.M, s.N, s.K,
-                    w_bytes / 1e6, eager_us, graph_us, gbs, 100.0 * gbs / copy_gbs);
+        std::printf("[gemv_bench] %-22s %3d %6d %5d %9.1f %9.2f %9.2f %7.0f  (%.0f%% of copy)\n",
+                    s.name, s.M, s.N, s.K, w_bytes / 1e6, eager_us, graph_us, gbs,
+                    100.0 * gbs / copy_gbs);
     }
     backend::destroy_cuda_context(ctx);
 }

@@ -1,6 +1,7 @@
 // Every op of the CUDA backend against the CPU reference on random inputs, in both precisions
 // (F32 activations; BF16 activations, whose CPU counterpart is F32 holding bf16 values). Each check
-// prints the relative L2 error and the largest absolute error, and the table is repeated at the end.
+// prints the relative L2 error and the largest absolute error, and the table is repeated at the
+// end.
 //
 // Tolerances (next to each check):
 // - F32: the two backends sum in different orders and CUDA's expf/erff may differ from glibc by an
@@ -10,7 +11,8 @@
 //   bf16, so an element may land one bf16 ulp (2^-8 relative) apart when the fp32 value sits near a
 //   rounding boundary; ops that round twice in a chain (RMSNorm kLfm2, add_scaled, swiglu) may
 //   compound that to two ulps. Per-element checks allow that many ulps (+1e-5·rms for results
-//   that cancel to ~0), and relative L2 must stay under 2e-3 (half an ulp on average: flips are rare).
+//   that cancel to ~0), and relative L2 must stay under 2e-3 (half an ulp on average: flips are
+//   rare).
 // - Integer outputs (argmax, sampling), embeddings, copies, kv_write: exact.
 #include <gtest/gtest.h>
 
@@ -37,7 +39,9 @@ using test::Rng;
 using test::with_shape;
 using Shape = std::vector<int64_t>;
 
-const char* prec_name(Precision p) { return p == Precision::kBF16 ? "bf16" : "f32"; }
+const char* prec_name(Precision p) {
+    return p == Precision::kBF16 ? "bf16" : "f32";
+}
 
 std::string shape_str(const Shape& s) {
     std::string r = "[";
@@ -134,7 +138,8 @@ public:
 
     std::vector<float> fetch(const Tensor& d) {
         std::vector<float> v(static_cast<size_t>(d.numel()));
-        Tensor h = with_shape(v.data(), DType::kF32, Device::kCPU, Shape(d.shape, d.shape + d.ndim));
+        Tensor h =
+            with_shape(v.data(), DType::kF32, Device::kCPU, Shape(d.shape, d.shape + d.ndim));
         ops::copy(gpu_, d, h);
         return v;
     }
@@ -143,17 +148,17 @@ public:
     }
 
     // Compares the device result with the CPU one and records the row.
-    void check(const std::string& op, const std::string& what, const Tensor& dev_out, const Tensor& host_ref,
-               double tol_f32, int ulps, double tol_bf16 = 2e-3) {
+    void check(const std::string& op, const std::string& what, const Tensor& dev_out,
+               const Tensor& host_ref, double tol_f32, int ulps, double tol_bf16 = 2e-3) {
         const Status st = ops::synchronize(gpu_);
         EXPECT_TRUE(st.is_ok()) << op << ": " << st.message();
         const std::vector<float> got = fetch(dev_out), ref = values(host_ref);
         const double atol = 1e-5 * test::rms(ref);
         const Diff d = compare(got, ref, bf16() ? ulps : -1, atol);
         table().push_back({op, what, prec_name(prec_), d});
-        std::printf("[ops_cuda] %-22s %-28s %-4s rel_l2 %.2e  max_abs %.2e  off>%dulp %lld/%lld\n", op.c_str(),
-                    what.c_str(), prec_name(prec_), d.rel_l2, d.max_abs, ulps, static_cast<long long>(d.bad),
-                    static_cast<long long>(d.n));
+        std::printf("[ops_cuda] %-22s %-28s %-4s rel_l2 %.2e  max_abs %.2e  off>%dulp %lld/%lld\n",
+                    op.c_str(), what.c_str(), prec_name(prec_), d.rel_l2, d.max_abs, ulps,
+                    static_cast<long long>(d.bad), static_cast<long long>(d.n));
         const double tol = bf16() ? tol_bf16 : tol_f32;
         EXPECT_LE(d.rel_l2, tol) << op << " " << what << " " << prec_name(prec_);
         EXPECT_EQ(d.bad, 0) << op << " " << what << " first at " << d.first_bad << ": got "
@@ -161,11 +166,13 @@ public:
                             << (d.first_bad >= 0 ? ref[d.first_bad] : 0.f);
     }
     // Exact comparison of integer (or exactly reproducible) results.
-    void check_exact(const std::string& op, const std::string& what, const Tensor& dev_out, const Tensor& host_ref) {
+    void check_exact(const std::string& op, const std::string& what, const Tensor& dev_out,
+                     const Tensor& host_ref) {
         std::vector<float> got, ref;
         if (host_ref.dtype == DType::kI32) {
             std::vector<int32_t> g(static_cast<size_t>(dev_out.numel()));
-            Tensor gh = with_shape(g.data(), DType::kI32, Device::kCPU, Shape(dev_out.shape, dev_out.shape + dev_out.ndim));
+            Tensor gh = with_shape(g.data(), DType::kI32, Device::kCPU,
+                                   Shape(dev_out.shape, dev_out.shape + dev_out.ndim));
             ops::copy(gpu_, dev_out, gh);
             for (int64_t i = 0; i < host_ref.numel(); ++i) {
                 got.push_back(static_cast<float>(g[i]));
@@ -179,8 +186,9 @@ public:
         EXPECT_TRUE(st.is_ok()) << op << ": " << st.message();
         const Diff d = compare(got, ref, 0, 0);
         table().push_back({op, what, prec_name(prec_), d});
-        std::printf("[ops_cuda] %-22s %-28s %-4s exact: %lld/%lld differ\n", op.c_str(), what.c_str(),
-                    prec_name(prec_), static_cast<long long>(d.bad), static_cast<long long>(d.n));
+        std::printf("[ops_cuda] %-22s %-28s %-4s exact: %lld/%lld differ\n", op.c_str(),
+                    what.c_str(), prec_name(prec_), static_cast<long long>(d.bad),
+                    static_cast<long long>(d.n));
         EXPECT_EQ(d.bad, 0) << op << " " << what << " first at " << d.first_bad << ": got "
                             << (d.first_bad >= 0 ? got[d.first_bad] : 0.f) << " want "
                             << (d.first_bad >= 0 ? ref[d.first_bad] : 0.f);
@@ -216,10 +224,12 @@ protected:
         delete pool_;
         pool_ = nullptr;
         if (table().empty()) return;
-        std::printf("\n[ops_cuda] summary: op / case / precision / rel L2 / max abs / elements off\n");
+        std::printf(
+            "\n[ops_cuda] summary: op / case / precision / rel L2 / max abs / elements off\n");
         for (const Row& r : table())
-            std::printf("[ops_cuda] %-22s %-28s %-4s %.2e %.2e %lld/%lld\n", r.op.c_str(), r.what.c_str(), r.prec,
-                        r.d.rel_l2, r.d.max_abs, static_cast<long long>(r.d.bad), static_cast<long long>(r.d.n));
+            std::printf("[ops_cuda] %-22s %-28s %-4s %.2e %.2e %lld/%lld\n", r.op.c_str(),
+                        r.what.c_str(), r.prec, r.d.rel_l2, r.d.max_abs,
+                        static_cast<long long>(r.d.bad), static_cast<long long>(r.d.n));
     }
     void SetUp() override {
         if (!backend::cuda_available()) GTEST_SKIP() << "no CUDA device";
@@ -246,18 +256,28 @@ TEST_F(CudaOps, Linear) {
     };
     const Case cases[] = {
         // decode GEMV shapes of the backbone, text head, depthformer and detokenizer
-        {1, 6144, 2048, false, DType::kBF16}, {1, 2048, 2048, false, DType::kBF16},
-        {1, 8192, 2048, false, DType::kBF16}, {1, 2048, 8192, false, DType::kBF16},
-        {1, 65536, 2048, false, DType::kBF16}, {1, 1536, 1024, true, DType::kBF16},
-        {1, 2816, 1024, false, DType::kBF16}, {1, 1024, 2816, false, DType::kBF16},
-        {1, 2049, 1024, true, DType::kBF16}, {2, 2048, 2048, true, DType::kBF16},
-        {3, 8192, 2048, false, DType::kBF16}, {8, 2049, 1024, false, DType::kBF16},
-        {6, 512, 512, true, DType::kF32}, {1, 1536, 512, false, DType::kF32},
+        {1, 6144, 2048, false, DType::kBF16},
+        {1, 2048, 2048, false, DType::kBF16},
+        {1, 8192, 2048, false, DType::kBF16},
+        {1, 2048, 8192, false, DType::kBF16},
+        {1, 65536, 2048, false, DType::kBF16},
+        {1, 1536, 1024, true, DType::kBF16},
+        {1, 2816, 1024, false, DType::kBF16},
+        {1, 1024, 2816, false, DType::kBF16},
+        {1, 2049, 1024, true, DType::kBF16},
+        {2, 2048, 2048, true, DType::kBF16},
+        {3, 8192, 2048, false, DType::kBF16},
+        {8, 2049, 1024, false, DType::kBF16},
+        {6, 512, 512, true, DType::kF32},
+        {1, 1536, 512, false, DType::kF32},
         // GEMM (cuBLASLt for matching x/w dtypes, SIMT otherwise)
-        {9, 2048, 2048, true, DType::kBF16}, {64, 6144, 2048, false, DType::kBF16},
-        {200, 2049, 1024, true, DType::kBF16}, {128, 512, 512, true, DType::kF32},
+        {9, 2048, 2048, true, DType::kBF16},
+        {64, 6144, 2048, false, DType::kBF16},
+        {200, 2049, 1024, true, DType::kBF16},
+        {128, 512, 512, true, DType::kF32},
         // SIMT fallback: K not a multiple of the vector width
-        {3, 100, 100, true, DType::kBF16}, {40, 300, 100, false, DType::kBF16},
+        {3, 100, 100, true, DType::kBF16},
+        {40, 300, 100, false, DType::kBF16},
     };
     for (Precision p : kBoth) {
         Env e = env(p);
@@ -265,7 +285,9 @@ TEST_F(CudaOps, Linear) {
         for (const Case& c : cases) {
             auto x = e.act({c.M, c.K}, rng);
             auto w = e.param({c.N, c.K}, rng, c.w, 1.0f / std::sqrt(float(c.K)));
-            auto b = e.param({c.N}, rng, c.w == DType::kBF16 && p == Precision::kBF16 ? DType::kBF16 : DType::kF32, 0.5f);
+            auto b = e.param(
+                {c.N}, rng,
+                c.w == DType::kBF16 && p == Precision::kBF16 ? DType::kBF16 : DType::kF32, 0.5f);
             auto y = e.out({c.M, c.N});
             ops::linear(e.cpu(), x.h, w.h, c.bias ? &b.h : nullptr, y.h);
             ops::linear(e.gpu(), x.d, w.d, c.bias ? &b.d : nullptr, y.d);
@@ -277,7 +299,8 @@ TEST_F(CudaOps, Linear) {
     }
 }
 
-// ---- normalizations --------------------------------------------------------------------------------
+// ---- normalizations
+// --------------------------------------------------------------------------------
 
 TEST_F(CudaOps, Norms) {
     const Shape shapes[] = {{1, 2048}, {5, 1024}, {300, 512}};
@@ -292,7 +315,8 @@ TEST_F(CudaOps, Norms) {
                 // in place (y aliases x), as the model does
                 ops::rms_norm(e.cpu(), x.h, w.h, 1e-5f, style, x.h);
                 ops::rms_norm(e.gpu(), x.d, w.d, 1e-5f, style, x.d);
-                e.check(style == ops::RmsStyle::kLfm2 ? "rms_norm lfm2" : "rms_norm fused", what, x.d, x.h,
+                e.check(style == ops::RmsStyle::kLfm2 ? "rms_norm lfm2" : "rms_norm fused", what,
+                        x.d, x.h,
                         /*tol_f32=*/1e-6, /*ulps=*/style == ops::RmsStyle::kLfm2 ? 2 : 1);
             }
             auto lw = e.param({s[1]}, rng, DType::kF32, 0.2f, 1.0f);
@@ -306,13 +330,16 @@ TEST_F(CudaOps, Norms) {
     }
 }
 
-// ---- elementwise -----------------------------------------------------------------------------------
+// ---- elementwise
+// -----------------------------------------------------------------------------------
 
 TEST_F(CudaOps, Elementwise) {
     const Shape shapes[] = {{1, 2048}, {3, 1001}, {64, 8192}};
-    const std::pair<ops::Activation, const char*> acts[] = {
-        {ops::Activation::kSilu, "silu"}, {ops::Activation::kRelu, "relu"}, {ops::Activation::kGeluErf, "gelu"},
-        {ops::Activation::kSigmoid, "sigmoid"}, {ops::Activation::kExp, "exp"}};
+    const std::pair<ops::Activation, const char*> acts[] = {{ops::Activation::kSilu, "silu"},
+                                                            {ops::Activation::kRelu, "relu"},
+                                                            {ops::Activation::kGeluErf, "gelu"},
+                                                            {ops::Activation::kSigmoid, "sigmoid"},
+                                                            {ops::Activation::kExp, "exp"}};
     for (Precision p : kBoth) {
         Env e = env(p);
         Rng rng(3000 + int(p));
@@ -335,7 +362,8 @@ TEST_F(CudaOps, Elementwise) {
             for (auto [act, name] : acts) {
                 ops::activation(e.cpu(), act, a.h, y.h);
                 ops::activation(e.gpu(), act, a.d, y.d);
-                e.check(std::string("activation ") + name, what, y.d, y.h, /*tol_f32=*/1e-6, /*ulps=*/1);
+                e.check(std::string("activation ") + name, what, y.d, y.h, /*tol_f32=*/1e-6,
+                        /*ulps=*/1);
             }
             // in place (y aliases a)
             auto c = e.act(s, rng);
@@ -353,7 +381,8 @@ TEST_F(CudaOps, Elementwise) {
     }
 }
 
-// ---- embeddings ------------------------------------------------------------------------------------
+// ---- embeddings
+// ------------------------------------------------------------------------------------
 
 TEST_F(CudaOps, Embeddings) {
     for (Precision p : kBoth) {
@@ -375,12 +404,14 @@ TEST_F(CudaOps, Embeddings) {
             auto yb = e.out({3, 1024});
             ops::embedding_bag(e.cpu(), bag.h, bag_ids.h, per, mean, yb.h);
             ops::embedding_bag(e.gpu(), bag.d, bag_ids.d, per, mean, yb.d);
-            e.check_exact(mean ? "embedding_bag mean" : "embedding_bag sum", "Q8x2049 D1024 n3", yb.d, yb.h);
+            e.check_exact(mean ? "embedding_bag mean" : "embedding_bag sum", "Q8x2049 D1024 n3",
+                          yb.d, yb.h);
         }
     }
 }
 
-// ---- rope ------------------------------------------------------------------------------------------
+// ---- rope
+// ------------------------------------------------------------------------------------------
 
 TEST_F(CudaOps, Rope) {
     const int P = 4096;
@@ -403,7 +434,8 @@ TEST_F(CudaOps, Rope) {
             ops::copy(e.gpu(), sin_t.h, sin_t.d);
             for (int T : {1, 37}) {
                 std::vector<int32_t> pv;
-                for (int t = 0; t < T; ++t) pv.push_back(t == 5 ? P + 10 : rng.below(P));  // one clamps
+                for (int t = 0; t < T; ++t)
+                    pv.push_back(t == 5 ? P + 10 : rng.below(P));  // one clamps
                 auto pos = e.ids(pv, {T});
                 for (ops::RopeStyle style : {ops::RopeStyle::kNeox, ops::RopeStyle::kPairs}) {
                     auto x = e.act({T, 32, Dh}, rng);
@@ -411,7 +443,8 @@ TEST_F(CudaOps, Rope) {
                     ops::rope(e.gpu(), x.d, pos.d, cos_t.d, sin_t.d, style);
                     char what[64];
                     std::snprintf(what, sizeof what, "[%d,32,%d]", T, Dh);
-                    e.check(style == ops::RopeStyle::kNeox ? "rope neox" : "rope pairs", what, x.d, x.h,
+                    e.check(style == ops::RopeStyle::kNeox ? "rope neox" : "rope pairs", what, x.d,
+                            x.h,
                             /*tol_f32=*/1e-6, /*ulps=*/2);
                 }
             }
@@ -419,31 +452,31 @@ TEST_F(CudaOps, Rope) {
     }
 }
 
-// ---- kv_write + attention --------------------------------------------------------------------------
+// ---- kv_write + attention
+// --------------------------------------------------------------------------
 
 TEST_F(CudaOps, KvWriteAndAttention) {
     struct Case {
         int T, H, Hkv, Dh, S, p0, window;
     };
     const Case cases[] = {
-        {1, 32, 8, 64, 4096, 2500, 0},  // backbone decode deep into the context
-        {1, 32, 8, 64, 4096, 0, 0},     // first token: one key
-        {4, 32, 8, 64, 1024, 100, 0},   // a few tokens at once (decode kernel)
-        {300, 32, 8, 64, 512, 0, 0},    // prefill (tiled kernel)
-        {300, 32, 8, 64, 512, 50, 128}, // prefill after 50 cached rows, sliding window
-        {1, 32, 8, 64, 512, 400, 128},  // decode with a window
-        {1, 16, 4, 32, 64, 7, 0},       // small head dim
-        {70, 16, 4, 32, 128, 0, 0},
-        {50, 8, 2, 128, 256, 20, 0},    // head dim 128
-        {3, 12, 12, 64, 256, 30, 0},    // no GQA
+        {1, 32, 8, 64, 4096, 2500, 0},   // backbone decode deep into the context
+        {1, 32, 8, 64, 4096, 0, 0},      // first token: one key
+        {4, 32, 8, 64, 1024, 100, 0},    // a few tokens at once (decode kernel)
+        {300, 32, 8, 64, 512, 0, 0},     // prefill (tiled kernel)
+        {300, 32, 8, 64, 512, 50, 128},  // prefill after 50 cached rows, sliding window
+        {1, 32, 8, 64, 512, 400, 128},   // decode with a window
+        {1, 16, 4, 32, 64, 7, 0},        // small head dim
+        {70, 16, 4, 32, 128, 0, 0},     {50, 8, 2, 128, 256, 20, 0},  // head dim 128
+        {3, 12, 12, 64, 256, 30, 0},                                  // no GQA
     };
     for (Precision p : kBoth) {
         Env e = env(p);
         Rng rng(6000 + int(p));
         for (const Case& c : cases) {
             char what[96];
-            std::snprintf(what, sizeof what, "T%d H%d/%d Dh%d S%d p%d w%d", c.T, c.H, c.Hkv, c.Dh, c.S, c.p0,
-                          c.window);
+            std::snprintf(what, sizeof what, "T%d H%d/%d Dh%d S%d p%d w%d", c.T, c.H, c.Hkv, c.Dh,
+                          c.S, c.p0, c.window);
             auto kc = e.act({c.Hkv, c.S, c.Dh}, rng), vc = e.act({c.Hkv, c.S, c.Dh}, rng);
             auto k = e.act({c.T, c.Hkv, c.Dh}, rng), v = e.act({c.T, c.Hkv, c.Dh}, rng);
             std::vector<int32_t> pv;
@@ -463,7 +496,8 @@ TEST_F(CudaOps, KvWriteAndAttention) {
     }
 }
 
-// ---- short conv ------------------------------------------------------------------------------------
+// ---- short conv
+// ------------------------------------------------------------------------------------
 
 TEST_F(CudaOps, ShortConv) {
     const int C = 2048, K = 3;
@@ -483,7 +517,8 @@ TEST_F(CudaOps, ShortConv) {
                     ops::short_conv(e.cpu(), x.h, w.h, state.h, pos.h, y.h);
                     ops::short_conv(e.gpu(), x.d, w.d, state.d, pos.d, y.d);
                     char what[64];
-                    std::snprintf(what, sizeof what, "T%d C%d%s call%d", Tc, C, alias ? " alias" : "", call);
+                    std::snprintf(what, sizeof what, "T%d C%d%s call%d", Tc, C,
+                                  alias ? " alias" : "", call);
                     e.check("short_conv y", what, y.d, y.h, /*tol_f32=*/1e-6, /*ulps=*/1);
                     e.check_exact("short_conv state", what, state.d, state.h);
                 }
@@ -492,7 +527,8 @@ TEST_F(CudaOps, ShortConv) {
     }
 }
 
-// ---- argmax / sampling -----------------------------------------------------------------------------
+// ---- argmax / sampling
+// -----------------------------------------------------------------------------
 
 TEST_F(CudaOps, Argmax) {
     for (Precision p : kBoth) {
@@ -500,9 +536,10 @@ TEST_F(CudaOps, Argmax) {
         Rng rng(8000 + int(p));
         const int M = 4, N = 65536;
         std::vector<float> v(static_cast<size_t>(M) * N);
-        for (auto& x : v) x = std::round(rng.normal() * 4.0f) / 4.0f;  // coarse: many ties at the max
-        for (int n = 0; n < N; ++n) v[2 * N + n] = 1.5f;               // a row of equal values
-        v[3 * N + 777] = NAN;                                          // NaN wins, the first one
+        for (auto& x : v)
+            x = std::round(rng.normal() * 4.0f) / 4.0f;   // coarse: many ties at the max
+        for (int n = 0; n < N; ++n) v[2 * N + n] = 1.5f;  // a row of equal values
+        v[3 * N + 777] = NAN;                             // NaN wins, the first one
         v[3 * N + 1000] = NAN;
         auto lg = e.act_from(v, {M, N});
         auto oh = e.ids(std::vector<int32_t>(M, -1), {M});
@@ -520,7 +557,10 @@ TEST_F(CudaOps, SampleTopK) {
         int M, N, top_k;
         float temperature;
     };
-    const Case cases[] = {{8, 2049, 4, 1.0f}, {8, 2049, 4, 0.7f}, {1, 2049, 0, 1.0f}, {2, 65536, 50, 0.9f},
+    const Case cases[] = {{8, 2049, 4, 1.0f},
+                          {8, 2049, 4, 0.7f},
+                          {1, 2049, 0, 1.0f},
+                          {2, 65536, 50, 0.9f},
                           {2, 65536, 3000, 1.0f}};
     for (Precision p : kBoth) {
         Env e = env(p);
@@ -543,14 +583,16 @@ TEST_F(CudaOps, SampleTopK) {
                 }
             }
             EXPECT_TRUE(ops::synchronize(e.gpu()).is_ok());
-            std::printf("[ops_cuda] %-22s M%d N%d k%d T%.1f %-10s %-4s draws differing: %d/%d\n", "sample_top_k", c.M,
-                        c.N, c.top_k, c.temperature, "", prec_name(p), mismatches, total);
+            std::printf("[ops_cuda] %-22s M%d N%d k%d T%.1f %-10s %-4s draws differing: %d/%d\n",
+                        "sample_top_k", c.M, c.N, c.top_k, c.temperature, "", prec_name(p),
+                        mismatches, total);
             EXPECT_EQ(mismatches, 0) << "N" << c.N << " k" << c.top_k;
         }
     }
 }
 
-// ---- copies, conversion, transpose, zero, round, set_value -------------------------------------------
+// ---- copies, conversion, transpose, zero, round, set_value
+// -------------------------------------------
 
 TEST_F(CudaOps, CopyConvertTransposeZero) {
     Env e = env(Precision::kBF16);
@@ -561,7 +603,8 @@ TEST_F(CudaOps, CopyConvertTransposeZero) {
     Tensor b16 = e.dev(s, DType::kBF16);
     ops::copy(e.gpu(), src.h, b16);
     Tensor want = e.host_f32(s);
-    for (int64_t i = 0; i < want.numel(); ++i) want.ptr<float>()[i] = round_bf16(src.h.ptr<float>()[i]);
+    for (int64_t i = 0; i < want.numel(); ++i)
+        want.ptr<float>()[i] = round_bf16(src.h.ptr<float>()[i]);
     e.check_exact("copy h2d f32->bf16", shape_str(s), b16, want);
     // device F32 -> device BF16 (conversion kernel)
     Tensor b16b = e.dev(s, DType::kBF16);
@@ -590,9 +633,11 @@ TEST_F(CudaOps, CopyConvertTransposeZero) {
         Tensor ref = e.host_f32({s[1], s[0]});
         for (int64_t a = 0; a < s[0]; ++a)
             for (int64_t b = 0; b < s[1]; ++b)
-                ref.ptr<float>()[b * s[0] + a] = dt == DType::kBF16 ? want.ptr<float>()[a * s[1] + b]
-                                                                    : src.h.ptr<float>()[a * s[1] + b];
-        e.check_exact(dt == DType::kBF16 ? "transpose bf16" : "transpose f32", shape_str(s), yt, ref);
+                ref.ptr<float>()[b * s[0] + a] = dt == DType::kBF16
+                                                     ? want.ptr<float>()[a * s[1] + b]
+                                                     : src.h.ptr<float>()[a * s[1] + b];
+        e.check_exact(dt == DType::kBF16 ? "transpose bf16" : "transpose f32", shape_str(s), yt,
+                      ref);
     }
     // round_to_act on an F32 device tensor in a bf16 context
     Tensor r = e.dev(s, DType::kF32);
@@ -616,7 +661,8 @@ TEST_F(CudaOps, CopyConvertTransposeZero) {
     EXPECT_TRUE(ops::synchronize(e.gpu()).is_ok());
 }
 
-// ---- graph capture ----------------------------------------------------------------------------------
+// ---- graph capture
+// ----------------------------------------------------------------------------------
 
 // A toy decode step: embedding -> rms_norm -> q/k/v projections -> rope -> kv_write -> attention ->
 // output projection -> argmax, every position read on the device. Captured once, replayed for 10
@@ -632,7 +678,8 @@ TEST_F(CudaOps, GraphCaptureDecodeStep) {
     auto wk = e.param({Hkv * Dh, D}, rng, DType::kBF16, 0.02f);
     auto wv = e.param({Hkv * Dh, D}, rng, DType::kBF16, 0.02f);
     auto wo = e.param({V, H * Dh}, rng, DType::kBF16, 0.02f);
-    auto cs = e.param({P, Dh / 2}, rng, DType::kF32, 0.7f), sn = e.param({P, Dh / 2}, rng, DType::kF32, 0.7f);
+    auto cs = e.param({P, Dh / 2}, rng, DType::kF32, 0.7f),
+         sn = e.param({P, Dh / 2}, rng, DType::kF32, 0.7f);
 
     // Per-path state: eager CUDA (0), graph CUDA (1), CPU (2).
     struct Path {
@@ -661,7 +708,8 @@ TEST_F(CudaOps, GraphCaptureDecodeStep) {
         auto T = [&](Env::Pair& pr) -> Tensor& { return dev ? pr.d : pr.h; };
         ops::embedding(ctx, T(table), T(p.ids), T(p.x));
         ops::rms_norm(ctx, T(p.x), T(nw), 1e-5f, ops::RmsStyle::kLfm2, T(p.h));
-        Tensor q2 = T(p.q).reshape({1, H * Dh}), k2 = T(p.k).reshape({1, Hkv * Dh}), v2 = T(p.v).reshape({1, Hkv * Dh});
+        Tensor q2 = T(p.q).reshape({1, H * Dh}), k2 = T(p.k).reshape({1, Hkv * Dh}),
+               v2 = T(p.v).reshape({1, Hkv * Dh});
         ops::linear(ctx, T(p.h), T(wq), nullptr, q2);
         ops::linear(ctx, T(p.h), T(wk), nullptr, k2);
         ops::linear(ctx, T(p.h), T(wv), nullptr, v2);
@@ -695,7 +743,8 @@ TEST_F(CudaOps, GraphCaptureDecodeStep) {
         step(e.gpu(), paths[0], true);
         ASSERT_TRUE(graph.replay(e.gpu()).is_ok());
         step(e.cpu(), paths[2], false);
-        const std::vector<float> eager = e.fetch(paths[0].logits.d), replay = e.fetch(paths[1].logits.d);
+        const std::vector<float> eager = e.fetch(paths[0].logits.d),
+                                 replay = e.fetch(paths[1].logits.d);
         ASSERT_EQ(eager, replay) << "step " << s << ": graph replay differs from eager execution";
         int32_t tok[2];
         for (int i = 0; i < 2; ++i) {
@@ -705,15 +754,17 @@ TEST_F(CudaOps, GraphCaptureDecodeStep) {
         EXPECT_EQ(tok[0], tok[1]);
         agree_cpu += tok[1] == paths[2].tok.h.ptr<int32_t>()[0];
         const Diff d = compare(replay, Env::values(paths[2].logits.h), -1, 0);
-        std::printf("[ops_cuda] graph step %d pos %d: token %d (cpu %d), logits rel_l2 vs cpu %.2e\n", s, s, tok[1],
-                    paths[2].tok.h.ptr<int32_t>()[0], d.rel_l2);
+        std::printf(
+            "[ops_cuda] graph step %d pos %d: token %d (cpu %d), logits rel_l2 vs cpu %.2e\n", s, s,
+            tok[1], paths[2].tok.h.ptr<int32_t>()[0], d.rel_l2);
         EXPECT_LE(d.rel_l2, 1e-2);  // bf16 activations through 4 roundings: a few 1e-3
     }
     EXPECT_TRUE(ops::synchronize(e.gpu()).is_ok());
     std::printf("[ops_cuda] graph: %d/%d greedy tokens equal the CPU's\n", agree_cpu, steps);
 }
 
-// ---- errors ------------------------------------------------------------------------------------------
+// ---- errors
+// ------------------------------------------------------------------------------------------
 
 TEST_F(CudaOps, ErrorsBecomeStatuses) {
     ops::Context cpu;

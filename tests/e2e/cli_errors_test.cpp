@@ -53,8 +53,12 @@ int count_error_lines(const std::string& s) {
     return n;
 }
 
-std::string tiny() { return test::data_dir() + "/tiny/model"; }
-std::string question() { return test::shared_dir() + "/audio/question.wav"; }
+std::string tiny() {
+    return test::data_dir() + "/tiny/model";
+}
+std::string question() {
+    return test::shared_dir() + "/audio/question.wav";
+}
 
 // A copy of the tiny model directory (links to the big files) in which `replace` is a real file.
 std::string model_copy(const std::string& tag) {
@@ -78,7 +82,8 @@ std::string read_file(const std::string& path) {
 }
 
 // Rewrites model.safetensors with a modified header (data kept).
-std::string with_header_edit(const std::string& dir, const std::function<void(nlohmann::json&)>& edit) {
+std::string with_header_edit(const std::string& dir,
+                             const std::function<void(nlohmann::json&)>& edit) {
     std::string bytes = read_file(tiny() + "/model.safetensors");
     uint64_t n = 0;
     std::memcpy(&n, bytes.data(), 8);
@@ -94,7 +99,8 @@ std::string with_header_edit(const std::string& dir, const std::function<void(nl
     return dir;
 }
 
-std::string wav_bytes(int channels, int rate, int bits, int format, uint32_t n_frames, bool truncate = false) {
+std::string wav_bytes(int channels, int rate, int bits, int format, uint32_t n_frames,
+                      bool truncate = false) {
     const uint32_t block = static_cast<uint32_t>(channels * bits / 8);
     const uint32_t data = n_frames * block;
     std::string b;
@@ -128,16 +134,18 @@ void expect_error(const CliResult& r, const std::string& needle, int code = 1) {
     EXPECT_EQ(r.exit_code, code) << r.err;
     if (code == 1) {
         EXPECT_EQ(count_error_lines(r.err), 1) << r.err;
-        EXPECT_NE(r.err.find(needle), std::string::npos) << "expected \"" << needle << "\" in: " << r.err;
+        EXPECT_NE(r.err.find(needle), std::string::npos)
+            << "expected \"" << needle << "\" in: " << r.err;
     }
 }
 
 std::string s2s(const std::string& model, const std::string& in, const std::string& extra = "") {
-    return "s2s --device cpu -q -m " + model + " -i " + in + " -o /tmp/voxrt-cli-test-out.wav -n 4 " + extra;
+    return "s2s --device cpu -q -m " + model + " -i " + in +
+           " -o /tmp/voxrt-cli-test-out.wav -n 4 " + extra;
 }
 
 TEST(CliErrors, UsageErrorsExit2) {
-    expect_error(run_cli("s2s -i x.wav -o y.wav"), "", 2);                 // -m missing
+    expect_error(run_cli("s2s -i x.wav -o y.wav"), "", 2);  // -m missing
     expect_error(run_cli("tts -m " + tiny() + " --text hi --voice robot -o y.wav"), "", 2);
     expect_error(run_cli("frobnicate"), "", 2);
 }
@@ -164,12 +172,15 @@ TEST(CliErrors, BadSafetensors) {
     }
     {
         const std::string d = model_copy("shape");
-        with_header_edit(d, [](nlohmann::json& h) { h["lfm.embedding_norm.weight"]["shape"] = {32, 2}; });
+        with_header_edit(d, [](nlohmann::json& h) {
+            h["lfm.embedding_norm.weight"]["shape"] = {32, 2};
+        });
         expect_error(run_cli(s2s(d, question())), "lfm.embedding_norm.weight");
     }
     {
         const std::string d = model_copy("dtype");
-        with_header_edit(d, [](nlohmann::json& h) { h["lfm.embedding_norm.weight"]["dtype"] = "I16"; });
+        with_header_edit(
+            d, [](nlohmann::json& h) { h["lfm.embedding_norm.weight"]["dtype"] = "I16"; });
         expect_error(run_cli(s2s(d, question())), "lfm.embedding_norm.weight");
     }
     {
@@ -212,8 +223,11 @@ TEST(CliErrors, BadConfigAndTokenizer) {
 }
 
 TEST(CliErrors, BadAudio) {
-    expect_error(run_cli(s2s(tiny(), temp_wav("this is not a wav file at all, just text"))), "in.wav");
-    expect_error(run_cli(s2s(tiny(), temp_wav(wav_bytes(1, 16000, 16, 1, 16000, /*truncate=*/true)))), "in.wav");
+    expect_error(run_cli(s2s(tiny(), temp_wav("this is not a wav file at all, just text"))),
+                 "in.wav");
+    expect_error(
+        run_cli(s2s(tiny(), temp_wav(wav_bytes(1, 16000, 16, 1, 16000, /*truncate=*/true)))),
+        "in.wav");
     expect_error(run_cli(s2s(tiny(), temp_wav(wav_bytes(1, 16000, 16, 1, 0)))), "in.wav");
     expect_error(run_cli(s2s(tiny(), temp_wav(wav_bytes(6, 16000, 16, 1, 1600)))), "in.wav");
     expect_error(run_cli(s2s(tiny(), temp_wav(wav_bytes(1, 16000, 8, 1, 1600)))), "in.wav");
@@ -233,7 +247,8 @@ TEST(CliErrors, GoodRunsSucceed) {
     EXPECT_EQ(r.exit_code, 0) << r.err;
     r = run_cli("asr --device cpu -q -n 4 -m " + tiny() + " -i " + question());
     EXPECT_EQ(r.exit_code, 0) << r.err;
-    r = run_cli("tts --device cpu -q -n 4 -m " + tiny() + " --text hello --voice uk-male -o /tmp/voxrt-cli-tts.wav");
+    r = run_cli("tts --device cpu -q -n 4 -m " + tiny() +
+                " --text hello --voice uk-male -o /tmp/voxrt-cli-tts.wav");
     EXPECT_EQ(r.exit_code, 0) << r.err;
     r = run_cli("chat --device cpu -q -n 4 -m " + tiny() + " --text hello");
     EXPECT_EQ(r.exit_code, 0) << r.err;

@@ -39,7 +39,9 @@ std::vector<Item> reference(const std::string& name) {
     std::vector<Item> out;
     for (size_t i = 0; i < kind.size(); ++i) {
         Item it{static_cast<int>(kind[i]), static_cast<int32_t>(text[i]), {}};
-        for (int q = 0; q < 8; ++q) it.codes[static_cast<size_t>(q)] = static_cast<int32_t>(codes[i * 8 + static_cast<size_t>(q)]);
+        for (int q = 0; q < 8; ++q)
+            it.codes[static_cast<size_t>(q)] =
+                static_cast<int32_t>(codes[i * 8 + static_cast<size_t>(q)]);
         out.push_back(it);
     }
     return out;
@@ -69,7 +71,7 @@ std::vector<Item> run(const model::LfmAudioModel& m, const std::string& mode, in
     EXPECT_TRUE(s.is_ok()) << s.status().message();
     if (!s.is_ok()) return {};
     runtime::Session& ss = **s;
-    const std::string system = mode == "s2s" ? "Respond with interleaved text and audio."
+    const std::string system = mode == "s2s"   ? "Respond with interleaved text and audio."
                                : mode == "asr" ? "Perform ASR."
                                                : "Perform TTS. Use the UK female voice.";
     EXPECT_TRUE(ss.new_turn("system").is_ok());
@@ -77,19 +79,22 @@ std::vector<Item> run(const model::LfmAudioModel& m, const std::string& mode, in
     EXPECT_TRUE(ss.end_turn().is_ok());
     EXPECT_TRUE(ss.new_turn("user").is_ok());
     if (mode == "tts") {
-        EXPECT_TRUE(ss.add_text("What is this obsession people have with books? They put them in their houses\xE2\x80\x94"
+        EXPECT_TRUE(ss.add_text("What is this obsession people have with books? They put them in "
+                                "their houses\xE2\x80\x94"
                                 "like they're trophies. What do you need it for after you read it?")
                         .is_ok());
     } else {
         int rate = 0;
-        std::vector<float> wav = read_audio(test::shared_dir() + (mode == "s2s" ? "/audio/question.wav" : "/audio/asr.wav"), &rate);
+        std::vector<float> wav = read_audio(
+            test::shared_dir() + (mode == "s2s" ? "/audio/question.wav" : "/audio/asr.wav"), &rate);
         Status st = ss.add_audio(wav.data(), wav.size(), rate);
         EXPECT_TRUE(st.is_ok()) << st.message();
     }
     EXPECT_TRUE(ss.end_turn().is_ok());
     EXPECT_TRUE(ss.new_turn("assistant").is_ok());
     runtime::GenerateOptions g;
-    g.mode = mode == "s2s" ? runtime::GenerationMode::kInterleaved : runtime::GenerationMode::kSequential;
+    g.mode = mode == "s2s" ? runtime::GenerationMode::kInterleaved
+                           : runtime::GenerationMode::kSequential;
     g.max_new_tokens = steps;
     g.decode_audio = false;
     std::vector<Item> out;
@@ -112,7 +117,8 @@ class GreedyE2E : public ::testing::TestWithParam<std::string> {};
 
 // fp32: the official fp32 greedy sequence must be reproduced exactly, every one of its steps.
 TEST_P(GreedyE2E, Fp32SequenceIdentical) {
-    if (test::parity_device() == Device::kCUDA && !backend::cuda_available()) GTEST_SKIP() << "no CUDA device";
+    if (test::parity_device() == Device::kCUDA && !backend::cuda_available())
+        GTEST_SKIP() << "no CUDA device";
     const std::string mode = GetParam();
     auto m = load_tiny(ops::Precision::kF32);
     ASSERT_TRUE(m);
@@ -120,7 +126,8 @@ TEST_P(GreedyE2E, Fp32SequenceIdentical) {
     ASSERT_GE(ref.size(), 64u);
     std::vector<Item> ours = run(*m, mode, static_cast<int>(ref.size()));
     const size_t n = agreement(ours, ref);
-    std::printf("[%s fp32 %s] %zu of %zu steps identical\n", mode.c_str(), device_name(test::parity_device()), n, ref.size());
+    std::printf("[%s fp32 %s] %zu of %zu steps identical\n", mode.c_str(),
+                device_name(test::parity_device()), n, ref.size());
     EXPECT_EQ(n, ref.size());
     EXPECT_EQ(ours.size(), ref.size());
 }
@@ -129,15 +136,18 @@ TEST_P(GreedyE2E, Fp32SequenceIdentical) {
 // own bf16 and fp32 runs (docs/reference-dumps.md), so this reports the agreement length and
 // only requires the first step (bf16 logits are judged teacher-forced in backbone_parity_test).
 TEST_P(GreedyE2E, Bf16SequenceReport) {
-    if (test::parity_device() == Device::kCUDA && !backend::cuda_available()) GTEST_SKIP() << "no CUDA device";
+    if (test::parity_device() == Device::kCUDA && !backend::cuda_available())
+        GTEST_SKIP() << "no CUDA device";
     const std::string mode = GetParam();
     auto m = load_tiny(ops::Precision::kBF16);
     ASSERT_TRUE(m);
     std::vector<Item> ref16 = reference("greedy_" + mode + "_bf16");
     std::vector<Item> ref32 = reference("greedy_" + mode + "_fp32");
     std::vector<Item> ours = run(*m, mode, static_cast<int>(ref16.size()));
-    std::printf("[%s bf16] agrees with reference bf16 for %zu steps, with reference fp32 for %zu; reference bf16 vs fp32: %zu\n",
-                mode.c_str(), agreement(ours, ref16), agreement(ours, ref32), agreement(ref16, ref32));
+    std::printf(
+        "[%s bf16] agrees with reference bf16 for %zu steps, with reference fp32 for %zu; "
+        "reference bf16 vs fp32: %zu\n",
+        mode.c_str(), agreement(ours, ref16), agreement(ours, ref32), agreement(ref16, ref32));
     EXPECT_GE(agreement(ours, ref16), 1u);
 }
 

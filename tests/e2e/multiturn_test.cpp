@@ -51,7 +51,9 @@ void add_turn1_prompt(runtime::Session& s, const std::vector<float>& wav, int ra
 void add_turn2_prompt(runtime::Session& s) {
     ASSERT_TRUE(s.end_turn().is_ok());
     ASSERT_TRUE(s.new_turn("user").is_ok());
-    ASSERT_TRUE(s.add_text("My business specialized in chairs, can you give me something related to that?").is_ok());
+    ASSERT_TRUE(
+        s.add_text("My business specialized in chairs, can you give me something related to that?")
+            .is_ok());
     ASSERT_TRUE(s.end_turn().is_ok());
     ASSERT_TRUE(s.new_turn("assistant").is_ok());
 }

@@ -29,10 +29,10 @@ namespace voxrt {
 namespace {
 
 struct Result {
-    test::ErrorStats hidden;          // worst step
-    test::LogitStats text;            // text logits over all steps
-    test::LogitStats depth;           // depthformer logits over all audio steps × codebooks
-    std::vector<float> text_logits;   // ours, for cross-precision comparisons
+    test::ErrorStats hidden;         // worst step
+    test::LogitStats text;           // text logits over all steps
+    test::LogitStats depth;          // depthformer logits over all audio steps × codebooks
+    std::vector<float> text_logits;  // ours, for cross-precision comparisons
     std::vector<float> depth_logits;
 };
 
@@ -41,7 +41,8 @@ struct DevTensor {
     Buffer buf;
     Tensor t;
 };
-DevTensor upload(const ops::Context& ctx, const float* host, std::initializer_list<int64_t> shape, DType dt) {
+DevTensor upload(const ops::Context& ctx, const float* host, std::initializer_list<int64_t> shape,
+                 DType dt) {
     DevTensor d;
     Tensor h = Tensor::make(const_cast<float*>(host), DType::kF32, Device::kCPU, shape);
     d.buf = Buffer::allocate(ctx.device, static_cast<size_t>(h.numel()) * dtype_size(dt));
@@ -49,7 +50,8 @@ DevTensor upload(const ops::Context& ctx, const float* host, std::initializer_li
     ops::copy(ctx, h, d.t);
     return d;
 }
-DevTensor upload_i32(const ops::Context& ctx, const int32_t* host, std::initializer_list<int64_t> shape) {
+DevTensor upload_i32(const ops::Context& ctx, const int32_t* host,
+                     std::initializer_list<int64_t> shape) {
     DevTensor d;
     Tensor h = Tensor::make(const_cast<int32_t*>(host), DType::kI32, Device::kCPU, shape);
     d.buf = Buffer::allocate(ctx.device, h.nbytes());
@@ -111,7 +113,8 @@ Result run_teacher_forced(const std::string& mode, ops::Precision prec) {
         EXPECT_TRUE(arena.reserve(device, 512u << 20));
 
         const DType dt = ctx.act_dtype();
-        const int64_t D = cfg->lfm.hidden_size, V = cfg->lfm.vocab_size, Q = cfg->codebooks, AV = cfg->audio_vocab;
+        const int64_t D = cfg->lfm.hidden_size, V = cfg->lfm.vocab_size, Q = cfg->codebooks,
+                      AV = cfg->audio_vocab;
         std::vector<float> embeds = test::read_f32(*dump, "prompt.embeds");
         const int64_t L = static_cast<int64_t>(embeds.size()) / D;
         std::vector<float> ref_hidden = test::read_f32(*dump, "tf.hidden");
@@ -133,7 +136,8 @@ Result run_teacher_forced(const std::string& mode, ops::Precision prec) {
             std::vector<float> ours = download(ctx, out.t);
             std::vector<float> ref_ph = test::read_f32(*dump, "prompt.hidden");
             auto e = test::compare(ours.data(), ref_ph.data(), ref_ph.size());
-            std::printf("[%s %s %s] prompt hidden: %s\n", mode.c_str(), tag.c_str(), device_name(device), e.str().c_str());
+            std::printf("[%s %s %s] prompt hidden: %s\n", mode.c_str(), tag.c_str(),
+                        device_name(device), e.str().c_str());
         }
         DevTensor h = alloc(ctx, {1, D}, dt);
         Tensor last = out.t.rows(L - 1, L);
@@ -159,8 +163,11 @@ Result run_teacher_forced(const std::string& mode, ops::Precision prec) {
                     ops::embedding(ctx, net->embed_tokens(), ids.t, xin.t);
                 } else {
                     std::vector<int32_t> c(static_cast<size_t>(Q));
-                    for (int64_t q = 0; q < Q; ++q) c[static_cast<size_t>(q)] = static_cast<int32_t>(codes[static_cast<size_t>((i - 1) * Q + q)]);
-                    ops::copy(ctx, Tensor::make(c.data(), DType::kI32, Device::kCPU, {1, Q}), frame.t);
+                    for (int64_t q = 0; q < Q; ++q)
+                        c[static_cast<size_t>(q)] =
+                            static_cast<int32_t>(codes[static_cast<size_t>((i - 1) * Q + q)]);
+                    ops::copy(ctx, Tensor::make(c.data(), DType::kI32, Device::kCPU, {1, Q}),
+                              frame.t);
                     head->embed_frames(ctx, frame.t, xin.t);
                 }
                 net->forward(ctx, *st, xin.t, p1.t, arena, h.t);
@@ -173,7 +180,9 @@ Result run_teacher_forced(const std::string& mode, ops::Precision prec) {
             our_text.insert(our_text.end(), lg.begin(), lg.end());
             if (kind[static_cast<size_t>(i)] == 1) {
                 std::vector<int32_t> f(static_cast<size_t>(Q));
-                for (int64_t q = 0; q < Q; ++q) f[static_cast<size_t>(q)] = static_cast<int32_t>(codes[static_cast<size_t>(i * Q + q)]);
+                for (int64_t q = 0; q < Q; ++q)
+                    f[static_cast<size_t>(q)] =
+                        static_cast<int32_t>(codes[static_cast<size_t>(i * Q + q)]);
                 ops::copy(ctx, Tensor::make(f.data(), DType::kI32, Device::kCPU, {Q}), forced.t);
                 model::FrameSampling greedy;
                 head->sample_frame(ctx, *hst, h.t, greedy, arena, chosen.t, &dlogits.t, &forced.t);
@@ -186,19 +195,24 @@ Result run_teacher_forced(const std::string& mode, ops::Precision prec) {
         }
         res.text = test::compare_logits(our_text.data(), ref_text.data(), S, V);
         if (!our_depth.empty())
-            res.depth = test::compare_logits(our_depth.data(), ref_depth_rows.data(), audio_idx * Q, AV);
+            res.depth =
+                test::compare_logits(our_depth.data(), ref_depth_rows.data(), audio_idx * Q, AV);
         res.text_logits = std::move(our_text);
         res.depth_logits = std::move(our_depth);
-        std::printf("[%s %s %s] hidden worst step: %s\n[%s %s %s] text logits: %s\n[%s %s %s] depth logits: %s\n",
-                    mode.c_str(), tag.c_str(), device_name(device), res.hidden.str().c_str(), mode.c_str(), tag.c_str(),
-                    device_name(device), res.text.str().c_str(), mode.c_str(), tag.c_str(), device_name(device),
-                    res.depth.str().c_str());
+        std::printf(
+            "[%s %s %s] hidden worst step: %s\n[%s %s %s] text logits: %s\n[%s %s %s] depth "
+            "logits: %s\n",
+            mode.c_str(), tag.c_str(), device_name(device), res.hidden.str().c_str(), mode.c_str(),
+            tag.c_str(), device_name(device), res.text.str().c_str(), mode.c_str(), tag.c_str(),
+            device_name(device), res.depth.str().c_str());
     }
     backend::destroy_cuda_context(ctx);
     return res;
 }
 
-bool skip_device() { return test::parity_device() == Device::kCUDA && !backend::cuda_available(); }
+bool skip_device() {
+    return test::parity_device() == Device::kCUDA && !backend::cuda_available();
+}
 
 class BackboneParity : public ::testing::TestWithParam<std::string> {};
 
@@ -249,25 +263,29 @@ TEST_P(BackboneParityBf16, Bf16NoWorseThanReferenceBf16) {
     ASSERT_TRUE(ref16.is_ok()) << ref16.status().message();
     Result ours = run_teacher_forced(mode, ops::Precision::kBF16);
     ASSERT_FALSE(ours.text_logits.empty());
-    std::vector<float> t32 = test::read_f32(*ref32, "tf.text_logits"), t16 = test::read_f32(*ref16, "tf.text_logits");
+    std::vector<float> t32 = test::read_f32(*ref32, "tf.text_logits"),
+                       t16 = test::read_f32(*ref16, "tf.text_logits");
     const int64_t V = test::shape_of(*ref32, "tf.text_logits")[1];
     const int64_t S = static_cast<int64_t>(t32.size()) / V;
     auto ref_text = test::compare_logits(t16.data(), t32.data(), S, V);
     auto our_text = test::compare_logits(ours.text_logits.data(), t32.data(), S, V);
-    std::printf("[%s] text vs ref-fp32: ours-bf16 %s | ref-bf16 %s\n", mode.c_str(), our_text.str().c_str(),
-                ref_text.str().c_str());
-    EXPECT_GE(our_text.top1_agree, ref_text.top1_agree - top1_slack(ref_text.top1_agree, ref_text.rows));
+    std::printf("[%s] text vs ref-fp32: ours-bf16 %s | ref-bf16 %s\n", mode.c_str(),
+                our_text.str().c_str(), ref_text.str().c_str());
+    EXPECT_GE(our_text.top1_agree,
+              ref_text.top1_agree - top1_slack(ref_text.top1_agree, ref_text.rows));
     EXPECT_LE(our_text.mean_kl, 1.5 * ref_text.mean_kl + 1e-9);
-    std::vector<float> d32 = test::read_f32(*ref32, "tf.depth_logits"), d16 = test::read_f32(*ref16, "tf.depth_logits");
+    std::vector<float> d32 = test::read_f32(*ref32, "tf.depth_logits"),
+                       d16 = test::read_f32(*ref16, "tf.depth_logits");
     if (!d32.empty()) {
         const int64_t AV = 2049;
         const int64_t rows = static_cast<int64_t>(d32.size()) / AV;
         ASSERT_EQ(ours.depth_logits.size(), d32.size());
         auto ref_depth = test::compare_logits(d16.data(), d32.data(), rows, AV);
         auto our_depth = test::compare_logits(ours.depth_logits.data(), d32.data(), rows, AV);
-        std::printf("[%s] depth vs ref-fp32: ours-bf16 %s | ref-bf16 %s\n", mode.c_str(), our_depth.str().c_str(),
-                    ref_depth.str().c_str());
-        EXPECT_GE(our_depth.top1_agree, ref_depth.top1_agree - top1_slack(ref_depth.top1_agree, ref_depth.rows));
+        std::printf("[%s] depth vs ref-fp32: ours-bf16 %s | ref-bf16 %s\n", mode.c_str(),
+                    our_depth.str().c_str(), ref_depth.str().c_str());
+        EXPECT_GE(our_depth.top1_agree,
+                  ref_depth.top1_agree - top1_slack(ref_depth.top1_agree, ref_depth.rows));
         EXPECT_LE(our_depth.mean_kl, 1.5 * ref_depth.mean_kl + 1e-9);
     }
 }

@@ -103,7 +103,9 @@ void run_parity(Device dev) {
     if (dev == Device::kCUDA) backend::destroy_cuda_context(ctx);
 }
 
-TEST(DetokenizerParity, StagesMatchReference) { run_parity(Device::kCPU); }
+TEST(DetokenizerParity, StagesMatchReference) {
+    run_parity(Device::kCPU);
+}
 
 TEST(DetokenizerParity, StagesMatchReferenceCuda) {
     if (!backend::cuda_available()) GTEST_SKIP() << "no CUDA device";

@@ -206,7 +206,9 @@ void check_parity(Device device) {
                     got32[ci].cpu_ms, got16[ci].ms, got16[ci].cpu_ms);
 }
 
-TEST(EncoderParity, Cpu) { check_parity(Device::kCPU); }
+TEST(EncoderParity, Cpu) {
+    check_parity(Device::kCPU);
+}
 
 TEST(EncoderParity, Cuda) {
     if (!backend::cuda_available()) GTEST_SKIP() << "no CUDA device";

@@ -243,7 +243,9 @@ void per_frame_cost(Device dev) {
         h.det->config().hidden_size, h.pool.size(), st->device_bytes());
 }
 
-TEST(DetokenizerStreaming, PerFrameCost) { per_frame_cost(Device::kCPU); }
+TEST(DetokenizerStreaming, PerFrameCost) {
+    per_frame_cost(Device::kCPU);
+}
 
 TEST(DetokenizerStreaming, PerFrameCostCuda) {
     if (!backend::cuda_available()) GTEST_SKIP() << "no CUDA device";

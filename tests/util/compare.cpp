@@ -12,14 +12,15 @@ namespace voxrt::test {
 
 std::string ErrorStats::str() const {
     char buf[160];
-    std::snprintf(buf, sizeof buf, "max_abs %.3g rel_l2 %.3g (ref max %.3g)", max_abs, rel_l2, ref_max);
+    std::snprintf(buf, sizeof buf, "max_abs %.3g rel_l2 %.3g (ref max %.3g)", max_abs, rel_l2,
+                  ref_max);
     return buf;
 }
 
 std::string LogitStats::str() const {
     char buf[160];
-    std::snprintf(buf, sizeof buf, "top1 %.2f%% mean_kl %.3g max_kl %.3g over %d rows", 100.0 * top1_agree,
-                  mean_kl, max_kl, rows);
+    std::snprintf(buf, sizeof buf, "top1 %.2f%% mean_kl %.3g max_kl %.3g over %d rows",
+                  100.0 * top1_agree, mean_kl, max_kl, rows);
     return buf;
 }
 
@@ -81,10 +82,18 @@ std::vector<float> read_f32(const io::SafeTensorsFile& f, const std::string& nam
     std::vector<float> out(static_cast<size_t>(t->numel()));
     for (size_t i = 0; i < out.size(); ++i) {
         switch (t->dtype) {
-            case DType::kF32: out[i] = t->ptr<float>()[i]; break;
-            case DType::kBF16: out[i] = bf16_to_f32(t->ptr<uint16_t>()[i]); break;
-            case DType::kF64: out[i] = static_cast<float>(t->ptr<double>()[i]); break;
-            default: ADD_FAILURE() << name << ": not a float tensor"; return {};
+            case DType::kF32:
+                out[i] = t->ptr<float>()[i];
+                break;
+            case DType::kBF16:
+                out[i] = bf16_to_f32(t->ptr<uint16_t>()[i]);
+                break;
+            case DType::kF64:
+                out[i] = static_cast<float>(t->ptr<double>()[i]);
+                break;
+            default:
+                ADD_FAILURE() << name << ": not a float tensor";
+                return {};
         }
     }
     return out;
@@ -97,9 +106,15 @@ std::vector<int64_t> read_i64(const io::SafeTensorsFile& f, const std::string& n
     std::vector<int64_t> out(static_cast<size_t>(t->numel()));
     for (size_t i = 0; i < out.size(); ++i) {
         switch (t->dtype) {
-            case DType::kI64: out[i] = t->ptr<int64_t>()[i]; break;
-            case DType::kI32: out[i] = t->ptr<int32_t>()[i]; break;
-            default: ADD_FAILURE() << name << ": not an integer tensor"; return {};
+            case DType::kI64:
+                out[i] = t->ptr<int64_t>()[i];
+                break;
+            case DType::kI32:
+                out[i] = t->ptr<int32_t>()[i];
+                break;
+            default:
+                ADD_FAILURE() << name << ": not an integer tensor";
+                return {};
         }
     }
     return out;

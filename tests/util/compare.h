@@ -11,9 +11,9 @@
 namespace voxrt::test {
 
 struct ErrorStats {
-    double max_abs = 0;     // max |a - b|
-    double rel_l2 = 0;      // ||a - b|| / ||b||
-    double ref_max = 0;     // max |b|
+    double max_abs = 0;  // max |a - b|
+    double rel_l2 = 0;   // ||a - b|| / ||b||
+    double ref_max = 0;  // max |b|
     std::string str() const;
 };
 

@@ -20,10 +20,13 @@ namespace voxrt::cli {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
+double ms_since(Clock::time_point t0) {
+    return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
 
 struct RunResult {
-    double total_ms, prefill_ms, mel_ms, encoder_ms, decode_ms, detok_ms, first_frame_ms, first_pcm_ms;
+    double total_ms, prefill_ms, mel_ms, encoder_ms, decode_ms, detok_ms, first_frame_ms,
+        first_pcm_ms;
     int steps, text_tokens, audio_frames;
 };
 
@@ -36,38 +39,50 @@ double median(std::vector<double> v) {
 
 void add_bench(CLI::App* app, BenchArgs& b) {
     app->add_option("-i,--input", b.inputs, "input WAV files")->required();
-    app->add_option("-n,--steps", b.steps, "generation steps per turn")->capture_default_str()->check(CLI::Range(1, 1 << 16));
-    app->add_option("--runs", b.runs, "timed runs per input")->capture_default_str()->check(CLI::Range(1, 1000));
-    app->add_option("--warmup", b.warmup, "untimed runs first")->capture_default_str()->check(CLI::Range(0, 100));
+    app->add_option("-n,--steps", b.steps, "generation steps per turn")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 1 << 16));
+    app->add_option("--runs", b.runs, "timed runs per input")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 1000));
+    app->add_option("--warmup", b.warmup, "untimed runs first")
+        ->capture_default_str()
+        ->check(CLI::Range(0, 100));
     app->add_option("--json", b.json_out, "write results as JSON lines here");
 }
 
 Status run_bench(const CommonArgs& c, const BenchArgs& a) {
     model::ModelOptions o;
-    o.device = c.device == "cpu" ? Device::kCPU : c.device == "cuda" ? Device::kCUDA
-                                                 : (backend::cuda_available() ? Device::kCUDA : Device::kCPU);
+    o.device = c.device == "cpu"    ? Device::kCPU
+               : c.device == "cuda" ? Device::kCUDA
+                                    : (backend::cuda_available() ? Device::kCUDA : Device::kCPU);
     o.precision = c.precision == "fp32" ? ops::Precision::kF32 : ops::Precision::kBF16;
     o.threads = c.threads;
     o.max_context = c.context;
     const auto tl = Clock::now();
-    VOXRT_ASSIGN_OR_RETURN(std::unique_ptr<model::LfmAudioModel> m, model::LfmAudioModel::load(c.model_dir, o));
+    VOXRT_ASSIGN_OR_RETURN(std::unique_ptr<model::LfmAudioModel> m,
+                           model::LfmAudioModel::load(c.model_dir, o));
     const double load_ms = ms_since(tl);
     const std::string dev = o.device == Device::kCUDA ? backend::cuda_device_name() : "cpu";
-    std::fprintf(stderr, "voxrt bench: %s on %s, %s, load %.0f ms\n", c.model_dir.c_str(), dev.c_str(),
-                 c.precision.c_str(), load_ms);
+    std::fprintf(stderr, "voxrt bench: %s on %s, %s, load %.0f ms\n", c.model_dir.c_str(),
+                 dev.c_str(), c.precision.c_str(), load_ms);
     std::ofstream json;
     if (!a.json_out.empty()) {
         json.open(a.json_out);
-        if (!json) return make_error(StatusCode::kInvalidArgument, "%s: cannot write", a.json_out.c_str());
+        if (!json)
+            return make_error(StatusCode::kInvalidArgument, "%s: cannot write", a.json_out.c_str());
     }
-    std::printf("| input | audio s | total ms (min-max) | prefill ms | mel ms | encoder ms | first frame ms | first sample ms | steps/s | detok ms | text step GB/s |\n");
+    std::printf(
+        "| input | audio s | total ms (min-max) | prefill ms | mel ms | encoder ms | first frame "
+        "ms | first sample ms | steps/s | detok ms | text step GB/s |\n");
     std::printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (const std::string& path : a.inputs) {
         VOXRT_ASSIGN_OR_RETURN(audio::Pcm pcm, audio::read_wav(path));
         std::vector<float> wav = audio::downmix_mono(pcm);
         std::vector<RunResult> runs;
         for (int r = 0; r < a.warmup + a.runs; ++r) {
-            VOXRT_ASSIGN_OR_RETURN(std::unique_ptr<runtime::Session> s, runtime::Session::create(*m, runtime::SessionOptions{}));
+            VOXRT_ASSIGN_OR_RETURN(std::unique_ptr<runtime::Session> s,
+                                   runtime::Session::create(*m, runtime::SessionOptions{}));
             const auto t0 = Clock::now();
             // From decoded samples in memory to the last output sample (bench/protocol.md).
             VOXRT_RETURN_IF_ERROR(s->new_turn("system"));
@@ -88,15 +103,28 @@ Status run_bench(const CommonArgs& c, const BenchArgs& a) {
             double first_pcm_abs = -1;
             const auto tg = Clock::now();
             const double before_gen = ms_since(t0);
-            VOXRT_RETURN_IF_ERROR(s->generate(g, [&](const runtime::Event& e) {
-                if (e.kind == runtime::EventKind::kPcm && first_pcm_abs < 0) first_pcm_abs = ms_since(t0);
-                return true;
-            }, &st));
+            VOXRT_RETURN_IF_ERROR(s->generate(
+                g,
+                [&](const runtime::Event& e) {
+                    if (e.kind == runtime::EventKind::kPcm && first_pcm_abs < 0)
+                        first_pcm_abs = ms_since(t0);
+                    return true;
+                },
+                &st));
             (void)tg;
             const double total = ms_since(t0);
             if (r < a.warmup) continue;
-            RunResult rr{total, st.prefill_ms, st.mel_ms, st.encoder_ms, st.decode_ms, st.detok_ms,
-                         before_gen + st.first_frame_ms, first_pcm_abs, st.steps, st.text_tokens, st.audio_frames};
+            RunResult rr{total,
+                         st.prefill_ms,
+                         st.mel_ms,
+                         st.encoder_ms,
+                         st.decode_ms,
+                         st.detok_ms,
+                         before_gen + st.first_frame_ms,
+                         first_pcm_abs,
+                         st.steps,
+                         st.text_tokens,
+                         st.audio_frames};
             runs.push_back(rr);
         }
         auto col = [&](double RunResult::*f) {
@@ -112,28 +140,35 @@ Status run_bench(const CommonArgs& c, const BenchArgs& a) {
         const double bytes = static_cast<double>(r0.text_tokens) * m->text_step_bytes() +
                              static_cast<double>(r0.audio_frames) * m->audio_frame_bytes();
         const double gbs = dec > 0 ? bytes / (dec * 1e-3) / 1e9 : 0;
-        std::printf("| %s | %.1f | %.1f (%.1f-%.1f) | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.0f |\n", path.c_str(),
-                    static_cast<double>(wav.size()) / pcm.sample_rate, median(tot),
-                    *std::min_element(tot.begin(), tot.end()), *std::max_element(tot.begin(), tot.end()),
-                    median(col(&RunResult::prefill_ms)), median(col(&RunResult::mel_ms)), median(col(&RunResult::encoder_ms)),
-                    median(col(&RunResult::first_frame_ms)), median(col(&RunResult::first_pcm_ms)), sps,
-                    median(col(&RunResult::detok_ms)), gbs);
+        std::printf(
+            "| %s | %.1f | %.1f (%.1f-%.1f) | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | "
+            "%.0f |\n",
+            path.c_str(), static_cast<double>(wav.size()) / pcm.sample_rate, median(tot),
+            *std::min_element(tot.begin(), tot.end()), *std::max_element(tot.begin(), tot.end()),
+            median(col(&RunResult::prefill_ms)), median(col(&RunResult::mel_ms)),
+            median(col(&RunResult::encoder_ms)), median(col(&RunResult::first_frame_ms)),
+            median(col(&RunResult::first_pcm_ms)), sps, median(col(&RunResult::detok_ms)), gbs);
         if (json) {
             char line[1024];
-            std::snprintf(line, sizeof line,
-                          "{\"engine\":\"voxrt\",\"device\":\"%s\",\"precision\":\"%s\",\"input\":\"%s\",\"audio_s\":%.3f,"
-                          "\"runs\":%zu,\"total_ms_median\":%.3f,\"total_ms_min\":%.3f,\"total_ms_max\":%.3f,"
-                          "\"prefill_ms\":%.3f,\"mel_ms\":%.3f,\"encoder_ms\":%.3f,\"decode_ms\":%.3f,\"steps\":%d,"
-                          "\"text_tokens\":%d,\"audio_frames\":%d,\"steps_per_s\":%.2f,\"first_frame_ms\":%.3f,"
-                          "\"first_sample_ms\":%.3f,\"detok_ms\":%.3f,\"decode_gb_s\":%.1f,"
-                          "\"text_step_bytes\":%zu,\"audio_frame_bytes\":%zu}\n",
-                          dev.c_str(), c.precision.c_str(), path.c_str(), static_cast<double>(wav.size()) / pcm.sample_rate,
-                          runs.size(), median(tot), *std::min_element(tot.begin(), tot.end()),
-                          *std::max_element(tot.begin(), tot.end()), median(col(&RunResult::prefill_ms)),
-                          median(col(&RunResult::mel_ms)), median(col(&RunResult::encoder_ms)), dec, r0.steps,
-                          r0.text_tokens, r0.audio_frames, sps, median(col(&RunResult::first_frame_ms)),
-                          median(col(&RunResult::first_pcm_ms)), median(col(&RunResult::detok_ms)), gbs,
-                          m->text_step_bytes(), m->audio_frame_bytes());
+            std::snprintf(
+                line, sizeof line,
+                "{\"engine\":\"voxrt\",\"device\":\"%s\",\"precision\":\"%s\",\"input\":\"%s\","
+                "\"audio_s\":%.3f,"
+                "\"runs\":%zu,\"total_ms_median\":%.3f,\"total_ms_min\":%.3f,\"total_ms_max\":%.3f,"
+                "\"prefill_ms\":%.3f,\"mel_ms\":%.3f,\"encoder_ms\":%.3f,\"decode_ms\":%.3f,"
+                "\"steps\":%d,"
+                "\"text_tokens\":%d,\"audio_frames\":%d,\"steps_per_s\":%.2f,\"first_frame_ms\":%."
+                "3f,"
+                "\"first_sample_ms\":%.3f,\"detok_ms\":%.3f,\"decode_gb_s\":%.1f,"
+                "\"text_step_bytes\":%zu,\"audio_frame_bytes\":%zu}\n",
+                dev.c_str(), c.precision.c_str(), path.c_str(),
+                static_cast<double>(wav.size()) / pcm.sample_rate, runs.size(), median(tot),
+                *std::min_element(tot.begin(), tot.end()),
+                *std::max_element(tot.begin(), tot.end()), median(col(&RunResult::prefill_ms)),
+                median(col(&RunResult::mel_ms)), median(col(&RunResult::encoder_ms)), dec, r0.steps,
+                r0.text_tokens, r0.audio_frames, sps, median(col(&RunResult::first_frame_ms)),
+                median(col(&RunResult::first_pcm_ms)), median(col(&RunResult::detok_ms)), gbs,
+                m->text_step_bytes(), m->audio_frame_bytes());
             json << line;
         }
     }

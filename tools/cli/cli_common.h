@@ -57,7 +57,8 @@ struct BenchArgs {
 };
 
 void add_common(CLI::App* app, CommonArgs& a);
-void add_generation(CLI::App* app, GenerationArgs& g, int max_steps, float audio_temp, int audio_top_k);
+void add_generation(CLI::App* app, GenerationArgs& g, int max_steps, float audio_temp,
+                    int audio_top_k);
 void add_bench(CLI::App* app, BenchArgs& b);
 
 Status run_s2s(const CommonArgs& c, const S2sArgs& a);

@@ -20,9 +20,13 @@ namespace voxrt::cli {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
+double ms_since(Clock::time_point t0) {
+    return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
 
-Status usage(const std::string& what) { return Status(StatusCode::kInvalidArgument, "usage: " + what); }
+Status usage(const std::string& what) {
+    return Status(StatusCode::kInvalidArgument, "usage: " + what);
+}
 
 Expected<model::ModelOptions> model_options(const CommonArgs& c) {
     model::ModelOptions o;
@@ -59,7 +63,8 @@ Expected<Loaded> load(const CommonArgs& c, bool need_detok) {
     Loaded l;
     const auto t0 = Clock::now();
     VOXRT_ASSIGN_OR_RETURN(l.model, model::LfmAudioModel::load(c.model_dir, o));
-    VOXRT_ASSIGN_OR_RETURN(l.session, runtime::Session::create(*l.model, runtime::SessionOptions{}));
+    VOXRT_ASSIGN_OR_RETURN(l.session,
+                           runtime::Session::create(*l.model, runtime::SessionOptions{}));
     l.load_ms = ms_since(t0);
     if (!c.quiet)
         std::fprintf(stderr, "voxrt: loaded %s on %s (%s) in %.0f ms\n", c.model_dir.c_str(),
@@ -106,8 +111,11 @@ struct Collector {
                 }
                 break;
             }
-            case runtime::EventKind::kPcm: pcm.insert(pcm.end(), e.pcm, e.pcm + e.n_pcm); break;
-            default: break;
+            case runtime::EventKind::kPcm:
+                pcm.insert(pcm.end(), e.pcm, e.pcm + e.n_pcm);
+                break;
+            default:
+                break;
         }
         // Progress on stderr, unless the streamed text shares the terminal with it.
         if (!quiet && !text_on_tty && (e.step + 1) % 50 == 0 && e.kind != runtime::EventKind::kPcm)
@@ -116,15 +124,19 @@ struct Collector {
     }
 };
 
-void print_timing(const CommonArgs& c, double load_ms, const runtime::TurnStats& s, double total_ms) {
+void print_timing(const CommonArgs& c, double load_ms, const runtime::TurnStats& s,
+                  double total_ms) {
     if (c.quiet) return;
     const double steps_per_s = s.decode_ms > 0 ? 1000.0 * s.steps / s.decode_ms : 0.0;
     std::fprintf(stderr,
                  "voxrt: %d steps (%d text, %d audio frames)\n"
-                 "timing: load %.1f ms | resample+mel %.1f ms | encoder %.1f ms | prefill %.1f ms (%d positions) | "
-                 "decode %.1f ms (%.1f steps/s) | detokenizer %.1f ms | first audio frame %.1f ms | total %.1f ms\n",
-                 s.steps, s.text_tokens, s.audio_frames, load_ms, s.mel_ms, s.encoder_ms, s.prefill_ms,
-                 s.prefill_positions, s.decode_ms, steps_per_s, s.detok_ms, s.first_frame_ms, total_ms);
+                 "timing: load %.1f ms | resample+mel %.1f ms | encoder %.1f ms | prefill %.1f ms "
+                 "(%d positions) | "
+                 "decode %.1f ms (%.1f steps/s) | detokenizer %.1f ms | first audio frame %.1f ms "
+                 "| total %.1f ms\n",
+                 s.steps, s.text_tokens, s.audio_frames, load_ms, s.mel_ms, s.encoder_ms,
+                 s.prefill_ms, s.prefill_positions, s.decode_ms, steps_per_s, s.detok_ms,
+                 s.first_frame_ms, total_ms);
 }
 
 std::string tts_prompt(const std::string& voice) {
@@ -137,25 +149,41 @@ std::string tts_prompt(const std::string& voice) {
 
 void add_common(CLI::App* app, CommonArgs& a) {
     app->add_option("-m,--model", a.model_dir, "model directory (Hugging Face layout)")->required();
-    app->add_option("-t,--threads", a.threads, "CPU threads (0 = all cores)")->check(CLI::Range(0, 1024));
-    app->add_option("--device", a.device, "auto, cpu or cuda")->capture_default_str()->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+    app->add_option("-t,--threads", a.threads, "CPU threads (0 = all cores)")
+        ->check(CLI::Range(0, 1024));
+    app->add_option("--device", a.device, "auto, cpu or cuda")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
     app->add_option("--precision", a.precision, "bf16 (as the reference runs) or fp32")
         ->capture_default_str()
         ->check(CLI::IsMember({"bf16", "fp32"}));
-    app->add_option("--context", a.context, "positions a conversation may hold")->capture_default_str()->check(CLI::Range(16, 1 << 20));
+    app->add_option("--context", a.context, "positions a conversation may hold")
+        ->capture_default_str()
+        ->check(CLI::Range(16, 1 << 20));
     app->add_flag("-q,--quiet", a.quiet, "no progress or timing on stderr");
 }
 
-void add_generation(CLI::App* app, GenerationArgs& g, int max_steps, float audio_temp, int audio_top_k) {
+void add_generation(CLI::App* app, GenerationArgs& g, int max_steps, float audio_temp,
+                    int audio_top_k) {
     g.max_steps = max_steps;
     g.audio_temp = audio_temp;
     g.audio_top_k = audio_top_k;
-    app->add_option("-n,--max-steps", g.max_steps, "maximum text tokens + audio frames")->capture_default_str()->check(CLI::Range(1, 1 << 20));
+    app->add_option("-n,--max-steps", g.max_steps, "maximum text tokens + audio frames")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 1 << 20));
     app->add_option("--seed", g.seed, "sampling seed")->capture_default_str();
-    app->add_option("--temp", g.temp, "text temperature (0 = greedy)")->capture_default_str()->check(CLI::Range(0.0, 100.0));
-    app->add_option("--top-k", g.top_k, "text top-k (0 = off)")->capture_default_str()->check(CLI::Range(0, 1 << 20));
-    app->add_option("--audio-temp", g.audio_temp, "audio temperature (0 = greedy)")->capture_default_str()->check(CLI::Range(0.0, 100.0));
-    app->add_option("--audio-top-k", g.audio_top_k, "audio top-k (0 = off)")->capture_default_str()->check(CLI::Range(0, 4096));
+    app->add_option("--temp", g.temp, "text temperature (0 = greedy)")
+        ->capture_default_str()
+        ->check(CLI::Range(0.0, 100.0));
+    app->add_option("--top-k", g.top_k, "text top-k (0 = off)")
+        ->capture_default_str()
+        ->check(CLI::Range(0, 1 << 20));
+    app->add_option("--audio-temp", g.audio_temp, "audio temperature (0 = greedy)")
+        ->capture_default_str()
+        ->check(CLI::Range(0.0, 100.0));
+    app->add_option("--audio-top-k", g.audio_top_k, "audio top-k (0 = off)")
+        ->capture_default_str()
+        ->check(CLI::Range(0, 4096));
 }
 
 namespace {
@@ -185,7 +213,8 @@ Status run_turn(const CommonArgs& c, const TurnSpec& t) {
     }
     VOXRT_RETURN_IF_ERROR(s.new_turn("user"));
     if (t.user_audio) {
-        VOXRT_RETURN_IF_ERROR(s.add_audio(t.user_audio->data(), t.user_audio->size(), t.user_rate).with_context(t.input_label));
+        VOXRT_RETURN_IF_ERROR(s.add_audio(t.user_audio->data(), t.user_audio->size(), t.user_rate)
+                                  .with_context(t.input_label));
     } else {
         VOXRT_RETURN_IF_ERROR(s.add_text(t.user_text));
     }
@@ -197,12 +226,15 @@ Status run_turn(const CommonArgs& c, const TurnSpec& t) {
     col.quiet = c.quiet;
     col.max_steps = t.opt.max_new_tokens;
     runtime::TurnStats stats;
-    VOXRT_RETURN_IF_ERROR(s.generate(t.opt, [&](const runtime::Event& e) { return col(e); }, &stats));
+    VOXRT_RETURN_IF_ERROR(s.generate(
+        t.opt, [&](const runtime::Event& e) { return col(e); }, &stats));
     if (t.print_text) std::fputs("\n", stdout);
-    if (!t.output.empty()) VOXRT_RETURN_IF_ERROR(audio::write_wav(t.output, col.pcm.data(), col.pcm.size(), 24000));
+    if (!t.output.empty())
+        VOXRT_RETURN_IF_ERROR(audio::write_wav(t.output, col.pcm.data(), col.pcm.size(), 24000));
     print_timing(c, l.load_ms, stats, ms_since(t0));
     if (!t.output.empty() && !c.quiet)
-        std::fprintf(stderr, "voxrt: wrote %s (%.2f s at 24 kHz)\n", t.output.c_str(), col.pcm.size() / 24000.0);
+        std::fprintf(stderr, "voxrt: wrote %s (%.2f s at 24 kHz)\n", t.output.c_str(),
+                     col.pcm.size() / 24000.0);
     return Status::ok();
 }
 
@@ -264,14 +296,18 @@ Status run_inspect(const CommonArgs& c) {
     std::printf("model: %s\n", c.model_dir.c_str());
     std::printf("backbone: LFM2, %d layers (", cfg.lfm.n_layers());
     for (int i = 0; i < cfg.lfm.n_layers(); ++i)
-        std::printf("%s%s", i ? "," : "", cfg.lfm.layers[static_cast<size_t>(i)] == model::LayerKind::kConv ? "conv" : "attn");
-    std::printf("), hidden %d, heads %d/%d kv, ffn %d, vocab %d\n", cfg.lfm.hidden_size, cfg.lfm.num_heads,
-                cfg.lfm.num_kv_heads, cfg.lfm.ff_dim, cfg.lfm.vocab_size);
-    std::printf("encoder: FastConformer, %d layers, d_model %d, %d heads, subsampling x%d\n", cfg.encoder.n_layers,
-                cfg.encoder.d_model, cfg.encoder.n_heads, cfg.encoder.subsampling_factor);
-    std::printf("depthformer: %d layers, dim %d, %d codebooks x %d codes\n", cfg.depthformer.layers, cfg.depthformer.dim,
-                cfg.codebooks, cfg.audio_vocab);
-    std::printf("interleaving: %d text : %d audio\n", cfg.interleaved_n_text, cfg.interleaved_n_audio);
+        std::printf(
+            "%s%s", i ? "," : "",
+            cfg.lfm.layers[static_cast<size_t>(i)] == model::LayerKind::kConv ? "conv" : "attn");
+    std::printf("), hidden %d, heads %d/%d kv, ffn %d, vocab %d\n", cfg.lfm.hidden_size,
+                cfg.lfm.num_heads, cfg.lfm.num_kv_heads, cfg.lfm.ff_dim, cfg.lfm.vocab_size);
+    std::printf("encoder: FastConformer, %d layers, d_model %d, %d heads, subsampling x%d\n",
+                cfg.encoder.n_layers, cfg.encoder.d_model, cfg.encoder.n_heads,
+                cfg.encoder.subsampling_factor);
+    std::printf("depthformer: %d layers, dim %d, %d codebooks x %d codes\n", cfg.depthformer.layers,
+                cfg.depthformer.dim, cfg.codebooks, cfg.audio_vocab);
+    std::printf("interleaving: %d text : %d audio\n", cfg.interleaved_n_text,
+                cfg.interleaved_n_audio);
     std::printf("tokenizer: %d tokens\n", l.model->tokenizer().vocab_size());
     auto mf = io::SafeTensorsFile::open(c.model_dir + "/model.safetensors");
     if (mf.is_ok()) {
@@ -283,10 +319,11 @@ Status run_inspect(const CommonArgs& c) {
     if (df.is_ok()) {
         size_t bytes = 0;
         for (const auto& t : df->tensors()) bytes += t.end - t.begin;
-        std::printf("audio_detokenizer/model.safetensors: %zu tensors, %zu bytes\n", df->tensors().size(), bytes);
+        std::printf("audio_detokenizer/model.safetensors: %zu tensors, %zu bytes\n",
+                    df->tensors().size(), bytes);
     }
-    std::printf("decode roofline: %.3f GB per text step, %.3f GB per audio frame\n", l.model->text_step_bytes() / 1e9,
-                l.model->audio_frame_bytes() / 1e9);
+    std::printf("decode roofline: %.3f GB per text step, %.3f GB per audio frame\n",
+                l.model->text_step_bytes() / 1e9, l.model->audio_frame_bytes() / 1e9);
     std::printf("ok\n");
     return Status::ok();
 }

@@ -30,7 +30,8 @@ int main(int argc, char** argv) {
     ChatArgs chat;
     BenchArgs bench;
 
-    CLI::App* c_s2s = app.add_subcommand("s2s", "speech in, text + speech out (interleaved generation)");
+    CLI::App* c_s2s =
+        app.add_subcommand("s2s", "speech in, text + speech out (interleaved generation)");
     add_common(c_s2s, common);
     c_s2s->add_option("-i,--input", s2s.input, "input WAV (any rate, mono or stereo)")->required();
     c_s2s->add_option("-o,--output", s2s.output, "output WAV (24 kHz mono)")->required();
@@ -40,7 +41,9 @@ int main(int argc, char** argv) {
     CLI::App* c_asr = app.add_subcommand("asr", "speech in, transcript out");
     add_common(c_asr, common);
     c_asr->add_option("-i,--input", asr.input, "input WAV")->required();
-    c_asr->add_option("-n,--max-steps", asr.max_steps, "maximum tokens")->capture_default_str()->check(CLI::Range(1, 1 << 20));
+    c_asr->add_option("-n,--max-steps", asr.max_steps, "maximum tokens")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 1 << 20));
 
     CLI::App* c_tts = app.add_subcommand("tts", "text in, speech out");
     add_common(c_tts, common);
@@ -55,12 +58,16 @@ int main(int argc, char** argv) {
     add_common(c_chat, common);
     c_chat->add_option("--text", chat.text, "user message")->required();
     c_chat->add_option("--system", chat.system, "system prompt (none by default)");
-    c_chat->add_option("-n,--max-steps", chat.max_steps, "maximum tokens")->capture_default_str()->check(CLI::Range(1, 1 << 20));
+    c_chat->add_option("-n,--max-steps", chat.max_steps, "maximum tokens")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 1 << 20));
 
-    CLI::App* c_inspect = app.add_subcommand("inspect", "validate a model directory and summarize it");
+    CLI::App* c_inspect =
+        app.add_subcommand("inspect", "validate a model directory and summarize it");
     add_common(c_inspect, common);
 
-    CLI::App* c_bench = app.add_subcommand("bench", "time the speech-to-speech turn (bench/protocol.md)");
+    CLI::App* c_bench =
+        app.add_subcommand("bench", "time the speech-to-speech turn (bench/protocol.md)");
     add_common(c_bench, common);
     add_bench(c_bench, bench);
 
@@ -76,16 +83,25 @@ int main(int argc, char** argv) {
     }
 
     voxrt::Status st;
-    if (c_s2s->parsed()) st = run_s2s(common, s2s);
-    else if (c_asr->parsed()) st = run_asr(common, asr);
-    else if (c_tts->parsed()) st = run_tts(common, tts);
-    else if (c_chat->parsed()) st = run_chat(common, chat);
-    else if (c_inspect->parsed()) st = run_inspect(common);
-    else if (c_bench->parsed()) st = run_bench(common, bench);
+    if (c_s2s->parsed())
+        st = run_s2s(common, s2s);
+    else if (c_asr->parsed())
+        st = run_asr(common, asr);
+    else if (c_tts->parsed())
+        st = run_tts(common, tts);
+    else if (c_chat->parsed())
+        st = run_chat(common, chat);
+    else if (c_inspect->parsed())
+        st = run_inspect(common);
+    else if (c_bench->parsed())
+        st = run_bench(common, bench);
     if (!st.is_ok()) {
         std::fflush(stdout);
         std::fprintf(stderr, "error: %s\n", st.message().c_str());
-        return st.code() == voxrt::StatusCode::kInvalidArgument && st.message().rfind("usage:", 0) == 0 ? 2 : 1;
+        return st.code() == voxrt::StatusCode::kInvalidArgument &&
+                       st.message().rfind("usage:", 0) == 0
+                   ? 2
+                   : 1;
     }
     return 0;
 }

@@ -9,8 +9,8 @@
 
 namespace voxrt::cpu {
 
-void rope(const ops::Context& ctx, Tensor& x, const Tensor& pos, const Tensor& cos, const Tensor& sin,
-          ops::RopeStyle style) {
+void rope(const ops::Context& ctx, Tensor& x, const Tensor& pos, const Tensor& cos,
+          const Tensor& sin, ops::RopeStyle style) {
     const int64_t T = x.shape[0], H = x.shape[1], Dh = x.shape[2], half = Dh / 2;
     const int64_t P = cos.shape[0];
     float* xp = act(x);
@@ -45,8 +45,8 @@ void rope(const ops::Context& ctx, Tensor& x, const Tensor& pos, const Tensor& c
     });
 }
 
-void kv_write(const ops::Context& ctx, const Tensor& k, const Tensor& v, const Tensor& pos, Tensor& k_cache,
-              Tensor& v_cache) {
+void kv_write(const ops::Context& ctx, const Tensor& k, const Tensor& v, const Tensor& pos,
+              Tensor& k_cache, Tensor& v_cache) {
     const int64_t T = k.shape[0], Hkv = k.shape[1], Dh = k.shape[2], S = k_cache.shape[1];
     const int32_t* pp = static_cast<const int32_t*>(pos.data);
     const float* kp = act(k);
@@ -58,15 +58,17 @@ void kv_write(const ops::Context& ctx, const Tensor& k, const Tensor& v, const T
         VOXRT_ASSERT(p >= 0 && p < S, "kv_write: position %lld outside cache of %lld", (long long)p,
                      (long long)S);
         for (int64_t h = 0; h < Hkv; ++h) {
-            std::memcpy(kc + (h * S + p) * Dh, kp + (t * Hkv + h) * Dh, static_cast<size_t>(Dh) * 4);
-            std::memcpy(vc + (h * S + p) * Dh, vp + (t * Hkv + h) * Dh, static_cast<size_t>(Dh) * 4);
+            std::memcpy(kc + (h * S + p) * Dh, kp + (t * Hkv + h) * Dh,
+                        static_cast<size_t>(Dh) * 4);
+            std::memcpy(vc + (h * S + p) * Dh, vp + (t * Hkv + h) * Dh,
+                        static_cast<size_t>(Dh) * 4);
         }
     }
     (void)ctx;
 }
 
-void attention(const ops::Context& ctx, const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
-               const Tensor& pos, float scale, int window, Tensor& out) {
+void attention(const ops::Context& ctx, const Tensor& q, const Tensor& k_cache,
+               const Tensor& v_cache, const Tensor& pos, float scale, int window, Tensor& out) {
     const int64_t T = q.shape[0], H = q.shape[1], Dh = q.shape[2];
     const int64_t Hkv = k_cache.shape[0], S = k_cache.shape[1];
     const int64_t group = H / Hkv;

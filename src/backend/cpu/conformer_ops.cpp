@@ -17,12 +17,18 @@ namespace voxrt::cpu {
 
 namespace {
 
-const float* param(const Tensor& t) { return static_cast<const float*>(t.data); }
+const float* param(const Tensor& t) {
+    return static_cast<const float*>(t.data);
+}
 
 // Valid length after a kernel-3, stride-2, padding-1 convolution: (L + 2 - 3) // 2 + 1.
-int64_t next_valid(int64_t len) { return (len + 1) / 2; }
+int64_t next_valid(int64_t len) {
+    return (len + 1) / 2;
+}
 
-float silu(float v) { return v / (1.0f + std::exp(-v)); }
+float silu(float v) {
+    return v / (1.0f + std::exp(-v));
+}
 
 #if defined(__AVX2__) && defined(__FMA__)
 

@@ -7,8 +7,8 @@
 
 namespace voxrt::cpu {
 
-void short_conv(const ops::Context& ctx, const Tensor& x, const Tensor& w, Tensor& state, const Tensor& /*pos*/,
-                Tensor& y) {
+void short_conv(const ops::Context& ctx, const Tensor& x, const Tensor& w, Tensor& state,
+                const Tensor& /*pos*/, Tensor& y) {
     const int64_t T = x.shape[0], C = x.shape[1];
     const int64_t K = w.numel() / C, Ks = K - 1;
     const float* xp = act(x);

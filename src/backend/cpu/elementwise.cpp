@@ -22,11 +22,16 @@ void map2(const ops::Context& ctx, const Tensor& a, const Tensor& b, Tensor& y, 
 
 float apply(ops::Activation act_kind, float v) {
     switch (act_kind) {
-        case ops::Activation::kSilu: return v / (1.0f + std::exp(-v));
-        case ops::Activation::kRelu: return v > 0.0f ? v : 0.0f;
-        case ops::Activation::kGeluErf: return 0.5f * v * (1.0f + std::erf(v * 0.70710678118654752f));
-        case ops::Activation::kSigmoid: return 1.0f / (1.0f + std::exp(-v));
-        case ops::Activation::kExp: return std::exp(v);
+        case ops::Activation::kSilu:
+            return v / (1.0f + std::exp(-v));
+        case ops::Activation::kRelu:
+            return v > 0.0f ? v : 0.0f;
+        case ops::Activation::kGeluErf:
+            return 0.5f * v * (1.0f + std::erf(v * 0.70710678118654752f));
+        case ops::Activation::kSigmoid:
+            return 1.0f / (1.0f + std::exp(-v));
+        case ops::Activation::kExp:
+            return std::exp(v);
     }
     return v;
 }
@@ -82,21 +87,36 @@ void copy(const ops::Context& ctx, const Tensor& src, Tensor& dst) {
     }
     auto load_any = [&](int64_t i) -> double {
         switch (src.dtype) {
-            case DType::kI32: return static_cast<const int32_t*>(src.data)[i];
-            case DType::kI64: return static_cast<double>(static_cast<const int64_t*>(src.data)[i]);
-            case DType::kF64: return static_cast<const double*>(src.data)[i];
-            default: return load(src, i);
+            case DType::kI32:
+                return static_cast<const int32_t*>(src.data)[i];
+            case DType::kI64:
+                return static_cast<double>(static_cast<const int64_t*>(src.data)[i]);
+            case DType::kF64:
+                return static_cast<const double*>(src.data)[i];
+            default:
+                return load(src, i);
         }
     };
     for (int64_t i = 0; i < n; ++i) {
         const double v = load_any(i);
         switch (dst.dtype) {
-            case DType::kF32: static_cast<float*>(dst.data)[i] = static_cast<float>(v); break;
-            case DType::kBF16: static_cast<uint16_t*>(dst.data)[i] = f32_to_bf16(static_cast<float>(v)); break;
-            case DType::kI32: static_cast<int32_t*>(dst.data)[i] = static_cast<int32_t>(v); break;
-            case DType::kI64: static_cast<int64_t*>(dst.data)[i] = static_cast<int64_t>(v); break;
-            case DType::kF64: static_cast<double*>(dst.data)[i] = v; break;
-            default: VOXRT_ABORT("copy: unsupported destination dtype %s", dtype_name(dst.dtype));
+            case DType::kF32:
+                static_cast<float*>(dst.data)[i] = static_cast<float>(v);
+                break;
+            case DType::kBF16:
+                static_cast<uint16_t*>(dst.data)[i] = f32_to_bf16(static_cast<float>(v));
+                break;
+            case DType::kI32:
+                static_cast<int32_t*>(dst.data)[i] = static_cast<int32_t>(v);
+                break;
+            case DType::kI64:
+                static_cast<int64_t*>(dst.data)[i] = static_cast<int64_t>(v);
+                break;
+            case DType::kF64:
+                static_cast<double*>(dst.data)[i] = v;
+                break;
+            default:
+                VOXRT_ABORT("copy: unsupported destination dtype %s", dtype_name(dst.dtype));
         }
     }
 }
@@ -109,7 +129,9 @@ void set_value(const ops::Context&, Tensor& t, int64_t index, float value) {
     }
 }
 
-void zero(const ops::Context&, Tensor& t) { std::memset(t.data, 0, t.nbytes()); }
+void zero(const ops::Context&, Tensor& t) {
+    std::memset(t.data, 0, t.nbytes());
+}
 
 void round_to_act(const ops::Context& ctx, Tensor& t) {
     float* p = act(t);
@@ -125,10 +147,13 @@ void transpose(const ops::Context& ctx, const Tensor& x, Tensor& y) {
     char* yp = static_cast<char*>(y.data);
     parallel(ctx, B, 16, [&](int64_t b0, int64_t b1) {
         for (int64_t b = b0; b < b1; ++b)
-            for (int64_t a = 0; a < A; ++a) std::memcpy(yp + (b * A + a) * es, xp + (a * B + b) * es, es);
+            for (int64_t a = 0; a < A; ++a)
+                std::memcpy(yp + (b * A + a) * es, xp + (a * B + b) * es, es);
     });
 }
 
-Status synchronize(const ops::Context&) { return Status::ok(); }
+Status synchronize(const ops::Context&) {
+    return Status::ok();
+}
 
 }  // namespace voxrt::cpu

@@ -18,8 +18,8 @@ void embedding(const ops::Context& ctx, const Tensor& table, const Tensor& ids, 
     (void)ctx;
 }
 
-void embedding_bag(const ops::Context& ctx, const Tensor& table, const Tensor& ids, int64_t stride, bool mean,
-                   Tensor& y) {
+void embedding_bag(const ops::Context& ctx, const Tensor& table, const Tensor& ids, int64_t stride,
+                   bool mean, Tensor& y) {
     const int64_t V = table.shape[0], D = table.shape[1];
     const int64_t N = ids.shape[0], Q = ids.shape[1];
     const int32_t* idp = static_cast<const int32_t*>(ids.data);

@@ -69,7 +69,8 @@ void dot_tile(const float* x, const float* const* w, int n, int64_t K, float* ou
         int64_t k = 0;
         for (; k + 8 <= K; k += 8) {
             const __m256 xv = _mm256_loadu_ps(x + k);
-            for (int j = 0; j < kTile; ++j) acc[j] = _mm256_fmadd_ps(xv, _mm256_loadu_ps(w[j] + k), acc[j]);
+            for (int j = 0; j < kTile; ++j)
+                acc[j] = _mm256_fmadd_ps(xv, _mm256_loadu_ps(w[j] + k), acc[j]);
         }
         for (int j = 0; j < kTile; ++j) {
             __m128 lo = _mm256_castps256_ps128(acc[j]), hi = _mm256_extractf128_ps(acc[j], 1);
@@ -88,7 +89,8 @@ void dot_tile(const float* x, const float* const* w, int n, int64_t K, float* ou
 
 }  // namespace
 
-void linear(const ops::Context& ctx, const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) {
+void linear(const ops::Context& ctx, const Tensor& x, const Tensor& w, const Tensor* bias,
+            Tensor& y) {
     const int64_t M = rows_of(x), K = cols_of(x), N = w.shape[0];
     const float* xp = act(x);
     float* yp = act(y);

@@ -6,8 +6,8 @@
 
 namespace voxrt::cpu {
 
-void rms_norm(const ops::Context& ctx, const Tensor& x, const Tensor& w, float eps, ops::RmsStyle style,
-              Tensor& y) {
+void rms_norm(const ops::Context& ctx, const Tensor& x, const Tensor& w, float eps,
+              ops::RmsStyle style, Tensor& y) {
     const int64_t M = rows_of(x), D = cols_of(x);
     const float* xp = act(x);
     float* yp = act(y);
@@ -29,8 +29,8 @@ void rms_norm(const ops::Context& ctx, const Tensor& x, const Tensor& w, float e
     });
 }
 
-void layer_norm(const ops::Context& ctx, const Tensor& x, const Tensor& w, const Tensor& b, float eps,
-                Tensor& y) {
+void layer_norm(const ops::Context& ctx, const Tensor& x, const Tensor& w, const Tensor& b,
+                float eps, Tensor& y) {
     const int64_t M = rows_of(x), D = cols_of(x);
     const float* xp = act(x);
     float* yp = act(y);
@@ -50,7 +50,8 @@ void layer_norm(const ops::Context& ctx, const Tensor& x, const Tensor& w, const
             var /= static_cast<double>(D);
             const float inv = static_cast<float>(1.0 / std::sqrt(var + eps));
             const float mu = static_cast<float>(mean);
-            for (int64_t i = 0; i < D; ++i) yr[i] = rnd((xr[i] - mu) * inv * load(w, i) + load(b, i));
+            for (int64_t i = 0; i < D; ++i)
+                yr[i] = rnd((xr[i] - mu) * inv * load(w, i) + load(b, i));
         }
     });
 }

@@ -26,8 +26,8 @@ void argmax(const ops::Context&, const Tensor& logits, Tensor& out) {
     }
 }
 
-void sample_top_k(const ops::Context& ctx, const Tensor& logits, float temperature, int top_k, uint64_t seed,
-                  const Tensor& counter, Tensor& out) {
+void sample_top_k(const ops::Context& ctx, const Tensor& logits, float temperature, int top_k,
+                  uint64_t seed, const Tensor& counter, Tensor& out) {
     const int64_t M = rows_of(logits), N = cols_of(logits);
     int32_t* o = static_cast<int32_t*>(out.data);
     const uint32_t ctr = static_cast<uint32_t>(static_cast<const int32_t*>(counter.data)[0]);
@@ -47,8 +47,10 @@ void sample_top_k(const ops::Context& ctx, const Tensor& logits, float temperatu
         for (int64_t n = 0; n < N; ++n)
             if (v[n] >= thr) mx = std::max(mx, v[n]);
         double sum = 0.0;
-        for (int64_t n = 0; n < N; ++n) sum += v[n] >= thr ? std::exp(static_cast<double>(v[n] - mx)) : 0.0;
-        const double u = static_cast<double>(ops::uniform_from_key(seed, ctr, static_cast<uint32_t>(m))) * sum;
+        for (int64_t n = 0; n < N; ++n)
+            sum += v[n] >= thr ? std::exp(static_cast<double>(v[n] - mx)) : 0.0;
+        const double u =
+            static_cast<double>(ops::uniform_from_key(seed, ctr, static_cast<uint32_t>(m))) * sum;
         double c = 0.0;
         int64_t pick = -1;
         for (int64_t n = 0; n < N; ++n) {

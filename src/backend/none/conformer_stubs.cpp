@@ -14,8 +14,12 @@ void subsample_dw_conv(const ops::Context&, const Tensor&, int64_t, int64_t, con
                        const Tensor&, Tensor&, int64_t) {
     VOXRT_NO_CUDA();
 }
-void subsample_flatten(const ops::Context&, const Tensor&, int64_t, Tensor&) { VOXRT_NO_CUDA(); }
-void rel_pos_embed(const ops::Context&, const Tensor&, int64_t, bool, Tensor&) { VOXRT_NO_CUDA(); }
+void subsample_flatten(const ops::Context&, const Tensor&, int64_t, Tensor&) {
+    VOXRT_NO_CUDA();
+}
+void rel_pos_embed(const ops::Context&, const Tensor&, int64_t, bool, Tensor&) {
+    VOXRT_NO_CUDA();
+}
 void rel_pos_attention(const ops::Context&, const Tensor&, const Tensor&, const Tensor&,
                        const Tensor&, const Tensor&, const Tensor&, int, Tensor&) {
     VOXRT_NO_CUDA();

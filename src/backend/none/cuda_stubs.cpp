@@ -7,28 +7,78 @@ namespace voxrt::cuda {
 
 #define VOXRT_NO_CUDA() VOXRT_ABORT("%s: this build of voxrt has no CUDA backend", __func__)
 
-void linear(const ops::Context&, const Tensor&, const Tensor&, const Tensor*, Tensor&) { VOXRT_NO_CUDA(); }
-void rms_norm(const ops::Context&, const Tensor&, const Tensor&, float, ops::RmsStyle, Tensor&) { VOXRT_NO_CUDA(); }
-void layer_norm(const ops::Context&, const Tensor&, const Tensor&, const Tensor&, float, Tensor&) { VOXRT_NO_CUDA(); }
-void add(const ops::Context&, const Tensor&, const Tensor&, Tensor&) { VOXRT_NO_CUDA(); }
-void add_scaled(const ops::Context&, const Tensor&, const Tensor&, float, Tensor&) { VOXRT_NO_CUDA(); }
-void mul(const ops::Context&, const Tensor&, const Tensor&, Tensor&) { VOXRT_NO_CUDA(); }
-void activation(const ops::Context&, ops::Activation, const Tensor&, Tensor&) { VOXRT_NO_CUDA(); }
-void swiglu(const ops::Context&, const Tensor&, const Tensor&, Tensor&) { VOXRT_NO_CUDA(); }
-void glu(const ops::Context&, const Tensor&, Tensor&) { VOXRT_NO_CUDA(); }
-void embedding(const ops::Context&, const Tensor&, const Tensor&, Tensor&) { VOXRT_NO_CUDA(); }
-void embedding_bag(const ops::Context&, const Tensor&, const Tensor&, int64_t, bool, Tensor&) { VOXRT_NO_CUDA(); }
-void rope(const ops::Context&, Tensor&, const Tensor&, const Tensor&, const Tensor&, ops::RopeStyle) { VOXRT_NO_CUDA(); }
-void kv_write(const ops::Context&, const Tensor&, const Tensor&, const Tensor&, Tensor&, Tensor&) { VOXRT_NO_CUDA(); }
-void attention(const ops::Context&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, float, int, Tensor&) { VOXRT_NO_CUDA(); }
-void short_conv(const ops::Context&, const Tensor&, const Tensor&, Tensor&, const Tensor&, Tensor&) { VOXRT_NO_CUDA(); }
-void argmax(const ops::Context&, const Tensor&, Tensor&) { VOXRT_NO_CUDA(); }
-void sample_top_k(const ops::Context&, const Tensor&, float, int, uint64_t, const Tensor&, Tensor&) { VOXRT_NO_CUDA(); }
-void set_value(const ops::Context&, Tensor&, int64_t, float) { VOXRT_NO_CUDA(); }
-void copy(const ops::Context&, const Tensor&, Tensor&) { VOXRT_NO_CUDA(); }
-void zero(const ops::Context&, Tensor&) { VOXRT_NO_CUDA(); }
-void round_to_act(const ops::Context&, Tensor&) { VOXRT_NO_CUDA(); }
-void transpose(const ops::Context&, const Tensor&, Tensor&) { VOXRT_NO_CUDA(); }
-Status synchronize(const ops::Context&) { VOXRT_NO_CUDA(); }
+void linear(const ops::Context&, const Tensor&, const Tensor&, const Tensor*, Tensor&) {
+    VOXRT_NO_CUDA();
+}
+void rms_norm(const ops::Context&, const Tensor&, const Tensor&, float, ops::RmsStyle, Tensor&) {
+    VOXRT_NO_CUDA();
+}
+void layer_norm(const ops::Context&, const Tensor&, const Tensor&, const Tensor&, float, Tensor&) {
+    VOXRT_NO_CUDA();
+}
+void add(const ops::Context&, const Tensor&, const Tensor&, Tensor&) {
+    VOXRT_NO_CUDA();
+}
+void add_scaled(const ops::Context&, const Tensor&, const Tensor&, float, Tensor&) {
+    VOXRT_NO_CUDA();
+}
+void mul(const ops::Context&, const Tensor&, const Tensor&, Tensor&) {
+    VOXRT_NO_CUDA();
+}
+void activation(const ops::Context&, ops::Activation, const Tensor&, Tensor&) {
+    VOXRT_NO_CUDA();
+}
+void swiglu(const ops::Context&, const Tensor&, const Tensor&, Tensor&) {
+    VOXRT_NO_CUDA();
+}
+void glu(const ops::Context&, const Tensor&, Tensor&) {
+    VOXRT_NO_CUDA();
+}
+void embedding(const ops::Context&, const Tensor&, const Tensor&, Tensor&) {
+    VOXRT_NO_CUDA();
+}
+void embedding_bag(const ops::Context&, const Tensor&, const Tensor&, int64_t, bool, Tensor&) {
+    VOXRT_NO_CUDA();
+}
+void rope(const ops::Context&, Tensor&, const Tensor&, const Tensor&, const Tensor&,
+          ops::RopeStyle) {
+    VOXRT_NO_CUDA();
+}
+void kv_write(const ops::Context&, const Tensor&, const Tensor&, const Tensor&, Tensor&, Tensor&) {
+    VOXRT_NO_CUDA();
+}
+void attention(const ops::Context&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+               float, int, Tensor&) {
+    VOXRT_NO_CUDA();
+}
+void short_conv(const ops::Context&, const Tensor&, const Tensor&, Tensor&, const Tensor&,
+                Tensor&) {
+    VOXRT_NO_CUDA();
+}
+void argmax(const ops::Context&, const Tensor&, Tensor&) {
+    VOXRT_NO_CUDA();
+}
+void sample_top_k(const ops::Context&, const Tensor&, float, int, uint64_t, const Tensor&,
+                  Tensor&) {
+    VOXRT_NO_CUDA();
+}
+void set_value(const ops::Context&, Tensor&, int64_t, float) {
+    VOXRT_NO_CUDA();
+}
+void copy(const ops::Context&, const Tensor&, Tensor&) {
+    VOXRT_NO_CUDA();
+}
+void zero(const ops::Context&, Tensor&) {
+    VOXRT_NO_CUDA();
+}
+void round_to_act(const ops::Context&, Tensor&) {
+    VOXRT_NO_CUDA();
+}
+void transpose(const ops::Context&, const Tensor&, Tensor&) {
+    VOXRT_NO_CUDA();
+}
+Status synchronize(const ops::Context&) {
+    VOXRT_NO_CUDA();
+}
 
 }  // namespace voxrt::cuda

@@ -40,7 +40,9 @@ ops::Context cpu_ctx(ops::Precision p, ThreadPool* pool = nullptr) {
     return c;
 }
 
-float rnd(float v, bool on) { return on ? round_bf16(v) : v; }
+float rnd(float v, bool on) {
+    return on ? round_bf16(v) : v;
+}
 
 void round_all(std::vector<float>& v) {
     for (float& x : v) x = round_bf16(x);

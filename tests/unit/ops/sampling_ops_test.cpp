@@ -34,12 +34,14 @@ TEST(SampleTopK, FrequenciesMatchSoftmaxOverTopK) {
         bool in_top = false;
         for (int t : top) in_top = in_top || t == i;
         if (!in_top) {
-            EXPECT_EQ(counts[static_cast<size_t>(i)], 0) << "index " << i << " is outside the top-" << K;
+            EXPECT_EQ(counts[static_cast<size_t>(i)], 0)
+                << "index " << i << " is outside the top-" << K;
             continue;
         }
         const double p = std::exp(logits[static_cast<size_t>(i)] / T) / z;
         const double sd = std::sqrt(p * (1 - p) / draws);
-        EXPECT_NEAR(counts[static_cast<size_t>(i)] / static_cast<double>(draws), p, 4 * sd) << "index " << i;
+        EXPECT_NEAR(counts[static_cast<size_t>(i)] / static_cast<double>(draws), p, 4 * sd)
+            << "index " << i;
     }
 }
 
