@@ -239,6 +239,10 @@ TEST(CliErrors, AudioLongerThanContext) {
     expect_error(run_cli(s2s(tiny(), question(), "--context 48")), "context");
 }
 
+TEST(CliErrors, ContextBeyondTheModelsPositions) {
+    expect_error(run_cli(s2s(tiny(), question(), "--context 1000000")), "max_position_embeddings");
+}
+
 TEST(CliErrors, GoodRunsSucceed) {
     CliResult r = run_cli(s2s(tiny(), question()));
     EXPECT_EQ(r.exit_code, 0) << r.err;
