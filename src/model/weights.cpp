@@ -66,26 +66,23 @@ Expected<std::vector<float>> WeightStore::fetch_host_f32(const io::SafeTensorsFi
     return v;
 }
 
-Expected<Tensor> WeightStore::upload_f32(std::vector<float> host,
-                                         std::initializer_list<int64_t> shape) {
-    host_f32_.push_back(std::move(host));
-    owned_bytes_ += host_f32_.back().size() * 4;
-    Tensor t = Tensor::make(host_f32_.back().data(), DType::kF32, Device::kCPU, shape);
-    VOXRT_ASSERT(static_cast<size_t>(t.numel()) == host_f32_.back().size(),
-                 "upload_f32: shape %s for %zu values", t.describe().c_str(),
-                 host_f32_.back().size());
+template <class T>
+Expected<Tensor> WeightStore::upload(std::deque<std::vector<T>>& keep, std::vector<T> host, DType dt,
+                                     std::initializer_list<int64_t> shape) {
+    keep.push_back(std::move(host));
+    owned_bytes_ += keep.back().size() * sizeof(T);
+    Tensor t = Tensor::make(keep.back().data(), dt, Device::kCPU, shape);
+    VOXRT_ASSERT(static_cast<size_t>(t.numel()) == keep.back().size(), "upload: shape %s for %zu values",
+                 t.describe().c_str(), keep.back().size());
     return place(t);
 }
 
-Expected<Tensor> WeightStore::upload_i32(std::vector<int32_t> host,
-                                         std::initializer_list<int64_t> shape) {
-    host_i32_.push_back(std::move(host));
-    owned_bytes_ += host_i32_.back().size() * 4;
-    Tensor t = Tensor::make(host_i32_.back().data(), DType::kI32, Device::kCPU, shape);
-    VOXRT_ASSERT(static_cast<size_t>(t.numel()) == host_i32_.back().size(),
-                 "upload_i32: shape %s for %zu values", t.describe().c_str(),
-                 host_i32_.back().size());
-    return place(t);
+Expected<Tensor> WeightStore::upload_f32(std::vector<float> host, std::initializer_list<int64_t> shape) {
+    return upload(host_f32_, std::move(host), DType::kF32, shape);
+}
+
+Expected<Tensor> WeightStore::upload_i32(std::vector<int32_t> host, std::initializer_list<int64_t> shape) {
+    return upload(host_i32_, std::move(host), DType::kI32, shape);
 }
 
 }  // namespace voxrt::model

@@ -44,6 +44,9 @@ public:
 
 private:
     Expected<Tensor> place(const Tensor& host);
+    template <class T>
+    Expected<Tensor> upload(std::deque<std::vector<T>>& keep, std::vector<T> host, DType dt,
+                            std::initializer_list<int64_t> shape);
 
     ops::Context ctx_;
     std::deque<Buffer> buffers_;

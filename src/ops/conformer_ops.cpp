@@ -4,6 +4,7 @@
 
 #include "backend/backend_ops.h"
 #include "core/check.h"
+#include "ops/dispatch.h"
 
 namespace voxrt::ops {
 
@@ -29,14 +30,6 @@ int64_t half_up(int64_t n) {
 
 }  // namespace
 
-#define VOXRT_DISPATCH(call)              \
-    do {                                  \
-        if (ctx.device == Device::kCPU) { \
-            cpu::call;                    \
-        } else {                          \
-            cuda::call;                   \
-        }                                 \
-    } while (0)
 
 void encoder_linear(const Context& ctx, const Tensor& x, const Tensor& w, const Tensor* bias,
                     Tensor& y) {

@@ -2,6 +2,7 @@
 
 #include "backend/backend_ops.h"
 #include "core/check.h"
+#include "ops/dispatch.h"
 #include "ops/rng.h"
 
 namespace voxrt::ops {
@@ -33,14 +34,6 @@ void check_same(const Tensor& a, const Tensor& b, const char* op) {
 
 }  // namespace
 
-#define VOXRT_DISPATCH(call)              \
-    do {                                  \
-        if (ctx.device == Device::kCPU) { \
-            cpu::call;                    \
-        } else {                          \
-            cuda::call;                   \
-        }                                 \
-    } while (0)
 
 void linear(const Context& ctx, const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) {
     check_act(ctx, x, "linear", "x");
