@@ -469,6 +469,11 @@ TEST_F(CudaOps, KvWriteAndAttention) {
         {1, 16, 4, 32, 64, 7, 0},        // small head dim
         {70, 16, 4, 32, 128, 0, 0},     {50, 8, 2, 128, 256, 20, 0},  // head dim 128
         {3, 12, 12, 64, 256, 30, 0},                                  // no GQA
+        // head dims without a fast kernel take the generic fallback (the tiny test checkpoints:
+        // depthformer 2, backbone 16; 20 is arbitrary), decode and prefill, with a window
+        {1, 32, 8, 2, 8, 5, 0},         {8, 32, 8, 2, 8, 0, 0},
+        {40, 4, 2, 16, 64, 0, 0},       {1, 4, 2, 16, 64, 50, 0},
+        {40, 4, 4, 20, 64, 10, 30},
     };
     for (Precision p : kBoth) {
         Env e = env(p);
@@ -782,19 +787,6 @@ TEST_F(CudaOps, ErrorsBecomeStatuses) {
     ASSERT_FALSE(oom.is_ok());
     EXPECT_EQ(oom.status().code(), StatusCode::kOutOfMemory) << oom.status().message();
     std::printf("[ops_cuda] out-of-memory status: %s\n", oom.status().message().c_str());
-
-    // An attention shape with no kernel (head dim 20) is reported by synchronize(), not an abort.
-    Env e = env(Precision::kF32);
-    Rng rng(12000);
-    auto q = e.act({40, 4, 20}, rng), kc = e.act({4, 64, 20}, rng), vc = e.act({4, 64, 20}, rng);
-    std::vector<int32_t> pv(40);
-    for (int t = 0; t < 40; ++t) pv[t] = t;
-    auto pos = e.ids(pv, {40});
-    auto o = e.out({40, 4, 20});
-    ops::attention(e.gpu(), q.d, kc.d, vc.d, pos.d, 0.2f, 0, o.d);
-    const Status st = ops::synchronize(e.gpu());
-    EXPECT_EQ(st.code(), StatusCode::kUnsupported) << st.message();
-    EXPECT_TRUE(ops::synchronize(e.gpu()).is_ok());  // reported once
 }
 
 }  // namespace
