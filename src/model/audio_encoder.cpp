@@ -354,7 +354,7 @@ void AudioEncoder::subsample(const ops::Context& ctx, const Tensor& mel, const D
                                    sub_dw_b_[s - 2], dw, lo[s]);
             Tensor dw_rows = dw.reshape({rows * d.f[s], C});
             Tensor pw_rows = b.stage[s - 1].rows(0, rows).reshape({rows * d.f[s], C});
-            ops::encoder_linear(ctx, dw_rows, sub_pw_w_[s - 2], &sub_pw_b_[s - 2], pw_rows);
+            ops::linear(ctx, dw_rows, sub_pw_w_[s - 2], &sub_pw_b_[s - 2], pw_rows);
             ops::activation(ctx, ops::Activation::kRelu, pw_rows, pw_rows);
             s_in = b.stage[s - 1].rows(0, rows);
         }
@@ -363,7 +363,7 @@ void AudioEncoder::subsample(const ops::Context& ctx, const Tensor& mel, const D
         Tensor flat = b.flat.rows(0, rows);
         ops::subsample_flatten(ctx, s_in, std::clamp<int64_t>(len[S] - lo[S], 0, rows), flat);
         Tensor x_rows = x.rows(lo[S], hi[S]);
-        ops::encoder_linear(ctx, flat, sub_out_w_, &sub_out_b_, x_rows);
+        ops::linear(ctx, flat, sub_out_w_, &sub_out_b_, x_rows);
     }
 }
 
@@ -374,34 +374,34 @@ void AudioEncoder::conformer_layer(const ops::Context& ctx, const Layer& l, cons
 
     // x += ½ · FF1(LN(x)),  FF = Linear → SiLU → Linear
     ops::layer_norm(ctx, x, l.ff1_norm_w, l.ff1_norm_b, kNormEps, h);
-    ops::encoder_linear(ctx, h, l.ff1_w1, &l.ff1_b1, ff);
+    ops::linear(ctx, h, l.ff1_w1, &l.ff1_b1, ff);
     ops::activation(ctx, ops::Activation::kSilu, ff, ff);
-    ops::encoder_linear(ctx, ff, l.ff1_w2, &l.ff1_b2, t);
+    ops::linear(ctx, ff, l.ff1_w2, &l.ff1_b2, t);
     ops::add_scaled(ctx, x, t, 0.5f, x);
 
     // x += MHSA_relpos(LN(x))
     ops::layer_norm(ctx, x, l.att_norm_w, l.att_norm_b, kNormEps, h);
-    ops::encoder_linear(ctx, h, l.wq, &l.bq, q);
-    ops::encoder_linear(ctx, h, l.wk, &l.bk, k);
-    ops::encoder_linear(ctx, h, l.wv, &l.bv, v);
-    ops::encoder_linear(ctx, b.pos, l.w_pos, nullptr, p);  // [2n-1, D]
+    ops::linear(ctx, h, l.wq, &l.bq, q);
+    ops::linear(ctx, h, l.wk, &l.bk, k);
+    ops::linear(ctx, h, l.wv, &l.bv, v);
+    ops::linear(ctx, b.pos, l.w_pos, nullptr, p);  // [2n-1, D]
     ops::rel_pos_attention(ctx, q, k, v, p, l.pos_bias_u, l.pos_bias_v, n_heads_, att);
-    ops::encoder_linear(ctx, att, l.wo, &l.bo, t);
+    ops::linear(ctx, att, l.wo, &l.bo, t);
     ops::add(ctx, x, t, x);
 
     // x += Conv(LN(x)),  Conv = pointwise → GLU → depthwise → BatchNorm → SiLU → pointwise
     ops::layer_norm(ctx, x, l.conv_norm_w, l.conv_norm_b, kNormEps, h);
-    ops::encoder_linear(ctx, h, l.pw1_w, &l.pw1_b, pw);  // [n, 2D]
+    ops::linear(ctx, h, l.pw1_w, &l.pw1_b, pw);  // [n, 2D]
     ops::glu(ctx, pw, glu);                              // [n, D]
     ops::conv_dw_bn_silu(ctx, glu, l.dw_w, l.dw_b, l.bn_scale, l.bn_shift, dw);
-    ops::encoder_linear(ctx, dw, l.pw2_w, &l.pw2_b, t);
+    ops::linear(ctx, dw, l.pw2_w, &l.pw2_b, t);
     ops::add(ctx, x, t, x);
 
     // x += ½ · FF2(LN(x))
     ops::layer_norm(ctx, x, l.ff2_norm_w, l.ff2_norm_b, kNormEps, h);
-    ops::encoder_linear(ctx, h, l.ff2_w1, &l.ff2_b1, ff);
+    ops::linear(ctx, h, l.ff2_w1, &l.ff2_b1, ff);
     ops::activation(ctx, ops::Activation::kSilu, ff, ff);
-    ops::encoder_linear(ctx, ff, l.ff2_w2, &l.ff2_b2, t);
+    ops::linear(ctx, ff, l.ff2_w2, &l.ff2_b2, t);
     ops::add_scaled(ctx, x, t, 0.5f, x);
 
     // x = LN_out(x)
@@ -459,9 +459,9 @@ Status AudioEncoder::encode(const ops::Context& ctx, const float* mel, int64_t T
     // Adapter: LN → Linear → GELU(erf) → Linear
     Tensor h = b.h, ad = b.ad;
     ops::layer_norm(ctx, x, ad_norm_w_, ad_norm_b_, kNormEps, h);
-    ops::encoder_linear(ctx, h, ad_w1_, &ad_b1_, ad);
+    ops::linear(ctx, h, ad_w1_, &ad_b1_, ad);
     ops::activation(ctx, ops::Activation::kGeluErf, ad, ad);
-    ops::encoder_linear(ctx, ad, ad_w2_, &ad_b2_, adapter_out);
+    ops::linear(ctx, ad, ad_w2_, &ad_b2_, adapter_out);
 
     scratch.release(mark);
     return Status::ok();

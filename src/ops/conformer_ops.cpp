@@ -31,26 +31,6 @@ int64_t half_up(int64_t n) {
 }  // namespace
 
 
-void encoder_linear(const Context& ctx, const Tensor& x, const Tensor& w, const Tensor* bias,
-                    Tensor& y) {
-    if (ctx.device != Device::kCPU) {  // the general op (same checks, same numerics contract)
-        linear(ctx, x, w, bias, y);
-        return;
-    }
-    check_act(ctx, x, "encoder_linear", "x");
-    check_act(ctx, y, "encoder_linear", "y");
-    VOXRT_ASSERT(w.device == ctx.device && (w.dtype == DType::kF32 || w.dtype == DType::kBF16) &&
-                     w.ndim == 2 && x.ndim >= 1 && y.ndim >= 1 &&
-                     x.shape[x.ndim - 1] == w.shape[1] && y.shape[y.ndim - 1] == w.shape[0] &&
-                     x.numel() / w.shape[1] == y.numel() / w.shape[0] && x.data != y.data,
-                 "encoder_linear: x %s, w %s, y %s", x.describe().c_str(), w.describe().c_str(),
-                 y.describe().c_str());
-    VOXRT_ASSERT(!bias || (bias->numel() == w.shape[0] && bias->device == ctx.device &&
-                           (bias->dtype == DType::kF32 || bias->dtype == DType::kBF16)),
-                 "encoder_linear: bias %s", bias->describe().c_str());
-    cpu::encoder_linear(ctx, x, w, bias, y);
-}
-
 void subsample_conv_in(const Context& ctx, const Tensor& mel, int64_t t_valid, const Tensor& w,
                        const Tensor& b, Tensor& y, int64_t y_row0) {
     VOXRT_ASSERT(mel.device == ctx.device && mel.dtype == DType::kF32 && mel.ndim == 2,

@@ -27,13 +27,6 @@
 
 namespace voxrt::ops {
 
-// y[M, N] = x[M, K] · w[N, K]ᵀ (+ bias[N]): exactly the contract of ops::linear (one fp32
-// accumulation per output, bias added, one rounding). On the CPU this is a register-blocked GEMM
-// for the encoder's many-row products (ops::linear's CPU path is a row-by-row dot product, 5-8×
-// slower here); on CUDA it is ops::linear. To be folded into ops::linear (docs/encoder.md).
-void encoder_linear(const Context& ctx, const Tensor& x, const Tensor& w, const Tensor* bias,
-                    Tensor& y);
-
 // Conv2d(1 → C, kernel 3×3, stride 2, padding 1) + bias, then ReLU, over the log-mel image.
 // mel [F, T] F32 (the whole encoder input: features × frames; element (t, f) of the reference's
 // (T, F) image is mel[f, t]); values are rounded to bfloat16 on read when ctx.round_bf16() (the
@@ -103,9 +96,6 @@ void conv_dw_bn_silu(const Context& ctx, const Tensor& x, const Tensor& w, const
 
 namespace voxrt::cpu {
 VOXRT_CONFORMER_BACKEND_OPS_DECLARATIONS
-// CPU only: CUDA runs ops::linear.
-void encoder_linear(const ops::Context& ctx, const Tensor& x, const Tensor& w, const Tensor* bias,
-                    Tensor& y);
 }  // namespace voxrt::cpu
 
 namespace voxrt::cuda {

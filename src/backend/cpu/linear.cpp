@@ -60,6 +60,58 @@ namespace {
 
 constexpr int kTile = 8;  // weight rows processed together: x is read once per tile
 
+#if defined(__AVX2__) && defined(__FMA__)
+
+constexpr int kMR = 6;   // rows of x per micro-tile
+constexpr int kNR = 16;  // columns of w per panel (two 8-wide vectors)
+
+// acc[r][0..15] = Σ_k x[r, k] · panel[k, 0..15] for MR rows, one fp32 FMA chain per output.
+template <int MR>
+void micro_tile(const float* x, int64_t ldx, const float* panel, int64_t K, float* out) {
+    __m256 acc0[MR], acc1[MR];
+    for (int r = 0; r < MR; ++r) acc0[r] = acc1[r] = _mm256_setzero_ps();
+    for (int64_t k = 0; k < K; ++k) {
+        const __m256 b0 = _mm256_loadu_ps(panel + k * kNR);
+        const __m256 b1 = _mm256_loadu_ps(panel + k * kNR + 8);
+        for (int r = 0; r < MR; ++r) {
+            const __m256 a = _mm256_broadcast_ss(x + r * ldx + k);
+            acc0[r] = _mm256_fmadd_ps(a, b0, acc0[r]);
+            acc1[r] = _mm256_fmadd_ps(a, b1, acc1[r]);
+        }
+    }
+    for (int r = 0; r < MR; ++r) {
+        _mm256_storeu_ps(out + r * kNR, acc0[r]);
+        _mm256_storeu_ps(out + r * kNR + 8, acc1[r]);
+    }
+}
+
+void micro_tile_rows(int rows, const float* x, int64_t ldx, const float* panel, int64_t K,
+                     float* out) {
+    switch (rows) {
+        case 6:
+            micro_tile<6>(x, ldx, panel, K, out);
+            break;
+        case 5:
+            micro_tile<5>(x, ldx, panel, K, out);
+            break;
+        case 4:
+            micro_tile<4>(x, ldx, panel, K, out);
+            break;
+        case 3:
+            micro_tile<3>(x, ldx, panel, K, out);
+            break;
+        case 2:
+            micro_tile<2>(x, ldx, panel, K, out);
+            break;
+        default:
+            micro_tile<1>(x, ldx, panel, K, out);
+            break;
+    }
+}
+
+#endif  // AVX2 && FMA
+
+
 // out[j] = dot(x, w[j]) for j < n (n <= kTile), each w[j] a row of K floats.
 void dot_tile(const float* x, const float* const* w, int n, int64_t K, float* out) {
 #if defined(__AVX2__) && defined(__FMA__)
@@ -86,6 +138,84 @@ void dot_tile(const float* x, const float* const* w, int n, int64_t K, float* ou
 #endif
     for (int j = 0; j < n; ++j) out[j] = dot(x, w[j], K);
 }
+
+#if defined(__AVX2__) && defined(__FMA__)
+// Prefill-sized products: w packed into 16-column panels, 6×16 FMA micro-tiles over L2-sized
+// (rows × panels) tiles. Each output is one sequential fp32 FMA chain over k, the same whatever M is,
+// so results do not depend on how rows are batched (streaming == whole-utterance).
+void gemm_packed(const ops::Context& ctx, const Tensor& x, const Tensor& w, const Tensor* bias,
+                 Tensor& y) {
+    const int64_t M = rows_of(x), K = cols_of(x), N = w.shape[0];
+    const float* xp = act(x);
+    float* yp = act(y);
+    const Rounder rnd = rounder(ctx);
+    const int64_t n_panels = (N + kNR - 1) / kNR;
+    const int64_t panel_floats = K * kNR;
+    // w is packed into panels of 16 output features ([K][16] F32, zero past N), a chunk of panels
+    // of about 2 MB at a time. The chunk buffer is kept per calling thread across calls: a fresh
+    // multi-MB buffer per call costs more in page faults than the packing. (The lambdas run on
+    // pool threads, so they use the pointer `packed`, not the thread_local's name.)
+    constexpr int64_t kChunkBytes = 2 << 20;
+    const int64_t chunk_panels = std::max<int64_t>(1, kChunkBytes / (panel_floats * 4));
+    thread_local std::vector<float> t_packed;
+    const size_t chunk_floats =
+        static_cast<size_t>(std::min(chunk_panels, n_panels) * panel_floats);
+    if (t_packed.size() < chunk_floats) t_packed.resize(chunk_floats);
+    float* const packed = t_packed.data();
+    std::vector<float> b(static_cast<size_t>(n_panels * kNR), 0.0f);
+    for (int64_t n = 0; n < N; ++n) b[n] = bias ? load(*bias, n) : 0.0f;
+    // Tiles of (rows × panels), about 256 KB of x and 256 KB of packed w each, so that both stay
+    // in L2 while the micro-kernel sweeps the tile.
+    constexpr int64_t kTileBytes = 256 * 1024;
+    const int64_t row_block = std::max<int64_t>(kMR, kTileBytes / (K * 4) / kMR * kMR);
+    const int64_t panel_block = std::max<int64_t>(1, kTileBytes / (panel_floats * 4));
+    const int64_t n_row_blocks = (M + row_block - 1) / row_block;
+
+    for (int64_t c0 = 0; c0 < n_panels; c0 += chunk_panels) {
+        const int64_t c1 = std::min(n_panels, c0 + chunk_panels);
+        parallel(ctx, c1 - c0, 4, [&](int64_t p0, int64_t p1) {
+            for (int64_t pi = c0 + p0; pi < c0 + p1; ++pi) {
+                float* panel = packed + (pi - c0) * panel_floats;
+                const int64_t n0 = pi * kNR, nn = std::min<int64_t>(kNR, N - n0);
+                if (nn < kNR) std::fill(panel, panel + panel_floats, 0.0f);
+                if (w.dtype == DType::kBF16) {
+                    const uint16_t* wp = static_cast<const uint16_t*>(w.data) + n0 * K;
+                    for (int64_t j = 0; j < nn; ++j)
+                        for (int64_t k = 0; k < K; ++k)
+                            panel[k * kNR + j] = bf16_to_f32(wp[j * K + k]);
+                } else {
+                    const float* wp = static_cast<const float*>(w.data) + n0 * K;
+                    for (int64_t j = 0; j < nn; ++j)
+                        for (int64_t k = 0; k < K; ++k) panel[k * kNR + j] = wp[j * K + k];
+                }
+            }
+        });
+        const int64_t n_panel_blocks = (c1 - c0 + panel_block - 1) / panel_block;
+        parallel(ctx, n_row_blocks * n_panel_blocks, 1, [&](int64_t t0, int64_t t1) {
+            float tile[kMR * kNR];
+            for (int64_t task = t0; task < t1; ++task) {
+                const int64_t rb = task / n_panel_blocks, pb = task % n_panel_blocks;
+                const int64_t m_begin = rb * row_block, m_end = std::min(M, m_begin + row_block);
+                const int64_t p_begin = c0 + pb * panel_block;
+                const int64_t p_end = std::min(c1, p_begin + panel_block);
+                for (int64_t pi = p_begin; pi < p_end; ++pi) {
+                    const int64_t n0 = pi * kNR, nn = std::min<int64_t>(kNR, N - n0);
+                    const float* panel = packed + (pi - c0) * panel_floats;
+                    for (int64_t m0 = m_begin; m0 < m_end; m0 += kMR) {
+                        const int rows = static_cast<int>(std::min<int64_t>(kMR, m_end - m0));
+                        micro_tile_rows(rows, xp + m0 * K, K, panel, K, tile);
+                        for (int r = 0; r < rows; ++r) {
+                            float* yr = yp + (m0 + r) * N + n0;
+                            for (int64_t j = 0; j < nn; ++j)
+                                yr[j] = rnd(tile[r * kNR + j] + b[n0 + j]);
+                        }
+                    }
+                }
+            }
+        });
+    }
+}
+#endif  // AVX2 && FMA
 
 }  // namespace
 
