@@ -34,7 +34,7 @@ for stage in "${STAGES[@]}"; do
       log "configure + build"
       cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DVOXRT_CUDA=ON -DVOXRT_CUDA_ARCHS=90a \
         -DCMAKE_PREFIX_PATH=$P/usr > "$OUT/build.log" 2>&1 &&
-      ninja -C build-gpu -j"$(nproc)" voxrt_cli ops_cuda_test gemv_bench_test backbone_parity_test \
+      ninja -C build-gpu -j"$(nproc)" voxrt_cli ops_cuda_test fused_cuda_test backbone_parity_test \
         greedy_e2e_test multiturn_test encoder_parity_test detokenizer_parity_test detokenizer_streaming_test \
         >> "$OUT/build.log" 2>&1 || { log "build failed"; tail -30 "$OUT/build.log"; exit 1; }
       log "built"
@@ -42,7 +42,7 @@ for stage in "${STAGES[@]}"; do
     tests)
       log "CUDA op tests"
       build-gpu/ops_cuda_test > "$OUT/tests.log" 2>&1; log "ops_cuda_test rc=$?"
-      build-gpu/gemv_bench_test >> "$OUT/tests.log" 2>&1; log "gemv_bench_test rc=$?"
+      build-gpu/fused_cuda_test >> "$OUT/tests.log" 2>&1; log "fused_cuda_test (tiny) rc=$?"
       log "tiny checkpoint on CUDA"
       for t in backbone_parity_test greedy_e2e_test multiturn_test encoder_parity_test detokenizer_parity_test \
                detokenizer_streaming_test; do
@@ -58,7 +58,7 @@ for stage in "${STAGES[@]}"; do
       ;;
     parity)
       log "full-size parity on CUDA"
-      for t in backbone_parity_test greedy_e2e_test; do
+      for t in fused_cuda_test backbone_parity_test greedy_e2e_test; do
         VOXRT_PARITY_DIR="$FULL" VOXRT_PARITY_DEVICE=cuda timeout 300 build-gpu/$t > "$OUT/parity_full_$t.log" 2>&1
         log "$t (full, cuda) rc=$?"
       done

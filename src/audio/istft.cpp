@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/check.h"
+#include "core/thread_pool.h"
 
 namespace voxrt::audio {
 
@@ -127,6 +128,48 @@ size_t IstftStream::emit_until(int64_t end, float* out) {
 }
 
 size_t IstftStream::step(const float* frame, float* out) {
+    irfft_windowed(fft_, frame, window_.data(), buf_in_.data(), buf_out_.data(), frame_.data());
+    return add_windowed(frame_.data(), out);
+}
+
+void IstftStream::reserve_batch(int count) {
+    const size_t n = static_cast<size_t>(cfg_.n_fft), c = static_cast<size_t>(std::max(count, 0));
+    batch_in_.resize(c * n);
+    batch_out_.resize(c * n);
+    batch_frames_.resize(c * n);
+    batch_cap_ = static_cast<int>(c);
+}
+
+size_t IstftStream::step_batch(const float* frames, int count, float* out, ThreadPool* pool) {
+    const int n = cfg_.n_fft, nb = n_bins();
+    size_t written = 0;
+    if (batch_cap_ < 1) {
+        for (int f = 0; f < count; ++f)
+            written += step(frames + static_cast<size_t>(f) * 2 * nb, out + written);
+        return written;
+    }
+    for (int f0 = 0; f0 < count; f0 += batch_cap_) {
+        const int m = std::min(batch_cap_, count - f0);
+        auto transform = [&](int64_t b, int64_t e) {
+            for (int64_t i = b; i < e; ++i) {
+                const size_t o = static_cast<size_t>(i) * static_cast<size_t>(n);
+                irfft_windowed(fft_, frames + static_cast<size_t>(f0 + i) * 2 * nb, window_.data(),
+                               &batch_in_[o], &batch_out_[o], &batch_frames_[o]);
+            }
+        };
+        if (pool && m > 1) {
+            pool->parallel_for(m, 1, transform);
+        } else {
+            transform(0, m);
+        }
+        for (int i = 0; i < m; ++i)
+            written += add_windowed(&batch_frames_[static_cast<size_t>(i) * static_cast<size_t>(n)],
+                                    out + written);
+    }
+    return written;
+}
+
+size_t IstftStream::add_windowed(const float* w, float* out) {
     const int n = cfg_.n_fft, hop = cfg_.hop;
     const int64_t start = static_cast<int64_t>(frames_) * hop;
     // Slots of samples [prev_end, start + n) are reused: their previous occupants (n samples
@@ -136,8 +179,6 @@ size_t IstftStream::step(const float* frame, float* out) {
         acc_[a % n] = 0.0f;
         env_[a % n] = 0.0f;
     }
-    irfft_windowed(fft_, frame, window_.data(), buf_in_.data(), buf_out_.data(), frame_.data());
-    const float* w = frame_.data();
     for (int i = 0; i < n; ++i) {
         const size_t slot = static_cast<size_t>((start + i) % n);
         acc_[slot] += w[i];

@@ -26,6 +26,10 @@
 #include "audio/fft.h"
 #include "core/status.h"
 
+namespace voxrt {
+class ThreadPool;
+}
+
 namespace voxrt::audio {
 
 struct IstftConfig {
@@ -65,6 +69,12 @@ public:
     // Adds one frame spectrum [n_bins][2]; writes the newly final samples to out (capacity
     // max_step_samples()) and returns their count.
     size_t step(const float* frame, float* out);
+    // Adds `count` frames ([count][n_bins][2], consecutive) at once: the same samples as `count`
+    // step() calls, concatenated in out (capacity count·max_step_samples()). The inverse transforms
+    // run on `pool` (optional); the overlap-add runs in frame order. Batches larger than
+    // reserve_batch() are done in pieces of that size; no allocation beyond reserve_batch().
+    size_t step_batch(const float* frames, int count, float* out, ThreadPool* pool);
+    void reserve_batch(int count);
     // Ends the utterance: writes the remaining tail (capacity max_flush_samples()), returns its
     // count, and resets the stream for the next utterance.
     size_t flush(float* out);
@@ -77,6 +87,9 @@ public:
 private:
     // Emits absolute samples [emitted_, end) from the rings into out.
     size_t emit_until(int64_t end, float* out);
+    // Overlap-adds one windowed inverse transform (n_fft samples) as the next frame; returns the
+    // newly final samples written to out.
+    size_t add_windowed(const float* w, float* out);
 
     IstftConfig cfg_;
     int pad_ = 0;
@@ -86,6 +99,9 @@ private:
     std::vector<Fft::Complex> buf_in_;   // [n_fft] scratch
     std::vector<Fft::Complex> buf_out_;  // [n_fft] scratch
     std::vector<float> frame_;           // [n_fft] scratch: windowed irfft of the frame
+    int batch_cap_ = 0;                  // frames step_batch() transforms at once
+    std::vector<Fft::Complex> batch_in_, batch_out_;  // [batch_cap_][n_fft]
+    std::vector<float> batch_frames_;                 // [batch_cap_][n_fft]
     // Overlap-add rings over absolute sample index a (slot a % n_fft): samples in
     // [emitted_, frames_*hop + n_fft) are live.
     std::vector<float> acc_;  // [n_fft] sum of windowed frames

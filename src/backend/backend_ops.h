@@ -45,6 +45,14 @@ namespace voxrt::cpu {
 VOXRT_BACKEND_OPS_DECLARATIONS
 }  // namespace voxrt::cpu
 
+namespace voxrt::ops {
+struct DepthformerFrame;
+struct Lfm2Step;
+}
+
 namespace voxrt::cuda {
 VOXRT_BACKEND_OPS_DECLARATIONS
+// Fused kernels (ops/fused_ops.h): false when there is none for these shapes/options.
+bool depthformer_frame(const ops::Context& ctx, const ops::DepthformerFrame& f);
+bool lfm2_decode_step(const ops::Context& ctx, const ops::Lfm2Step& s);
 }  // namespace voxrt::cuda

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "core/thread_pool.h"
 #include "io/json.h"
 
 namespace voxrt::model {
@@ -12,8 +13,10 @@ namespace {
 
 constexpr int64_t kMaxPositions = int64_t{1} << 24;  // positions stay exact as fp32 (RoPE)
 // KV rows kept per attention layer beyond the live window: the cache holds W-1 past keys plus
-// this many frames of new ones, and is compacted (the last W-1 rows moved to the front) when full.
+// (at least) this many frames of new ones, and is compacted (the last W-1 rows moved to the front)
+// when the next step's frames would not fit. A step must always fit after a compaction.
 constexpr int64_t kCacheFrames = 16;
+static_assert(kCacheFrames >= kDetokMaxStepFrames, "a step's frames must fit the cache");
 
 ops::Context fp32(const ops::Context& ctx) {
     ops::Context c = ctx;
@@ -294,32 +297,36 @@ Expected<DetokenizerState> Detokenizer::new_state(const ops::Context& ctx_in) co
     const ops::Context ctx = fp32(ctx_in);
     const int64_t R = kDetokUpsample, D = cfg_.hidden_size, Q = kDetokCodebooks;
     const int64_t half = cfg_.head_dim / 2, Hkv = cfg_.num_kv_heads, Dh = cfg_.head_dim;
-    // Cache rows: the W-1 keys a new query can still see, plus room for kCacheFrames frames (at
-    // least enough that the W-1 rows moved to the front on compaction never overlap their source).
+    const int64_t M = R * kDetokMaxStepFrames;  // rows of the largest step
+    // Cache rows: the W-1 keys a new query can still see, plus room for kCacheFrames frames, and at
+    // least ceil((W-1)/6) + kDetokMaxStepFrames frames: compaction happens when a step of up to
+    // kDetokMaxStepFrames frames would not fit, i.e. once fill > S - M, so the W-1 rows moved to
+    // the front (from fill - (W-1) > S - M - (W-1) >= W-1) never overlap their source.
     const int64_t keep = window_ - 1;
-    const int64_t frames = std::max<int64_t>(kCacheFrames, (keep + R - 1) / R + 1);
+    const int64_t frames =
+        std::max<int64_t>(kCacheFrames, (keep + R - 1) / R + kDetokMaxStepFrames);
     const int64_t S = keep + R * frames;
 
     DetokenizerState st;
     st.device_ = ctx.device;
     st.cache_rows_ = static_cast<int>(S);
-    size_t persist = arena_bytes(DType::kI32, S) + arena_bytes(DType::kI32, R * Q) +
-                     2 * arena_bytes(DType::kF32, R * half) +
-                     arena_bytes(DType::kF32, R * kDetokOut);
+    size_t persist = arena_bytes(DType::kI32, S) + arena_bytes(DType::kI32, M * Q) +
+                     2 * arena_bytes(DType::kF32, M * half) +
+                     arena_bytes(DType::kF32, M * kDetokOut);
     for (LayerKind kind : cfg_.layers)
         persist += kind == LayerKind::kConv ? arena_bytes(DType::kF32, (cfg_.conv_kernel - 1) * D)
                                             : 2 * arena_bytes(DType::kF32, Hkv * S * Dh);
-    const size_t scratch = 2 * arena_bytes(DType::kF32, R * D) + forward_scratch_bytes(R);
+    const size_t scratch = 2 * arena_bytes(DType::kF32, M * D) + forward_scratch_bytes(M);
     if (!st.persist_.reserve(ctx.device, persist) || !st.scratch_.reserve(ctx.device, scratch))
         return make_error(StatusCode::kOutOfMemory,
                           "[detokenizer] cannot allocate %zu bytes of state on %s",
                           persist + scratch, device_name(ctx.device));
 
     st.iota_ = st.persist_.alloc(DType::kI32, {S});
-    st.ids_ = st.persist_.alloc(DType::kI32, {R, Q});
-    st.cos_ = st.persist_.alloc(DType::kF32, {R, half});
-    st.sin_ = st.persist_.alloc(DType::kF32, {R, half});
-    st.spec_ = st.persist_.alloc(DType::kF32, {R, kDetokOut});
+    st.ids_ = st.persist_.alloc(DType::kI32, {M, Q});
+    st.cos_ = st.persist_.alloc(DType::kF32, {M, half});
+    st.sin_ = st.persist_.alloc(DType::kF32, {M, half});
+    st.spec_ = st.persist_.alloc(DType::kF32, {M, kDetokOut});
     st.conv_state_.resize(cfg_.layers.size());
     st.k_cache_.resize(cfg_.layers.size());
     st.v_cache_.resize(cfg_.layers.size());
@@ -335,14 +342,15 @@ Expected<DetokenizerState> Detokenizer::new_state(const ops::Context& ctx_in) co
     for (int64_t i = 0; i < S; ++i) iota[static_cast<size_t>(i)] = static_cast<int32_t>(i);
     upload(ctx, iota.data(), DType::kI32, st.iota_);
 
-    st.ids_host_.resize(static_cast<size_t>(R * Q));
-    st.rope_host_.resize(static_cast<size_t>(2 * R * half));
-    st.spec_host_.resize(static_cast<size_t>(R * kDetokOut));
-    st.frame_spec_.resize(static_cast<size_t>(2 * kDetokBins));
+    st.ids_host_.resize(static_cast<size_t>(M * Q));
+    st.rope_host_.resize(static_cast<size_t>(2 * M * half));
+    st.spec_host_.resize(static_cast<size_t>(M * kDetokOut));
+    st.frame_spec_.resize(static_cast<size_t>(R * kDetokMaxStepFrames * 2 * kDetokBins));
     st.istft_ = audio::IstftStream(audio::IstftConfig{kDetokNfft, kDetokHop, kDetokNfft},
                                    window_host_.data());
-    st.pcm_tmp_.resize(
-        static_cast<size_t>(std::max(st.istft_.max_step_samples(), st.istft_.max_flush_samples())));
+    st.istft_.reserve_batch(static_cast<int>(R * kDetokMaxStepFrames));
+    st.pcm_tmp_.resize(static_cast<size_t>(std::max<int64_t>(
+        R * kDetokMaxStepFrames * st.istft_.max_step_samples(), st.istft_.max_flush_samples())));
     reset(st);
     VOXRT_RETURN_IF_ERROR(ops::synchronize(ctx));
     return st;
@@ -355,26 +363,32 @@ void Detokenizer::reset(DetokenizerState& st) const {
     st.istft_.reset();
 }
 
-Status Detokenizer::step(const ops::Context& ctx_in, DetokenizerState& st,
-                         const int32_t* frame_codes, std::vector<float>& pcm_out) const {
+Status Detokenizer::step(const ops::Context& ctx_in, DetokenizerState& st, const int32_t* codes,
+                         int64_t n_frames, std::vector<float>& pcm_out) const {
     const ops::Context ctx = fp32(ctx_in);
     const int64_t R = kDetokUpsample, D = cfg_.hidden_size, Q = kDetokCodebooks;
     const int64_t half = cfg_.head_dim / 2, S = st.cache_rows_, keep = window_ - 1;
     if (st.device_ != ctx.device || st.conv_state_.size() != cfg_.layers.size())
         return make_error(StatusCode::kInvalidArgument,
                           "[detokenizer] state made for another model or device");
-    VOXRT_RETURN_IF_ERROR(check_codes(frame_codes, 1, st.frames_));
-    if (R * (st.frames_ + 1) > kMaxPositions)
+    if (n_frames < 1 || n_frames > kDetokMaxStepFrames)
+        return make_error(StatusCode::kInvalidArgument,
+                          "[detokenizer] step of %lld frames (1 to %d per call)",
+                          static_cast<long long>(n_frames), kDetokMaxStepFrames);
+    // Everything is validated before the state is touched: a rejected step changes nothing.
+    VOXRT_RETURN_IF_ERROR(check_codes(codes, n_frames, st.frames_));
+    if (R * (st.frames_ + n_frames) > kMaxPositions)
         return make_error(StatusCode::kOutOfRange,
                           "[detokenizer] utterance longer than %lld frames",
                           static_cast<long long>(kMaxPositions / R));
+    const int64_t T = R * n_frames;  // rows of this step
 
     if (st.zero_conv_) {
         for (Tensor& t : st.conv_state_)
             if (!t.empty()) ops::zero(ctx, t);
         st.zero_conv_ = false;
     }
-    if (st.fill_ + R > S) {
+    if (st.fill_ + T > S) {
         // Compaction: the last W-1 keys/values move to rows [0, W-1). Source rows start at
         // fill-keep >= keep (new_state's sizing), so the ranges never overlap.
         const int64_t Hkv = cfg_.num_kv_heads, Dh = cfg_.head_dim, src = st.fill_ - keep;
@@ -393,34 +407,53 @@ Status Detokenizer::step(const ops::Context& ctx_in, DetokenizerState& st,
         }
         st.fill_ = keep;
     }
+    VOXRT_ASSERT(st.fill_ + T <= S, "detokenizer cache too small (%lld + %lld > %lld)",
+                 (long long)st.fill_, (long long)T, (long long)S);
 
-    for (int64_t r = 0; r < R; ++r)
-        std::memcpy(&st.ids_host_[static_cast<size_t>(r * Q)], frame_codes, Q * sizeof(int32_t));
-    upload(ctx, st.ids_host_.data(), DType::kI32, st.ids_);
-    rope_table(R * st.frames_, R, st.rope_host_.data(), st.rope_host_.data() + R * half);
-    upload(ctx, st.rope_host_.data(), DType::kF32, st.cos_);
-    upload(ctx, st.rope_host_.data() + R * half, DType::kF32, st.sin_);
+    // Each frame's codes repeated 6 times (the nearest ×6 upsample), RoPE for the absolute
+    // positions 6·frames .. 6·(frames + n) - 1.
+    for (int64_t r = 0; r < T; ++r)
+        std::memcpy(&st.ids_host_[static_cast<size_t>(r * Q)], codes + (r / R) * Q,
+                    Q * sizeof(int32_t));
+    Tensor ids = st.ids_.rows(0, T), cos_t = st.cos_.rows(0, T), sin_t = st.sin_.rows(0, T);
+    upload(ctx, st.ids_host_.data(), DType::kI32, ids);
+    rope_table(R * st.frames_, T, st.rope_host_.data(), st.rope_host_.data() + T * half);
+    upload(ctx, st.rope_host_.data(), DType::kF32, cos_t);
+    upload(ctx, st.rope_host_.data() + T * half, DType::kF32, sin_t);
 
     st.scratch_.reset();
-    Tensor x = st.scratch_.alloc(DType::kF32, {R, D});
-    Tensor hidden = st.scratch_.alloc(DType::kF32, {R, D});
-    ops::embedding_bag(ctx, emb_, st.ids_, kDetokCodebookSize, /*mean=*/true, x);
+    Tensor x = st.scratch_.alloc(DType::kF32, {T, D});
+    Tensor hidden = st.scratch_.alloc(DType::kF32, {T, D});
+    Tensor spec = st.spec_.rows(0, T);
+    ops::embedding_bag(ctx, emb_, ids, kDetokCodebookSize, /*mean=*/true, x);
     const Memory mem{&st.conv_state_, &st.k_cache_, &st.v_cache_};
-    const Tensor rope_rows = st.iota_.rows(0, R);
-    const Tensor cache_rows = st.iota_.rows(st.fill_, st.fill_ + R);
-    forward(ctx, x, rope_rows, st.cos_, st.sin_, cache_rows, mem, st.scratch_, hidden);
-    head(ctx, hidden, st.spec_, st.spec_host_.data());
+    const Tensor rope_rows = st.iota_.rows(0, T);
+    const Tensor cache_rows = st.iota_.rows(st.fill_, st.fill_ + T);
+    forward(ctx, x, rope_rows, cos_t, sin_t, cache_rows, mem, st.scratch_, hidden);
+    head(ctx, hidden, spec, st.spec_host_.data());
     VOXRT_RETURN_IF_ERROR(ops::synchronize(ctx));
-    st.fill_ += R;
-    st.frames_ += 1;
+    st.fill_ += T;
+    st.frames_ += n_frames;
 
-    for (int64_t r = 0; r < R; ++r) {
-        const float* row = &st.spec_host_[static_cast<size_t>(r * kDetokOut)];
-        audio::spectrum_from_logmag_phase(row, row + kDetokBins, kDetokBins, st.frame_spec_.data());
-        const size_t n = st.istft_.step(st.frame_spec_.data(), st.pcm_tmp_.data());
-        pcm_out.insert(pcm_out.end(), st.pcm_tmp_.begin(),
-                       st.pcm_tmp_.begin() + static_cast<std::ptrdiff_t>(n));
+    // Host ISTFT of the T rows: spectra and inverse transforms in parallel on the context's
+    // pool, the overlap-add in row order (the same samples as row-by-row steps).
+    auto spectra = [&](int64_t b, int64_t e) {
+        for (int64_t r = b; r < e; ++r) {
+            const float* row = &st.spec_host_[static_cast<size_t>(r * kDetokOut)];
+            audio::spectrum_from_logmag_phase(
+                row, row + kDetokBins, kDetokBins,
+                &st.frame_spec_[static_cast<size_t>(r * 2 * kDetokBins)]);
+        }
+    };
+    if (ctx.pool && T > 1) {
+        ctx.pool->parallel_for(T, 1, spectra);
+    } else {
+        spectra(0, T);
     }
+    const size_t n = st.istft_.step_batch(st.frame_spec_.data(), static_cast<int>(T),
+                                          st.pcm_tmp_.data(), ctx.pool);
+    pcm_out.insert(pcm_out.end(), st.pcm_tmp_.begin(),
+                   st.pcm_tmp_.begin() + static_cast<std::ptrdiff_t>(n));
     return Status::ok();
 }
 

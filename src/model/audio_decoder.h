@@ -14,10 +14,13 @@
 // (src/audio/istft.h), fed by one device→host copy of the [T, 1282] head output.
 //
 // Streaming: every stage is causal (upsample by repetition, causal short conv, causal sliding
-// window), so step() per codec frame reproduces decode() on the whole utterance: concatenated
-// step() outputs plus flush() equal decode() (bit-identical on the CPU backend; the test allows
-// 1e-5 relative). Latency: step k returns the samples that are final after frame k — 1440 after the
-// first frame, then 1920 per frame; flush() returns the last 480 (the ISTFT's right overlap).
+// window), so step() on chunks of 1..kDetokMaxStepFrames codec frames reproduces decode() on the
+// whole utterance, whatever the chunk sizes: concatenated step() outputs plus flush() equal
+// decode() (bit-identical on the CPU backend; the test allows 1e-5 relative elsewhere). Latency: a
+// step returns the samples that are final after its last frame — 1440 after the first frame of the
+// utterance, then 1920 per frame; flush() returns the last 480 (the ISTFT's right overlap). A step
+// of n frames issues the same launches and one synchronize as a step of one (the overhead that
+// dominates a one-frame step on a GPU), so callers trade latency for throughput by choosing n.
 //
 // Dimensions (docs/glossary.md): Tc codec frames, T = 6·Tc positions, Q = 8 codebooks, D = 512,
 // H/Hkv/Dh attention heads, W sliding window.
@@ -54,6 +57,8 @@ constexpr int kDetokHop = 320;
 constexpr int kDetokBins = kDetokNfft / 2 + 1;                     // 641
 constexpr int kDetokOut = 2 * kDetokBins;                          // 1282: log-magnitude then phase
 constexpr int kDetokSamplesPerFrame = kDetokUpsample * kDetokHop;  // 1920 = 80 ms at 24 kHz
+// Most codec frames one Detokenizer::step() takes (the state's buffers are sized for it).
+constexpr int kDetokMaxStepFrames = 8;
 
 // Host copies of decode()'s intermediate stages, for parity tests (names as in the dumps).
 struct DetokenizerStages {
@@ -86,16 +91,17 @@ private:
     Arena scratch_;                          // per-step activations (device), reset by every step
     std::vector<Tensor> conv_state_;         // per layer: [K-1, D] (empty for attention layers)
     std::vector<Tensor> k_cache_, v_cache_;  // per layer: [Hkv, S, Dh] (empty for conv layers)
-    Tensor iota_;       // I32 [S]: 0..S-1; rows(0, 6) index the step's RoPE table, rows(fill,
-                        // fill + 6) are the step's cache rows
-    Tensor ids_;        // I32 [6, Q] upsampled code ids
-    Tensor cos_, sin_;  // F32 [6, Dh/2] RoPE table of the step's absolute positions
-    Tensor spec_;       // F32 [6, 1282] head output
-    std::vector<int32_t> ids_host_;  // [6·Q]
-    std::vector<float> rope_host_;   // [2·6·Dh/2] cos then sin
-    std::vector<float> spec_host_;   // [6·1282]
-    std::vector<float> frame_spec_;  // [641][2] one ISTFT frame
-    std::vector<float> pcm_tmp_;     // max(hop, flush tail) samples
+    // Step buffers hold M = 6·kDetokMaxStepFrames rows; a step of n frames uses the first 6n.
+    Tensor iota_;       // I32 [S]: 0..S-1; rows(0, 6n) index the step's RoPE table, rows(fill,
+                        // fill + 6n) are the step's cache rows
+    Tensor ids_;        // I32 [M, Q] upsampled code ids
+    Tensor cos_, sin_;  // F32 [M, Dh/2] RoPE table of the step's absolute positions
+    Tensor spec_;       // F32 [M, 1282] head output
+    std::vector<int32_t> ids_host_;  // [M·Q]
+    std::vector<float> rope_host_;   // [2·M·Dh/2] cos then sin
+    std::vector<float> spec_host_;   // [M·1282]
+    std::vector<float> frame_spec_;  // [6·kDetokMaxStepFrames][641][2] ISTFT input spectra
+    std::vector<float> pcm_tmp_;     // max(6·kDetokMaxStepFrames·hop, flush tail) samples
     audio::IstftStream istft_;
     int cache_rows_ = 0;  // S
     int64_t frames_ = 0;  // frames since reset: the next position is 6·frames_
@@ -114,6 +120,8 @@ public:
 
     const Lfm2Config& config() const { return cfg_; }
     int window() const { return window_; }  // W: keys visible to a query, itself included
+    // Most frames one step() call takes (kDetokMaxStepFrames).
+    int max_step_frames() const { return kDetokMaxStepFrames; }
 
     // Arena bytes decode() needs on ctx.device for Tc frames.
     size_t decode_scratch_bytes(int64_t Tc) const;
@@ -127,10 +135,18 @@ public:
 
     // Streaming state for one utterance at a time, on ctx.device.
     Expected<DetokenizerState> new_state(const ops::Context& ctx) const;
-    // Adds one frame (host I32 [Q]) and appends the samples that became final (1440 for the first
-    // frame, 1920 after). An invalid code returns an error and leaves the state unchanged.
+    // Adds n_frames frames (host I32 [n_frames, Q], frame-major; 1 <= n_frames <=
+    // max_step_frames()) in one pass through the network and appends the samples that became final
+    // after the last of them: 1440 + 1920·(n_frames - 1) for the first call of an utterance,
+    // 1920·n_frames after. Any invalid code in any of the frames, or an invalid n_frames, returns
+    // an error and leaves the state unchanged.
+    Status step(const ops::Context& ctx, DetokenizerState& st, const int32_t* codes,
+                int64_t n_frames, std::vector<float>& pcm_out) const;
+    // One frame (host I32 [Q]).
     Status step(const ops::Context& ctx, DetokenizerState& st, const int32_t* frame_codes,
-                std::vector<float>& pcm_out) const;
+                std::vector<float>& pcm_out) const {
+        return step(ctx, st, frame_codes, 1, pcm_out);
+    }
     // Ends the utterance: appends the remaining 480 samples (none if no frame was added) and
     // resets the state for the next utterance.
     Status flush(const ops::Context& ctx, DetokenizerState& st, std::vector<float>& pcm_out) const;

@@ -117,6 +117,12 @@ Expected<AudioHeadState> AudioHead::new_state(const ops::Context& ctx) const {
     ops::copy(ctx, Tensor::make(host.data(), DType::kI32, Device::kCPU, {Q_}), st.positions);
     VOXRT_RETURN_IF_ERROR(ops::synchronize(ctx));
     st.buffers.push_back(std::move(pb));
+    for (size_t l = 0; l < layers_.size(); ++l) {
+        const DepthLayerWeights& L = layers_[l];
+        st.fused.push_back(ops::DepthformerLayer{L.operator_norm, L.ffn_norm, L.qkv, L.out_proj,
+                                                 L.q_norm, L.k_norm, L.w1, L.w3, L.w2,
+                                                 st.k_cache[l], st.v_cache[l]});
+    }
     return st;
 }
 
@@ -134,6 +140,33 @@ void AudioHead::sample_frame(const ops::Context& ctx, AudioHeadState& st, const 
     const size_t mark = scratch.mark();
     Tensor dall = scratch.alloc(dt, {1, Q_ * Dd_});
     ops::linear(ctx, h, depth_w_, &depth_b_, dall);
+
+    // The loop below as one kernel where the backend has it (ops/fused_ops.h).
+    ops::DepthformerFrame f;
+    f.layers = st.fused.data();
+    f.n_layers = static_cast<int>(st.fused.size());
+    f.emb = emb_.data();
+    f.emb_norm = emb_norm_.data();
+    f.to_logits = to_logits_.data();
+    f.rope_cos = rope_cos_;
+    f.rope_sin = rope_sin_;
+    f.n_heads = H_;
+    f.n_kv_heads = Hkv_;
+    f.eps = eps_;
+    f.in = dall.reshape({Q_, Dd_});
+    f.temperature = s.temperature;
+    f.top_k = s.top_k;
+    f.seed = s.seed;
+    f.counters = s.counters;
+    f.suppress_eos = s.suppress_eos;
+    f.codes = codes;
+    f.logits_out = logits_out;
+    f.forced = forced;
+    if (ops::depthformer_frame(ctx, f)) {
+        scratch.release(mark);
+        return;
+    }
+
     Tensor prev = scratch.alloc(dt, {1, Dd_});
     Tensor x = scratch.alloc(dt, {1, Dd_});
     Tensor n = scratch.alloc(dt, {1, Dd_});

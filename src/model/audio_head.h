@@ -22,6 +22,7 @@
 #include "io/safetensors.h"
 #include "model/config.h"
 #include "model/weights.h"
+#include "ops/fused_ops.h"
 #include "ops/ops.h"
 
 namespace voxrt::model {
@@ -37,8 +38,9 @@ struct DepthLayerWeights {
 
 struct AudioHeadState {
     std::vector<Buffer> buffers;
-    std::vector<Tensor> k_cache, v_cache;  // per layer [Hkv, Q, Dh]
-    Tensor positions;                      // device I32 [Q] = 0..Q-1
+    std::vector<Tensor> k_cache, v_cache;      // per layer [Hkv, Q, Dh]
+    Tensor positions;                          // device I32 [Q] = 0..Q-1
+    std::vector<ops::DepthformerLayer> fused;  // weights + these caches, for ops::depthformer_frame
 };
 
 // How codes are chosen for one frame. Greedy when temperature <= 0 or top_k == 1 (as the

@@ -133,6 +133,28 @@ Expected<Lfm2State> Lfm2Network::new_state(const ops::Context& ctx, int capacity
             st.buffers.push_back(std::move(cb));
         }
     }
+    for (size_t l = 0; l < layers_.size(); ++l) {
+        const Lfm2LayerWeights& L = layers_[l];
+        ops::Lfm2StepLayer f;
+        f.attention = L.kind == LayerKind::kAttention;
+        f.operator_norm = L.operator_norm;
+        f.ffn_norm = L.ffn_norm;
+        f.w1 = L.w1;
+        f.w3 = L.w3;
+        f.w2 = L.w2;
+        f.out_proj = L.out_proj;
+        f.in_proj = L.in_proj;
+        f.conv = L.conv;
+        f.conv_state = st.conv_state[l];
+        f.q_proj = L.q_proj;
+        f.k_proj = L.k_proj;
+        f.v_proj = L.v_proj;
+        f.q_norm = L.q_norm;
+        f.k_norm = L.k_norm;
+        f.k_cache = st.k_cache[l];
+        f.v_cache = st.v_cache[l];
+        st.fused.push_back(f);
+    }
     reset_state(ctx, st);
     return st;
 }
@@ -159,6 +181,23 @@ size_t Lfm2Network::scratch_bytes(const ops::Context& ctx, int64_t T) const {
 
 void Lfm2Network::forward(const ops::Context& ctx, Lfm2State& st, Tensor& x, const Tensor& pos,
                           Arena& scratch, Tensor& out) const {
+    if (x.shape[0] == 1 && window_ == 0 && !st.fused.empty()) {
+        // A decode step as one kernel where the backend has it (ops/fused_ops.h); forward_rows
+        // below is its definition.
+        ops::Lfm2Step s;
+        s.layers = st.fused.data();
+        s.n_layers = static_cast<int>(st.fused.size());
+        s.final_norm = final_norm_;
+        s.rope_cos = rope_cos_;
+        s.rope_sin = rope_sin_;
+        s.n_heads = cfg_.num_heads;
+        s.n_kv_heads = cfg_.num_kv_heads;
+        s.eps = static_cast<float>(cfg_.norm_eps);
+        s.x = x;
+        s.pos = pos;
+        s.out = out;
+        if (ops::lfm2_decode_step(ctx, s)) return;
+    }
     const Memory mem{&st.conv_state, &st.k_cache, &st.v_cache};
     forward_rows(ctx, mem, x, pos, rope_cos_, rope_sin_, pos, scratch, out);
 }

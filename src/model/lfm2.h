@@ -18,6 +18,7 @@
 #include "io/safetensors.h"
 #include "model/config.h"
 #include "model/weights.h"
+#include "ops/fused_ops.h"
 #include "ops/ops.h"
 
 namespace voxrt::model {
@@ -40,9 +41,10 @@ struct Lfm2LayerWeights {
 
 struct Lfm2State {
     std::vector<Buffer> buffers;
-    std::vector<Tensor> k_cache, v_cache;  // per layer (empty for conv layers) [Hkv, S, Dh]
-    std::vector<Tensor> conv_state;        // per layer (empty for attention layers) [K-1, D]
-    int capacity = 0;                      // S: positions the caches hold
+    std::vector<Tensor> k_cache, v_cache;   // per layer (empty for conv layers) [Hkv, S, Dh]
+    std::vector<Tensor> conv_state;         // per layer (empty for attention layers) [K-1, D]
+    int capacity = 0;                       // S: positions the caches hold
+    std::vector<ops::Lfm2StepLayer> fused;  // weights + this state, for ops::lfm2_decode_step
 };
 
 class Lfm2Network {

@@ -50,6 +50,8 @@ Status Session::init(const SessionOptions& opt) {
         ctx_.precision = mo.precision;
     }
     ctx_.pool = model_.pool();
+    ctx_.fused = opt.fused_kernels;
+    ctx_.fused_backbone = opt.fused_backbone;
     use_graphs_ = ctx_.device == Device::kCUDA && opt.cuda_graphs;
     detok_ctx_ = ctx_;
     detok_ctx_.precision = ops::Precision::kF32;
@@ -382,6 +384,15 @@ Status Session::generate(const GenerateOptions& opt, const EventSink& sink, Turn
         opt.audio_top_k < 0)
         return make_error(StatusCode::kInvalidArgument,
                           "temperatures and top-k must be non-negative numbers");
+    {
+        const model::Detokenizer* d = model_.detokenizer();
+        const int max_chunk = d ? d->max_step_frames() : model::kDetokMaxStepFrames;
+        if (opt.detok_chunk_frames < 1 || opt.detok_chunk_frames > max_chunk)
+            return make_error(StatusCode::kInvalidArgument,
+                              "detok_chunk_frames must be in [1, %d] (the detokenizer's "
+                              "max_step_frames), got %d",
+                              max_chunk, opt.detok_chunk_frames);
+    }
     const int need = n_past_ + pending_positions() + opt.max_new_tokens;
     if (need > capacity_)
         return make_error(StatusCode::kOutOfRange,
@@ -408,6 +419,12 @@ Status Session::generate(const GenerateOptions& opt, const EventSink& sink, Turn
     bool stopped = false;
     double detok_ms = 0;
     std::vector<int32_t> counters(static_cast<size_t>(Q + 1));
+    // Decodable frames waiting for the detokenizer (frame-major), the step of the last one, and
+    // whether the turn's first frame has been detokenized (it goes alone, at once).
+    std::array<int32_t, model::kDetokMaxStepFrames * model::kDetokCodebooks> detok_codes{};
+    int detok_pending = 0;
+    int detok_last_step = 0;
+    bool detok_started = false;
 
     auto emit_pcm = [&](int step) -> bool {
         if (pcm_.empty()) return true;
@@ -421,6 +438,20 @@ Status Session::generate(const GenerateOptions& opt, const EventSink& sink, Turn
         const bool go_on = sink ? sink(e) : true;
         pcm_.clear();
         return go_on;
+    };
+    // Detokenizes the buffered frames (if any) in one call and emits their PCM; false when the
+    // sink asks to stop.
+    auto detok_drain = [&](bool* go_on) -> Status {
+        *go_on = true;
+        if (detok_pending == 0) return Status::ok();
+        const auto td = Clock::now();
+        VOXRT_RETURN_IF_ERROR(
+            det->step(detok_ctx_, *detok_state_, detok_codes.data(), detok_pending, pcm_));
+        detok_ms += ms_since(td);
+        detok_pending = 0;
+        detok_started = true;
+        *go_on = emit_pcm(detok_last_step);
+        return Status::ok();
     };
 
     if (use_graphs_) {
@@ -498,10 +529,15 @@ Status Session::generate(const GenerateOptions& opt, const EventSink& sink, Turn
             for (int q = 0; q < Q; ++q)
                 decodable = decodable && codes[static_cast<size_t>(q)] < cfg.audio_vocab - 1;
             if (det && decodable) {
-                const auto td = Clock::now();
-                VOXRT_RETURN_IF_ERROR(det->step(detok_ctx_, *detok_state_, codes.data(), pcm_));
-                detok_ms += ms_since(td);
-                if (!emit_pcm(step)) stopped = true;
+                std::copy(codes.begin(), codes.begin() + model::kDetokCodebooks,
+                          detok_codes.begin() + detok_pending * model::kDetokCodebooks);
+                ++detok_pending;
+                detok_last_step = step;
+                if (!detok_started || detok_pending == opt.detok_chunk_frames) {
+                    bool go_on = true;
+                    VOXRT_RETURN_IF_ERROR(detok_drain(&go_on));
+                    if (!go_on) stopped = true;
+                }
             }
             VOXRT_RETURN_IF_ERROR(embed_frame(codes));
         }
@@ -516,6 +552,9 @@ Status Session::generate(const GenerateOptions& opt, const EventSink& sink, Turn
         }
     }
     if (det) {
+        // However the loop ended, the buffered frames are detokenized before the flush.
+        bool go_on = true;
+        VOXRT_RETURN_IF_ERROR(detok_drain(&go_on));
         const auto td = Clock::now();
         VOXRT_RETURN_IF_ERROR(det->flush(detok_ctx_, *detok_state_, pcm_));
         detok_ms += ms_since(td);

@@ -41,6 +41,10 @@ enum class GenerationMode : uint8_t {
 struct SessionOptions {
     int context = 0;          // positions the conversation may hold; 0 = the model's max_context
     bool cuda_graphs = true;  // CUDA: replay each decode step as one captured graph
+    // CUDA: run the backbone step and the depthformer frame as single persistent kernels
+    // (ops/fused_ops.h); false: op by op (the definition; for comparisons).
+    bool fused_kernels = true;
+    bool fused_backbone = false;  // also the backbone step (opt-in: measured slower, docs/cuda.md)
 };
 
 struct GenerateOptions {
@@ -51,7 +55,14 @@ struct GenerateOptions {
     float audio_temperature = 0;
     int audio_top_k = 0;
     uint64_t seed = 0;
-    bool decode_audio = true;  // run the detokenizer per frame and emit PCM
+    bool decode_audio = true;  // run the streaming detokenizer on the audio frames, emit PCM
+    // Frames per detokenizer call, 1 .. Detokenizer::max_step_frames() (8). The first decodable
+    // frame of a turn is detokenized alone, at once (first-sample latency does not depend on
+    // this); later frames are buffered and detokenized `detok_chunk_frames` at a time, and what is
+    // left is detokenized when the turn ends, however it ends. Each call yields one kPcm event.
+    // A call's fixed cost (launches, one synchronize) dominates on a GPU, so larger chunks save
+    // time; 1 = one call per frame.
+    int detok_chunk_frames = 8;
     // Benchmarks on random weights: never pick <|im_end|> or an end-of-audio frame, so every engine
     // does the same amount of work.
     bool suppress_end = false;
@@ -65,7 +76,9 @@ struct Event {
     int32_t token = -1;              // kText
     std::array<int32_t, 8> codes{};  // kAudioFrame (first `n_codes` valid)
     int n_codes = 0;
-    const float* pcm = nullptr;  // kPcm: 24 kHz mono samples, valid during the callback only
+    const float* pcm = nullptr;  // kPcm: 24 kHz mono samples, valid during the callback only;
+                                 // `step` is that of the detokenizer call's last frame (the step
+                                 // count for the end-of-turn tail)
     size_t n_pcm = 0;
     double t_ms = 0;  // since generate() began (prefill included)
 };

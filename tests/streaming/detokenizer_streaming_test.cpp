@@ -1,8 +1,11 @@
 // Streaming detokenizer == whole-utterance detokenizer: the concatenated outputs of step() for each
-// frame plus flush() must equal decode() on the same codes (within 1e-5 relative; on the CPU
-// backend they are bit-identical, because every op computes each output with the same operations
-// whatever the number of rows). Utterances are long enough to wrap the KV cache several times
-// (compaction), and the state is reused across utterances, reset mid-utterance and fed bad codes.
+// frame (or chunk of frames, of any mix of sizes) plus flush() must equal decode() on the same
+// codes (within 1e-5 relative; on the CPU backend they are bit-identical, because every op computes
+// each output with the same operations whatever the number of rows, and the chunked cases check
+// that). Utterances are long enough to wrap the KV cache several times (compaction), and the state
+// is reused across utterances, reset mid-utterance and fed bad codes and bad chunk sizes. A session
+// turn streams the same PCM whatever its detok_chunk_frames, and drains its buffered frames when
+// the sink stops it early.
 //
 // Also reports the per-frame cost of step() (VOXRT_DETOK_MODEL selects another checkpoint, e.g.
 // a full-size random one, VOXRT_DETOK_THREADS the CPU threads; see docs/detokenizer.md). The CUDA
@@ -10,21 +13,26 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <optional>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "backend/device_api.h"
 #include "core/arena.h"
 #include "core/thread_pool.h"
 #include "model/audio_decoder.h"
+#include "model/lfm_audio.h"
 #include "model/weights.h"
+#include "runtime/session.h"
 #include "util/compare.h"
 #include "util/test_paths.h"
 
@@ -33,6 +41,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using model::kDetokCodebooks;
+using model::kDetokMaxStepFrames;
 using model::kDetokSamplesPerFrame;
 
 std::string model_dir() {
@@ -126,7 +135,43 @@ struct Harness {
         EXPECT_EQ(st.frames(), 0);
         return pcm;
     }
+
+    // Streams codes in chunks of sizes[0], sizes[1], … (cycling; the last chunk is cut to what is
+    // left), checking the number of samples each call emits.
+    std::vector<float> stream_chunks(model::DetokenizerState& st, const std::vector<int32_t>& codes,
+                                     const std::vector<int64_t>& sizes) {
+        const int64_t Tc = static_cast<int64_t>(codes.size()) / kDetokCodebooks;
+        std::vector<float> pcm;
+        int64_t t = 0;
+        for (size_t i = 0; t < Tc; ++i) {
+            const int64_t n = std::min(sizes[i % sizes.size()], Tc - t);
+            const size_t before = pcm.size();
+            Status s = det->step(ctx, st, &codes[static_cast<size_t>(t * kDetokCodebooks)], n, pcm);
+            EXPECT_TRUE(s.is_ok()) << s.message();
+            const size_t want = static_cast<size_t>(n * kDetokSamplesPerFrame) - (t == 0 ? 480 : 0);
+            EXPECT_EQ(pcm.size() - before, want) << "chunk of " << n << " at frame " << t;
+            t += n;
+            EXPECT_EQ(st.frames(), t);
+        }
+        const size_t before = pcm.size();
+        Status s = det->flush(ctx, st, pcm);
+        EXPECT_TRUE(s.is_ok()) << s.message();
+        EXPECT_EQ(pcm.size() - before, Tc > 0 ? 480u : 0u);
+        EXPECT_EQ(st.frames(), 0);
+        return pcm;
+    }
 };
+
+// Bit-identical (the CPU backend's guarantee).
+void expect_identical(const std::vector<float>& a, const std::vector<float>& b, const char* what) {
+    ASSERT_EQ(a.size(), b.size()) << what;
+    const test::ErrorStats s = test::compare(a.data(), b.data(), b.size());
+    std::printf("[detok streaming] %-28s %s\n", what, s.str().c_str());
+    size_t first_diff = a.size();
+    for (size_t i = 0; i < a.size() && first_diff == a.size(); ++i)
+        if (a[i] != b[i]) first_diff = i;
+    EXPECT_EQ(first_diff, a.size()) << what << ": first difference at sample " << first_diff;
+}
 
 void expect_equal_streams(const std::vector<float>& streamed, const std::vector<float>& whole,
                           const char* what) {
@@ -214,6 +259,289 @@ TEST(DetokenizerStreaming, ResetAndBadCodes) {
     EXPECT_TRUE(none.empty());
 }
 
+// Mixed chunk sizes, including 1 and the maximum, so that chunks start and end anywhere relative
+// to the cache compactions (S = 125 rows at W = 30: 70 frames = 420 rows compact 4 times).
+const std::vector<int64_t> kMixedChunks = {1, 3, 8, 2, 8, 8, 5, 7, 1, 4, 6, 8};
+
+void chunked_steps_plus_flush_equal_decode(Device dev) {
+    Harness h(model_dir(), dev);
+    ASSERT_TRUE(h.det);
+    ASSERT_EQ(h.det->max_step_frames(), kDetokMaxStepFrames);
+    auto st = h.det->new_state(h.ctx);
+    ASSERT_TRUE(st.is_ok()) << st.status().message();
+    struct Case {
+        int64_t Tc;
+        std::vector<int64_t> sizes;
+    };
+    // One state across all cases; the first utterance starts with a multi-frame chunk.
+    const std::vector<Case> cases = {{70, {3, 8, 1, 2, 8, 8, 5, 7, 1, 4, 6}},
+                                     {70, kMixedChunks},
+                                     {45, {kDetokMaxStepFrames}},
+                                     {3, {kDetokMaxStepFrames}},
+                                     {41, {2}}};
+    for (size_t i = 0; i < cases.size(); ++i) {
+        const Case& c = cases[i];
+        const std::vector<int32_t> codes = random_codes(c.Tc, 300 + static_cast<uint32_t>(i));
+        const std::vector<float> whole = h.decode(codes);
+        ASSERT_EQ(whole.size(), static_cast<size_t>(c.Tc * kDetokSamplesPerFrame));
+        const std::string what = std::string(device_name(dev)) + " chunked, case " +
+                                 std::to_string(i) + ", Tc=" + std::to_string(c.Tc);
+        const std::vector<float> streamed = h.stream_chunks(*st, codes, c.sizes);
+        if (dev == Device::kCPU) {
+            expect_identical(streamed, whole, what.c_str());
+        } else {
+            expect_equal_streams(streamed, whole, what.c_str());
+        }
+    }
+}
+
+TEST(DetokenizerStreaming, ChunkedStepsPlusFlushEqualDecode) {
+    chunked_steps_plus_flush_equal_decode(Device::kCPU);
+}
+
+TEST(DetokenizerStreaming, ChunkedStepsPlusFlushEqualDecodeCuda) {
+    if (!backend::cuda_available()) GTEST_SKIP() << "no CUDA device";
+    chunked_steps_plus_flush_equal_decode(Device::kCUDA);
+}
+
+TEST(DetokenizerStreaming, ChunkedOtherWindows) {
+    // Maximum-size chunks against the smallest and largest caches new_state makes.
+    for (int window : {1, 7, 64}) {
+        Harness h(with_window(model_dir(), window));
+        ASSERT_TRUE(h.det);
+        auto st = h.det->new_state(h.ctx);
+        ASSERT_TRUE(st.is_ok()) << st.status().message();
+        EXPECT_GE(st->cache_rows(), 2 * (window - 1) + model::kDetokUpsample * kDetokMaxStepFrames);
+        const std::vector<int32_t> codes = random_codes(60, 17 + static_cast<uint32_t>(window));
+        const std::string what = "chunked, window " + std::to_string(window) + ", Tc=60";
+        expect_identical(h.stream_chunks(*st, codes, kMixedChunks), h.decode(codes), what.c_str());
+    }
+}
+
+TEST(DetokenizerStreaming, ChunkWithBadCodeChangesNothing) {
+    Harness h(model_dir());
+    ASSERT_TRUE(h.det);
+    auto st = h.det->new_state(h.ctx);
+    ASSERT_TRUE(st.is_ok()) << st.status().message();
+    const std::vector<int32_t> codes = random_codes(30, 5);
+    auto frame = [&](int64_t t) { return &codes[static_cast<size_t>(t * kDetokCodebooks)]; };
+    std::vector<float> pcm;
+    ASSERT_TRUE(h.det->step(h.ctx, *st, frame(0), 1, pcm).is_ok());
+    ASSERT_TRUE(h.det->step(h.ctx, *st, frame(1), 3, pcm).is_ok());
+    ASSERT_EQ(st->frames(), 4);
+
+    // Frames 4..8 with the third (frame 6) carrying a bad code, then the largest chunk with a
+    // negative code in its last frame: each is rejected whole, before anything runs.
+    std::vector<int32_t> bad(frame(4), frame(4) + 5 * kDetokCodebooks);
+    bad[2 * kDetokCodebooks + 3] = model::kDetokCodebookSize;
+    const size_t before = pcm.size();
+    Status s = h.det->step(h.ctx, *st, bad.data(), 5, pcm);
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(s.message().find("frame 6 codebook 3"), std::string::npos) << s.message();
+    EXPECT_EQ(pcm.size(), before);
+    EXPECT_EQ(st->frames(), 4);
+    bad.assign(frame(4), frame(4) + kDetokMaxStepFrames * kDetokCodebooks);
+    bad.back() = -1;
+    s = h.det->step(h.ctx, *st, bad.data(), kDetokMaxStepFrames, pcm);
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(s.message().find("frame 11 codebook 7"), std::string::npos) << s.message();
+    EXPECT_EQ(pcm.size(), before);
+    EXPECT_EQ(st->frames(), 4);
+
+    // The utterance goes on as if nothing had been tried.
+    for (int64_t t = 4; t < 30;) {
+        const int64_t n = std::min<int64_t>(kDetokMaxStepFrames, 30 - t);
+        ASSERT_TRUE(h.det->step(h.ctx, *st, frame(t), n, pcm).is_ok());
+        t += n;
+    }
+    ASSERT_TRUE(h.det->flush(h.ctx, *st, pcm).is_ok());
+    expect_identical(pcm, h.decode(codes), "after a rejected chunk");
+}
+
+TEST(DetokenizerStreaming, ChunkSizeOutOfRange) {
+    Harness h(model_dir());
+    ASSERT_TRUE(h.det);
+    auto st = h.det->new_state(h.ctx);
+    ASSERT_TRUE(st.is_ok()) << st.status().message();
+    const std::vector<int32_t> codes = random_codes(kDetokMaxStepFrames + 1, 6);
+    std::vector<float> pcm;
+    ASSERT_TRUE(h.det->step(h.ctx, *st, codes.data(), 1, pcm).is_ok());
+    const size_t before = pcm.size();
+    for (int64_t n : {int64_t{0}, int64_t{-1}, int64_t{kDetokMaxStepFrames + 1}}) {
+        Status s = h.det->step(h.ctx, *st, codes.data() + kDetokCodebooks, n, pcm);
+        EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << "n_frames " << n;
+        EXPECT_NE(s.message().find("frames (1 to 8 per call)"), std::string::npos) << s.message();
+        EXPECT_EQ(pcm.size(), before);
+        EXPECT_EQ(st->frames(), 1);
+    }
+    ASSERT_TRUE(
+        h.det->step(h.ctx, *st, codes.data() + kDetokCodebooks, kDetokMaxStepFrames, pcm).is_ok());
+    ASSERT_TRUE(h.det->flush(h.ctx, *st, pcm).is_ok());
+    expect_identical(pcm, h.decode(codes), "after rejected chunk sizes");
+}
+
+// ---- session: generate() with chunked detokenization -----------------------------------------
+
+struct Turn {
+    Status status;
+    std::vector<float> pcm;                          // every kPcm event's samples, in order
+    std::vector<std::pair<int, size_t>> pcm_events;  // (step, samples) per kPcm event
+    std::vector<std::pair<int, std::array<int32_t, 8>>> frames;  // (step, codes) per audio frame
+    runtime::TurnStats stats;
+};
+
+std::unique_ptr<model::LfmAudioModel> load_tiny() {
+    model::ModelOptions o;
+    o.device = Device::kCPU;
+    o.precision = ops::Precision::kF32;
+    o.threads = n_threads();
+    o.max_context = 1024;
+    auto m = model::LfmAudioModel::load(test::data_dir() + "/tiny/model", o);
+    EXPECT_TRUE(m.is_ok()) << m.status().message();
+    return m.is_ok() ? std::move(*m) : nullptr;
+}
+
+// A TTS-style turn on the tiny model (interleaved, so text and audio alternate); stops when
+// `stop_after_frames` audio frames have been seen (0 = never).
+Turn run_turn(const model::LfmAudioModel& m, int chunk, int steps, int stop_after_frames = 0) {
+    Turn t;
+    auto s = runtime::Session::create(m, runtime::SessionOptions{});
+    EXPECT_TRUE(s.is_ok()) << s.status().message();
+    if (!s.is_ok()) return t;
+    runtime::Session& ss = **s;
+    EXPECT_TRUE(ss.new_turn("system").is_ok());
+    EXPECT_TRUE(ss.add_text("Respond with interleaved text and audio.").is_ok());
+    EXPECT_TRUE(ss.end_turn().is_ok());
+    EXPECT_TRUE(ss.new_turn("user").is_ok());
+    EXPECT_TRUE(ss.add_text("Say something long, please.").is_ok());
+    EXPECT_TRUE(ss.end_turn().is_ok());
+    EXPECT_TRUE(ss.new_turn("assistant").is_ok());
+    runtime::GenerateOptions g;
+    g.mode = runtime::GenerationMode::kInterleaved;
+    g.max_new_tokens = steps;
+    g.audio_temperature = 1.0f;
+    g.audio_top_k = 4;
+    g.seed = 11;
+    g.suppress_end = true;
+    g.detok_chunk_frames = chunk;
+    t.status = ss.generate(
+        g,
+        [&](const runtime::Event& e) {
+            if (e.kind == runtime::EventKind::kAudioFrame) {
+                t.frames.emplace_back(e.step, e.codes);
+                return stop_after_frames == 0 ||
+                       static_cast<int>(t.frames.size()) < stop_after_frames;
+            }
+            if (e.kind == runtime::EventKind::kPcm) {
+                t.pcm.insert(t.pcm.end(), e.pcm, e.pcm + e.n_pcm);
+                t.pcm_events.emplace_back(e.step, e.n_pcm);
+            }
+            return true;
+        },
+        &t.stats);
+    return t;
+}
+
+// The frames the detokenizer accepts (an end-of-audio frame, or code 2048 anywhere, is skipped).
+std::vector<std::pair<int, std::array<int32_t, 8>>> decodable(const Turn& t) {
+    std::vector<std::pair<int, std::array<int32_t, 8>>> out;
+    for (const auto& f : t.frames)
+        if (std::all_of(f.second.begin(), f.second.end(),
+                        [](int32_t c) { return c < model::kDetokCodebookSize; }))
+            out.push_back(f);
+    return out;
+}
+
+std::vector<float> decode_frames(
+    const model::LfmAudioModel& m,
+    const std::vector<std::pair<int, std::array<int32_t, 8>>>& frames) {
+    std::vector<int32_t> codes;
+    for (const auto& f : frames) codes.insert(codes.end(), f.second.begin(), f.second.end());
+    const int64_t Tc = static_cast<int64_t>(frames.size());
+    ThreadPool pool(n_threads());
+    ops::Context ctx;
+    ctx.pool = &pool;
+    Arena scratch;
+    EXPECT_TRUE(scratch.reserve(Device::kCPU, m.detokenizer()->decode_scratch_bytes(Tc)));
+    std::vector<float> pcm;
+    Status st = m.detokenizer()->decode(ctx, codes.data(), Tc, scratch, pcm);
+    EXPECT_TRUE(st.is_ok()) << st.message();
+    return pcm;
+}
+
+TEST(DetokenizerStreaming, SessionPcmIndependentOfChunkSize) {
+    auto m = load_tiny();
+    ASSERT_TRUE(m);
+    ASSERT_NE(m->detokenizer(), nullptr);
+    const int steps = 96;
+    const Turn one = run_turn(*m, 1, steps);
+    ASSERT_TRUE(one.status.is_ok()) << one.status.message();
+    const auto frames = decodable(one);
+    ASSERT_GE(frames.size(), 30u) << "the turn should hold enough audio to fill several chunks";
+    const std::vector<float> whole = decode_frames(*m, frames);
+    expect_identical(one.pcm, whole, "session, chunk 1");
+    // Per frame: one event per frame, at its step, then the flushed tail.
+    ASSERT_EQ(one.pcm_events.size(), frames.size() + 1);
+    for (size_t i = 0; i < frames.size(); ++i) EXPECT_EQ(one.pcm_events[i].first, frames[i].first);
+
+    for (int chunk : {3, kDetokMaxStepFrames}) {
+        const Turn t = run_turn(*m, chunk, steps);
+        ASSERT_TRUE(t.status.is_ok()) << t.status.message();
+        ASSERT_EQ(t.frames, one.frames) << "the detokenizer must not change what is generated";
+        const std::string what = "session, chunk " + std::to_string(chunk);
+        expect_identical(t.pcm, one.pcm, what.c_str());
+        EXPECT_GT(t.stats.detok_ms, 0.0);
+        // The first decodable frame alone, at its step; then chunks of `chunk` frames, each event
+        // at the step of its last frame; the remainder at the end; the flushed tail.
+        ASSERT_FALSE(t.pcm_events.empty());
+        EXPECT_EQ(t.pcm_events[0].first, frames[0].first);
+        EXPECT_EQ(t.pcm_events[0].second, 1440u);
+        const size_t rest = frames.size() - 1;
+        const size_t n_chunks =
+            (rest + static_cast<size_t>(chunk) - 1) / static_cast<size_t>(chunk);
+        ASSERT_EQ(t.pcm_events.size(), 1 + n_chunks + 1) << what;
+        for (size_t c = 0; c < n_chunks; ++c) {
+            const size_t last =
+                std::min(1 + (c + 1) * static_cast<size_t>(chunk), frames.size()) - 1;
+            const size_t n = last - c * static_cast<size_t>(chunk);
+            EXPECT_EQ(t.pcm_events[1 + c].first, frames[last].first) << what << " chunk " << c;
+            EXPECT_EQ(t.pcm_events[1 + c].second, n * kDetokSamplesPerFrame)
+                << what << " chunk " << c;
+        }
+        EXPECT_EQ(t.pcm_events.back().second, 480u);
+        std::printf(
+            "[detok streaming] session, chunk %d: %zu audio frames (%zu decodable), %zu kPcm "
+            "events, detokenizer %.1f ms\n",
+            chunk, t.frames.size(), frames.size(), t.pcm_events.size(), t.stats.detok_ms);
+    }
+}
+
+TEST(DetokenizerStreaming, SessionDrainsBufferedFramesWhenStopped) {
+    auto m = load_tiny();
+    ASSERT_TRUE(m);
+    // Stopped at the 6th audio frame: with chunks of 8, frames 2..6 are still buffered then.
+    const Turn t = run_turn(*m, kDetokMaxStepFrames, 96, /*stop_after_frames=*/6);
+    ASSERT_TRUE(t.status.is_ok()) << t.status.message();
+    ASSERT_EQ(t.frames.size(), 6u);
+    const auto frames = decodable(t);
+    ASSERT_GE(frames.size(), 2u);
+    expect_identical(t.pcm, decode_frames(*m, frames), "session stopped early, chunk 8");
+    ASSERT_EQ(t.pcm_events.size(), 3u);  // first frame, the drained rest, the tail
+    EXPECT_EQ(t.pcm_events[1].first, frames.back().first);
+}
+
+TEST(DetokenizerStreaming, SessionRejectsBadChunkSize) {
+    auto m = load_tiny();
+    ASSERT_TRUE(m);
+    for (int chunk : {0, -3, kDetokMaxStepFrames + 1}) {
+        const Turn t = run_turn(*m, chunk, 8);
+        EXPECT_EQ(t.status.code(), StatusCode::kInvalidArgument) << chunk;
+        EXPECT_NE(t.status.message().find("detok_chunk_frames"), std::string::npos)
+            << t.status.message();
+        EXPECT_TRUE(t.frames.empty());
+    }
+}
+
 void per_frame_cost(Device dev) {
     Harness h(model_dir(), dev);
     ASSERT_TRUE(h.det);
@@ -241,6 +569,25 @@ void per_frame_cost(Device dev) {
         "(%d layers, D %d, %d CPU threads, state %zu bytes)\n",
         device_name(dev), ms[ms.size() / 2], mean, ms.back(), h.det->config().n_layers(),
         h.det->config().hidden_size, h.pool.size(), st->device_bytes());
+
+    // The same frames in steps of kDetokMaxStepFrames (a fresh utterance; the first step warms up).
+    ASSERT_TRUE(h.det->flush(h.ctx, *st, pcm).is_ok());
+    const int64_t n = kDetokMaxStepFrames;
+    ms.clear();
+    for (int64_t t = 0; t + n <= Tc; t += n) {
+        const auto t0 = std::chrono::steady_clock::now();
+        ASSERT_TRUE(h.det->step(h.ctx, *st, &codes[static_cast<size_t>(t * 8)], n, pcm).is_ok());
+        if (t > 0)
+            ms.push_back(
+                std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
+                    .count());
+    }
+    std::sort(ms.begin(), ms.end());
+    std::printf(
+        "[detok streaming] %s step() of %lld frames: median %.3f ms per call, %.3f ms per "
+        "frame\n",
+        device_name(dev), static_cast<long long>(n), ms[ms.size() / 2],
+        ms[ms.size() / 2] / static_cast<double>(n));
 }
 
 TEST(DetokenizerStreaming, PerFrameCost) {

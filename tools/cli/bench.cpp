@@ -82,7 +82,7 @@ Status run_bench(const CommonArgs& c, const BenchArgs& a) {
         std::vector<RunResult> runs;
         for (int r = 0; r < a.warmup + a.runs; ++r) {
             VOXRT_ASSIGN_OR_RETURN(std::unique_ptr<runtime::Session> s,
-                                   runtime::Session::create(*m, runtime::SessionOptions{}));
+                                   runtime::Session::create(*m, session_options(c)));
             const auto t0 = Clock::now();
             // From decoded samples in memory to the last output sample (bench/protocol.md).
             VOXRT_RETURN_IF_ERROR(s->new_turn("system"));

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "core/status.h"
+#include "runtime/session.h"
 
 namespace CLI {
 class App;
@@ -20,6 +21,8 @@ struct CommonArgs {
     std::string precision = "bf16";  // bf16 | fp32
     int context = 4096;
     bool quiet = false;
+    bool no_fused = false;        // CUDA: run the op sequences instead of the fused decode kernels
+    bool fused_backbone = false;  // CUDA: also fuse the backbone step (opt-in)
 };
 
 struct GenerationArgs {
@@ -29,6 +32,7 @@ struct GenerationArgs {
     int top_k = 0;
     float audio_temp = 1.0f;
     int audio_top_k = 4;
+    int detok_chunk = 8;  // GenerateOptions::detok_chunk_frames
 };
 
 struct S2sArgs {
@@ -57,6 +61,7 @@ struct BenchArgs {
 };
 
 void add_common(CLI::App* app, CommonArgs& a);
+runtime::SessionOptions session_options(const CommonArgs& c);
 void add_generation(CLI::App* app, GenerationArgs& g, int max_steps, float audio_temp,
                     int audio_top_k);
 void add_bench(CLI::App* app, BenchArgs& b);

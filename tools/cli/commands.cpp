@@ -63,8 +63,7 @@ Expected<Loaded> load(const CommonArgs& c, bool need_detok) {
     Loaded l;
     const auto t0 = Clock::now();
     VOXRT_ASSIGN_OR_RETURN(l.model, model::LfmAudioModel::load(c.model_dir, o));
-    VOXRT_ASSIGN_OR_RETURN(l.session,
-                           runtime::Session::create(*l.model, runtime::SessionOptions{}));
+    VOXRT_ASSIGN_OR_RETURN(l.session, runtime::Session::create(*l.model, session_options(c)));
     l.load_ms = ms_since(t0);
     if (!c.quiet)
         std::fprintf(stderr, "voxrt: loaded %s on %s (%s) in %.0f ms\n", c.model_dir.c_str(),
@@ -88,6 +87,7 @@ runtime::GenerateOptions generate_options(const GenerationArgs& g, runtime::Gene
     o.text_top_k = g.top_k;
     o.audio_temperature = g.audio_temp;
     o.audio_top_k = g.audio_top_k;
+    o.detok_chunk_frames = g.detok_chunk;
     return o;
 }
 
@@ -147,6 +147,13 @@ std::string tts_prompt(const std::string& voice) {
 
 }  // namespace
 
+runtime::SessionOptions session_options(const CommonArgs& c) {
+    runtime::SessionOptions s;
+    s.fused_kernels = !c.no_fused;
+    s.fused_backbone = c.fused_backbone;
+    return s;
+}
+
 void add_common(CLI::App* app, CommonArgs& a) {
     app->add_option("-m,--model", a.model_dir, "model directory (Hugging Face layout)")->required();
     app->add_option("-t,--threads", a.threads, "CPU threads (0 = all cores)")
@@ -161,6 +168,10 @@ void add_common(CLI::App* app, CommonArgs& a) {
         ->capture_default_str()
         ->check(CLI::Range(16, 1 << 20));
     app->add_flag("-q,--quiet", a.quiet, "no progress or timing on stderr");
+    app->add_flag("--no-fused", a.no_fused,
+                  "CUDA: decode op by op instead of with the fused kernels (for comparison)");
+    app->add_flag("--fused-backbone", a.fused_backbone,
+                  "CUDA: run the backbone decode step as one persistent kernel too (experimental)");
 }
 
 void add_generation(CLI::App* app, GenerationArgs& g, int max_steps, float audio_temp,
@@ -184,6 +195,10 @@ void add_generation(CLI::App* app, GenerationArgs& g, int max_steps, float audio
     app->add_option("--audio-top-k", g.audio_top_k, "audio top-k (0 = off)")
         ->capture_default_str()
         ->check(CLI::Range(0, 4096));
+    app->add_option("--detok-chunk", g.detok_chunk,
+                    "audio frames per detokenizer call after the first (1 = per frame)")
+        ->capture_default_str()
+        ->check(CLI::Range(1, model::kDetokMaxStepFrames));
 }
 
 namespace {

@@ -2,9 +2,11 @@
 // the library's (runtime::Session over model::LfmAudioModel).
 //
 //   voxrt s2s  -m MODEL_DIR -i IN.wav -o OUT.wav [-n MAX_STEPS] [--seed S] [--temp T] [--top-k K]
-//              [--audio-temp T] [--audio-top-k K] [--system TEXT] [-t THREADS] [--device cpu|cuda]
+//              [--audio-temp T] [--audio-top-k K] [--detok-chunk N] [--system TEXT] [-t THREADS]
+//              [--device cpu|cuda]
 //   voxrt asr  -m MODEL_DIR -i IN.wav
 //   voxrt tts  -m MODEL_DIR --text "…" --voice us-male|us-female|uk-male|uk-female -o OUT.wav
+//              (and the generation options of s2s)
 //   voxrt chat -m MODEL_DIR --text "…"
 //   voxrt inspect -m MODEL_DIR
 //   voxrt bench -m MODEL_DIR -i IN.wav [...]        (bench.cpp)

@@ -80,5 +80,11 @@ void transpose(const ops::Context&, const Tensor&, Tensor&) {
 Status synchronize(const ops::Context&) {
     VOXRT_NO_CUDA();
 }
+bool depthformer_frame(const ops::Context&, const ops::DepthformerFrame&) {
+    return false;  // no fused kernel: the caller runs the op sequence
+}
+bool lfm2_decode_step(const ops::Context&, const ops::Lfm2Step&) {
+    return false;
+}
 
 }  // namespace voxrt::cuda

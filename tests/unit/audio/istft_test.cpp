@@ -2,12 +2,14 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "core/thread_pool.h"
 #include "unit/audio/audio_fixtures.h"
 
 namespace voxrt::audio {
@@ -130,6 +132,46 @@ TEST(Istft, ConfigValidation) {
     EXPECT_FALSE(validate_istft_config({1280, 321, 1280}).is_ok());   // odd win - hop
     EXPECT_FALSE(validate_istft_config({1282, 320, 1282}).is_ok());   // 1282 = 2 * 641
     EXPECT_TRUE(istft_same(nullptr, 0).empty());
+}
+
+// step_batch = the same samples as step() one frame at a time, bit for bit, whatever the batch
+// capacity (pieces), the pool (parallel transforms) and the batch sizes.
+TEST(Istft, StepBatchEqualsSteps) {
+    std::mt19937 rng(5);
+    std::normal_distribution<float> nd;
+    const size_t F = 37, nb = 641;
+    std::vector<float> spec(F * nb * 2);
+    for (float& v : spec) v = nd(rng);
+    IstftStream one;
+    std::vector<float> ref, buf(480);
+    for (size_t f = 0; f < F; ++f) {
+        const size_t n = one.step(&spec[f * nb * 2], buf.data());
+        ref.insert(ref.end(), buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(n));
+    }
+    size_t n = one.flush(buf.data());
+    ref.insert(ref.end(), buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(n));
+    ThreadPool pool(3);
+    for (int cap : {0, 1, 4, 48}) {
+        for (ThreadPool* p : {static_cast<ThreadPool*>(nullptr), &pool}) {
+            SCOPED_TRACE(testing::Message() << "cap " << cap << (p ? " pool" : ""));
+            IstftStream s;
+            s.reserve_batch(cap);
+            std::vector<float> got, out(48 * 320 + 480);
+            const size_t sizes[] = {1, 5, 8, 3, 12, 8};
+            size_t f = 0;
+            for (size_t k = 0; f < F; ++k) {
+                const size_t c = std::min(sizes[k % 6], F - f);
+                const size_t w =
+                    s.step_batch(&spec[f * nb * 2], static_cast<int>(c), out.data(), p);
+                got.insert(got.end(), out.begin(), out.begin() + static_cast<std::ptrdiff_t>(w));
+                f += c;
+            }
+            const size_t t = s.flush(out.data());
+            got.insert(got.end(), out.begin(), out.begin() + static_cast<std::ptrdiff_t>(t));
+            ASSERT_EQ(got.size(), ref.size());
+            for (size_t i = 0; i < ref.size(); ++i) ASSERT_EQ(got[i], ref[i]) << i;
+        }
+    }
 }
 
 }  // namespace

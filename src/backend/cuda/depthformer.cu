@@ -1,0 +1,553 @@
+// The depthformer's whole 8-codebook loop for one audio frame as one persistent kernel
+// (ops/fused_ops.h, ops::depthformer_frame).
+//
+// Why: done op by op, a frame is ~860 small kernels (6 layers × ~17 ops × 8 codebooks); inside a
+// CUDA graph each costs ~3 µs of launch and drain, far more than its data (the depthformer's
+// matrices are 2–6 MB). Here one cooperative launch runs the loop; the grid synchronizes with a
+// software barrier between dependent phases (5 per layer, 1 after each codebook's logits).
+//
+// Work split, per codebook i and layer l (every block holds the phase's input vector in shared
+// memory, as floats; each weight row belongs to one warp of the grid):
+//   A  x = in[i] + emb[i-1][code]  (l = 0; every block, block 0 stores it)
+//      n = rms_norm(x);   qkv rows                                    → barrier
+//   B  one warp per query head: q/k RMSNorm, pair RoPE, the KV write (first head of its group),
+//      attention over positions 0..i                                   → barrier
+//   C  out_proj rows, x += o (the row's owner)                         → barrier
+//   D  n = rms_norm(x);   w1 and w3 rows, g = silu(w1)·w3               → barrier
+//   E  w2 rows, x += o                                                 → barrier
+//   H  n = rms_norm_i(x); to_logits rows (−inf at V−1 if asked)        → barrier
+//   S  every block picks the code itself (warp 0: argmax or top-k draw, deterministic), so the
+//      next codebook starts without another barrier; block 0 stores it.
+// While a phase runs, each warp asks L2 for the weight rows it will read in the next phase
+// (prefetch.global.L2), so the next phase starts on L2 hits.
+//
+// Cross-block data (x, qkv, attention output, g, logits, the KV cache) is read with ld.global.cg
+// (L2, never a stale L1 line); the barrier is release/acquire at GPU scope.
+#include <climits>
+#include <cstdlib>
+
+#include "backend/backend_ops.h"
+#include "backend/cuda/common.cuh"
+#include "backend/cuda/persistent.cuh"
+#include "ops/fused_ops.h"
+#include "ops/rng.h"
+
+namespace voxrt::cuda {
+
+namespace {
+
+using namespace persistent;
+
+constexpr int kThreads = 512;
+constexpr int kWarps = kThreads / 32;
+constexpr int kMaxLayers = 16;
+constexpr int kMaxQ = 8;
+constexpr int kMaxTopK = 8;
+constexpr int kMaxDh = 128;
+constexpr int kListCap = 256;  // kept sampling candidates gathered in index order
+
+struct LayerPtrs {
+    const void *opn, *qkv, *o, *qn, *kn, *ffn, *w1, *w3, *w2;
+    void *kc, *vc;
+};
+
+struct Args {
+    LayerPtrs layer[kMaxLayers];
+    const void* emb[kMaxQ];
+    const void* emb_norm[kMaxQ];
+    const void* to_logits[kMaxQ];
+    const float* cos;
+    const float* sin;
+    const void* in;     // [Q, Dd]
+    void* x;            // [Dd]   residual stream
+    void* qkv;          // [Dd + 2·KV]
+    void* att;          // [H·Dh]
+    void* g;            // [F]
+    void* logits;       // [V]    (when logits_out is null)
+    void* logits_out;   // [Q, V] or null
+    int32_t* codes;
+    const int32_t* forced;
+    const int32_t* counters;
+    unsigned* bar;
+    int L, Q, V, Dd, H, Hkv, Dh, F;
+    float eps, scale, temperature;
+    int top_k;
+    uint64_t seed;
+    bool greedy, suppress_eos;
+    int prefetch;  // L2 prefetch of the next phase's weights (VOXRT_L2_PREFETCH=0: off)
+};
+
+struct Best {
+    float v;
+    int i;
+};
+// argmax's rule (sampling.cu): the first maximum wins; a NaN beats any number.
+__device__ __forceinline__ Best better(Best a, Best b) {
+    const bool an = isnan(a.v), bn = isnan(b.v);
+    if (an || bn) {
+        if (an && bn) return a.i < b.i ? a : b;
+        return an ? a : b;
+    }
+    if (a.v > b.v) return a;
+    if (b.v > a.v) return b;
+    return a.i < b.i ? a : b;
+}
+
+// Codebook i's code from its logits (warp 0 of the block; the same result in every block).
+// Greedy: ops::argmax. Otherwise ops::sample_top_k with top_k <= kMaxTopK: values v = act(l / T),
+// threshold = the top_k-th largest (ties counted), kept = v >= threshold, draw with the shared
+// counter-based uniform over exp(v - max) summed in double in index order.
+template <class T>
+__device__ int pick_code(const Args& a, const T* logits, int i, float* vs, int* list_idx, float* list_v) {
+    const int lane = threadIdx.x & 31, V = a.V;
+    const int chunk = (V + 31) / 32, n0 = lane * chunk, n1 = min(V, n0 + chunk);
+    if (a.greedy) {
+        Best b{-INFINITY, INT_MAX};
+        for (int n = n0; n < n1; ++n) b = better(b, Best{ld_cross(logits + n), n});
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) {
+            const Best other{__shfl_xor_sync(0xffffffffu, b.v, o), __shfl_xor_sync(0xffffffffu, b.i, o)};
+            b = better(b, other);
+        }
+        return b.i == INT_MAX ? 0 : b.i;
+    }
+    // Local top-kMaxTopK of this lane's chunk, descending.
+    float top[kMaxTopK];
+#pragma unroll
+    for (int j = 0; j < kMaxTopK; ++j) top[j] = -INFINITY;
+    for (int n = n0; n < n1; ++n) {
+        const float v = act<T>(ld_cross(logits + n) / a.temperature);
+        vs[n] = v;
+        if (v > top[kMaxTopK - 1]) {
+            top[kMaxTopK - 1] = v;
+#pragma unroll
+            for (int j = kMaxTopK - 1; j > 0; --j) {
+                if (top[j] > top[j - 1]) {
+                    const float t = top[j];
+                    top[j] = top[j - 1];
+                    top[j - 1] = t;
+                }
+            }
+        }
+    }
+    // Merge: the top_k-th largest of the union (every global top-k element is in its lane's list).
+    float thr = -INFINITY, mx = -INFINITY;
+    const int k = a.top_k < V ? a.top_k : 0;  // top_k >= V keeps everything (thr = -inf)
+    for (int r = 0; r < k; ++r) {
+        const float best = warp_max(top[0]);
+        if (r == 0) mx = best;
+        const unsigned ball = __ballot_sync(0xffffffffu, top[0] == best);
+        if (lane == __ffs(ball) - 1) {
+#pragma unroll
+            for (int j = 0; j < kMaxTopK - 1; ++j) top[j] = top[j + 1];
+            top[kMaxTopK - 1] = -INFINITY;
+        }
+        thr = best;
+    }
+    __syncwarp();
+    if (k == 0) {
+        float m = -INFINITY;
+        for (int n = n0; n < n1; ++n) m = fmaxf(m, vs[n]);
+        mx = warp_max(m);
+    }
+    // Kept candidates in index order.
+    int cnt = 0;
+    for (int n = n0; n < n1; ++n) cnt += vs[n] >= thr;
+    int incl = cnt;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+        const int t = __shfl_up_sync(0xffffffffu, incl, o);
+        if (lane >= o) incl += t;
+    }
+    const int total = __shfl_sync(0xffffffffu, incl, 31);
+    const float u01 = ops::uniform_from_key(a.seed, static_cast<uint32_t>(a.counters[i]), 0u);
+    int pick = -1;
+    if (total <= kListCap) {
+        int o = incl - cnt;
+        for (int n = n0; n < n1; ++n) {
+            if (vs[n] >= thr) {
+                list_idx[o] = n;
+                list_v[o] = vs[n];
+                ++o;
+            }
+        }
+        __syncwarp();
+        if (lane == 0) {
+            double sum = 0.0;
+            for (int j = 0; j < total; ++j) sum += exp(static_cast<double>(list_v[j] - mx));
+            const double u = static_cast<double>(u01) * sum;
+            double c = 0.0;
+            for (int j = 0; j < total; ++j) {
+                c += exp(static_cast<double>(list_v[j] - mx));
+                pick = list_idx[j];
+                if (c > u) break;
+            }
+        }
+    } else if (lane == 0) {  // many ties: the CPU's sequential scan over the whole row
+        double sum = 0.0;
+        for (int n = 0; n < V; ++n)
+            if (vs[n] >= thr) sum += exp(static_cast<double>(vs[n] - mx));
+        const double u = static_cast<double>(u01) * sum;
+        double c = 0.0;
+        for (int n = 0; n < V; ++n) {
+            if (vs[n] < thr) continue;
+            c += exp(static_cast<double>(vs[n] - mx));
+            pick = n;
+            if (c > u) break;
+        }
+    }
+    pick = __shfl_sync(0xffffffffu, pick, 0);
+    __syncwarp();
+    return pick < 0 ? 0 : pick;
+}
+
+// ---- the kernel -----------------------------------------------------------------------------------
+
+template <class T, class W>
+__global__ void __launch_bounds__(kThreads, 1) depthformer_kernel(const Args a) {
+    extern __shared__ __align__(16) float smem[];
+    const int Dd = a.Dd, F = a.F, V = a.V, H = a.H, Hkv = a.Hkv, Dh = a.Dh, KV = Hkv * Dh;
+    const int maxDF = Dd > F ? Dd : F;
+    float* xs = smem;                 // [max(Dd, F)] phase input
+    float* vs = xs + maxDF;           // [V] sampling values
+    float* list_v = vs + V;           // [kListCap]
+    int* list_idx = reinterpret_cast<int*>(list_v + kListCap);  // [kListCap]
+    float* red = reinterpret_cast<float*>(list_idx + kListCap);  // [32]
+    __shared__ int code_sh;
+
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int gw = blockIdx.x * kWarps + warp, nw = gridDim.x * kWarps;
+    unsigned target = 0;
+    T* x = static_cast<T*>(a.x);
+    T* qkv = static_cast<T*>(a.qkv);
+    T* att = static_cast<T*>(a.att);
+    T* g = static_cast<T*>(a.g);
+    const T* in = static_cast<const T*>(a.in);
+    const int half = Dh / 2, G = H / Hkv;
+
+    int fed = -1;  // code fed back from the previous codebook
+    // Each warp's first row of the coming phase's matrices, loaded before the barrier before it.
+    Pre<4> pa, pb;
+    if (gw < Dd + 2 * KV) preload(pa, static_cast<const W*>(a.layer[0].qkv) + static_cast<int64_t>(gw) * Dd, Dd, lane);
+    for (int i = 0; i < a.Q; ++i) {
+        T* logits = a.logits_out ? static_cast<T*>(a.logits_out) + static_cast<int64_t>(i) * V
+                                 : static_cast<T*>(a.logits);
+        for (int l = 0; l < a.L; ++l) {
+            const LayerPtrs& P = a.layer[l];
+            const W* wqkv = static_cast<const W*>(P.qkv);
+            // ---- A: x (l = 0), n = rms_norm(x), qkv rows
+            if (a.prefetch) prefetch_rows(static_cast<const W*>(P.o), Dd, Dd, gw, nw, lane);
+            if (l == 0) {
+                const W* e = i > 0 ? static_cast<const W*>(a.emb[i - 1]) + static_cast<int64_t>(fed) * Dd : nullptr;
+                for (int d = threadIdx.x; d < Dd; d += kThreads) {
+                    const float v = act<T>(to_float(in[static_cast<int64_t>(i) * Dd + d]) + (e ? ld_w(e + d) : 0.0f));
+                    xs[d] = v;
+                    if (blockIdx.x == 0) st_act(x + d, v);
+                }
+                __syncthreads();
+                norm_into<T, W>(xs, x, static_cast<const W*>(P.opn), Dd, a.eps, false, xs, red);
+            } else {
+                norm_into<T, W>(nullptr, x, static_cast<const W*>(P.opn), Dd, a.eps, false, xs, red);
+            }
+            for (int r = gw; r < Dd + 2 * KV; r += nw) {
+                const W* row = wqkv + static_cast<int64_t>(r) * Dd;
+                const float y = r == gw ? warp_dot_pre(pa, row, xs, Dd, lane) : warp_dot(row, xs, Dd, lane);
+                if (lane == 0) st_act(qkv + r, y);
+            }
+            grid_barrier(a.bar, target);
+
+            // ---- B: q/k norm + rope, KV write, attention (one warp per query head)
+            if (a.prefetch) prefetch_rows(static_cast<const W*>(P.w1), F, Dd, gw, nw, lane);
+            if (a.prefetch) prefetch_rows(static_cast<const W*>(P.w3), F, Dd, gw, nw, lane);
+            for (int h = gw; h < H; h += nw) {
+                const int hk = h / G;
+                constexpr int E = kMaxDh / 32;
+                float q[E], k[E], v[E];
+                float sq = 0.0f, sk = 0.0f;
+#pragma unroll
+                for (int e = 0; e < E; ++e) {
+                    const int d = lane + 32 * e;
+                    const bool on = d < Dh;
+                    q[e] = on ? ld_cross(qkv + h * Dh + d) : 0.0f;
+                    k[e] = on ? ld_cross(qkv + Dd + hk * Dh + d) : 0.0f;
+                    v[e] = on ? ld_cross(qkv + Dd + KV + hk * Dh + d) : 0.0f;
+                    sq = fmaf(q[e], q[e], sq);
+                    sk = fmaf(k[e], k[e], sk);
+                }
+                sq = warp_sum(sq);
+                sk = warp_sum(sk);
+                const float rq = 1.0f / sqrtf(sq / static_cast<float>(Dh) + a.eps);
+                const float rk = 1.0f / sqrtf(sk / static_cast<float>(Dh) + a.eps);
+                const W* qnw = static_cast<const W*>(P.qn);
+                const W* knw = static_cast<const W*>(P.kn);
+#pragma unroll
+                for (int e = 0; e < E; ++e) {
+                    const int d = lane + 32 * e;
+                    const bool on = d < Dh;
+                    q[e] = on ? act<T>(q[e] * rq * ld_w(qnw + d)) : 0.0f;
+                    k[e] = on ? act<T>(k[e] * rk * ld_w(knw + d)) : 0.0f;
+                    // RoPE on adjacent pairs (2j, 2j+1) at position i, fp32, rounded once.
+                    const float qp = __shfl_xor_sync(0xffffffffu, q[e], 1);
+                    const float kp = __shfl_xor_sync(0xffffffffu, k[e], 1);
+                    if (on) {
+                        const int j = d >> 1;
+                        const float c = a.cos[i * half + j], s = a.sin[i * half + j];
+                        if ((d & 1) == 0) {
+                            q[e] = act<T>(q[e] * c - qp * s);
+                            k[e] = act<T>(k[e] * c - kp * s);
+                        } else {
+                            q[e] = act<T>(qp * s + q[e] * c);
+                            k[e] = act<T>(kp * s + k[e] * c);
+                        }
+                    }
+                }
+                T* kc = static_cast<T*>(P.kc) + static_cast<int64_t>(hk) * a.Q * Dh;
+                T* vc = static_cast<T*>(P.vc) + static_cast<int64_t>(hk) * a.Q * Dh;
+                if (h % G == 0) {
+#pragma unroll
+                    for (int e = 0; e < E; ++e) {
+                        const int d = lane + 32 * e;
+                        if (d < Dh) {
+                            st_act(kc + i * Dh + d, k[e]);
+                            st_act(vc + i * Dh + d, v[e]);
+                        }
+                    }
+                }
+                float s[kMaxQ];
+                float m = -INFINITY;
+#pragma unroll
+                for (int j = 0; j < kMaxQ; ++j) {
+                    s[j] = -INFINITY;
+                    if (j <= i) {
+                        float p = 0.0f;
+#pragma unroll
+                        for (int e = 0; e < E; ++e) {
+                            const int d = lane + 32 * e;
+                            const float kj = j == i ? k[e] : (d < Dh ? ld_cross(kc + j * Dh + d) : 0.0f);
+                            p = fmaf(q[e], kj, p);
+                        }
+                        s[j] = warp_sum(p) * a.scale;
+                        m = fmaxf(m, s[j]);
+                    }
+                }
+                float L = 0.0f, o[E];
+#pragma unroll
+                for (int e = 0; e < E; ++e) o[e] = 0.0f;
+#pragma unroll
+                for (int j = 0; j < kMaxQ; ++j) {
+                    if (j <= i) {
+                        const float p = expf(s[j] - m);
+                        L += p;
+#pragma unroll
+                        for (int e = 0; e < E; ++e) {
+                            const int d = lane + 32 * e;
+                            const float vj = j == i ? v[e] : (d < Dh ? ld_cross(vc + j * Dh + d) : 0.0f);
+                            o[e] = fmaf(p, vj, o[e]);
+                        }
+                    }
+                }
+#pragma unroll
+                for (int e = 0; e < E; ++e) {
+                    const int d = lane + 32 * e;
+                    if (d < Dh) st_act(att + h * Dh + d, o[e] / L);
+                }
+            }
+            if (gw < Dd) preload(pa, static_cast<const W*>(P.o) + static_cast<int64_t>(gw) * Dd, Dd, lane);
+            grid_barrier(a.bar, target);
+
+            // ---- C: out_proj, x += o
+            for (int d = threadIdx.x; d < H * Dh; d += kThreads) xs[d] = ld_cross(att + d);
+            __syncthreads();
+            {
+                const W* wo = static_cast<const W*>(P.o);
+                for (int r = gw; r < Dd; r += nw) {
+                    const W* row = wo + static_cast<int64_t>(r) * Dd;
+                    const float y = act<T>(r == gw ? warp_dot_pre(pa, row, xs, Dd, lane) : warp_dot(row, xs, Dd, lane));
+                    if (lane == 0) st_act(x + r, y + ld_cross(x + r));
+                }
+            }
+            if (gw < F) {
+                preload(pa, static_cast<const W*>(P.w1) + static_cast<int64_t>(gw) * Dd, Dd, lane);
+                preload(pb, static_cast<const W*>(P.w3) + static_cast<int64_t>(gw) * Dd, Dd, lane);
+            }
+            grid_barrier(a.bar, target);
+
+            // ---- D: n = rms_norm(x), g = silu(w1·n) · (w3·n)
+            if (a.prefetch) prefetch_rows(static_cast<const W*>(P.w2), Dd, F, gw, nw, lane);
+            norm_into<T, W>(nullptr, x, static_cast<const W*>(P.ffn), Dd, a.eps, false, xs, red);
+            {
+                const W* w1 = static_cast<const W*>(P.w1);
+                const W* w3 = static_cast<const W*>(P.w3);
+                for (int r = gw; r < F; r += nw) {
+                    const W* r1 = w1 + static_cast<int64_t>(r) * Dd;
+                    const W* r3 = w3 + static_cast<int64_t>(r) * Dd;
+                    const bool first = r == gw;
+                    const float y1 = act<T>(first ? warp_dot_pre(pa, r1, xs, Dd, lane) : warp_dot(r1, xs, Dd, lane));
+                    const float y3 = act<T>(first ? warp_dot_pre(pb, r3, xs, Dd, lane) : warp_dot(r3, xs, Dd, lane));
+                    if (lane == 0) st_act(g + r, act<T>(y1 / (1.0f + expf(-y1))) * y3);
+                }
+            }
+            if (gw < Dd) preload(pa, static_cast<const W*>(P.w2) + static_cast<int64_t>(gw) * F, F, lane);
+            grid_barrier(a.bar, target);
+
+            // ---- E: w2, x += o
+            if (l + 1 < a.L) {
+                if (a.prefetch) prefetch_rows(static_cast<const W*>(a.layer[l + 1].qkv), Dd + 2 * KV, Dd, gw, nw, lane);
+            } else {
+                if (a.prefetch) prefetch_rows(static_cast<const W*>(a.to_logits[i]), V, Dd, gw, nw, lane);
+            }
+            for (int d = threadIdx.x; d < F; d += kThreads) xs[d] = ld_cross(g + d);
+            __syncthreads();
+            {
+                const W* w2 = static_cast<const W*>(P.w2);
+                for (int r = gw; r < Dd; r += nw) {
+                    const W* row = w2 + static_cast<int64_t>(r) * F;
+                    const float y = act<T>(r == gw ? warp_dot_pre(pa, row, xs, F, lane) : warp_dot(row, xs, F, lane));
+                    if (lane == 0) st_act(x + r, ld_cross(x + r) + y);
+                }
+            }
+            if (l + 1 < a.L) {
+                if (gw < Dd + 2 * KV)
+                    preload(pa, static_cast<const W*>(a.layer[l + 1].qkv) + static_cast<int64_t>(gw) * Dd, Dd, lane);
+            } else if (gw < V) {
+                preload(pa, static_cast<const W*>(a.to_logits[i]) + static_cast<int64_t>(gw) * Dd, Dd, lane);
+            }
+            grid_barrier(a.bar, target);
+        }
+
+        // ---- H: logits_i = to_logits_i(rms_norm_i(x))
+        if (i + 1 < a.Q && a.prefetch) prefetch_rows(static_cast<const W*>(a.layer[0].qkv), Dd + 2 * KV, Dd, gw, nw, lane);
+        norm_into<T, W>(nullptr, x, static_cast<const W*>(a.emb_norm[i]), Dd, a.eps, false, xs, red);
+        {
+            const W* wl = static_cast<const W*>(a.to_logits[i]);
+            for (int r = gw; r < V; r += nw) {
+                const W* row = wl + static_cast<int64_t>(r) * Dd;
+                float y = r == gw ? warp_dot_pre(pa, row, xs, Dd, lane) : warp_dot(row, xs, Dd, lane);
+                if (a.suppress_eos && r == V - 1) y = -INFINITY;
+                if (lane == 0) st_act(logits + r, y);
+            }
+        }
+        if (i + 1 < a.Q && gw < Dd + 2 * KV)
+            preload(pa, static_cast<const W*>(a.layer[0].qkv) + static_cast<int64_t>(gw) * Dd, Dd, lane);
+        grid_barrier(a.bar, target);
+
+        // ---- S: the code (every block, identically)
+        if (warp == 0) {
+            const int c = pick_code<T>(a, logits, i, vs, list_idx, list_v);
+            if (lane == 0) {
+                code_sh = c;
+                if (blockIdx.x == 0) a.codes[i] = c;
+            }
+        }
+        __syncthreads();
+        fed = a.forced ? a.forced[i] : code_sh;
+        fed = fed < 0 ? 0 : (fed >= V ? V - 1 : fed);  // as ops::embedding clamps
+        __syncthreads();
+    }
+}
+
+size_t smem_bytes(int Dd, int F, int V) {
+    const int maxDF = Dd > F ? Dd : F;
+    return sizeof(float) * (static_cast<size_t>(maxDF) + V + kListCap) + sizeof(int) * kListCap + sizeof(float) * 32;
+}
+
+}  // namespace
+
+bool depthformer_frame(const ops::Context& ctx, const ops::DepthformerFrame& f) {
+    if (!f.layers || f.n_layers < 1 || f.n_layers > kMaxLayers) return false;
+    const DType at = ctx.act_dtype();
+    const Tensor& l0 = f.layers[0].w1;
+    const DType wt = l0.dtype;
+    if (wt != DType::kBF16 && wt != DType::kF32) return false;
+    const int64_t Q = f.codes.numel(), Dd = f.in.ndim == 2 ? f.in.shape[1] : 0;
+    const int64_t H = f.n_heads, Hkv = f.n_kv_heads;
+    if (Q < 1 || Q > kMaxQ || Dd < 1 || H < 1 || Hkv < 1 || H % Hkv || Dd % H) return false;
+    const int64_t Dh = Dd / H, KV = Hkv * Dh, F = l0.ndim == 2 ? l0.shape[0] : 0;
+    const int64_t V = f.emb[0].ndim == 2 ? f.emb[0].shape[0] : 0;
+    const int vec = wt == DType::kBF16 ? 8 : 4;
+    if (Dh > kMaxDh || Dh % 2 || Dd % vec || F < 1 || F % vec || V < 2 || V > 65536) return false;
+    const bool greedy = f.temperature <= 0.0f || f.top_k == 1;
+    if (!greedy && (f.top_k < 1 || f.top_k > kMaxTopK || !f.counters)) return false;
+    if (f.in.dtype != at || f.in.shape[0] != Q || f.codes.dtype != DType::kI32) return false;
+    if (f.rope_cos.dtype != DType::kF32 || f.rope_cos.numel() < Q * (Dh / 2)) return false;
+    for (int l = 0; l < f.n_layers; ++l) {
+        const ops::DepthformerLayer& L = f.layers[l];
+        if (!weight_ok(L.qkv, wt, Dd + 2 * KV, Dd) || !weight_ok(L.out_proj, wt, Dd, Dd) ||
+            !weight_ok(L.w1, wt, F, Dd) || !weight_ok(L.w3, wt, F, Dd) || !weight_ok(L.w2, wt, Dd, F) ||
+            L.operator_norm.dtype != wt || L.ffn_norm.dtype != wt || L.q_norm.dtype != wt || L.k_norm.dtype != wt ||
+            L.k_cache.dtype != at || L.v_cache.dtype != at || L.k_cache.numel() != Hkv * Q * Dh ||
+            L.v_cache.numel() != Hkv * Q * Dh)
+            return false;
+    }
+    for (int64_t i = 0; i < Q; ++i) {
+        if (!weight_ok(f.emb[i], wt, V, Dd) || !weight_ok(f.to_logits[i], wt, V, Dd) || f.emb_norm[i].dtype != wt)
+            return false;
+    }
+    if (f.logits_out && (f.logits_out->dtype != at || f.logits_out->numel() != Q * V)) return false;
+    Handles& h = handles(ctx);
+    const size_t es = dtype_size(at);
+    const size_t need = align256(sizeof(unsigned)) + align256(Dd * es) + align256((Dd + 2 * KV) * es) +
+                        align256(H * Dh * es) + align256(F * es) + align256(V * es);
+    const size_t smem = smem_bytes(static_cast<int>(Dd), static_cast<int>(F), static_cast<int>(V));
+    if (need > h.scratch_bytes || smem > h.max_smem_optin) return false;
+
+    Args a{};
+    for (int l = 0; l < f.n_layers; ++l) {
+        const ops::DepthformerLayer& L = f.layers[l];
+        a.layer[l] = LayerPtrs{L.operator_norm.data, L.qkv.data, L.out_proj.data, L.q_norm.data, L.k_norm.data,
+                               L.ffn_norm.data,      L.w1.data,  L.w3.data,       L.w2.data,     L.k_cache.data,
+                               L.v_cache.data};
+    }
+    for (int64_t i = 0; i < Q; ++i) {
+        a.emb[i] = f.emb[i].data;
+        a.emb_norm[i] = f.emb_norm[i].data;
+        a.to_logits[i] = f.to_logits[i].data;
+    }
+    a.cos = static_cast<const float*>(f.rope_cos.data);
+    a.sin = static_cast<const float*>(f.rope_sin.data);
+    a.in = f.in.data;
+    char* s = static_cast<char*>(h.scratch);
+    a.bar = reinterpret_cast<unsigned*>(s);
+    s += align256(sizeof(unsigned));
+    a.x = s;
+    s += align256(Dd * es);
+    a.qkv = s;
+    s += align256((Dd + 2 * KV) * es);
+    a.att = s;
+    s += align256(H * Dh * es);
+    a.g = s;
+    s += align256(F * es);
+    a.logits = s;
+    a.logits_out = f.logits_out ? f.logits_out->data : nullptr;
+    a.codes = static_cast<int32_t*>(f.codes.data);
+    a.forced = f.forced ? static_cast<const int32_t*>(f.forced->data) : nullptr;
+    a.counters = f.counters ? static_cast<const int32_t*>(f.counters->data) : nullptr;
+    a.L = f.n_layers;
+    a.Q = static_cast<int>(Q);
+    a.V = static_cast<int>(V);
+    a.Dd = static_cast<int>(Dd);
+    a.H = static_cast<int>(H);
+    a.Hkv = static_cast<int>(Hkv);
+    a.Dh = static_cast<int>(Dh);
+    a.F = static_cast<int>(F);
+    a.eps = f.eps;
+    a.scale = 1.0f / sqrtf(static_cast<float>(Dh));
+    a.temperature = f.temperature;
+    a.top_k = f.top_k;
+    a.seed = f.seed;
+    a.greedy = greedy;
+    a.suppress_eos = f.suppress_eos;
+
+    const bool bf16_act = at == DType::kBF16, bf16_w = wt == DType::kBF16;
+    const char* pf = std::getenv("VOXRT_L2_PREFETCH");
+    a.prefetch = pf && *pf == '0' ? 0 : 1;
+    const char* name = "depthformer_frame (persistent kernel)";
+    if (bf16_act) {
+        return bf16_w ? launch_persistent(ctx, depthformer_kernel<__nv_bfloat16, __nv_bfloat16>, a, a.bar, kThreads, smem, name)
+                      : launch_persistent(ctx, depthformer_kernel<__nv_bfloat16, float>, a, a.bar, kThreads, smem, name);
+    }
+    return bf16_w ? launch_persistent(ctx, depthformer_kernel<float, __nv_bfloat16>, a, a.bar, kThreads, smem, name)
+                  : launch_persistent(ctx, depthformer_kernel<float, float>, a, a.bar, kThreads, smem, name);
+}
+
+}  // namespace voxrt::cuda

@@ -1,0 +1,254 @@
+// Building blocks of the persistent decode kernels (depthformer.cu, lfm2_step.cu): one launch runs
+// many dependent phases, the grid meeting at a software barrier between them. The grid must be
+// co-resident (cooperative launch). Data that other blocks wrote in an earlier phase is read
+// through L2 (ld.global.cg), never from a possibly stale L1 line; weights stream with
+// ld.global.nc and are prefetched into L2 one phase ahead.
+#pragma once
+
+#include <cuda/atomic>
+
+#include "backend/cuda/common.cuh"
+
+namespace voxrt::cuda::persistent {
+
+// ---- element access ------------------------------------------------------------------------------
+
+template <class T>
+__device__ __forceinline__ float ld_cross(const T* p);  // data written by other blocks: L2 only
+template <>
+__device__ __forceinline__ float ld_cross(const float* p) {
+    return __ldcg(p);
+}
+template <>
+__device__ __forceinline__ float ld_cross(const __nv_bfloat16* p) {
+    return __bfloat162float(__ldcg(p));
+}
+
+template <class W>
+__device__ __forceinline__ float ld_w(const W* p) {
+    return to_float(__ldg(p));
+}
+
+// The value the op sequence would have stored in the activation dtype T.
+template <class T>
+__device__ __forceinline__ float act(float v) {
+    if constexpr (sizeof(T) == 2) {
+        return round_bf16(v);
+    } else {
+        return v;
+    }
+}
+template <class T>
+__device__ __forceinline__ void st_act(T* p, float v) {
+    if constexpr (sizeof(T) == 2) {
+        *p = __float2bfloat16_rn(v);
+    } else {
+        *p = v;
+    }
+}
+
+__device__ __forceinline__ uint4 ld_stream16(const void* p) {
+    uint4 r;
+    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+        : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+        : "l"(p));
+    return r;
+}
+
+__device__ __forceinline__ void prefetch_l2(const void* p) {
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
+}
+
+// ---- grid barrier ------------------------------------------------------------------------------
+
+// All blocks of the (co-resident, cooperative) grid meet here; `target` counts arrivals so far.
+// The block's writes are ordered before thread 0's release increment by __syncthreads; the spin is
+// relaxed and one acquire fence follows it.
+__device__ __forceinline__ void grid_barrier(unsigned* bar, unsigned& target) {
+    target += gridDim.x;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        ::cuda::atomic_ref<unsigned, ::cuda::thread_scope_device> c(*bar);
+        c.fetch_add(1u, ::cuda::memory_order_release);
+        while (c.load(::cuda::memory_order_relaxed) < target) {
+        }
+        ::cuda::atomic_thread_fence(::cuda::memory_order_acquire, ::cuda::thread_scope_device);
+    }
+    __syncthreads();
+}
+
+// ---- block / warp building blocks ----------------------------------------------------------------
+
+// xs[0..D) = the RMSNorm of x as the op sequence stores it: kFused act(x·r·w), or lfm2 (kLfm2)
+// act(w·act(x·r)). x is read across blocks, or from shared memory when `x_shared` (xs may then
+// be x_shared itself). The weights are loaded together with x (one memory latency, not two).
+// Contains __syncthreads: call from all threads of the block.
+template <class T, class W>
+__device__ void norm_into(const float* x_shared, const T* x, const W* w, int D, float eps, bool lfm2, float* xs,
+                          float* red) {
+    constexpr int kPer = 4;  // elements per thread kept in registers; the rest is re-read
+    float wr[kPer];
+    float ss = 0.0f;
+#pragma unroll
+    for (int j = 0; j < kPer; ++j) {
+        const int i = threadIdx.x + j * blockDim.x;
+        if (i < D) {
+            const float v = x_shared ? x_shared[i] : ld_cross(x + i);
+            wr[j] = ld_w(w + i);
+            xs[i] = v;
+            ss = fmaf(v, v, ss);
+        }
+    }
+    for (int i = threadIdx.x + kPer * blockDim.x; i < D; i += blockDim.x) {
+        const float v = x_shared ? x_shared[i] : ld_cross(x + i);
+        xs[i] = v;
+        ss = fmaf(v, v, ss);
+    }
+    ss = block_sum(ss, red);
+    const float r = 1.0f / sqrtf(ss / static_cast<float>(D) + eps);
+#pragma unroll
+    for (int j = 0; j < kPer; ++j) {
+        const int i = threadIdx.x + j * blockDim.x;
+        if (i < D) xs[i] = lfm2 ? act<T>(wr[j] * act<T>(xs[i] * r)) : act<T>(xs[i] * r * wr[j]);
+    }
+    for (int i = threadIdx.x + kPer * blockDim.x; i < D; i += blockDim.x)
+        xs[i] = lfm2 ? act<T>(ld_w(w + i) * act<T>(xs[i] * r)) : act<T>(xs[i] * r * ld_w(w + i));
+    __syncthreads();
+}
+
+// 16 bytes of weights as floats.
+template <class W>
+__device__ __forceinline__ void unpack16(const uint4& u, float (&f)[16 / sizeof(W)]) {
+    if constexpr (sizeof(W) == 2) {
+        const uint32_t q[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            f[2 * j] = __uint_as_float(q[j] << 16);
+            f[2 * j + 1] = __uint_as_float(q[j] & 0xffff0000u);
+        }
+    } else {
+        f[0] = __uint_as_float(u.x);
+        f[1] = __uint_as_float(u.y);
+        f[2] = __uint_as_float(u.z);
+        f[3] = __uint_as_float(u.w);
+    }
+}
+
+// acc + Σ_j f[j]·x[j], in j order, x in shared memory (16-byte aligned). x is read with 16-byte
+// loads: the lanes of a warp read x at a stride of V floats, so element-wise loads would serialize
+// on shared-memory banks (8-way for V = 8) and bound the GEMV far below the memory bandwidth.
+template <int V>
+__device__ __forceinline__ float dot_xs(const float (&f)[V], const float* x, float acc) {
+#pragma unroll
+    for (int j = 0; j < V; j += 4) {
+        const float4 q = *reinterpret_cast<const float4*>(x + j);
+        acc = fmaf(f[j], q.x, acc);
+        acc = fmaf(f[j + 1], q.y, acc);
+        acc = fmaf(f[j + 2], q.z, acc);
+        acc = fmaf(f[j + 3], q.w, acc);
+    }
+    return acc;
+}
+
+// The first N 16-byte pieces a lane reads of a weight row, loaded ahead of time (typically before
+// the grid barrier that precedes the phase, since weights never depend on the previous phase).
+template <int N>
+struct Pre {
+    uint4 v[N];
+};
+template <int N, class W>
+__device__ __forceinline__ void preload(Pre<N>& p, const W* w, int K, int lane) {
+    constexpr int V = 16 / sizeof(W);
+#pragma unroll
+    for (int i = 0; i < N; ++i) {
+        const int k = (lane + 32 * i) * V;
+        if (k < K) p.v[i] = ld_stream16(w + k);
+    }
+}
+
+// Σ_k w[k]·xs[k] over one row (K a multiple of 8 for BF16, 4 for F32; w 16-byte aligned), each lane
+// summing its pieces k = (lane + 32·i)·V in order, then over the warp; every lane gets the result.
+// From piece `first` on (the pieces before come from a Pre).
+template <class W>
+__device__ __forceinline__ float warp_dot_from(float acc, const W* w, const float* xs, int K, int lane, int first) {
+    constexpr int V = 16 / sizeof(W);
+#pragma unroll 8
+    for (int k = (lane + 32 * first) * V; k < K; k += 32 * V) {
+        const uint4 u = ld_stream16(w + k);
+        float f[V];
+        unpack16<W>(u, f);
+        acc = dot_xs<V>(f, xs + k, acc);
+    }
+    return warp_sum(acc);
+}
+template <class W>
+__device__ __forceinline__ float warp_dot(const W* w, const float* xs, int K, int lane) {
+    return warp_dot_from(0.0f, w, xs, K, lane, 0);
+}
+template <int N, class W>
+__device__ __forceinline__ float warp_dot_pre(const Pre<N>& p, const W* w, const float* xs, int K, int lane) {
+    constexpr int V = 16 / sizeof(W);
+    float acc = 0.0f;
+#pragma unroll
+    for (int i = 0; i < N; ++i) {
+        const int k = (lane + 32 * i) * V;
+        if (k < K) {
+            float f[V];
+            unpack16<W>(p.v[i], f);
+            acc = dot_xs<V>(f, xs + k, acc);
+        }
+    }
+    return warp_dot_from(acc, w, xs, K, lane, N);
+}
+
+// Asks L2 for rows gw, gw+nw, … of w [N, K] (the rows this warp reads in a coming phase).
+template <class W>
+__device__ __forceinline__ void prefetch_rows(const W* w, int N, int K, int gw, int nw, int lane) {
+    const int64_t row_bytes = static_cast<int64_t>(K) * sizeof(W);
+    for (int r = gw; r < N; r += nw) {
+        const char* p = reinterpret_cast<const char*>(w) + r * row_bytes;
+        for (int64_t off = static_cast<int64_t>(lane) * 128; off < row_bytes; off += 32 * 128) prefetch_l2(p + off);
+    }
+}
+
+// ---- launch ------------------------------------------------------------------------------------
+
+// Launches `kernel` with one block of `threads` per SM as a cooperative grid (all blocks
+// co-resident, which the barrier needs), after zeroing the barrier counter; both are stream
+// operations, so a CUDA graph captures them. Returns false (nothing launched) when a block of
+// this size and shared memory cannot be resident; launch failures are recorded on ctx.
+template <class Args>
+bool launch_persistent(const ops::Context& ctx, void (*kernel)(Args), const Args& a, unsigned* bar, int threads,
+                       size_t smem, const char* name) {
+    Handles& h = handles(ctx);
+    if (smem > 48 * 1024 &&
+        !check(ctx, cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
+               name))
+        return true;
+    int per_sm = 0;
+    if (!check(ctx, cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, smem), name)) return true;
+    if (per_sm < 1) return false;
+    if (!check(ctx, cudaMemsetAsync(bar, 0, sizeof(unsigned), h.stream), name)) return true;
+    cudaLaunchConfig_t cfg{};
+    cfg.gridDim = dim3(static_cast<unsigned>(h.sm_count));
+    cfg.blockDim = dim3(static_cast<unsigned>(threads));
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = h.stream;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeCooperative;
+    attr[0].val.cooperative = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+    check(ctx, cudaLaunchKernelEx(&cfg, kernel, a), name);
+    check_launch(ctx, name);
+    return true;
+}
+
+// A weight matrix the kernels can stream: on the device, dtype wt, rows × cols, 16-byte aligned.
+inline bool weight_ok(const Tensor& t, DType wt, int64_t rows, int64_t cols) {
+    return t.data && t.dtype == wt && t.device == Device::kCUDA && t.numel() == rows * cols && aligned16(t.data);
+}
+
+inline size_t align256(size_t n) { return (n + 255) & ~static_cast<size_t>(255); }
+
+}  // namespace voxrt::cuda::persistent
