@@ -131,6 +131,26 @@ __device__ __forceinline__ float block_max(float v, float* shared) {
     return warp_max(r);
 }
 
+// ---- argmax -------------------------------------------------------------------------------------
+
+// A candidate of an argmax: value and index.
+struct Best {
+    float v;
+    int i;
+};
+
+// The CPU rule: the first maximum wins; a NaN beats any number (the first NaN wins among NaNs).
+__device__ __forceinline__ Best better(Best a, Best b) {
+    const bool an = isnan(a.v), bn = isnan(b.v);
+    if (an || bn) {
+        if (an && bn) return a.i < b.i ? a : b;
+        return an ? a : b;
+    }
+    if (a.v > b.v) return a;
+    if (b.v > a.v) return b;
+    return a.i < b.i ? a : b;
+}
+
 // ---- launch geometry -------------------------------------------------------------------------------
 
 inline unsigned grid_for(int64_t n, int threads, int64_t max_blocks = 65535LL * 32) {

@@ -77,21 +77,6 @@ struct Args {
     int prefetch;  // L2 prefetch of the next phase's weights (VOXRT_L2_PREFETCH=0: off)
 };
 
-struct Best {
-    float v;
-    int i;
-};
-// argmax's rule (sampling.cu): the first maximum wins; a NaN beats any number.
-__device__ __forceinline__ Best better(Best a, Best b) {
-    const bool an = isnan(a.v), bn = isnan(b.v);
-    if (an || bn) {
-        if (an && bn) return a.i < b.i ? a : b;
-        return an ? a : b;
-    }
-    if (a.v > b.v) return a;
-    if (b.v > a.v) return b;
-    return a.i < b.i ? a : b;
-}
 
 // Codebook i's code from its logits (warp 0 of the block; the same result in every block).
 // Greedy: ops::argmax. Otherwise ops::sample_top_k with top_k <= kMaxTopK: values v = act(l / T),

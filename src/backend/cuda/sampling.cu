@@ -12,22 +12,6 @@ namespace {
 
 // ---- argmax -----------------------------------------------------------------------------------------
 
-struct Best {
-    float v;
-    int i;
-};
-
-// The CPU rule: the first maximum wins; a NaN beats any number (the first NaN wins among NaNs).
-__device__ __forceinline__ Best better(Best a, Best b) {
-    const bool an = isnan(a.v), bn = isnan(b.v);
-    if (an || bn) {
-        if (an && bn) return a.i < b.i ? a : b;
-        return an ? a : b;
-    }
-    if (a.v > b.v) return a;
-    if (b.v > a.v) return b;
-    return a.i < b.i ? a : b;
-}
 
 constexpr int kArgmaxThreads = 512;
 
