@@ -55,4 +55,7 @@ VOXRT_BACKEND_OPS_DECLARATIONS
 // Fused kernels (ops/fused_ops.h): false when there is none for these shapes/options.
 bool depthformer_frame(const ops::Context& ctx, const ops::DepthformerFrame& f);
 bool lfm2_decode_step(const ops::Context& ctx, const ops::Lfm2Step& s);
+// Microseconds per grid barrier of the persistent kernels (mode: persistent.cuh BarrierMode), from
+// one launch doing `iters` barriers; < 0 on failure. For tests and tuning.
+double grid_barrier_bench_us(const ops::Context& ctx, int mode, int iters);
 }  // namespace voxrt::cuda

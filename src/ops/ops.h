@@ -33,10 +33,10 @@ struct Context {
     ThreadPool* pool = nullptr;    // CPU worker threads (may be null: single-threaded)
     void* cuda_stream = nullptr;   // cudaStream_t of the session (CUDA only)
     void* cuda_handles = nullptr;  // backend-owned handles (cuBLAS(Lt), workspace), CUDA only
-    bool fused = true;  // allow the fused kernels of ops/fused_ops.h (false: always the op sequence)
-    // The fused LFM2 backbone step (ops::lfm2_decode_step) is opt-in: on an H100 it measured
-    // slower than the op sequence (docs/cuda.md), so it runs only where asked for.
-    bool fused_backbone = false;
+    bool fused =
+        true;  // allow the fused kernels of ops/fused_ops.h (false: always the op sequence)
+    // Of those, the fused LFM2 backbone step (ops::lfm2_decode_step) alone (false: only it off).
+    bool fused_backbone = true;
 
     bool round_bf16() const { return precision == Precision::kBF16; }
     // The dtype activation buffers are allocated with.

@@ -44,7 +44,7 @@ struct SessionOptions {
     // CUDA: run the backbone step and the depthformer frame as single persistent kernels
     // (ops/fused_ops.h); false: op by op (the definition; for comparisons).
     bool fused_kernels = true;
-    bool fused_backbone = false;  // also the backbone step (opt-in: measured slower, docs/cuda.md)
+    bool fused_backbone = true;  // of those, the backbone step (false: only it runs op by op)
 };
 
 struct GenerateOptions {

@@ -17,6 +17,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "backend/backend_ops.h"
 #include "backend/device_api.h"
 #include "cuda/cuda_test_util.h"
 #include "io/safetensors.h"
@@ -356,6 +357,30 @@ TEST_F(FusedLfm2Step, Fp32) {
 }
 TEST_F(FusedLfm2Step, Bf16) {
     compare(ops::Precision::kBF16, 3e-2);
+}
+
+}  // namespace
+}  // namespace voxrt
+
+namespace voxrt {
+namespace {
+
+// The persistent kernels' grid barrier, alone: both implementations must complete (a barrier that
+// lets a block through early or never would hang or be caught by the fused tests above) and their
+// cost is printed for docs/cuda.md.
+TEST(GridBarrier, Cost) {
+    if (!backend::cuda_available()) GTEST_SKIP() << "no CUDA device";
+    auto c = backend::create_cuda_context(ops::Precision::kBF16);
+    ASSERT_TRUE(c.is_ok()) << c.status().message();
+    ops::Context ctx = *c;
+    for (int mode : {0, 1}) {
+        const double us = cuda::grid_barrier_bench_us(ctx, mode, 2000);
+        std::printf("[grid barrier] %s: %.2f us per barrier (one 512-thread block per SM)\n",
+                    mode == 0 ? "counter" : "flags", us);
+        EXPECT_GT(us, 0.0);
+        EXPECT_TRUE(ops::synchronize(ctx).is_ok());
+    }
+    backend::destroy_cuda_context(ctx);
 }
 
 }  // namespace

@@ -21,8 +21,9 @@ struct CommonArgs {
     std::string precision = "bf16";  // bf16 | fp32
     int context = 4096;
     bool quiet = false;
-    bool no_fused = false;        // CUDA: run the op sequences instead of the fused decode kernels
-    bool fused_backbone = false;  // CUDA: also fuse the backbone step (opt-in)
+    bool no_fused = false;  // CUDA: run the op sequences instead of the fused decode kernels
+    bool no_fused_backbone =
+        false;  // CUDA: the backbone step op by op (the depthformer stays fused)
 };
 
 struct GenerationArgs {

@@ -150,7 +150,7 @@ std::string tts_prompt(const std::string& voice) {
 runtime::SessionOptions session_options(const CommonArgs& c) {
     runtime::SessionOptions s;
     s.fused_kernels = !c.no_fused;
-    s.fused_backbone = c.fused_backbone;
+    s.fused_backbone = !c.no_fused_backbone;
     return s;
 }
 
@@ -170,8 +170,8 @@ void add_common(CLI::App* app, CommonArgs& a) {
     app->add_flag("-q,--quiet", a.quiet, "no progress or timing on stderr");
     app->add_flag("--no-fused", a.no_fused,
                   "CUDA: decode op by op instead of with the fused kernels (for comparison)");
-    app->add_flag("--fused-backbone", a.fused_backbone,
-                  "CUDA: run the backbone decode step as one persistent kernel too (experimental)");
+    app->add_flag("--no-fused-backbone", a.no_fused_backbone,
+                  "CUDA: run the backbone decode step op by op (the depthformer stays fused)");
 }
 
 void add_generation(CLI::App* app, GenerationArgs& g, int max_steps, float audio_temp,

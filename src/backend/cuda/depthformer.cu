@@ -43,7 +43,7 @@ constexpr int kWarps = kThreads / 32;
 constexpr int kMaxLayers = 16;
 constexpr int kMaxQ = 8;
 constexpr int kMaxTopK = 8;
-constexpr int kMaxDh = 128;
+constexpr int kMaxDh = 64;
 constexpr int kListCap = 256;  // kept sampling candidates gathered in index order
 
 struct LayerPtrs {
@@ -69,26 +69,28 @@ struct Args {
     const int32_t* forced;
     const int32_t* counters;
     unsigned* bar;
+    int barrier_mode;
     int L, Q, V, Dd, H, Hkv, Dh, F;
     float eps, scale, temperature;
     int top_k;
     uint64_t seed;
     bool greedy, suppress_eos;
-    int prefetch;  // L2 prefetch of the next phase's weights (VOXRT_L2_PREFETCH=0: off)
+    int prefetch;  // L2 prefetch of the next phase's weights (VOXRT_L2_PREFETCH=1: on; measured no better)
 };
 
 
-// Codebook i's code from its logits (warp 0 of the block; the same result in every block).
+// Codebook i's code from its logits, staged in vs [V] (warp 0 of the block; the same result in
+// every block; vs is overwritten).
 // Greedy: ops::argmax. Otherwise ops::sample_top_k with top_k <= kMaxTopK: values v = act(l / T),
 // threshold = the top_k-th largest (ties counted), kept = v >= threshold, draw with the shared
 // counter-based uniform over exp(v - max) summed in double in index order.
 template <class T>
-__device__ int pick_code(const Args& a, const T* logits, int i, float* vs, int* list_idx, float* list_v) {
+__device__ int pick_code(const Args& a, int i, float* vs, int* list_idx, float* list_v) {
     const int lane = threadIdx.x & 31, V = a.V;
     const int chunk = (V + 31) / 32, n0 = lane * chunk, n1 = min(V, n0 + chunk);
     if (a.greedy) {
         Best b{-INFINITY, INT_MAX};
-        for (int n = n0; n < n1; ++n) b = better(b, Best{ld_cross(logits + n), n});
+        for (int n = n0; n < n1; ++n) b = better(b, Best{vs[n], n});
 #pragma unroll
         for (int o = 16; o > 0; o >>= 1) {
             const Best other{__shfl_xor_sync(0xffffffffu, b.v, o), __shfl_xor_sync(0xffffffffu, b.i, o)};
@@ -101,7 +103,7 @@ __device__ int pick_code(const Args& a, const T* logits, int i, float* vs, int* 
 #pragma unroll
     for (int j = 0; j < kMaxTopK; ++j) top[j] = -INFINITY;
     for (int n = n0; n < n1; ++n) {
-        const float v = act<T>(ld_cross(logits + n) / a.temperature);
+        const float v = act<T>(vs[n] / a.temperature);
         vs[n] = v;
         if (v > top[kMaxTopK - 1]) {
             top[kMaxTopK - 1] = v;
@@ -202,7 +204,7 @@ __global__ void __launch_bounds__(kThreads, 1) depthformer_kernel(const Args a) 
 
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int gw = blockIdx.x * kWarps + warp, nw = gridDim.x * kWarps;
-    unsigned target = 0;
+    unsigned gen = 0;
     T* x = static_cast<T*>(a.x);
     T* qkv = static_cast<T*>(a.qkv);
     T* att = static_cast<T*>(a.att);
@@ -239,7 +241,7 @@ __global__ void __launch_bounds__(kThreads, 1) depthformer_kernel(const Args a) 
                 const float y = r == gw ? warp_dot_pre(pa, row, xs, Dd, lane) : warp_dot(row, xs, Dd, lane);
                 if (lane == 0) st_act(qkv + r, y);
             }
-            grid_barrier(a.bar, target);
+            grid_barrier(a.bar, a.barrier_mode, gen);
 
             // ---- B: q/k norm + rope, KV write, attention (one warp per query head)
             if (a.prefetch) prefetch_rows(static_cast<const W*>(P.w1), F, Dd, gw, nw, lane);
@@ -247,7 +249,7 @@ __global__ void __launch_bounds__(kThreads, 1) depthformer_kernel(const Args a) 
             for (int h = gw; h < H; h += nw) {
                 const int hk = h / G;
                 constexpr int E = kMaxDh / 32;
-                float q[E], k[E], v[E];
+                float q[E], k[E], v[E], qnv[E], knv[E], cs[E], sn[E];
                 float sq = 0.0f, sk = 0.0f;
 #pragma unroll
                 for (int e = 0; e < E; ++e) {
@@ -256,6 +258,11 @@ __global__ void __launch_bounds__(kThreads, 1) depthformer_kernel(const Args a) 
                     q[e] = on ? ld_cross(qkv + h * Dh + d) : 0.0f;
                     k[e] = on ? ld_cross(qkv + Dd + hk * Dh + d) : 0.0f;
                     v[e] = on ? ld_cross(qkv + Dd + KV + hk * Dh + d) : 0.0f;
+                    // Loaded with q/k/v (not after the reductions): one memory round trip.
+                    qnv[e] = on ? ld_w(static_cast<const W*>(P.qn) + d) : 0.0f;
+                    knv[e] = on ? ld_w(static_cast<const W*>(P.kn) + d) : 0.0f;
+                    cs[e] = on ? a.cos[i * half + (d >> 1)] : 0.0f;
+                    sn[e] = on ? a.sin[i * half + (d >> 1)] : 0.0f;
                     sq = fmaf(q[e], q[e], sq);
                     sk = fmaf(k[e], k[e], sk);
                 }
@@ -263,20 +270,17 @@ __global__ void __launch_bounds__(kThreads, 1) depthformer_kernel(const Args a) 
                 sk = warp_sum(sk);
                 const float rq = 1.0f / sqrtf(sq / static_cast<float>(Dh) + a.eps);
                 const float rk = 1.0f / sqrtf(sk / static_cast<float>(Dh) + a.eps);
-                const W* qnw = static_cast<const W*>(P.qn);
-                const W* knw = static_cast<const W*>(P.kn);
 #pragma unroll
                 for (int e = 0; e < E; ++e) {
                     const int d = lane + 32 * e;
                     const bool on = d < Dh;
-                    q[e] = on ? act<T>(q[e] * rq * ld_w(qnw + d)) : 0.0f;
-                    k[e] = on ? act<T>(k[e] * rk * ld_w(knw + d)) : 0.0f;
+                    q[e] = on ? act<T>(q[e] * rq * qnv[e]) : 0.0f;
+                    k[e] = on ? act<T>(k[e] * rk * knv[e]) : 0.0f;
                     // RoPE on adjacent pairs (2j, 2j+1) at position i, fp32, rounded once.
                     const float qp = __shfl_xor_sync(0xffffffffu, q[e], 1);
                     const float kp = __shfl_xor_sync(0xffffffffu, k[e], 1);
                     if (on) {
-                        const int j = d >> 1;
-                        const float c = a.cos[i * half + j], s = a.sin[i * half + j];
+                        const float c = cs[e], s = sn[e];
                         if ((d & 1) == 0) {
                             q[e] = act<T>(q[e] * c - qp * s);
                             k[e] = act<T>(k[e] * c - kp * s);
@@ -298,6 +302,18 @@ __global__ void __launch_bounds__(kThreads, 1) depthformer_kernel(const Args a) 
                         }
                     }
                 }
+                // The cached rows 0..i-1, all loads issued at once (row 0 stands in for rows >= i,
+                // whose values are not used).
+                float cached[kMaxQ][E];
+#pragma unroll
+                for (int j = 0; j < kMaxQ; ++j) {
+                    const int jj = j < i ? j : 0;
+#pragma unroll
+                    for (int e = 0; e < E; ++e) {
+                        const int d = lane + 32 * e;
+                        cached[j][e] = d < Dh ? ld_cross(kc + jj * Dh + d) : 0.0f;
+                    }
+                }
                 float s[kMaxQ];
                 float m = -INFINITY;
 #pragma unroll
@@ -306,13 +322,18 @@ __global__ void __launch_bounds__(kThreads, 1) depthformer_kernel(const Args a) 
                     if (j <= i) {
                         float p = 0.0f;
 #pragma unroll
-                        for (int e = 0; e < E; ++e) {
-                            const int d = lane + 32 * e;
-                            const float kj = j == i ? k[e] : (d < Dh ? ld_cross(kc + j * Dh + d) : 0.0f);
-                            p = fmaf(q[e], kj, p);
-                        }
+                        for (int e = 0; e < E; ++e) p = fmaf(q[e], j == i ? k[e] : cached[j][e], p);
                         s[j] = warp_sum(p) * a.scale;
                         m = fmaxf(m, s[j]);
+                    }
+                }
+#pragma unroll
+                for (int j = 0; j < kMaxQ; ++j) {
+                    const int jj = j < i ? j : 0;
+#pragma unroll
+                    for (int e = 0; e < E; ++e) {
+                        const int d = lane + 32 * e;
+                        cached[j][e] = d < Dh ? ld_cross(vc + jj * Dh + d) : 0.0f;
                     }
                 }
                 float L = 0.0f, o[E];
@@ -324,11 +345,7 @@ __global__ void __launch_bounds__(kThreads, 1) depthformer_kernel(const Args a) 
                         const float p = expf(s[j] - m);
                         L += p;
 #pragma unroll
-                        for (int e = 0; e < E; ++e) {
-                            const int d = lane + 32 * e;
-                            const float vj = j == i ? v[e] : (d < Dh ? ld_cross(vc + j * Dh + d) : 0.0f);
-                            o[e] = fmaf(p, vj, o[e]);
-                        }
+                        for (int e = 0; e < E; ++e) o[e] = fmaf(p, j == i ? v[e] : cached[j][e], o[e]);
                     }
                 }
 #pragma unroll
@@ -338,10 +355,10 @@ __global__ void __launch_bounds__(kThreads, 1) depthformer_kernel(const Args a) 
                 }
             }
             if (gw < Dd) preload(pa, static_cast<const W*>(P.o) + static_cast<int64_t>(gw) * Dd, Dd, lane);
-            grid_barrier(a.bar, target);
+            grid_barrier(a.bar, a.barrier_mode, gen);
 
             // ---- C: out_proj, x += o
-            for (int d = threadIdx.x; d < H * Dh; d += kThreads) xs[d] = ld_cross(att + d);
+            stage(att, H * Dh, xs);
             __syncthreads();
             {
                 const W* wo = static_cast<const W*>(P.o);
@@ -355,7 +372,7 @@ __global__ void __launch_bounds__(kThreads, 1) depthformer_kernel(const Args a) 
                 preload(pa, static_cast<const W*>(P.w1) + static_cast<int64_t>(gw) * Dd, Dd, lane);
                 preload(pb, static_cast<const W*>(P.w3) + static_cast<int64_t>(gw) * Dd, Dd, lane);
             }
-            grid_barrier(a.bar, target);
+            grid_barrier(a.bar, a.barrier_mode, gen);
 
             // ---- D: n = rms_norm(x), g = silu(w1·n) · (w3·n)
             if (a.prefetch) prefetch_rows(static_cast<const W*>(P.w2), Dd, F, gw, nw, lane);
@@ -373,7 +390,7 @@ __global__ void __launch_bounds__(kThreads, 1) depthformer_kernel(const Args a) 
                 }
             }
             if (gw < Dd) preload(pa, static_cast<const W*>(P.w2) + static_cast<int64_t>(gw) * F, F, lane);
-            grid_barrier(a.bar, target);
+            grid_barrier(a.bar, a.barrier_mode, gen);
 
             // ---- E: w2, x += o
             if (l + 1 < a.L) {
@@ -381,7 +398,7 @@ __global__ void __launch_bounds__(kThreads, 1) depthformer_kernel(const Args a) 
             } else {
                 if (a.prefetch) prefetch_rows(static_cast<const W*>(a.to_logits[i]), V, Dd, gw, nw, lane);
             }
-            for (int d = threadIdx.x; d < F; d += kThreads) xs[d] = ld_cross(g + d);
+            stage(g, F, xs);
             __syncthreads();
             {
                 const W* w2 = static_cast<const W*>(P.w2);
@@ -397,7 +414,7 @@ __global__ void __launch_bounds__(kThreads, 1) depthformer_kernel(const Args a) 
             } else if (gw < V) {
                 preload(pa, static_cast<const W*>(a.to_logits[i]) + static_cast<int64_t>(gw) * Dd, Dd, lane);
             }
-            grid_barrier(a.bar, target);
+            grid_barrier(a.bar, a.barrier_mode, gen);
         }
 
         // ---- H: logits_i = to_logits_i(rms_norm_i(x))
@@ -414,11 +431,13 @@ __global__ void __launch_bounds__(kThreads, 1) depthformer_kernel(const Args a) 
         }
         if (i + 1 < a.Q && gw < Dd + 2 * KV)
             preload(pa, static_cast<const W*>(a.layer[0].qkv) + static_cast<int64_t>(gw) * Dd, Dd, lane);
-        grid_barrier(a.bar, target);
+        grid_barrier(a.bar, a.barrier_mode, gen);
 
         // ---- S: the code (every block, identically)
+        stage(logits, V, vs);
+        __syncthreads();
         if (warp == 0) {
-            const int c = pick_code<T>(a, logits, i, vs, list_idx, list_v);
+            const int c = pick_code<T>(a, i, vs, list_idx, list_v);
             if (lane == 0) {
                 code_sh = c;
                 if (blockIdx.x == 0) a.codes[i] = c;
@@ -471,7 +490,7 @@ bool depthformer_frame(const ops::Context& ctx, const ops::DepthformerFrame& f) 
     if (f.logits_out && (f.logits_out->dtype != at || f.logits_out->numel() != Q * V)) return false;
     Handles& h = handles(ctx);
     const size_t es = dtype_size(at);
-    const size_t need = align256(sizeof(unsigned)) + align256(Dd * es) + align256((Dd + 2 * KV) * es) +
+    const size_t need = align256(kBarrierBytes) + align256(Dd * es) + align256((Dd + 2 * KV) * es) +
                         align256(H * Dh * es) + align256(F * es) + align256(V * es);
     const size_t smem = smem_bytes(static_cast<int>(Dd), static_cast<int>(F), static_cast<int>(V));
     if (need > h.scratch_bytes || smem > h.max_smem_optin) return false;
@@ -493,7 +512,7 @@ bool depthformer_frame(const ops::Context& ctx, const ops::DepthformerFrame& f) 
     a.in = f.in.data;
     char* s = static_cast<char*>(h.scratch);
     a.bar = reinterpret_cast<unsigned*>(s);
-    s += align256(sizeof(unsigned));
+    s += align256(kBarrierBytes);
     a.x = s;
     s += align256(Dd * es);
     a.qkv = s;
@@ -525,7 +544,8 @@ bool depthformer_frame(const ops::Context& ctx, const ops::DepthformerFrame& f) 
 
     const bool bf16_act = at == DType::kBF16, bf16_w = wt == DType::kBF16;
     const char* pf = std::getenv("VOXRT_L2_PREFETCH");
-    a.prefetch = pf && *pf == '0' ? 0 : 1;
+    a.prefetch = pf && *pf == '1' ? 1 : 0;
+    a.barrier_mode = barrier_mode_from_env();
     const char* name = "depthformer_frame (persistent kernel)";
     if (bf16_act) {
         return bf16_w ? launch_persistent(ctx, depthformer_kernel<__nv_bfloat16, __nv_bfloat16>, a, a.bar, kThreads, smem, name)

@@ -39,7 +39,7 @@ using namespace persistent;
 constexpr int kThreads = 512;
 constexpr int kWarps = kThreads / 32;
 constexpr int kMaxLayers = 24;
-constexpr int kMaxDh = 128;
+constexpr int kMaxDh = 64;
 constexpr int kMaxK = 8;
 constexpr int kChunk = 128;  // attention positions per work item (as the decode attention kernel)
 
@@ -65,9 +65,10 @@ struct Args {
     void* g;           // [F]
     float* part;       // [H][max_chunks][Dh + 2] attention partials
     unsigned* bar;
+    int barrier_mode;
     int L, D, F, H, Hkv, Dh, K, S, P, max_chunks;
     float eps, scale;
-    int prefetch;  // L2 prefetch of the next phase's weights (VOXRT_L2_PREFETCH=0: off)
+    int prefetch;  // L2 prefetch of the next phase's weights (VOXRT_L2_PREFETCH=1: on; measured no better)
 };
 
 template <class T, class W>
@@ -85,7 +86,7 @@ __global__ void __launch_bounds__(kThreads, 1) lfm2_step_kernel(const Args a) {
     float* vw = kw + kMaxDh;
 
     const int gw = blockIdx.x * kWarps + warp, nw = gridDim.x * kWarps;
-    unsigned target = 0;
+    unsigned gen = 0;
     T* x = static_cast<T*>(a.x);
     T* proj = static_cast<T*>(a.proj);
     T* att = static_cast<T*>(a.att);
@@ -126,7 +127,7 @@ __global__ void __launch_bounds__(kThreads, 1) lfm2_step_kernel(const Args a) {
                 }
             }
             if (gw < D) preload(pa, static_cast<const W*>(P.o) + static_cast<int64_t>(gw) * D, D, lane);
-            grid_barrier(a.bar, target);
+            grid_barrier(a.bar, a.barrier_mode, gen);
 
             // ---- C: y = C ⊙ short_conv(B ⊙ x') (every block, all channels); out_proj, x += o
             if (a.prefetch) prefetch_rows(static_cast<const W*>(P.w1), F, D, gw, nw, lane);
@@ -134,6 +135,7 @@ __global__ void __launch_bounds__(kThreads, 1) lfm2_step_kernel(const Args a) {
             {
                 const W* cw = static_cast<const W*>(P.conv);
                 const T* st = static_cast<const T*>(P.conv_state);
+#pragma unroll 4
                 for (int d = threadIdx.x; d < D; d += blockDim.x) {
                     const float bx = act<T>(ld_cross(proj + d) * ld_cross(proj + 2 * D + d));
                     float s = 0.0f;
@@ -154,7 +156,7 @@ __global__ void __launch_bounds__(kThreads, 1) lfm2_step_kernel(const Args a) {
                 preload(pa, static_cast<const W*>(P.w1) + static_cast<int64_t>(gw) * D, D, lane);
                 preload(pb, static_cast<const W*>(P.w3) + static_cast<int64_t>(gw) * D, D, lane);
             }
-            grid_barrier(a.bar, target);
+            grid_barrier(a.bar, a.barrier_mode, gen);
         } else {
             // ---- A: n = rms_norm(x); q, k, v
             if (a.prefetch) prefetch_rows(static_cast<const W*>(P.o), D, HD, gw, nw, lane);
@@ -166,7 +168,7 @@ __global__ void __launch_bounds__(kThreads, 1) lfm2_step_kernel(const Args a) {
                 const float y = r == gw ? warp_dot_pre(pa, w, xs, D, lane) : warp_dot(w, xs, D, lane);
                 if (lane == 0) st_act(proj + r, y);
             }
-            grid_barrier(a.bar, target);
+            grid_barrier(a.bar, a.barrier_mode, gen);
 
             // ---- B: per (head, chunk): q/k norm + RoPE, KV write, softmax partial
             if (a.prefetch) prefetch_rows(static_cast<const W*>(P.w1), F, D, gw, nw, lane);
@@ -266,16 +268,39 @@ __global__ void __launch_bounds__(kThreads, 1) lfm2_step_kernel(const Args a) {
 #pragma unroll
                     for (int r = 0; r < R; ++r) {
                         const int j0 = c * kChunk + r * 32;
-                        for (int jl = 0; jl < 32; ++jl) {
-                            const int j = j0 + jl;
-                            const float pj = __shfl_sync(0xffffffffu, sc[r], jl);
-                            if (j > p) break;  // uniform over the warp
-                            const bool fresh = has_new && j == p && write_kv;
-                            const T* vr = vc + (static_cast<int64_t>(hk) * S + j) * Dh;
+                        if (j0 > p) break;  // uniform over the warp
+                        const int n = min(32, p - j0 + 1);  // visible positions j0 .. j0+n-1
+                        const bool fresh = has_new && write_kv && p < j0 + 32;  // p is the last
+                        const int ncache = fresh ? n - 1 : n;
+                        // Cached rows in groups of 8, the loads of a group issued together (rows
+                        // past the last cached one re-read it; their weights are not applied).
+                        for (int jb = 0; jb < ncache; jb += 8) {
+                            float vv[8][E];
+#pragma unroll
+                            for (int u = 0; u < 8; ++u) {
+                                const int j = j0 + min(jb + u, ncache - 1);
+                                const T* vr = vc + (static_cast<int64_t>(hk) * S + j) * Dh;
+#pragma unroll
+                                for (int e = 0; e < E; ++e) {
+                                    const int d = lane + 32 * e;
+                                    vv[u][e] = d < Dh ? ld_cross(vr + d) : 0.0f;
+                                }
+                            }
+#pragma unroll
+                            for (int u = 0; u < 8; ++u) {
+                                const float pj = __shfl_sync(0xffffffffu, sc[r], (jb + u) & 31);
+                                if (jb + u < ncache) {
+#pragma unroll
+                                    for (int e = 0; e < E; ++e) acc[e] = fmaf(pj, vv[u][e], acc[e]);
+                                }
+                            }
+                        }
+                        if (fresh) {
+                            const float pj = __shfl_sync(0xffffffffu, sc[r], p - j0);
 #pragma unroll
                             for (int e = 0; e < E; ++e) {
                                 const int d = lane + 32 * e;
-                                if (d < Dh) acc[e] = fmaf(pj, fresh ? vw[d] : ld_cross(vr + d), acc[e]);
+                                if (d < Dh) acc[e] = fmaf(pj, vw[d], acc[e]);
                             }
                         }
                     }
@@ -292,7 +317,7 @@ __global__ void __launch_bounds__(kThreads, 1) lfm2_step_kernel(const Args a) {
                     __syncwarp();
                 }
             }
-            grid_barrier(a.bar, target);
+            grid_barrier(a.bar, a.barrier_mode, gen);
 
             // ---- B2: merge the partials of each head
             for (int h = gw; h < H; h += nw) {
@@ -314,10 +339,10 @@ __global__ void __launch_bounds__(kThreads, 1) lfm2_step_kernel(const Args a) {
                 }
             }
             if (gw < D) preload(pa, static_cast<const W*>(P.o) + static_cast<int64_t>(gw) * HD, HD, lane);
-            grid_barrier(a.bar, target);
+            grid_barrier(a.bar, a.barrier_mode, gen);
 
             // ---- C: out_proj, x += o
-            for (int d = threadIdx.x; d < HD; d += blockDim.x) xs[d] = ld_cross(att + d);
+            stage(att, HD, xs);
             __syncthreads();
             {
                 const W* wo = static_cast<const W*>(P.o);
@@ -331,7 +356,7 @@ __global__ void __launch_bounds__(kThreads, 1) lfm2_step_kernel(const Args a) {
                 preload(pa, static_cast<const W*>(P.w1) + static_cast<int64_t>(gw) * D, D, lane);
                 preload(pb, static_cast<const W*>(P.w3) + static_cast<int64_t>(gw) * D, D, lane);
             }
-            grid_barrier(a.bar, target);
+            grid_barrier(a.bar, a.barrier_mode, gen);
         }
 
         // ---- D: n = rms_norm(x); g = silu(w1·n)·(w3·n); block 0 shifts the conv state
@@ -359,7 +384,7 @@ __global__ void __launch_bounds__(kThreads, 1) lfm2_step_kernel(const Args a) {
             }
         }
         if (gw < D) preload(pa, static_cast<const W*>(P.w2) + static_cast<int64_t>(gw) * F, F, lane);
-        grid_barrier(a.bar, target);
+        grid_barrier(a.bar, a.barrier_mode, gen);
 
         // ---- E: x += w2·g
         if (l + 1 < a.L) {
@@ -372,7 +397,7 @@ __global__ void __launch_bounds__(kThreads, 1) lfm2_step_kernel(const Args a) {
                 if (a.prefetch) prefetch_rows(static_cast<const W*>(N.in_proj), 3 * D, D, gw, nw, lane);
             }
         }
-        for (int d = threadIdx.x; d < F; d += blockDim.x) xs[d] = ld_cross(g + d);
+        stage(g, F, xs);
         __syncthreads();
         {
             const W* w2 = static_cast<const W*>(P.w2);
@@ -383,7 +408,7 @@ __global__ void __launch_bounds__(kThreads, 1) lfm2_step_kernel(const Args a) {
             }
         }
         if (l + 1 < a.L) preload_layer(a.layer[l + 1]);
-        grid_barrier(a.bar, target);
+        grid_barrier(a.bar, a.barrier_mode, gen);
     }
     if (blockIdx.x == 0) {
         norm_into<T, W>(nullptr, x, static_cast<const W*>(a.final_norm), D, a.eps, true, xs, red);
@@ -447,7 +472,7 @@ bool lfm2_decode_step(const ops::Context& ctx, const ops::Lfm2Step& s) {
     const int64_t HD = H * Dh, KVd = Hkv * Dh;
     const int64_t max_chunks = (S + kChunk - 1) / kChunk;
     const int64_t proj_n = std::max<int64_t>(3 * D, HD + 2 * KVd);
-    const size_t need = align256(sizeof(unsigned)) + align256(proj_n * es) + align256(HD * es) + align256(F * es) +
+    const size_t need = align256(kBarrierBytes) + align256(proj_n * es) + align256(HD * es) + align256(F * es) +
                         align256(static_cast<size_t>(H * max_chunks * (Dh + 2)) * sizeof(float));
     const size_t smem = smem_bytes(static_cast<int>(D), static_cast<int>(F), static_cast<int>(HD));
     if (need > h.scratch_bytes || smem > h.max_smem_optin) return false;
@@ -482,7 +507,7 @@ bool lfm2_decode_step(const ops::Context& ctx, const ops::Lfm2Step& s) {
     a.out = s.out.data;
     char* p = static_cast<char*>(h.scratch);
     a.bar = reinterpret_cast<unsigned*>(p);
-    p += align256(sizeof(unsigned));
+    p += align256(kBarrierBytes);
     a.proj = p;
     p += align256(proj_n * es);
     a.att = p;
@@ -504,7 +529,8 @@ bool lfm2_decode_step(const ops::Context& ctx, const ops::Lfm2Step& s) {
     a.scale = 1.0f / sqrtf(static_cast<float>(Dh));
 
     const char* pf = std::getenv("VOXRT_L2_PREFETCH");
-    a.prefetch = pf && *pf == '0' ? 0 : 1;
+    a.prefetch = pf && *pf == '1' ? 1 : 0;
+    a.barrier_mode = barrier_mode_from_env();
     const char* name = "lfm2_decode_step (persistent kernel)";
     if (at == DType::kBF16) {
         return wt == DType::kBF16 ? launch_persistent(ctx, lfm2_step_kernel<__nv_bfloat16, __nv_bfloat16>, a, a.bar, kThreads, smem, name)

@@ -2,10 +2,15 @@
 // many dependent phases, the grid meeting at a software barrier between them. The grid must be
 // co-resident (cooperative launch). Data that other blocks wrote in an earlier phase is read
 // through L2 (ld.global.cg), never from a possibly stale L1 line; weights stream with
-// ld.global.nc and are prefetched into L2 one phase ahead.
+// ld.global.nc. What decides their speed is the number of dependent memory round trips per phase
+// (docs/cuda.md): loads that do not depend on each other are issued together (stage(), the
+// unrolled row loads, first rows preloaded before a barrier).
 #pragma once
 
 #include <cuda/atomic>
+
+#include <cstdlib>
+#include <string>
 
 #include "backend/cuda/common.cuh"
 
@@ -61,23 +66,73 @@ __device__ __forceinline__ void prefetch_l2(const void* p) {
 
 // ---- grid barrier ------------------------------------------------------------------------------
 
-// All blocks of the (co-resident, cooperative) grid meet here; `target` counts arrivals so far.
-// The block's writes are ordered before thread 0's release increment by __syncthreads; the spin is
-// relaxed and one acquire fence follows it.
-__device__ __forceinline__ void grid_barrier(unsigned* bar, unsigned& target) {
-    target += gridDim.x;
+// The barrier's memory (zeroed before each launch): a counter, then one flag per block.
+constexpr int kMaxGridBlocks = 1024;
+constexpr size_t kBarrierBytes = 128 + sizeof(unsigned) * kMaxGridBlocks;
+
+enum BarrierMode : int {
+    kBarrierCounter = 0,  // every block increments one counter, thread 0 spins on it
+    kBarrierFlags = 1,    // every block publishes its generation in its own word; warp 0 polls all
+};
+
+// All blocks of the (co-resident, cooperative) grid meet here; `gen` counts barriers so far.
+// The block's writes are ordered before the release (increment or flag store) by __syncthreads;
+// the spin is relaxed and an acquire fence follows it.
+__device__ __forceinline__ void grid_barrier(unsigned* bar, int mode, unsigned& gen) {
+    ++gen;
     __syncthreads();
-    if (threadIdx.x == 0) {
-        ::cuda::atomic_ref<unsigned, ::cuda::thread_scope_device> c(*bar);
-        c.fetch_add(1u, ::cuda::memory_order_release);
-        while (c.load(::cuda::memory_order_relaxed) < target) {
+    if (mode == kBarrierCounter) {
+        if (threadIdx.x == 0) {
+            ::cuda::atomic_ref<unsigned, ::cuda::thread_scope_device> c(*bar);
+            const unsigned target = gen * gridDim.x;
+            c.fetch_add(1u, ::cuda::memory_order_release);
+            while (c.load(::cuda::memory_order_relaxed) < target) {
+            }
+            ::cuda::atomic_thread_fence(::cuda::memory_order_acquire, ::cuda::thread_scope_device);
+        }
+    } else if (threadIdx.x < 32) {
+        unsigned* flags = bar + 32;
+        if (threadIdx.x == 0) {
+            ::cuda::atomic_ref<unsigned, ::cuda::thread_scope_device> f(flags[blockIdx.x]);
+            f.store(gen, ::cuda::memory_order_release);
+        }
+        for (;;) {
+            bool ok = true;
+            for (unsigned b = threadIdx.x; b < gridDim.x; b += 32) {
+                ::cuda::atomic_ref<unsigned, ::cuda::thread_scope_device> f(flags[b]);
+                ok = ok && f.load(::cuda::memory_order_relaxed) >= gen;
+            }
+            if (__all_sync(0xffffffffu, ok)) break;
         }
         ::cuda::atomic_thread_fence(::cuda::memory_order_acquire, ::cuda::thread_scope_device);
     }
     __syncthreads();
 }
 
+// The barrier mode of this process: VOXRT_GRID_BARRIER=flags | counter (default).
+inline int barrier_mode_from_env() {
+    const char* e = std::getenv("VOXRT_GRID_BARRIER");
+    return e && std::string(e) == "flags" ? kBarrierFlags : kBarrierCounter;
+}
+
 // ---- block / warp building blocks ----------------------------------------------------------------
+
+// dst[0..n) = src (written by other blocks) as floats, by the whole block, four independent loads
+// per thread in flight (a plain loop would wait out one L2 round trip per element).
+template <class T>
+__device__ __forceinline__ void stage(const T* src, int n, float* dst) {
+    const int bd = blockDim.x;
+    int i = threadIdx.x;
+    for (; i + 3 * bd < n; i += 4 * bd) {
+        const float a0 = ld_cross(src + i), a1 = ld_cross(src + i + bd), a2 = ld_cross(src + i + 2 * bd),
+                    a3 = ld_cross(src + i + 3 * bd);
+        dst[i] = a0;
+        dst[i + bd] = a1;
+        dst[i + 2 * bd] = a2;
+        dst[i + 3 * bd] = a3;
+    }
+    for (; i < n; i += bd) dst[i] = ld_cross(src + i);
+}
 
 // xs[0..D) = the RMSNorm of x as the op sequence stores it: kFused act(x·r·w), or lfm2 (kLfm2)
 // act(w·act(x·r)). x is read across blocks, or from shared memory when `x_shared` (xs may then
@@ -228,7 +283,8 @@ bool launch_persistent(const ops::Context& ctx, void (*kernel)(Args), const Args
     int per_sm = 0;
     if (!check(ctx, cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, smem), name)) return true;
     if (per_sm < 1) return false;
-    if (!check(ctx, cudaMemsetAsync(bar, 0, sizeof(unsigned), h.stream), name)) return true;
+    if (h.sm_count > kMaxGridBlocks) return false;
+    if (!check(ctx, cudaMemsetAsync(bar, 0, kBarrierBytes, h.stream), name)) return true;
     cudaLaunchConfig_t cfg{};
     cfg.gridDim = dim3(static_cast<unsigned>(h.sm_count));
     cfg.blockDim = dim3(static_cast<unsigned>(threads));
