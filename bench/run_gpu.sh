@@ -24,7 +24,8 @@
 # Environment (defaults): MODEL=/tmp/voxrt-full/model  INPUTS=/tmp/voxrt-bench-inputs
 #   AUDIO_DIR=first of ../shared/audio, shared/audio, .carry/audio (question.wav + asr.wav)
 #   WHEELS=tools/reference/wheels  VOXRT=build-gpu/voxrt  PY=python3  STEPS=200 RUNS=5 WARMUP=1
-#   VOXRT_COMMIT (recorded in env.jsonl; the tree copied to the GPU machine may have no .git)
+#   VOXRT_COMMIT (recorded in env.jsonl by the first stage that writes it, usually setup: set it on that
+#     call too; the tree copied to the GPU machine may carry no or a stale .git)
 #   PEER_ARGS (extra torch_step_bench.py flags)  PEER_TIMEOUT=420 (seconds for the tuned compile)
 #   DEADLINE_S=580: this call's time budget (a device command may run 600 s); the peer's tuned attempt
 #     stops early enough to leave the quicker fallback ~170 s

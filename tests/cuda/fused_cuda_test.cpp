@@ -200,35 +200,30 @@ protected:
 // bf16: a different summation order flips a bf16 rounding now and then, and the flip travels
 // through the residual stream, so logits agree to about a bf16 ulp (2^-8) on average, and codes
 // whose top two logits are within that of each other may differ (random weights: flat logits).
-TEST_F(FusedDepthformer, GreedyFp32) {
+model::FrameSampling sampled(float temperature, int top_k, uint64_t seed,
+                             bool suppress_eos = false) {
     model::FrameSampling s;
-    compare(ops::Precision::kF32, s, 1e-5, 1.0);
+    s.temperature = temperature;
+    s.top_k = top_k;
+    s.seed = seed;
+    s.suppress_eos = suppress_eos;
+    return s;
+}
+
+TEST_F(FusedDepthformer, GreedyFp32) {
+    compare(ops::Precision::kF32, {}, 1e-5, 1.0);
 }
 TEST_F(FusedDepthformer, TopKFp32) {
-    model::FrameSampling s;
-    s.temperature = 1.0f;
-    s.top_k = 4;
-    s.seed = 99;
-    compare(ops::Precision::kF32, s, 1e-5, 1.0);
+    compare(ops::Precision::kF32, sampled(1.0f, 4, 99), 1e-5, 1.0);
 }
 TEST_F(FusedDepthformer, TopK8SuppressEosFp32) {
-    model::FrameSampling s;
-    s.temperature = 0.7f;
-    s.top_k = 8;
-    s.seed = 5;
-    s.suppress_eos = true;
-    compare(ops::Precision::kF32, s, 1e-5, 1.0);
+    compare(ops::Precision::kF32, sampled(0.7f, 8, 5, true), 1e-5, 1.0);
 }
 TEST_F(FusedDepthformer, GreedyBf16) {
-    model::FrameSampling s;
-    compare(ops::Precision::kBF16, s, 2e-2, 0.8);
+    compare(ops::Precision::kBF16, {}, 2e-2, 0.8);
 }
 TEST_F(FusedDepthformer, TopKBf16) {
-    model::FrameSampling s;
-    s.temperature = 1.0f;
-    s.top_k = 4;
-    s.seed = 7;
-    compare(ops::Precision::kBF16, s, 2e-2, 0.8);
+    compare(ops::Precision::kBF16, sampled(1.0f, 4, 7), 2e-2, 0.8);
 }
 
 }  // namespace
