@@ -23,8 +23,10 @@
 //
 // Cross-block data (x, qkv, attention output, g, logits, the KV cache) is read with ld.global.cg
 // (L2, never a stale L1 line); the barrier is release/acquire at GPU scope.
+#include <algorithm>
 #include <climits>
 #include <cstdlib>
+#include <string>
 
 #include "backend/backend_ops.h"
 #include "backend/cuda/common.cuh"
@@ -84,8 +86,8 @@ struct Args {
 // Greedy: ops::argmax. Otherwise ops::sample_top_k with top_k <= kMaxTopK: values v = act(l / T),
 // threshold = the top_k-th largest (ties counted), kept = v >= threshold, draw with the shared
 // counter-based uniform over exp(v - max) summed in double in index order.
-template <class T>
-__device__ int pick_code(const Args& a, int i, float* vs, int* list_idx, float* list_v) {
+template <class T, class A>
+__device__ int pick_code(const A& a, int i, float* vs, int* list_idx, float* list_v) {
     const int lane = threadIdx.x & 31, V = a.V;
     const int chunk = (V + 31) / 32, n0 = lane * chunk, n1 = min(V, n0 + chunk);
     if (a.greedy) {
@@ -455,6 +457,514 @@ size_t smem_bytes(int Dd, int F, int V) {
     return sizeof(float) * (static_cast<size_t>(maxDF) + V + kListCap) + sizeof(int) * kListCap + sizeof(float) * 32;
 }
 
+
+// ---- the streamed kernel ----------------------------------------------------------------------------
+//
+// The same frame with (1) no grid barriers: a phase's outputs go to every block as tagged exchange
+// words (persistent.cuh), and each block waits only for the words it reads; (2) the residual
+// stream, the attention and the KV cache kept by every block for itself in shared memory (the
+// attention of 8 positions costs less than a phase), which leaves 4 phases per layer; (3) each
+// block's weight rows for a coming phase copied into shared memory by cp.async.bulk as soon as
+// their buffer is free, up to four phases ahead, so HBM streams while the grid synchronizes.
+// Per codebook i and layer l:
+//   P1  x (l = 0: in[i] + emb[i-1][code]; else x += the last phase's rows), n = rms_norm(x),
+//       qkv rows                                                      → words qkv
+//   P2  q/k norm, RoPE, attention of every head (each block), out_proj rows → words o
+//   P3  x += o, n = rms_norm(x), g = silu(w1·n)·(w3·n) rows          → words g
+//   P4  w2 rows                                                       → words o
+//   PL  x += o, n = rms_norm_i(x), to_logits rows                     → words logits
+//   S   every block picks the code from all logits, as the first kernel does.
+// Buffers (each block's contiguous row range of the phase's matrices): Z qkv; Y out_proj, w2;
+// X w1+w3, to_logits. Consecutive phases use different buffers, and a buffer is refilled right
+// after the phase that read it.
+
+struct StreamArgs {
+    LayerPtrs layer[kMaxLayers];  // kc/vc: the caches as the op sequence leaves them (block 0 writes)
+    const void* emb[kMaxQ];
+    const void* emb_norm[kMaxQ];
+    const void* to_logits[kMaxQ];
+    const float* cos;
+    const float* sin;
+    const void* in;     // [Q, Dd]
+    void* logits_out;   // [Q, V] or null
+    int32_t* codes;
+    const int32_t* forced;
+    const int32_t* counters;
+    Word* w_qkv;        // [Dd + 2·KV]
+    Word* w_o;          // [Dd]
+    Word* w_g;          // [F]
+    Word* w_logits;     // [V]
+    unsigned* tag_base; // the last tag of the previous launch
+    int L, Q, V, Dd, H, Hkv, Dh, F;
+    float eps, scale, temperature;
+    int top_k;
+    uint64_t seed;
+    bool greedy, suppress_eos;
+    // Shared-memory layout (bytes): buffers Z at 0, Y at off_y, X at off_x (staged only), then the
+    // KV cache, x, n, the sampling lists and the reduction scratch.
+    unsigned off_y, off_x, off_kv, off_res, off_n, off_lv, off_li, off_red;
+};
+
+// This block's share [r0, r1) of n rows.
+__device__ __forceinline__ void block_rows(int n, int& r0, int& r1) {
+    r0 = static_cast<int>(static_cast<int64_t>(n) * blockIdx.x / gridDim.x);
+    r1 = static_cast<int>(static_cast<int64_t>(n) * (blockIdx.x + 1) / gridDim.x);
+}
+inline int max_block_rows(int n, int blocks) { return (n + blocks - 1) / blocks; }
+
+// Σ_k w[k]·xs[k] over one row that may live in shared or global memory (generic loads), each lane
+// summing its 16-byte pieces in order, then over the warp.
+template <class W>
+__device__ __forceinline__ float row_dot(const W* w, const float* xs, int K, int lane) {
+    constexpr int V = 16 / sizeof(W);
+    float acc = 0.0f;
+#pragma unroll 4
+    for (int k = lane * V; k < K; k += 32 * V) {
+        const uint4 u = *reinterpret_cast<const uint4*>(w + k);
+        float f[V];
+        unpack16<W>(u, f);
+        acc = dot_xs<V>(f, xs + k, acc);
+    }
+    return warp_sum(acc);
+}
+
+// dst[0..n) = the words' values once they carry `tag` (kAdd: dst[j] = act(dst[j] + value)), by
+// the whole block; all loads of a pass are issued before any is waited on.
+template <class T, bool kAdd>
+__device__ void gather_words(const Word* src, int n, unsigned tag, float* dst) {
+    constexpr int kPer = 8;
+    for (int base = 0; base < n; base += kPer * static_cast<int>(blockDim.x)) {
+        Word w[kPer];
+#pragma unroll
+        for (int j = 0; j < kPer; ++j) {
+            const int idx = base + threadIdx.x + j * blockDim.x;
+            w[j] = idx < n ? get_word(src + idx) : (static_cast<Word>(tag) << 32);
+        }
+#pragma unroll
+        for (int j = 0; j < kPer; ++j) {
+            const int idx = base + threadIdx.x + j * blockDim.x;
+            while (tag_of(w[j]) != tag) w[j] = get_word(src + idx);
+            if (idx < n) {
+                if constexpr (kAdd) {
+                    dst[idx] = act<T>(dst[idx] + value_of(w[j]));
+                } else {
+                    dst[idx] = value_of(w[j]);
+                }
+            }
+        }
+    }
+    __syncthreads();
+}
+
+template <class T, class W, bool kStaged>
+__global__ void __launch_bounds__(kThreads, 1) depthformer_streamed_kernel(const __grid_constant__ StreamArgs a) {
+    extern __shared__ __align__(128) unsigned char smem_raw[];
+    __shared__ unsigned long long bars[3];  // Z, Y, X
+    __shared__ int code_sh;
+    const int Dd = a.Dd, F = a.F, V = a.V, H = a.H, Hkv = a.Hkv, Dh = a.Dh, KV = Hkv * Dh, L = a.L, Q = a.Q;
+    const int NQ = Dd + 2 * KV;
+    unsigned char* p = smem_raw;
+    W* bz = reinterpret_cast<W*>(p);
+    W* by = reinterpret_cast<W*>(p + a.off_y);
+    W* bx = reinterpret_cast<W*>(p + a.off_x);
+    T* kvs = reinterpret_cast<T*>(p + a.off_kv);  // [L][Q][2][KV]
+    float* xres = reinterpret_cast<float*>(p + a.off_res);
+    float* xn = reinterpret_cast<float*>(p + a.off_n);
+    float* list_v = reinterpret_cast<float*>(p + a.off_lv);
+    int* list_idx = reinterpret_cast<int*>(p + a.off_li);
+    float* red = reinterpret_cast<float*>(p + a.off_red);
+
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int half = Dh / 2, G = H / Hkv;
+    int q0, q1, d0, d1, f0, f1, v0, v1;
+    block_rows(NQ, q0, q1);
+    block_rows(Dd, d0, d1);
+    block_rows(F, f0, f1);
+    block_rows(V, v0, v1);
+    const int nq = q1 - q0, nd = d1 - d0, nf = f1 - f0, nv = v1 - v0;
+    unsigned par[3] = {0u, 0u, 0u};
+    auto lay = [&](int l) -> const LayerPtrs& { return a.layer[l]; };
+    // Refills, by thread 0, after a __syncthreads that follows the buffer's last reads.
+    auto fill = [&](int s, W* dst, const W* src0, int rows0, int K0, const W* src1, int rows1) {
+        const unsigned b0 = static_cast<unsigned>(rows0) * K0 * sizeof(W);
+        const unsigned b1 = static_cast<unsigned>(rows1) * K0 * sizeof(W);
+        async_proxy_fence();
+        mbar_expect(&bars[s], b0 + b1);
+        if (b0) bulk_load(dst, src0, b0, &bars[s]);
+        if (b1) bulk_load(reinterpret_cast<unsigned char*>(dst) + b0, src1, b1, &bars[s]);
+    };
+    auto fill_qkv = [&](int l) {
+        fill(0, bz, static_cast<const W*>(lay(l).qkv) + static_cast<int64_t>(q0) * Dd, nq, Dd, nullptr, 0);
+    };
+    auto fill_o = [&](int l) {
+        fill(1, by, static_cast<const W*>(lay(l).o) + static_cast<int64_t>(d0) * Dd, nd, Dd, nullptr, 0);
+    };
+    auto fill_w2 = [&](int l) {
+        fill(1, by, static_cast<const W*>(lay(l).w2) + static_cast<int64_t>(d0) * F, nd, F, nullptr, 0);
+    };
+    auto fill_w13 = [&](int l) {
+        fill(2, bx, static_cast<const W*>(lay(l).w1) + static_cast<int64_t>(f0) * Dd, nf, Dd,
+             static_cast<const W*>(lay(l).w3) + static_cast<int64_t>(f0) * Dd, nf);
+    };
+    auto fill_logits = [&](int i) {
+        fill(2, bx, static_cast<const W*>(a.to_logits[i]) + static_cast<int64_t>(v0) * Dd, nv, Dd, nullptr, 0);
+    };
+    auto wait_buf = [&](int s) {
+        mbar_wait(&bars[s], par[s]);
+        par[s] ^= 1u;
+    };
+
+    unsigned tag = *reinterpret_cast<volatile unsigned*>(a.tag_base);
+    if constexpr (kStaged) {
+        if (threadIdx.x == 0) {
+            for (int s = 0; s < 3; ++s) mbar_init(&bars[s]);
+            mbar_init_fence();
+        }
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            fill_qkv(0);
+            fill_o(0);
+            fill_w13(0);
+        }
+    }
+
+    int fed = -1;
+    for (int i = 0; i < Q; ++i) {
+        for (int l = 0; l < L; ++l) {
+            const LayerPtrs& P = lay(l);
+            const bool last = i + 1 == Q && l + 1 == L;
+            // ---- P1
+            if (l == 0) {
+                const W* e = i > 0 ? static_cast<const W*>(a.emb[i - 1]) + static_cast<int64_t>(fed) * Dd : nullptr;
+                const T* in = static_cast<const T*>(a.in) + static_cast<int64_t>(i) * Dd;
+                for (int d = threadIdx.x; d < Dd; d += kThreads) xres[d] = act<T>(to_float(in[d]) + (e ? ld_w(e + d) : 0.0f));
+                __syncthreads();
+            } else {
+                gather_words<T, true>(a.w_o, Dd, tag, xres);
+            }
+            norm_into<T, W>(xres, static_cast<const T*>(nullptr), static_cast<const W*>(P.opn), Dd, a.eps, false, xn, red);
+            if constexpr (kStaged) wait_buf(0);
+            ++tag;
+            {
+                const W* base = kStaged ? bz : static_cast<const W*>(P.qkv) + static_cast<int64_t>(q0) * Dd;
+                for (int rr = warp; rr < nq; rr += kWarps) {
+                    const float y = row_dot(base + static_cast<int64_t>(rr) * Dd, xn, Dd, lane);
+                    if (lane == 0) put_word(a.w_qkv + q0 + rr, act<T>(y), tag);
+                }
+            }
+            __syncthreads();
+            if (kStaged && threadIdx.x == 0 && !last) fill_qkv(l + 1 < L ? l + 1 : 0);
+
+            // ---- P2: attention of every head in this block, out_proj rows
+            {
+                const unsigned tq = tag;
+                T* ks = kvs + static_cast<int64_t>((l * Q + i) * 2) * KV;
+                T* vsv = ks + KV;
+                for (int h = warp; h < H; h += kWarps) {
+                    const int hk = h / G;
+                    constexpr int E = kMaxDh / 32;
+                    Word wq[E], wk[E], wv[E];
+#pragma unroll
+                    for (int e = 0; e < E; ++e) {
+                        const int d = min(lane + 32 * e, Dh - 1);
+                        wq[e] = get_word(a.w_qkv + h * Dh + d);
+                        wk[e] = get_word(a.w_qkv + Dd + hk * Dh + d);
+                        wv[e] = get_word(a.w_qkv + Dd + KV + hk * Dh + d);
+                    }
+                    float q[E], k[E], v[E], qnv[E], knv[E], cs[E], sn[E];
+                    float sq = 0.0f, sk = 0.0f;
+#pragma unroll
+                    for (int e = 0; e < E; ++e) {
+                        const int d = lane + 32 * e;
+                        const bool on = d < Dh;
+                        const int dc = min(d, Dh - 1);
+                        while (tag_of(wq[e]) != tq) wq[e] = get_word(a.w_qkv + h * Dh + dc);
+                        while (tag_of(wk[e]) != tq) wk[e] = get_word(a.w_qkv + Dd + hk * Dh + dc);
+                        while (tag_of(wv[e]) != tq) wv[e] = get_word(a.w_qkv + Dd + KV + hk * Dh + dc);
+                        q[e] = on ? value_of(wq[e]) : 0.0f;
+                        k[e] = on ? value_of(wk[e]) : 0.0f;
+                        v[e] = on ? value_of(wv[e]) : 0.0f;
+                        qnv[e] = on ? ld_w(static_cast<const W*>(P.qn) + d) : 0.0f;
+                        knv[e] = on ? ld_w(static_cast<const W*>(P.kn) + d) : 0.0f;
+                        cs[e] = on ? a.cos[i * half + (d >> 1)] : 0.0f;
+                        sn[e] = on ? a.sin[i * half + (d >> 1)] : 0.0f;
+                        sq = fmaf(q[e], q[e], sq);
+                        sk = fmaf(k[e], k[e], sk);
+                    }
+                    sq = warp_sum(sq);
+                    sk = warp_sum(sk);
+                    const float rq = 1.0f / sqrtf(sq / static_cast<float>(Dh) + a.eps);
+                    const float rk = 1.0f / sqrtf(sk / static_cast<float>(Dh) + a.eps);
+#pragma unroll
+                    for (int e = 0; e < E; ++e) {
+                        const int d = lane + 32 * e;
+                        const bool on = d < Dh;
+                        q[e] = on ? act<T>(q[e] * rq * qnv[e]) : 0.0f;
+                        k[e] = on ? act<T>(k[e] * rk * knv[e]) : 0.0f;
+                        const float qp = __shfl_xor_sync(0xffffffffu, q[e], 1);
+                        const float kp = __shfl_xor_sync(0xffffffffu, k[e], 1);
+                        if (on) {
+                            const float c = cs[e], s = sn[e];
+                            if ((d & 1) == 0) {
+                                q[e] = act<T>(q[e] * c - qp * s);
+                                k[e] = act<T>(k[e] * c - kp * s);
+                            } else {
+                                q[e] = act<T>(qp * s + q[e] * c);
+                                k[e] = act<T>(kp * s + k[e] * c);
+                            }
+                        }
+                    }
+                    if (h % G == 0) {
+#pragma unroll
+                        for (int e = 0; e < E; ++e) {
+                            const int d = lane + 32 * e;
+                            if (d < Dh) {
+                                st_act(ks + hk * Dh + d, k[e]);
+                                st_act(vsv + hk * Dh + d, v[e]);
+                                if (blockIdx.x == 0) {
+                                    st_act(static_cast<T*>(P.kc) + (static_cast<int64_t>(hk) * Q + i) * Dh + d, k[e]);
+                                    st_act(static_cast<T*>(P.vc) + (static_cast<int64_t>(hk) * Q + i) * Dh + d, v[e]);
+                                }
+                            }
+                        }
+                    }
+                    // Rows 0..i-1 were written by this block in earlier codebooks.
+                    float s[kMaxQ];
+                    float m = -INFINITY;
+#pragma unroll
+                    for (int j = 0; j < kMaxQ; ++j) {
+                        s[j] = -INFINITY;
+                        if (j <= i) {
+                            const T* kj = kvs + static_cast<int64_t>((l * Q + j) * 2) * KV + hk * Dh;
+                            float pp = 0.0f;
+#pragma unroll
+                            for (int e = 0; e < E; ++e) {
+                                const int d = lane + 32 * e;
+                                const float kv = j == i ? k[e] : (d < Dh ? to_float(kj[d]) : 0.0f);
+                                pp = fmaf(q[e], kv, pp);
+                            }
+                            s[j] = warp_sum(pp) * a.scale;
+                            m = fmaxf(m, s[j]);
+                        }
+                    }
+                    float Ls = 0.0f, o[E];
+#pragma unroll
+                    for (int e = 0; e < E; ++e) o[e] = 0.0f;
+#pragma unroll
+                    for (int j = 0; j < kMaxQ; ++j) {
+                        if (j <= i) {
+                            const T* vj = kvs + static_cast<int64_t>((l * Q + j) * 2 + 1) * KV + hk * Dh;
+                            const float pj = expf(s[j] - m);
+                            Ls += pj;
+#pragma unroll
+                            for (int e = 0; e < E; ++e) {
+                                const int d = lane + 32 * e;
+                                const float vv = j == i ? v[e] : (d < Dh ? to_float(vj[d]) : 0.0f);
+                                o[e] = fmaf(pj, vv, o[e]);
+                            }
+                        }
+                    }
+#pragma unroll
+                    for (int e = 0; e < E; ++e) {
+                        const int d = lane + 32 * e;
+                        if (d < Dh) xn[h * Dh + d] = act<T>(o[e] / Ls);
+                    }
+                }
+                __syncthreads();
+                if constexpr (kStaged) wait_buf(1);
+                ++tag;
+                const W* base = kStaged ? by : static_cast<const W*>(P.o) + static_cast<int64_t>(d0) * Dd;
+                for (int rr = warp; rr < nd; rr += kWarps) {
+                    const float y = row_dot(base + static_cast<int64_t>(rr) * Dd, xn, Dd, lane);
+                    if (lane == 0) put_word(a.w_o + d0 + rr, act<T>(y), tag);
+                }
+                __syncthreads();
+                if (kStaged && threadIdx.x == 0) fill_w2(l);
+            }
+
+            // ---- P3: x += o, n = rms_norm(x), g rows
+            gather_words<T, true>(a.w_o, Dd, tag, xres);
+            norm_into<T, W>(xres, static_cast<const T*>(nullptr), static_cast<const W*>(P.ffn), Dd, a.eps, false, xn, red);
+            if constexpr (kStaged) wait_buf(2);
+            ++tag;
+            {
+                const W* b1 = kStaged ? bx : static_cast<const W*>(P.w1) + static_cast<int64_t>(f0) * Dd;
+                const W* b3 = kStaged ? bx + static_cast<int64_t>(nf) * Dd : static_cast<const W*>(P.w3) + static_cast<int64_t>(f0) * Dd;
+                for (int rr = warp; rr < nf; rr += kWarps) {
+                    const float y1 = act<T>(row_dot(b1 + static_cast<int64_t>(rr) * Dd, xn, Dd, lane));
+                    const float y3 = act<T>(row_dot(b3 + static_cast<int64_t>(rr) * Dd, xn, Dd, lane));
+                    if (lane == 0) put_word(a.w_g + f0 + rr, act<T>(act<T>(y1 / (1.0f + expf(-y1))) * y3), tag);
+                }
+            }
+            __syncthreads();
+            if (kStaged && threadIdx.x == 0) {
+                if (l + 1 < L) {
+                    fill_w13(l + 1);
+                } else {
+                    fill_logits(i);
+                }
+            }
+
+            // ---- P4: w2 rows
+            gather_words<T, false>(a.w_g, F, tag, xn);
+            if constexpr (kStaged) wait_buf(1);
+            ++tag;
+            {
+                const W* base = kStaged ? by : static_cast<const W*>(P.w2) + static_cast<int64_t>(d0) * F;
+                for (int rr = warp; rr < nd; rr += kWarps) {
+                    const float y = row_dot(base + static_cast<int64_t>(rr) * F, xn, F, lane);
+                    if (lane == 0) put_word(a.w_o + d0 + rr, act<T>(y), tag);
+                }
+            }
+            __syncthreads();
+            if (kStaged && threadIdx.x == 0) {
+                if (l + 1 < L) {
+                    fill_o(l + 1);
+                } else if (i + 1 < Q) {
+                    fill_o(0);
+                }
+            }
+        }
+
+        // ---- PL: x += o, logits rows
+        gather_words<T, true>(a.w_o, Dd, tag, xres);
+        norm_into<T, W>(xres, static_cast<const T*>(nullptr), static_cast<const W*>(a.emb_norm[i]), Dd, a.eps, false, xn,
+                        red);
+        if constexpr (kStaged) wait_buf(2);
+        ++tag;
+        {
+            const W* base = kStaged ? bx : static_cast<const W*>(a.to_logits[i]) + static_cast<int64_t>(v0) * Dd;
+            T* out = a.logits_out ? static_cast<T*>(a.logits_out) + static_cast<int64_t>(i) * V : nullptr;
+            for (int rr = warp; rr < nv; rr += kWarps) {
+                float y = row_dot(base + static_cast<int64_t>(rr) * Dd, xn, Dd, lane);
+                if (a.suppress_eos && v0 + rr == V - 1) y = -INFINITY;
+                if (lane == 0) {
+                    put_word(a.w_logits + v0 + rr, act<T>(y), tag);
+                    if (out) st_act(out + v0 + rr, y);
+                }
+            }
+        }
+        __syncthreads();
+        if (kStaged && threadIdx.x == 0 && i + 1 < Q) fill_w13(0);
+
+        // ---- S: the code (every block, identically)
+        gather_words<T, false>(a.w_logits, V, tag, xn);
+        if (warp == 0) {
+            const int c = pick_code<T>(a, i, xn, list_idx, list_v);
+            if (lane == 0) {
+                code_sh = c;
+                if (blockIdx.x == 0) a.codes[i] = c;
+            }
+        }
+        __syncthreads();
+        fed = a.forced ? a.forced[i] : code_sh;
+        fed = fed < 0 ? 0 : (fed >= V ? V - 1 : fed);  // as ops::embedding clamps
+        __syncthreads();
+    }
+    if (blockIdx.x == 0 && threadIdx.x == 0) *reinterpret_cast<volatile unsigned*>(a.tag_base) = tag;
+}
+
+
+// Launches the streamed kernel when its layout fits (shared memory, exchange region); false when
+// it declines. The arguments are those depthformer_frame checked.
+bool launch_streamed(const ops::Context& ctx, const ops::DepthformerFrame& f, DType at, DType wt, int Q, int Dd, int H,
+                     int Hkv, int Dh, int F, int V, bool greedy) {
+    Handles& h = handles(ctx);
+    const int nb = h.sm_count, KV = Hkv * Dh, NQ = Dd + 2 * KV, L = f.n_layers;
+    const size_t ws = dtype_size(wt), es = dtype_size(at);
+    auto a16 = [](size_t n) { return (n + 15) & ~static_cast<size_t>(15); };
+    const size_t z = static_cast<size_t>(max_block_rows(NQ, nb)) * Dd * ws;
+    const size_t y = static_cast<size_t>(max_block_rows(Dd, nb)) * std::max(Dd, F) * ws;
+    const size_t x = std::max(2 * static_cast<size_t>(max_block_rows(F, nb)) * Dd, static_cast<size_t>(max_block_rows(V, nb)) * Dd) * ws;
+    const size_t max_n = static_cast<size_t>(std::max(std::max(Dd, F), std::max(V, H * Dh)));
+    const size_t rest = a16(es * static_cast<size_t>(L) * Q * 2 * KV) + a16(4 * static_cast<size_t>(Dd)) + a16(4 * max_n) +
+                        8 * static_cast<size_t>(kListCap) + 4 * 32;
+    const size_t staged_bytes = a16(z) + a16(y) + a16(x) + rest;
+    const bool staged = staged_bytes <= h.max_smem_optin;
+    if (!staged && rest > h.max_smem_optin) return false;
+    const size_t words = static_cast<size_t>(NQ) + Dd + F + V;
+    if (256 + words * sizeof(Word) > h.exchange_bytes || !h.exchange) return false;
+
+    StreamArgs a{};
+    for (int l = 0; l < L; ++l) {
+        const ops::DepthformerLayer& Ly = f.layers[l];
+        a.layer[l] = LayerPtrs{Ly.operator_norm.data, Ly.qkv.data, Ly.out_proj.data, Ly.q_norm.data, Ly.k_norm.data,
+                               Ly.ffn_norm.data,      Ly.w1.data,  Ly.w3.data,       Ly.w2.data,     Ly.k_cache.data,
+                               Ly.v_cache.data};
+    }
+    for (int i = 0; i < Q; ++i) {
+        a.emb[i] = f.emb[i].data;
+        a.emb_norm[i] = f.emb_norm[i].data;
+        a.to_logits[i] = f.to_logits[i].data;
+    }
+    a.cos = static_cast<const float*>(f.rope_cos.data);
+    a.sin = static_cast<const float*>(f.rope_sin.data);
+    a.in = f.in.data;
+    a.logits_out = f.logits_out ? f.logits_out->data : nullptr;
+    a.codes = static_cast<int32_t*>(f.codes.data);
+    a.forced = f.forced ? static_cast<const int32_t*>(f.forced->data) : nullptr;
+    a.counters = f.counters ? static_cast<const int32_t*>(f.counters->data) : nullptr;
+    char* e = static_cast<char*>(h.exchange);
+    a.tag_base = reinterpret_cast<unsigned*>(e);
+    Word* w = reinterpret_cast<Word*>(e + 256);
+    a.w_qkv = w;
+    a.w_o = w + NQ;
+    a.w_g = w + NQ + Dd;
+    a.w_logits = w + NQ + Dd + F;
+    a.L = L;
+    a.Q = Q;
+    a.V = V;
+    a.Dd = Dd;
+    a.H = H;
+    a.Hkv = Hkv;
+    a.Dh = Dh;
+    a.F = F;
+    a.eps = f.eps;
+    a.scale = 1.0f / sqrtf(static_cast<float>(Dh));
+    a.temperature = f.temperature;
+    a.top_k = f.top_k;
+    a.seed = f.seed;
+    a.greedy = greedy;
+    a.suppress_eos = f.suppress_eos;
+    size_t off = 0;
+    if (staged) {
+        a.off_y = static_cast<unsigned>(a16(z));
+        a.off_x = static_cast<unsigned>(a16(z) + a16(y));
+        off = a16(z) + a16(y) + a16(x);
+    }
+    a.off_kv = static_cast<unsigned>(off);
+    off += a16(es * static_cast<size_t>(L) * Q * 2 * KV);
+    a.off_res = static_cast<unsigned>(off);
+    off += a16(4 * static_cast<size_t>(Dd));
+    a.off_n = static_cast<unsigned>(off);
+    off += a16(4 * max_n);
+    a.off_lv = static_cast<unsigned>(off);
+    off += 4 * static_cast<size_t>(kListCap);
+    a.off_li = static_cast<unsigned>(off);
+    off += 4 * static_cast<size_t>(kListCap);
+    a.off_red = static_cast<unsigned>(off);
+    off += 4 * 32;
+    const size_t smem = off;
+
+    const char* name = "depthformer_frame (streamed persistent kernel)";
+    const bool b_act = at == DType::kBF16, b_w = wt == DType::kBF16;
+    using BF = __nv_bfloat16;
+    if (staged) {
+        if (b_act) {
+            return b_w ? launch_persistent(ctx, depthformer_streamed_kernel<BF, BF, true>, a, nullptr, kThreads, smem, name)
+                       : launch_persistent(ctx, depthformer_streamed_kernel<BF, float, true>, a, nullptr, kThreads, smem, name);
+        }
+        return b_w ? launch_persistent(ctx, depthformer_streamed_kernel<float, BF, true>, a, nullptr, kThreads, smem, name)
+                   : launch_persistent(ctx, depthformer_streamed_kernel<float, float, true>, a, nullptr, kThreads, smem, name);
+    }
+    if (b_act) {
+        return b_w ? launch_persistent(ctx, depthformer_streamed_kernel<BF, BF, false>, a, nullptr, kThreads, smem, name)
+                   : launch_persistent(ctx, depthformer_streamed_kernel<BF, float, false>, a, nullptr, kThreads, smem, name);
+    }
+    return b_w ? launch_persistent(ctx, depthformer_streamed_kernel<float, BF, false>, a, nullptr, kThreads, smem, name)
+               : launch_persistent(ctx, depthformer_streamed_kernel<float, float, false>, a, nullptr, kThreads, smem, name);
+}
+
 }  // namespace
 
 bool depthformer_frame(const ops::Context& ctx, const ops::DepthformerFrame& f) {
@@ -488,6 +998,12 @@ bool depthformer_frame(const ops::Context& ctx, const ops::DepthformerFrame& f) 
             return false;
     }
     if (f.logits_out && (f.logits_out->dtype != at || f.logits_out->numel() != Q * V)) return false;
+    // VOXRT_DEPTHFORMER=barrier: the first kernel (grid barriers, weights read from global memory).
+    const char* kind = std::getenv("VOXRT_DEPTHFORMER");
+    if (!(kind && std::string(kind) == "barrier") &&
+        launch_streamed(ctx, f, at, wt, static_cast<int>(Q), static_cast<int>(Dd), static_cast<int>(H),
+                        static_cast<int>(Hkv), static_cast<int>(Dh), static_cast<int>(F), static_cast<int>(V), greedy))
+        return true;
     Handles& h = handles(ctx);
     const size_t es = dtype_size(at);
     const size_t need = align256(kBarrierBytes) + align256(Dd * es) + align256((Dd + 2 * KV) * es) +

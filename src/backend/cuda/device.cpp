@@ -123,6 +123,7 @@ void destroy_handles(cuda::Handles* h) {
     if (h->lt) cublasLtDestroy(h->lt);
     if (h->gemm_workspace) cudaFree(h->gemm_workspace);
     if (h->scratch) cudaFree(h->scratch);
+    if (h->exchange) cudaFree(h->exchange);
     if (h->stream) cudaStreamDestroy(h->stream);
     delete h;
 }
@@ -205,6 +206,11 @@ Expected<ops::Context> create_cuda_context(ops::Precision precision, int device_
         st = alloc_or_fail(&h->scratch, h->scratch_bytes, "op scratch");
         if (!st) return fail(st);
     }
+    h->exchange_bytes = size_t{1} << 20;
+    st = alloc_or_fail(&h->exchange, h->exchange_bytes, "persistent-kernel exchange");
+    if (!st) return fail(st);
+    st = cuda::cuda_status(cudaMemset(h->exchange, 0, h->exchange_bytes), "cudaMemset(exchange)");
+    if (!st) return fail(st);
     st = cuda::cublas_status(cublasSetStream(h->cublas, h->stream), "cublasSetStream");
     if (!st) return fail(st);
     // A user-provided workspace keeps cuBLAS from allocating (required for graph capture).

@@ -32,6 +32,10 @@ struct Handles {
     void* scratch = nullptr;
     size_t scratch_bytes = 0;
     LtPlanCache* lt_plans = nullptr;
+    // Zeroed once at creation and owned by the persistent kernels between their launches (their
+    // tagged exchange words and tag counters, depthformer.cu); no other op touches it.
+    void* exchange = nullptr;
+    size_t exchange_bytes = 0;
 
     // First failure recorded by an op since the last synchronize(); returned (and cleared) there.
     std::mutex error_mu;

@@ -115,6 +115,75 @@ inline int barrier_mode_from_env() {
     return e && std::string(e) == "flags" ? kBarrierFlags : kBarrierCounter;
 }
 
+// ---- tagged exchange words ------------------------------------------------------------------------
+
+// A value handed from the block that computes it to every block that needs it, without a grid
+// barrier: one 64-bit word {value bits, tag}, written and read with single 64-bit accesses (which
+// are single-copy atomic), so a reader that sees the phase's tag also sees its value. Tags grow by
+// one per producing phase and continue across launches (a counter in the exchange region), so a
+// stale word never carries the tag a reader waits for. A buffer may be rewritten two producing
+// phases after it was written: a block that produces phase p+2 has seen all of phase p+1, which
+// every block produced only after reading phase p.
+using Word = unsigned long long;
+
+__device__ __forceinline__ void put_word(Word* p, float v, unsigned tag) {
+    const Word w = (static_cast<Word>(tag) << 32) | __float_as_uint(v);
+    asm volatile("st.relaxed.gpu.global.b64 [%0], %1;" ::"l"(p), "l"(w) : "memory");
+}
+__device__ __forceinline__ Word get_word(const Word* p) {
+    Word w;
+    asm volatile("ld.relaxed.gpu.global.b64 %0, [%1];" : "=l"(w) : "l"(p) : "memory");
+    return w;
+}
+__device__ __forceinline__ unsigned tag_of(Word w) { return static_cast<unsigned>(w >> 32); }
+__device__ __forceinline__ float value_of(Word w) { return __uint_as_float(static_cast<unsigned>(w)); }
+
+// The value of *p once its tag is `tag` (spins).
+__device__ __forceinline__ float await_word(const Word* p, unsigned tag) {
+    Word w = get_word(p);
+    while (tag_of(w) != tag) w = get_word(p);
+    return value_of(w);
+}
+
+// ---- weights streamed into shared memory (cp.async.bulk + mbarrier) --------------------------------
+
+__device__ __forceinline__ unsigned smem_addr(const void* p) {
+    return static_cast<unsigned>(__cvta_generic_to_shared(p));
+}
+__device__ __forceinline__ void mbar_init(unsigned long long* bar) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(smem_addr(bar)) : "memory");
+}
+__device__ __forceinline__ void mbar_init_fence() {
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+}
+// Thread 0, before refilling a buffer the block has read (after a __syncthreads): orders those
+// reads before the asynchronous copy's writes.
+__device__ __forceinline__ void async_proxy_fence() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
+__device__ __forceinline__ void mbar_expect(unsigned long long* bar, unsigned bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_addr(bar)), "r"(bytes) : "memory");
+}
+// bytes (a multiple of 16, both addresses 16-byte aligned) from global src to shared dst,
+// completing on `bar`.
+__device__ __forceinline__ void bulk_load(void* dst, const void* src, unsigned bytes, unsigned long long* bar) {
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
+                     smem_addr(dst)),
+                 "l"(src), "r"(bytes), "r"(smem_addr(bar))
+                 : "memory");
+}
+__device__ __forceinline__ bool mbar_try_wait(unsigned long long* bar, unsigned parity) {
+    unsigned ok;
+    asm volatile(
+        "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, p;\n}"
+        : "=r"(ok)
+        : "r"(smem_addr(bar)), "r"(parity)
+        : "memory");
+    return ok != 0;
+}
+__device__ __forceinline__ void mbar_wait(unsigned long long* bar, unsigned parity) {
+    while (!mbar_try_wait(bar, parity)) {
+    }
+}
+
 // ---- block / warp building blocks ----------------------------------------------------------------
 
 // dst[0..n) = src (written by other blocks) as floats, by the whole block, four independent loads
@@ -269,7 +338,7 @@ __device__ __forceinline__ void prefetch_rows(const W* w, int N, int K, int gw, 
 // ---- launch ------------------------------------------------------------------------------------
 
 // Launches `kernel` with one block of `threads` per SM as a cooperative grid (all blocks
-// co-resident, which the barrier needs), after zeroing the barrier counter; both are stream
+// co-resident, which the barrier needs), after zeroing the barrier counter (if `bar`); both are stream
 // operations, so a CUDA graph captures them. Returns false (nothing launched) when a block of
 // this size and shared memory cannot be resident; launch failures are recorded on ctx.
 template <class Args>
@@ -284,7 +353,7 @@ bool launch_persistent(const ops::Context& ctx, void (*kernel)(Args), const Args
     if (!check(ctx, cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, smem), name)) return true;
     if (per_sm < 1) return false;
     if (h.sm_count > kMaxGridBlocks) return false;
-    if (!check(ctx, cudaMemsetAsync(bar, 0, kBarrierBytes, h.stream), name)) return true;
+    if (bar && !check(ctx, cudaMemsetAsync(bar, 0, kBarrierBytes, h.stream), name)) return true;
     cudaLaunchConfig_t cfg{};
     cfg.gridDim = dim3(static_cast<unsigned>(h.sm_count));
     cfg.blockDim = dim3(static_cast<unsigned>(threads));
