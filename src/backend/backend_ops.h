@@ -3,6 +3,8 @@
 // documented once, in ops/ops.h.
 #pragma once
 
+#include <string>
+
 #include "ops/ops.h"
 
 #define VOXRT_BACKEND_OPS_DECLARATIONS                                                             \
@@ -55,6 +57,9 @@ VOXRT_BACKEND_OPS_DECLARATIONS
 // Fused kernels (ops/fused_ops.h): false when there is none for these shapes/options.
 bool depthformer_frame(const ops::Context& ctx, const ops::DepthformerFrame& f);
 bool lfm2_decode_step(const ops::Context& ctx, const ops::Lfm2Step& s);
+// Block 0's phase timings of the last streamed depthformer launch made with VOXRT_DF_PROFILE=1
+// (a diagnostic; synchronizes the context's stream).
+std::string depthformer_profile_report(const ops::Context& ctx);
 // Microseconds per grid barrier of the persistent kernels (mode: persistent.cuh BarrierMode), from
 // one launch doing `iters` barriers; < 0 on failure. For tests and tuning.
 double grid_barrier_bench_us(const ops::Context& ctx, int mode, int iters);

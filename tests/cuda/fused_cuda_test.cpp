@@ -149,6 +149,7 @@ protected:
                                            std::chrono::steady_clock::now() - t0)
                                            .count() /
                                        reps;
+                    if (fused && std::getenv("VOXRT_DF_PROFILE")) std::printf("%s", cuda::depthformer_profile_report(ctx).c_str());
                 }
             }
         }

@@ -26,7 +26,9 @@
 #include <algorithm>
 #include <climits>
 #include <cstdlib>
+#include <cstdio>
 #include <string>
+#include <vector>
 
 #include "backend/backend_ops.h"
 #include "backend/cuda/common.cuh"
@@ -478,6 +480,11 @@ size_t smem_bytes(int Dd, int F, int V) {
 // X w1+w3, to_logits. Consecutive phases use different buffers, and a buffer is refilled right
 // after the phase that read it.
 
+// The exchange region: tag counter at 0, words from 256, block 0's phase stamps at kProfileOffset
+// (a header {L, Q, staged, -} then 4 stamps per phase).
+constexpr size_t kProfileOffset = size_t{512} << 10;
+constexpr size_t kProfileBytes = 8 * (4 + 4 * static_cast<size_t>(kMaxQ) * (4 * kMaxLayers + 1));
+
 struct StreamArgs {
     LayerPtrs layer[kMaxLayers];  // kc/vc: the caches as the op sequence leaves them (block 0 writes)
     const void* emb[kMaxQ];
@@ -495,6 +502,7 @@ struct StreamArgs {
     Word* w_g;          // [F]
     Word* w_logits;     // [V]
     unsigned* tag_base; // the last tag of the previous launch
+    unsigned long long* prof;  // phase timestamps of block 0, or null
     int L, Q, V, Dd, H, Hkv, Dh, F;
     float eps, scale, temperature;
     int top_k;
@@ -540,10 +548,22 @@ __device__ void gather_words(const Word* src, int n, unsigned tag, float* dst) {
             const int idx = base + threadIdx.x + j * blockDim.x;
             w[j] = idx < n ? get_word(src + idx) : (static_cast<Word>(tag) << 32);
         }
+        // Reload every word not yet tagged, all together: one round trip per pass, however many
+        // words were late (waiting word by word would cost one round trip each).
+        for (;;) {
+            bool all = true;
+#pragma unroll
+            for (int j = 0; j < kPer; ++j) all = all && tag_of(w[j]) == tag;
+            if (all) break;
+#pragma unroll
+            for (int j = 0; j < kPer; ++j) {
+                const int idx = base + threadIdx.x + j * blockDim.x;
+                if (tag_of(w[j]) != tag) w[j] = get_word(src + idx);
+            }
+        }
 #pragma unroll
         for (int j = 0; j < kPer; ++j) {
             const int idx = base + threadIdx.x + j * blockDim.x;
-            while (tag_of(w[j]) != tag) w[j] = get_word(src + idx);
             if (idx < n) {
                 if constexpr (kAdd) {
                     dst[idx] = act<T>(dst[idx] + value_of(w[j]));
@@ -615,6 +635,18 @@ __global__ void __launch_bounds__(kThreads, 1) depthformer_streamed_kernel(const
     };
 
     unsigned tag = *reinterpret_cast<volatile unsigned*>(a.tag_base);
+    // VOXRT_DF_PROFILE=1: block 0 stamps each phase (start, inputs ready, weights ready, outputs
+    // written) for depthformer_profile_report().
+    unsigned long long* prof = blockIdx.x == 0 && threadIdx.x == 0 ? a.prof : nullptr;
+    int ph = 0;
+    auto mark = [&](int s) {
+        if (prof) {
+            unsigned long long ns;
+            asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(ns));
+            prof[4 + ph * 4 + s] = ns;
+            if (s == 3) ++ph;
+        }
+    };
     if constexpr (kStaged) {
         if (threadIdx.x == 0) {
             for (int s = 0; s < 3; ++s) mbar_init(&bars[s]);
@@ -634,6 +666,7 @@ __global__ void __launch_bounds__(kThreads, 1) depthformer_streamed_kernel(const
             const LayerPtrs& P = lay(l);
             const bool last = i + 1 == Q && l + 1 == L;
             // ---- P1
+            mark(0);
             if (l == 0) {
                 const W* e = i > 0 ? static_cast<const W*>(a.emb[i - 1]) + static_cast<int64_t>(fed) * Dd : nullptr;
                 const T* in = static_cast<const T*>(a.in) + static_cast<int64_t>(i) * Dd;
@@ -643,7 +676,9 @@ __global__ void __launch_bounds__(kThreads, 1) depthformer_streamed_kernel(const
                 gather_words<T, true>(a.w_o, Dd, tag, xres);
             }
             norm_into<T, W>(xres, static_cast<const T*>(nullptr), static_cast<const W*>(P.opn), Dd, a.eps, false, xn, red);
+            mark(1);
             if constexpr (kStaged) wait_buf(0);
+            mark(2);
             ++tag;
             {
                 const W* base = kStaged ? bz : static_cast<const W*>(P.qkv) + static_cast<int64_t>(q0) * Dd;
@@ -653,9 +688,11 @@ __global__ void __launch_bounds__(kThreads, 1) depthformer_streamed_kernel(const
                 }
             }
             __syncthreads();
+            mark(3);
             if (kStaged && threadIdx.x == 0 && !last) fill_qkv(l + 1 < L ? l + 1 : 0);
 
             // ---- P2: attention of every head in this block, out_proj rows
+            mark(0);
             {
                 const unsigned tq = tag;
                 T* ks = kvs + static_cast<int64_t>((l * Q + i) * 2) * KV;
@@ -673,14 +710,24 @@ __global__ void __launch_bounds__(kThreads, 1) depthformer_streamed_kernel(const
                     }
                     float q[E], k[E], v[E], qnv[E], knv[E], cs[E], sn[E];
                     float sq = 0.0f, sk = 0.0f;
+                    for (;;) {  // all late words reloaded together, as in gather_words
+                        bool all = true;
+#pragma unroll
+                        for (int e = 0; e < E; ++e)
+                            all = all && tag_of(wq[e]) == tq && tag_of(wk[e]) == tq && tag_of(wv[e]) == tq;
+                        if (all) break;
+#pragma unroll
+                        for (int e = 0; e < E; ++e) {
+                            const int dc = min(lane + 32 * e, Dh - 1);
+                            if (tag_of(wq[e]) != tq) wq[e] = get_word(a.w_qkv + h * Dh + dc);
+                            if (tag_of(wk[e]) != tq) wk[e] = get_word(a.w_qkv + Dd + hk * Dh + dc);
+                            if (tag_of(wv[e]) != tq) wv[e] = get_word(a.w_qkv + Dd + KV + hk * Dh + dc);
+                        }
+                    }
 #pragma unroll
                     for (int e = 0; e < E; ++e) {
                         const int d = lane + 32 * e;
                         const bool on = d < Dh;
-                        const int dc = min(d, Dh - 1);
-                        while (tag_of(wq[e]) != tq) wq[e] = get_word(a.w_qkv + h * Dh + dc);
-                        while (tag_of(wk[e]) != tq) wk[e] = get_word(a.w_qkv + Dd + hk * Dh + dc);
-                        while (tag_of(wv[e]) != tq) wv[e] = get_word(a.w_qkv + Dd + KV + hk * Dh + dc);
                         q[e] = on ? value_of(wq[e]) : 0.0f;
                         k[e] = on ? value_of(wk[e]) : 0.0f;
                         v[e] = on ? value_of(wv[e]) : 0.0f;
@@ -771,7 +818,9 @@ __global__ void __launch_bounds__(kThreads, 1) depthformer_streamed_kernel(const
                     }
                 }
                 __syncthreads();
+                mark(1);
                 if constexpr (kStaged) wait_buf(1);
+                mark(2);
                 ++tag;
                 const W* base = kStaged ? by : static_cast<const W*>(P.o) + static_cast<int64_t>(d0) * Dd;
                 for (int rr = warp; rr < nd; rr += kWarps) {
@@ -779,13 +828,17 @@ __global__ void __launch_bounds__(kThreads, 1) depthformer_streamed_kernel(const
                     if (lane == 0) put_word(a.w_o + d0 + rr, act<T>(y), tag);
                 }
                 __syncthreads();
+                mark(3);
                 if (kStaged && threadIdx.x == 0) fill_w2(l);
             }
 
             // ---- P3: x += o, n = rms_norm(x), g rows
+            mark(0);
             gather_words<T, true>(a.w_o, Dd, tag, xres);
             norm_into<T, W>(xres, static_cast<const T*>(nullptr), static_cast<const W*>(P.ffn), Dd, a.eps, false, xn, red);
+            mark(1);
             if constexpr (kStaged) wait_buf(2);
+            mark(2);
             ++tag;
             {
                 const W* b1 = kStaged ? bx : static_cast<const W*>(P.w1) + static_cast<int64_t>(f0) * Dd;
@@ -797,6 +850,7 @@ __global__ void __launch_bounds__(kThreads, 1) depthformer_streamed_kernel(const
                 }
             }
             __syncthreads();
+            mark(3);
             if (kStaged && threadIdx.x == 0) {
                 if (l + 1 < L) {
                     fill_w13(l + 1);
@@ -806,8 +860,11 @@ __global__ void __launch_bounds__(kThreads, 1) depthformer_streamed_kernel(const
             }
 
             // ---- P4: w2 rows
+            mark(0);
             gather_words<T, false>(a.w_g, F, tag, xn);
+            mark(1);
             if constexpr (kStaged) wait_buf(1);
+            mark(2);
             ++tag;
             {
                 const W* base = kStaged ? by : static_cast<const W*>(P.w2) + static_cast<int64_t>(d0) * F;
@@ -817,6 +874,7 @@ __global__ void __launch_bounds__(kThreads, 1) depthformer_streamed_kernel(const
                 }
             }
             __syncthreads();
+            mark(3);
             if (kStaged && threadIdx.x == 0) {
                 if (l + 1 < L) {
                     fill_o(l + 1);
@@ -827,10 +885,13 @@ __global__ void __launch_bounds__(kThreads, 1) depthformer_streamed_kernel(const
         }
 
         // ---- PL: x += o, logits rows
+        mark(0);
         gather_words<T, true>(a.w_o, Dd, tag, xres);
         norm_into<T, W>(xres, static_cast<const T*>(nullptr), static_cast<const W*>(a.emb_norm[i]), Dd, a.eps, false, xn,
                         red);
+        mark(1);
         if constexpr (kStaged) wait_buf(2);
+        mark(2);
         ++tag;
         {
             const W* base = kStaged ? bx : static_cast<const W*>(a.to_logits[i]) + static_cast<int64_t>(v0) * Dd;
@@ -845,10 +906,14 @@ __global__ void __launch_bounds__(kThreads, 1) depthformer_streamed_kernel(const
             }
         }
         __syncthreads();
+        mark(3);
         if (kStaged && threadIdx.x == 0 && i + 1 < Q) fill_w13(0);
 
         // ---- S: the code (every block, identically)
+        mark(0);
         gather_words<T, false>(a.w_logits, V, tag, xn);
+        mark(1);
+        mark(2);
         if (warp == 0) {
             const int c = pick_code<T>(a, i, xn, list_idx, list_v);
             if (lane == 0) {
@@ -859,9 +924,15 @@ __global__ void __launch_bounds__(kThreads, 1) depthformer_streamed_kernel(const
         __syncthreads();
         fed = a.forced ? a.forced[i] : code_sh;
         fed = fed < 0 ? 0 : (fed >= V ? V - 1 : fed);  // as ops::embedding clamps
+        mark(3);
         __syncthreads();
     }
     if (blockIdx.x == 0 && threadIdx.x == 0) *reinterpret_cast<volatile unsigned*>(a.tag_base) = tag;
+    if (prof) {
+        prof[0] = static_cast<unsigned long long>(L);
+        prof[1] = static_cast<unsigned long long>(Q);
+        prof[2] = kStaged ? 1ull : 0ull;
+    }
 }
 
 
@@ -883,7 +954,8 @@ bool launch_streamed(const ops::Context& ctx, const ops::DepthformerFrame& f, DT
     const bool staged = staged_bytes <= h.max_smem_optin;
     if (!staged && rest > h.max_smem_optin) return false;
     const size_t words = static_cast<size_t>(NQ) + Dd + F + V;
-    if (256 + words * sizeof(Word) > h.exchange_bytes || !h.exchange) return false;
+    if (256 + words * sizeof(Word) > kProfileOffset || kProfileOffset + kProfileBytes > h.exchange_bytes || !h.exchange)
+        return false;
 
     StreamArgs a{};
     for (int l = 0; l < L; ++l) {
@@ -911,6 +983,8 @@ bool launch_streamed(const ops::Context& ctx, const ops::DepthformerFrame& f, DT
     a.w_o = w + NQ;
     a.w_g = w + NQ + Dd;
     a.w_logits = w + NQ + Dd + F;
+    const char* pe = std::getenv("VOXRT_DF_PROFILE");
+    a.prof = pe && *pe == '1' ? reinterpret_cast<unsigned long long*>(e + kProfileOffset) : nullptr;
     a.L = L;
     a.Q = Q;
     a.V = V;
@@ -1069,6 +1143,46 @@ bool depthformer_frame(const ops::Context& ctx, const ops::DepthformerFrame& f) 
     }
     return bf16_w ? launch_persistent(ctx, depthformer_kernel<float, __nv_bfloat16>, a, a.bar, kThreads, smem, name)
                   : launch_persistent(ctx, depthformer_kernel<float, float>, a, a.bar, kThreads, smem, name);
+}
+
+std::string depthformer_profile_report(const ops::Context& ctx) {
+    Handles& h = handles(ctx);
+    if (!h.exchange) return "no exchange region";
+    std::vector<unsigned long long> p(kProfileBytes / 8);
+    if (cudaStreamSynchronize(h.stream) != cudaSuccess ||
+        cudaMemcpy(p.data(), static_cast<char*>(h.exchange) + kProfileOffset, kProfileBytes, cudaMemcpyDeviceToHost) !=
+            cudaSuccess)
+        return "could not read the profile";
+    const int L = static_cast<int>(p[0]), Q = static_cast<int>(p[1]);
+    if (L < 1 || L > kMaxLayers || Q < 1 || Q > kMaxQ) return "no profile (run with VOXRT_DF_PROFILE=1)";
+    // Phase kinds in order per codebook: L × (P1 P2 P3 P4), PL, S.
+    const char* names[6] = {"P1 qkv", "P2 attn+o", "P3 w1w3", "P4 w2", "PL logits", "S sample"};
+    double sum[6][3] = {}, cnt[6] = {};
+    int ph = 0;
+    auto add = [&](int kind) {
+        const unsigned long long* s = &p[4 + 4 * static_cast<size_t>(ph)];
+        for (int j = 0; j < 3; ++j) sum[kind][j] += static_cast<double>(s[j + 1] - s[j]) * 1e-3;
+        cnt[kind] += 1;
+        ++ph;
+    };
+    for (int i = 0; i < Q; ++i) {
+        for (int l = 0; l < L; ++l)
+            for (int k = 0; k < 4; ++k) add(k);
+        add(4);
+        add(5);
+    }
+    const double total = static_cast<double>(p[4 + 4 * static_cast<size_t>(ph - 1) + 3] - p[4]) * 1e-3;
+    std::string r = "depthformer frame, block 0 (" + std::string(p[2] ? "staged" : "unstaged") +
+                    "): us per phase = inputs / weights / compute+write\n";
+    char line[160];
+    for (int k = 0; k < 6; ++k) {
+        std::snprintf(line, sizeof line, "  %-10s x%3.0f  %6.2f  %6.2f  %6.2f\n", names[k], cnt[k], sum[k][0] / cnt[k],
+                      sum[k][1] / cnt[k], sum[k][2] / cnt[k]);
+        r += line;
+    }
+    std::snprintf(line, sizeof line, "  frame %.1f us over %d phases\n", total, ph);
+    r += line;
+    return r;
 }
 
 }  // namespace voxrt::cuda

@@ -89,5 +89,8 @@ bool lfm2_decode_step(const ops::Context&, const ops::Lfm2Step&) {
 double grid_barrier_bench_us(const ops::Context&, int, int) {
     return -1.0;
 }
+std::string depthformer_profile_report(const ops::Context&) {
+    return "no CUDA backend";
+}
 
 }  // namespace voxrt::cuda
