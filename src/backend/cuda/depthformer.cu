@@ -467,7 +467,9 @@ size_t smem_bytes(int Dd, int F, int V) {
 // stream, the attention and the KV cache kept by every block for itself in shared memory (the
 // attention of 8 positions costs less than a phase), which leaves 4 phases per layer; (3) each
 // block's weight rows for a coming phase copied into shared memory by cp.async.bulk as soon as
-// their buffer is free, up to four phases ahead, so HBM streams while the grid synchronizes.
+// their buffer is free, up to four phases ahead, so HBM streams while the grid synchronizes;
+// (4) nothing a phase needs besides its input words is fetched after they arrive (norm weights
+// are loaded before the wait, q/k-norm weights and RoPE tables sit in shared memory).
 // Per codebook i and layer l:
 //   P1  x (l = 0: in[i] + emb[i-1][code]; else x += the last phase's rows), n = rms_norm(x),
 //       qkv rows                                                      → words qkv
@@ -475,15 +477,18 @@ size_t smem_bytes(int Dd, int F, int V) {
 //   P3  x += o, n = rms_norm(x), g = silu(w1·n)·(w3·n) rows          → words g
 //   P4  w2 rows                                                       → words o
 //   PL  x += o, n = rms_norm_i(x), to_logits rows                     → words logits
-//   S   every block picks the code from all logits, as the first kernel does.
+//   S   every block picks the code from all logits (all its warps), with pick_code's rules.
 // Buffers (each block's contiguous row range of the phase's matrices): Z qkv; Y out_proj, w2;
 // X w1+w3, to_logits. Consecutive phases use different buffers, and a buffer is refilled right
 // after the phase that read it.
+// The phase input n is kept in the activation dtype (its values are rounded to it anyway): the
+// row loops are bound by shared-memory bandwidth, and bf16 halves what they read of n.
 
 // The exchange region: tag counter at 0, words from 256, block 0's phase stamps at kProfileOffset
 // (a header {L, Q, staged, -} then 4 stamps per phase).
 constexpr size_t kProfileOffset = size_t{512} << 10;
 constexpr size_t kProfileBytes = 8 * (4 + 4 * static_cast<size_t>(kMaxQ) * (4 * kMaxLayers + 1));
+constexpr int kRedWords = 32 + kWarps * kMaxTopK + 2 * kWarps;
 
 struct StreamArgs {
     LayerPtrs layer[kMaxLayers];  // kc/vc: the caches as the op sequence leaves them (block 0 writes)
@@ -509,8 +514,9 @@ struct StreamArgs {
     uint64_t seed;
     bool greedy, suppress_eos;
     // Shared-memory layout (bytes): buffers Z at 0, Y at off_y, X at off_x (staged only), then the
-    // KV cache, x, n, the sampling lists and the reduction scratch.
-    unsigned off_y, off_x, off_kv, off_res, off_n, off_lv, off_li, off_red;
+    // KV cache, x (float), n (T; the sampling lists alias it), the float vector (qkv, logits),
+    // q/k-norm weights and RoPE tables, and the reduction scratch.
+    unsigned off_y, off_x, off_kv, off_res, off_n, off_vec, off_par, off_red;
 };
 
 // This block's share [r0, r1) of n rows.
@@ -520,10 +526,33 @@ __device__ __forceinline__ void block_rows(int n, int& r0, int& r1) {
 }
 inline int max_block_rows(int n, int blocks) { return (n + blocks - 1) / blocks; }
 
+// acc + Σ_j f[j]·x[j] in j order; x (16-byte aligned, in shared memory) in float or bf16.
+template <int V>
+__device__ __forceinline__ float dot_piece(const float (&f)[V], const float* x, float acc) {
+    return dot_xs<V>(f, x, acc);
+}
+template <int V>
+__device__ __forceinline__ float dot_piece(const float (&f)[V], const __nv_bfloat16* x, float acc) {
+    uint32_t q[V / 2];
+    if constexpr (V == 8) {
+        const uint4 u = *reinterpret_cast<const uint4*>(x);
+        q[0] = u.x, q[1] = u.y, q[2] = u.z, q[3] = u.w;
+    } else {
+        const uint2 u = *reinterpret_cast<const uint2*>(x);
+        q[0] = u.x, q[1] = u.y;
+    }
+#pragma unroll
+    for (int j = 0; j < V / 2; ++j) {
+        acc = fmaf(f[2 * j], __uint_as_float(q[j] << 16), acc);
+        acc = fmaf(f[2 * j + 1], __uint_as_float(q[j] & 0xffff0000u), acc);
+    }
+    return acc;
+}
+
 // Σ_k w[k]·xs[k] over one row that may live in shared or global memory (generic loads), each lane
 // summing its 16-byte pieces in order, then over the warp.
-template <class W>
-__device__ __forceinline__ float row_dot(const W* w, const float* xs, int K, int lane) {
+template <class W, class X>
+__device__ __forceinline__ float row_dot(const W* w, const X* xs, int K, int lane) {
     constexpr int V = 16 / sizeof(W);
     float acc = 0.0f;
 #pragma unroll 4
@@ -531,15 +560,55 @@ __device__ __forceinline__ float row_dot(const W* w, const float* xs, int K, int
         const uint4 u = *reinterpret_cast<const uint4*>(w + k);
         float f[V];
         unpack16<W>(u, f);
-        acc = dot_xs<V>(f, xs + k, acc);
+        acc = dot_piece<V>(f, xs + k, acc);
     }
     return warp_sum(acc);
 }
+// Two rows against the same vector, each piece of xs read once (same sums as two row_dot calls).
+template <class W, class X>
+__device__ __forceinline__ void row_dot2(const W* w1, const W* w3, const X* xs, int K, int lane, float& y1, float& y3) {
+    constexpr int V = 16 / sizeof(W);
+    float a1 = 0.0f, a3 = 0.0f;
+#pragma unroll 4
+    for (int k = lane * V; k < K; k += 32 * V) {
+        const uint4 u1 = *reinterpret_cast<const uint4*>(w1 + k);
+        const uint4 u3 = *reinterpret_cast<const uint4*>(w3 + k);
+        float x[V];
+        if constexpr (sizeof(X) == 4) {
+#pragma unroll
+            for (int j = 0; j < V; j += 4) {
+                const float4 q = *reinterpret_cast<const float4*>(reinterpret_cast<const float*>(xs) + k + j);
+                x[j] = q.x, x[j + 1] = q.y, x[j + 2] = q.z, x[j + 3] = q.w;
+            }
+        } else if constexpr (V == 8) {
+            const uint4 u = *reinterpret_cast<const uint4*>(xs + k);
+            const uint32_t q[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+            for (int j = 0; j < 4; ++j) x[2 * j] = __uint_as_float(q[j] << 16), x[2 * j + 1] = __uint_as_float(q[j] & 0xffff0000u);
+        } else {
+            const uint2 u = *reinterpret_cast<const uint2*>(xs + k);
+            const uint32_t q[2] = {u.x, u.y};
+#pragma unroll
+            for (int j = 0; j < 2; ++j) x[2 * j] = __uint_as_float(q[j] << 16), x[2 * j + 1] = __uint_as_float(q[j] & 0xffff0000u);
+        }
+        float f1[V], f3[V];
+        unpack16<W>(u1, f1);
+        unpack16<W>(u3, f3);
+#pragma unroll
+        for (int j = 0; j < V; ++j) {
+            a1 = fmaf(f1[j], x[j], a1);
+            a3 = fmaf(f3[j], x[j], a3);
+        }
+    }
+    y1 = warp_sum(a1);
+    y3 = warp_sum(a3);
+}
 
-// dst[0..n) = the words' values once they carry `tag` (kAdd: dst[j] = act(dst[j] + value)), by
-// the whole block; all loads of a pass are issued before any is waited on.
-template <class T, bool kAdd>
-__device__ void gather_words(const Word* src, int n, unsigned tag, float* dst) {
+// dst[0..n) = the words' values once they carry `tag` (kAdd: dst[j] = act(dst[j] + value), dst
+// float), by the whole block. All loads of a pass are issued before any is waited on, and the late
+// ones are reloaded together: one round trip per pass, however many words were late.
+template <class T, bool kAdd, class D>
+__device__ void gather_words(const Word* src, int n, unsigned tag, D* dst) {
     constexpr int kPer = 8;
     for (int base = 0; base < n; base += kPer * static_cast<int>(blockDim.x)) {
         Word w[kPer];
@@ -548,8 +617,6 @@ __device__ void gather_words(const Word* src, int n, unsigned tag, float* dst) {
             const int idx = base + threadIdx.x + j * blockDim.x;
             w[j] = idx < n ? get_word(src + idx) : (static_cast<Word>(tag) << 32);
         }
-        // Reload every word not yet tagged, all together: one round trip per pass, however many
-        // words were late (waiting word by word would cost one round trip each).
         for (;;) {
             bool all = true;
 #pragma unroll
@@ -568,7 +635,7 @@ __device__ void gather_words(const Word* src, int n, unsigned tag, float* dst) {
                 if constexpr (kAdd) {
                     dst[idx] = act<T>(dst[idx] + value_of(w[j]));
                 } else {
-                    dst[idx] = value_of(w[j]);
+                    st_act(dst + idx, value_of(w[j]));
                 }
             }
         }
@@ -576,11 +643,203 @@ __device__ void gather_words(const Word* src, int n, unsigned tag, float* dst) {
     __syncthreads();
 }
 
+// RMSNorm weights: the first kNormPer·blockDim elements are loaded ahead into registers (before
+// the wait for the phase's inputs); the rest, if any, are read when applied.
+constexpr int kNormPer = 4;
+template <class W>
+__device__ __forceinline__ void norm_weights(const W* w, int D, float (&wr)[kNormPer]) {
+#pragma unroll
+    for (int j = 0; j < kNormPer; ++j) {
+        const int i = threadIdx.x + j * blockDim.x;
+        wr[j] = i < D ? ld_w(w + i) : 0.0f;
+    }
+}
+// out = act(x·r·w), r = 1/sqrt(mean(x²) + eps); x in shared memory (float).
+template <class T, class W, class X>
+__device__ void norm_apply(const float* x, const float (&wr)[kNormPer], const W* w, int D, float eps, X* out,
+                           float* red) {
+    float ss = 0.0f;
+    for (int i = threadIdx.x; i < D; i += blockDim.x) ss = fmaf(x[i], x[i], ss);
+    ss = block_sum(ss, red);
+    const float r = 1.0f / sqrtf(ss / static_cast<float>(D) + eps);
+#pragma unroll
+    for (int j = 0; j < kNormPer; ++j) {
+        const int i = threadIdx.x + j * blockDim.x;
+        if (i < D) st_act(out + i, act<T>(x[i] * r * wr[j]));
+    }
+    for (int i = threadIdx.x + kNormPer * blockDim.x; i < D; i += blockDim.x) st_act(out + i, act<T>(x[i] * r * ld_w(w + i)));
+    __syncthreads();
+}
+
+// Shared scalars of the block-wide pick.
+struct PickShared {
+    float thr, mx;
+    int pick;
+};
+
+// The code of codebook i from the logits in vs[0..V) (floats; overwritten with the sampling
+// values), by all threads of the block, each of which gets it. The rules of pick_code:
+// greedy = ops::argmax; else top_k <= kMaxTopK with values act(l / T), threshold = the top_k-th
+// largest (ties counted), kept = v >= threshold, drawn with the counter-based uniform `ctr` over
+// exp(v - max) summed in double in index order. Each thread owns a contiguous slice of indices,
+// so thread order is index order.
+template <class T, class A>
+__device__ int pick_block(const A& a, float* vs, unsigned ctr, float* red, int* list_idx, float* list_v,
+                          PickShared& sh) {
+    const int V = a.V, tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int per = (V + kThreads - 1) / kThreads, n0 = min(V, tid * per), n1 = min(V, n0 + per);
+    float* cand_v = red + 32;                                             // [kWarps][kMaxTopK]
+    int* cand_i = reinterpret_cast<int*>(red + 32 + kWarps * kMaxTopK);  // [kWarps]
+    int* wcnt = cand_i + kWarps;                                          // [kWarps]
+    if (a.greedy) {
+        Best b{-INFINITY, INT_MAX};
+        for (int n = n0; n < n1; ++n) b = better(b, Best{vs[n], n});
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) {
+            const Best other{__shfl_xor_sync(0xffffffffu, b.v, o), __shfl_xor_sync(0xffffffffu, b.i, o)};
+            b = better(b, other);
+        }
+        if (lane == 0) {
+            cand_v[warp] = b.v;
+            cand_i[warp] = b.i;
+        }
+        __syncthreads();
+        Best r{-INFINITY, INT_MAX};
+        for (int w = 0; w < kWarps; ++w) r = better(r, Best{cand_v[w], cand_i[w]});
+        __syncthreads();
+        return r.i == INT_MAX ? 0 : r.i;
+    }
+    float top[kMaxTopK];
+#pragma unroll
+    for (int j = 0; j < kMaxTopK; ++j) top[j] = -INFINITY;
+    float m = -INFINITY;
+    for (int n = n0; n < n1; ++n) {
+        const float v = act<T>(vs[n] / a.temperature);
+        vs[n] = v;
+        m = fmaxf(m, v);
+        if (v > top[kMaxTopK - 1]) {
+            top[kMaxTopK - 1] = v;
+#pragma unroll
+            for (int j = kMaxTopK - 1; j > 0; --j) {
+                if (top[j] > top[j - 1]) {
+                    const float t = top[j];
+                    top[j] = top[j - 1];
+                    top[j - 1] = t;
+                }
+            }
+        }
+    }
+    const int k = a.top_k < V ? a.top_k : 0;  // top_k >= V keeps everything (thr = -inf)
+    if (k > 0) {
+        // The warp's k largest (every one of the block's k largest is in its warp's list).
+        for (int r = 0; r < k; ++r) {
+            const float best = warp_max(top[0]);
+            const unsigned ball = __ballot_sync(0xffffffffu, top[0] == best);
+            if (lane == __ffs(ball) - 1) {
+#pragma unroll
+                for (int j = 0; j < kMaxTopK - 1; ++j) top[j] = top[j + 1];
+                top[kMaxTopK - 1] = -INFINITY;
+            }
+            if (lane == 0) cand_v[warp * kMaxTopK + r] = best;
+        }
+        __syncthreads();
+        if (warp == 0) {
+            float t2[kMaxTopK];
+#pragma unroll
+            for (int j = 0; j < kMaxTopK; ++j) t2[j] = lane < kWarps && j < k ? cand_v[lane * kMaxTopK + j] : -INFINITY;
+            float thr = -INFINITY, mx = -INFINITY;
+            for (int r = 0; r < k; ++r) {
+                const float best = warp_max(t2[0]);
+                if (r == 0) mx = best;
+                const unsigned ball = __ballot_sync(0xffffffffu, t2[0] == best);
+                if (lane == __ffs(ball) - 1) {
+#pragma unroll
+                    for (int j = 0; j < kMaxTopK - 1; ++j) t2[j] = t2[j + 1];
+                    t2[kMaxTopK - 1] = -INFINITY;
+                }
+                thr = best;
+            }
+            if (lane == 0) {
+                sh.thr = thr;
+                sh.mx = mx;
+            }
+        }
+        __syncthreads();
+    } else {
+        const float mx = block_max(m, red);
+        if (tid == 0) {
+            sh.thr = -INFINITY;
+            sh.mx = mx;
+        }
+        __syncthreads();
+    }
+    const float thr = sh.thr, mx = sh.mx;
+    // Kept candidates in index order: a block-wide exclusive scan of the per-thread counts.
+    int cnt = 0;
+    for (int n = n0; n < n1; ++n) cnt += vs[n] >= thr;
+    int incl = cnt;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+        const int t = __shfl_up_sync(0xffffffffu, incl, o);
+        if (lane >= o) incl += t;
+    }
+    if (lane == 31) wcnt[warp] = incl;
+    __syncthreads();
+    int before = 0, total = 0;
+    for (int w = 0; w < kWarps; ++w) {
+        before += w < warp ? wcnt[w] : 0;
+        total += wcnt[w];
+    }
+    const float u01 = ops::uniform_from_key(a.seed, ctr, 0u);
+    if (total <= kListCap) {
+        int o = before + incl - cnt;
+        for (int n = n0; n < n1; ++n) {
+            if (vs[n] >= thr) {
+                list_idx[o] = n;
+                list_v[o] = vs[n];
+                ++o;
+            }
+        }
+        __syncthreads();
+        if (tid == 0) {
+            double sum = 0.0;
+            for (int j = 0; j < total; ++j) sum += exp(static_cast<double>(list_v[j] - mx));
+            const double u = static_cast<double>(u01) * sum;
+            double c = 0.0;
+            int pick = -1;
+            for (int j = 0; j < total; ++j) {
+                c += exp(static_cast<double>(list_v[j] - mx));
+                pick = list_idx[j];
+                if (c > u) break;
+            }
+            sh.pick = pick;
+        }
+    } else if (tid == 0) {  // many ties: the CPU's sequential scan over the whole row
+        double sum = 0.0;
+        for (int n = 0; n < V; ++n)
+            if (vs[n] >= thr) sum += exp(static_cast<double>(vs[n] - mx));
+        const double u = static_cast<double>(u01) * sum;
+        double c = 0.0;
+        int pick = -1;
+        for (int n = 0; n < V; ++n) {
+            if (vs[n] < thr) continue;
+            c += exp(static_cast<double>(vs[n] - mx));
+            pick = n;
+            if (c > u) break;
+        }
+        sh.pick = pick;
+    }
+    __syncthreads();
+    const int pick = sh.pick;
+    __syncthreads();
+    return pick < 0 ? 0 : pick;
+}
+
 template <class T, class W, bool kStaged>
 __global__ void __launch_bounds__(kThreads, 1) depthformer_streamed_kernel(const __grid_constant__ StreamArgs a) {
     extern __shared__ __align__(128) unsigned char smem_raw[];
     __shared__ unsigned long long bars[3];  // Z, Y, X
-    __shared__ int code_sh;
+    __shared__ PickShared pick_sh;
     const int Dd = a.Dd, F = a.F, V = a.V, H = a.H, Hkv = a.Hkv, Dh = a.Dh, KV = Hkv * Dh, L = a.L, Q = a.Q;
     const int NQ = Dd + 2 * KV;
     unsigned char* p = smem_raw;
@@ -589,13 +848,18 @@ __global__ void __launch_bounds__(kThreads, 1) depthformer_streamed_kernel(const
     W* bx = reinterpret_cast<W*>(p + a.off_x);
     T* kvs = reinterpret_cast<T*>(p + a.off_kv);  // [L][Q][2][KV]
     float* xres = reinterpret_cast<float*>(p + a.off_res);
-    float* xn = reinterpret_cast<float*>(p + a.off_n);
-    float* list_v = reinterpret_cast<float*>(p + a.off_lv);
-    int* list_idx = reinterpret_cast<int*>(p + a.off_li);
+    T* xn = reinterpret_cast<T*>(p + a.off_n);
+    float* list_v = reinterpret_cast<float*>(p + a.off_n);  // aliases n during sampling
+    int* list_idx = reinterpret_cast<int*>(list_v + kListCap);
+    float* vec = reinterpret_cast<float*>(p + a.off_vec);
+    const int half = Dh / 2, G = H / Hkv;
+    float* qn_s = reinterpret_cast<float*>(p + a.off_par);  // [L][Dh]
+    float* kn_s = qn_s + L * Dh;                           // [L][Dh]
+    float* cos_s = kn_s + L * Dh;                          // [Q][half]
+    float* sin_s = cos_s + Q * half;                       // [Q][half]
     float* red = reinterpret_cast<float*>(p + a.off_red);
 
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int half = Dh / 2, G = H / Hkv;
     int q0, q1, d0, d1, f0, f1, v0, v1;
     block_rows(NQ, q0, q1);
     block_rows(Dd, d0, d1);
@@ -605,29 +869,24 @@ __global__ void __launch_bounds__(kThreads, 1) depthformer_streamed_kernel(const
     unsigned par[3] = {0u, 0u, 0u};
     auto lay = [&](int l) -> const LayerPtrs& { return a.layer[l]; };
     // Refills, by thread 0, after a __syncthreads that follows the buffer's last reads.
-    auto fill = [&](int s, W* dst, const W* src0, int rows0, int K0, const W* src1, int rows1) {
-        const unsigned b0 = static_cast<unsigned>(rows0) * K0 * sizeof(W);
-        const unsigned b1 = static_cast<unsigned>(rows1) * K0 * sizeof(W);
+    auto fill = [&](int s, W* dst, const W* src0, int rows, int K, const W* src1) {
+        const unsigned b = static_cast<unsigned>(rows) * K * sizeof(W);
         async_proxy_fence();
-        mbar_expect(&bars[s], b0 + b1);
-        if (b0) bulk_load(dst, src0, b0, &bars[s]);
-        if (b1) bulk_load(reinterpret_cast<unsigned char*>(dst) + b0, src1, b1, &bars[s]);
+        mbar_expect(&bars[s], src1 ? 2 * b : b);
+        if (b) {
+            bulk_load(dst, src0, b, &bars[s]);
+            if (src1) bulk_load(reinterpret_cast<unsigned char*>(dst) + b, src1, b, &bars[s]);
+        }
     };
-    auto fill_qkv = [&](int l) {
-        fill(0, bz, static_cast<const W*>(lay(l).qkv) + static_cast<int64_t>(q0) * Dd, nq, Dd, nullptr, 0);
-    };
-    auto fill_o = [&](int l) {
-        fill(1, by, static_cast<const W*>(lay(l).o) + static_cast<int64_t>(d0) * Dd, nd, Dd, nullptr, 0);
-    };
-    auto fill_w2 = [&](int l) {
-        fill(1, by, static_cast<const W*>(lay(l).w2) + static_cast<int64_t>(d0) * F, nd, F, nullptr, 0);
-    };
+    auto fill_qkv = [&](int l) { fill(0, bz, static_cast<const W*>(lay(l).qkv) + static_cast<int64_t>(q0) * Dd, nq, Dd, nullptr); };
+    auto fill_o = [&](int l) { fill(1, by, static_cast<const W*>(lay(l).o) + static_cast<int64_t>(d0) * Dd, nd, Dd, nullptr); };
+    auto fill_w2 = [&](int l) { fill(1, by, static_cast<const W*>(lay(l).w2) + static_cast<int64_t>(d0) * F, nd, F, nullptr); };
     auto fill_w13 = [&](int l) {
         fill(2, bx, static_cast<const W*>(lay(l).w1) + static_cast<int64_t>(f0) * Dd, nf, Dd,
-             static_cast<const W*>(lay(l).w3) + static_cast<int64_t>(f0) * Dd, nf);
+             static_cast<const W*>(lay(l).w3) + static_cast<int64_t>(f0) * Dd);
     };
     auto fill_logits = [&](int i) {
-        fill(2, bx, static_cast<const W*>(a.to_logits[i]) + static_cast<int64_t>(v0) * Dd, nv, Dd, nullptr, 0);
+        fill(2, bx, static_cast<const W*>(a.to_logits[i]) + static_cast<int64_t>(v0) * Dd, nv, Dd, nullptr);
     };
     auto wait_buf = [&](int s) {
         mbar_wait(&bars[s], par[s]);
@@ -647,6 +906,7 @@ __global__ void __launch_bounds__(kThreads, 1) depthformer_streamed_kernel(const
             if (s == 3) ++ph;
         }
     };
+
     if constexpr (kStaged) {
         if (threadIdx.x == 0) {
             for (int s = 0; s < 3; ++s) mbar_init(&bars[s]);
@@ -659,14 +919,28 @@ __global__ void __launch_bounds__(kThreads, 1) depthformer_streamed_kernel(const
             fill_w13(0);
         }
     }
+    for (int j = threadIdx.x; j < L * Dh; j += kThreads) {
+        const int l = j / Dh, d = j % Dh;
+        qn_s[j] = ld_w(static_cast<const W*>(lay(l).qn) + d);
+        kn_s[j] = ld_w(static_cast<const W*>(lay(l).kn) + d);
+    }
+    for (int j = threadIdx.x; j < Q * half; j += kThreads) {
+        cos_s[j] = a.cos[j];
+        sin_s[j] = a.sin[j];
+    }
+    __syncthreads();
 
     int fed = -1;
+    float wr[kNormPer];
     for (int i = 0; i < Q; ++i) {
+        const int forced_i = a.forced ? a.forced[i] : 0;
+        const unsigned ctr_i = a.counters ? static_cast<unsigned>(a.counters[i]) : 0u;
         for (int l = 0; l < L; ++l) {
             const LayerPtrs& P = lay(l);
             const bool last = i + 1 == Q && l + 1 == L;
             // ---- P1
             mark(0);
+            norm_weights(static_cast<const W*>(P.opn), Dd, wr);
             if (l == 0) {
                 const W* e = i > 0 ? static_cast<const W*>(a.emb[i - 1]) + static_cast<int64_t>(fed) * Dd : nullptr;
                 const T* in = static_cast<const T*>(a.in) + static_cast<int64_t>(i) * Dd;
@@ -675,7 +949,7 @@ __global__ void __launch_bounds__(kThreads, 1) depthformer_streamed_kernel(const
             } else {
                 gather_words<T, true>(a.w_o, Dd, tag, xres);
             }
-            norm_into<T, W>(xres, static_cast<const T*>(nullptr), static_cast<const W*>(P.opn), Dd, a.eps, false, xn, red);
+            norm_apply<T, W>(xres, wr, static_cast<const W*>(P.opn), Dd, a.eps, xn, red);
             mark(1);
             if constexpr (kStaged) wait_buf(0);
             mark(2);
@@ -693,48 +967,24 @@ __global__ void __launch_bounds__(kThreads, 1) depthformer_streamed_kernel(const
 
             // ---- P2: attention of every head in this block, out_proj rows
             mark(0);
+            gather_words<T, false>(a.w_qkv, NQ, tag, vec);
             {
-                const unsigned tq = tag;
                 T* ks = kvs + static_cast<int64_t>((l * Q + i) * 2) * KV;
                 T* vsv = ks + KV;
+                const float* qn = qn_s + l * Dh;
+                const float* kn = kn_s + l * Dh;
                 for (int h = warp; h < H; h += kWarps) {
                     const int hk = h / G;
                     constexpr int E = kMaxDh / 32;
-                    Word wq[E], wk[E], wv[E];
-#pragma unroll
-                    for (int e = 0; e < E; ++e) {
-                        const int d = min(lane + 32 * e, Dh - 1);
-                        wq[e] = get_word(a.w_qkv + h * Dh + d);
-                        wk[e] = get_word(a.w_qkv + Dd + hk * Dh + d);
-                        wv[e] = get_word(a.w_qkv + Dd + KV + hk * Dh + d);
-                    }
-                    float q[E], k[E], v[E], qnv[E], knv[E], cs[E], sn[E];
+                    float q[E], k[E], v[E];
                     float sq = 0.0f, sk = 0.0f;
-                    for (;;) {  // all late words reloaded together, as in gather_words
-                        bool all = true;
-#pragma unroll
-                        for (int e = 0; e < E; ++e)
-                            all = all && tag_of(wq[e]) == tq && tag_of(wk[e]) == tq && tag_of(wv[e]) == tq;
-                        if (all) break;
-#pragma unroll
-                        for (int e = 0; e < E; ++e) {
-                            const int dc = min(lane + 32 * e, Dh - 1);
-                            if (tag_of(wq[e]) != tq) wq[e] = get_word(a.w_qkv + h * Dh + dc);
-                            if (tag_of(wk[e]) != tq) wk[e] = get_word(a.w_qkv + Dd + hk * Dh + dc);
-                            if (tag_of(wv[e]) != tq) wv[e] = get_word(a.w_qkv + Dd + KV + hk * Dh + dc);
-                        }
-                    }
 #pragma unroll
                     for (int e = 0; e < E; ++e) {
                         const int d = lane + 32 * e;
                         const bool on = d < Dh;
-                        q[e] = on ? value_of(wq[e]) : 0.0f;
-                        k[e] = on ? value_of(wk[e]) : 0.0f;
-                        v[e] = on ? value_of(wv[e]) : 0.0f;
-                        qnv[e] = on ? ld_w(static_cast<const W*>(P.qn) + d) : 0.0f;
-                        knv[e] = on ? ld_w(static_cast<const W*>(P.kn) + d) : 0.0f;
-                        cs[e] = on ? a.cos[i * half + (d >> 1)] : 0.0f;
-                        sn[e] = on ? a.sin[i * half + (d >> 1)] : 0.0f;
+                        q[e] = on ? vec[h * Dh + d] : 0.0f;
+                        k[e] = on ? vec[Dd + hk * Dh + d] : 0.0f;
+                        v[e] = on ? vec[Dd + KV + hk * Dh + d] : 0.0f;
                         sq = fmaf(q[e], q[e], sq);
                         sk = fmaf(k[e], k[e], sk);
                     }
@@ -746,12 +996,12 @@ __global__ void __launch_bounds__(kThreads, 1) depthformer_streamed_kernel(const
                     for (int e = 0; e < E; ++e) {
                         const int d = lane + 32 * e;
                         const bool on = d < Dh;
-                        q[e] = on ? act<T>(q[e] * rq * qnv[e]) : 0.0f;
-                        k[e] = on ? act<T>(k[e] * rk * knv[e]) : 0.0f;
+                        q[e] = on ? act<T>(q[e] * rq * qn[d]) : 0.0f;
+                        k[e] = on ? act<T>(k[e] * rk * kn[d]) : 0.0f;
                         const float qp = __shfl_xor_sync(0xffffffffu, q[e], 1);
                         const float kp = __shfl_xor_sync(0xffffffffu, k[e], 1);
                         if (on) {
-                            const float c = cs[e], s = sn[e];
+                            const float c = cos_s[i * half + (d >> 1)], s = sin_s[i * half + (d >> 1)];
                             if ((d & 1) == 0) {
                                 q[e] = act<T>(q[e] * c - qp * s);
                                 k[e] = act<T>(k[e] * c - kp * s);
@@ -814,7 +1064,7 @@ __global__ void __launch_bounds__(kThreads, 1) depthformer_streamed_kernel(const
 #pragma unroll
                     for (int e = 0; e < E; ++e) {
                         const int d = lane + 32 * e;
-                        if (d < Dh) xn[h * Dh + d] = act<T>(o[e] / Ls);
+                        if (d < Dh) st_act(xn + h * Dh + d, act<T>(o[e] / Ls));
                     }
                 }
                 __syncthreads();
@@ -834,18 +1084,22 @@ __global__ void __launch_bounds__(kThreads, 1) depthformer_streamed_kernel(const
 
             // ---- P3: x += o, n = rms_norm(x), g rows
             mark(0);
+            norm_weights(static_cast<const W*>(P.ffn), Dd, wr);
             gather_words<T, true>(a.w_o, Dd, tag, xres);
-            norm_into<T, W>(xres, static_cast<const T*>(nullptr), static_cast<const W*>(P.ffn), Dd, a.eps, false, xn, red);
+            norm_apply<T, W>(xres, wr, static_cast<const W*>(P.ffn), Dd, a.eps, xn, red);
             mark(1);
             if constexpr (kStaged) wait_buf(2);
             mark(2);
             ++tag;
             {
                 const W* b1 = kStaged ? bx : static_cast<const W*>(P.w1) + static_cast<int64_t>(f0) * Dd;
-                const W* b3 = kStaged ? bx + static_cast<int64_t>(nf) * Dd : static_cast<const W*>(P.w3) + static_cast<int64_t>(f0) * Dd;
+                const W* b3 = kStaged ? bx + static_cast<int64_t>(nf) * Dd
+                                      : static_cast<const W*>(P.w3) + static_cast<int64_t>(f0) * Dd;
                 for (int rr = warp; rr < nf; rr += kWarps) {
-                    const float y1 = act<T>(row_dot(b1 + static_cast<int64_t>(rr) * Dd, xn, Dd, lane));
-                    const float y3 = act<T>(row_dot(b3 + static_cast<int64_t>(rr) * Dd, xn, Dd, lane));
+                    float y1, y3;
+                    row_dot2(b1 + static_cast<int64_t>(rr) * Dd, b3 + static_cast<int64_t>(rr) * Dd, xn, Dd, lane, y1, y3);
+                    y1 = act<T>(y1);
+                    y3 = act<T>(y3);
                     if (lane == 0) put_word(a.w_g + f0 + rr, act<T>(act<T>(y1 / (1.0f + expf(-y1))) * y3), tag);
                 }
             }
@@ -886,9 +1140,9 @@ __global__ void __launch_bounds__(kThreads, 1) depthformer_streamed_kernel(const
 
         // ---- PL: x += o, logits rows
         mark(0);
+        norm_weights(static_cast<const W*>(a.emb_norm[i]), Dd, wr);
         gather_words<T, true>(a.w_o, Dd, tag, xres);
-        norm_into<T, W>(xres, static_cast<const T*>(nullptr), static_cast<const W*>(a.emb_norm[i]), Dd, a.eps, false, xn,
-                        red);
+        norm_apply<T, W>(xres, wr, static_cast<const W*>(a.emb_norm[i]), Dd, a.eps, xn, red);
         mark(1);
         if constexpr (kStaged) wait_buf(2);
         mark(2);
@@ -911,21 +1165,14 @@ __global__ void __launch_bounds__(kThreads, 1) depthformer_streamed_kernel(const
 
         // ---- S: the code (every block, identically)
         mark(0);
-        gather_words<T, false>(a.w_logits, V, tag, xn);
+        gather_words<T, false>(a.w_logits, V, tag, vec);
         mark(1);
         mark(2);
-        if (warp == 0) {
-            const int c = pick_code<T>(a, i, xn, list_idx, list_v);
-            if (lane == 0) {
-                code_sh = c;
-                if (blockIdx.x == 0) a.codes[i] = c;
-            }
-        }
-        __syncthreads();
-        fed = a.forced ? a.forced[i] : code_sh;
+        const int c = pick_block<T>(a, vec, ctr_i, red, list_idx, list_v, pick_sh);
+        if (blockIdx.x == 0 && threadIdx.x == 0) a.codes[i] = c;
+        fed = a.forced ? forced_i : c;
         fed = fed < 0 ? 0 : (fed >= V ? V - 1 : fed);  // as ops::embedding clamps
         mark(3);
-        __syncthreads();
     }
     if (blockIdx.x == 0 && threadIdx.x == 0) *reinterpret_cast<volatile unsigned*>(a.tag_base) = tag;
     if (prof) {
@@ -935,7 +1182,6 @@ __global__ void __launch_bounds__(kThreads, 1) depthformer_streamed_kernel(const
     }
 }
 
-
 // Launches the streamed kernel when its layout fits (shared memory, exchange region); false when
 // it declines. The arguments are those depthformer_frame checked.
 bool launch_streamed(const ops::Context& ctx, const ops::DepthformerFrame& f, DType at, DType wt, int Q, int Dd, int H,
@@ -944,15 +1190,22 @@ bool launch_streamed(const ops::Context& ctx, const ops::DepthformerFrame& f, DT
     const int nb = h.sm_count, KV = Hkv * Dh, NQ = Dd + 2 * KV, L = f.n_layers;
     const size_t ws = dtype_size(wt), es = dtype_size(at);
     auto a16 = [](size_t n) { return (n + 15) & ~static_cast<size_t>(15); };
-    const size_t z = static_cast<size_t>(max_block_rows(NQ, nb)) * Dd * ws;
-    const size_t y = static_cast<size_t>(max_block_rows(Dd, nb)) * std::max(Dd, F) * ws;
-    const size_t x = std::max(2 * static_cast<size_t>(max_block_rows(F, nb)) * Dd, static_cast<size_t>(max_block_rows(V, nb)) * Dd) * ws;
-    const size_t max_n = static_cast<size_t>(std::max(std::max(Dd, F), std::max(V, H * Dh)));
-    const size_t rest = a16(es * static_cast<size_t>(L) * Q * 2 * KV) + a16(4 * static_cast<size_t>(Dd)) + a16(4 * max_n) +
-                        8 * static_cast<size_t>(kListCap) + 4 * 32;
-    const size_t staged_bytes = a16(z) + a16(y) + a16(x) + rest;
-    const bool staged = staged_bytes <= h.max_smem_optin;
-    if (!staged && rest > h.max_smem_optin) return false;
+    const size_t z = a16(static_cast<size_t>(max_block_rows(NQ, nb)) * Dd * ws);
+    const size_t y = a16(static_cast<size_t>(max_block_rows(Dd, nb)) * std::max(Dd, F) * ws);
+    const size_t x = a16(std::max(2 * static_cast<size_t>(max_block_rows(F, nb)) * Dd,
+                                  static_cast<size_t>(max_block_rows(V, nb)) * Dd) *
+                         ws);
+    const size_t n_elems = static_cast<size_t>(std::max(std::max(Dd, F), H * Dh));
+    const size_t kv = a16(es * static_cast<size_t>(L) * Q * 2 * KV);
+    const size_t res = a16(4 * static_cast<size_t>(Dd));
+    const size_t nvec = a16(std::max(es * n_elems, 8 * static_cast<size_t>(kListCap)));
+    const size_t vec = a16(4 * static_cast<size_t>(std::max(V, NQ)));
+    const size_t par = a16(4 * (2 * static_cast<size_t>(L) * Dh + static_cast<size_t>(Q) * Dh));
+    const size_t red = 4 * static_cast<size_t>(kRedWords);
+    const size_t rest = kv + res + nvec + vec + par + red;
+    const size_t static_smem = 1024;  // the kernel's own __shared__ variables, with room to spare
+    const bool staged = z + y + x + rest + static_smem <= h.max_smem_optin;
+    if (!staged && rest + static_smem > h.max_smem_optin) return false;
     const size_t words = static_cast<size_t>(NQ) + Dd + F + V;
     if (256 + words * sizeof(Word) > kProfileOffset || kProfileOffset + kProfileBytes > h.exchange_bytes || !h.exchange)
         return false;
@@ -1002,22 +1255,22 @@ bool launch_streamed(const ops::Context& ctx, const ops::DepthformerFrame& f, DT
     a.suppress_eos = f.suppress_eos;
     size_t off = 0;
     if (staged) {
-        a.off_y = static_cast<unsigned>(a16(z));
-        a.off_x = static_cast<unsigned>(a16(z) + a16(y));
-        off = a16(z) + a16(y) + a16(x);
+        a.off_y = static_cast<unsigned>(z);
+        a.off_x = static_cast<unsigned>(z + y);
+        off = z + y + x;
     }
     a.off_kv = static_cast<unsigned>(off);
-    off += a16(es * static_cast<size_t>(L) * Q * 2 * KV);
+    off += kv;
     a.off_res = static_cast<unsigned>(off);
-    off += a16(4 * static_cast<size_t>(Dd));
+    off += res;
     a.off_n = static_cast<unsigned>(off);
-    off += a16(4 * max_n);
-    a.off_lv = static_cast<unsigned>(off);
-    off += 4 * static_cast<size_t>(kListCap);
-    a.off_li = static_cast<unsigned>(off);
-    off += 4 * static_cast<size_t>(kListCap);
+    off += nvec;
+    a.off_vec = static_cast<unsigned>(off);
+    off += vec;
+    a.off_par = static_cast<unsigned>(off);
+    off += par;
     a.off_red = static_cast<unsigned>(off);
-    off += 4 * 32;
+    off += red;
     const size_t smem = off;
 
     const char* name = "depthformer_frame (streamed persistent kernel)";
