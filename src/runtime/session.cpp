@@ -24,9 +24,11 @@ Tensor host_i32(int32_t* p, int64_t n) {
 }  // namespace
 
 Session::~Session() {
+    detok_worker_.reset();
     text_graph_.reset();
     frame_graph_.reset();
     detok_state_.reset();
+    if (own_detok_ctx_) backend::destroy_cuda_context(detok_ctx_);
     backend::destroy_cuda_context(ctx_);
 }
 
@@ -55,6 +57,17 @@ Status Session::init(const SessionOptions& opt) {
     use_graphs_ = ctx_.device == Device::kCUDA && opt.cuda_graphs;
     detok_ctx_ = ctx_;
     detok_ctx_.precision = ops::Precision::kF32;
+    if (ctx_.device == Device::kCUDA && model_.detokenizer()) {
+        // Small: the detokenizer's ops work on at most 48 rows.
+        backend::CudaContextOptions dopt;
+        dopt.scratch_bytes = size_t{16} << 20;
+        dopt.gemm_workspace_bytes = size_t{8} << 20;
+        VOXRT_ASSIGN_OR_RETURN(detok_ctx_, backend::create_cuda_context(ops::Precision::kF32, 0, dopt));
+        own_detok_ctx_ = true;
+        detok_ctx_.pool = model_.pool();
+        detok_ctx_.fused = ctx_.fused;
+        detok_ctx_.fused_backbone = ctx_.fused_backbone;
+    }
     chunk_ = std::min(chunk_, capacity_);
 
     VOXRT_ASSIGN_OR_RETURN(lfm_state_, model_.backbone().new_state(ctx_, capacity_));
@@ -62,6 +75,7 @@ Status Session::init(const SessionOptions& opt) {
     if (const model::Detokenizer* det = model_.detokenizer()) {
         VOXRT_ASSIGN_OR_RETURN(model::DetokenizerState ds, det->new_state(detok_ctx_));
         detok_state_ = std::make_unique<model::DetokenizerState>(std::move(ds));
+        detok_worker_ = std::make_unique<DetokWorker>(*det, detok_ctx_, *detok_state_);
     }
     const size_t bb = model_.backbone().scratch_bytes(ctx_, chunk_) +
                       model_.audio_head().scratch_bytes(ctx_) + (1u << 20);
@@ -426,28 +440,64 @@ Status Session::generate(const GenerateOptions& opt, const EventSink& sink, Turn
     int detok_last_step = 0;
     bool detok_started = false;
 
-    auto emit_pcm = [&](int step) -> bool {
-        if (pcm_.empty()) return true;
+    double detok_busy_ms = 0;
+    DetokWorker* worker = det && opt.detok_async ? detok_worker_.get() : nullptr;
+    // However generate() returns, the worker is idle afterwards (its state is reset by the next turn).
+    struct WorkerIdle {
+        DetokWorker* w;
+        ~WorkerIdle() {
+            if (w) {
+                std::vector<DetokWorker::Result> rest;
+                w->wait(rest);
+            }
+        }
+    } worker_idle{worker};
+    std::vector<DetokWorker::Result> results;
+
+    auto emit_samples = [&](int step, const float* pcm, size_t n) -> bool {
+        if (n == 0) return true;
         Event e;
         e.kind = EventKind::kPcm;
         e.step = step;
-        e.pcm = pcm_.data();
-        e.n_pcm = pcm_.size();
+        e.pcm = pcm;
+        e.n_pcm = n;
         e.t_ms = ms_since(t0);
         if (stats.first_pcm_ms < 0) stats.first_pcm_ms = e.t_ms;
-        const bool go_on = sink ? sink(e) : true;
+        return sink ? sink(e) : true;
+    };
+    auto emit_pcm = [&](int step) -> bool {
+        const bool go_on = emit_samples(step, pcm_.data(), pcm_.size());
         pcm_.clear();
         return go_on;
     };
-    // Detokenizes the buffered frames (if any) in one call and emits their PCM; false when the
-    // sink asks to stop.
+    // The worker's finished chunks, in order, as events; false in *go_on when the sink asks to
+    // stop; the first failed chunk's error.
+    auto emit_results = [&](bool* go_on) -> Status {
+        *go_on = true;
+        for (DetokWorker::Result& r : results) {
+            if (!r.status) return r.status;
+            detok_busy_ms += r.ms;
+            if (!emit_samples(r.step, r.pcm.data(), r.pcm.size())) *go_on = false;
+        }
+        results.clear();
+        return Status::ok();
+    };
+    // Detokenizes the buffered frames (if any) in one call, or hands them to the worker, and
+    // emits their PCM; false in *go_on when the sink asks to stop.
     auto detok_drain = [&](bool* go_on) -> Status {
         *go_on = true;
         if (detok_pending == 0) return Status::ok();
+        if (worker) {
+            worker->submit(detok_codes.data(), detok_pending, detok_last_step);
+            detok_pending = 0;
+            detok_started = true;
+            return Status::ok();
+        }
         const auto td = Clock::now();
         VOXRT_RETURN_IF_ERROR(
             det->step(detok_ctx_, *detok_state_, detok_codes.data(), detok_pending, pcm_));
         detok_ms += ms_since(td);
+        detok_busy_ms = detok_ms;
         detok_pending = 0;
         detok_started = true;
         *go_on = emit_pcm(detok_last_step);
@@ -468,6 +518,15 @@ Status Session::generate(const GenerateOptions& opt, const EventSink& sink, Turn
     const auto t_dec = Clock::now();
     int step = 0;
     for (; step < opt.max_new_tokens && !stopped; ++step) {
+        if (worker) {
+            worker->take(results);
+            bool go_on = true;
+            VOXRT_RETURN_IF_ERROR(emit_results(&go_on));
+            if (!go_on) {
+                stopped = true;
+                break;
+            }
+        }
         const bool forward = need_forward;
         need_forward = false;
         for (int i = 0; i <= Q; ++i) counters[static_cast<size_t>(i)] = step * (Q + 1) + i;
@@ -551,19 +610,29 @@ Status Session::generate(const GenerateOptions& opt, const EventSink& sink, Turn
             pending_.push_back(Pending{Pending::kText, {it.token}, 0, 0, {}});
         }
     }
+    VOXRT_RETURN_IF_ERROR(ops::synchronize(ctx_));
+    const double loop_ms = ms_since(t_dec), loop_detok_ms = detok_ms;
     if (det) {
         // However the loop ended, the buffered frames are detokenized before the flush.
         bool go_on = true;
         VOXRT_RETURN_IF_ERROR(detok_drain(&go_on));
         const auto td = Clock::now();
-        VOXRT_RETURN_IF_ERROR(det->flush(detok_ctx_, *detok_state_, pcm_));
-        detok_ms += ms_since(td);
-        emit_pcm(step);
+        if (worker) {
+            worker->submit_flush(step);
+            worker->wait(results);
+            detok_ms += ms_since(td);
+            VOXRT_RETURN_IF_ERROR(emit_results(&go_on));
+        } else {
+            VOXRT_RETURN_IF_ERROR(det->flush(detok_ctx_, *detok_state_, pcm_));
+            detok_ms += ms_since(td);
+            detok_busy_ms = detok_ms;
+            emit_pcm(step);
+        }
     }
-    VOXRT_RETURN_IF_ERROR(ops::synchronize(ctx_));
     stats.steps = step;
     stats.detok_ms = detok_ms;
-    stats.decode_ms = ms_since(t_dec) - detok_ms;
+    stats.detok_busy_ms = detok_busy_ms;
+    stats.decode_ms = loop_ms - loop_detok_ms;
     stats.total_ms = ms_since(t0);
     if (sink) {
         Event e;

@@ -29,6 +29,7 @@
 #include "core/status.h"
 #include "backend/device_api.h"
 #include "model/lfm_audio.h"
+#include "runtime/detok_worker.h"
 
 namespace voxrt::runtime {
 
@@ -63,6 +64,11 @@ struct GenerateOptions {
     // A call's fixed cost (launches, one synchronize) dominates on a GPU, so larger chunks save
     // time; 1 = one call per frame.
     int detok_chunk_frames = 8;
+    // Run the detokenizer on its own thread (on CUDA: its own context and stream) while generation
+    // goes on; a chunk's kPcm event comes at the first step boundary after it is done (and all
+    // are in before kEndOfTurn). false: each chunk is detokenized inside the loop, its event right
+    // after its last frame. The PCM is the same either way.
+    bool detok_async = true;
     // Benchmarks on random weights: never pick <|im_end|> or an end-of-audio frame, so every engine
     // does the same amount of work.
     bool suppress_end = false;
@@ -90,8 +96,9 @@ struct TurnStats {
     double mel_ms = 0;      // resample + log-mel of the add_audio() calls since the last turn
     double encoder_ms = 0;  // encoder + adapter of those calls
     double prefill_ms = 0;
-    double decode_ms = 0;  // generation steps, detokenizer excluded
-    double detok_ms = 0;
+    double decode_ms = 0;  // generation steps; with a synchronous detokenizer, its time excluded
+    double detok_ms = 0;   // detokenizer time the turn waited for (async: only after the last step)
+    double detok_busy_ms = 0;  // detokenizer work of the turn, wherever it ran
     double first_frame_ms = -1;  // first audio frame chosen (since generate() began)
     double first_pcm_ms = -1;    // first PCM samples out
     double total_ms = 0;
@@ -168,7 +175,9 @@ private:
 
     const model::LfmAudioModel& model_;
     ops::Context ctx_;        // the session's stream (CUDA) / thread pool (CPU)
-    ops::Context detok_ctx_;  // same device, fp32 (the reference runs the detokenizer in fp32)
+    ops::Context detok_ctx_;  // fp32 (the reference runs the detokenizer in fp32); on CUDA its own
+                              // context (stream, scratch), so the worker runs beside generation
+    bool own_detok_ctx_ = false;
     int capacity_ = 0;
     int n_past_ = 0;
     int chunk_ = 256;  // prefill rows per backbone call
@@ -181,6 +190,7 @@ private:
     model::Lfm2State lfm_state_;
     model::AudioHeadState head_state_;
     std::unique_ptr<model::DetokenizerState> detok_state_;
+    std::unique_ptr<DetokWorker> detok_worker_;  // runs on detok_ctx_ / detok_state_
     Arena scratch_;      // backbone + heads
     Arena enc_scratch_;  // audio encoder
     Arena detok_scratch_;

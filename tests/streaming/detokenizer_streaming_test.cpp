@@ -403,7 +403,8 @@ std::unique_ptr<model::LfmAudioModel> load_tiny() {
 
 // A TTS-style turn on the tiny model (interleaved, so text and audio alternate); stops when
 // `stop_after_frames` audio frames have been seen (0 = never).
-Turn run_turn(const model::LfmAudioModel& m, int chunk, int steps, int stop_after_frames = 0) {
+Turn run_turn(const model::LfmAudioModel& m, int chunk, int steps, int stop_after_frames = 0,
+              bool async = true) {
     Turn t;
     auto s = runtime::Session::create(m, runtime::SessionOptions{});
     EXPECT_TRUE(s.is_ok()) << s.status().message();
@@ -424,6 +425,8 @@ Turn run_turn(const model::LfmAudioModel& m, int chunk, int steps, int stop_afte
     g.seed = 11;
     g.suppress_end = true;
     g.detok_chunk_frames = chunk;
+    g.detok_async = async;
+    bool ended = false;
     t.status = ss.generate(
         g,
         [&](const runtime::Event& e) {
@@ -432,7 +435,9 @@ Turn run_turn(const model::LfmAudioModel& m, int chunk, int steps, int stop_afte
                 return stop_after_frames == 0 ||
                        static_cast<int>(t.frames.size()) < stop_after_frames;
             }
+            if (e.kind == runtime::EventKind::kEndOfTurn) ended = true;
             if (e.kind == runtime::EventKind::kPcm) {
+                EXPECT_FALSE(ended) << "PCM after the end of the turn";
                 t.pcm.insert(t.pcm.end(), e.pcm, e.pcm + e.n_pcm);
                 t.pcm_events.emplace_back(e.step, e.n_pcm);
             }
@@ -513,6 +518,30 @@ TEST(DetokenizerStreaming, SessionPcmIndependentOfChunkSize) {
             "[detok streaming] session, chunk %d: %zu audio frames (%zu decodable), %zu kPcm "
             "events, detokenizer %.1f ms\n",
             chunk, t.frames.size(), frames.size(), t.pcm_events.size(), t.stats.detok_ms);
+    }
+}
+
+// The detokenizer on its own thread (the default) and inside the loop: the same frames, the same
+// PCM, the same kPcm events (steps and sizes); only when the events arrive differs.
+TEST(DetokenizerStreaming, SessionAsyncEqualsSync) {
+    auto m = load_tiny();
+    ASSERT_TRUE(m);
+    for (int chunk : {1, kDetokMaxStepFrames}) {
+        const Turn sync = run_turn(*m, chunk, 96, 0, /*async=*/false);
+        const Turn async = run_turn(*m, chunk, 96, 0, /*async=*/true);
+        ASSERT_TRUE(sync.status.is_ok()) << sync.status.message();
+        ASSERT_TRUE(async.status.is_ok()) << async.status.message();
+        ASSERT_EQ(async.frames, sync.frames);
+        expect_identical(async.pcm, sync.pcm, "async vs sync");
+        EXPECT_EQ(async.pcm_events, sync.pcm_events);
+        EXPECT_GT(async.stats.detok_busy_ms, 0.0);
+        EXPECT_LE(async.stats.detok_ms, async.stats.detok_busy_ms + 1e-9)
+            << "the turn cannot have waited longer for the detokenizer than it worked";
+        // Stopped early: the buffered frames are drained on the worker as well.
+        const Turn ss = run_turn(*m, chunk, 96, 6, false), sa = run_turn(*m, chunk, 96, 6, true);
+        ASSERT_TRUE(sa.status.is_ok()) << sa.status.message();
+        ASSERT_EQ(sa.frames, ss.frames);
+        expect_identical(sa.pcm, ss.pcm, "async vs sync, stopped at the 6th frame");
     }
 }
 

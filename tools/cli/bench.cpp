@@ -25,7 +25,7 @@ double ms_since(Clock::time_point t0) {
 }
 
 struct RunResult {
-    double total_ms, prefill_ms, mel_ms, encoder_ms, decode_ms, detok_ms, first_frame_ms,
+    double total_ms, prefill_ms, mel_ms, encoder_ms, decode_ms, detok_ms, detok_busy_ms, first_frame_ms,
         first_pcm_ms;
     int steps, text_tokens, audio_frames;
 };
@@ -49,6 +49,7 @@ void add_bench(CLI::App* app, BenchArgs& b) {
         ->capture_default_str()
         ->check(CLI::Range(0, 100));
     app->add_option("--json", b.json_out, "write results as JSON lines here");
+    app->add_flag("--detok-sync", b.detok_sync, "detokenize inside the generation loop (not on its own thread)");
 }
 
 Status run_bench(const CommonArgs& c, const BenchArgs& a) {
@@ -97,6 +98,7 @@ Status run_bench(const CommonArgs& c, const BenchArgs& a) {
             g.max_new_tokens = a.steps;
             g.audio_temperature = 1.0f;
             g.audio_top_k = 4;
+            g.detok_async = !a.detok_sync;
             g.seed = static_cast<uint64_t>(r);
             g.suppress_end = true;  // random weights: same amount of work for every engine
             runtime::TurnStats st;
@@ -120,6 +122,7 @@ Status run_bench(const CommonArgs& c, const BenchArgs& a) {
                          st.encoder_ms,
                          st.decode_ms,
                          st.detok_ms,
+                         st.detok_busy_ms,
                          before_gen + st.first_frame_ms,
                          first_pcm_abs,
                          st.steps,
@@ -149,7 +152,7 @@ Status run_bench(const CommonArgs& c, const BenchArgs& a) {
             median(col(&RunResult::encoder_ms)), median(col(&RunResult::first_frame_ms)),
             median(col(&RunResult::first_pcm_ms)), sps, median(col(&RunResult::detok_ms)), gbs);
         if (json) {
-            char line[1024];
+            char line[2048];
             std::snprintf(
                 line, sizeof line,
                 "{\"engine\":\"voxrt\",\"device\":\"%s\",\"precision\":\"%s\",\"input\":\"%s\","
@@ -159,15 +162,16 @@ Status run_bench(const CommonArgs& c, const BenchArgs& a) {
                 "\"steps\":%d,"
                 "\"text_tokens\":%d,\"audio_frames\":%d,\"steps_per_s\":%.2f,\"first_frame_ms\":%."
                 "3f,"
-                "\"first_sample_ms\":%.3f,\"detok_ms\":%.3f,\"decode_gb_s\":%.1f,"
-                "\"text_step_bytes\":%zu,\"audio_frame_bytes\":%zu}\n",
+                "\"first_sample_ms\":%.3f,\"detok_ms\":%.3f,\"detok_busy_ms\":%.3f,\"detok_async\":%s,"
+                "\"decode_gb_s\":%.1f,\"text_step_bytes\":%zu,\"audio_frame_bytes\":%zu}\n",
                 dev.c_str(), c.precision.c_str(), path.c_str(),
                 static_cast<double>(wav.size()) / pcm.sample_rate, runs.size(), median(tot),
                 *std::min_element(tot.begin(), tot.end()),
                 *std::max_element(tot.begin(), tot.end()), median(col(&RunResult::prefill_ms)),
                 median(col(&RunResult::mel_ms)), median(col(&RunResult::encoder_ms)), dec, r0.steps,
                 r0.text_tokens, r0.audio_frames, sps, median(col(&RunResult::first_frame_ms)),
-                median(col(&RunResult::first_pcm_ms)), median(col(&RunResult::detok_ms)), gbs,
+                median(col(&RunResult::first_pcm_ms)), median(col(&RunResult::detok_ms)),
+                median(col(&RunResult::detok_busy_ms)), a.detok_sync ? "false" : "true", gbs,
                 m->text_step_bytes(), m->audio_frame_bytes());
             json << line;
         }

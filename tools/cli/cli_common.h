@@ -34,6 +34,7 @@ struct GenerationArgs {
     float audio_temp = 1.0f;
     int audio_top_k = 4;
     int detok_chunk = 8;  // GenerateOptions::detok_chunk_frames
+    bool detok_sync = false;  // GenerateOptions::detok_async = false
 };
 
 struct S2sArgs {
@@ -59,6 +60,7 @@ struct BenchArgs {
     int runs = 5;
     int warmup = 1;
     std::string json_out;
+    bool detok_sync = false;  // GenerateOptions::detok_async = false
 };
 
 void add_common(CLI::App* app, CommonArgs& a);

@@ -88,6 +88,7 @@ runtime::GenerateOptions generate_options(const GenerationArgs& g, runtime::Gene
     o.audio_temperature = g.audio_temp;
     o.audio_top_k = g.audio_top_k;
     o.detok_chunk_frames = g.detok_chunk;
+    o.detok_async = !g.detok_sync;
     return o;
 }
 
@@ -199,6 +200,8 @@ void add_generation(CLI::App* app, GenerationArgs& g, int max_steps, float audio
                     "audio frames per detokenizer call after the first (1 = per frame)")
         ->capture_default_str()
         ->check(CLI::Range(1, model::kDetokMaxStepFrames));
+    app->add_flag("--detok-sync", g.detok_sync,
+                  "detokenize inside the generation loop instead of on its own thread");
 }
 
 namespace {

@@ -1,0 +1,68 @@
+// A session's streaming detokenizer on its own thread (and, on CUDA, its own stream), so that
+// generation never waits for it: chunks of frames go in, in order; their PCM comes out in the same
+// order, picked up by the generating thread at its next step boundary (session.cpp).
+#pragma once
+
+#include <array>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "core/status.h"
+#include "model/audio_decoder.h"
+#include "ops/ops.h"
+
+namespace voxrt::runtime {
+
+class DetokWorker {
+public:
+    struct Result {
+        int step = 0;            // the step the PCM belongs to (as given to submit)
+        std::vector<float> pcm;  // samples that became final with this job
+        double ms = 0;           // time the job took on the worker
+        Status status;           // an error stops nothing else: later jobs still run
+    };
+
+    // `det`, `ctx` and `st` must outlive the worker; `st` is only touched by the worker's thread
+    // while a job is queued or running (callers reset it only when idle(), e.g. between turns).
+    DetokWorker(const model::Detokenizer& det, const ops::Context& ctx, model::DetokenizerState& st);
+    // Finishes the queued jobs, then joins the thread.
+    ~DetokWorker();
+    DetokWorker(const DetokWorker&) = delete;
+    DetokWorker& operator=(const DetokWorker&) = delete;
+
+    // n_frames (1 .. kDetokMaxStepFrames) frames, host I32 [n_frames, kDetokCodebooks]
+    // frame-major (copied), to Detokenizer::step.
+    void submit(const int32_t* codes, int n_frames, int step);
+    // Detokenizer::flush: the end of the utterance.
+    void submit_flush(int step);
+    // Appends the finished results, in submission order, without waiting.
+    void take(std::vector<Result>& out);
+    // Waits until every submitted job has finished, then appends the remaining results.
+    void wait(std::vector<Result>& out);
+
+private:
+    struct Job {
+        bool flush = false;
+        int n_frames = 0;
+        int step = 0;
+        std::array<int32_t, model::kDetokMaxStepFrames * model::kDetokCodebooks> codes{};
+    };
+    void loop();
+
+    const model::Detokenizer& det_;
+    ops::Context ctx_;
+    model::DetokenizerState& st_;
+    std::mutex mu_;
+    std::condition_variable cv_job_, cv_done_;
+    std::deque<Job> jobs_;
+    std::vector<Result> done_;
+    bool running_ = false;  // a job is between pop and its result
+    bool stop_ = false;
+    std::thread thread_;
+};
+
+}  // namespace voxrt::runtime
