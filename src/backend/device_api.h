@@ -30,6 +30,10 @@ struct CudaContextOptions {
     size_t scratch_bytes = size_t{64} << 20;
     // cuBLAS / cuBLASLt workspace (shared by both handles; they run on one stream).
     size_t gemm_workspace_bytes = size_t{32} << 20;
+    // The stream gets the device's highest priority: its ready kernels are scheduled before those
+    // of normal streams (the session's detokenizer, whose short kernels would otherwise each wait
+    // for a whole persistent decode kernel).
+    bool high_priority = false;
 };
 
 // Creates a context on device `device_index`: a non-blocking stream, cuBLAS + cuBLASLt handles

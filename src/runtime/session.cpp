@@ -62,6 +62,7 @@ Status Session::init(const SessionOptions& opt) {
         backend::CudaContextOptions dopt;
         dopt.scratch_bytes = size_t{16} << 20;
         dopt.gemm_workspace_bytes = size_t{8} << 20;
+        dopt.high_priority = true;
         VOXRT_ASSIGN_OR_RETURN(detok_ctx_, backend::create_cuda_context(ops::Precision::kF32, 0, dopt));
         own_detok_ctx_ = true;
         detok_ctx_.pool = model_.pool();

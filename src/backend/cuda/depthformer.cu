@@ -1025,24 +1025,32 @@ __global__ void __launch_bounds__(kThreads, 1) depthformer_streamed_kernel(const
                             }
                         }
                     }
-                    // Rows 0..i-1 were written by this block in earlier codebooks.
+                    // Rows 0..i-1 were written by this block in earlier codebooks. All kMaxQ
+                    // dot products are formed (rows past i, of no use, masked after), so their warp
+                    // reductions are independent and overlap.
                     float s[kMaxQ];
+#pragma unroll
+                    for (int j = 0; j < kMaxQ; ++j) {
+                        const T* kj = kvs + static_cast<int64_t>((l * Q + min(j, Q - 1)) * 2) * KV + hk * Dh;
+                        float pp = 0.0f;
+#pragma unroll
+                        for (int e = 0; e < E; ++e) {
+                            const int d = lane + 32 * e;
+                            const float kv = j == i ? k[e] : (d < Dh && j < i ? to_float(kj[d]) : 0.0f);
+                            pp = fmaf(q[e], kv, pp);
+                        }
+                        s[j] = pp;
+                    }
+#pragma unroll
+                    for (int o = 16; o > 0; o >>= 1) {
+#pragma unroll
+                        for (int j = 0; j < kMaxQ; ++j) s[j] += __shfl_xor_sync(0xffffffffu, s[j], o);
+                    }
                     float m = -INFINITY;
 #pragma unroll
                     for (int j = 0; j < kMaxQ; ++j) {
-                        s[j] = -INFINITY;
-                        if (j <= i) {
-                            const T* kj = kvs + static_cast<int64_t>((l * Q + j) * 2) * KV + hk * Dh;
-                            float pp = 0.0f;
-#pragma unroll
-                            for (int e = 0; e < E; ++e) {
-                                const int d = lane + 32 * e;
-                                const float kv = j == i ? k[e] : (d < Dh ? to_float(kj[d]) : 0.0f);
-                                pp = fmaf(q[e], kv, pp);
-                            }
-                            s[j] = warp_sum(pp) * a.scale;
-                            m = fmaxf(m, s[j]);
-                        }
+                        s[j] = j <= i ? s[j] * a.scale : -INFINITY;
+                        m = fmaxf(m, s[j]);
                     }
                     float Ls = 0.0f, o[E];
 #pragma unroll

@@ -190,7 +190,14 @@ Expected<ops::Context> create_cuda_context(ops::Precision precision, int device_
         "cudaDeviceGetAttribute(MaxSharedMemoryPerBlockOptin)");
     if (!st) return fail(st);
     h->max_smem_optin = static_cast<size_t>(smem_optin);
-    st = cuda::cuda_status(cudaStreamCreateWithFlags(&h->stream, cudaStreamNonBlocking), "cudaStreamCreate");
+    int prio = 0;
+    if (options.high_priority) {
+        int least = 0, greatest = 0;
+        st = cuda::cuda_status(cudaDeviceGetStreamPriorityRange(&least, &greatest), "cudaDeviceGetStreamPriorityRange");
+        if (!st) return fail(st);
+        prio = greatest;
+    }
+    st = cuda::cuda_status(cudaStreamCreateWithPriority(&h->stream, cudaStreamNonBlocking, prio), "cudaStreamCreate");
     if (!st) return fail(st);
     st = cuda::cublas_status(cublasLtCreate(&h->lt), "cublasLtCreate");
     if (!st) return fail(st);
