@@ -27,6 +27,7 @@ Expected<int32_t> special_id(const text::Tokenizer& tok, const std::string& path
 LfmAudioModel::~LfmAudioModel() {
     // Weights and tokenizers go before the context that owns the device they live on.
     detok_.reset();
+    host_store_.reset();
     head_.reset();
     backbone_.reset();
     encoder_.reset();
@@ -118,7 +119,16 @@ Expected<std::unique_ptr<LfmAudioModel>> LfmAudioModel::load(const std::string& 
         if (!is_dir(detok_dir))
             return make_error(StatusCode::kNotFound, "%s: audio detokenizer directory not found",
                               detok_dir.c_str());
-        VOXRT_ASSIGN_OR_RETURN(Detokenizer det, Detokenizer::load(detok_dir, *m->store_));
+        WeightStore* ds = m->store_.get();
+        if (opt.detokenizer_on_cpu && opt.device != Device::kCPU) {
+            m->host_ctx_.device = Device::kCPU;
+            m->host_ctx_.precision = ops::Precision::kF32;
+            m->host_ctx_.pool = m->pool_.get();
+            m->host_store_ = std::make_unique<WeightStore>(m->host_ctx_);
+            m->detok_on_host_ = true;
+            ds = m->host_store_.get();
+        }
+        VOXRT_ASSIGN_OR_RETURN(Detokenizer det, Detokenizer::load(detok_dir, *ds));
         m->detok_ = std::make_unique<Detokenizer>(std::move(det));
     }
     VOXRT_RETURN_IF_ERROR(ops::synchronize(m->load_ctx_));

@@ -33,6 +33,9 @@ struct ModelOptions {
     int max_context = 4096;  // positions a session may hold (RoPE tables, cache sizes)
     int threads = 0;         // CPU worker threads; 0 = all cores
     bool load_detokenizer = true;
+    // CUDA models: keep the detokenizer on the host (views of its weights, the CPU backend), where
+    // a session runs it on otherwise idle cores beside the GPU's decode instead of sharing the GPU.
+    bool detokenizer_on_cpu = false;
 };
 
 // Token ids the generation loop needs, resolved by name from the tokenizer at load.
@@ -60,6 +63,8 @@ public:
     const Lfm2Network& backbone() const { return *backbone_; }
     const AudioHead& audio_head() const { return *head_; }
     const Detokenizer* detokenizer() const { return detok_.get(); }
+    // Where the detokenizer's weights live (and so where it runs).
+    Device detokenizer_device() const { return detok_on_host_ ? Device::kCPU : opt_.device; }
     ThreadPool* pool() const { return pool_.get(); }
     // The context used for uploads (CUDA: its stream); sessions make their own.
     const ops::Context& load_context() const { return load_ctx_; }
@@ -82,6 +87,9 @@ private:
     ops::Context load_ctx_;
     std::unique_ptr<io::SafeTensorsFile> model_file_, detok_file_;
     std::unique_ptr<WeightStore> store_;
+    ops::Context host_ctx_;                    // CPU context of host_store_
+    std::unique_ptr<WeightStore> host_store_;  // the detokenizer's, with detokenizer_on_cpu
+    bool detok_on_host_ = false;
     std::unique_ptr<text::Tokenizer> tokenizer_;
     std::unique_ptr<audio::MelFrontend> mel_;
     std::unique_ptr<AudioEncoder> encoder_;

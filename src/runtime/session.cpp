@@ -57,7 +57,13 @@ Status Session::init(const SessionOptions& opt) {
     use_graphs_ = ctx_.device == Device::kCUDA && opt.cuda_graphs;
     detok_ctx_ = ctx_;
     detok_ctx_.precision = ops::Precision::kF32;
-    if (ctx_.device == Device::kCUDA && model_.detokenizer()) {
+    if (model_.detokenizer() && model_.detokenizer_device() != ctx_.device) {
+        // The detokenizer lives on the host (ModelOptions::detokenizer_on_cpu).
+        detok_ctx_ = ops::Context{};
+        detok_ctx_.device = Device::kCPU;
+        detok_ctx_.precision = ops::Precision::kF32;
+        detok_ctx_.pool = model_.pool();
+    } else if (ctx_.device == Device::kCUDA && model_.detokenizer()) {
         // Small: the detokenizer's ops work on at most 48 rows.
         backend::CudaContextOptions dopt;
         dopt.scratch_bytes = size_t{16} << 20;

@@ -390,9 +390,10 @@ struct Turn {
     runtime::TurnStats stats;
 };
 
-std::unique_ptr<model::LfmAudioModel> load_tiny() {
+std::unique_ptr<model::LfmAudioModel> load_tiny(Device dev = Device::kCPU, bool detok_on_cpu = false) {
     model::ModelOptions o;
-    o.device = Device::kCPU;
+    o.device = dev;
+    o.detokenizer_on_cpu = detok_on_cpu;
     o.precision = ops::Precision::kF32;
     o.threads = n_threads();
     o.max_context = 1024;
@@ -542,6 +543,25 @@ TEST(DetokenizerStreaming, SessionAsyncEqualsSync) {
         ASSERT_TRUE(sa.status.is_ok()) << sa.status.message();
         ASSERT_EQ(sa.frames, ss.frames);
         expect_identical(sa.pcm, ss.pcm, "async vs sync, stopped at the 6th frame");
+    }
+}
+
+// A CUDA session whose detokenizer stays on the host (ModelOptions::detokenizer_on_cpu): the PCM
+// of its turn is the CPU detokenizer's whole-utterance decode of the frames the GPU chose, bit for
+// bit, in both the worker and the in-loop mode.
+TEST(DetokenizerStreaming, CudaSessionWithHostDetokenizer) {
+    if (!backend::cuda_available()) GTEST_SKIP() << "no CUDA device";
+    auto m = load_tiny(Device::kCUDA, /*detok_on_cpu=*/true);
+    ASSERT_TRUE(m);
+    ASSERT_EQ(m->detokenizer_device(), Device::kCPU);
+    auto host = load_tiny();
+    ASSERT_TRUE(host);
+    for (bool async : {true, false}) {
+        const Turn t = run_turn(*m, kDetokMaxStepFrames, 96, 0, async);
+        ASSERT_TRUE(t.status.is_ok()) << t.status.message();
+        const auto frames = decodable(t);
+        ASSERT_GE(frames.size(), 2u);
+        expect_identical(t.pcm, decode_frames(*host, frames), async ? "host detokenizer, worker" : "host detokenizer, in loop");
     }
 }
 

@@ -53,13 +53,7 @@ void add_bench(CLI::App* app, BenchArgs& b) {
 }
 
 Status run_bench(const CommonArgs& c, const BenchArgs& a) {
-    model::ModelOptions o;
-    o.device = c.device == "cpu"    ? Device::kCPU
-               : c.device == "cuda" ? Device::kCUDA
-                                    : (backend::cuda_available() ? Device::kCUDA : Device::kCPU);
-    o.precision = c.precision == "fp32" ? ops::Precision::kF32 : ops::Precision::kBF16;
-    o.threads = c.threads;
-    o.max_context = c.context;
+    VOXRT_ASSIGN_OR_RETURN(model::ModelOptions o, model_options(c));
     const auto tl = Clock::now();
     VOXRT_ASSIGN_OR_RETURN(std::unique_ptr<model::LfmAudioModel> m,
                            model::LfmAudioModel::load(c.model_dir, o));

@@ -24,6 +24,7 @@ struct CommonArgs {
     bool no_fused = false;  // CUDA: run the op sequences instead of the fused decode kernels
     bool no_fused_backbone =
         false;  // CUDA: the backbone step op by op (the depthformer stays fused)
+    std::string detok_device = "same";  // same | cpu (ModelOptions::detokenizer_on_cpu)
 };
 
 struct GenerationArgs {
@@ -64,6 +65,7 @@ struct BenchArgs {
 };
 
 void add_common(CLI::App* app, CommonArgs& a);
+Expected<model::ModelOptions> model_options(const CommonArgs& c);
 runtime::SessionOptions session_options(const CommonArgs& c);
 void add_generation(CLI::App* app, GenerationArgs& g, int max_steps, float audio_temp,
                     int audio_top_k);

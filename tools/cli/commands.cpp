@@ -28,28 +28,6 @@ Status usage(const std::string& what) {
     return Status(StatusCode::kInvalidArgument, "usage: " + what);
 }
 
-Expected<model::ModelOptions> model_options(const CommonArgs& c) {
-    model::ModelOptions o;
-    if (c.device == "auto") {
-        o.device = backend::cuda_available() ? Device::kCUDA : Device::kCPU;
-    } else if (c.device == "cpu") {
-        o.device = Device::kCPU;
-    } else if (c.device == "cuda") {
-        o.device = Device::kCUDA;
-    } else {
-        return usage("--device must be auto, cpu or cuda");
-    }
-    if (c.precision == "bf16") {
-        o.precision = ops::Precision::kBF16;
-    } else if (c.precision == "fp32") {
-        o.precision = ops::Precision::kF32;
-    } else {
-        return usage("--precision must be bf16 or fp32");
-    }
-    o.threads = c.threads;
-    o.max_context = c.context;
-    return o;
-}
 
 struct Loaded {
     std::unique_ptr<model::LfmAudioModel> model;
@@ -148,6 +126,31 @@ std::string tts_prompt(const std::string& voice) {
 
 }  // namespace
 
+Expected<model::ModelOptions> model_options(const CommonArgs& c) {
+    model::ModelOptions o;
+    if (c.device == "auto") {
+        o.device = backend::cuda_available() ? Device::kCUDA : Device::kCPU;
+    } else if (c.device == "cpu") {
+        o.device = Device::kCPU;
+    } else if (c.device == "cuda") {
+        o.device = Device::kCUDA;
+    } else {
+        return usage("--device must be auto, cpu or cuda");
+    }
+    if (c.precision == "bf16") {
+        o.precision = ops::Precision::kBF16;
+    } else if (c.precision == "fp32") {
+        o.precision = ops::Precision::kF32;
+    } else {
+        return usage("--precision must be bf16 or fp32");
+    }
+    o.threads = c.threads;
+    o.max_context = c.context;
+    if (c.detok_device != "same" && c.detok_device != "cpu") return usage("--detok-device must be same or cpu");
+    o.detokenizer_on_cpu = c.detok_device == "cpu";
+    return o;
+}
+
 runtime::SessionOptions session_options(const CommonArgs& c) {
     runtime::SessionOptions s;
     s.fused_kernels = !c.no_fused;
@@ -173,6 +176,10 @@ void add_common(CLI::App* app, CommonArgs& a) {
                   "CUDA: decode op by op instead of with the fused kernels (for comparison)");
     app->add_flag("--no-fused-backbone", a.no_fused_backbone,
                   "CUDA: run the backbone decode step op by op (the depthformer stays fused)");
+    app->add_option("--detok-device", a.detok_device,
+                    "where the detokenizer runs: same (as --device) or cpu (beside GPU decode)")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"same", "cpu"}));
 }
 
 void add_generation(CLI::App* app, GenerationArgs& g, int max_steps, float audio_temp,
