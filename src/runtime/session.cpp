@@ -490,11 +490,13 @@ Status Session::generate(const GenerateOptions& opt, const EventSink& sink, Turn
         return Status::ok();
     };
     // Detokenizes the buffered frames (if any) in one call, or hands them to the worker, and
-    // emits their PCM; false in *go_on when the sink asks to stop.
+    // emits their PCM; false in *go_on when the sink asks to stop. The turn's first frame is
+    // detokenized here even with a worker (which is idle then): its samples are the first the
+    // listener hears, and on a GPU the worker's kernels would wait behind decode kernels.
     auto detok_drain = [&](bool* go_on) -> Status {
         *go_on = true;
         if (detok_pending == 0) return Status::ok();
-        if (worker) {
+        if (worker && detok_started) {
             worker->submit(detok_codes.data(), detok_pending, detok_last_step);
             detok_pending = 0;
             detok_started = true;
@@ -503,8 +505,9 @@ Status Session::generate(const GenerateOptions& opt, const EventSink& sink, Turn
         const auto td = Clock::now();
         VOXRT_RETURN_IF_ERROR(
             det->step(detok_ctx_, *detok_state_, detok_codes.data(), detok_pending, pcm_));
-        detok_ms += ms_since(td);
-        detok_busy_ms = detok_ms;
+        const double ms = ms_since(td);
+        detok_ms += ms;
+        detok_busy_ms += ms;
         detok_pending = 0;
         detok_started = true;
         *go_on = emit_pcm(detok_last_step);
@@ -631,8 +634,9 @@ Status Session::generate(const GenerateOptions& opt, const EventSink& sink, Turn
             VOXRT_RETURN_IF_ERROR(emit_results(&go_on));
         } else {
             VOXRT_RETURN_IF_ERROR(det->flush(detok_ctx_, *detok_state_, pcm_));
-            detok_ms += ms_since(td);
-            detok_busy_ms = detok_ms;
+            const double ms = ms_since(td);
+            detok_ms += ms;
+            detok_busy_ms += ms;
             emit_pcm(step);
         }
     }

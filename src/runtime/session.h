@@ -66,8 +66,9 @@ struct GenerateOptions {
     int detok_chunk_frames = 8;
     // Run the detokenizer on its own thread (on CUDA: its own context and stream) while generation
     // goes on; a chunk's kPcm event comes at the first step boundary after it is done (and all
-    // are in before kEndOfTurn). false: each chunk is detokenized inside the loop, its event right
-    // after its last frame. The PCM is the same either way.
+    // are in before kEndOfTurn). The turn's first frame is still detokenized in the loop, at once,
+    // for the first sample's sake. false: every chunk is detokenized inside the loop, its event
+    // right after its last frame. The PCM is the same either way.
     bool detok_async = true;
     // Benchmarks on random weights: never pick <|im_end|> or an end-of-audio frame, so every engine
     // does the same amount of work.
