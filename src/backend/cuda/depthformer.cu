@@ -543,9 +543,11 @@ __global__ void __launch_bounds__(kThreads, 1) depthformer_streamed_kernel(const
             mark(3);
             if (kStaged && threadIdx.x == 0 && !last) fill_qkv(l + 1 < L ? l + 1 : 0);
 
-            // ---- P2: attention of every head in this block, out_proj rows
+            // ---- P2: attention of every head in this block, out_proj rows (its stamps: inputs
+            // ready, then attention done and weights ready)
             mark(0);
             gather_words<T, false>(a.w_qkv, NQ, tag, vec);
+            mark(1);
             {
                 T* ks = kvs + static_cast<int64_t>((l * Q + i) * 2) * KV;
                 T* vsv = ks + KV;
@@ -654,7 +656,6 @@ __global__ void __launch_bounds__(kThreads, 1) depthformer_streamed_kernel(const
                     }
                 }
                 __syncthreads();
-                mark(1);
                 if constexpr (kStaged) wait_buf(1);
                 mark(2);
                 ++tag;
@@ -926,6 +927,7 @@ std::string depthformer_profile_report(const ops::Context& ctx) {
     const int L = static_cast<int>(p[0]), Q = static_cast<int>(p[1]);
     if (L < 1 || L > kMaxLayers || Q < 1 || Q > kMaxQ) return "no profile (run with VOXRT_DF_PROFILE=1)";
     // Phase kinds in order per codebook: L × (P1 P2 P3 P4), PL, S.
+    // P2's middle column is the attention plus any wait for its weights.
     const char* names[6] = {"P1 qkv", "P2 attn+o", "P3 w1w3", "P4 w2", "PL logits", "S sample"};
     double sum[6][3] = {}, cnt[6] = {};
     int ph = 0;
