@@ -179,6 +179,15 @@ def main() -> int:
                     f"{name(v)} {v['decode_ms']:.1f} ms vs {b['gen200_ms']:.1f} ms "
                     f"(**{b['gen200_ms'] / v['decode_ms']:.2f}×**)" for v in vox if v["decode_ms"] > 0)
                     + f"; the peer runs at KV length {b.get('context')}..{b.get('context', 0) + 200}.")
+                per = [v for v in vox if v.get("text_step_ms") and v.get("audio_frame_ms")]
+                if per:
+                    L.append("")
+                    L.append("Per step (voxrt: mean wall time of the turn's text steps and audio-frame steps, host "
+                             "round trip included; peer: graph replay): " + ", ".join(
+                        f"{name(v)} text {v['text_step_ms']:.3f} vs {b['text_step_ms']:.3f} ms "
+                        f"(**{b['text_step_ms'] / v['text_step_ms']:.2f}×**), audio frame {v['audio_frame_ms']:.3f} vs "
+                        f"{b['audio_frame_ms']:.3f} ms (**{b['audio_frame_ms'] / v['audio_frame_ms']:.2f}×**)"
+                        for v in per) + ".")
         L.append("")
     print("\n".join(L))
     return 0

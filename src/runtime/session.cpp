@@ -537,6 +537,10 @@ Status Session::generate(const GenerateOptions& opt, const EventSink& sink, Turn
                 break;
             }
         }
+        // This step's wall time, in-loop detokenization excluded, goes to its kind's total.
+        const auto t_it = Clock::now();
+        const double detok_before = detok_ms;
+        const bool text_step = text_mode;
         const bool forward = need_forward;
         need_forward = false;
         for (int i = 0; i <= Q; ++i) counters[static_cast<size_t>(i)] = step * (Q + 1) + i;
@@ -610,6 +614,7 @@ Status Session::generate(const GenerateOptions& opt, const EventSink& sink, Turn
             }
             VOXRT_RETURN_IF_ERROR(embed_frame(codes));
         }
+        (text_step ? stats.text_step_ms : stats.audio_step_ms) += ms_since(t_it) - (detok_ms - detok_before);
         need_forward = true;
     }
     if (need_forward) {  // the last item was yielded but never run: it leads the next prefill

@@ -100,6 +100,11 @@ struct TurnStats {
     double decode_ms = 0;  // generation steps; with a synchronous detokenizer, its time excluded
     double detok_ms = 0;   // detokenizer time the turn waited for (async: only after the last step)
     double detok_busy_ms = 0;  // detokenizer work of the turn, wherever it ran
+    // Wall time of the turn's text steps and audio-frame steps (each from the step's start to its
+    // choice being embedded for the next; in-loop detokenization excluded): per-step costs are
+    // these over text_tokens and audio_frames.
+    double text_step_ms = 0;
+    double audio_step_ms = 0;
     double first_frame_ms = -1;  // first audio frame chosen (since generate() began)
     double first_pcm_ms = -1;    // first PCM samples out
     double total_ms = 0;

@@ -536,6 +536,11 @@ TEST(DetokenizerStreaming, SessionAsyncEqualsSync) {
         expect_identical(async.pcm, sync.pcm, "async vs sync");
         EXPECT_EQ(async.pcm_events, sync.pcm_events);
         EXPECT_GT(async.stats.detok_busy_ms, 0.0);
+        for (const Turn* t : {&sync, &async}) {  // per-step times: inside decode, both kinds seen
+            EXPECT_GT(t->stats.text_step_ms, 0.0);
+            EXPECT_GT(t->stats.audio_step_ms, 0.0);
+            EXPECT_LE(t->stats.text_step_ms + t->stats.audio_step_ms, t->stats.decode_ms + 1e-6);
+        }
         EXPECT_LE(async.stats.detok_ms, async.stats.detok_busy_ms + 1e-9)
             << "the turn cannot have waited longer for the detokenizer than it worked";
         // Stopped early: the buffered frames are drained on the worker as well.

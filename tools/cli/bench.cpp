@@ -26,7 +26,7 @@ double ms_since(Clock::time_point t0) {
 
 struct RunResult {
     double total_ms, prefill_ms, mel_ms, encoder_ms, decode_ms, detok_ms, detok_busy_ms, first_frame_ms,
-        first_pcm_ms;
+        first_pcm_ms, text_step_ms, audio_frame_ms;  // the last two: per step
     int steps, text_tokens, audio_frames;
 };
 
@@ -119,6 +119,8 @@ Status run_bench(const CommonArgs& c, const BenchArgs& a) {
                          st.detok_busy_ms,
                          before_gen + st.first_frame_ms,
                          first_pcm_abs,
+                         st.text_tokens ? st.text_step_ms / st.text_tokens : 0.0,
+                         st.audio_frames ? st.audio_step_ms / st.audio_frames : 0.0,
                          st.steps,
                          st.text_tokens,
                          st.audio_frames};
@@ -157,7 +159,8 @@ Status run_bench(const CommonArgs& c, const BenchArgs& a) {
                 "\"text_tokens\":%d,\"audio_frames\":%d,\"steps_per_s\":%.2f,\"first_frame_ms\":%."
                 "3f,"
                 "\"first_sample_ms\":%.3f,\"detok_ms\":%.3f,\"detok_busy_ms\":%.3f,\"detok_async\":%s,"
-                "\"decode_gb_s\":%.1f,\"text_step_bytes\":%zu,\"audio_frame_bytes\":%zu}\n",
+                "\"decode_gb_s\":%.1f,\"text_step_ms\":%.4f,\"audio_frame_ms\":%.4f,"
+                "\"text_step_bytes\":%zu,\"audio_frame_bytes\":%zu}\n",
                 dev.c_str(), c.precision.c_str(), path.c_str(),
                 static_cast<double>(wav.size()) / pcm.sample_rate, runs.size(), median(tot),
                 *std::min_element(tot.begin(), tot.end()),
@@ -166,6 +169,7 @@ Status run_bench(const CommonArgs& c, const BenchArgs& a) {
                 r0.text_tokens, r0.audio_frames, sps, median(col(&RunResult::first_frame_ms)),
                 median(col(&RunResult::first_pcm_ms)), median(col(&RunResult::detok_ms)),
                 median(col(&RunResult::detok_busy_ms)), a.detok_sync ? "false" : "true", gbs,
+                median(col(&RunResult::text_step_ms)), median(col(&RunResult::audio_frame_ms)),
                 m->text_step_bytes(), m->audio_frame_bytes());
             json << line;
         }
