@@ -18,9 +18,13 @@ constexpr int64_t kMaxPositions = int64_t{1} << 24;  // positions stay exact as 
 constexpr int64_t kCacheFrames = 16;
 static_assert(kCacheFrames >= kDetokMaxStepFrames, "a step's frames must fit the cache");
 
+// The detokenizer's context: fp32 (as the reference runs it), and on the CPU one GEMM path for
+// any row count, so that streaming steps of 6–48 rows and a whole-utterance decode of hundreds
+// do the same arithmetic.
 ops::Context fp32(const ops::Context& ctx) {
     ops::Context c = ctx;
     c.precision = ops::Precision::kF32;
+    c.cpu_packed_gemm = false;
     return c;
 }
 

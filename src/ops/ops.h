@@ -37,6 +37,11 @@ struct Context {
         true;  // allow the fused kernels of ops/fused_ops.h (false: always the op sequence)
     // Of those, the fused LFM2 backbone step (ops::lfm2_decode_step) alone (false: only it off).
     bool fused_backbone = true;
+    // CPU linear: products of at least kPackedGemmMinRows rows take the packed-panel GEMM, fewer
+    // the tiled GEMV (ops/ops.h linear). The two sum in different orders, so a caller that must get
+    // the same bits whatever the row count (the detokenizer's streaming steps against its
+    // whole-utterance decode) turns it off.
+    bool cpu_packed_gemm = true;
 
     bool round_bf16() const { return precision == Precision::kBF16; }
     // The dtype activation buffers are allocated with.

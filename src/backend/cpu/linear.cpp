@@ -59,6 +59,7 @@ float dot(const float* a, const float* b, int64_t n) {
 namespace {
 
 constexpr int kTile = 8;  // weight rows processed together: x is read once per tile
+constexpr int64_t kPackedGemmMinRows = 64;  // ops::Context::cpu_packed_gemm
 
 #if defined(__AVX2__) && defined(__FMA__)
 
@@ -222,6 +223,15 @@ void gemm_packed(const ops::Context& ctx, const Tensor& x, const Tensor& w, cons
 void linear(const ops::Context& ctx, const Tensor& x, const Tensor& w, const Tensor* bias,
             Tensor& y) {
     const int64_t M = rows_of(x), K = cols_of(x), N = w.shape[0];
+#if defined(__AVX2__) && defined(__FMA__)
+    // Many rows (prefill, encoder): the packed-panel GEMM, 1.7–2.4× the tiled path there. Fewer
+    // (decode, the detokenizer's 6–48): the tiled GEMV below, which reads each weight once and packs
+    // nothing (2.6× faster at 6 rows, even at 48; measured in docs/architecture.md).
+    if (ctx.cpu_packed_gemm && M >= kPackedGemmMinRows) {
+        gemm_packed(ctx, x, w, bias, y);
+        return;
+    }
+#endif
     const float* xp = act(x);
     float* yp = act(y);
     const Rounder rnd = rounder(ctx);

@@ -1,8 +1,11 @@
-// The CPU linear op: the multi-row path (packed GEMM) and the single-row path (tiled GEMV) both
+// The CPU linear op: the multi-row path (packed GEMM, 64 rows or more) and the tiled GEMV both
 // compute each output as an fp32 dot product with the bias added and one rounding; checked against
-// a float64 reference and against each other, in fp32 and bf16 modes, with BF16 and F32 weights.
+// a float64 reference, in fp32 and bf16 modes, with BF16 and F32 weights. With the packed path off
+// (ops::Context::cpu_packed_gemm, as the detokenizer runs), a product gives the same bits whatever
+// its row count.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -65,6 +68,37 @@ TEST(Linear, GemmAndGemvPathsMatchFloat64) {
                         }
                     }
             }
+        }
+    }
+}
+
+TEST(Linear, WithoutPackedGemmRowCountDoesNotMatter) {
+    ThreadPool pool(2);
+    const int64_t M = 300, K = 128, N = 70;
+    std::vector<float> x = randn(static_cast<size_t>(M * K), 4), wf = randn(static_cast<size_t>(N * K), 5);
+    std::vector<uint16_t> wb(wf.size());
+    for (size_t i = 0; i < wf.size(); ++i) wb[i] = f32_to_bf16(wf[i]);
+    Tensor w = Tensor::make(wb.data(), DType::kBF16, Device::kCPU, {N, K});
+    for (bool packed : {false, true}) {
+        ops::Context ctx;
+        ctx.pool = &pool;
+        ctx.cpu_packed_gemm = packed;
+        std::vector<float> y_all(static_cast<size_t>(M * N)), y_rows(static_cast<size_t>(M * N));
+        Tensor xt = Tensor::make(x.data(), DType::kF32, Device::kCPU, {M, K});
+        Tensor yt = Tensor::make(y_all.data(), DType::kF32, Device::kCPU, {M, N});
+        ops::linear(ctx, xt, w, nullptr, yt);
+        for (int64_t m = 0; m < M; m += 6) {  // in pieces of 6 rows, as detokenizer steps
+            const int64_t r = std::min<int64_t>(6, M - m);
+            Tensor xr = Tensor::make(x.data() + m * K, DType::kF32, Device::kCPU, {r, K});
+            Tensor yr = Tensor::make(y_rows.data() + m * N, DType::kF32, Device::kCPU, {r, N});
+            ops::linear(ctx, xr, w, nullptr, yr);
+        }
+        size_t differ = 0;
+        for (size_t i = 0; i < y_all.size(); ++i) differ += y_all[i] != y_rows[i];
+        if (packed) {
+            EXPECT_GT(differ, 0u) << "300 rows should have taken the packed GEMM (a different sum order)";
+        } else {
+            EXPECT_EQ(differ, 0u);
         }
     }
 }
