@@ -19,7 +19,14 @@ void load_row(const Tensor& t, int64_t offset, int64_t n, float* dst) {
     }
     if (t.dtype == DType::kBF16) {
         const uint16_t* s = static_cast<const uint16_t*>(t.data) + offset;
-        for (int64_t i = 0; i < n; ++i) {
+        int64_t i = 0;
+#if defined(__AVX2__)
+        for (; i + 8 <= n; i += 8) {  // bf16 bits << 16, eight at a time
+            const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i));
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i), _mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+        }
+#endif
+        for (; i < n; ++i) {
             uint32_t bits = static_cast<uint32_t>(s[i]) << 16;
             std::memcpy(&dst[i], &bits, 4);
         }
