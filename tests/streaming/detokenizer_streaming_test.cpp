@@ -32,6 +32,7 @@
 #include "model/audio_decoder.h"
 #include "model/lfm_audio.h"
 #include "model/weights.h"
+#include "runtime/detok_worker.h"
 #include "runtime/session.h"
 #include "util/compare.h"
 #include "util/test_paths.h"
@@ -378,6 +379,69 @@ TEST(DetokenizerStreaming, ChunkSizeOutOfRange) {
         h.det->step(h.ctx, *st, codes.data() + kDetokCodebooks, kDetokMaxStepFrames, pcm).is_ok());
     ASSERT_TRUE(h.det->flush(h.ctx, *st, pcm).is_ok());
     expect_identical(pcm, h.decode(codes), "after rejected chunk sizes");
+}
+
+// ---- the session's worker thread ------------------------------------------------------------------
+
+// DetokWorker: jobs run in submission order on the state; results equal direct step() calls bit
+// for bit; a rejected chunk comes back as an error result and leaves the state as it was, and the
+// jobs after it still run; take() never blocks, wait() returns everything.
+TEST(DetokenizerStreaming, WorkerMatchesDirectStepsAndReportsErrors) {
+    Harness h(model_dir());
+    ASSERT_TRUE(h.det);
+    auto direct = h.det->new_state(h.ctx);
+    auto queued = h.det->new_state(h.ctx);
+    ASSERT_TRUE(direct.is_ok() && queued.is_ok());
+    const std::vector<int32_t> codes = random_codes(20, 9);
+    auto frame = [&](int64_t t) { return &codes[static_cast<size_t>(t * kDetokCodebooks)]; };
+    // Direct: frames 0, 1..8, 9..11, then the flush.
+    std::vector<float> want;
+    std::vector<size_t> want_sizes;
+    auto direct_step = [&](int64_t t, int n) {
+        const size_t before = want.size();
+        ASSERT_TRUE(h.det->step(h.ctx, *direct, frame(t), n, want).is_ok());
+        want_sizes.push_back(want.size() - before);
+    };
+    direct_step(0, 1);
+    direct_step(1, kDetokMaxStepFrames);
+    direct_step(1 + kDetokMaxStepFrames, 3);
+    {
+        const size_t before = want.size();
+        ASSERT_TRUE(h.det->flush(h.ctx, *direct, want).is_ok());
+        want_sizes.push_back(want.size() - before);
+    }
+
+    std::vector<runtime::DetokWorker::Result> got;
+    {
+        runtime::DetokWorker w(*h.det, h.ctx, *queued);
+        w.take(got);  // nothing yet, and no wait
+        EXPECT_TRUE(got.empty());
+        w.submit(frame(0), 1, 10);
+        w.submit(frame(1), kDetokMaxStepFrames, 11);
+        std::vector<int32_t> bad(frame(9), frame(9) + 2 * kDetokCodebooks);
+        bad[kDetokCodebooks + 5] = model::kDetokCodebookSize;  // rejected whole
+        w.submit(bad.data(), 2, 12);
+        w.submit(frame(1 + kDetokMaxStepFrames), 3, 13);
+        w.submit_flush(14);
+        w.wait(got);
+    }
+    ASSERT_EQ(got.size(), 5u);
+    std::vector<float> pcm;
+    std::vector<size_t> sizes;
+    for (size_t i = 0; i < got.size(); ++i) {
+        EXPECT_EQ(got[i].step, static_cast<int>(10 + i));
+        if (i == 2) {
+            EXPECT_EQ(got[i].status.code(), StatusCode::kInvalidArgument) << got[i].status.message();
+            EXPECT_TRUE(got[i].pcm.empty());
+            continue;
+        }
+        EXPECT_TRUE(got[i].status.is_ok()) << got[i].status.message();
+        EXPECT_GE(got[i].ms, 0.0);
+        pcm.insert(pcm.end(), got[i].pcm.begin(), got[i].pcm.end());
+        sizes.push_back(got[i].pcm.size());
+    }
+    EXPECT_EQ(sizes, want_sizes);
+    expect_identical(pcm, want, "worker vs direct steps");
 }
 
 // ---- session: generate() with chunked detokenization -----------------------------------------
