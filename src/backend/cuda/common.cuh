@@ -91,6 +91,17 @@ __device__ __forceinline__ void store8(const Ptr& y, int64_t i, const float (&v)
     }
 }
 
+// 16 bytes of read-only data (weights) streamed past L1 (ld.global.nc.L1::no_allocate). Not
+// volatile: a variant that forced the loads of a step to issue back to back (volatile asm,
+// predicated tail) measured 5-20% slower on the mid-size GEMV shapes (H100, docs/cuda.md).
+__device__ __forceinline__ uint4 ld_stream16(const void* p) {
+    uint4 r;
+    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+        : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+        : "l"(p));
+    return r;
+}
+
 inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
 // ---- reductions ------------------------------------------------------------------------------------

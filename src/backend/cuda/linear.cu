@@ -29,16 +29,6 @@ namespace {
 constexpr int kGemvThreads = 256;
 constexpr int kGemvUnroll = 4;
 
-__device__ __forceinline__ uint4 load_stream16(const void* p) {
-    uint4 r;
-    // Not volatile: a variant that forced the loads of a step to issue back to back (volatile asm,
-    // predicated tail) measured 5-20% slower on the mid-size shapes (H100, docs/cuda.md).
-    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-        : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
-        : "l"(p));
-    return r;
-}
-
 template <class TW>
 struct WeightVec;
 template <>
@@ -125,7 +115,7 @@ __global__ void __launch_bounds__(kGemvThreads) gemv_kernel(GemvArgs a) {
         for (; k + (kGemvUnroll - 1) * step < K; k += kGemvUnroll * step) {
             uint4 wv[kGemvUnroll];
 #pragma unroll
-            for (int u = 0; u < kGemvUnroll; ++u) wv[u] = load_stream16(wr + k + u * step);
+            for (int u = 0; u < kGemvUnroll; ++u) wv[u] = ld_stream16(wr + k + u * step);
 #pragma unroll
             for (int u = 0; u < kGemvUnroll; ++u) {
                 float wf[VEC];
@@ -141,7 +131,7 @@ __global__ void __launch_bounds__(kGemvThreads) gemv_kernel(GemvArgs a) {
         }
         for (; k < K; k += step) {
             float wf[VEC];
-            WeightVec<TW>::unpack(load_stream16(wr + k), wf);
+            WeightVec<TW>::unpack(ld_stream16(wr + k), wf);
 #pragma unroll
             for (int m = 0; m < MT; ++m) {
                 float xf[VEC];
