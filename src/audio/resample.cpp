@@ -95,8 +95,18 @@ void Resampler::process(const float* x, size_t n, float* y, ThreadPool* pool) co
                 const int64_t start = k * orig_ + first_[j] - width_;
                 double acc = 0.0;
                 if (start >= 0 && start + c <= n_signed) {
+                    // Four running sums (one would wait out an add latency per tap).
                     const float* xs = x + start;
-                    for (int i = 0; i < c; ++i) acc += static_cast<double>(xs[i]) * h[i];
+                    double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0;
+                    int i = 0;
+                    for (; i + 4 <= c; i += 4) {
+                        a0 += static_cast<double>(xs[i]) * h[i];
+                        a1 += static_cast<double>(xs[i + 1]) * h[i + 1];
+                        a2 += static_cast<double>(xs[i + 2]) * h[i + 2];
+                        a3 += static_cast<double>(xs[i + 3]) * h[i + 3];
+                    }
+                    for (; i < c; ++i) a0 += static_cast<double>(xs[i]) * h[i];
+                    acc = (a0 + a1) + (a2 + a3);
                 } else {
                     for (int i = 0; i < c; ++i) {
                         int64_t s = start + i;
