@@ -60,6 +60,9 @@ bool lfm2_decode_step(const ops::Context& ctx, const ops::Lfm2Step& s);
 // Block 0's phase timings of the last streamed depthformer launch made with VOXRT_DF_PROFILE=1
 // (a diagnostic; synchronizes the context's stream).
 std::string depthformer_profile_report(const ops::Context& ctx);
+// Block 0's phase stamps of the last fused LFM2 step made with VOXRT_STEP_PROFILE=1 (a diagnostic;
+// synchronizes the context's stream).
+std::string lfm2_step_profile_report(const ops::Context& ctx);
 // Microseconds per grid barrier of the persistent kernels (mode: persistent.cuh BarrierMode), from
 // one launch doing `iters` barriers; < 0 on failure. For tests and tuning.
 double grid_barrier_bench_us(const ops::Context& ctx, int mode, int iters);

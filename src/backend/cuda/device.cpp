@@ -213,7 +213,7 @@ Expected<ops::Context> create_cuda_context(ops::Precision precision, int device_
         st = alloc_or_fail(&h->scratch, h->scratch_bytes, "op scratch");
         if (!st) return fail(st);
     }
-    h->exchange_bytes = size_t{1} << 20;
+    h->exchange_bytes = size_t{2} << 20;
     st = alloc_or_fail(&h->exchange, h->exchange_bytes, "persistent-kernel exchange");
     if (!st) return fail(st);
     st = cuda::cuda_status(cudaMemset(h->exchange, 0, h->exchange_bytes), "cudaMemset(exchange)");

@@ -33,7 +33,8 @@ struct Handles {
     size_t scratch_bytes = 0;
     LtPlanCache* lt_plans = nullptr;
     // Zeroed once at creation and owned by the persistent kernels between their launches (their
-    // tagged exchange words and tag counters, depthformer.cu); no other op touches it.
+    // tagged exchange words and tag counters: depthformer.cu below 1 MB, lfm2_step.cu above); no
+    // other op touches it.
     void* exchange = nullptr;
     size_t exchange_bytes = 0;
 

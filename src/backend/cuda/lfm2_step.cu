@@ -3,27 +3,37 @@
 //
 // Done op by op, a step is ~230 kernels (16 layers × 13–16 ops) and each costs ~2–3 µs of launch
 // and drain inside a CUDA graph, on top of ~0.7 ms of weight reads. Here the grid runs the layers
-// phase after phase and meets at a software barrier (persistent.cuh) between dependent phases:
+// phase after phase. A phase's outputs go to every block as tagged exchange words (persistent.cuh),
+// and a block waits only for the words it reads; every block keeps the residual stream x in shared
+// memory and adds the exchanged rows itself:
 //
-//   conv layer:       A  n = rms_norm(x); in_proj rows (B, C, x')                        | barrier
-//                     C  every block: y = C ⊙ conv(B ⊙ x') over its state; out_proj rows,
-//                        x += o                                                          | barrier
-//   attention layer:  A  n = rms_norm(x); q, k, v rows                                   | barrier
-//                     B  one warp per (query head, 128-position chunk): q/k RMSNorm and
-//                        RoPE, the KV write (first head of the group, chunk holding pos),
-//                        the chunk's softmax partial (max, sum, Σ p·v)                   | barrier
-//                     B2 one warp per head: merge the partials                           | barrier
-//                     C  out_proj rows, x += o                                           | barrier
-//   both:             D  n = rms_norm(x); w1, w3 rows, g = silu(w1)·w3 (block 0 also
-//                        shifts the conv state)                                          | barrier
-//                     E  w2 rows, x += o                                                 | barrier
-//   end:              block 0: out = rms_norm(x)
+//   conv layer:       A  x += o (the last phase's rows), n = rms_norm(x); in_proj rows (B, C, x')
+//                     C  every block: y = C ⊙ conv(B ⊙ x') over its state; out_proj rows → o
+//   attention layer:  A  x += o, n = rms_norm(x); q, k, v rows
+//                     B  one warp per (query head, 32-position chunk), a lane per position:
+//                        q/k RMSNorm and RoPE, the KV write (first head of the group, chunk
+//                        holding pos), the chunk's softmax partial (max, sum, Σ p·v) into
+//                        scratch, then a tagged word per (head, chunk) after a fence
+//                     B2 one warp per head: merge the partials
+//                     C  out_proj rows → o
+//   both:             D  x += o, n = rms_norm(x); w1, w3 rows, g = silu(w1)·w3 (block 0 also
+//                        shifts the conv state)
+//                     E  w2 rows → o
+//   end:              block 0: x += o, out = rms_norm(x)
+//
+// The conv state is read by every block in C and shifted by block 0 in D: block 0 starts D only
+// after every block's C rows, which come after that block's reads. The partials are ordinary
+// memory published by a fence before their word and read after a fence that follows it.
 //
 // Numerics are the op sequence's (ops/ops.h): the same roundings to the activation dtype, fp32
-// sums; the attention partial/merge is the decode attention kernel's, with the same 128-row chunks.
+// sums. Attention is split into 32-position chunks (the op sequence's decode attention kernel
+// uses 128), so its sums are ordered differently: fp32 agrees to rounding, not bit for bit.
 #include <algorithm>
 #include <climits>
+#include <cstdio>
 #include <cstdlib>
+#include <string>
+#include <vector>
 
 #include "backend/backend_ops.h"
 #include "backend/cuda/common.cuh"
@@ -41,7 +51,19 @@ constexpr int kWarps = kThreads / 32;
 constexpr int kMaxLayers = 24;
 constexpr int kMaxDh = 64;
 constexpr int kMaxK = 8;
-constexpr int kChunk = 128;  // attention positions per work item (as the decode attention kernel)
+constexpr int kChunk = 32;  // attention positions per work item (a lane each)
+constexpr int kVGroup = 8;  // value rows loaded together
+// This kernel's part of the context's exchange region (the depthformer's is below 1 MB): its tag
+// counter, then its exchange words.
+constexpr size_t kExchangeOffset = size_t{1} << 20;
+// Block 0's phase stamps (VOXRT_STEP_PROFILE=1), after the words.
+constexpr size_t kStepProfileOffset = kExchangeOffset + (size_t{768} << 10);
+constexpr int kMaxStamps = 16 * kMaxLayers + 4;
+// Stamp kinds: a phase's inputs have arrived (its gather is done) or its rows are written.
+enum StampKind : int {
+    kAReady, kADone, kConvReady, kConvDone, kBReady, kBDone, kB2Done, kOReady, kODone, kDReady, kDDone,
+    kEReady, kEDone, kStampKinds
+};
 
 struct LayerPtrs {
     int attention;
@@ -57,47 +79,60 @@ struct Args {
     const void* final_norm;
     const float* cos;
     const float* sin;
-    void* x;           // [D] residual stream (the caller's input, clobbered)
+    const void* x;     // [D] the step's input row
     const int32_t* pos;
     void* out;         // [D]
-    void* proj;        // [max(3D, H·Dh + 2·KV)]
-    void* att;         // [H·Dh]
-    void* g;           // [F]
-    float* part;       // [H][max_chunks][Dh + 2] attention partials
-    unsigned* bar;
-    int barrier_mode;
+    float* part;       // [H][max_chunks][Dh + 2] attention partials (scratch)
+    Word* w_proj;      // [max(3D, H·Dh + 2·KV)] exchange words
+    Word* w_o;         // [D]
+    Word* w_att;       // [H·Dh]
+    Word* w_g;         // [F]
+    Word* w_part;      // [H][max_chunks] one per partial, after it is written
+    unsigned* tag_base;
+    unsigned long long* prof;  // VOXRT_STEP_PROFILE=1: block 0's stamps {count, (kind, ns)...}
     int L, D, F, H, Hkv, Dh, K, S, P, max_chunks;
     float eps, scale;
     int prefetch;  // L2 prefetch of the next phase's weights (VOXRT_L2_PREFETCH=1: on; measured no better)
 };
 
 template <class T, class W>
-__global__ void __launch_bounds__(kThreads, 1) lfm2_step_kernel(const Args a) {
+__global__ void __launch_bounds__(kThreads, 1) lfm2_step_kernel(const __grid_constant__ Args a) {
     extern __shared__ __align__(16) float smem[];
     const int D = a.D, F = a.F, H = a.H, Hkv = a.Hkv, Dh = a.Dh, K = a.K, S = a.S;
     const int HD = H * Dh, KV = Hkv * Dh, G = H / Hkv, half = Dh / 2;
+    const int NP = 3 * D > HD + 2 * KV ? 3 * D : HD + 2 * KV;
     int maxv = D > F ? D : F;
     maxv = maxv > HD ? maxv : HD;
-    float* xs = smem;                            // [max(D, F, H·Dh)]
-    float* red = xs + maxv;                      // [32]
+    float* xs = smem;                            // [max(D, F, H·Dh)] phase input
+    float* xres = xs + maxv;                     // [D] residual stream
+    float* projs = xres + D;                     // [NP] the A phase's rows
+    float* red = projs + NP;                     // [32]
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     float* qw = red + 32 + warp * 3 * kMaxDh;    // per warp: q, k, v of one head
     float* kw = qw + kMaxDh;
     float* vw = kw + kMaxDh;
 
     const int gw = blockIdx.x * kWarps + warp, nw = gridDim.x * kWarps;
-    unsigned gen = 0;
-    T* x = static_cast<T*>(a.x);
-    T* proj = static_cast<T*>(a.proj);
-    T* att = static_cast<T*>(a.att);
-    T* g = static_cast<T*>(a.g);
+    unsigned tag = *reinterpret_cast<volatile unsigned*>(a.tag_base);
+    unsigned long long* prof = blockIdx.x == 0 && threadIdx.x == 0 ? a.prof : nullptr;
+    int n_stamps = 0;
+    auto mark = [&](int kind) {
+        if (prof && n_stamps < kMaxStamps) {
+            unsigned long long ns;
+            asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(ns));
+            prof[1 + 2 * n_stamps] = static_cast<unsigned long long>(kind);
+            prof[2 + 2 * n_stamps] = ns;
+            ++n_stamps;
+        }
+    };
     const int p_raw = a.pos[0];
     const int p = p_raw < S ? p_raw : S - 1;                        // attention: keys 0..p
     const int prow = p_raw < 0 ? 0 : (p_raw >= a.P ? a.P - 1 : p_raw);  // RoPE table row
     const bool write_kv = p_raw >= 0 && p_raw < S;
     const int nc = p >= 0 ? p / kChunk + 1 : 0;
 
-    // Each warp's first row of the coming phase's matrices, loaded before the barrier before it.
+    // Each warp's first row of the coming phase's matrices, loaded before the wait for that
+    // phase's inputs.
     Pre<8> pa;
     Pre<4> pb;
     auto preload_layer = [&](const LayerPtrs& N) {  // phase A's first row
@@ -111,78 +146,92 @@ __global__ void __launch_bounds__(kThreads, 1) lfm2_step_kernel(const Args a) {
         }
     };
     preload_layer(a.layer[0]);
+    {
+        const T* x = static_cast<const T*>(a.x);
+        for (int d = threadIdx.x; d < D; d += blockDim.x) xres[d] = to_float(x[d]);
+        __syncthreads();
+    }
 
     for (int l = 0; l < a.L; ++l) {
         const LayerPtrs& P = a.layer[l];
+        // ---- A: x += o (after layer 0), n = rms_norm(x)
+        if (l > 0) gather_words<T, true>(a.w_o, D, tag, xres);
+        norm_into<T, W>(xres, static_cast<const T*>(nullptr), static_cast<const W*>(P.opn), D, a.eps, true, xs, red);
+        mark(kAReady);
+        ++tag;
         if (!P.attention) {
-            // ---- A: n = rms_norm(x); B, C, x' = in_proj(n)
+            // ---- A: B, C, x' = in_proj(n)
             if (a.prefetch) prefetch_rows(static_cast<const W*>(P.o), D, D, gw, nw, lane);
-            norm_into<T, W>(nullptr, x, static_cast<const W*>(P.opn), D, a.eps, true, xs, red);
             {
                 const W* w = static_cast<const W*>(P.in_proj);
                 for (int r = gw; r < 3 * D; r += nw) {
                     const W* row = w + static_cast<int64_t>(r) * D;
                     const float y = r == gw ? warp_dot_pre(pa, row, xs, D, lane) : warp_dot(row, xs, D, lane);
-                    if (lane == 0) st_act(proj + r, y);
+                    if (lane == 0) put_word(a.w_proj + r, act<T>(y), tag);
                 }
             }
+            mark(kADone);
             if (gw < D) preload(pa, static_cast<const W*>(P.o) + static_cast<int64_t>(gw) * D, D, lane);
-            grid_barrier(a.bar, a.barrier_mode, gen);
 
-            // ---- C: y = C ⊙ short_conv(B ⊙ x') (every block, all channels); out_proj, x += o
+            // ---- C: y = C ⊙ short_conv(B ⊙ x') (every block, all channels); out_proj rows
             if (a.prefetch) prefetch_rows(static_cast<const W*>(P.w1), F, D, gw, nw, lane);
             if (a.prefetch) prefetch_rows(static_cast<const W*>(P.w3), F, D, gw, nw, lane);
+            gather_words<T, false>(a.w_proj, 3 * D, tag, projs);
+            mark(kConvReady);
             {
                 const W* cw = static_cast<const W*>(P.conv);
                 const T* st = static_cast<const T*>(P.conv_state);
 #pragma unroll 4
                 for (int d = threadIdx.x; d < D; d += blockDim.x) {
-                    const float bx = act<T>(ld_cross(proj + d) * ld_cross(proj + 2 * D + d));
+                    const float bx = act<T>(projs[d] * projs[2 * D + d]);
                     float s = 0.0f;
                     for (int k = 0; k + 1 < K; ++k)
-                        s = fmaf(ld_w(cw + static_cast<int64_t>(d) * K + k), ld_cross(st + static_cast<int64_t>(k) * D + d), s);
+                        s = fmaf(ld_w(cw + static_cast<int64_t>(d) * K + k), to_float(st[static_cast<int64_t>(k) * D + d]), s);
                     s = fmaf(ld_w(cw + static_cast<int64_t>(d) * K + K - 1), bx, s);
-                    xs[d] = act<T>(ld_cross(proj + D + d) * act<T>(s));
+                    xs[d] = act<T>(projs[D + d] * act<T>(s));
                 }
                 __syncthreads();
+                ++tag;
                 const W* wo = static_cast<const W*>(P.o);
                 for (int r = gw; r < D; r += nw) {
                     const W* row = wo + static_cast<int64_t>(r) * D;
                     const float y = act<T>(r == gw ? warp_dot_pre(pa, row, xs, D, lane) : warp_dot(row, xs, D, lane));
-                    if (lane == 0) st_act(x + r, y + ld_cross(x + r));
+                    if (lane == 0) put_word(a.w_o + r, y, tag);
                 }
             }
+            mark(kConvDone);
             if (gw < F) {
                 preload(pa, static_cast<const W*>(P.w1) + static_cast<int64_t>(gw) * D, D, lane);
                 preload(pb, static_cast<const W*>(P.w3) + static_cast<int64_t>(gw) * D, D, lane);
             }
-            grid_barrier(a.bar, a.barrier_mode, gen);
         } else {
-            // ---- A: n = rms_norm(x); q, k, v
+            // ---- A: q, k, v rows
             if (a.prefetch) prefetch_rows(static_cast<const W*>(P.o), D, HD, gw, nw, lane);
-            norm_into<T, W>(nullptr, x, static_cast<const W*>(P.opn), D, a.eps, true, xs, red);
             for (int r = gw; r < HD + 2 * KV; r += nw) {
                 const W* w = r < HD ? static_cast<const W*>(P.q) + static_cast<int64_t>(r) * D
                            : r < HD + KV ? static_cast<const W*>(P.k) + static_cast<int64_t>(r - HD) * D
                                          : static_cast<const W*>(P.v) + static_cast<int64_t>(r - HD - KV) * D;
                 const float y = r == gw ? warp_dot_pre(pa, w, xs, D, lane) : warp_dot(w, xs, D, lane);
-                if (lane == 0) st_act(proj + r, y);
+                if (lane == 0) put_word(a.w_proj + r, act<T>(y), tag);
             }
-            grid_barrier(a.bar, a.barrier_mode, gen);
+            mark(kADone);
 
             // ---- B: per (head, chunk): q/k norm + RoPE, KV write, softmax partial
             if (a.prefetch) prefetch_rows(static_cast<const W*>(P.w1), F, D, gw, nw, lane);
             if (a.prefetch) prefetch_rows(static_cast<const W*>(P.w3), F, D, gw, nw, lane);
+            gather_words<T, false>(a.w_proj, HD + 2 * KV, tag, projs);
+            mark(kBReady);
+            ++tag;
             {
                 T* kc = static_cast<T*>(P.kc);
                 T* vc = static_cast<T*>(P.vc);
                 const W* qn = static_cast<const W*>(P.qn);
                 const W* kn = static_cast<const W*>(P.kn);
-                // kLfm2 RMSNorm of proj[src..src+Dh) into dst, then RoPE (rotate_half) at prow.
+                // kLfm2 RMSNorm of projs[src..src+Dh) into dst, then RoPE (rotate_half) at prow.
                 auto norm_rope = [&](int src, const W* nwt, float* dst) {
                     float ss = 0.0f;
                     for (int d = lane; d < Dh; d += 32) {
-                        const float v = ld_cross(proj + src + d);
+                        const float v = projs[src + d];
                         dst[d] = v;
                         ss = fmaf(v, v, ss);
                     }
@@ -200,13 +249,18 @@ __global__ void __launch_bounds__(kThreads, 1) lfm2_step_kernel(const Args a) {
                     }
                     __syncwarp();
                 };
+                int q_head = -1;  // the query head whose normed, rotated q is in qw
                 for (int it = gw; it < H * nc; it += nw) {
                     const int h = it / nc, c = it - h * nc, hk = h / G;
-                    norm_rope(h * Dh, qn, qw);
+                    if (h != q_head) {
+                        norm_rope(h * Dh, qn, qw);
+                        q_head = h;
+                    }
                     const bool has_new = c == nc - 1;  // the chunk holding position p
+                    const bool fresh = has_new && write_kv;  // p's key and value come from kw, vw
                     if (has_new) {
                         norm_rope(HD + hk * Dh, kn, kw);
-                        for (int d = lane; d < Dh; d += 32) vw[d] = ld_cross(proj + HD + KV + hk * Dh + d);
+                        for (int d = lane; d < Dh; d += 32) vw[d] = projs[HD + KV + hk * Dh + d];
                         __syncwarp();
                         if (h % G == 0 && write_kv) {
                             for (int d = lane; d < Dh; d += 32) {
@@ -215,93 +269,90 @@ __global__ void __launch_bounds__(kThreads, 1) lfm2_step_kernel(const Args a) {
                             }
                         }
                     }
-                    // Scores: lane = position within each group of 32.
-                    constexpr int R = kChunk / 32;
-                    float sc[R];
-                    float m = -INFINITY;
+                    const int j0 = c * kChunk;
+                    // Score of position j0 + lane: the row's loads are issued together.
+                    const int j = j0 + lane;
+                    float s = -INFINITY;
+                    if (j <= p) {
+                        float acc_s = 0.0f;
+                        if (fresh && j == p) {
+                            for (int d = 0; d < Dh; ++d) acc_s = fmaf(qw[d], kw[d], acc_s);
+                        } else {
+                            const T* kr = kc + (static_cast<int64_t>(hk) * S + j) * Dh;
+                            if constexpr (sizeof(T) == 2) {
+                                uint4 u[kMaxDh / 8];
 #pragma unroll
-                    for (int r = 0; r < R; ++r) {
-                        const int j = c * kChunk + r * 32 + lane;
-                        sc[r] = -INFINITY;
-                        if (j <= p) {
-                            float s = 0.0f;
-                            if (has_new && j == p && write_kv) {
-                                for (int d = 0; d < Dh; ++d) s = fmaf(qw[d], kw[d], s);
-                            } else {
-                                const T* kr = kc + (static_cast<int64_t>(hk) * S + j) * Dh;
-                                for (int d = 0; d < Dh; d += 8) {
-                                    float kv8[8];
-                                    if constexpr (sizeof(T) == 2) {
-                                        const uint4 u = __ldcg(reinterpret_cast<const uint4*>(kr + d));
-                                        const uint32_t q4[4] = {u.x, u.y, u.z, u.w};
+                                for (int t = 0; t < kMaxDh / 8; ++t)
+                                    u[t] = 8 * t < Dh ? __ldcg(reinterpret_cast<const uint4*>(kr + 8 * t)) : make_uint4(0u, 0u, 0u, 0u);
 #pragma unroll
-                                        for (int t = 0; t < 4; ++t) {
-                                            kv8[2 * t] = __uint_as_float(q4[t] << 16);
-                                            kv8[2 * t + 1] = __uint_as_float(q4[t] & 0xffff0000u);
+                                for (int t = 0; t < kMaxDh / 8; ++t) {
+                                    if (8 * t < Dh) {
+                                        const uint32_t q4[4] = {u[t].x, u[t].y, u[t].z, u[t].w};
+#pragma unroll
+                                        for (int e = 0; e < 4; ++e) {
+                                            acc_s = fmaf(qw[8 * t + 2 * e], __uint_as_float(q4[e] << 16), acc_s);
+                                            acc_s = fmaf(qw[8 * t + 2 * e + 1], __uint_as_float(q4[e] & 0xffff0000u), acc_s);
                                         }
-                                    } else {
-                                        const float4 u0 = __ldcg(reinterpret_cast<const float4*>(kr + d));
-                                        const float4 u1 = __ldcg(reinterpret_cast<const float4*>(kr + d + 4));
-                                        kv8[0] = u0.x; kv8[1] = u0.y; kv8[2] = u0.z; kv8[3] = u0.w;
-                                        kv8[4] = u1.x; kv8[5] = u1.y; kv8[6] = u1.z; kv8[7] = u1.w;
                                     }
-#pragma unroll
-                                    for (int t = 0; t < 8; ++t) s = fmaf(qw[d + t], kv8[t], s);
                                 }
-                            }
-                            sc[r] = s * a.scale;
-                        }
-                        m = fmaxf(m, sc[r]);
-                    }
-                    m = warp_max(m);
-                    float lsum = 0.0f;
+                            } else {
+                                float4 u[kMaxDh / 4];
 #pragma unroll
-                    for (int r = 0; r < R; ++r) {
-                        sc[r] = sc[r] == -INFINITY ? 0.0f : expf(sc[r] - m);
-                        lsum += sc[r];
-                    }
-                    lsum = warp_sum(lsum);
-                    constexpr int E = kMaxDh / 32;
-                    float acc[E];
+                                for (int t = 0; t < kMaxDh / 4; ++t)
+                                    u[t] = 4 * t < Dh ? __ldcg(reinterpret_cast<const float4*>(kr + 4 * t)) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
 #pragma unroll
-                    for (int e = 0; e < E; ++e) acc[e] = 0.0f;
-#pragma unroll
-                    for (int r = 0; r < R; ++r) {
-                        const int j0 = c * kChunk + r * 32;
-                        if (j0 > p) break;  // uniform over the warp
-                        const int n = min(32, p - j0 + 1);  // visible positions j0 .. j0+n-1
-                        const bool fresh = has_new && write_kv && p < j0 + 32;  // p is the last
-                        const int ncache = fresh ? n - 1 : n;
-                        // Cached rows in groups of 8, the loads of a group issued together (rows
-                        // past the last cached one re-read it; their weights are not applied).
-                        for (int jb = 0; jb < ncache; jb += 8) {
-                            float vv[8][E];
-#pragma unroll
-                            for (int u = 0; u < 8; ++u) {
-                                const int j = j0 + min(jb + u, ncache - 1);
-                                const T* vr = vc + (static_cast<int64_t>(hk) * S + j) * Dh;
-#pragma unroll
-                                for (int e = 0; e < E; ++e) {
-                                    const int d = lane + 32 * e;
-                                    vv[u][e] = d < Dh ? ld_cross(vr + d) : 0.0f;
-                                }
-                            }
-#pragma unroll
-                            for (int u = 0; u < 8; ++u) {
-                                const float pj = __shfl_sync(0xffffffffu, sc[r], (jb + u) & 31);
-                                if (jb + u < ncache) {
-#pragma unroll
-                                    for (int e = 0; e < E; ++e) acc[e] = fmaf(pj, vv[u][e], acc[e]);
+                                for (int t = 0; t < kMaxDh / 4; ++t) {
+                                    if (4 * t < Dh) {
+                                        acc_s = fmaf(qw[4 * t], u[t].x, acc_s);
+                                        acc_s = fmaf(qw[4 * t + 1], u[t].y, acc_s);
+                                        acc_s = fmaf(qw[4 * t + 2], u[t].z, acc_s);
+                                        acc_s = fmaf(qw[4 * t + 3], u[t].w, acc_s);
+                                    }
                                 }
                             }
                         }
-                        if (fresh) {
-                            const float pj = __shfl_sync(0xffffffffu, sc[r], p - j0);
+                        s = acc_s * a.scale;
+                    }
+                    const float m = warp_max(s);
+                    const float e = s == -INFINITY ? 0.0f : expf(s - m);
+                    const float lsum = warp_sum(e);
+                    // Σ e_j·v_j: lane owns dimensions d0, d0 + 1; the cached rows' loads are
+                    // issued kVGroup at a time (rows past the last cached one re-read it, unweighted).
+                    const int n = min(kChunk, p - j0 + 1);
+                    const int ncache = fresh ? n - 1 : n;
+                    const int d0 = 2 * lane;
+                    const bool own = d0 < Dh;
+                    float a0 = 0.0f, a1 = 0.0f;
+                    const T* vbase = vc + static_cast<int64_t>(hk) * S * Dh + d0;
+                    for (int u0 = 0; u0 < ncache; u0 += kVGroup) {
+                        float v0[kVGroup], v1[kVGroup];
 #pragma unroll
-                            for (int e = 0; e < E; ++e) {
-                                const int d = lane + 32 * e;
-                                if (d < Dh) acc[e] = fmaf(pj, vw[d], acc[e]);
+                        for (int u = 0; u < kVGroup; ++u) {
+                            const T* vr = vbase + static_cast<int64_t>(j0 + min(u0 + u, ncache - 1)) * Dh;
+                            if constexpr (sizeof(T) == 2) {
+                                const unsigned w2 = own ? __ldcg(reinterpret_cast<const unsigned*>(vr)) : 0u;
+                                v0[u] = __uint_as_float(w2 << 16);
+                                v1[u] = __uint_as_float(w2 & 0xffff0000u);
+                            } else {
+                                const float2 w2 = own ? __ldcg(reinterpret_cast<const float2*>(vr)) : make_float2(0.0f, 0.0f);
+                                v0[u] = w2.x;
+                                v1[u] = w2.y;
                             }
+                        }
+#pragma unroll
+                        for (int u = 0; u < kVGroup; ++u) {
+                            const float pj = __shfl_sync(0xffffffffu, e, (u0 + u) & 31);
+                            if (u0 + u < ncache) {
+                                a0 = fmaf(pj, v0[u], a0);
+                                a1 = fmaf(pj, v1[u], a1);
+                            }
+                        }
+                    }
+                    if (fresh) {
+                        const float pj = __shfl_sync(0xffffffffu, e, p - j0);
+                        if (own) {
+                            a0 = fmaf(pj, vw[d0], a0);
+                            a1 = fmaf(pj, vw[d0 + 1], a1);
                         }
                     }
                     float* out = a.part + (static_cast<int64_t>(h) * a.max_chunks + c) * (Dh + 2);
@@ -309,65 +360,98 @@ __global__ void __launch_bounds__(kThreads, 1) lfm2_step_kernel(const Args a) {
                         out[0] = m;
                         out[1] = lsum;
                     }
-#pragma unroll
-                    for (int e = 0; e < E; ++e) {
-                        const int d = lane + 32 * e;
-                        if (d < Dh) out[2 + d] = acc[e];
+                    if (own) {
+                        out[2 + d0] = a0;
+                        out[3 + d0] = a1;
                     }
+                    __threadfence();  // the partial before its word
                     __syncwarp();
+                    if (lane == 0) put_word(a.w_part + static_cast<int64_t>(h) * a.max_chunks + c, m, tag);
+                    __syncwarp();  // qw/kw/vw are rewritten by the next item
                 }
             }
-            grid_barrier(a.bar, a.barrier_mode, gen);
 
-            // ---- B2: merge the partials of each head
-            for (int h = gw; h < H; h += nw) {
-                const float* ph = a.part + static_cast<int64_t>(h) * a.max_chunks * (Dh + 2);
-                float M = -INFINITY;
-                for (int c = 0; c < nc; ++c) M = fmaxf(M, __ldcg(ph + c * (Dh + 2)));
-                for (int d = lane; d < Dh; d += 32) {
-                    float Ls = 0.0f, acc = 0.0f;
+            mark(kBDone);
+            // ---- B2: merge the partials of each head (lane: chunks for the weights, then
+            // dimensions d0, d0 + 1 summed over the chunks in order)
+            {
+                const unsigned tb = tag;
+                ++tag;
+                for (int h = gw; h < H; h += nw) {
+                    const Word* wp = a.w_part + static_cast<int64_t>(h) * a.max_chunks;
+                    for (int c = lane; c < nc; c += 32) await_word(wp + c, tb);
+                    __syncwarp();
+                    __threadfence();  // the partials after their words
+                    const float* ph = a.part + static_cast<int64_t>(h) * a.max_chunks * (Dh + 2);
+                    float M = -INFINITY;
+                    for (int c = lane; c < nc; c += 32) M = fmaxf(M, __ldcg(ph + c * (Dh + 2)));
+                    M = warp_max(M);
+                    const int d0 = 2 * lane;
+                    const bool own = d0 < Dh;
+                    float Ls = 0.0f, a0 = 0.0f, a1 = 0.0f;
                     if (M != -INFINITY) {
-                        for (int c = 0; c < nc; ++c) {
-                            const float mc = __ldcg(ph + c * (Dh + 2));
-                            if (mc == -INFINITY) continue;
-                            const float f = expf(mc - M);
-                            Ls = fmaf(__ldcg(ph + c * (Dh + 2) + 1), f, Ls);
-                            acc = fmaf(__ldcg(ph + c * (Dh + 2) + 2 + d), f, acc);
+                        for (int c0 = 0; c0 < nc; c0 += 32) {
+                            float f = 0.0f, lc = 0.0f;
+                            if (c0 + lane < nc) {
+                                const float mc = __ldcg(ph + (c0 + lane) * (Dh + 2));
+                                f = mc == -INFINITY ? 0.0f : expf(mc - M);
+                                lc = __ldcg(ph + (c0 + lane) * (Dh + 2) + 1);
+                            }
+                            const int cn = min(32, nc - c0);
+#pragma unroll 8
+                            for (int i = 0; i < cn; ++i) {
+                                const float fi = __shfl_sync(0xffffffffu, f, i);
+                                const float li = __shfl_sync(0xffffffffu, lc, i);
+                                Ls = fmaf(li, fi, Ls);
+                                if (own) {
+                                    const float2 v = __ldcg(reinterpret_cast<const float2*>(ph + (c0 + i) * (Dh + 2) + 2 + d0));
+                                    a0 = fmaf(v.x, fi, a0);
+                                    a1 = fmaf(v.y, fi, a1);
+                                }
+                            }
                         }
                     }
-                    st_act(att + h * Dh + d, Ls > 0.0f ? acc / Ls : 0.0f);
+                    if (own) {
+                        put_word(a.w_att + h * Dh + d0, act<T>(Ls > 0.0f ? a0 / Ls : 0.0f), tag);
+                        put_word(a.w_att + h * Dh + d0 + 1, act<T>(Ls > 0.0f ? a1 / Ls : 0.0f), tag);
+                    }
                 }
             }
+            mark(kB2Done);
             if (gw < D) preload(pa, static_cast<const W*>(P.o) + static_cast<int64_t>(gw) * HD, HD, lane);
-            grid_barrier(a.bar, a.barrier_mode, gen);
 
-            // ---- C: out_proj, x += o
-            stage(att, HD, xs);
-            __syncthreads();
+            // ---- C: out_proj rows
+            gather_words<T, false>(a.w_att, HD, tag, xs);
+            mark(kOReady);
+            ++tag;
             {
                 const W* wo = static_cast<const W*>(P.o);
                 for (int r = gw; r < D; r += nw) {
                     const W* row = wo + static_cast<int64_t>(r) * HD;
                     const float y = act<T>(r == gw ? warp_dot_pre(pa, row, xs, HD, lane) : warp_dot(row, xs, HD, lane));
-                    if (lane == 0) st_act(x + r, y + ld_cross(x + r));
+                    if (lane == 0) put_word(a.w_o + r, y, tag);
                 }
             }
+            mark(kODone);
             if (gw < F) {
                 preload(pa, static_cast<const W*>(P.w1) + static_cast<int64_t>(gw) * D, D, lane);
                 preload(pb, static_cast<const W*>(P.w3) + static_cast<int64_t>(gw) * D, D, lane);
             }
-            grid_barrier(a.bar, a.barrier_mode, gen);
         }
 
-        // ---- D: n = rms_norm(x); g = silu(w1·n)·(w3·n); block 0 shifts the conv state
+        // ---- D: x += o, n = rms_norm(x); g = silu(w1·n)·(w3·n); block 0 shifts the conv state
         if (a.prefetch) prefetch_rows(static_cast<const W*>(P.w2), D, F, gw, nw, lane);
-        norm_into<T, W>(nullptr, x, static_cast<const W*>(P.ffn), D, a.eps, true, xs, red);
+        gather_words<T, true>(a.w_o, D, tag, xres);
+        norm_into<T, W>(xres, static_cast<const T*>(nullptr), static_cast<const W*>(P.ffn), D, a.eps, true, xs, red);
+        mark(kDReady);
+        ++tag;
         if (!P.attention && blockIdx.x == 0) {
+            // Every block has read the state in C: block 0 is here only after all their C rows.
             T* st = static_cast<T*>(P.conv_state);
             for (int d = threadIdx.x; d < D; d += blockDim.x) {
-                const float bx = act<T>(ld_cross(proj + d) * ld_cross(proj + 2 * D + d));
+                const float bx = act<T>(projs[d] * projs[2 * D + d]);
                 for (int k = 0; k + 2 < K; ++k)
-                    st_act(st + static_cast<int64_t>(k) * D + d, ld_cross(st + static_cast<int64_t>(k + 1) * D + d));
+                    st_act(st + static_cast<int64_t>(k) * D + d, to_float(st[static_cast<int64_t>(k + 1) * D + d]));
                 st_act(st + static_cast<int64_t>(K - 2) * D + d, bx);
             }
         }
@@ -380,13 +464,13 @@ __global__ void __launch_bounds__(kThreads, 1) lfm2_step_kernel(const Args a) {
                 const bool first = r == gw;
                 const float y1 = act<T>(first ? warp_dot_pre(pa, r1, xs, D, lane) : warp_dot(r1, xs, D, lane));
                 const float y3 = act<T>(first ? warp_dot_pre(pb, r3, xs, D, lane) : warp_dot(r3, xs, D, lane));
-                if (lane == 0) st_act(g + r, act<T>(y1 / (1.0f + expf(-y1))) * y3);
+                if (lane == 0) put_word(a.w_g + r, act<T>(act<T>(y1 / (1.0f + expf(-y1))) * y3), tag);
             }
         }
+        mark(kDDone);
         if (gw < D) preload(pa, static_cast<const W*>(P.w2) + static_cast<int64_t>(gw) * F, F, lane);
-        grid_barrier(a.bar, a.barrier_mode, gen);
 
-        // ---- E: x += w2·g
+        // ---- E: w2 rows
         if (l + 1 < a.L) {
             const LayerPtrs& N = a.layer[l + 1];
             if (N.attention) {
@@ -397,30 +481,35 @@ __global__ void __launch_bounds__(kThreads, 1) lfm2_step_kernel(const Args a) {
                 if (a.prefetch) prefetch_rows(static_cast<const W*>(N.in_proj), 3 * D, D, gw, nw, lane);
             }
         }
-        stage(g, F, xs);
-        __syncthreads();
+        __syncthreads();  // every warp is done reading n (D's rows) before g overwrites it
+        gather_words<T, false>(a.w_g, F, tag, xs);
+        mark(kEReady);
+        ++tag;
         {
             const W* w2 = static_cast<const W*>(P.w2);
             for (int r = gw; r < D; r += nw) {
                 const W* row = w2 + static_cast<int64_t>(r) * F;
                 const float y = act<T>(r == gw ? warp_dot_pre(pa, row, xs, F, lane) : warp_dot(row, xs, F, lane));
-                if (lane == 0) st_act(x + r, ld_cross(x + r) + y);
+                if (lane == 0) put_word(a.w_o + r, y, tag);
             }
         }
+        mark(kEDone);
         if (l + 1 < a.L) preload_layer(a.layer[l + 1]);
-        grid_barrier(a.bar, a.barrier_mode, gen);
     }
     if (blockIdx.x == 0) {
-        norm_into<T, W>(nullptr, x, static_cast<const W*>(a.final_norm), D, a.eps, true, xs, red);
+        gather_words<T, true>(a.w_o, D, tag, xres);
+        norm_into<T, W>(xres, static_cast<const T*>(nullptr), static_cast<const W*>(a.final_norm), D, a.eps, true, xs, red);
         T* out = static_cast<T*>(a.out);
         for (int d = threadIdx.x; d < D; d += blockDim.x) st_act(out + d, xs[d]);
+        if (threadIdx.x == 0) *reinterpret_cast<volatile unsigned*>(a.tag_base) = tag;
     }
+    if (prof) prof[0] = static_cast<unsigned long long>(n_stamps);
 }
 
-size_t smem_bytes(int D, int F, int HD) {
+size_t smem_bytes(int D, int F, int HD, int NP) {
     int m = D > F ? D : F;
     m = m > HD ? m : HD;
-    return sizeof(float) * (static_cast<size_t>(m) + 32 + static_cast<size_t>(kWarps) * 3 * kMaxDh);
+    return sizeof(float) * (static_cast<size_t>(m) + D + NP + 32 + static_cast<size_t>(kWarps) * 3 * kMaxDh);
 }
 
 }  // namespace
@@ -468,14 +557,16 @@ bool lfm2_decode_step(const ops::Context& ctx, const ops::Lfm2Step& s) {
     if (Dh > kMaxDh || Dh % 8 || S < 1 || s.rope_cos.shape[1] != Dh / 2) return false;
     if (K < 0) K = 2;
     Handles& h = handles(ctx);
-    const size_t es = dtype_size(at);
     const int64_t HD = H * Dh, KVd = Hkv * Dh;
     const int64_t max_chunks = (S + kChunk - 1) / kChunk;
     const int64_t proj_n = std::max<int64_t>(3 * D, HD + 2 * KVd);
-    const size_t need = align256(kBarrierBytes) + align256(proj_n * es) + align256(HD * es) + align256(F * es) +
-                        align256(static_cast<size_t>(H * max_chunks * (Dh + 2)) * sizeof(float));
-    const size_t smem = smem_bytes(static_cast<int>(D), static_cast<int>(F), static_cast<int>(HD));
-    if (need > h.scratch_bytes || smem > h.max_smem_optin) return false;
+    const size_t need = static_cast<size_t>(H * max_chunks * (Dh + 2)) * sizeof(float);
+    const size_t smem = smem_bytes(static_cast<int>(D), static_cast<int>(F), static_cast<int>(HD), static_cast<int>(proj_n));
+    const size_t words = static_cast<size_t>(proj_n + D + HD + F + H * max_chunks);
+    if (need > h.scratch_bytes || smem > h.max_smem_optin || !h.exchange ||
+        kExchangeOffset + 256 + words * sizeof(Word) > kStepProfileOffset ||
+        kStepProfileOffset + 8 * (1 + 2 * static_cast<size_t>(kMaxStamps)) > h.exchange_bytes)
+        return false;
 
     Args a{};
     for (int l = 0; l < s.n_layers; ++l) {
@@ -505,16 +596,22 @@ bool lfm2_decode_step(const ops::Context& ctx, const ops::Lfm2Step& s) {
     a.x = s.x.data;
     a.pos = static_cast<const int32_t*>(s.pos.data);
     a.out = s.out.data;
-    char* p = static_cast<char*>(h.scratch);
-    a.bar = reinterpret_cast<unsigned*>(p);
-    p += align256(kBarrierBytes);
-    a.proj = p;
-    p += align256(proj_n * es);
-    a.att = p;
-    p += align256(HD * es);
-    a.g = p;
-    p += align256(F * es);
-    a.part = reinterpret_cast<float*>(p);
+    a.part = static_cast<float*>(h.scratch);
+    char* e = static_cast<char*>(h.exchange) + kExchangeOffset;
+    a.tag_base = reinterpret_cast<unsigned*>(e);
+    Word* w = reinterpret_cast<Word*>(e + 256);
+    a.w_proj = w;
+    w += proj_n;
+    a.w_o = w;
+    w += D;
+    a.w_att = w;
+    w += HD;
+    a.w_g = w;
+    w += F;
+    a.w_part = w;
+    const char* pe = std::getenv("VOXRT_STEP_PROFILE");
+    a.prof = pe && *pe == '1' ? reinterpret_cast<unsigned long long*>(static_cast<char*>(h.exchange) + kStepProfileOffset)
+                              : nullptr;
     a.L = s.n_layers;
     a.D = static_cast<int>(D);
     a.F = static_cast<int>(F);
@@ -530,14 +627,50 @@ bool lfm2_decode_step(const ops::Context& ctx, const ops::Lfm2Step& s) {
 
     const char* pf = std::getenv("VOXRT_L2_PREFETCH");
     a.prefetch = pf && *pf == '1' ? 1 : 0;
-    a.barrier_mode = barrier_mode_from_env();
     const char* name = "lfm2_decode_step (persistent kernel)";
     if (at == DType::kBF16) {
-        return wt == DType::kBF16 ? launch_persistent(ctx, lfm2_step_kernel<__nv_bfloat16, __nv_bfloat16>, a, a.bar, kThreads, smem, name)
-                                  : launch_persistent(ctx, lfm2_step_kernel<__nv_bfloat16, float>, a, a.bar, kThreads, smem, name);
+        return wt == DType::kBF16 ? launch_persistent(ctx, lfm2_step_kernel<__nv_bfloat16, __nv_bfloat16>, a, nullptr, kThreads, smem, name)
+                                  : launch_persistent(ctx, lfm2_step_kernel<__nv_bfloat16, float>, a, nullptr, kThreads, smem, name);
     }
-    return wt == DType::kBF16 ? launch_persistent(ctx, lfm2_step_kernel<float, __nv_bfloat16>, a, a.bar, kThreads, smem, name)
-                              : launch_persistent(ctx, lfm2_step_kernel<float, float>, a, a.bar, kThreads, smem, name);
+    return wt == DType::kBF16 ? launch_persistent(ctx, lfm2_step_kernel<float, __nv_bfloat16>, a, nullptr, kThreads, smem, name)
+                              : launch_persistent(ctx, lfm2_step_kernel<float, float>, a, nullptr, kThreads, smem, name);
+}
+
+std::string lfm2_step_profile_report(const ops::Context& ctx) {
+    Handles& h = handles(ctx);
+    if (!h.exchange || h.exchange_bytes < kStepProfileOffset + 8 * (1 + 2 * static_cast<size_t>(kMaxStamps)))
+        return "no exchange region";
+    std::vector<unsigned long long> p(1 + 2 * static_cast<size_t>(kMaxStamps));
+    if (cudaStreamSynchronize(h.stream) != cudaSuccess ||
+        cudaMemcpy(p.data(), static_cast<char*>(h.exchange) + kStepProfileOffset, p.size() * 8,
+                   cudaMemcpyDeviceToHost) != cudaSuccess)
+        return "could not read the profile";
+    const int n = static_cast<int>(p[0]);
+    if (n < 2 || n > kMaxStamps) return "no profile (run with VOXRT_STEP_PROFILE=1)";
+    // The interval before a stamp is charged to the stamp's kind: before "ready", waiting for the
+    // phase's inputs (and any work between); before "done", the phase's rows.
+    const char* names[kStampKinds] = {"A ready",  "A rows",   "conv ready", "conv rows", "B ready",
+                                            "B items",  "B2 merge", "o ready",    "o rows",    "D ready",
+                                            "D rows",   "E ready",  "E rows"};
+    double sum[kStampKinds] = {}, cnt[kStampKinds] = {};
+    for (int i = 1; i < n; ++i) {
+        const int k = static_cast<int>(p[1 + 2 * i]);
+        if (k < 0 || k >= kStampKinds) continue;
+        sum[k] += static_cast<double>(p[2 + 2 * i] - p[2 + 2 * (i - 1)]) * 1e-3;
+        cnt[k] += 1;
+    }
+    std::string r = "lfm2 step, block 0: mean us before each stamp (count)\n";
+    char line[128];
+    double total = 0;
+    for (int k = 0; k < kStampKinds; ++k) {
+        if (cnt[k] == 0) continue;
+        std::snprintf(line, sizeof line, "  %-10s %7.2f  (x%.0f)\n", names[k], sum[k] / cnt[k], cnt[k]);
+        r += line;
+        total += sum[k];
+    }
+    std::snprintf(line, sizeof line, "  from the first stamp to the last: %.1f us\n", total);
+    r += line;
+    return r;
 }
 
 }  // namespace voxrt::cuda

@@ -137,6 +137,45 @@ __device__ __forceinline__ float await_word(const Word* p, unsigned tag) {
     return value_of(w);
 }
 
+// dst[0..n) = the words' values once they carry `tag` (kAdd: dst[j] = act(dst[j] + value), dst
+// float), by the whole block. All loads of a pass are issued before any is waited on, and the late
+// ones are reloaded together: one round trip per pass, however many words were late.
+template <class T, bool kAdd, class D>
+__device__ void gather_words(const Word* src, int n, unsigned tag, D* dst) {
+    constexpr int kPer = 8;
+    for (int base = 0; base < n; base += kPer * static_cast<int>(blockDim.x)) {
+        Word w[kPer];
+#pragma unroll
+        for (int j = 0; j < kPer; ++j) {
+            const int idx = base + threadIdx.x + j * blockDim.x;
+            w[j] = idx < n ? get_word(src + idx) : (static_cast<Word>(tag) << 32);
+        }
+        for (;;) {
+            bool all = true;
+#pragma unroll
+            for (int j = 0; j < kPer; ++j) all = all && tag_of(w[j]) == tag;
+            if (all) break;
+#pragma unroll
+            for (int j = 0; j < kPer; ++j) {
+                const int idx = base + threadIdx.x + j * blockDim.x;
+                if (tag_of(w[j]) != tag) w[j] = get_word(src + idx);
+            }
+        }
+#pragma unroll
+        for (int j = 0; j < kPer; ++j) {
+            const int idx = base + threadIdx.x + j * blockDim.x;
+            if (idx < n) {
+                if constexpr (kAdd) {
+                    dst[idx] = act<T>(dst[idx] + value_of(w[j]));
+                } else {
+                    st_act(dst + idx, value_of(w[j]));
+                }
+            }
+        }
+    }
+    __syncthreads();
+}
+
 // ---- weights streamed into shared memory (cp.async.bulk + mbarrier) --------------------------------
 
 __device__ __forceinline__ unsigned smem_addr(const void* p) {

@@ -92,5 +92,8 @@ double grid_barrier_bench_us(const ops::Context&, int, int) {
 std::string depthformer_profile_report(const ops::Context&) {
     return "no CUDA backend";
 }
+std::string lfm2_step_profile_report(const ops::Context&) {
+    return "no CUDA backend";
+}
 
 }  // namespace voxrt::cuda
