@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "audio/wav.h"
@@ -18,6 +19,9 @@
 namespace voxrt::cli {
 
 namespace {
+
+// --detok-device auto puts the detokenizer of a CUDA model on the host from this many threads.
+constexpr int kHostDetokMinThreads = 8;
 
 using Clock = std::chrono::steady_clock;
 double ms_since(Clock::time_point t0) {
@@ -146,8 +150,16 @@ Expected<model::ModelOptions> model_options(const CommonArgs& c) {
     }
     o.threads = c.threads;
     o.max_context = c.context;
-    if (c.detok_device != "same" && c.detok_device != "cpu") return usage("--detok-device must be same or cpu");
-    o.detokenizer_on_cpu = c.detok_device == "cpu";
+    if (c.detok_device == "auto") {
+        // On a GPU the detokenizer's short kernels queue behind the persistent decode kernels
+        // (docs/detokenizer.md); with enough host threads it is done sooner beside them.
+        const int threads = c.threads > 0 ? c.threads : static_cast<int>(std::thread::hardware_concurrency());
+        o.detokenizer_on_cpu = o.device == Device::kCUDA && threads >= kHostDetokMinThreads;
+    } else if (c.detok_device == "same" || c.detok_device == "cpu") {
+        o.detokenizer_on_cpu = c.detok_device == "cpu";
+    } else {
+        return usage("--detok-device must be auto, same or cpu");
+    }
     return o;
 }
 
@@ -177,9 +189,10 @@ void add_common(CLI::App* app, CommonArgs& a) {
     app->add_flag("--no-fused-backbone", a.no_fused_backbone,
                   "CUDA: run the backbone decode step op by op (the depthformer stays fused)");
     app->add_option("--detok-device", a.detok_device,
-                    "where the detokenizer runs: same (as --device) or cpu (beside GPU decode)")
+                    "where the detokenizer runs: same (as --device), cpu (beside GPU decode) or "
+                    "auto (cpu with a CUDA model and at least 8 host threads, else same)")
         ->capture_default_str()
-        ->check(CLI::IsMember({"same", "cpu"}));
+        ->check(CLI::IsMember({"auto", "same", "cpu"}));
 }
 
 void add_generation(CLI::App* app, GenerationArgs& g, int max_steps, float audio_temp,
