@@ -37,6 +37,8 @@
     void sample_top_k(const ops::Context& ctx, const Tensor& logits, float temperature, int top_k, \
                       uint64_t seed, const Tensor& counter, Tensor& out);                          \
     void set_value(const ops::Context& ctx, Tensor& t, int64_t index, float value);                \
+    void increment(const ops::Context& ctx, Tensor& t, int32_t delta);                             \
+    void fill_rows_led_by(const ops::Context& ctx, Tensor& t, int32_t value);                      \
     void copy(const ops::Context& ctx, const Tensor& src, Tensor& dst);                            \
     void zero(const ops::Context& ctx, Tensor& t);                                                 \
     void round_to_act(const ops::Context& ctx, Tensor& t);                                         \
@@ -54,6 +56,8 @@ struct Lfm2Step;
 
 namespace voxrt::cuda {
 VOXRT_BACKEND_OPS_DECLARATIONS
+// Device -> host without waiting (ops::copy_to_host_async; the CPU backend's is cpu::copy).
+void copy_to_host_async(const ops::Context& ctx, const Tensor& src, Tensor& dst);
 // Fused kernels (ops/fused_ops.h): false when there is none for these shapes/options.
 bool depthformer_frame(const ops::Context& ctx, const ops::DepthformerFrame& f);
 bool lfm2_decode_step(const ops::Context& ctx, const ops::Lfm2Step& s);

@@ -38,7 +38,8 @@ struct CudaContextOptions {
 
 // Creates a context on device `device_index`: a non-blocking stream, cuBLAS + cuBLASLt handles
 // bound to it, the GEMM workspace and the op scratch, all behind ctx.cuda_handles. The first call
-// installs the Device::kCUDA allocator used by Buffer (cudaMalloc, memory zeroed like the CPU's).
+// installs the Device::kCUDA allocator used by Buffer (cudaMalloc, memory zeroed like the CPU's)
+// and the page-locked host allocator of Buffer::allocate_pinned (cudaMallocHost).
 // The calling thread's current device is set to device_index.
 Expected<ops::Context> create_cuda_context(ops::Precision precision, int device_index = 0,
                                            const CudaContextOptions& options = {});
@@ -50,7 +51,8 @@ void destroy_cuda_context(ops::Context& ctx);
 // Records the ops issued on a CUDA context between begin() and end() into a CUDA graph, and
 // replays them with replay(). Inputs that change between replays (positions, token ids, sampling
 // counters) must live in device tensors that the captured ops read, written with ops::copy
-// outside the capture. Host<->device copies and synchronize() are not allowed during capture.
+// outside the capture or by captured ops themselves (ops::increment). Host<->device copies and
+// synchronize() are not allowed during capture.
 // Not thread-safe; one capture per object; move-only.
 class GraphCapture {
 public:

@@ -1,5 +1,6 @@
 #include "core/tensor.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <utility>
@@ -119,10 +120,15 @@ std::string Tensor::describe() const {
 
 namespace {
 DeviceAllocator g_cuda_allocator;
-}
+DeviceAllocator g_pinned_allocator;
+}  // namespace
 
 void set_device_allocator(Device dev, DeviceAllocator a) {
     if (dev == Device::kCUDA) g_cuda_allocator = a;
+}
+
+void set_pinned_host_allocator(DeviceAllocator a) {
+    g_pinned_allocator = a;
 }
 
 Buffer& Buffer::operator=(Buffer&& o) noexcept {
@@ -131,6 +137,7 @@ Buffer& Buffer::operator=(Buffer&& o) noexcept {
         data_ = std::exchange(o.data_, nullptr);
         bytes_ = std::exchange(o.bytes_, 0);
         device_ = o.device_;
+        pinned_ = std::exchange(o.pinned_, false);
     }
     return *this;
 }
@@ -150,9 +157,25 @@ Buffer Buffer::allocate(Device dev, size_t bytes) {
     return b;
 }
 
+Buffer Buffer::allocate_pinned(size_t bytes) {
+    if (!g_pinned_allocator.alloc) return allocate(Device::kCPU, bytes);
+    Buffer b;
+    b.device_ = Device::kCPU;
+    const size_t rounded = std::max<size_t>((bytes + 63) / 64 * 64, 64);
+    b.data_ = g_pinned_allocator.alloc(rounded);
+    if (b.data_) {
+        std::memset(b.data_, 0, rounded);
+        b.bytes_ = bytes;
+        b.pinned_ = true;
+    }
+    return b;
+}
+
 void Buffer::reset() {
     if (data_) {
-        if (device_ == Device::kCPU) {
+        if (pinned_) {
+            g_pinned_allocator.free(data_);
+        } else if (device_ == Device::kCPU) {
             std::free(data_);
         } else if (g_cuda_allocator.free) {
             g_cuda_allocator.free(data_);
@@ -160,6 +183,7 @@ void Buffer::reset() {
     }
     data_ = nullptr;
     bytes_ = 0;
+    pinned_ = false;
 }
 
 Tensor Buffer::view(DType dt, std::initializer_list<int64_t> dims, size_t byte_offset) const {

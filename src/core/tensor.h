@@ -72,6 +72,10 @@ public:
 
     // Allocates `bytes` on `dev` (64-byte aligned on the CPU). Returns an empty buffer on failure.
     static Buffer allocate(Device dev, size_t bytes);
+    // Host memory (device() == kCPU, zeroed) that a CUDA stream can copy into asynchronously:
+    // page-locked once the CUDA backend has installed its allocator (create_cuda_context), plain
+    // allocate(kCPU, bytes) otherwise. For small per-step read-backs; page-locked memory is scarce.
+    static Buffer allocate_pinned(size_t bytes);
 
     void* data() const { return data_; }
     size_t size() const { return bytes_; }
@@ -85,6 +89,7 @@ private:
     void* data_ = nullptr;
     size_t bytes_ = 0;
     Device device_ = Device::kCPU;
+    bool pinned_ = false;  // host memory from the pinned allocator (freed through it)
 };
 
 // Device memory hooks; the CPU ones live in core, the CUDA ones are installed by the CUDA backend
@@ -94,5 +99,7 @@ struct DeviceAllocator {
     void (*free)(void* p) = nullptr;
 };
 void set_device_allocator(Device dev, DeviceAllocator a);
+// Page-locked host memory hooks for Buffer::allocate_pinned (installed by the CUDA backend).
+void set_pinned_host_allocator(DeviceAllocator a);
 
 }  // namespace voxrt

@@ -189,6 +189,31 @@ void set_value(const Context& ctx, Tensor& t, int64_t index, float value) {
     VOXRT_DISPATCH(set_value(ctx, t, index, value));
 }
 
+void increment(const Context& ctx, Tensor& t, int32_t delta) {
+    check_device(ctx, t, "increment", "t");
+    VOXRT_ASSERT(t.dtype == DType::kI32, "increment: t %s", t.describe().c_str());
+    VOXRT_DISPATCH(increment(ctx, t, delta));
+}
+
+void fill_rows_led_by(const Context& ctx, Tensor& t, int32_t value) {
+    check_device(ctx, t, "fill_rows_led_by", "t");
+    VOXRT_ASSERT(t.dtype == DType::kI32 && t.ndim >= 1, "fill_rows_led_by: t %s",
+                 t.describe().c_str());
+    VOXRT_DISPATCH(fill_rows_led_by(ctx, t, value));
+}
+
+void copy_to_host_async(const Context& ctx, const Tensor& src, Tensor& dst) {
+    check_device(ctx, src, "copy_to_host_async", "src");
+    VOXRT_ASSERT(dst.device == Device::kCPU && src.dtype == dst.dtype && src.numel() == dst.numel(),
+                 "copy_to_host_async: src %s dst %s", src.describe().c_str(),
+                 dst.describe().c_str());
+    if (ctx.device == Device::kCPU) {
+        cpu::copy(ctx, src, dst);
+    } else {
+        cuda::copy_to_host_async(ctx, src, dst);
+    }
+}
+
 void copy(const Context& ctx, const Tensor& src, Tensor& dst) {
     check_same(src, dst, "copy");
     if (src.device == Device::kCPU && dst.device == Device::kCPU) {

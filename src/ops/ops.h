@@ -127,8 +127,22 @@ void sample_top_k(const Context& ctx, const Tensor& logits, float temperature, i
 // t.flat[index] = value (e.g. -inf to forbid a token). index must be inside t.
 void set_value(const Context& ctx, Tensor& t, int64_t index, float value);
 
+// t += delta, every element of the I32 tensor t (wrapping like unsigned arithmetic). A decode step
+// advances its device-resident position and sampling counters with it, so that a replayed graph
+// needs no upload.
+void increment(const Context& ctx, Tensor& t, int32_t delta);
+// Each row of the I32 tensor t [M, N] whose first element equals value is filled with value: an
+// audio frame whose first code is end-of-audio (2048) is an end-of-audio frame, every code 2048.
+void fill_rows_led_by(const Context& ctx, Tensor& t, int32_t value);
+
 // Copies between tensors of equal numel, converting dtype (F32 <-> BF16, I32/I64) and device.
+// A copy between the host and a CUDA device waits for it (and for the work queued before it).
 void copy(const Context& ctx, const Tensor& src, Tensor& dst);
+// Queues a copy of src (on ctx.device) into the host tensor dst (same dtype and numel) and returns
+// at once: dst holds the values after the next synchronize(ctx). On CUDA, dst must be page-locked
+// (Buffer::allocate_pinned) for the copy to be asynchronous, and must not be touched before that
+// synchronize. On the CPU the copy is done at once.
+void copy_to_host_async(const Context& ctx, const Tensor& src, Tensor& dst);
 // Sets every byte of t to zero.
 void zero(const Context& ctx, Tensor& t);
 // Rounds every element to bfloat16 in place when ctx.round_bf16() (no-op otherwise / for BF16).

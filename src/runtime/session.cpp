@@ -113,6 +113,15 @@ Status Session::init(const SessionOptions& opt) {
     VOXRT_RETURN_IF_ERROR(alloc(DType::kI32, {1}, &token_));
     VOXRT_RETURN_IF_ERROR(alloc(DType::kI32, {Q + 1}, &counters_));
     VOXRT_RETURN_IF_ERROR(alloc(dt, {1, V}, &text_logits_));
+    {
+        Buffer b = Buffer::allocate_pinned(static_cast<size_t>(Q) * sizeof(int32_t));
+        if (!b.data())
+            return make_error(StatusCode::kOutOfMemory,
+                              "session: cannot allocate %lld bytes of page-locked host memory",
+                              static_cast<long long>(Q * 4));
+        choice_host_ = b.view(DType::kI32, {Q});
+        buffers_.push_back(std::move(b));
+    }
     pcm_.reserve(1 << 16);
     return add_text("<|startoftext|>");
 }
@@ -309,12 +318,14 @@ Status Session::prefill(TurnStats* stats) {
 }
 
 void Session::step_ops(const GenerateOptions& opt, bool text, bool forward) {
+    Tensor x1 = x_.rows(0, 1);
     if (forward) {
-        Tensor x1 = x_.rows(0, 1);
         Tensor p1 = pos_.rows(0, 1);
         model_.backbone().forward(ctx_, lfm_state_, x1, p1, scratch_, h_);
+        ops::increment(ctx_, p1, 1);  // the next step's position
     }
-    const int Q = model_.config().codebooks;
+    const model::AudioModelConfig& cfg = model_.config();
+    const int Q = cfg.codebooks;
     if (text) {
         ops::linear(ctx_, h_, model_.backbone().embed_tokens(), nullptr, text_logits_);
         if (opt.suppress_end)
@@ -326,6 +337,9 @@ void Session::step_ops(const GenerateOptions& opt, bool text, bool forward) {
             ops::sample_top_k(ctx_, text_logits_, opt.text_temperature, opt.text_top_k, opt.seed,
                               ctr, token_);
         }
+        // The choice is the next step's input. When the turn ends instead, nothing reads it: the
+        // next prefill writes x_ from row 0 before running any row.
+        ops::embedding(ctx_, model_.backbone().embed_tokens(), token_, x1);
     } else {
         model::FrameSampling fs;
         fs.temperature = opt.audio_temperature;
@@ -336,17 +350,17 @@ void Session::step_ops(const GenerateOptions& opt, bool text, bool forward) {
         Tensor codes_1d = codes_.reshape({Q});
         model_.audio_head().sample_frame(ctx_, head_state_, h_, fs, scratch_, codes_1d, nullptr,
                                          nullptr);
+        // An end-of-audio choice in codebook 0 makes it an end-of-audio frame (every code 2048):
+        // fed back, and read back, as such (generate() yields the same).
+        ops::fill_rows_led_by(ctx_, codes_, cfg.audio_vocab - 1);
+        model_.audio_head().embed_frames(ctx_, codes_, x1);
     }
+    ops::increment(ctx_, counters_, Q + 1);  // the next step's counters
 }
 
 Status Session::step(const GenerateOptions& opt, bool text, bool forward, int32_t* token,
                      std::array<int32_t, 8>* codes) {
     const int Q = model_.config().codebooks;
-    if (forward) {
-        int32_t p = n_past_;
-        Tensor p1 = pos_.rows(0, 1);
-        ops::copy(ctx_, host_i32(&p, 1), p1);
-    }
     if (use_graphs_ && forward) {
         backend::GraphCapture& g = text ? text_graph_ : frame_graph_;
         if (!g.captured()) {
@@ -359,38 +373,22 @@ Status Session::step(const GenerateOptions& opt, bool text, bool forward, int32_
         step_ops(opt, text, forward);
     }
     if (forward) ++n_past_;
-    if (text) {
-        Tensor host_token = host_i32(token, 1);
-        ops::copy(ctx_, token_, host_token);
-        if (capture_) {
-            cap_logits_.resize(static_cast<size_t>(text_logits_.numel()));
-            Tensor dst =
-                Tensor::make(cap_logits_.data(), DType::kF32, Device::kCPU, {text_logits_.numel()});
-            ops::copy(ctx_, text_logits_, dst);
-        }
-    } else {
-        Tensor codes_1d = codes_.reshape({Q});
-        Tensor dst = host_i32(codes->data(), Q);
-        ops::copy(ctx_, codes_1d, dst);
+    const Tensor choice = text ? token_ : codes_.reshape({Q});
+    Tensor choice_host = choice_host_.rows(0, choice.numel());
+    ops::copy_to_host_async(ctx_, choice, choice_host);
+    if (text && capture_) {
+        cap_logits_.resize(static_cast<size_t>(text_logits_.numel()));
+        Tensor dst =
+            Tensor::make(cap_logits_.data(), DType::kF32, Device::kCPU, {text_logits_.numel()});
+        ops::copy(ctx_, text_logits_, dst);
     }
-    return ops::synchronize(ctx_);
-}
-
-Status Session::embed_token(int32_t token) {
-    Tensor ids = ids_.rows(0, 1);
-    ops::copy(ctx_, host_i32(&token, 1), ids);
-    Tensor dst = x_.rows(0, 1);
-    ops::embedding(ctx_, model_.backbone().embed_tokens(), ids, dst);
-    return Status::ok();
-}
-
-Status Session::embed_frame(const std::array<int32_t, 8>& codes) {
-    const int Q = model_.config().codebooks;
-    ops::copy(ctx_,
-              Tensor::make(const_cast<int32_t*>(codes.data()), DType::kI32, Device::kCPU, {1, Q}),
-              codes_);
-    Tensor dst = x_.rows(0, 1);
-    model_.audio_head().embed_frames(ctx_, codes_, dst);
+    VOXRT_RETURN_IF_ERROR(ops::synchronize(ctx_));
+    const int32_t* got = choice_host_.ptr<int32_t>();
+    if (text) {
+        *token = got[0];
+    } else {
+        std::copy(got, got + Q, codes->begin());
+    }
     return Status::ok();
 }
 
@@ -439,7 +437,6 @@ Status Session::generate(const GenerateOptions& opt, const EventSink& sink, Turn
     bool need_forward = false;  // x_ row 0 holds the embedding of the last item, not yet run
     bool stopped = false;
     double detok_ms = 0;
-    std::vector<int32_t> counters(static_cast<size_t>(Q + 1));
     // Decodable frames waiting for the detokenizer (frame-major), the step of the last one, and
     // whether the turn's first frame has been detokenized (it goes alone, at once).
     std::array<int32_t, model::kDetokMaxStepFrames * model::kDetokCodebooks> detok_codes{};
@@ -525,6 +522,16 @@ Status Session::generate(const GenerateOptions& opt, const EventSink& sink, Turn
             graph_key_ = key;
         }
     }
+    {
+        // The first step's sampling counters (step s uses s·(Q+1) + i, i = 0..Q) and position;
+        // every step advances both on the device (step_ops), so the loop uploads nothing.
+        std::vector<int32_t> counters(static_cast<size_t>(Q + 1));
+        for (int i = 0; i <= Q; ++i) counters[static_cast<size_t>(i)] = i;
+        ops::copy(ctx_, host_i32(counters.data(), Q + 1), counters_);
+        int32_t p = n_past_;
+        Tensor p1 = pos_.rows(0, 1);
+        ops::copy(ctx_, host_i32(&p, 1), p1);
+    }
     const auto t_dec = Clock::now();
     int step = 0;
     for (; step < opt.max_new_tokens && !stopped; ++step) {
@@ -543,8 +550,6 @@ Status Session::generate(const GenerateOptions& opt, const EventSink& sink, Turn
         const bool text_step = text_mode;
         const bool forward = need_forward;
         need_forward = false;
-        for (int i = 0; i <= Q; ++i) counters[static_cast<size_t>(i)] = step * (Q + 1) + i;
-        ops::copy(ctx_, host_i32(counters.data(), Q + 1), counters_);
         if (interleaved) --left;
         GeneratedItem item;
         if (text_mode) {
@@ -570,7 +575,6 @@ Status Session::generate(const GenerateOptions& opt, const EventSink& sink, Turn
                 if (tok == sp.audio_start) text_mode = false;
                 if (tok == sp.im_end) stopped = true;  // yielded, then the loop ends
             }
-            VOXRT_RETURN_IF_ERROR(embed_token(tok));
         } else {
             std::array<int32_t, 8> codes{};
             VOXRT_RETURN_IF_ERROR(this->step(opt, /*text=*/false, forward, nullptr, &codes));
@@ -578,6 +582,8 @@ Status Session::generate(const GenerateOptions& opt, const EventSink& sink, Turn
                 text_mode = true;
                 left = cfg.interleaved_n_text;
             }
+            // The device made an end-of-audio frame whole before embedding it (step_ops); what is
+            // yielded does not depend on that.
             const bool eos = codes[0] == cfg.audio_vocab - 1;
             if (eos) {
                 for (int q = 0; q < Q; ++q) codes[static_cast<size_t>(q)] = cfg.audio_vocab - 1;
@@ -612,7 +618,6 @@ Status Session::generate(const GenerateOptions& opt, const EventSink& sink, Turn
                     if (!go_on) stopped = true;
                 }
             }
-            VOXRT_RETURN_IF_ERROR(embed_frame(codes));
         }
         (text_step ? stats.text_step_ms : stats.audio_step_ms) += ms_since(t_it) - (detok_ms - detok_before);
         need_forward = true;

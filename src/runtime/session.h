@@ -170,14 +170,14 @@ private:
     Status prefill(TurnStats* stats);
     Status forward_rows(Tensor& x, int64_t rows);
     // One generation step: (if `forward`) run the item embedded in x_ row 0 through the backbone
-    // at the next position, then choose the next text token or audio frame from h_. On CUDA the
-    // whole step is one replayed graph; only the step's inputs (position, sampling counters)
-    // are written before it, and the choice is read back after it.
+    // at position pos_[0], then choose the next text token or audio frame from h_, embed it into
+    // x_ row 0 (the next step's input) and advance pos_[0] (if `forward`) and counters_ on the
+    // device. On CUDA the whole step is one replayed graph; its inputs live on the device
+    // (generate() uploads them once per turn), and the host only reads the choice back (into
+    // page-locked memory, one synchronize).
     Status step(const GenerateOptions& opt, bool text, bool forward, int32_t* token,
                 std::array<int32_t, 8>* codes);
     void step_ops(const GenerateOptions& opt, bool text, bool forward);
-    Status embed_token(int32_t token);
-    Status embed_frame(const std::array<int32_t, 8>& codes);
 
     const model::LfmAudioModel& model_;
     ops::Context ctx_;        // the session's stream (CUDA) / thread pool (CPU)
@@ -205,12 +205,13 @@ private:
     Tensor x_;            // [chunk, D] backbone input rows
     Tensor out_;          // [chunk, D] backbone output rows
     Tensor h_;            // [1, D] last output row
-    Tensor pos_;          // I32 [chunk]
+    Tensor pos_;          // I32 [chunk] prefill positions; during generate(), row 0 = n_past_
     Tensor ids_;          // I32 [chunk]
     Tensor codes_;        // I32 [1, Q] frame to embed / chosen frame
-    Tensor token_;        // I32 [1]
-    Tensor counters_;     // I32 [Q + 1] sampling counters for this step
+    Tensor token_;        // I32 [1] chosen token
+    Tensor counters_;     // I32 [Q + 1] sampling counters of the current step: s·(Q+1) + i
     Tensor text_logits_;  // [1, V]
+    Tensor choice_host_;  // I32 [Q] page-locked host copy of the step's token / codes
     bool capture_ = false;
     bool use_graphs_ = false;
     backend::GraphCapture text_graph_, frame_graph_;

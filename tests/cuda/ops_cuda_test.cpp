@@ -768,6 +768,77 @@ TEST_F(CudaOps, GraphCaptureDecodeStep) {
     std::printf("[ops_cuda] graph: %d/%d greedy tokens equal the CPU's\n", agree_cpu, steps);
 }
 
+// ---- decode-step bookkeeping: increment, fill_rows_led_by, copy_to_host_async
+// ------------------------------------------------------------------------------------------------
+
+// The ops that keep a decode step on the device, against the CPU, eagerly and inside a replayed
+// graph (what Session::step does: counters and position advanced by the graph itself, the choice
+// read back into page-locked memory with one synchronize).
+TEST_F(CudaOps, StepBookkeeping) {
+    Env e = env(Precision::kBF16);
+    Rng rng(12000);
+    const int Q = 8;
+    const int32_t end = 2048;
+    // increment: eager, against the CPU
+    std::vector<int32_t> ctr0(Q + 1);
+    for (int i = 0; i <= Q; ++i) ctr0[static_cast<size_t>(i)] = i;
+    ctr0[Q] = 0x7ffffff9;  // wraps like the CPU
+    auto ctr = e.ids(ctr0, {Q + 1});
+    ops::increment(e.cpu(), ctr.h, Q + 1);
+    ops::increment(e.gpu(), ctr.d, Q + 1);
+    e.check_exact("increment", "[9] +9", ctr.d, ctr.h);
+    // fill_rows_led_by: rows led by 2048 (filled), with 2048 elsewhere (kept), without (kept)
+    std::vector<int32_t> codes0(64 * Q);
+    for (auto& c : codes0) c = rng.below(end + 1);
+    for (int m = 0; m < 64; m += 3) codes0[static_cast<size_t>(m * Q)] = end;
+    for (int m = 1; m < 64; m += 3) codes0[static_cast<size_t>(m * Q + 5)] = end;
+    auto codes = e.ids(codes0, {64, Q});
+    ops::fill_rows_led_by(e.cpu(), codes.h, end);
+    ops::fill_rows_led_by(e.gpu(), codes.d, end);
+    e.check_exact("fill_rows_led_by", "[64,8]", codes.d, codes.h);
+
+    // In a graph: position +1, counters +(Q+1), a frame made whole; replayed `steps` times.
+    auto pos = e.ids({37}, {1});
+    auto gctr = e.ids(std::vector<int32_t>(ctr0.begin(), ctr0.begin() + Q + 1), {Q + 1});
+    std::vector<int32_t> frame0(Q, 5);
+    frame0[0] = end;
+    auto frame = e.ids(frame0, {1, Q});
+    backend::GraphCapture graph;
+    ASSERT_TRUE(graph.begin(e.gpu()).is_ok());
+    ops::increment(e.gpu(), pos.d, 1);
+    ops::increment(e.gpu(), gctr.d, Q + 1);
+    ops::fill_rows_led_by(e.gpu(), frame.d, end);
+    const Status st = graph.end(e.gpu());
+    ASSERT_TRUE(st.is_ok()) << st.message();
+    const int steps = 5;
+    for (int s = 0; s < steps; ++s) {
+        ASSERT_TRUE(graph.replay(e.gpu()).is_ok());
+        ops::increment(e.cpu(), pos.h, 1);
+        ops::increment(e.cpu(), gctr.h, Q + 1);
+    }
+    ops::fill_rows_led_by(e.cpu(), frame.h, end);
+    e.check_exact("increment (graph)", "pos, 5 replays", pos.d, pos.h);
+    e.check_exact("increment (graph)", "counters, 5 replays", gctr.d, gctr.h);
+    e.check_exact("fill_rows_led_by (graph)", "[1,8]", frame.d, frame.h);
+    EXPECT_EQ(pos.h.ptr<int32_t>()[0], 37 + steps);
+
+    // copy_to_host_async into page-locked memory: valid after synchronize().
+    const int64_t n = 1 << 20;
+    std::vector<int32_t> big(static_cast<size_t>(n));
+    for (auto& v : big) v = static_cast<int32_t>(rng.next());
+    auto src = e.ids(big, {n});
+    Buffer pinned = Buffer::allocate_pinned(static_cast<size_t>(n) * sizeof(int32_t));
+    ASSERT_NE(pinned.data(), nullptr);
+    Tensor dst = pinned.view(DType::kI32, {n});
+    ops::copy_to_host_async(e.gpu(), src.d, dst);
+    ASSERT_TRUE(ops::synchronize(e.gpu()).is_ok());
+    EXPECT_TRUE(std::equal(big.begin(), big.end(), dst.ptr<int32_t>()));
+    Tensor first = dst.rows(0, Q + 1);
+    ops::copy_to_host_async(e.gpu(), gctr.d, first);
+    ASSERT_TRUE(ops::synchronize(e.gpu()).is_ok());
+    for (int i = 0; i <= Q; ++i) EXPECT_EQ(dst.ptr<int32_t>()[i], gctr.h.ptr<int32_t>()[i]) << i;
+}
+
 // ---- errors
 // ------------------------------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
 // CPU elementwise ops, copies and layout changes.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -127,6 +128,19 @@ void set_value(const ops::Context&, Tensor& t, int64_t index, float value) {
     } else {
         static_cast<float*>(t.data)[index] = value;
     }
+}
+
+void increment(const ops::Context&, Tensor& t, int32_t delta) {
+    // Through uint32_t: wraps instead of overflowing (as the CUDA kernel does).
+    auto* p = static_cast<uint32_t*>(t.data);
+    for (int64_t i = 0; i < t.numel(); ++i) p[i] += static_cast<uint32_t>(delta);
+}
+
+void fill_rows_led_by(const ops::Context&, Tensor& t, int32_t value) {
+    const int64_t N = t.shape[t.ndim - 1], M = N ? t.numel() / N : 0;
+    int32_t* p = t.ptr<int32_t>();
+    for (int64_t m = 0; m < M; ++m)
+        if (p[m * N] == value) std::fill(p + m * N, p + (m + 1) * N, value);
 }
 
 void zero(const ops::Context&, Tensor& t) {

@@ -115,6 +115,18 @@ void* device_alloc(size_t bytes) {
 
 void device_free(void* p) { cudaFree(p); }
 
+// Page-locked host memory (Buffer::allocate_pinned): what a stream copies into asynchronously.
+void* pinned_alloc(size_t bytes) {
+    void* p = nullptr;
+    if (cudaMallocHost(&p, bytes) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return nullptr;
+    }
+    return p;
+}
+
+void pinned_free(void* p) { cudaFreeHost(p); }
+
 void destroy_handles(cuda::Handles* h) {
     if (!h) return;
     if (h->stream) cudaStreamSynchronize(h->stream);
@@ -172,7 +184,10 @@ Expected<ops::Context> create_cuda_context(ops::Precision precision, int device_
     VOXRT_RETURN_IF_ERROR(cuda::cuda_status(cudaSetDevice(device_index), "cudaSetDevice"));
 
     static std::once_flag allocator_once;
-    std::call_once(allocator_once, [] { set_device_allocator(Device::kCUDA, {&device_alloc, &device_free}); });
+    std::call_once(allocator_once, [] {
+        set_device_allocator(Device::kCUDA, {&device_alloc, &device_free});
+        set_pinned_host_allocator({&pinned_alloc, &pinned_free});
+    });
 
     auto* h = new cuda::Handles();
     h->device = device_index;

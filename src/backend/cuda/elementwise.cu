@@ -115,6 +115,18 @@ __global__ void convert_kernel(const void* src, DType st, void* dst, DType dt, i
 
 __global__ void set_value_kernel(Ptr t, int64_t index, float value) { t.store(index, value, false); }
 
+__global__ void increment_kernel(uint32_t* t, int64_t n, uint32_t delta) {
+    const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+    for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) t[i] += delta;
+}
+
+// One thread per row: it alone reads the row's first element and writes the row.
+__global__ void fill_rows_led_by_kernel(int32_t* t, int64_t M, int64_t N, int32_t value) {
+    const int64_t m = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (m >= M || t[m * N] != value) return;
+    for (int64_t j = 1; j < N; ++j) t[m * N + j] = value;
+}
+
 bool convertible(DType dt) {
     return dt == DType::kF32 || dt == DType::kBF16 || dt == DType::kF16 || dt == DType::kF64 ||
            dt == DType::kI64 || dt == DType::kI32;
@@ -201,6 +213,21 @@ void set_value(const ops::Context& ctx, Tensor& t, int64_t index, float value) {
     check_launch(ctx, "set_value");
 }
 
+void increment(const ops::Context& ctx, Tensor& t, int32_t delta) {
+    const int64_t n = t.numel();
+    if (n == 0) return;
+    increment_kernel<<<grid_for(n, kThreads), kThreads, 0, stream_of(ctx)>>>(static_cast<uint32_t*>(t.data), n,
+                                                                             static_cast<uint32_t>(delta));
+    check_launch(ctx, "increment");
+}
+
+void fill_rows_led_by(const ops::Context& ctx, Tensor& t, int32_t value) {
+    const int64_t N = t.shape[t.ndim - 1], M = N ? t.numel() / N : 0;
+    if (M == 0) return;
+    fill_rows_led_by_kernel<<<grid_for(M, kThreads), kThreads, 0, stream_of(ctx)>>>(t.ptr<int32_t>(), M, N, value);
+    check_launch(ctx, "fill_rows_led_by");
+}
+
 void zero(const ops::Context& ctx, Tensor& t) {
     if (t.nbytes() == 0) return;
     check(ctx, cudaMemsetAsync(t.data, 0, t.nbytes(), stream_of(ctx)), "cudaMemsetAsync (zero)");
@@ -277,6 +304,14 @@ void copy(const ops::Context& ctx, const Tensor& src, Tensor& dst) {
     t.data = tmp.data();
     t.device = Device::kCPU;
     cpu::copy(host_ctx, t, dst);
+}
+
+// No synchronize: the caller's next synchronize() waits for it (with a page-locked dst the copy
+// is truly asynchronous; with pageable memory the driver makes it synchronous by itself).
+void copy_to_host_async(const ops::Context& ctx, const Tensor& src, Tensor& dst) {
+    if (src.nbytes() == 0) return;
+    check(ctx, cudaMemcpyAsync(dst.data, src.data, src.nbytes(), cudaMemcpyDeviceToHost, stream_of(ctx)),
+          "cudaMemcpyAsync (device to host, async)");
 }
 
 }  // namespace voxrt::cuda

@@ -65,7 +65,16 @@ void sample_top_k(const ops::Context&, const Tensor&, float, int, uint64_t, cons
 void set_value(const ops::Context&, Tensor&, int64_t, float) {
     VOXRT_NO_CUDA();
 }
+void increment(const ops::Context&, Tensor&, int32_t) {
+    VOXRT_NO_CUDA();
+}
+void fill_rows_led_by(const ops::Context&, Tensor&, int32_t) {
+    VOXRT_NO_CUDA();
+}
 void copy(const ops::Context&, const Tensor&, Tensor&) {
+    VOXRT_NO_CUDA();
+}
+void copy_to_host_async(const ops::Context&, const Tensor&, Tensor&) {
     VOXRT_NO_CUDA();
 }
 void zero(const ops::Context&, Tensor&) {
