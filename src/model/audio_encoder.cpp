@@ -1,13 +1,52 @@
 #include "model/audio_encoder.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "ops/conformer_ops.h"
 
 namespace voxrt::model {
+
+namespace {
+
+// VOXRT_ENCODER_PROFILE=1 (diagnostics): encode() synchronizes the device after each stage and
+// prints the time per stage, summed over the layers, to stderr.
+struct StageClock {
+    std::chrono::steady_clock::time_point t = std::chrono::steady_clock::now();
+    std::vector<std::pair<const char*, double>> sums;
+    void lap(const ops::Context& ctx, const char* what) {
+        (void)ops::synchronize(ctx);
+        const auto now = std::chrono::steady_clock::now();
+        const double ms = std::chrono::duration<double, std::milli>(now - t).count();
+        t = now;
+        for (auto& [name, sum] : sums)
+            if (name == what) {
+                sum += ms;
+                return;
+            }
+        sums.emplace_back(what, ms);
+    }
+};
+thread_local StageClock* t_clock = nullptr;  // set by encode() while profiling
+void lap(const ops::Context& ctx, const char* what) {
+    if (t_clock) t_clock->lap(ctx, what);
+}
+bool encoder_profile() {
+    static const bool on = [] {
+        const char* e = std::getenv("VOXRT_ENCODER_PROFILE");
+        return e && *e == '1';
+    }();
+    return on;
+}
+
+}  // namespace
+
 
 namespace {
 
@@ -378,6 +417,7 @@ void AudioEncoder::conformer_layer(const ops::Context& ctx, const Layer& l, cons
     ops::activation(ctx, ops::Activation::kSilu, ff, ff);
     ops::linear(ctx, ff, l.ff1_w2, &l.ff1_b2, t);
     ops::add_scaled(ctx, x, t, 0.5f, x);
+    lap(ctx, "feed-forward 1");
 
     // x += MHSA_relpos(LN(x))
     ops::layer_norm(ctx, x, l.att_norm_w, l.att_norm_b, kNormEps, h);
@@ -385,9 +425,12 @@ void AudioEncoder::conformer_layer(const ops::Context& ctx, const Layer& l, cons
     ops::linear(ctx, h, l.wk, &l.bk, k);
     ops::linear(ctx, h, l.wv, &l.bv, v);
     ops::linear(ctx, b.pos, l.w_pos, nullptr, p);  // [2n-1, D]
+    lap(ctx, "attention projections");
     ops::rel_pos_attention(ctx, q, k, v, p, l.pos_bias_u, l.pos_bias_v, n_heads_, att);
+    lap(ctx, "rel_pos_attention");
     ops::linear(ctx, att, l.wo, &l.bo, t);
     ops::add(ctx, x, t, x);
+    lap(ctx, "attention output");
 
     // x += Conv(LN(x)),  Conv = pointwise → GLU → depthwise → BatchNorm → SiLU → pointwise
     ops::layer_norm(ctx, x, l.conv_norm_w, l.conv_norm_b, kNormEps, h);
@@ -396,6 +439,7 @@ void AudioEncoder::conformer_layer(const ops::Context& ctx, const Layer& l, cons
     ops::conv_dw_bn_silu(ctx, glu, l.dw_w, l.dw_b, l.bn_scale, l.bn_shift, dw);
     ops::linear(ctx, dw, l.pw2_w, &l.pw2_b, t);
     ops::add(ctx, x, t, x);
+    lap(ctx, "conv module");
 
     // x += ½ · FF2(LN(x))
     ops::layer_norm(ctx, x, l.ff2_norm_w, l.ff2_norm_b, kNormEps, h);
@@ -406,6 +450,7 @@ void AudioEncoder::conformer_layer(const ops::Context& ctx, const Layer& l, cons
 
     // x = LN_out(x)
     ops::layer_norm(ctx, x, l.out_norm_w, l.out_norm_b, kNormEps, x);
+    lap(ctx, "feed-forward 2");
 }
 
 Status AudioEncoder::encode(const ops::Context& ctx, const float* mel, int64_t T, Arena& scratch,
@@ -434,6 +479,12 @@ Status AudioEncoder::encode(const ops::Context& ctx, const float* mel, int64_t T
                           "[encoder] scratch arena on %s has %zu bytes free, needs %zu on %s",
                           device_name(scratch.device()), free_bytes, need, device_name(ctx.device));
 
+    StageClock clock;
+    if (encoder_profile()) {
+        (void)ops::synchronize(ctx);
+        clock.t = std::chrono::steady_clock::now();
+        t_clock = &clock;
+    }
     const size_t mark = scratch.mark();
     const Buffers b = carve(&scratch, d, ctx, nullptr);
     Tensor& x = enc_out;  // the residual stream [n, D]
@@ -446,7 +497,9 @@ Status AudioEncoder::encode(const ops::Context& ctx, const float* mel, int64_t T
         ops::copy(ctx, mel_in, mel_dev);
         mel_in = mel_dev;
     }
+    lap(ctx, "mel upload");
     subsample(ctx, mel_in, d, b, x);
+    lap(ctx, "subsampling");
 
     // Positional table slice for positions n-1 … -(n-1). The reference's pe buffer is in the model
     // dtype (bf16 as loaded) and is rebuilt in the parameter dtype only past pos_emb_max_len.
@@ -462,6 +515,13 @@ Status AudioEncoder::encode(const ops::Context& ctx, const float* mel, int64_t T
     ops::linear(ctx, h, ad_w1_, &ad_b1_, ad);
     ops::activation(ctx, ops::Activation::kGeluErf, ad, ad);
     ops::linear(ctx, ad, ad_w2_, &ad_b2_, adapter_out);
+    lap(ctx, "adapter");
+    if (t_clock) {
+        for (const auto& [name, ms] : clock.sums)
+            std::fprintf(stderr, "[encoder profile] %lld mel frames: %-22s %8.3f ms\n", static_cast<long long>(T),
+                         name, ms);
+        t_clock = nullptr;
+    }
 
     scratch.release(mark);
     return Status::ok();
