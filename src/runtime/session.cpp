@@ -62,7 +62,7 @@ Status Session::init(const SessionOptions& opt) {
         detok_ctx_ = ops::Context{};
         detok_ctx_.device = Device::kCPU;
         detok_ctx_.precision = ops::Precision::kF32;
-        detok_ctx_.pool = model_.pool();
+        detok_ctx_.pool = model_.detokenizer_pool();
     } else if (ctx_.device == Device::kCUDA && model_.detokenizer()) {
         // Small: the detokenizer's ops work on at most 48 rows.
         backend::CudaContextOptions dopt;
