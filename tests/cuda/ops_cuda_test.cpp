@@ -27,6 +27,7 @@
 #include "core/bf16.h"
 #include "core/thread_pool.h"
 #include "cuda/cuda_test_util.h"
+#include "ops/conformer_ops.h"
 #include "ops/ops.h"
 
 namespace voxrt {
@@ -497,6 +498,38 @@ TEST_F(CudaOps, KvWriteAndAttention) {
             ops::attention(e.cpu(), q.h, kc.h, vc.h, pos.h, scale, c.window, o.h);
             ops::attention(e.gpu(), q.d, kc.d, vc.d, pos.d, scale, c.window, o.d);
             e.check("attention", what, o.d, o.h, /*tol_f32=*/1e-5, /*ulps=*/1);
+        }
+    }
+}
+
+// ---- the encoder's relative-position attention -----------------------------------------------------
+
+// The CUDA kernel sums each score's dot product over the head dimension lane by lane and then
+// across the warp; the CPU op sums it in order. fp32: rounding only. bf16: a score that lands on
+// the other side of a bf16 rounding boundary moves its softmax weight by 2^-8 relative, which can
+// move an output by a few bf16 ulps, hence 4 ulps (not 1) and 5e-3 for those.
+TEST_F(CudaOps, RelPosAttention) {
+    struct Case {
+        int T, H, Dk;
+    };
+    // T 434: 34.7 s of audio (the benchmark's longest input); 5 and 62: short inputs; Dk 20 and
+    // 5: head dims that are not a multiple of the warp.
+    const Case cases[] = {{5, 8, 64}, {62, 8, 64}, {434, 8, 64}, {40, 4, 20}, {7, 3, 5}};
+    for (Precision p : kBoth) {
+        Env e = env(p);
+        Rng rng(7100 + int(p));
+        for (const Case& c : cases) {
+            char what[64];
+            std::snprintf(what, sizeof what, "T%d H%d Dk%d", c.T, c.H, c.Dk);
+            const int64_t D = static_cast<int64_t>(c.H) * c.Dk;
+            auto q = e.act({c.T, D}, rng), k = e.act({c.T, D}, rng), v = e.act({c.T, D}, rng);
+            auto pe = e.act({2 * c.T - 1, D}, rng);
+            auto u = e.param({c.H, c.Dk}, rng, DType::kF32, 0.3f);
+            auto vb = e.param({c.H, c.Dk}, rng, DType::kF32, 0.3f);
+            auto o = e.out({c.T, D});
+            ops::rel_pos_attention(e.cpu(), q.h, k.h, v.h, pe.h, u.h, vb.h, c.H, o.h);
+            ops::rel_pos_attention(e.gpu(), q.d, k.d, v.d, pe.d, u.d, vb.d, c.H, o.d);
+            e.check("rel_pos_attention", what, o.d, o.h, /*tol_f32=*/1e-5, /*ulps=*/4, /*tol_bf16=*/5e-3);
         }
     }
 }

@@ -93,7 +93,11 @@ __global__ void rel_pos_embed_kernel(const float* src, int64_t n, bool round_tab
 }
 
 // One block per (query row i, head h). Dynamic shared memory: scores [T], qu [Dk], qv [Dk].
-__global__ void rel_pos_attention_kernel(Ptr q, Ptr k, Ptr v, Ptr p, const float* bias_u,
+// Scores: a warp per key position at a time, its lanes over the head dimension (the key and
+// position rows are read whole by a warp, not one element per thread from a different row each),
+// four positions' loads issued together.
+constexpr int kRelPosThreads = 128;
+__global__ void __launch_bounds__(kRelPosThreads) rel_pos_attention_kernel(Ptr q, Ptr k, Ptr v, Ptr p, const float* bias_u,
                                          const float* bias_v, Ptr out, int64_t T, int64_t D,
                                          int64_t Dk, float s_d_k, bool round) {
     extern __shared__ float smem[];
@@ -109,19 +113,41 @@ __global__ void rel_pos_attention_kernel(Ptr q, Ptr k, Ptr v, Ptr p, const float
     }
     __syncthreads();
     // scores: s = round(round(round(ac) + round(bd)) / sqrt(Dk)), bd from the rel_shift-ed row.
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
+    constexpr int kJ = 4;  // positions per warp per round
     float mx = -INFINITY;
-    for (int64_t j = threadIdx.x; j < T; j += blockDim.x) {
-        const int64_t kb = j * D + h * Dk, pb = (T - 1 - i + j) * D + h * Dk;
-        float ac = 0.0f, bd = 0.0f;
-        for (int64_t d = 0; d < Dk; ++d) {
-            ac = fmaf(qu[d], k.load(kb + d), ac);
-            bd = fmaf(qv[d], p.load(pb + d), bd);
+    for (int64_t j0 = static_cast<int64_t>(warp) * kJ; j0 < T; j0 += static_cast<int64_t>(n_warps) * kJ) {
+        float ac[kJ], bd[kJ];
+#pragma unroll
+        for (int u = 0; u < kJ; ++u) {
+            ac[u] = 0.0f;
+            bd[u] = 0.0f;
         }
-        const float s = rnd(rnd(rnd(ac, round) + rnd(bd, round), round) / s_d_k, round);
-        scores[j] = s;
-        mx = fmaxf(mx, s);
+        for (int64_t d = lane; d < Dk; d += 32) {
+            float kv[kJ], pv[kJ];
+#pragma unroll
+            for (int u = 0; u < kJ; ++u) {
+                const int64_t j = j0 + u < T ? j0 + u : T - 1;
+                kv[u] = k.load(j * D + h * Dk + d);
+                pv[u] = p.load((T - 1 - i + j) * D + h * Dk + d);
+            }
+#pragma unroll
+            for (int u = 0; u < kJ; ++u) {
+                ac[u] = fmaf(qu[d], kv[u], ac[u]);
+                bd[u] = fmaf(qv[d], pv[u], bd[u]);
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < kJ; ++u) {
+            const float a = warp_sum(ac[u]), b = warp_sum(bd[u]);
+            if (j0 + u < T) {
+                const float s = rnd(rnd(rnd(a, round) + rnd(b, round), round) / s_d_k, round);
+                if (lane == 0) scores[j0 + u] = s;
+                mx = fmaxf(mx, s);
+            }
+        }
     }
-    mx = block_max(mx, red);
+    mx = block_max(mx, red);  // also orders the scores writes before the reads below
     float sum = 0.0f;
     for (int64_t j = threadIdx.x; j < T; j += blockDim.x) {
         const float e = expf(scores[j] - mx);
@@ -134,6 +160,7 @@ __global__ void rel_pos_attention_kernel(Ptr q, Ptr k, Ptr v, Ptr p, const float
     __syncthreads();
     for (int64_t d = threadIdx.x; d < Dk; d += blockDim.x) {
         float acc = 0.0f;
+#pragma unroll 8
         for (int64_t j = 0; j < T; ++j) acc = fmaf(scores[j], v.load(j * D + h * Dk + d), acc);
         out.store(i * D + h * Dk + d, acc, round);
     }
@@ -218,7 +245,7 @@ void rel_pos_attention(const ops::Context& ctx, const Tensor& q, const Tensor& k
     }
     const dim3 grid(static_cast<unsigned>(T), static_cast<unsigned>(n_heads));
     const float s_d_k = static_cast<float>(sqrt(static_cast<double>(Dk)));
-    rel_pos_attention_kernel<<<grid, 128, smem, stream_of(ctx)>>>(
+    rel_pos_attention_kernel<<<grid, kRelPosThreads, smem, stream_of(ctx)>>>(
         ptr_of(q), ptr_of(k), ptr_of(v), ptr_of(p), f32(pos_bias_u), f32(pos_bias_v), ptr_of(out),
         T, D, Dk, s_d_k, ctx.round_bf16());
     check_launch(ctx, "rel_pos_attention");
