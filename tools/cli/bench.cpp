@@ -50,6 +50,9 @@ void add_bench(CLI::App* app, BenchArgs& b) {
         ->check(CLI::Range(0, 100));
     app->add_option("--json", b.json_out, "write results as JSON lines here");
     app->add_flag("--detok-sync", b.detok_sync, "detokenize inside the generation loop (not on its own thread)");
+    app->add_option("--detok-chunk", b.detok_chunk, "audio frames per detokenizer call after the first")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 1 << 10));
 }
 
 Status run_bench(const CommonArgs& c, const BenchArgs& a) {
@@ -93,6 +96,7 @@ Status run_bench(const CommonArgs& c, const BenchArgs& a) {
             g.audio_temperature = 1.0f;
             g.audio_top_k = 4;
             g.detok_async = !a.detok_sync;
+            g.detok_chunk_frames = a.detok_chunk;
             g.seed = static_cast<uint64_t>(r);
             g.suppress_end = true;  // random weights: same amount of work for every engine
             runtime::TurnStats st;

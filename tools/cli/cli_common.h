@@ -62,6 +62,7 @@ struct BenchArgs {
     int warmup = 1;
     std::string json_out;
     bool detok_sync = false;  // GenerateOptions::detok_async = false
+    int detok_chunk = 8;      // GenerateOptions::detok_chunk_frames
 };
 
 void add_common(CLI::App* app, CommonArgs& a);
