@@ -505,9 +505,13 @@ TEST_F(CudaOps, KvWriteAndAttention) {
 // ---- the encoder's relative-position attention -----------------------------------------------------
 
 // The CUDA kernel sums each score's dot product over the head dimension lane by lane and then
-// across the warp; the CPU op sums it in order. fp32: rounding only. bf16: a score that lands on
-// the other side of a bf16 rounding boundary moves its softmax weight by 2^-8 relative, which can
-// move an output by a few bf16 ulps, hence 4 ulps (not 1) and 5e-3 for those.
+// across the warp; the CPU op sums it in order. fp32: rounding only (H200: rel L2 5.7e-7 at T
+// 434). bf16: a score that lands on the other side of a bf16 rounding boundary moves its softmax
+// weight by 2^-8 relative. An output is a weighted average of up to 434 value rows; where they
+// nearly cancel (outputs ~1e-4 against an rms near 1) that moves it by many ulps of its own small
+// magnitude: at T 434, 11 of 222,208 outputs were more than 4 bf16 ulps off, the largest error
+// 1.95e-3 (half an ulp at magnitude 1), rel L2 7.5e-5. So bf16 is judged on rel L2 over the
+// tensor (bar 1e-3), not per element.
 TEST_F(CudaOps, RelPosAttention) {
     struct Case {
         int T, H, Dk;
@@ -529,7 +533,7 @@ TEST_F(CudaOps, RelPosAttention) {
             auto o = e.out({c.T, D});
             ops::rel_pos_attention(e.cpu(), q.h, k.h, v.h, pe.h, u.h, vb.h, c.H, o.h);
             ops::rel_pos_attention(e.gpu(), q.d, k.d, v.d, pe.d, u.d, vb.d, c.H, o.d);
-            e.check("rel_pos_attention", what, o.d, o.h, /*tol_f32=*/1e-5, /*ulps=*/4, /*tol_bf16=*/5e-3);
+            e.check("rel_pos_attention", what, o.d, o.h, /*tol_f32=*/1e-5, /*ulps=*/-1, /*tol_bf16=*/1e-3);
         }
     }
 }
