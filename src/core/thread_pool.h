@@ -31,7 +31,6 @@ public:
 
 private:
     void worker_loop(int index);
-    void run_chunks(std::unique_lock<std::mutex>& lk);
 
     std::vector<std::thread> workers_;
     std::mutex call_mu_;  // one parallel_for at a time
@@ -42,7 +41,7 @@ private:
     int64_t n_ = 0;
     int64_t chunk_ = 0;
     int64_t next_ = 0;
-    int in_flight_ = 0;  // chunks taken and not finished
+    int pending_ = 0;
     uint64_t generation_ = 0;
     bool stop_ = false;
 };

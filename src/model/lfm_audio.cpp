@@ -123,8 +123,7 @@ Expected<std::unique_ptr<LfmAudioModel>> LfmAudioModel::load(const std::string& 
         if (opt.detokenizer_on_cpu && opt.device != Device::kCPU) {
             m->host_ctx_.device = Device::kCPU;
             m->host_ctx_.precision = ops::Precision::kF32;
-            if (m->pool_->size() > 2) m->detok_pool_ = std::make_unique<ThreadPool>(m->pool_->size() - 1);
-            m->host_ctx_.pool = m->detokenizer_pool();
+            m->host_ctx_.pool = m->pool_.get();
             m->host_store_ = std::make_unique<WeightStore>(m->host_ctx_);
             m->detok_on_host_ = true;
             ds = m->host_store_.get();

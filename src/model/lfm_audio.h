@@ -66,10 +66,6 @@ public:
     // Where the detokenizer's weights live (and so where it runs).
     Device detokenizer_device() const { return detok_on_host_ ? Device::kCPU : opt_.device; }
     ThreadPool* pool() const { return pool_.get(); }
-    // The detokenizer's threads: its own pool, one thread short of pool(), when it runs on the
-    // host beside a GPU (the generating thread keeps a core while it waits for each step); else
-    // pool().
-    ThreadPool* detokenizer_pool() const { return detok_pool_ ? detok_pool_.get() : pool_.get(); }
     // The context used for uploads (CUDA: its stream); sessions make their own.
     const ops::Context& load_context() const { return load_ctx_; }
 
@@ -88,7 +84,6 @@ private:
     AudioModelConfig cfg_;
     SpecialTokens special_;
     std::unique_ptr<ThreadPool> pool_;
-    std::unique_ptr<ThreadPool> detok_pool_;  // see detokenizer_pool()
     ops::Context load_ctx_;
     std::unique_ptr<io::SafeTensorsFile> model_file_, detok_file_;
     std::unique_ptr<WeightStore> store_;

@@ -62,7 +62,7 @@ Status Session::init(const SessionOptions& opt) {
         detok_ctx_ = ops::Context{};
         detok_ctx_.device = Device::kCPU;
         detok_ctx_.precision = ops::Precision::kF32;
-        detok_ctx_.pool = model_.detokenizer_pool();
+        detok_ctx_.pool = model_.pool();
     } else if (ctx_.device == Device::kCUDA && model_.detokenizer()) {
         // Small: the detokenizer's ops work on at most 48 rows.
         backend::CudaContextOptions dopt;
@@ -488,15 +488,12 @@ Status Session::generate(const GenerateOptions& opt, const EventSink& sink, Turn
     };
     // Detokenizes the buffered frames (if any) in one call, or hands them to the worker, and
     // emits their PCM; false in *go_on when the sink asks to stop. The turn's first frame is
-    // detokenized here even with a worker (which is idle then) when both share a device: its
-    // samples are the first the listener hears, and on a GPU the worker's kernels would wait
-    // behind decode kernels. A host detokenizer beside a GPU takes it at once instead, and the
-    // GPU does not wait for it.
-    const bool host_beside_gpu = det && model_.detokenizer_device() == Device::kCPU && ctx_.device != Device::kCPU;
+    // detokenized here even with a worker (which is idle then): its samples are the first the
+    // listener hears, and on a GPU the worker's kernels would wait behind decode kernels.
     auto detok_drain = [&](bool* go_on) -> Status {
         *go_on = true;
         if (detok_pending == 0) return Status::ok();
-        if (worker && (detok_started || host_beside_gpu)) {
+        if (worker && detok_started) {
             worker->submit(detok_codes.data(), detok_pending, detok_last_step);
             detok_pending = 0;
             detok_started = true;
