@@ -3,7 +3,9 @@
 
     python3 bench/report.py OUT_DIR [MORE_DIRS_OR_JSONL ...] [--floor-bw GB_S] > results.md
 
-Reads every *.jsonl in the folders (and any .jsonl files named): lines of engine "voxrt"
+Reads the run's own files in the folders (env.jsonl, voxrt.jsonl, reference.jsonl, peer.jsonl: what
+bench/run_gpu.sh writes; other .jsonl there, e.g. a variant's `voxrt bench --json`, are left out
+unless named) and any .jsonl files named: lines of engine "voxrt"
 (voxrt bench --json), "liquid-audio" (bench/reference_bench.py), "torch-peer"
 (bench/torch_step_bench.py), "copy" (bench/copy_bw.py), "env" and "inputs" (bench/env_info.py), "call" (bench/run_gpu.sh).
 Inputs are matched by file name. The floor of a decode is (68 text steps x text bytes + 132 frames x
@@ -20,10 +22,13 @@ import sys
 from pathlib import Path
 
 
+RUN_FILES = {"env.jsonl", "voxrt.jsonl", "reference.jsonl", "peer.jsonl"}
+
+
 def load(paths: list[str]) -> list[dict]:
     files: list[Path] = []
     for p in map(Path, paths):
-        files += sorted(p.glob("*.jsonl")) if p.is_dir() else [p]
+        files += sorted(f for f in p.glob("*.jsonl") if f.name in RUN_FILES) if p.is_dir() else [p]
     out = []
     for f in files:
         for i, line in enumerate(f.read_text().splitlines()):
