@@ -128,6 +128,15 @@ Expected<MelFrontend> MelFrontend::create(const MelConfig& c, const float* windo
     return m;
 }
 
+MelFrontend::Shape MelFrontend::shape(size_t n) const {
+    Shape s;
+    s.valid = static_cast<int>(n / hop_);
+    s.spectra = 1 + s.valid;
+    s.frames = s.spectra;
+    if (cfg_.pad_to > 0 && s.spectra % cfg_.pad_to != 0) s.frames = s.spectra + cfg_.pad_to - s.spectra % cfg_.pad_to;
+    return s;
+}
+
 Expected<MelSpectrogram> MelFrontend::compute(const float* pcm, size_t n, ThreadPool* pool) const {
     if (n == 0 || pcm == nullptr) {
         return make_error(StatusCode::kInvalidArgument, "[mel] empty input");

@@ -87,6 +87,17 @@ public:
     // pool (optional): frames are computed in parallel; the result is identical either way.
     Expected<MelSpectrogram> compute(const float* pcm, size_t n, ThreadPool* pool = nullptr) const;
 
+    // Frame counts for n samples: `spectra` computed (1 + n / hop), the first `valid` (n / hop)
+    // normalised and kept, `frames` in the output (spectra rounded up to pad_to).
+    struct Shape {
+        int spectra = 0, valid = 0, frames = 0;
+    };
+    Shape shape(size_t n) const;
+
+    const MelConfig& config() const { return cfg_; }
+    // Per feature, the filterbank's nonzero bins [bin_lo, bin_hi).
+    const std::vector<int>& bin_lo() const { return fb_lo_; }
+    const std::vector<int>& bin_hi() const { return fb_hi_; }
     int hop() const { return hop_; }
     int win_length() const { return win_; }
     int n_fft() const { return n_fft_; }

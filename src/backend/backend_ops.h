@@ -56,6 +56,24 @@ struct Lfm2Step;
 
 namespace voxrt::cuda {
 VOXRT_BACKEND_OPS_DECLARATIONS
+// The log-mel spectrogram of audio::MelFrontend on the GPU (audio/mel.h, MelFrontend::compute_on):
+// pcm [n] F32 and out [features, frames_out] F32 on the device; window, filterbank and the bins
+// on the host (uploaded per call). frames = 1 + valid spectra are computed, the first `valid`
+// normalised, the rest of out is pad_value.
+struct LogMelArgs {
+    const float* pcm = nullptr;
+    int64_t n = 0;
+    const float* window = nullptr;      // [win]
+    const float* filterbank = nullptr;  // [features, n_fft/2 + 1]
+    const int32_t* bin_lo = nullptr;    // [features]: nonzero bins [lo, hi)
+    const int32_t* bin_hi = nullptr;
+    int win = 0, n_fft = 0, hop = 0, features = 0, frames = 0, valid = 0, frames_out = 0;
+    double preemph = 0, log_guard = 0;
+    bool per_feature = true;
+    float pad_value = 0;
+    float* out = nullptr;
+};
+Status log_mel(const ops::Context& ctx, const LogMelArgs& a);
 // Device -> host without waiting (ops::copy_to_host_async; the CPU backend's is cpu::copy).
 void copy_to_host_async(const ops::Context& ctx, const Tensor& src, Tensor& dst);
 // Fused kernels (ops/fused_ops.h): false when there is none for these shapes/options.

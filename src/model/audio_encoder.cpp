@@ -455,11 +455,26 @@ void AudioEncoder::conformer_layer(const ops::Context& ctx, const Layer& l, cons
 
 Status AudioEncoder::encode(const ops::Context& ctx, const float* mel, int64_t T, Arena& scratch,
                             Tensor& enc_out, Tensor& adapter_out) const {
+    if (!mel) return make_error(StatusCode::kInvalidArgument, "[encoder] mel is null");
     if (T < 1 || T > max_mel_frames_)
         return make_error(StatusCode::kOutOfRange,
                           "[encoder] %lld mel frames; one segment must have 1 to %lld",
                           static_cast<long long>(T), static_cast<long long>(max_mel_frames_));
-    if (!mel) return make_error(StatusCode::kInvalidArgument, "[encoder] mel is null");
+    const Tensor m = Tensor::make(const_cast<float*>(mel), DType::kF32, Device::kCPU, {feat_in_, T});
+    return encode(ctx, m, scratch, enc_out, adapter_out);
+}
+
+Status AudioEncoder::encode(const ops::Context& ctx, const Tensor& mel, Arena& scratch, Tensor& enc_out,
+                            Tensor& adapter_out) const {
+    if (mel.dtype != DType::kF32 || mel.ndim != 2 || mel.shape[0] != feat_in_ || mel.data == nullptr ||
+        (mel.device != Device::kCPU && mel.device != ctx.device))
+        return make_error(StatusCode::kInvalidArgument, "[encoder] mel is %s, expected [%lld, T] F32 on the host or %s",
+                          mel.describe().c_str(), static_cast<long long>(feat_in_), device_name(ctx.device));
+    const int64_t T = mel.shape[1];
+    if (T < 1 || T > max_mel_frames_)
+        return make_error(StatusCode::kOutOfRange,
+                          "[encoder] %lld mel frames; one segment must have 1 to %lld",
+                          static_cast<long long>(T), static_cast<long long>(max_mel_frames_));
     const Dims d = dims_for(T);
     const DType at = ctx.act_dtype();
     auto check_out = [&](const Tensor& t, int64_t cols, const char* name) -> Status {
@@ -491,8 +506,8 @@ Status AudioEncoder::encode(const ops::Context& ctx, const float* mel, int64_t T
 
     // pre_encode: mel [F, T] → x [n, D]. The mel is read as F32 and rounded to the activation
     // precision inside the first convolution (the reference casts it to the model dtype).
-    Tensor mel_in = Tensor::make(const_cast<float*>(mel), DType::kF32, Device::kCPU, {feat_in_, T});
-    if (ctx.device != Device::kCPU) {
+    Tensor mel_in = mel;
+    if (ctx.device != Device::kCPU && mel.device == Device::kCPU) {
         Tensor mel_dev = b.mel;
         ops::copy(ctx, mel_in, mel_dev);
         mel_in = mel_dev;

@@ -61,6 +61,10 @@ public:
     // returned to its mark on exit. T must be in [1, max_mel_frames()].
     Status encode(const ops::Context& ctx, const float* mel, int64_t T, Arena& scratch,
                   Tensor& enc_out, Tensor& adapter_out) const;
+    // The same with the mel as a tensor [feat_in, T] F32, on the host or on ctx.device (used in
+    // place there: ops::log_mel made it).
+    Status encode(const ops::Context& ctx, const Tensor& mel, Arena& scratch, Tensor& enc_out,
+                  Tensor& adapter_out) const;
 
 private:
     struct Layer {

@@ -2,11 +2,14 @@
 
 #include <algorithm>
 #include <chrono>
+#include <climits>
 #include <cmath>
 #include <cstdio>
 
 #include "audio/resample.h"
 #include "backend/device_api.h"
+#include "core/check.h"
+#include "ops/mel_ops.h"
 
 namespace voxrt::runtime {
 
@@ -55,6 +58,7 @@ Status Session::init(const SessionOptions& opt) {
     ctx_.fused = opt.fused_kernels;
     ctx_.fused_backbone = opt.fused_backbone;
     use_graphs_ = ctx_.device == Device::kCUDA && opt.cuda_graphs;
+    mel_on_device_ = opt.mel_on_device;
     detok_ctx_ = ctx_;
     detok_ctx_.precision = ops::Precision::kF32;
     if (model_.detokenizer() && model_.detokenizer_device() != ctx_.device) {
@@ -210,10 +214,10 @@ Status Session::add_audio(const float* pcm, size_t n, int sample_rate) {
         p16 = resampled.data();
         n16 = resampled.size();
     }
-    VOXRT_ASSIGN_OR_RETURN(audio::MelSpectrogram mel, model_.mel().compute(p16, n16, ctx_.pool));
-    const double mel_ms = ms_since(t0);
-    const auto t1 = Clock::now();
-    const int64_t T = mel.frames;
+    const audio::MelFrontend& mf = model_.mel();
+    if (n16 / static_cast<size_t>(mf.hop()) >= static_cast<size_t>(INT_MAX / std::max(mf.features(), 1)) - 1)
+        return make_error(StatusCode::kOutOfRange, "[mel] %zu samples is too long", n16);
+    const int64_t T = mf.shape(n16).frames;
     const int64_t factor = model_.config().encoder.subsampling_factor;
     const int64_t rows = (T + factor - 1) / factor;
     const int64_t need = static_cast<int64_t>(n_past_) + pending_positions() + rows;
@@ -225,8 +229,12 @@ Status Session::add_audio(const float* pcm, size_t n, int sample_rate) {
                           static_cast<double>(n) / sample_rate, static_cast<long long>(rows),
                           static_cast<long long>(need), capacity_);
     const model::AudioEncoder& enc = model_.encoder();
+    const bool mel_here = mel_on_device_ && ctx_.device != Device::kCPU;
     const size_t ws = enc.workspace_bytes(T, ctx_) +
                       arena_bytes(ctx_.act_dtype(), rows * model_.config().encoder.d_model) +
+                      (mel_here ? arena_bytes(DType::kF32, static_cast<int64_t>(n16)) +
+                                      arena_bytes(DType::kF32, mf.features() * T)
+                                : 0) +
                       (1u << 20);
     if (ws > enc_scratch_.capacity()) {
         if (!enc_scratch_.reserve(ctx_.device, ws))
@@ -236,7 +244,30 @@ Status Session::add_audio(const float* pcm, size_t n, int sample_rate) {
     enc_scratch_.reset();
     Tensor enc_out = enc_scratch_.alloc(ctx_.act_dtype(), {rows, model_.config().encoder.d_model});
     Tensor adapter_out = audio_in_.rows(audio_rows_used_, audio_rows_used_ + rows);
-    VOXRT_RETURN_IF_ERROR(enc.encode(ctx_, mel.data.data(), T, enc_scratch_, enc_out, adapter_out));
+    double mel_ms = 0;
+    Clock::time_point t1;
+    Status on_device = make_error(StatusCode::kUnsupported, "mel on the host");
+    if (mel_here) {
+        // The spectrogram on the GPU (ops::log_mel): only the samples are uploaded.
+        Tensor pcm_dev = enc_scratch_.alloc(DType::kF32, {static_cast<int64_t>(n16)});
+        Tensor mel_dev = enc_scratch_.alloc(DType::kF32, {mf.features(), T});
+        ops::copy(ctx_, Tensor::make(const_cast<float*>(p16), DType::kF32, Device::kCPU, {static_cast<int64_t>(n16)}),
+                  pcm_dev);
+        on_device = ops::log_mel(ctx_, mf, pcm_dev, mel_dev);
+        if (on_device.code() != StatusCode::kUnsupported) {
+            VOXRT_RETURN_IF_ERROR(on_device);
+            mel_ms = ms_since(t0);
+            t1 = Clock::now();
+            VOXRT_RETURN_IF_ERROR(enc.encode(ctx_, mel_dev, enc_scratch_, enc_out, adapter_out));
+        }
+    }
+    if (on_device.code() == StatusCode::kUnsupported) {
+        VOXRT_ASSIGN_OR_RETURN(audio::MelSpectrogram mel, mf.compute(p16, n16, ctx_.pool));
+        VOXRT_ASSERT(mel.frames == T, "mel frames %d, expected %lld", mel.frames, static_cast<long long>(T));
+        mel_ms = ms_since(t0);
+        t1 = Clock::now();
+        VOXRT_RETURN_IF_ERROR(enc.encode(ctx_, mel.data.data(), T, enc_scratch_, enc_out, adapter_out));
+    }
     VOXRT_RETURN_IF_ERROR(ops::synchronize(ctx_));
     Pending p{Pending::kAudioIn, {}, audio_rows_used_, rows, {}};
     pending_.push_back(std::move(p));

@@ -46,6 +46,9 @@ struct SessionOptions {
     // (ops/fused_ops.h); false: op by op (the definition; for comparisons).
     bool fused_kernels = true;
     bool fused_backbone = true;  // of those, the backbone step (false: only it runs op by op)
+    // CUDA: compute the log-mel spectrogram of added audio on the GPU (ops::log_mel; false: on
+    // the host, MelFrontend::compute, then uploaded). Resampling stays on the host.
+    bool mel_on_device = true;
 };
 
 struct GenerateOptions {
@@ -214,6 +217,7 @@ private:
     Tensor choice_host_;  // I32 [Q] page-locked host copy of the step's token / codes
     bool capture_ = false;
     bool use_graphs_ = false;
+    bool mel_on_device_ = true;  // SessionOptions::mel_on_device
     backend::GraphCapture text_graph_, frame_graph_;
     std::string graph_key_;  // sampling options the graphs were captured with
     std::vector<float> cap_logits_;

@@ -167,6 +167,7 @@ runtime::SessionOptions session_options(const CommonArgs& c) {
     runtime::SessionOptions s;
     s.fused_kernels = !c.no_fused;
     s.fused_backbone = !c.no_fused_backbone;
+    s.mel_on_device = !c.host_mel;
     return s;
 }
 
@@ -186,6 +187,8 @@ void add_common(CLI::App* app, CommonArgs& a) {
     app->add_flag("-q,--quiet", a.quiet, "no progress or timing on stderr");
     app->add_flag("--no-fused", a.no_fused,
                   "CUDA: decode op by op instead of with the fused kernels (for comparison)");
+    app->add_flag("--host-mel", a.host_mel,
+                  "CUDA: compute the mel spectrogram on the host and upload it (for comparison)");
     app->add_flag("--no-fused-backbone", a.no_fused_backbone,
                   "CUDA: run the backbone decode step op by op (the depthformer stays fused)");
     app->add_option("--detok-device", a.detok_device,

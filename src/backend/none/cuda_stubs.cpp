@@ -105,4 +105,8 @@ std::string lfm2_step_profile_report(const ops::Context&) {
     return "no CUDA backend";
 }
 
+Status log_mel(const ops::Context&, const LogMelArgs&) {
+    return make_error(StatusCode::kUnsupported, "this build of voxrt has no CUDA backend");
+}
+
 }  // namespace voxrt::cuda
