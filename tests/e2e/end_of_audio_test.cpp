@@ -11,20 +11,11 @@
 #include "model/lfm_audio.h"
 #include "runtime/session.h"
 #include "util/compare.h"
+#include "util/s2s_prompt.h"
 #include "util/test_paths.h"
 
 namespace voxrt {
 namespace {
-
-void add_prompt(runtime::Session& s, const std::vector<float>& wav, int rate) {
-    ASSERT_TRUE(s.new_turn("system").is_ok());
-    ASSERT_TRUE(s.add_text("Respond with interleaved text and audio.").is_ok());
-    ASSERT_TRUE(s.end_turn().is_ok());
-    ASSERT_TRUE(s.new_turn("user").is_ok());
-    ASSERT_TRUE(s.add_audio(wav.data(), wav.size(), rate).is_ok());
-    ASSERT_TRUE(s.end_turn().is_ok());
-    ASSERT_TRUE(s.new_turn("assistant").is_ok());
-}
 
 TEST(EndOfAudio, FedBackAsTheWholeEndFrame) {
     model::ModelOptions o;
@@ -49,7 +40,7 @@ TEST(EndOfAudio, FedBackAsTheWholeEndFrame) {
     g.seed = 107;
     auto a = runtime::Session::create(**m, runtime::SessionOptions{});
     ASSERT_TRUE(a.is_ok());
-    add_prompt(**a, wav, pcm->sample_rate);
+    ASSERT_TRUE(test::open_s2s_turn(**a, wav, pcm->sample_rate).is_ok());
     (*a)->set_capture(true);
     std::vector<std::vector<float>> logits;  // per step; empty for frame steps
     Status st = (*a)->generate(g, [&](const runtime::Event& e) {
@@ -71,7 +62,7 @@ TEST(EndOfAudio, FedBackAsTheWholeEndFrame) {
     // The same history, prefilled: prompt + items 0..k (the end frame as all-2048 codes).
     auto b = runtime::Session::create(**m, runtime::SessionOptions{});
     ASSERT_TRUE(b.is_ok());
-    add_prompt(**b, wav, pcm->sample_rate);
+    ASSERT_TRUE(test::open_s2s_turn(**b, wav, pcm->sample_rate).is_ok());
     for (size_t i = 0; i <= k; ++i) {
         if (items[i].is_frame) {
             ASSERT_TRUE((*b)->add_frame(items[i].codes).is_ok());

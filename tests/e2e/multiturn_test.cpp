@@ -12,6 +12,7 @@
 #include "model/lfm_audio.h"
 #include "runtime/session.h"
 #include "util/compare.h"
+#include "util/s2s_prompt.h"
 #include "util/test_paths.h"
 
 namespace voxrt {
@@ -36,16 +37,6 @@ Turn generate(runtime::Session& s, runtime::GenerationMode mode, int steps) {
     EXPECT_TRUE(st.is_ok()) << st.message();
     t.items = s.last_turn();
     return t;
-}
-
-void add_turn1_prompt(runtime::Session& s, const std::vector<float>& wav, int rate) {
-    ASSERT_TRUE(s.new_turn("system").is_ok());
-    ASSERT_TRUE(s.add_text("Respond with interleaved text and audio.").is_ok());
-    ASSERT_TRUE(s.end_turn().is_ok());
-    ASSERT_TRUE(s.new_turn("user").is_ok());
-    ASSERT_TRUE(s.add_audio(wav.data(), wav.size(), rate).is_ok());
-    ASSERT_TRUE(s.end_turn().is_ok());
-    ASSERT_TRUE(s.new_turn("assistant").is_ok());
 }
 
 void add_turn2_prompt(runtime::Session& s) {
@@ -77,7 +68,7 @@ TEST_P(MultiTurn, IncrementalEqualsReprefill) {
     // Incremental: one session, two turns.
     auto a = runtime::Session::create(**m, runtime::SessionOptions{});
     ASSERT_TRUE(a.is_ok());
-    add_turn1_prompt(**a, wav, pcm->sample_rate);
+    ASSERT_TRUE(test::open_s2s_turn(**a, wav, pcm->sample_rate).is_ok());
     Turn a1 = generate(**a, runtime::GenerationMode::kInterleaved, turn1_steps);
     ASSERT_EQ(static_cast<int>(a1.items.size()), turn1_steps);
     add_turn2_prompt(**a);
@@ -87,7 +78,7 @@ TEST_P(MultiTurn, IncrementalEqualsReprefill) {
     // Re-prefill: a fresh session given the whole history, as liquid-audio's chat.append does.
     auto b = runtime::Session::create(**m, runtime::SessionOptions{});
     ASSERT_TRUE(b.is_ok());
-    add_turn1_prompt(**b, wav, pcm->sample_rate);
+    ASSERT_TRUE(test::open_s2s_turn(**b, wav, pcm->sample_rate).is_ok());
     for (const auto& it : a1.items) {
         if (it.is_frame) {
             ASSERT_TRUE((*b)->add_frame(it.codes).is_ok());

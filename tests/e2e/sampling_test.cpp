@@ -8,6 +8,7 @@
 #include "audio/wav.h"
 #include "model/lfm_audio.h"
 #include "runtime/session.h"
+#include "util/s2s_prompt.h"
 #include "util/test_paths.h"
 
 namespace voxrt {
@@ -38,13 +39,7 @@ protected:
         auto s = runtime::Session::create(*model_, runtime::SessionOptions{});
         EXPECT_TRUE(s.is_ok());
         runtime::Session& ss = **s;
-        EXPECT_TRUE(ss.new_turn("system").is_ok());
-        EXPECT_TRUE(ss.add_text("Respond with interleaved text and audio.").is_ok());
-        EXPECT_TRUE(ss.end_turn().is_ok());
-        EXPECT_TRUE(ss.new_turn("user").is_ok());
-        EXPECT_TRUE(ss.add_text("Tell me something about chairs.").is_ok());
-        EXPECT_TRUE(ss.end_turn().is_ok());
-        EXPECT_TRUE(ss.new_turn("assistant").is_ok());
+        EXPECT_TRUE(test::open_s2s_turn(ss, "Tell me something about chairs.").is_ok());
         Out out;
         Status st = ss.generate(g, [&](const runtime::Event& e) {
             if (e.kind == runtime::EventKind::kText) out.text.push_back(e.token);

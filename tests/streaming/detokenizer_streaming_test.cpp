@@ -35,6 +35,7 @@
 #include "runtime/detok_worker.h"
 #include "runtime/session.h"
 #include "util/compare.h"
+#include "util/s2s_prompt.h"
 #include "util/test_paths.h"
 
 namespace voxrt {
@@ -475,13 +476,7 @@ Turn run_turn(const model::LfmAudioModel& m, int chunk, int steps, int stop_afte
     EXPECT_TRUE(s.is_ok()) << s.status().message();
     if (!s.is_ok()) return t;
     runtime::Session& ss = **s;
-    EXPECT_TRUE(ss.new_turn("system").is_ok());
-    EXPECT_TRUE(ss.add_text("Respond with interleaved text and audio.").is_ok());
-    EXPECT_TRUE(ss.end_turn().is_ok());
-    EXPECT_TRUE(ss.new_turn("user").is_ok());
-    EXPECT_TRUE(ss.add_text("Say something long, please.").is_ok());
-    EXPECT_TRUE(ss.end_turn().is_ok());
-    EXPECT_TRUE(ss.new_turn("assistant").is_ok());
+    EXPECT_TRUE(test::open_s2s_turn(ss, "Say something long, please.").is_ok());
     runtime::GenerateOptions g;
     g.mode = runtime::GenerationMode::kInterleaved;
     g.max_new_tokens = steps;
