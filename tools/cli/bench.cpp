@@ -162,7 +162,7 @@ Status run_bench(const CommonArgs& c, const BenchArgs& a) {
                 "\"steps\":%d,"
                 "\"text_tokens\":%d,\"audio_frames\":%d,\"steps_per_s\":%.2f,\"first_frame_ms\":%."
                 "3f,"
-                "\"first_sample_ms\":%.3f,\"detok_ms\":%.3f,\"detok_busy_ms\":%.3f,\"detok_async\":%s,\"detok_device\":\"%s\","
+                "\"first_sample_ms\":%.3f,\"detok_ms\":%.3f,\"detok_busy_ms\":%.3f,\"detok_async\":%s,\"detok_device\":\"%s\",\"mel_device\":\"%s\","
                 "\"decode_gb_s\":%.1f,\"text_step_ms\":%.4f,\"audio_frame_ms\":%.4f,"
                 "\"text_step_bytes\":%zu,\"audio_frame_bytes\":%zu}\n",
                 dev.c_str(), c.precision.c_str(), path.c_str(),
@@ -173,7 +173,8 @@ Status run_bench(const CommonArgs& c, const BenchArgs& a) {
                 r0.text_tokens, r0.audio_frames, sps, median(col(&RunResult::first_frame_ms)),
                 median(col(&RunResult::first_pcm_ms)), median(col(&RunResult::detok_ms)),
                 median(col(&RunResult::detok_busy_ms)), a.detok_sync ? "false" : "true",
-                m->detokenizer_device() == Device::kCPU ? "cpu" : "cuda", gbs,
+                m->detokenizer_device() == Device::kCPU ? "cpu" : "cuda",
+                o.device == Device::kCUDA && !c.host_mel ? "cuda" : "cpu", gbs,
                 median(col(&RunResult::text_step_ms)), median(col(&RunResult::audio_frame_ms)),
                 m->text_step_bytes(), m->audio_frame_bytes());
             json << line;
