@@ -9,7 +9,8 @@
 #              the full-size random checkpoint (tools/reference/make_checkpoint.py --size full --seed 0,
 #              unless $MODEL/model.safetensors exists), the three inputs (bench/make_inputs.py), and the
 #              card record: OUT/card.txt (nvidia-smi -q), OUT/env.jsonl (env_info.py + copy_bw.py)
-#   build      configures and builds build-gpu/voxrt (-DVOXRT_CUDA=ON) only if $VOXRT is missing
+#   build      configures and builds build-gpu/voxrt (-DVOXRT_CUDA=ON) only if $VOXRT is missing (with the
+#              PCRE2 .debs of .carry/debs unpacked into /tmp/deps where the image lacks them)
 #   voxrt      voxrt bench ... --json OUT/voxrt.jsonl
 #   reference  bench/reference_bench.py ... --json OUT/reference.jsonl
 #   peer       bench/torch_step_bench.py --json OUT/peer.jsonl (falls back to a faster-compiling
@@ -121,14 +122,32 @@ stage_setup() {
   ensure_env
 }
 
+# The GPU image has no PCRE2 development files: where pkg-config cannot find them and the .debs are
+# carried in .carry/debs (scripts/gpu_session.sh does the same), unpack them into /tmp/deps.
+ensure_build_deps() {
+  pkg-config --exists libpcre2-8 2>/dev/null && return 0
+  local deps=/tmp/deps f
+  if [[ ! -d $deps/usr ]]; then
+    ls "$REPO"/.carry/debs/*.deb >/dev/null 2>&1 || { log "libpcre2-8 not found and no .carry/debs"; return 1; }
+    for f in "$REPO"/.carry/debs/*.deb; do dpkg -x "$f" $deps; done
+    sed -i "s|^prefix=.*|prefix=$deps/usr|" $deps/usr/lib/x86_64-linux-gnu/pkgconfig/*.pc
+  fi
+  export PKG_CONFIG_PATH=$deps/usr/lib/x86_64-linux-gnu/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}
+  export LD_LIBRARY_PATH=$deps/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  export CMAKE_PREFIX_PATH=$deps/usr${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}
+}
+
 stage_build() {
   [[ -x "$VOXRT" ]] && { log "$VOXRT exists"; return 0; }
+  ensure_build_deps || return 1
+  export PATH=/usr/local/cuda/bin:$PATH
   local gen=(); command -v ninja >/dev/null && gen=(-G Ninja)
   run cmake -S . -B build-gpu "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DVOXRT_CUDA=ON -DVOXRT_TESTS=OFF || return 1
   run cmake --build build-gpu --target voxrt_cli -j "$(nproc)"
 }
 
 stage_voxrt() {
+  ensure_build_deps || true  # the libraries voxrt was linked against, if they were unpacked
   ensure_model && ensure_inputs || return 1
   ensure_env
   [[ -x "$VOXRT" ]] || stage_build || return 1
