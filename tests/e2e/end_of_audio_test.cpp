@@ -13,18 +13,15 @@
 #include "util/compare.h"
 #include "util/s2s_prompt.h"
 #include "util/test_paths.h"
+#include "util/tiny_model.h"
 
 namespace voxrt {
 namespace {
 
 TEST(EndOfAudio, FedBackAsTheWholeEndFrame) {
-    model::ModelOptions o;
-    o.precision = ops::Precision::kF32;
-    o.threads = 2;
-    o.max_context = 1024;
-    auto m = model::LfmAudioModel::load(test::data_dir() + "/tiny/model", o);
-    ASSERT_TRUE(m.is_ok()) << m.status().message();
-    const int32_t end = (*m)->config().audio_vocab - 1;
+    auto m = test::load_tiny_model(ops::Precision::kF32, 1024);
+    ASSERT_TRUE(m);
+    const int32_t end = m->config().audio_vocab - 1;
     auto pcm = audio::read_wav(test::shared_dir() + "/audio/question.wav");
     ASSERT_TRUE(pcm.is_ok()) << pcm.status().message();
     std::vector<float> wav = audio::downmix_mono(*pcm);
@@ -38,7 +35,7 @@ TEST(EndOfAudio, FedBackAsTheWholeEndFrame) {
     g.audio_temperature = 50.0f;
     g.audio_top_k = 0;
     g.seed = 107;
-    auto a = runtime::Session::create(**m, runtime::SessionOptions{});
+    auto a = runtime::Session::create(*m, runtime::SessionOptions{});
     ASSERT_TRUE(a.is_ok());
     ASSERT_TRUE(test::open_s2s_turn(**a, wav, pcm->sample_rate).is_ok());
     (*a)->set_capture(true);
@@ -55,12 +52,12 @@ TEST(EndOfAudio, FedBackAsTheWholeEndFrame) {
     while (k < items.size() && !(items[k].is_frame && items[k].codes[0] == end)) ++k;
     ASSERT_LT(k + 1, items.size()) << "no end-of-audio frame followed by a step: the test has "
                                       "lost its subject (seed or checkpoint changed)";
-    for (int q = 0; q < (*m)->config().codebooks; ++q)
+    for (int q = 0; q < m->config().codebooks; ++q)
         EXPECT_EQ(items[k].codes[static_cast<size_t>(q)], end) << "codebook " << q;
     ASSERT_FALSE(items[k + 1].is_frame) << "an end-of-audio frame switches to text";
 
     // The same history, prefilled: prompt + items 0..k (the end frame as all-2048 codes).
-    auto b = runtime::Session::create(**m, runtime::SessionOptions{});
+    auto b = runtime::Session::create(*m, runtime::SessionOptions{});
     ASSERT_TRUE(b.is_ok());
     ASSERT_TRUE(test::open_s2s_turn(**b, wav, pcm->sample_rate).is_ok());
     for (size_t i = 0; i <= k; ++i) {

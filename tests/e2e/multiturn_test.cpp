@@ -14,6 +14,7 @@
 #include "util/compare.h"
 #include "util/s2s_prompt.h"
 #include "util/test_paths.h"
+#include "util/tiny_model.h"
 
 namespace voxrt {
 namespace {
@@ -55,18 +56,14 @@ class MultiTurn : public ::testing::TestWithParam<int> {};
 // not-yet-fed last item is carried into the next prefill in each case.
 TEST_P(MultiTurn, IncrementalEqualsReprefill) {
     const int turn1_steps = GetParam();
-    model::ModelOptions o;
-    o.precision = ops::Precision::kF32;
-    o.threads = 2;
-    o.max_context = 1024;
-    auto m = model::LfmAudioModel::load(test::data_dir() + "/tiny/model", o);
-    ASSERT_TRUE(m.is_ok()) << m.status().message();
+    auto m = test::load_tiny_model(ops::Precision::kF32, 1024);
+    ASSERT_TRUE(m);
     auto pcm = audio::read_wav(test::shared_dir() + "/audio/question.wav");
     ASSERT_TRUE(pcm.is_ok()) << pcm.status().message();
     std::vector<float> wav = audio::downmix_mono(*pcm);
 
     // Incremental: one session, two turns.
-    auto a = runtime::Session::create(**m, runtime::SessionOptions{});
+    auto a = runtime::Session::create(*m, runtime::SessionOptions{});
     ASSERT_TRUE(a.is_ok());
     ASSERT_TRUE(test::open_s2s_turn(**a, wav, pcm->sample_rate).is_ok());
     Turn a1 = generate(**a, runtime::GenerationMode::kInterleaved, turn1_steps);
@@ -76,7 +73,7 @@ TEST_P(MultiTurn, IncrementalEqualsReprefill) {
     Turn a2 = generate(**a, runtime::GenerationMode::kInterleaved, 30);
 
     // Re-prefill: a fresh session given the whole history, as liquid-audio's chat.append does.
-    auto b = runtime::Session::create(**m, runtime::SessionOptions{});
+    auto b = runtime::Session::create(*m, runtime::SessionOptions{});
     ASSERT_TRUE(b.is_ok());
     ASSERT_TRUE(test::open_s2s_turn(**b, wav, pcm->sample_rate).is_ok());
     for (const auto& it : a1.items) {

@@ -10,6 +10,7 @@
 #include "runtime/session.h"
 #include "util/s2s_prompt.h"
 #include "util/test_paths.h"
+#include "util/tiny_model.h"
 
 namespace voxrt {
 namespace {
@@ -23,13 +24,9 @@ struct Out {
 class Sampling : public ::testing::Test {
 protected:
     static void SetUpTestSuite() {
-        model::ModelOptions o;
-        o.precision = ops::Precision::kBF16;
-        o.threads = 2;
-        o.max_context = 512;
-        auto m = model::LfmAudioModel::load(test::data_dir() + "/tiny/model", o);
-        ASSERT_TRUE(m.is_ok()) << m.status().message();
-        model_ = std::move(*m).release();
+        auto m = test::load_tiny_model(ops::Precision::kBF16, 512);
+        ASSERT_TRUE(m);
+        model_ = m.release();
     }
     static void TearDownTestSuite() {
         delete model_;

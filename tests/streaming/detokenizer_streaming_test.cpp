@@ -37,6 +37,7 @@
 #include "util/compare.h"
 #include "util/s2s_prompt.h"
 #include "util/test_paths.h"
+#include "util/tiny_model.h"
 
 namespace voxrt {
 namespace {
@@ -459,12 +460,8 @@ std::unique_ptr<model::LfmAudioModel> load_tiny(Device dev = Device::kCPU, bool 
     model::ModelOptions o;
     o.device = dev;
     o.detokenizer_on_cpu = detok_on_cpu;
-    o.precision = ops::Precision::kF32;
     o.threads = n_threads();
-    o.max_context = 1024;
-    auto m = model::LfmAudioModel::load(test::data_dir() + "/tiny/model", o);
-    EXPECT_TRUE(m.is_ok()) << m.status().message();
-    return m.is_ok() ? std::move(*m) : nullptr;
+    return test::load_tiny_model(ops::Precision::kF32, 1024, o);
 }
 
 // A TTS-style turn on the tiny model (interleaved, so text and audio alternate); stops when
