@@ -223,5 +223,24 @@ TEST(Mel, PadToAndConfigValidation) {
     EXPECT_FALSE(MelFrontend::create(bad).is_ok());
 }
 
+// shape() (what a session sizes its buffers and the GPU spectrogram by) gives compute()'s counts.
+TEST(Mel, ShapeMatchesCompute) {
+    for (int pad_to : {0, 16}) {
+        MelConfig cfg;
+        cfg.pad_to = pad_to;
+        MelFrontend m = make_frontend(cfg);
+        for (size_t n : {size_t{1}, size_t{159}, size_t{160}, size_t{161}, size_t{1600}, size_t{16000}, size_t{48123}}) {
+            std::vector<float> x(n, 0.01f);
+            auto mel = m.compute(x.data(), x.size());
+            ASSERT_TRUE(mel.is_ok());
+            const MelFrontend::Shape sh = m.shape(n);
+            EXPECT_EQ(sh.frames, mel->frames) << n << " pad_to " << pad_to;
+            EXPECT_EQ(sh.valid, mel->valid_frames) << n << " pad_to " << pad_to;
+            EXPECT_EQ(sh.spectra, 1 + sh.valid) << n;
+            EXPECT_GE(sh.frames, sh.spectra) << n;
+        }
+    }
+}
+
 }  // namespace
 }  // namespace voxrt::audio
