@@ -25,6 +25,20 @@ std::vector<float> randn(size_t n, uint32_t seed) {
     return v;
 }
 
+// y [M, N] = linear(x [M, K], w, bias), called on `piece` rows at a time (M: all at once).
+std::vector<float> linear_in_pieces(const ops::Context& ctx, const std::vector<float>& x, int64_t M, int64_t K,
+                                    const Tensor& w, const Tensor* bias, int64_t piece) {
+    const int64_t N = w.shape[0];
+    std::vector<float> y(static_cast<size_t>(M * N));
+    for (int64_t m = 0; m < M; m += piece) {
+        const int64_t r = std::min(piece, M - m);
+        Tensor xr = Tensor::make(const_cast<float*>(x.data()) + m * K, DType::kF32, Device::kCPU, {r, K});
+        Tensor yr = Tensor::make(y.data() + m * N, DType::kF32, Device::kCPU, {r, N});
+        ops::linear(ctx, xr, w, bias, yr);
+    }
+    return y;
+}
+
 TEST(Linear, GemmAndGemvPathsMatchFloat64) {
     ThreadPool pool(2);
     for (auto [M, K, N] : {std::array<int64_t, 3>{2, 5, 3}, {7, 13, 19}, {50, 64, 33}, {300, 128, 70}}) {
@@ -43,15 +57,8 @@ TEST(Linear, GemmAndGemvPathsMatchFloat64) {
                 ops::Context ctx;
                 ctx.pool = &pool;
                 ctx.precision = prec;
-                std::vector<float> y_all(static_cast<size_t>(M * N)), y_rows(static_cast<size_t>(M * N));
-                Tensor xt = Tensor::make(x.data(), DType::kF32, Device::kCPU, {M, K});
-                Tensor yt = Tensor::make(y_all.data(), DType::kF32, Device::kCPU, {M, N});
-                ops::linear(ctx, xt, w, &bt, yt);  // M rows at once
-                for (int64_t m = 0; m < M; ++m) {  // one row at a time
-                    Tensor xr = Tensor::make(x.data() + m * K, DType::kF32, Device::kCPU, {1, K});
-                    Tensor yr = Tensor::make(y_rows.data() + m * N, DType::kF32, Device::kCPU, {1, N});
-                    ops::linear(ctx, xr, w, &bt, yr);
-                }
+                const std::vector<float> y_all = linear_in_pieces(ctx, x, M, K, w, &bt, M);  // M rows at once
+                const std::vector<float> y_rows = linear_in_pieces(ctx, x, M, K, w, &bt, 1);  // one at a time
                 const bool round = prec == ops::Precision::kBF16;
                 for (int64_t m = 0; m < M; ++m)
                     for (int64_t n = 0; n < N; ++n) {
@@ -83,16 +90,9 @@ TEST(Linear, WithoutPackedGemmRowCountDoesNotMatter) {
         ops::Context ctx;
         ctx.pool = &pool;
         ctx.cpu_packed_gemm = packed;
-        std::vector<float> y_all(static_cast<size_t>(M * N)), y_rows(static_cast<size_t>(M * N));
-        Tensor xt = Tensor::make(x.data(), DType::kF32, Device::kCPU, {M, K});
-        Tensor yt = Tensor::make(y_all.data(), DType::kF32, Device::kCPU, {M, N});
-        ops::linear(ctx, xt, w, nullptr, yt);
-        for (int64_t m = 0; m < M; m += 6) {  // in pieces of 6 rows, as detokenizer steps
-            const int64_t r = std::min<int64_t>(6, M - m);
-            Tensor xr = Tensor::make(x.data() + m * K, DType::kF32, Device::kCPU, {r, K});
-            Tensor yr = Tensor::make(y_rows.data() + m * N, DType::kF32, Device::kCPU, {r, N});
-            ops::linear(ctx, xr, w, nullptr, yr);
-        }
+        const std::vector<float> y_all = linear_in_pieces(ctx, x, M, K, w, nullptr, M);
+        // In pieces of 6 rows, as detokenizer steps.
+        const std::vector<float> y_rows = linear_in_pieces(ctx, x, M, K, w, nullptr, 6);
         size_t differ = 0;
         for (size_t i = 0; i < y_all.size(); ++i) differ += y_all[i] != y_rows[i];
         if (packed) {
