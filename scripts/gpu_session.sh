@@ -34,7 +34,7 @@ for stage in "${STAGES[@]}"; do
       log "configure + build"
       cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DVOXRT_CUDA=ON -DVOXRT_CUDA_ARCHS=90a \
         -DCMAKE_PREFIX_PATH=$P/usr > "$OUT/build.log" 2>&1 &&
-      ninja -C build-gpu -j"$(nproc)" voxrt_cli ops_cuda_test fused_cuda_test backbone_parity_test \
+      ninja -C build-gpu -j"$(nproc)" voxrt_cli ops_cuda_test fused_cuda_test mel_cuda_test istft_cuda_test backbone_parity_test \
         greedy_e2e_test multiturn_test encoder_parity_test detokenizer_parity_test detokenizer_streaming_test \
         >> "$OUT/build.log" 2>&1 || { log "build failed"; tail -30 "$OUT/build.log"; exit 1; }
       log "built"
@@ -43,6 +43,9 @@ for stage in "${STAGES[@]}"; do
       log "CUDA op tests"
       build-gpu/ops_cuda_test > "$OUT/tests.log" 2>&1; log "ops_cuda_test rc=$?"
       build-gpu/fused_cuda_test >> "$OUT/tests.log" 2>&1; log "fused_cuda_test (tiny) rc=$?"
+      for t in mel_cuda_test istft_cuda_test; do
+        build-gpu/$t >> "$OUT/tests.log" 2>&1; log "$t rc=$?"
+      done
       log "tiny checkpoint on CUDA"
       for t in backbone_parity_test greedy_e2e_test multiturn_test encoder_parity_test detokenizer_parity_test \
                detokenizer_streaming_test; do

@@ -8,9 +8,6 @@
 
 namespace voxrt::audio {
 
-namespace {
-
-// frame_out[i] = float(irfft(X)[i]) * window[i], i < n_fft. X: [n_fft/2+1][2].
 void irfft_windowed(const Fft& fft, const float* X, const float* window, Fft::Complex* in,
                     Fft::Complex* out, float* frame_out) {
     const int n = fft.size();
@@ -29,8 +26,6 @@ void irfft_windowed(const Fft& fft, const float* X, const float* window, Fft::Co
     for (int j = 0; j < n; ++j)
         frame_out[j] = static_cast<float>(out[j].real() * inv_n) * window[j];
 }
-
-}  // namespace
 
 Status validate_istft_config(const IstftConfig& c) {
     if (c.n_fft != c.win_length) {

@@ -48,6 +48,12 @@ Status validate_istft_config(const IstftConfig& cfg);
 std::vector<float> istft_same(const float* spec, size_t n_frames, const IstftConfig& cfg = {},
                               const float* window = nullptr);
 
+// One frame's windowed inverse transform: frame_out[i] = float(irfft(X, n)[i]) * window[i] for
+// i < n = fft.size(), X [n/2+1][2], with the transform in float64 (imaginary parts of the DC and
+// Nyquist bins ignored). in/out: n values of scratch each.
+void irfft_windowed(const Fft& fft, const float* X, const float* window, Fft::Complex* in,
+                    Fft::Complex* out, float* frame_out);
+
 // Detokenizer head output -> spectrum: X = polar(exp(logmag), phase) computed as torch.polar in
 // float32: (exp(m) * cos(p), exp(m) * sin(p)). logmag, phase: [n_bins]; out: [n_bins][2].
 void spectrum_from_logmag_phase(const float* logmag, const float* phase, int n_bins, float* out);

@@ -45,8 +45,31 @@
     void transpose(const ops::Context& ctx, const Tensor& x, Tensor& y);                           \
     Status synchronize(const ops::Context& ctx);
 
+namespace voxrt {
+// One step of the streaming ISTFT (ops/istft_ops.h, ops::StreamingIstft), all pointers on the
+// context's device. `rows` new frames follow `frames_before` earlier ones: each row of spec
+// [rows][2·bins] (log|X| then ∠X, bins = n_fft/2 + 1) becomes X = polar(exp(log|X|), ∠X), is
+// inverse-transformed (float64), windowed into frames [rows][n_fft], and overlap-added after
+// carry_in [n_fft − hop], the partial sums that earlier frames left for samples
+// [frames_before·hop, (frames_before − 1)·hop + n_fft). Absolute samples [emit_lo, emit_hi) (all at
+// or after frames_before·hop) go to out, divided by the window² envelope; when rows > 0 the partial
+// sums of the samples from (frames_before + rows)·hop on go to carry_out (never carry_in).
+struct IstftStepArgs {
+    const float* spec = nullptr;
+    const float* window = nullptr;     // [n_fft]
+    const float* window_sq = nullptr;  // [n_fft] window[i]·window[i], rounded to float
+    const float* carry_in = nullptr;
+    float* carry_out = nullptr;
+    float* frames = nullptr;  // scratch [rows][n_fft]
+    float* out = nullptr;     // [emit_hi − emit_lo]
+    int rows = 0, n_fft = 0, hop = 0;
+    int64_t frames_before = 0, emit_lo = 0, emit_hi = 0;
+};
+}  // namespace voxrt
+
 namespace voxrt::cpu {
 VOXRT_BACKEND_OPS_DECLARATIONS
+void istft_step(const ops::Context& ctx, const IstftStepArgs& a);
 }  // namespace voxrt::cpu
 
 namespace voxrt::ops {
@@ -74,6 +97,7 @@ struct LogMelArgs {
     float* out = nullptr;
 };
 Status log_mel(const ops::Context& ctx, const LogMelArgs& a);
+void istft_step(const ops::Context& ctx, const IstftStepArgs& a);
 // Device -> host without waiting (ops::copy_to_host_async; the CPU backend's is cpu::copy).
 void copy_to_host_async(const ops::Context& ctx, const Tensor& src, Tensor& dst);
 // Fused kernels (ops/fused_ops.h): false when there is none for these shapes/options.

@@ -171,6 +171,7 @@ size_t Detokenizer::forward_scratch_bytes(int64_t T) const {
 void Detokenizer::head(const ops::Context& ctx, const Tensor& hidden, Tensor& spec_dev,
                        float* spec_host) const {
     ops::linear(ctx, hidden, lin_w_, &lin_b_, spec_dev);
+    if (!spec_host) return;
     Tensor host = spec_dev;
     host.data = spec_host;
     host.device = Device::kCPU;
@@ -314,9 +315,10 @@ Expected<DetokenizerState> Detokenizer::new_state(const ops::Context& ctx_in) co
     DetokenizerState st;
     st.device_ = ctx.device;
     st.cache_rows_ = static_cast<int>(S);
+    const int64_t pcm_max = std::max<int64_t>(M * kDetokHop, (kDetokNfft - kDetokHop) / 2);
     size_t persist = arena_bytes(DType::kI32, S) + arena_bytes(DType::kI32, M * Q) +
                      2 * arena_bytes(DType::kF32, M * half) +
-                     arena_bytes(DType::kF32, M * kDetokOut);
+                     arena_bytes(DType::kF32, M * kDetokOut) + arena_bytes(DType::kF32, pcm_max);
     for (LayerKind kind : cfg_.layers)
         persist += kind == LayerKind::kConv ? arena_bytes(DType::kF32, (cfg_.conv_kernel - 1) * D)
                                             : 2 * arena_bytes(DType::kF32, Hkv * S * Dh);
@@ -331,6 +333,7 @@ Expected<DetokenizerState> Detokenizer::new_state(const ops::Context& ctx_in) co
     st.cos_ = st.persist_.alloc(DType::kF32, {M, half});
     st.sin_ = st.persist_.alloc(DType::kF32, {M, half});
     st.spec_ = st.persist_.alloc(DType::kF32, {M, kDetokOut});
+    st.pcm_ = st.persist_.alloc(DType::kF32, {pcm_max});
     st.conv_state_.resize(cfg_.layers.size());
     st.k_cache_.resize(cfg_.layers.size());
     st.v_cache_.resize(cfg_.layers.size());
@@ -348,13 +351,13 @@ Expected<DetokenizerState> Detokenizer::new_state(const ops::Context& ctx_in) co
 
     st.ids_host_.resize(static_cast<size_t>(M * Q));
     st.rope_host_.resize(static_cast<size_t>(2 * M * half));
-    st.spec_host_.resize(static_cast<size_t>(M * kDetokOut));
-    st.frame_spec_.resize(static_cast<size_t>(R * kDetokMaxStepFrames * 2 * kDetokBins));
-    st.istft_ = audio::IstftStream(audio::IstftConfig{kDetokNfft, kDetokHop, kDetokNfft},
-                                   window_host_.data());
-    st.istft_.reserve_batch(static_cast<int>(R * kDetokMaxStepFrames));
-    st.pcm_tmp_.resize(static_cast<size_t>(std::max<int64_t>(
-        R * kDetokMaxStepFrames * st.istft_.max_step_samples(), st.istft_.max_flush_samples())));
+    st.pcm_host_.resize(static_cast<size_t>(pcm_max));
+    VOXRT_ASSIGN_OR_RETURN(
+        st.istft_, ops::StreamingIstft::create(ctx, {kDetokNfft, kDetokHop, kDetokNfft},
+                                               window_host_.data(), static_cast<int>(M)));
+    VOXRT_ASSERT(st.istft_.max_step_samples() <= pcm_max &&
+                     st.istft_.max_flush_samples() <= pcm_max,
+                 "detokenizer pcm buffer too small");
     reset(st);
     VOXRT_RETURN_IF_ERROR(ops::synchronize(ctx));
     return st;
@@ -434,30 +437,24 @@ Status Detokenizer::step(const ops::Context& ctx_in, DetokenizerState& st, const
     const Tensor rope_rows = st.iota_.rows(0, T);
     const Tensor cache_rows = st.iota_.rows(st.fill_, st.fill_ + T);
     forward(ctx, x, rope_rows, cos_t, sin_t, cache_rows, mem, st.scratch_, hidden);
-    head(ctx, hidden, spec, st.spec_host_.data());
-    VOXRT_RETURN_IF_ERROR(ops::synchronize(ctx));
+    head(ctx, hidden, spec, nullptr);
+    // The ISTFT where the spectra are; only the samples come back.
+    VOXRT_ASSIGN_OR_RETURN(const int64_t n, st.istft_.step(ctx, spec, st.pcm_));
+    VOXRT_RETURN_IF_ERROR(take_pcm(ctx, st, n, pcm_out));
     st.fill_ += T;
     st.frames_ += n_frames;
+    return Status::ok();
+}
 
-    // Host ISTFT of the T rows: spectra and inverse transforms in parallel on the context's
-    // pool, the overlap-add in row order (the same samples as row-by-row steps).
-    auto spectra = [&](int64_t b, int64_t e) {
-        for (int64_t r = b; r < e; ++r) {
-            const float* row = &st.spec_host_[static_cast<size_t>(r * kDetokOut)];
-            audio::spectrum_from_logmag_phase(
-                row, row + kDetokBins, kDetokBins,
-                &st.frame_spec_[static_cast<size_t>(r * 2 * kDetokBins)]);
-        }
-    };
-    if (ctx.pool && T > 1) {
-        ctx.pool->parallel_for(T, 1, spectra);
-    } else {
-        spectra(0, T);
+Status Detokenizer::take_pcm(const ops::Context& ctx, DetokenizerState& st, int64_t n,
+                             std::vector<float>& pcm_out) const {
+    if (n > 0) {
+        Tensor host = Tensor::make(st.pcm_host_.data(), DType::kF32, Device::kCPU, {n});
+        ops::copy(ctx, st.pcm_.rows(0, n), host);
     }
-    const size_t n = st.istft_.step_batch(st.frame_spec_.data(), static_cast<int>(T),
-                                          st.pcm_tmp_.data(), ctx.pool);
-    pcm_out.insert(pcm_out.end(), st.pcm_tmp_.begin(),
-                   st.pcm_tmp_.begin() + static_cast<std::ptrdiff_t>(n));
+    VOXRT_RETURN_IF_ERROR(ops::synchronize(ctx));
+    pcm_out.insert(pcm_out.end(), st.pcm_host_.begin(),
+                   st.pcm_host_.begin() + static_cast<std::ptrdiff_t>(n));
     return Status::ok();
 }
 
@@ -466,11 +463,11 @@ Status Detokenizer::flush(const ops::Context& ctx, DetokenizerState& st,
     if (st.device_ != ctx.device || st.conv_state_.size() != cfg_.layers.size())
         return make_error(StatusCode::kInvalidArgument,
                           "[detokenizer] state made for another model or device");
-    const size_t n = st.istft_.flush(st.pcm_tmp_.data());
-    pcm_out.insert(pcm_out.end(), st.pcm_tmp_.begin(),
-                   st.pcm_tmp_.begin() + static_cast<std::ptrdiff_t>(n));
+    const ops::Context c = fp32(ctx);
+    Expected<int64_t> n = st.istft_.flush(c, st.pcm_);
+    Status s = n.is_ok() ? take_pcm(c, st, *n, pcm_out) : n.status();
     reset(st);
-    return Status::ok();
+    return s;
 }
 
 }  // namespace voxrt::model

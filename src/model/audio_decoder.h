@@ -10,8 +10,9 @@
 //
 // Everything runs in fp32 (the reference module is never cast; the bf16 weights on disk are widened
 // exactly), whatever the precision of the context passed in: each entry point forces
-// ops::Precision::kF32. The network runs on ctx.device through ops only; the ISTFT is host code
-// (src/audio/istft.h), fed by one device→host copy of the [T, 1282] head output.
+// ops::Precision::kF32. The network runs on ctx.device through ops only. Streaming steps run the
+// ISTFT there too (ops::StreamingIstft) and copy PCM to the host; decode() copies the [T, 1282]
+// head output to the host and runs the host ISTFT (src/audio/istft.h).
 //
 // Streaming: every stage is causal (upsample by repetition, causal short conv, causal sliding
 // window), so step() on chunks of 1..kDetokMaxStepFrames codec frames reproduces decode() on the
@@ -43,6 +44,7 @@
 #include "model/config.h"
 #include "model/lfm2.h"
 #include "model/weights.h"
+#include "ops/istft_ops.h"
 #include "ops/ops.h"
 
 namespace voxrt::model {
@@ -80,7 +82,9 @@ public:
 
     int64_t frames() const { return frames_; }      // codec frames since the last reset/flush
     int cache_rows() const { return cache_rows_; }  // S: KV rows per attention layer
-    size_t device_bytes() const { return persist_.capacity() + scratch_.capacity(); }
+    size_t device_bytes() const {
+        return persist_.capacity() + scratch_.capacity() + istft_.device_bytes();
+    }
 
 private:
     friend class Detokenizer;
@@ -97,12 +101,11 @@ private:
     Tensor ids_;        // I32 [M, Q] upsampled code ids
     Tensor cos_, sin_;  // F32 [M, Dh/2] RoPE table of the step's absolute positions
     Tensor spec_;       // F32 [M, 1282] head output
+    Tensor pcm_;        // F32 [max(M·hop, flush tail)] the ISTFT's output
     std::vector<int32_t> ids_host_;  // [M·Q]
     std::vector<float> rope_host_;   // [2·M·Dh/2] cos then sin
-    std::vector<float> spec_host_;   // [M·1282]
-    std::vector<float> frame_spec_;  // [6·kDetokMaxStepFrames][641][2] ISTFT input spectra
-    std::vector<float> pcm_tmp_;     // max(6·kDetokMaxStepFrames·hop, flush tail) samples
-    audio::IstftStream istft_;
+    std::vector<float> pcm_host_;    // pcm_'s samples, copied back
+    ops::StreamingIstft istft_;      // on the state's device, reading spec_
     int cache_rows_ = 0;  // S
     int64_t frames_ = 0;  // frames since reset: the next position is 6·frames_
     int64_t fill_ = 0;    // cache rows holding keys (the last min(fill_, W-1) are the live window)
@@ -167,9 +170,12 @@ private:
         net_->forward_rows(ctx, mem, x, rope_rows, cos, sin, cache_rows, scratch, out);
     }
     size_t forward_scratch_bytes(int64_t T) const;
+    // Copies st.pcm_'s first n samples to the host (synchronizing ctx) and appends them.
+    Status take_pcm(const ops::Context& ctx, DetokenizerState& st, int64_t n,
+                    std::vector<float>& pcm_out) const;
     // cos/sin [T, Dh/2] for absolute positions base..base+T-1, as transformers computes them.
     void rope_table(int64_t base, int64_t T, float* cos, float* sin) const;
-    // Runs lin, copies the head output to host spec [T, 1282].
+    // Runs lin into spec_dev [T, 1282]; copies it to spec_host when that is given.
     void head(const ops::Context& ctx, const Tensor& hidden, Tensor& spec_dev,
               float* spec_host) const;
 

@@ -108,5 +108,8 @@ std::string lfm2_step_profile_report(const ops::Context&) {
 Status log_mel(const ops::Context&, const LogMelArgs&) {
     return make_error(StatusCode::kUnsupported, "this build of voxrt has no CUDA backend");
 }
+void istft_step(const ops::Context&, const IstftStepArgs&) {
+    VOXRT_NO_CUDA();
+}
 
 }  // namespace voxrt::cuda
