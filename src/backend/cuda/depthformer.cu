@@ -735,7 +735,7 @@ __global__ void __launch_bounds__(kThreads, 1) depthformer_streamed_kernel(const
 bool launch_streamed(const ops::Context& ctx, const ops::DepthformerFrame& f, DType at, DType wt, int Q, int Dd, int H,
                      int Hkv, int Dh, int F, int V, bool greedy) {
     Handles& h = handles(ctx);
-    const int nb = h.sm_count, KV = Hkv * Dh, NQ = Dd + 2 * KV, L = f.n_layers;
+    const int nb = h.persistent_blocks, KV = Hkv * Dh, NQ = Dd + 2 * KV, L = f.n_layers;
     const size_t ws = dtype_size(wt), es = dtype_size(at);
     auto a16 = [](size_t n) { return (n + 15) & ~static_cast<size_t>(15); };
     const size_t z = a16(static_cast<size_t>(max_block_rows(NQ, nb)) * Dd * ws);

@@ -1,7 +1,9 @@
 // CUDA contexts, the device allocator, error recording, synchronize() and graph capture.
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <mutex>
 #include <utility>
 
@@ -199,6 +201,9 @@ Expected<ops::Context> create_cuda_context(ops::Precision precision, int device_
         cudaDeviceGetAttribute(&h->sm_count, cudaDevAttrMultiProcessorCount, device_index),
         "cudaDeviceGetAttribute(MultiProcessorCount)");
     if (!st) return fail(st);
+    h->persistent_blocks = h->sm_count;
+    if (const char* r = std::getenv("VOXRT_RESERVE_SMS"); r && *r)
+        h->persistent_blocks = std::clamp(h->sm_count - std::atoi(r), 1, h->sm_count);
     int smem_optin = 0;
     st = cuda::cuda_status(
         cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device_index),

@@ -23,6 +23,9 @@ struct LtPlanCache;  // cuBLASLt descriptors + chosen algorithms per GEMM shape 
 struct Handles {
     int device = 0;
     int sm_count = 0;
+    // Blocks of a persistent (cooperative, one block per SM) kernel: sm_count less the SMs left to
+    // other streams (VOXRT_RESERVE_SMS, an experiment: the detokenizer beside decode).
+    int persistent_blocks = 0;
     size_t max_smem_optin = 0;  // per-block shared memory after cudaFuncSetAttribute
     cudaStream_t stream = nullptr;
     cublasHandle_t cublas = nullptr;

@@ -383,10 +383,10 @@ bool launch_persistent(const ops::Context& ctx, void (*kernel)(Args), const Args
     int per_sm = 0;
     if (!check(ctx, cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, smem), name)) return true;
     if (per_sm < 1) return false;
-    if (h.sm_count > kMaxGridBlocks) return false;
+    if (h.persistent_blocks > kMaxGridBlocks) return false;
     if (bar && !check(ctx, cudaMemsetAsync(bar, 0, kBarrierBytes, h.stream), name)) return true;
     cudaLaunchConfig_t cfg{};
-    cfg.gridDim = dim3(static_cast<unsigned>(h.sm_count));
+    cfg.gridDim = dim3(static_cast<unsigned>(h.persistent_blocks));
     cfg.blockDim = dim3(static_cast<unsigned>(threads));
     cfg.dynamicSmemBytes = smem;
     cfg.stream = h.stream;
