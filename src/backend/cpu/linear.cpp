@@ -117,8 +117,41 @@ void micro_tile_rows(int rows, const float* x, int64_t ldx, const float* panel, 
     }
 }
 
-#endif  // AVX2 && FMA
 
+// The end of one dot product whose first k terms were accumulated lane-wise in acc: the lanes
+// summed (the same order everywhere), then the remaining terms in order.
+inline float finish_dot(__m256 acc, const float* x, const float* w, int64_t k, int64_t K) {
+    __m128 lo = _mm256_castps256_ps128(acc), hi = _mm256_extractf128_ps(acc, 1);
+    __m128 sum = _mm_add_ps(lo, hi);
+    sum = _mm_hadd_ps(sum, sum);
+    sum = _mm_hadd_ps(sum, sum);
+    float r = _mm_cvtss_f32(sum);
+    for (int64_t kk = k; kk < K; ++kk) r += x[kk] * w[kk];
+    return r;
+}
+
+// out[r][j] = dot(x[r], w[j]) for R rows of x and 4 weight rows: 4R accumulators, so each step of
+// eight k loads R + 4 vectors for 4R multiply-adds (dot_tile: 9 for 8). Every product is the
+// same chain of lane-wise FMAs over k as in dot_tile, so the result does not depend on R (or on how
+// many rows the call had): the detokenizer's streaming steps rely on that.
+template <int R>
+void dot_block(const float* const* x, const float* const* w, int64_t K, float (*out)[4]) {
+    __m256 acc[R][4];
+    for (int r = 0; r < R; ++r)
+        for (int j = 0; j < 4; ++j) acc[r][j] = _mm256_setzero_ps();
+    int64_t k = 0;
+    for (; k + 8 <= K; k += 8) {
+        __m256 xv[R];
+        for (int r = 0; r < R; ++r) xv[r] = _mm256_loadu_ps(x[r] + k);
+        for (int j = 0; j < 4; ++j) {
+            const __m256 wv = _mm256_loadu_ps(w[j] + k);
+            for (int r = 0; r < R; ++r) acc[r][j] = _mm256_fmadd_ps(xv[r], wv, acc[r][j]);
+        }
+    }
+    for (int r = 0; r < R; ++r)
+        for (int j = 0; j < 4; ++j) out[r][j] = finish_dot(acc[r][j], x[r], w[j], k, K);
+}
+#endif  // AVX2 && FMA
 
 // out[j] = dot(x, w[j]) for j < n (n <= kTile), each w[j] a row of K floats.
 void dot_tile(const float* x, const float* const* w, int n, int64_t K, float* out) {
@@ -132,15 +165,7 @@ void dot_tile(const float* x, const float* const* w, int n, int64_t K, float* ou
             for (int j = 0; j < kTile; ++j)
                 acc[j] = _mm256_fmadd_ps(xv, _mm256_loadu_ps(w[j] + k), acc[j]);
         }
-        for (int j = 0; j < kTile; ++j) {
-            __m128 lo = _mm256_castps256_ps128(acc[j]), hi = _mm256_extractf128_ps(acc[j], 1);
-            __m128 sum = _mm_add_ps(lo, hi);
-            sum = _mm_hadd_ps(sum, sum);
-            sum = _mm_hadd_ps(sum, sum);
-            float r = _mm_cvtss_f32(sum);
-            for (int64_t kk = k; kk < K; ++kk) r += x[kk] * w[j][kk];
-            out[j] = r;
-        }
+        for (int j = 0; j < kTile; ++j) out[j] = finish_dot(acc[j], x, w[j], k, K);
         return;
     }
 #endif
@@ -263,7 +288,24 @@ void linear(const ops::Context& ctx, const Tensor& x, const Tensor& w, const Ten
             }
             float b[kTile];
             for (int j = 0; j < n; ++j) b[j] = bias ? load(*bias, n0 + j) : 0.0f;
-            for (int64_t m = 0; m < M; ++m) {
+            int64_t m = 0;
+#if defined(__AVX2__) && defined(__FMA__)
+            // Full tiles: three input rows at a time against each half of the tile.
+            if (n == kTile) {
+                for (; m + 3 <= M; m += 3) {
+                    const float* xr[3] = {xp + m * K, xp + (m + 1) * K, xp + (m + 2) * K};
+                    float o[3][4];
+                    for (int half = 0; half < 2; ++half) {
+                        dot_block<3>(xr, rows + 4 * half, K, o);
+                        for (int r = 0; r < 3; ++r)
+                            for (int j = 0; j < 4; ++j)
+                                yp[(m + r) * N + n0 + 4 * half + j] =
+                                    rnd(o[r][j] + b[4 * half + j]);
+                    }
+                }
+            }
+#endif
+            for (; m < M; ++m) {
                 dot_tile(xp + m * K, rows, n, K, out);
                 for (int j = 0; j < n; ++j) yp[m * N + n0 + j] = rnd(out[j] + b[j]);
             }
