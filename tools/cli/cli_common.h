@@ -24,7 +24,7 @@ struct CommonArgs {
     bool no_fused = false;  // CUDA: run the op sequences instead of the fused decode kernels
     bool no_fused_backbone =
         false;  // CUDA: the backbone step op by op (the depthformer stays fused)
-    std::string detok_device = "auto";  // auto | same | cpu (ModelOptions::detokenizer_on_cpu)
+    std::string detok_device = "same";  // same | auto | cpu (ModelOptions::detokenizer_on_cpu)
     bool host_mel = false;  // CUDA: the mel spectrogram on the host (SessionOptions::mel_on_device)
 };
 

@@ -152,7 +152,8 @@ Expected<model::ModelOptions> model_options(const CommonArgs& c) {
     o.max_context = c.context;
     if (c.detok_device == "auto") {
         // On a GPU the detokenizer's short kernels queue behind the persistent decode kernels
-        // (docs/detokenizer.md); with enough host threads it is done sooner beside them.
+        // (docs/detokenizer.md); with enough idle host threads it is done sooner beside them, but
+        // then the turn depends on those threads staying free.
         const int threads = c.threads > 0 ? c.threads : static_cast<int>(std::thread::hardware_concurrency());
         o.detokenizer_on_cpu = o.device == Device::kCUDA && threads >= kHostDetokMinThreads;
     } else if (c.detok_device == "same" || c.detok_device == "cpu") {
@@ -192,8 +193,9 @@ void add_common(CLI::App* app, CommonArgs& a) {
     app->add_flag("--no-fused-backbone", a.no_fused_backbone,
                   "CUDA: run the backbone decode step op by op (the depthformer stays fused)");
     app->add_option("--detok-device", a.detok_device,
-                    "where the detokenizer runs: same (as --device), cpu (beside GPU decode) or "
-                    "auto (cpu with a CUDA model and at least 8 host threads, else same)")
+                    "where the detokenizer and its ISTFT run: same (as --device), cpu (on the host "
+                    "beside GPU decode) or auto (cpu with a CUDA model and at least 8 host threads, "
+                    "else same)")
         ->capture_default_str()
         ->check(CLI::IsMember({"auto", "same", "cpu"}));
 }
