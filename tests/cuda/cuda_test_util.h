@@ -9,6 +9,9 @@
 #include <string>
 #include <vector>
 
+#include <gtest/gtest.h>
+
+#include "backend/device_api.h"
 #include "core/bf16.h"
 #include "core/tensor.h"
 #include "ops/ops.h"
@@ -94,5 +97,24 @@ inline double rms(const std::vector<float>& v) {
     for (float x : v) s += double(x) * x;
     return v.empty() ? 0 : std::sqrt(s / v.size());
 }
+
+// A test with one fp32 CUDA context, ctx_ (skipped without a GPU).
+class CudaContextTest : public ::testing::Test {
+protected:
+    void SetUp() override {
+        if (!backend::cuda_available()) GTEST_SKIP() << "no CUDA device";
+        auto c = backend::create_cuda_context(ops::Precision::kF32);
+        ASSERT_TRUE(c.is_ok()) << c.status().message();
+        ctx_ = *c;
+        made_ = true;
+    }
+    void TearDown() override {
+        if (made_) backend::destroy_cuda_context(ctx_);
+    }
+    ops::Context ctx_;
+
+private:
+    bool made_ = false;
+};
 
 }  // namespace voxrt::test

@@ -13,26 +13,14 @@
 #include <cstdio>
 #include <vector>
 
-#include "backend/device_api.h"
+#include "cuda/cuda_test_util.h"
 #include "ops/istft_ops.h"
 #include "util/istft_streams.h"
 
 namespace voxrt {
 namespace {
 
-class CudaIstft : public ::testing::Test {
-protected:
-    void SetUp() override {
-        if (!backend::cuda_available()) GTEST_SKIP() << "no CUDA device";
-        auto c = backend::create_cuda_context(ops::Precision::kF32);
-        ASSERT_TRUE(c.is_ok()) << c.status().message();
-        ctx_ = *c;
-    }
-    void TearDown() override {
-        if (backend::cuda_available()) backend::destroy_cuda_context(ctx_);
-    }
-    ops::Context ctx_;
-};
+using CudaIstft = test::CudaContextTest;
 
 TEST_F(CudaIstft, EqualsHostStream) {
     const audio::IstftConfig cfg{1280, 320, 1280};

@@ -31,19 +31,14 @@ double ms_since(Clock::time_point t) {
     return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
 }
 
-class CudaMel : public ::testing::Test {
+class CudaMel : public test::CudaContextTest {
 protected:
     void SetUp() override {
-        if (!backend::cuda_available()) GTEST_SKIP() << "no CUDA device";
-        auto c = backend::create_cuda_context(ops::Precision::kF32);
-        ASSERT_TRUE(c.is_ok()) << c.status().message();
-        ctx_ = *c;
+        test::CudaContextTest::SetUp();
+        if (IsSkipped() || HasFatalFailure()) return;
         auto m = audio::MelFrontend::create(audio::MelConfig{});
         ASSERT_TRUE(m.is_ok()) << m.status().message();
         mel_.emplace(std::move(*m));
-    }
-    void TearDown() override {
-        if (backend::cuda_available()) backend::destroy_cuda_context(ctx_);
     }
 
     // Max |gpu - host| over the spectrogram of x (16 kHz), and the GPU's time.
@@ -87,7 +82,6 @@ protected:
         EXPECT_LE(worst, 1e-5) << name;
     }
 
-    ops::Context ctx_;
     std::optional<audio::MelFrontend> mel_;
 };
 
