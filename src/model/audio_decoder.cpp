@@ -15,7 +15,7 @@ constexpr int64_t kMaxPositions = int64_t{1} << 24;  // positions stay exact as 
 // KV rows kept per attention layer beyond the live window: the cache holds W-1 past keys plus
 // (at least) this many frames of new ones, and is compacted (the last W-1 rows moved to the front)
 // when the next step's frames would not fit. A step must always fit after a compaction.
-constexpr int64_t kCacheFrames = 16;
+constexpr int64_t kCacheFrames = 32;
 static_assert(kCacheFrames >= kDetokMaxStepFrames, "a step's frames must fit the cache");
 
 // The detokenizer's context: fp32 (as the reference runs it), and on the CPU one GEMM path for

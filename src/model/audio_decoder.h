@@ -59,8 +59,9 @@ constexpr int kDetokHop = 320;
 constexpr int kDetokBins = kDetokNfft / 2 + 1;                     // 641
 constexpr int kDetokOut = 2 * kDetokBins;                          // 1282: log-magnitude then phase
 constexpr int kDetokSamplesPerFrame = kDetokUpsample * kDetokHop;  // 1920 = 80 ms at 24 kHz
-// Most codec frames one Detokenizer::step() takes (the state's buffers are sized for it).
-constexpr int kDetokMaxStepFrames = 8;
+// Most codec frames one Detokenizer::step() takes (the state's buffers are sized for it). Sessions
+// send chunks of 8 by default; a worker that falls behind joins queued chunks up to this many.
+constexpr int kDetokMaxStepFrames = 32;
 
 // Host copies of decode()'s intermediate stages, for parity tests (names as in the dumps).
 struct DetokenizerStages {

@@ -4,6 +4,8 @@
 #include <chrono>
 #include <utility>
 
+#include "core/check.h"
+
 namespace voxrt::runtime {
 
 DetokWorker::DetokWorker(const model::Detokenizer& det, const ops::Context& ctx, model::DetokenizerState& st)
@@ -57,30 +59,103 @@ void DetokWorker::wait(std::vector<Result>& out) {
     done_.clear();
 }
 
+void DetokWorker::pause() {
+    std::lock_guard<std::mutex> lk(mu_);
+    paused_ = true;
+}
+
+void DetokWorker::resume() {
+    {
+        std::lock_guard<std::mutex> lk(mu_);
+        paused_ = false;
+    }
+    cv_job_.notify_all();
+}
+
 void DetokWorker::loop() {
     using Clock = std::chrono::steady_clock;
+    std::vector<Job> batch;
+    std::vector<int32_t> codes(static_cast<size_t>(model::kDetokMaxStepFrames * model::kDetokCodebooks));
+    std::vector<Result> results;
     for (;;) {
-        Job j;
+        batch.clear();
         {
             std::unique_lock<std::mutex> lk(mu_);
-            cv_job_.wait(lk, [this] { return stop_ || !jobs_.empty(); });
+            cv_job_.wait(lk, [this] { return stop_ || (!paused_ && !jobs_.empty()); });
             if (jobs_.empty()) return;  // stop_ with nothing left
-            j = jobs_.front();
-            jobs_.pop_front();
+            // A worker that has fallen behind takes every queued chunk that fits one step: a step
+            // costs about the same launches and one synchronize whatever its rows (audio_decoder.h).
+            int frames = 0;
+            while (!jobs_.empty()) {
+                const Job& j = jobs_.front();
+                if (!batch.empty() && (j.flush || batch.front().flush ||
+                                       frames + j.n_frames > det_.max_step_frames()))
+                    break;
+                frames += j.flush ? 0 : j.n_frames;
+                batch.push_back(j);
+                jobs_.pop_front();
+            }
             running_ = true;
         }
-        Result r;
-        r.step = j.step;
+        results.assign(batch.size(), Result{});
         const auto t0 = Clock::now();
-        r.status = j.flush ? det_.flush(ctx_, st_, r.pcm) : det_.step(ctx_, st_, j.codes.data(), j.n_frames, r.pcm);
-        r.ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+        if (batch.front().flush) {
+            results[0].status = det_.flush(ctx_, st_, results[0].pcm);
+        } else {
+            run_steps(batch, codes, results);
+        }
+        const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+        int frames = 0;
+        for (const Job& j : batch) frames += j.n_frames;
+        for (size_t i = 0; i < batch.size(); ++i) {
+            results[i].step = batch[i].step;
+            results[i].joined = static_cast<int>(batch.size());
+            results[i].ms = batch[i].flush || frames == 0 ? ms : ms * batch[i].n_frames / frames;
+        }
         {
             std::lock_guard<std::mutex> lk(mu_);
-            done_.push_back(std::move(r));
+            for (Result& r : results) done_.push_back(std::move(r));
             running_ = false;
         }
         cv_done_.notify_all();
     }
+}
+
+void DetokWorker::run_steps(const std::vector<Job>& batch, std::vector<int32_t>& codes,
+                            std::vector<Result>& results) {
+    if (batch.size() > 1) {
+        // One step for all, its samples handed back per chunk: 1920 per frame, less the ISTFT's
+        // trimmed lead (480) for the utterance's first frame (Detokenizer::step).
+        // The samples the ISTFT trims at the start of an utterance ((n_fft - hop) / 2).
+        constexpr size_t kLead = (model::kDetokNfft - model::kDetokHop) / 2;
+        const bool first = st_.frames() == 0;
+        int frames = 0;
+        for (const Job& j : batch) {
+            std::copy(j.codes.begin(), j.codes.begin() + j.n_frames * model::kDetokCodebooks,
+                      codes.begin() + frames * model::kDetokCodebooks);
+            frames += j.n_frames;
+        }
+        std::vector<float> pcm;
+        Status s = det_.step(ctx_, st_, codes.data(), frames, pcm);
+        if (s.is_ok()) {
+            size_t at = 0;
+            for (size_t i = 0; i < batch.size(); ++i) {
+                size_t n = static_cast<size_t>(batch[i].n_frames) * model::kDetokSamplesPerFrame;
+                if (i == 0 && first) n -= kLead;
+                VOXRT_ASSERT(at + n <= pcm.size(), "detokenizer step returned %zu samples, expected more",
+                             pcm.size());
+                results[i].pcm.assign(pcm.begin() + static_cast<std::ptrdiff_t>(at),
+                                      pcm.begin() + static_cast<std::ptrdiff_t>(at + n));
+                at += n;
+            }
+            VOXRT_ASSERT(at == pcm.size(), "detokenizer step returned %zu samples, expected %zu", pcm.size(), at);
+            return;
+        }
+        // A rejected step changes nothing (Detokenizer::step validates first): run the chunks one
+        // by one, so that only the bad one fails, as without joining.
+    }
+    for (size_t i = 0; i < batch.size(); ++i)
+        results[i].status = det_.step(ctx_, st_, batch[i].codes.data(), batch[i].n_frames, results[i].pcm);
 }
 
 }  // namespace voxrt::runtime

@@ -1,6 +1,8 @@
 // A session's streaming detokenizer on its own thread (and, on CUDA, its own stream), so that
 // generation never waits for it: chunks of frames go in, in order; their PCM comes out in the same
-// order, picked up by the generating thread at its next step boundary (session.cpp).
+// order, picked up by the generating thread at its next step boundary (session.cpp). A worker that
+// has fallen behind computes the queued chunks together, in steps of up to
+// Detokenizer::max_step_frames() frames, and hands each chunk its own samples back.
 #pragma once
 
 #include <array>
@@ -22,7 +24,8 @@ public:
     struct Result {
         int step = 0;            // the step the PCM belongs to (as given to submit)
         std::vector<float> pcm;  // samples that became final with this job
-        double ms = 0;           // time the job took on the worker
+        double ms = 0;           // time the job took on the worker (its share of a joined step)
+        int joined = 1;          // chunks computed in the same step as this one
         Status status;           // an error stops nothing else: later jobs still run
     };
 
@@ -41,8 +44,12 @@ public:
     void submit_flush(int step);
     // Appends the finished results, in submission order, without waiting.
     void take(std::vector<Result>& out);
-    // Waits until every submitted job has finished, then appends the remaining results.
+    // Waits until every submitted job has finished, then appends the remaining results (not while
+    // paused).
     void wait(std::vector<Result>& out);
+    // While paused, jobs queue up and none starts (tests use it to queue several at once).
+    void pause();
+    void resume();
 
 private:
     struct Job {
@@ -52,6 +59,8 @@ private:
         std::array<int32_t, model::kDetokMaxStepFrames * model::kDetokCodebooks> codes{};
     };
     void loop();
+    // Detokenizer::step for consecutive chunks (as one step when there are several).
+    void run_steps(const std::vector<Job>& batch, std::vector<int32_t>& codes, std::vector<Result>& results);
 
     const model::Detokenizer& det_;
     ops::Context ctx_;
@@ -62,6 +71,7 @@ private:
     std::vector<Result> done_;
     bool running_ = false;  // a job is between pop and its result
     bool stop_ = false;
+    bool paused_ = false;
     std::thread thread_;
 };
 

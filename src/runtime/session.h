@@ -60,7 +60,7 @@ struct GenerateOptions {
     int audio_top_k = 0;
     uint64_t seed = 0;
     bool decode_audio = true;  // run the streaming detokenizer on the audio frames, emit PCM
-    // Frames per detokenizer call, 1 .. Detokenizer::max_step_frames() (8). The first decodable
+    // Frames per detokenizer call, 1 .. Detokenizer::max_step_frames() (32). The first decodable
     // frame of a turn is detokenized alone, at once (first-sample latency does not depend on
     // this); later frames are buffered and detokenized `detok_chunk_frames` at a time, and what is
     // left is detokenized when the turn ends, however it ends. Each call yields one kPcm event.

@@ -326,7 +326,8 @@ TEST(DetokenizerStreaming, ChunkWithBadCodeChangesNothing) {
     ASSERT_TRUE(h.det);
     auto st = h.det->new_state(h.ctx);
     ASSERT_TRUE(st.is_ok()) << st.status().message();
-    const std::vector<int32_t> codes = random_codes(30, 5);
+    const int64_t Tc = 4 + kDetokMaxStepFrames + 6;
+    const std::vector<int32_t> codes = random_codes(Tc, 5);
     auto frame = [&](int64_t t) { return &codes[static_cast<size_t>(t * kDetokCodebooks)]; };
     std::vector<float> pcm;
     ASSERT_TRUE(h.det->step(h.ctx, *st, frame(0), 1, pcm).is_ok());
@@ -347,13 +348,14 @@ TEST(DetokenizerStreaming, ChunkWithBadCodeChangesNothing) {
     bad.back() = -1;
     s = h.det->step(h.ctx, *st, bad.data(), kDetokMaxStepFrames, pcm);
     EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
-    EXPECT_NE(s.message().find("frame 11 codebook 7"), std::string::npos) << s.message();
+    const std::string last = "frame " + std::to_string(4 + kDetokMaxStepFrames - 1) + " codebook 7";
+    EXPECT_NE(s.message().find(last), std::string::npos) << s.message();
     EXPECT_EQ(pcm.size(), before);
     EXPECT_EQ(st->frames(), 4);
 
     // The utterance goes on as if nothing had been tried.
-    for (int64_t t = 4; t < 30;) {
-        const int64_t n = std::min<int64_t>(kDetokMaxStepFrames, 30 - t);
+    for (int64_t t = 4; t < Tc;) {
+        const int64_t n = std::min<int64_t>(kDetokMaxStepFrames, Tc - t);
         ASSERT_TRUE(h.det->step(h.ctx, *st, frame(t), n, pcm).is_ok());
         t += n;
     }
@@ -373,7 +375,8 @@ TEST(DetokenizerStreaming, ChunkSizeOutOfRange) {
     for (int64_t n : {int64_t{0}, int64_t{-1}, int64_t{kDetokMaxStepFrames + 1}}) {
         Status s = h.det->step(h.ctx, *st, codes.data() + kDetokCodebooks, n, pcm);
         EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << "n_frames " << n;
-        EXPECT_NE(s.message().find("frames (1 to 8 per call)"), std::string::npos) << s.message();
+        const std::string range = "frames (1 to " + std::to_string(kDetokMaxStepFrames) + " per call)";
+        EXPECT_NE(s.message().find(range), std::string::npos) << s.message();
         EXPECT_EQ(pcm.size(), before);
         EXPECT_EQ(st->frames(), 1);
     }
@@ -386,9 +389,11 @@ TEST(DetokenizerStreaming, ChunkSizeOutOfRange) {
 // ---- the session's worker thread ------------------------------------------------------------------
 
 // DetokWorker: jobs run in submission order on the state; results equal direct step() calls bit
-// for bit; a rejected chunk comes back as an error result and leaves the state as it was, and the
-// jobs after it still run; take() never blocks, wait() returns everything.
-TEST(DetokenizerStreaming, WorkerMatchesDirectStepsAndReportsErrors) {
+// for bit (on the CPU), whether the worker computes queued chunks one by one or together (`paused`
+// queues them all first, so that they are joined); a rejected chunk comes back as an error result
+// and leaves the state as it was, and the jobs after it still run; take() never blocks, wait()
+// returns everything.
+void worker_matches_direct_steps(bool paused) {
     Harness h(model_dir());
     ASSERT_TRUE(h.det);
     auto direct = h.det->new_state(h.ctx);
@@ -396,38 +401,44 @@ TEST(DetokenizerStreaming, WorkerMatchesDirectStepsAndReportsErrors) {
     ASSERT_TRUE(direct.is_ok() && queued.is_ok());
     const std::vector<int32_t> codes = random_codes(20, 9);
     auto frame = [&](int64_t t) { return &codes[static_cast<size_t>(t * kDetokCodebooks)]; };
-    // Direct: frames 0, 1..8, 9..11, then the flush.
+    // Direct: frames 0, 1..8, 9..16, 17..19, then the flush.
+    const std::vector<std::pair<int64_t, int>> chunks = {{0, 1}, {1, 8}, {9, 8}, {17, 3}};
     std::vector<float> want;
     std::vector<size_t> want_sizes;
-    auto direct_step = [&](int64_t t, int n) {
+    for (auto [t, n] : chunks) {
         const size_t before = want.size();
         ASSERT_TRUE(h.det->step(h.ctx, *direct, frame(t), n, want).is_ok());
         want_sizes.push_back(want.size() - before);
-    };
-    direct_step(0, 1);
-    direct_step(1, kDetokMaxStepFrames);
-    direct_step(1 + kDetokMaxStepFrames, 3);
+    }
     {
         const size_t before = want.size();
         ASSERT_TRUE(h.det->flush(h.ctx, *direct, want).is_ok());
         want_sizes.push_back(want.size() - before);
     }
 
+    // The same chunks, with a rejected one (step 12) between the first two.
     std::vector<runtime::DetokWorker::Result> got;
     {
         runtime::DetokWorker w(*h.det, h.ctx, *queued);
         w.take(got);  // nothing yet, and no wait
         EXPECT_TRUE(got.empty());
+        if (paused) w.pause();
         w.submit(frame(0), 1, 10);
-        w.submit(frame(1), kDetokMaxStepFrames, 11);
+        w.submit(frame(1), 8, 11);
         std::vector<int32_t> bad(frame(9), frame(9) + 2 * kDetokCodebooks);
         bad[kDetokCodebooks + 5] = model::kDetokCodebookSize;  // rejected whole
         w.submit(bad.data(), 2, 12);
-        w.submit(frame(1 + kDetokMaxStepFrames), 3, 13);
-        w.submit_flush(14);
+        w.submit(frame(9), 8, 13);
+        w.submit(frame(17), 3, 14);
+        w.submit_flush(15);
+        if (paused) {
+            w.take(got);
+            EXPECT_TRUE(got.empty()) << "a paused worker ran a job";
+            w.resume();
+        }
         w.wait(got);
     }
-    ASSERT_EQ(got.size(), 5u);
+    ASSERT_EQ(got.size(), 6u);
     std::vector<float> pcm;
     std::vector<size_t> sizes;
     for (size_t i = 0; i < got.size(); ++i) {
@@ -442,8 +453,70 @@ TEST(DetokenizerStreaming, WorkerMatchesDirectStepsAndReportsErrors) {
         pcm.insert(pcm.end(), got[i].pcm.begin(), got[i].pcm.end());
         sizes.push_back(got[i].pcm.size());
     }
+    if (paused) {
+        // All five chunks (21 frames) were queued: one joined step, rejected for the bad chunk, then
+        // one by one. Without the bad chunk they are joined.
+        EXPECT_EQ(got[0].joined, 5);
+    }
     EXPECT_EQ(sizes, want_sizes);
     expect_identical(pcm, want, "worker vs direct steps");
+}
+
+TEST(DetokenizerStreaming, WorkerMatchesDirectStepsAndReportsErrors) {
+    worker_matches_direct_steps(false);
+}
+
+TEST(DetokenizerStreaming, WorkerJoinsQueuedChunks) {
+    worker_matches_direct_steps(true);
+}
+
+TEST(DetokenizerStreaming, WorkerJoinedStepEqualsDirectSteps) {
+    Harness h(model_dir());
+    ASSERT_TRUE(h.det);
+    auto direct = h.det->new_state(h.ctx);
+    auto queued = h.det->new_state(h.ctx);
+    ASSERT_TRUE(direct.is_ok() && queued.is_ok());
+    // Two utterances: chunks of 1, 8, 8, 8, 8 (33 frames: joined as 32 + 1) and 5, 8, 2.
+    const std::vector<std::vector<int>> utterances = {{1, 8, 8, 8, 8}, {5, 8, 2}};
+    std::vector<float> want, pcm;
+    std::vector<size_t> want_sizes, sizes;
+    std::vector<runtime::DetokWorker::Result> got;
+    runtime::DetokWorker w(*h.det, h.ctx, *queued);
+    w.pause();
+    uint32_t seed = 40;
+    std::vector<std::vector<int32_t>> keep;  // submit() copies, but keep the codes for clarity
+    for (const auto& u : utterances) {
+        int total = 0;
+        for (int n : u) total += n;
+        keep.push_back(random_codes(total, seed++));
+        const std::vector<int32_t>& codes = keep.back();
+        int t = 0;
+        for (int n : u) {
+            const size_t before = want.size();
+            ASSERT_TRUE(h.det->step(h.ctx, *direct, &codes[static_cast<size_t>(t * kDetokCodebooks)], n, want).is_ok());
+            want_sizes.push_back(want.size() - before);
+            w.submit(&codes[static_cast<size_t>(t * kDetokCodebooks)], n, t);
+            t += n;
+        }
+        const size_t before = want.size();
+        ASSERT_TRUE(h.det->flush(h.ctx, *direct, want).is_ok());
+        want_sizes.push_back(want.size() - before);
+        w.submit_flush(t);
+    }
+    w.resume();
+    w.wait(got);
+    ASSERT_EQ(got.size(), want_sizes.size());
+    std::vector<int> joined;
+    for (const auto& r : got) {
+        ASSERT_TRUE(r.status.is_ok()) << r.status.message();
+        pcm.insert(pcm.end(), r.pcm.begin(), r.pcm.end());
+        sizes.push_back(r.pcm.size());
+        joined.push_back(r.joined);
+    }
+    // 32 frames at most per step; a flush is never joined.
+    EXPECT_EQ(joined, (std::vector<int>{4, 4, 4, 4, 1, 1, 3, 3, 3, 1}));
+    EXPECT_EQ(sizes, want_sizes);
+    expect_identical(pcm, want, "joined worker steps vs direct steps");
 }
 
 // ---- session: generate() with chunked detokenization -----------------------------------------
