@@ -151,9 +151,8 @@ Expected<model::ModelOptions> model_options(const CommonArgs& c) {
     o.threads = c.threads;
     o.max_context = c.context;
     if (c.detok_device == "auto") {
-        // On a GPU the detokenizer's short kernels queue behind the persistent decode kernels
-        // (docs/detokenizer.md); with enough idle host threads it is done sooner beside them, but
-        // then the turn depends on those threads staying free.
+        // The host beside GPU decode when there are enough threads: it leaves the GPU to decode,
+        // but the turn then depends on those threads staying free (docs/detokenizer.md).
         const int threads = c.threads > 0 ? c.threads : static_cast<int>(std::thread::hardware_concurrency());
         o.detokenizer_on_cpu = o.device == Device::kCUDA && threads >= kHostDetokMinThreads;
     } else if (c.detok_device == "same" || c.detok_device == "cpu") {
