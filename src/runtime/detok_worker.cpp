@@ -76,6 +76,7 @@ void DetokWorker::loop() {
     using Clock = std::chrono::steady_clock;
     std::vector<Job> batch;
     std::vector<int32_t> codes(static_cast<size_t>(model::kDetokMaxStepFrames * model::kDetokCodebooks));
+    std::vector<float> pcm;  // a joined step's samples, before they are handed out
     std::vector<Result> results;
     for (;;) {
         batch.clear();
@@ -102,15 +103,15 @@ void DetokWorker::loop() {
         if (batch.front().flush) {
             results[0].status = det_.flush(ctx_, st_, results[0].pcm);
         } else {
-            run_steps(batch, codes, results);
+            run_steps(batch, codes, pcm, results);
         }
         const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-        int frames = 0;
-        for (const Job& j : batch) frames += j.n_frames;
+        int total = 0;
+        for (const Job& j : batch) total += j.n_frames;
         for (size_t i = 0; i < batch.size(); ++i) {
             results[i].step = batch[i].step;
             results[i].joined = static_cast<int>(batch.size());
-            results[i].ms = batch[i].flush || frames == 0 ? ms : ms * batch[i].n_frames / frames;
+            results[i].ms = batch[i].flush || total == 0 ? ms : ms * batch[i].n_frames / total;
         }
         {
             std::lock_guard<std::mutex> lk(mu_);
@@ -121,12 +122,11 @@ void DetokWorker::loop() {
     }
 }
 
-void DetokWorker::run_steps(const std::vector<Job>& batch, std::vector<int32_t>& codes,
+void DetokWorker::run_steps(const std::vector<Job>& batch, std::vector<int32_t>& codes, std::vector<float>& pcm,
                             std::vector<Result>& results) {
     if (batch.size() > 1) {
-        // One step for all, its samples handed back per chunk: 1920 per frame, less the ISTFT's
-        // trimmed lead (480) for the utterance's first frame (Detokenizer::step).
-        // The samples the ISTFT trims at the start of an utterance ((n_fft - hop) / 2).
+        // One step for all, its samples handed back per chunk: 1920 per frame, less the lead the
+        // ISTFT trims ((n_fft - hop) / 2 = 480) for the utterance's first frame (Detokenizer::step).
         constexpr size_t kLead = (model::kDetokNfft - model::kDetokHop) / 2;
         const bool first = st_.frames() == 0;
         int frames = 0;
@@ -135,7 +135,7 @@ void DetokWorker::run_steps(const std::vector<Job>& batch, std::vector<int32_t>&
                       codes.begin() + frames * model::kDetokCodebooks);
             frames += j.n_frames;
         }
-        std::vector<float> pcm;
+        pcm.clear();
         Status s = det_.step(ctx_, st_, codes.data(), frames, pcm);
         if (s.is_ok()) {
             size_t at = 0;

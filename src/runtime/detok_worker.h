@@ -60,7 +60,8 @@ private:
     };
     void loop();
     // Detokenizer::step for consecutive chunks (as one step when there are several).
-    void run_steps(const std::vector<Job>& batch, std::vector<int32_t>& codes, std::vector<Result>& results);
+    void run_steps(const std::vector<Job>& batch, std::vector<int32_t>& codes, std::vector<float>& pcm,
+                   std::vector<Result>& results);
 
     const model::Detokenizer& det_;
     ops::Context ctx_;
