@@ -126,6 +126,11 @@ public:
     int window() const { return window_; }  // W: keys visible to a query, itself included
     // Most frames one step() call takes (kDetokMaxStepFrames).
     int max_step_frames() const { return kDetokMaxStepFrames; }
+    // Samples step() returns for n_frames frames added after frames_before (the state's frames()):
+    // 1920 per frame, less the lead the ISTFT trims, (n_fft - hop) / 2 = 480, at an utterance's start.
+    static int64_t step_samples(int64_t frames_before, int64_t n_frames) {
+        return n_frames * kDetokSamplesPerFrame - (frames_before == 0 ? (kDetokNfft - kDetokHop) / 2 : 0);
+    }
 
     // Arena bytes decode() needs on ctx.device for Tc frames.
     size_t decode_scratch_bytes(int64_t Tc) const;

@@ -125,10 +125,8 @@ void DetokWorker::loop() {
 void DetokWorker::run_steps(const std::vector<Job>& batch, std::vector<int32_t>& codes, std::vector<float>& pcm,
                             std::vector<Result>& results) {
     if (batch.size() > 1) {
-        // One step for all, its samples handed back per chunk: 1920 per frame, less the lead the
-        // ISTFT trims ((n_fft - hop) / 2 = 480) for the utterance's first frame (Detokenizer::step).
-        constexpr size_t kLead = (model::kDetokNfft - model::kDetokHop) / 2;
-        const bool first = st_.frames() == 0;
+        // One step for all, its samples handed back per chunk (Detokenizer::step_samples).
+        const int64_t before = st_.frames();
         int frames = 0;
         for (const Job& j : batch) {
             std::copy(j.codes.begin(), j.codes.begin() + j.n_frames * model::kDetokCodebooks,
@@ -139,9 +137,10 @@ void DetokWorker::run_steps(const std::vector<Job>& batch, std::vector<int32_t>&
         Status s = det_.step(ctx_, st_, codes.data(), frames, pcm);
         if (s.is_ok()) {
             size_t at = 0;
+            int64_t done = before;
             for (size_t i = 0; i < batch.size(); ++i) {
-                size_t n = static_cast<size_t>(batch[i].n_frames) * model::kDetokSamplesPerFrame;
-                if (i == 0 && first) n -= kLead;
+                const size_t n = static_cast<size_t>(model::Detokenizer::step_samples(done, batch[i].n_frames));
+                done += batch[i].n_frames;
                 VOXRT_ASSERT(at + n <= pcm.size(), "detokenizer step returned %zu samples, expected more",
                              pcm.size());
                 results[i].pcm.assign(pcm.begin() + static_cast<std::ptrdiff_t>(at),

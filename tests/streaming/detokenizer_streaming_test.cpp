@@ -495,6 +495,7 @@ TEST(DetokenizerStreaming, WorkerJoinedStepEqualsDirectSteps) {
             const size_t before = want.size();
             ASSERT_TRUE(h.det->step(h.ctx, *direct, &codes[static_cast<size_t>(t * kDetokCodebooks)], n, want).is_ok());
             want_sizes.push_back(want.size() - before);
+            EXPECT_EQ(want_sizes.back(), static_cast<size_t>(model::Detokenizer::step_samples(t, n)));
             w.submit(&codes[static_cast<size_t>(t * kDetokCodebooks)], n, t);
             t += n;
         }
