@@ -57,7 +57,7 @@ std::string tiny() {
     return test::data_dir() + "/tiny/model";
 }
 std::string question() {
-    return test::shared_dir() + "/audio/question.wav";
+    return test::data_dir() + "/audio/question.wav";
 }
 
 // A copy of the tiny model directory (links to the big files) in which `replace` is a real file.

@@ -4,6 +4,7 @@
 // frame given as all-2048 codes, must see the same next-step logits and choose the same token.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <memory>
 #include <vector>
 
@@ -22,7 +23,7 @@ TEST(EndOfAudio, FedBackAsTheWholeEndFrame) {
     auto m = test::load_tiny_model(ops::Precision::kF32, 1024);
     ASSERT_TRUE(m);
     const int32_t end = m->config().audio_vocab - 1;
-    auto pcm = audio::read_wav(test::shared_dir() + "/audio/question.wav");
+    auto pcm = audio::read_wav(test::data_dir() + "/audio/question.wav");
     ASSERT_TRUE(pcm.is_ok()) << pcm.status().message();
     std::vector<float> wav = audio::downmix_mono(*pcm);
 
@@ -51,7 +52,8 @@ TEST(EndOfAudio, FedBackAsTheWholeEndFrame) {
     size_t k = 0;
     while (k < items.size() && !(items[k].is_frame && items[k].codes[0] == end)) ++k;
     ASSERT_LT(k + 1, items.size()) << "no end-of-audio frame followed by a step: the test has "
-                                      "lost its subject (seed or checkpoint changed)";
+                                      "lost its subject (seed, checkpoint or input changed)";
+    std::printf("[end-of-audio] end frame at step %zu of %zu\n", k, items.size());
     for (int q = 0; q < m->config().codebooks; ++q)
         EXPECT_EQ(items[k].codes[static_cast<size_t>(q)], end) << "codebook " << q;
     ASSERT_FALSE(items[k + 1].is_frame) << "an end-of-audio frame switches to text";

@@ -86,7 +86,7 @@ std::vector<Item> run(const model::LfmAudioModel& m, const std::string& mode, in
     } else {
         int rate = 0;
         std::vector<float> wav = read_audio(
-            test::shared_dir() + (mode == "s2s" ? "/audio/question.wav" : "/audio/asr.wav"), &rate);
+            test::data_dir() + (mode == "s2s" ? "/audio/question.wav" : "/audio/asr.wav"), &rate);
         Status st = ss.add_audio(wav.data(), wav.size(), rate);
         EXPECT_TRUE(st.is_ok()) << st.message();
     }

@@ -58,7 +58,7 @@ TEST_P(MultiTurn, IncrementalEqualsReprefill) {
     const int turn1_steps = GetParam();
     auto m = test::load_tiny_model(ops::Precision::kF32, 1024);
     ASSERT_TRUE(m);
-    auto pcm = audio::read_wav(test::shared_dir() + "/audio/question.wav");
+    auto pcm = audio::read_wav(test::data_dir() + "/audio/question.wav");
     ASSERT_TRUE(pcm.is_ok()) << pcm.status().message();
     std::vector<float> wav = audio::downmix_mono(*pcm);
 

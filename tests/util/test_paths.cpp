@@ -10,9 +10,6 @@ namespace voxrt::test {
 std::string data_dir() {
     return VOXRT_TEST_DATA_DIR;
 }
-std::string shared_dir() {
-    return VOXRT_SHARED_DIR;
-}
 std::string cli_path() {
     return VOXRT_CLI_PATH;
 }

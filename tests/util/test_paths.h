@@ -5,10 +5,8 @@
 
 namespace voxrt::test {
 
-// tests/data in the source tree.
+// tests/data in the source tree: everything the tests read.
 std::string data_dir();
-// ../shared next to the checkout (real speech recordings).
-std::string shared_dir();
 // The built `voxrt` command-line binary.
 std::string cli_path();
 // A fresh empty temporary directory (removed at process exit is not guaranteed).

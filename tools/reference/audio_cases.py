@@ -11,8 +11,9 @@ implement:
   * stereo is downmixed by averaging the channels in fp32: (L + R) * 0.5.
     (The official liquid-audio code asserts mono input; the downmix is voxrt's choice.)
 
-The real-speech cases live in ../shared/audio relative to the repo root (not redistributable);
-the synthetic ones are committed in tests/data/audio and regenerated deterministically with
+Every case is committed in tests/data/audio. The two speech cases (`question`, `asr`) are made by
+espeak-ng with `tools/reference/make_speech.py` (fixed text, voice and processing; see
+tests/data/audio/README.md); the synthetic signals are regenerated deterministically with
 `python tools/reference/audio_cases.py --write` (byte-identical output).
 """
 
@@ -26,12 +27,11 @@ import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED_AUDIO = (REPO / ".." / "shared" / "audio").resolve()
 DATA_AUDIO = REPO / "tests" / "data" / "audio"
 
 CASES: dict[str, str] = {
-    "question": str(SHARED_AUDIO / "question.wav"),  # 4.9 s, 16 kHz mono int16
-    "asr": str(SHARED_AUDIO / "asr.wav"),            # 18.4 s, 44.1 kHz mono int16
+    "question": str(DATA_AUDIO / "question.wav"),    # 4.85 s speech, 16 kHz mono int16
+    "asr": str(DATA_AUDIO / "asr.wav"),              # ~16 s speech, 44.1 kHz mono int16
     "short": str(DATA_AUDIO / "short.wav"),          # 0.1 s, 16 kHz mono int16
     "silence": str(DATA_AUDIO / "silence.wav"),      # 1.0 s zeros, 16 kHz mono int16
     "sr8k": str(DATA_AUDIO / "sr8k.wav"),            # 1.5 s, 8 kHz mono int16 (chirp + noise)
@@ -135,6 +135,7 @@ def synth_cases() -> dict[str, tuple[np.ndarray, int]]:
 
 
 def write_synthetic() -> None:
+    """The synthetic signal cases (the speech cases: make_speech.py)."""
     DATA_AUDIO.mkdir(parents=True, exist_ok=True)
     for name, (x, sr) in synth_cases().items():
         Path(CASES[name]).write_bytes(_wav_int16(x, sr))

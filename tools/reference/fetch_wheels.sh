@@ -31,12 +31,5 @@ mkdir -p "$DEST"
 "$PIP" download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp --abi cp312 \
   --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
   --platform linux_x86_64 --platform any -d "$DEST" "${WHEELS[@]}"
-# the real-speech inputs of the dumps, for a machine that lacks ../shared/audio (not redistributable:
-# this folder is git-ignored)
-SHARED_AUDIO="$HERE/../../../shared/audio"
-if [[ -f "$SHARED_AUDIO/question.wav" ]]; then
-  mkdir -p "$DEST/shared_audio"
-  cp "$SHARED_AUDIO/question.wav" "$SHARED_AUDIO/asr.wav" "$DEST/shared_audio/"
-fi
 ls -la "$DEST"
 du -sh "$DEST"

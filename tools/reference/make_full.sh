@@ -4,7 +4,6 @@
 #
 #   tools/reference/make_full.sh OUT_DIR [WHEELS_DIR] [--precision both|fp32|bf16] [--skip-model]
 #
-# 0. If ../shared/audio (question.wav, asr.wav) is missing, copies WHEELS_DIR/shared_audio there.
 # 1. If liquid_audio / librosa / soundfile / soxr are not importable, installs them (and whatever else
 #    is missing) into the active Python environment from WHEELS_DIR (default tools/reference/wheels,
 #    filled beforehand by fetch_wheels.sh on a machine with network): pip --no-index --find-links.
@@ -42,14 +41,6 @@ for p in ["liquid-audio", "torch", "torchaudio", "transformers", "accelerate", "
 import torch; print("  cuda:", torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else "")
 PYEOF
 DEVICE=$("$PY" -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')")
-
-# The real-speech cases live in ../shared/audio (audio_cases.py). A machine without them gets the copy
-# that fetch_wheels.sh put in WHEELS_DIR/shared_audio.
-if [[ ! -f "$REPO/../shared/audio/question.wav" && -d "$WHEELS/shared_audio" ]]; then
-  echo "== ../shared/audio missing: copying $WHEELS/shared_audio there"
-  mkdir -p "$REPO/../shared/audio"
-  cp "$WHEELS"/shared_audio/*.wav "$REPO/../shared/audio/"
-fi
 
 mkdir -p "$OUT"
 if [[ $SKIP_MODEL -eq 0 || ! -f "$OUT/model/model.safetensors" ]]; then

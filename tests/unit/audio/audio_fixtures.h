@@ -17,9 +17,6 @@
 namespace voxrt::audio::test {
 
 inline std::string case_path(const std::string& name) {
-    if (name == "question" || name == "asr") {
-        return voxrt::test::shared_dir() + "/audio/" + name + ".wav";
-    }
     return voxrt::test::data_dir() + "/audio/" + name + ".wav";
 }
 
