@@ -4,6 +4,12 @@ recordings in ../shared/audio (bench/protocol.md, docs/benchmarks.md "Inputs").
 
     python3 bench/make_inputs.py [--audio-dir ../shared/audio] [--out /tmp/voxrt-bench-inputs]
 
+Without the recordings, `--audio-dir tests/data/audio` derives the same three inputs from the
+project's committed espeak-ng test speech (tests/data/audio/README.md). Those are labelled as such
+(inputs.json "speech", and a warning): synthetic speech, not the protocol's inputs, so their results
+are not comparable with docs/benchmarks.md. Any folder with a question.wav and an asr.wav of your own
+speech works the same way.
+
 Writes OUT/speech_03.8s.wav, OUT/speech_11.2s.wav, OUT/speech_34.7s.wav (16-bit PCM mono, each exactly
 its target length) and OUT/inputs.json (segments, sample counts, sha256). The recordings are not the
 project's to redistribute, so the derived files are written outside the repository by default and are
@@ -40,6 +46,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_AUDIO = (REPO / ".." / "shared" / "audio").resolve()
+TEST_SPEECH = (REPO / "tests" / "data" / "audio").resolve()
 
 # name, target seconds, output rate, sources in order
 INPUTS = [
@@ -197,9 +204,16 @@ def main() -> int:
         if not (audio_dir / f).is_file():
             print(f"make_inputs: {audio_dir / f} not found (pass --audio-dir)", file=sys.stderr)
             return 2
+    if audio_dir.resolve() == TEST_SPEECH:
+        speech = "espeak-ng test speech (tests/data/audio), not the benchmark protocol's recordings"
+        print(f"make_inputs: warning: using the {speech}; results are not comparable with "
+              "docs/benchmarks.md", file=sys.stderr)
+    else:
+        speech = f"recordings from {audio_dir}"
     out.mkdir(parents=True, exist_ok=True)
     cache: dict = {}
-    manifest = {"script": "bench/make_inputs.py", "audio_dir": str(audio_dir), "inputs": []}
+    manifest = {"script": "bench/make_inputs.py", "audio_dir": str(audio_dir), "speech": speech,
+                "inputs": []}
     for name, secs, sr, sources in INPUTS:
         y, segs = build(secs, sr, sources, audio_dir, cache)
         data = write_wav(out / name, y, sr)

@@ -23,7 +23,8 @@
 # log.txt results.md (the device tool returns at most 8 files, 2 folders deep).
 #
 # Environment (defaults): MODEL=/tmp/voxrt-full/model  INPUTS=/tmp/voxrt-bench-inputs
-#   AUDIO_DIR=first of ../shared/audio, shared/audio, .carry/audio (question.wav + asr.wav)
+#   AUDIO_DIR=first of ../shared/audio, shared/audio, .carry/audio (question.wav + asr.wav), else the
+#     committed espeak-ng test speech of tests/data/audio (logged: not the protocol's inputs)
 #   WHEELS=tools/reference/wheels  VOXRT=build-gpu/voxrt  PY=python3  STEPS=200 RUNS=5 WARMUP=1
 #   VOXRT_COMMIT (recorded in env.jsonl by the first stage that writes it, usually setup: set it on that
 #     call too; the tree copied to the GPU machine may carry no or a stale .git)
@@ -103,7 +104,10 @@ ensure_inputs() {
       [[ -f "$d/question.wav" && -f "$d/asr.wav" ]] && { dir="$d"; break; }
     done
   fi
-  [[ -n "$dir" ]] || { log "question.wav/asr.wav not found: set AUDIO_DIR, or copy ../shared/audio/*.wav to .carry/audio/ and carry .carry"; return 1; }
+  if [[ -z "$dir" ]]; then
+    dir="$REPO/tests/data/audio"
+    log "WARNING: no recordings (question.wav + asr.wav) in ../shared/audio, shared/audio or .carry/audio: the inputs come from the committed espeak-ng test speech ($dir), not the protocol's recordings; results are not comparable with docs/benchmarks.md (set AUDIO_DIR, or carry .carry/audio)"
+  fi
   run "$PY" bench/make_inputs.py --audio-dir "$dir" --out "$INPUTS"
 }
 
