@@ -251,8 +251,8 @@ class BackboneParityBf16 : public ::testing::TestWithParam<std::string> {};
 //   Agreement is counted in rows, so the allowance is rounded to the nearest whole row: where the
 //   reference misses 1 of 64 rows, two standard errors are 1.98 rows, which truncated would allow
 //   1 row (one standard error). The tiny s2s sequence is such a case: voxrt-bf16 misses 3 rows
-//   (fp32 top-2 gaps 0.0001, 0.028 and 0.030 sigma, all among the 8 narrowest of 64), the reference's
-//   bf16 misses 1 of them (0.028 sigma), with equal KL (1.33 vs 1.34e-4).
+//   (fp32 top-2 gaps 0.0001, 0.028 and 0.030 sigma, all among the 8 narrowest of 64), the
+//   reference's bf16 misses 1 of them (0.028 sigma), with equal KL (1.33 vs 1.34e-4).
 double top1_slack(double p, int rows) {
     const double q = std::min(std::max(1.0 - p, 1.0 / rows), 0.5);
     const double slack = std::max(0.02, 2.0 * std::sqrt(q * (1.0 - q) / rows));

@@ -195,8 +195,8 @@ void check_parity(Device device) {
     // Canary for the placement of bf16 roundings, which the statistical gates above cannot see
     // (a misplaced rounding stays at bf16 noise level): with the tiny 2-layer fixture, a correct
     // forward reproduces the reference's bits on several cases (3 of 6 on the CPU: the short
-    // synthetic ones; 3 of 6 on an H100 with the earlier recordings), a misplaced rounding on none. Not applied to other fixtures (deeper models
-    // decorrelate).
+    // synthetic ones; 3 of 6 on an H100 with the earlier recordings), a misplaced rounding on none.
+    // Not applied to other fixtures (deeper models decorrelate).
     if (!std::getenv("VOXRT_ENCODER_PARITY_DIR")) {
         EXPECT_GE(bit_exact_cases, 1) << "no case reproduces the bf16 reference bit for bit";
     }
