@@ -31,7 +31,7 @@ DATA_AUDIO = REPO / "tests" / "data" / "audio"
 
 CASES: dict[str, str] = {
     "question": str(DATA_AUDIO / "question.wav"),    # 4.85 s speech, 16 kHz mono int16
-    "asr": str(DATA_AUDIO / "asr.wav"),              # ~16 s speech, 44.1 kHz mono int16
+    "asr": str(DATA_AUDIO / "asr.wav"),              # 16.5 s speech, 44.1 kHz mono int16
     "short": str(DATA_AUDIO / "short.wav"),          # 0.1 s, 16 kHz mono int16
     "silence": str(DATA_AUDIO / "silence.wav"),      # 1.0 s zeros, 16 kHz mono int16
     "sr8k": str(DATA_AUDIO / "sr8k.wav"),            # 1.5 s, 8 kHz mono int16 (chirp + noise)

@@ -5,8 +5,8 @@ ISTFT).
     /opt/venvs/ref/bin/python tools/reference/make_audio_fixtures.py
 
 Tensors (float32 unless noted; <c> is a case of audio_cases.CASES):
-  wav.<c>            [C, min(N, 16000)] decoded samples (first second only; the file is in the repo
-                     or ../shared/audio, so the test decodes it itself)
+  wav.<c>            [C, min(N, 16000)] decoded samples (first second only; the file is in
+                     tests/data/audio, so the test decodes it itself)
   wav_meta.<c>       f64 [4]: frames, channels, sample_rate, float64 sum of all decoded samples
   pcm16k.<c>         [N16] torchaudio.functional.resample(downmix(wave), sr, 16000) (absent for
                      16 kHz cases: the resample is a no-op); when N16 > 160000 only the first
