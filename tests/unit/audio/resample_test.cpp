@@ -90,7 +90,9 @@ TEST(Resample, Speed35sOf44k) {
                 ms, ms_pool, pool.size(), y.size());
     EXPECT_EQ(y.size(), 560000u);
     EXPECT_EQ(yp, y);
-#ifdef NDEBUG
+    // A speed bound holds only for an optimized build without sanitizers: under AddressSanitizer
+    // (RelWithDebInfo, so NDEBUG) the single-threaded pass took 121 ms on a busy 2-core machine.
+#if defined(NDEBUG) && !defined(__SANITIZE_ADDRESS__)
     EXPECT_LT(ms, 100.0);
 #endif
 }
