@@ -38,7 +38,7 @@ double median(std::vector<double> v) {
 }  // namespace
 
 void add_bench(CLI::App* app, BenchArgs& b) {
-    app->add_option("-i,--input", b.inputs, "input WAV files")->required();
+    app->add_option("-i,--input", b.inputs, "input WAV files")->required()->check(non_empty_path());
     app->add_option("-n,--steps", b.steps, "generation steps per turn")
         ->capture_default_str()
         ->check(CLI::Range(1, 1 << 16));
@@ -48,11 +48,13 @@ void add_bench(CLI::App* app, BenchArgs& b) {
     app->add_option("--warmup", b.warmup, "untimed runs first")
         ->capture_default_str()
         ->check(CLI::Range(0, 100));
-    app->add_option("--json", b.json_out, "write results as JSON lines here");
+    app->add_option("--json", b.json_out, "write results as JSON lines here")
+        ->check(non_empty_path());
     app->add_flag("--detok-sync", b.detok_sync, "detokenize inside the generation loop (not on its own thread)");
-    app->add_option("--detok-chunk", b.detok_chunk, "audio frames per detokenizer call after the first")
+    app->add_option("--detok-chunk", b.detok_chunk,
+                    "audio frames per detokenizer call after the first")
         ->capture_default_str()
-        ->check(CLI::Range(1, 1 << 10));
+        ->check(CLI::Range(1, model::kDetokMaxStepFrames));
 }
 
 Status run_bench(const CommonArgs& c, const BenchArgs& a) {
