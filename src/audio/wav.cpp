@@ -1,13 +1,18 @@
 #include "audio/wav.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+
+#include "io/mapped_file.h"
 
 namespace voxrt::audio {
 
@@ -173,6 +178,91 @@ Status convert(const uint8_t* p, size_t n, const Format& f, const char* label, f
     return Status::ok();
 }
 
+Status write_error(const std::string& path, const char* what, int err) {
+    return make_error(
+        err == ENOENT || err == ENOTDIR ? StatusCode::kNotFound : StatusCode::kInvalidArgument,
+        "[wav] %s: %s: %s", path.c_str(), what, std::strerror(err));
+}
+
+// Writes all of `buf` to fd; closes fd in every case.
+Status write_and_close(int fd, const std::vector<uint8_t>& buf, const std::string& path) {
+    size_t off = 0;
+    while (off < buf.size()) {
+        const ssize_t w = ::write(fd, buf.data() + off, buf.size() - off);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+            const int err = w < 0 ? errno : EIO;
+            ::close(fd);
+            return write_error(path, "write failed", err);
+        }
+        off += static_cast<size_t>(w);
+    }
+    if (::close(fd) != 0) return write_error(path, "write failed", errno);
+    return Status::ok();
+}
+
+// Writes through an existing FIFO or device (or a dangling symlink) without replacing it.
+Status write_through(const std::string& path, const std::vector<uint8_t>& buf, int flags) {
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC | flags, 0666);
+    if (fd < 0) return write_error(path, "cannot open for writing", errno);
+    return write_and_close(fd, buf, path);
+}
+
+// Replaces the regular file `target` (or creates it) with `buf` through a temporary file in the
+// same directory; `path` names it in messages. `mode`: permission bits to give the new file, or
+// -1 for the default (0666 less the umask).
+Status replace_atomically(const std::string& path, const std::string& target,
+                          const std::vector<uint8_t>& buf, int mode) {
+    static std::atomic<uint64_t> counter{0};
+    std::string tmp;
+    int fd = -1;
+    for (int attempt = 0; attempt < 100 && fd < 0; ++attempt) {
+        const uint64_t salt =
+            static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+        char suffix[64];
+        std::snprintf(suffix, sizeof suffix, ".tmp-%d-%llx", static_cast<int>(::getpid()),
+                      static_cast<unsigned long long>((salt << 8) ^ counter.fetch_add(1)));
+        tmp = target + suffix;
+        fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        if (fd < 0 && errno != EEXIST)
+            return write_error(path, "cannot create a file beside it", errno);
+    }
+    if (fd < 0) return write_error(path, "cannot create a file beside it", EEXIST);
+    if (mode >= 0) (void)::fchmod(fd, static_cast<mode_t>(mode));
+    Status st = write_and_close(fd, buf, path);
+    if (st.is_ok() && std::rename(tmp.c_str(), target.c_str()) != 0)
+        st = write_error(path, "cannot replace it", errno);
+    if (!st.is_ok()) ::unlink(tmp.c_str());
+    return st;
+}
+
+Status write_file(const std::string& path, const std::vector<uint8_t>& buf) {
+    if (path.empty())
+        return make_error(StatusCode::kInvalidArgument, "[wav] the output path is empty");
+    struct stat st {};
+    if (::stat(path.c_str(), &st) == 0) {
+        if (S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode))
+            return write_through(path, buf, 0);  // a FIFO waits here for its reader
+        if (!S_ISREG(st.st_mode))
+            return make_error(StatusCode::kInvalidArgument,
+                              "[wav] %s: is %s; cannot write a WAV there", path.c_str(),
+                              io::file_kind(st));
+        // A regular file, possibly behind symlinks: replace the file they lead to, not the links,
+        // with its permission bits (not its set-id bits) on the new file.
+        char* real = ::realpath(path.c_str(), nullptr);
+        if (real == nullptr) return write_error(path, "cannot resolve", errno);
+        const std::string target = real;
+        std::free(real);
+        return replace_atomically(path, target, buf, static_cast<int>(st.st_mode & 0777));
+    }
+    const int err = errno;
+    if (err != ENOENT) return write_error(path, "cannot write", err);
+    struct stat lst {};
+    if (::lstat(path.c_str(), &lst) == 0 && S_ISLNK(lst.st_mode))
+        return write_through(path, buf, O_CREAT | O_TRUNC);  // dangling: create its target
+    return replace_atomically(path, path, buf, -1);
+}
+
 }  // namespace
 
 Expected<Pcm> decode_wav(const uint8_t* data, size_t size, const WavOptions& options,
@@ -242,8 +332,9 @@ Expected<Pcm> decode_wav(const uint8_t* data, size_t size, const WavOptions& opt
             double seconds = static_cast<double>(frames) / fmt.sample_rate;
             if (seconds > options.max_seconds) {
                 return make_error(StatusCode::kOutOfRange,
-                                  "[wav] %s: duration %.1f s exceeds the cap of %.1f s", label,
-                                  seconds, options.max_seconds);
+                                  "[wav] %s: %zu frames at %d Hz (%.6f s) are longer than the cap "
+                                  "of %g s",
+                                  label, frames, fmt.sample_rate, seconds, options.max_seconds);
             }
             Pcm pcm;
             pcm.channels = fmt.channels;
@@ -271,31 +362,29 @@ Expected<Pcm> decode_wav(const uint8_t* data, size_t size, const WavOptions& opt
 }
 
 Expected<Pcm> read_wav(const std::string& path, const WavOptions& options) {
-    FILE* f = std::fopen(path.c_str(), "rb");
-    if (f == nullptr) {
-        int err = errno;
-        return make_error(err == ENOENT ? StatusCode::kNotFound : StatusCode::kInvalidArgument,
-                          "[wav] %s: cannot open: %s", path.c_str(), std::strerror(err));
-    }
     struct stat st {};
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        std::fclose(f);
-        return make_error(StatusCode::kInvalidArgument, "[wav] %s: not a regular file",
-                          path.c_str());
-    }
+    Expected<int> opened = io::open_regular_file(path, &st);
+    if (!opened) return Status(opened.status().code(), "[wav] " + opened.status().message());
+    const int fd = opened.value();
     // The largest legitimate file: the duration cap at the highest rate, 2 channels of 4 bytes,
     // plus 64 MiB of other chunks (metadata, pictures). Checked before reading anything.
     const double cap = options.max_seconds * kMaxSampleRate * kMaxChannels * 4.0 + (64 << 20);
     const auto size = static_cast<size_t>(st.st_size);
     if (static_cast<double>(size) > cap) {
-        std::fclose(f);
+        ::close(fd);
         return make_error(StatusCode::kOutOfRange,
                           "[wav] %s: file is %zu bytes, more than %.0f s of audio can take",
                           path.c_str(), size, options.max_seconds);
     }
     std::vector<uint8_t> bytes(size);
-    size_t got = size > 0 ? std::fread(bytes.data(), 1, size, f) : 0;
-    std::fclose(f);
+    size_t got = 0;
+    while (got < size) {
+        const ssize_t r = ::read(fd, bytes.data() + got, size - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        got += static_cast<size_t>(r);
+    }
+    ::close(fd);
     if (got != size) {
         return make_error(StatusCode::kInvalidFile, "[wav] %s: read %zu of %zu bytes", path.c_str(),
                           got, size);
@@ -357,34 +446,7 @@ Status write_wav(const std::string& path, const float* mono, size_t n, int sampl
         put16(44 + 2 * i, static_cast<uint16_t>(static_cast<int16_t>(q)));
     }
 
-    std::string tmp = path + ".tmp-XXXXXX";
-    int fd = mkstemp(tmp.data());
-    if (fd < 0) {
-        return make_error(StatusCode::kInvalidArgument, "[wav] %s: cannot create temp file: %s",
-                          path.c_str(), std::strerror(errno));
-    }
-    size_t off = 0;
-    while (off < buf.size()) {
-        ssize_t w = ::write(fd, buf.data() + off, buf.size() - off);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) {
-            int err = errno;
-            ::close(fd);
-            ::unlink(tmp.c_str());
-            return make_error(StatusCode::kInvalidArgument, "[wav] %s: write failed: %s",
-                              path.c_str(), std::strerror(err));
-        }
-        off += static_cast<size_t>(w);
-    }
-    // mkstemp creates 0600; give the file the usual 0644 (less the umask is not applied here).
-    ::fchmod(fd, 0644);
-    if (::close(fd) != 0 || std::rename(tmp.c_str(), path.c_str()) != 0) {
-        int err = errno;
-        ::unlink(tmp.c_str());
-        return make_error(StatusCode::kInvalidArgument, "[wav] %s: cannot finish file: %s",
-                          path.c_str(), std::strerror(err));
-    }
-    return Status::ok();
+    return write_file(path, buf);
 }
 
 }  // namespace voxrt::audio

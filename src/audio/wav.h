@@ -60,9 +60,16 @@ Expected<Pcm> read_wav(const std::string& path, const WavOptions& options = {});
 std::vector<float> downmix_mono(const Pcm& pcm);
 
 // Writes 16-bit PCM mono: q = clamp(lrint(x * 32768), -32768, 32767), NaN -> 0, so that a WAV
-// decoded by decode_wav is re-encoded losslessly. The data goes to a temporary file in the same
-// directory that is renamed over `path` only once complete: a failure never leaves a truncated
-// file under the final name.
+// decoded by decode_wav is re-encoded losslessly. What `path` is decides how:
+//   * nothing, or a regular file (also behind symlinks): the data goes to a temporary file beside
+//     the file and is renamed over it only once complete, so a failure never leaves a truncated
+//     file under the final name; symlinks stay and lead to the new file; a replaced file's
+//     permission bits carry over (not its set-user/group-id bits), a new file gets 0666 less the
+//     umask;
+//   * a FIFO or a device (/dev/null, /dev/stdout): written through, never replaced; a FIFO waits
+//     for a reader;
+//   * a dangling symlink: its target is created;
+//   * a directory or socket, or an empty path: an error.
 Status write_wav(const std::string& path, const float* mono, size_t n, int sample_rate);
 
 }  // namespace voxrt::audio

@@ -1,6 +1,7 @@
 #include "io/json.h"
 
 #include <cmath>
+#include <cstdint>
 
 #include "io/mapped_file.h"
 
@@ -43,7 +44,11 @@ Expected<int64_t> JsonView::integer(const std::string& key, int64_t lo, int64_t 
     if (!has(key)) return error(key, "missing");
     const Json& v = (*j_)[key];
     int64_t x = 0;
-    if (v.is_number_integer()) {
+    if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)) {
+        // Beyond int64 (up to 2^64-1): out of any range, and printed as written, not wrapped.
+        return error(key, "value " + v.dump() + " outside [" + std::to_string(lo) + ", " +
+                              std::to_string(hi) + "]");
+    } else if (v.is_number_integer()) {
         x = v.get<int64_t>();
     } else if (v.is_number_float() && std::isfinite(v.get<double>()) &&
                v.get<double>() == std::floor(v.get<double>()) &&
@@ -123,8 +128,9 @@ Expected<std::vector<int64_t>> JsonView::int_list(const std::string& key) const 
     if (!v.is_array()) return error(key, "expected a list of integers");
     std::vector<int64_t> out;
     for (const auto& e : v) {
-        if (!e.is_number_integer())
-            return error(key, "expected a list of integers, found " + e.dump());
+        if (!e.is_number_integer() ||
+            (e.is_number_unsigned() && e.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)))
+            return error(key, "expected a list of 64-bit integers, found " + e.dump());
         out.push_back(e.get<int64_t>());
     }
     return out;

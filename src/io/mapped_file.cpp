@@ -11,15 +11,26 @@
 
 namespace voxrt::io {
 
-namespace {
+Status open_error(const std::string& path, int err) {
+    return make_error(
+        err == ENOENT || err == ENOTDIR ? StatusCode::kNotFound : StatusCode::kInvalidFile,
+        "%s: cannot open: %s", path.c_str(), std::strerror(err));
+}
 
-Expected<int> open_regular(const std::string& path, struct stat* st) {
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        int err = errno;
-        return make_error(err == ENOENT ? StatusCode::kNotFound : StatusCode::kInvalidFile,
-                          "%s: cannot open: %s", path.c_str(), std::strerror(err));
-    }
+const char* file_kind(const struct stat& st) {
+    if (S_ISREG(st.st_mode)) return "a regular file";
+    if (S_ISDIR(st.st_mode)) return "a directory";
+    if (S_ISFIFO(st.st_mode)) return "a FIFO";
+    if (S_ISCHR(st.st_mode)) return "a character device";
+    if (S_ISBLK(st.st_mode)) return "a block device";
+    if (S_ISSOCK(st.st_mode)) return "a socket";
+    return "not a regular file";
+}
+
+Expected<int> open_regular_file(const std::string& path, struct stat* st) {
+    // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer.
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) return open_error(path, errno);
     if (fstat(fd, st) != 0) {
         int err = errno;
         ::close(fd);
@@ -28,12 +39,18 @@ Expected<int> open_regular(const std::string& path, struct stat* st) {
     }
     if (!S_ISREG(st->st_mode)) {
         ::close(fd);
-        return make_error(StatusCode::kInvalidFile, "%s: not a regular file", path.c_str());
+        return make_error(StatusCode::kInvalidFile, "%s: is %s, not a regular file", path.c_str(),
+                          file_kind(*st));
+    }
+    const int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0) {
+        int err = errno;
+        ::close(fd);
+        return make_error(StatusCode::kInvalidFile, "%s: cannot open: %s", path.c_str(),
+                          std::strerror(err));
     }
     return fd;
 }
-
-}  // namespace
 
 MappedFile::~MappedFile() {
     if (data_ && size_) munmap(const_cast<uint8_t*>(data_), size_);
@@ -55,7 +72,7 @@ MappedFile& MappedFile::operator=(MappedFile&& o) noexcept {
 
 Expected<MappedFile> MappedFile::open(const std::string& path) {
     struct stat st {};
-    VOXRT_ASSIGN_OR_RETURN(int fd, open_regular(path, &st));
+    VOXRT_ASSIGN_OR_RETURN(int fd, open_regular_file(path, &st));
     if (st.st_size <= 0) {
         ::close(fd);
         return make_error(StatusCode::kInvalidFile, "%s: file is empty", path.c_str());
@@ -77,7 +94,7 @@ Expected<MappedFile> MappedFile::open(const std::string& path) {
 
 Expected<std::string> read_text_file(const std::string& path, size_t max_bytes) {
     struct stat st {};
-    VOXRT_ASSIGN_OR_RETURN(int fd, open_regular(path, &st));
+    VOXRT_ASSIGN_OR_RETURN(int fd, open_regular_file(path, &st));
     if (static_cast<uint64_t>(st.st_size) > max_bytes) {
         ::close(fd);
         return make_error(StatusCode::kInvalidFile,

@@ -9,7 +9,22 @@
 
 #include "core/status.h"
 
+struct stat;
+
 namespace voxrt::io {
+
+// The Status for a failed open() or stat() of `path` with errno `err`: kNotFound for ENOENT and
+// ENOTDIR, kInvalidFile otherwise; the message names the path and the reason ("Too many levels of
+// symbolic links", "Permission denied", ...).
+Status open_error(const std::string& path, int err);
+
+// What a file that is not a regular file is, for messages: "a directory", "a FIFO", "a device", ...
+const char* file_kind(const struct stat& st);
+
+// Opens `path` read-only, refusing anything but a regular file (kInvalidFile naming what it is)
+// before a byte is read: the open itself never blocks, so a FIFO nobody writes cannot hang the
+// caller. Returns a blocking, close-on-exec descriptor that the caller closes; fills *st.
+Expected<int> open_regular_file(const std::string& path, struct stat* st);
 
 class MappedFile {
 public:

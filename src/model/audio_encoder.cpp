@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "audio/wav.h"
 #include "ops/conformer_ops.h"
 
 namespace voxrt::model {
@@ -54,9 +55,17 @@ namespace {
 // full-resolution first stage (T/2 × F/2 × C values) never exists whole.
 constexpr int64_t kSubsampleChunk = 64;
 
-// Longest segment encode() accepts. The reference has no limit (it rebuilds its table past
-// pos_emb_max_len); 30000 frames (300 s) keeps the table at 15 MB for d_model 512.
-constexpr int64_t kMaxMelFrames = 30000;
+// Longest segment encode() accepts, in mel frames: the longest recording the WAV reader accepts
+// (WavOptions::max_seconds, 600 s), resampled to the preprocessor's rate and cut into frames as
+// MelFrontend::shape does (one per hop, plus one). The reference has no limit (it rebuilds its
+// table past pos_emb_max_len); the table this sizes is [2·T'-1, D] F32 with T' = ceil(T / 8):
+// 60001 frames at d_model 512 is 31 MB.
+int64_t longest_segment(const PreprocessorConfig& pp) {
+    const double max_seconds = audio::WavOptions{}.max_seconds;
+    const auto hop = std::max<int64_t>(1, static_cast<int64_t>(pp.window_stride * pp.sample_rate));
+    const auto samples = static_cast<int64_t>(std::ceil(max_seconds * pp.sample_rate));
+    return samples / hop + 1;
+}
 constexpr float kNormEps = 1e-5f;  // nn.LayerNorm / nn.BatchNorm1d default
 constexpr double kBatchNormEps = 1e-5;
 
@@ -261,7 +270,7 @@ Expected<AudioEncoder> AudioEncoder::load(const AudioModelConfig& config,
     e.conv_kernel_ = ec.conv_kernel_size;
     e.adapter_dim_ = config.lfm.hidden_size;
     e.pos_emb_max_len_ = ec.pos_emb_max_len;
-    e.max_mel_frames_ = std::max<int64_t>(ec.pos_emb_max_len, kMaxMelFrames);
+    e.max_mel_frames_ = std::max<int64_t>(ec.pos_emb_max_len, longest_segment(config.preprocessor));
 
     const int64_t D = e.d_model_, C = e.conv_channels_, Dff = e.d_ff_, H = e.n_heads_;
     const int64_t Dk = D / H, K = e.conv_kernel_, A = e.adapter_dim_;

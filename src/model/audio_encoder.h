@@ -47,7 +47,8 @@ public:
 
     // Number of output frames for T mel frames: ceil(T / subsampling_factor).
     int64_t output_frames(int64_t n_mel_frames) const;
-    // Longest segment encode() accepts, in mel frames (limited by the positional table).
+    // Longest segment encode() accepts, in mel frames: a recording as long as the WAV reader
+    // accepts (600 s), or pos_emb_max_len if longer. The positional table is sized for it.
     int64_t max_mel_frames() const { return max_mel_frames_; }
     int d_model() const { return d_model_; }
     int adapter_dim() const { return adapter_dim_; }

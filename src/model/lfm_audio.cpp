@@ -2,15 +2,29 @@
 
 #include <sys/stat.h>
 
+#include <cerrno>
+#include <cstring>
+
 #include "backend/device_api.h"
 
 namespace voxrt::model {
 
 namespace {
 
-bool is_dir(const std::string& p) {
+// OK if p is a directory; else why not ("not found", a symlink loop, no permission, a file).
+Status check_dir(const std::string& p, const char* what) {
     struct stat st {};
-    return stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+    if (stat(p.c_str(), &st) != 0) {
+        const int err = errno;
+        if (err == ENOENT || err == ENOTDIR)
+            return make_error(StatusCode::kNotFound, "%s: %s not found", p.c_str(), what);
+        return make_error(StatusCode::kInvalidFile, "%s: cannot open the %s: %s", p.c_str(), what,
+                          std::strerror(err));
+    }
+    if (!S_ISDIR(st.st_mode))
+        return make_error(StatusCode::kInvalidFile, "%s: the %s is not a directory", p.c_str(),
+                          what);
+    return Status::ok();
 }
 
 Expected<int32_t> special_id(const text::Tokenizer& tok, const std::string& path,
@@ -37,8 +51,7 @@ LfmAudioModel::~LfmAudioModel() {
 
 Expected<std::unique_ptr<LfmAudioModel>> LfmAudioModel::load(const std::string& dir,
                                                              const ModelOptions& opt) {
-    if (!is_dir(dir))
-        return make_error(StatusCode::kNotFound, "%s: model directory not found", dir.c_str());
+    VOXRT_RETURN_IF_ERROR(check_dir(dir, "model directory"));
     if (opt.max_context < 16 || opt.max_context > (1 << 20))
         return make_error(StatusCode::kInvalidArgument, "context of %d positions is out of range",
                           opt.max_context);
@@ -116,9 +129,7 @@ Expected<std::unique_ptr<LfmAudioModel>> LfmAudioModel::load(const std::string& 
 
     const std::string detok_dir = dir + "/audio_detokenizer";
     if (opt.load_detokenizer) {
-        if (!is_dir(detok_dir))
-            return make_error(StatusCode::kNotFound, "%s: audio detokenizer directory not found",
-                              detok_dir.c_str());
+        VOXRT_RETURN_IF_ERROR(check_dir(detok_dir, "audio detokenizer directory"));
         WeightStore* ds = m->store_.get();
         if (opt.detokenizer_on_cpu && opt.device != Device::kCPU) {
             m->host_ctx_.device = Device::kCPU;

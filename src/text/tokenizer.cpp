@@ -3,6 +3,8 @@
 #include <sys/stat.h>
 
 #include <atomic>
+#include <cerrno>
+#include <cstring>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <unordered_map>
@@ -125,7 +127,10 @@ Status read_added_flag(const json& t, const char* key, bool def, bool* out, size
 Expected<Tokenizer> Tokenizer::load(const std::string& path) {
     struct stat st;
     if (::stat(path.c_str(), &st) != 0) {
-        return make_error(StatusCode::kNotFound, "[tokenizer] %s: no such file", path.c_str());
+        const int err = errno;
+        return make_error(
+            err == ENOENT || err == ENOTDIR ? StatusCode::kNotFound : StatusCode::kInvalidFile,
+            "[tokenizer] %s: cannot open: %s", path.c_str(), std::strerror(err));
     }
     if (!S_ISREG(st.st_mode)) {
         return make_error(StatusCode::kInvalidFile, "[tokenizer] %s: not a regular file",

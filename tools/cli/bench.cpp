@@ -38,7 +38,7 @@ double median(std::vector<double> v) {
 }  // namespace
 
 void add_bench(CLI::App* app, BenchArgs& b) {
-    app->add_option("-i,--input", b.inputs, "input WAV files")->required();
+    app->add_option("-i,--input", b.inputs, "input WAV files")->required()->check(non_empty_path());
     app->add_option("-n,--steps", b.steps, "generation steps per turn")
         ->capture_default_str()
         ->check(CLI::Range(1, 1 << 16));
@@ -48,11 +48,13 @@ void add_bench(CLI::App* app, BenchArgs& b) {
     app->add_option("--warmup", b.warmup, "untimed runs first")
         ->capture_default_str()
         ->check(CLI::Range(0, 100));
-    app->add_option("--json", b.json_out, "write results as JSON lines here");
+    app->add_option("--json", b.json_out, "write results as JSON lines here")
+        ->check(non_empty_path());
     app->add_flag("--detok-sync", b.detok_sync, "detokenize inside the generation loop (not on its own thread)");
-    app->add_option("--detok-chunk", b.detok_chunk, "audio frames per detokenizer call after the first")
+    app->add_option("--detok-chunk", b.detok_chunk,
+                    "audio frames per detokenizer call after the first")
         ->capture_default_str()
-        ->check(CLI::Range(1, 1 << 10));
+        ->check(CLI::Range(1, model::kDetokMaxStepFrames));
 }
 
 Status run_bench(const CommonArgs& c, const BenchArgs& a) {
@@ -70,10 +72,15 @@ Status run_bench(const CommonArgs& c, const BenchArgs& a) {
         if (!json)
             return make_error(StatusCode::kInvalidArgument, "%s: cannot write", a.json_out.c_str());
     }
+    // Medians over the runs. "decode GB/s": the weight bytes every text step and audio frame of the
+    // turn must read, over the whole decode's wall time. "text step ms" and "audio frame ms": the
+    // wall time of one text step and one audio-frame step (TurnStats::text_step_ms / text_tokens,
+    // audio_step_ms / audio_frames).
     std::printf(
         "| input | audio s | total ms (min-max) | prefill ms | mel ms | encoder ms | first frame "
-        "ms | first sample ms | steps/s | detok ms | text step GB/s |\n");
-    std::printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
+        "ms | first sample ms | steps/s | text step ms | audio frame ms | detok ms | decode GB/s "
+        "|\n");
+    std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (const std::string& path : a.inputs) {
         VOXRT_ASSIGN_OR_RETURN(audio::Pcm pcm, audio::read_wav(path));
         std::vector<float> wav = audio::downmix_mono(pcm);
@@ -144,13 +151,14 @@ Status run_bench(const CommonArgs& c, const BenchArgs& a) {
                              static_cast<double>(r0.audio_frames) * m->audio_frame_bytes();
         const double gbs = dec > 0 ? bytes / (dec * 1e-3) / 1e9 : 0;
         std::printf(
-            "| %s | %.1f | %.1f (%.1f-%.1f) | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | "
-            "%.0f |\n",
+            "| %s | %.1f | %.1f (%.1f-%.1f) | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.3f | "
+            "%.3f | %.1f | %.1f |\n",
             path.c_str(), static_cast<double>(wav.size()) / pcm.sample_rate, median(tot),
             *std::min_element(tot.begin(), tot.end()), *std::max_element(tot.begin(), tot.end()),
             median(col(&RunResult::prefill_ms)), median(col(&RunResult::mel_ms)),
             median(col(&RunResult::encoder_ms)), median(col(&RunResult::first_frame_ms)),
-            median(col(&RunResult::first_pcm_ms)), sps, median(col(&RunResult::detok_ms)), gbs);
+            median(col(&RunResult::first_pcm_ms)), sps, median(col(&RunResult::text_step_ms)),
+            median(col(&RunResult::audio_frame_ms)), median(col(&RunResult::detok_ms)), gbs);
         if (json) {
             char line[2048];
             std::snprintf(

@@ -2,15 +2,17 @@
 #pragma once
 
 #include <cstdint>
-#include <vector>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "core/status.h"
 #include "runtime/session.h"
 
 namespace CLI {
 class App;
-}
+class Validator;
+}  // namespace CLI
 
 namespace voxrt::cli {
 
@@ -65,6 +67,18 @@ struct BenchArgs {
     bool detok_sync = false;  // GenerateOptions::detok_async = false
     int detok_chunk = 8;      // GenerateOptions::detok_chunk_frames
 };
+
+// Validators shared by the subcommands: a path that is not empty, a finite number in [lo, hi].
+CLI::Validator non_empty_path();
+CLI::Validator finite_range(double lo, double hi);
+
+// `s` made safe for one line of a terminal: bytes that are not valid UTF-8 and control characters
+// (newlines included) become \xNN; everything else is kept.
+std::string printable(std::string_view s);
+
+// True while the answer text on stdout has an unfinished line (so that a message on a shared
+// terminal must start a new line first).
+extern bool g_stdout_line_open;
 
 void add_common(CLI::App* app, CommonArgs& a);
 Expected<model::ModelOptions> model_options(const CommonArgs& c);

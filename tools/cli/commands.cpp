@@ -1,9 +1,13 @@
 // The voxrt subcommands (except bench).
 #include <CLI/CLI.hpp>
 
-#include <chrono>
 #include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <thread>
@@ -15,10 +19,69 @@
 #include "io/safetensors.h"
 #include "model/lfm_audio.h"
 #include "runtime/session.h"
+#include "text/stream_decoder.h"
+#include "text/utf8.h"
 
 namespace voxrt::cli {
 
+bool g_stdout_line_open = false;
+
+std::string printable(std::string_view s) {
+    std::string out;
+    out.reserve(s.size());
+    for (size_t i = 0; i < s.size();) {
+        uint32_t cp = 0;
+        const size_t len = text::utf8_decode(s, i, &cp);
+        if (len == 0 || cp < 0x20 || cp == 0x7F) {
+            char buf[8];
+            std::snprintf(buf, sizeof buf, "\\x%02X", static_cast<unsigned char>(s[i]));
+            out += buf;
+            ++i;
+        } else {
+            out.append(s, i, len);
+            i += len;
+        }
+    }
+    return out;
+}
+
+CLI::Validator non_empty_path() {
+    return CLI::Validator(
+        [](std::string& v) { return v.empty() ? std::string("must not be empty") : std::string(); },
+        "PATH", "non_empty");
+}
+
+CLI::Validator finite_range(double lo, double hi) {
+    return CLI::Validator(
+        [lo, hi](std::string& v) {
+            char* end = nullptr;
+            errno = 0;
+            const double x = std::strtod(v.c_str(), &end);
+            if (v.empty() || end != v.c_str() + v.size() || !std::isfinite(x) || x < lo || x > hi)
+                return "value " + v + " is not a number in [" + CLI::detail::to_string(lo) + ", " +
+                       CLI::detail::to_string(hi) + "]";
+            return std::string();
+        },
+        "FLOAT in [" + CLI::detail::to_string(lo) + " - " + CLI::detail::to_string(hi) + "]",
+        "finite_range");
+}
+
 namespace {
+
+// A decimal integer in [0, 2^64 - 1]: CLI11 alone would wrap "-1" and larger values silently.
+CLI::Validator seed_value() {
+    return CLI::Validator(
+        [](std::string& v) {
+            const bool digits =
+                !v.empty() && v.find_first_not_of("0123456789") == std::string::npos;
+            errno = 0;
+            if (digits) (void)std::strtoull(v.c_str(), nullptr, 10);
+            if (!digits || errno == ERANGE)
+                return "value " + v + " is not an integer in [0, 18446744073709551615]";
+            return std::string();
+        },
+        "UINT64", "seed");
+}
 
 // --detok-device auto puts the detokenizer of a CUDA model on the host from this many threads.
 constexpr int kHostDetokMinThreads = 8;
@@ -26,6 +89,12 @@ constexpr int kHostDetokMinThreads = 8;
 using Clock = std::chrono::steady_clock;
 double ms_since(Clock::time_point t0) {
     return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+std::string fmt_ms(double ms) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.1f ms", ms);
+    return buf;
 }
 
 Status usage(const std::string& what) {
@@ -74,24 +143,33 @@ runtime::GenerateOptions generate_options(const GenerationArgs& g, runtime::Gene
     return o;
 }
 
-// Collects text and PCM from events, prints text as it comes, shows progress on stderr.
+void print_text_piece(const std::string& s) {
+    if (s.empty()) return;
+    std::fputs(s.c_str(), stdout);
+    std::fflush(stdout);
+    g_stdout_line_open = s.back() != '\n';
+}
+
+// Collects text and PCM from events, prints text as it comes (whole characters: a character split
+// across tokens is held until complete), shows progress on stderr.
 struct Collector {
-    const model::LfmAudioModel* model = nullptr;
+    explicit Collector(const model::LfmAudioModel& m) : stream(m.tokenizer()) {}
+    text::StreamDecoder stream;
     std::vector<int32_t> text;
     std::vector<float> pcm;
     bool print_text = true;
     bool quiet = false;
     int max_steps = 0;
+    // Progress would land inside the answer when both go to the terminal: none then.
     bool text_on_tty = isatty(fileno(stdout)) && isatty(fileno(stderr));
+    void finish() {
+        if (print_text) print_text_piece(stream.finish());
+    }
     bool operator()(const runtime::Event& e) {
         switch (e.kind) {
             case runtime::EventKind::kText: {
                 text.push_back(e.token);
-                if (print_text) {
-                    std::string s = model->tokenizer().decode(&e.token, 1, /*skip_special=*/true);
-                    std::fputs(s.c_str(), stdout);
-                    std::fflush(stdout);
-                }
+                if (print_text) print_text_piece(stream.push(e.token));
                 break;
             }
             case runtime::EventKind::kPcm:
@@ -107,19 +185,28 @@ struct Collector {
     }
 };
 
-void print_timing(const CommonArgs& c, double load_ms, const runtime::TurnStats& s,
-                  double total_ms) {
+// The per-stage timing line, with only the stages this turn ran.
+void print_timing(const CommonArgs& c, double load_ms, const runtime::TurnStats& s, double total_ms,
+                  bool audio_in) {
     if (c.quiet) return;
-    const double steps_per_s = s.decode_ms > 0 ? 1000.0 * s.steps / s.decode_ms : 0.0;
-    std::fprintf(stderr,
-                 "voxrt: %d steps (%d text, %d audio frames)\n"
-                 "timing: load %.1f ms | resample+mel %.1f ms | encoder %.1f ms | prefill %.1f ms "
-                 "(%d positions) | "
-                 "decode %.1f ms (%.1f steps/s) | detokenizer %.1f ms | first audio frame %.1f ms "
-                 "| total %.1f ms\n",
-                 s.steps, s.text_tokens, s.audio_frames, load_ms, s.mel_ms, s.encoder_ms,
-                 s.prefill_ms, s.prefill_positions, s.decode_ms, steps_per_s, s.detok_ms,
-                 s.first_frame_ms, total_ms);
+    std::string line = "timing: load " + fmt_ms(load_ms);
+    if (audio_in) {
+        line += " | resample+mel " + fmt_ms(s.mel_ms);
+        line += " | encoder " + fmt_ms(s.encoder_ms);
+    }
+    line += " | prefill " + fmt_ms(s.prefill_ms) + " (" + std::to_string(s.prefill_positions) +
+            " positions)";
+    if (s.steps > 0) {
+        char rate[48];
+        std::snprintf(rate, sizeof rate, " (%.1f steps/s)",
+                      s.decode_ms > 0 ? 1000.0 * s.steps / s.decode_ms : 0.0);
+        line += " | decode " + fmt_ms(s.decode_ms) + rate;
+    }
+    if (s.audio_frames > 0) line += " | detokenizer " + fmt_ms(s.detok_ms);
+    if (s.first_frame_ms >= 0) line += " | first audio frame " + fmt_ms(s.first_frame_ms);
+    line += " | total " + fmt_ms(total_ms);
+    std::fprintf(stderr, "voxrt: %d steps (%d text, %d audio frames)\n%s\n", s.steps, s.text_tokens,
+                 s.audio_frames, line.c_str());
 }
 
 std::string tts_prompt(const std::string& voice) {
@@ -172,7 +259,9 @@ runtime::SessionOptions session_options(const CommonArgs& c) {
 }
 
 void add_common(CLI::App* app, CommonArgs& a) {
-    app->add_option("-m,--model", a.model_dir, "model directory (Hugging Face layout)")->required();
+    app->add_option("-m,--model", a.model_dir, "model directory (Hugging Face layout)")
+        ->required()
+        ->check(non_empty_path());
     app->add_option("-t,--threads", a.threads, "CPU threads (0 = all cores)")
         ->check(CLI::Range(0, 1024));
     app->add_option("--device", a.device, "auto, cpu or cuda")
@@ -207,16 +296,18 @@ void add_generation(CLI::App* app, GenerationArgs& g, int max_steps, float audio
     app->add_option("-n,--max-steps", g.max_steps, "maximum text tokens + audio frames")
         ->capture_default_str()
         ->check(CLI::Range(1, 1 << 20));
-    app->add_option("--seed", g.seed, "sampling seed")->capture_default_str();
+    app->add_option("--seed", g.seed, "sampling seed (0 to 2^64-1)")
+        ->capture_default_str()
+        ->check(seed_value());
     app->add_option("--temp", g.temp, "text temperature (0 = greedy)")
         ->capture_default_str()
-        ->check(CLI::Range(0.0, 100.0));
+        ->check(finite_range(0.0, 100.0));
     app->add_option("--top-k", g.top_k, "text top-k (0 = off)")
         ->capture_default_str()
         ->check(CLI::Range(0, 1 << 20));
     app->add_option("--audio-temp", g.audio_temp, "audio temperature (0 = greedy)")
         ->capture_default_str()
-        ->check(CLI::Range(0.0, 100.0));
+        ->check(finite_range(0.0, 100.0));
     app->add_option("--audio-top-k", g.audio_top_k, "audio top-k (0 = off)")
         ->capture_default_str()
         ->check(CLI::Range(0, 4096));
@@ -244,36 +335,73 @@ struct TurnSpec {
     std::string output;
 };
 
+// Backbone positions the encoder gives `n` samples at `rate` Hz (as Session::add_audio counts
+// them).
+int64_t audio_positions(const model::LfmAudioModel& m, size_t n, int rate) {
+    const int target = m.config().preprocessor.sample_rate;
+    const size_t n16 =
+        rate == target
+            ? n
+            : static_cast<size_t>((static_cast<unsigned long long>(n) * target + rate - 1) /
+                                  static_cast<unsigned long long>(rate));
+    return m.encoder().output_frames(m.mel().shape(n16).frames);
+}
+
+// A context too small for the turn: says which --context it needs (`need` positions).
+Status context_hint(const Status& st, int64_t need) {
+    if (st.code() != StatusCode::kOutOfRange || st.message().find("context") == std::string::npos)
+        return st;
+    return Status(st.code(),
+                  st.message() + "; run with --context " + std::to_string(need) + " or more");
+}
+
 Status run_turn(const CommonArgs& c, const TurnSpec& t) {
     VOXRT_ASSIGN_OR_RETURN(Loaded l, load(c, /*need_detok=*/t.opt.decode_audio));
     const auto t0 = Clock::now();
     runtime::Session& s = *l.session;
+    // The positions this turn needs, counted as the session counts them (each piece of text is
+    // encoded on its own), for the message when --context is too small.
+    const text::Tokenizer& tok = l.model->tokenizer();
+    auto n_tokens = [&](const std::string& text) {
+        return static_cast<int64_t>(tok.encode(text).size());
+    };
+    int64_t need = s.positions() + s.pending_positions() + n_tokens("<|im_start|>user\n") +
+                   n_tokens("<|im_end|>\n") + n_tokens("<|im_start|>assistant\n") +
+                   t.opt.max_new_tokens;
+    if (!t.system.empty())
+        need += n_tokens("<|im_start|>system\n") + n_tokens(t.system) + n_tokens("<|im_end|>\n");
+    need += t.user_audio ? audio_positions(*l.model, t.user_audio->size(), t.user_rate)
+                         : n_tokens(t.user_text);
+    auto check = [&](const Status& st) { return context_hint(st, need); };
+
     if (!t.system.empty()) {
-        VOXRT_RETURN_IF_ERROR(s.new_turn("system"));
-        VOXRT_RETURN_IF_ERROR(s.add_text(t.system));
-        VOXRT_RETURN_IF_ERROR(s.end_turn());
+        VOXRT_RETURN_IF_ERROR(check(s.new_turn("system")));
+        VOXRT_RETURN_IF_ERROR(check(s.add_text(t.system)));
+        VOXRT_RETURN_IF_ERROR(check(s.end_turn()));
     }
-    VOXRT_RETURN_IF_ERROR(s.new_turn("user"));
+    VOXRT_RETURN_IF_ERROR(check(s.new_turn("user")));
     if (t.user_audio) {
-        VOXRT_RETURN_IF_ERROR(s.add_audio(t.user_audio->data(), t.user_audio->size(), t.user_rate)
-                                  .with_context(t.input_label));
+        VOXRT_RETURN_IF_ERROR(
+            check(s.add_audio(t.user_audio->data(), t.user_audio->size(), t.user_rate))
+                .with_context(t.input_label));
     } else {
-        VOXRT_RETURN_IF_ERROR(s.add_text(t.user_text));
+        VOXRT_RETURN_IF_ERROR(check(s.add_text(t.user_text)));
     }
-    VOXRT_RETURN_IF_ERROR(s.end_turn());
-    VOXRT_RETURN_IF_ERROR(s.new_turn("assistant"));
-    Collector col;
-    col.model = l.model.get();
+    VOXRT_RETURN_IF_ERROR(check(s.end_turn()));
+    VOXRT_RETURN_IF_ERROR(check(s.new_turn("assistant")));
+    Collector col(*l.model);
     col.print_text = t.print_text;
     col.quiet = c.quiet;
     col.max_steps = t.opt.max_new_tokens;
     runtime::TurnStats stats;
-    VOXRT_RETURN_IF_ERROR(s.generate(
-        t.opt, [&](const runtime::Event& e) { return col(e); }, &stats));
-    if (t.print_text) std::fputs("\n", stdout);
+    const Status gen = s.generate(
+        t.opt, [&](const runtime::Event& e) { return col(e); }, &stats);
+    col.finish();
+    VOXRT_RETURN_IF_ERROR(check(gen));
+    if (t.print_text) print_text_piece("\n");
     if (!t.output.empty())
         VOXRT_RETURN_IF_ERROR(audio::write_wav(t.output, col.pcm.data(), col.pcm.size(), 24000));
-    print_timing(c, l.load_ms, stats, ms_since(t0));
+    print_timing(c, l.load_ms, stats, ms_since(t0), t.user_audio != nullptr);
     if (!t.output.empty() && !c.quiet)
         std::fprintf(stderr, "voxrt: wrote %s (%.2f s at 24 kHz)\n", t.output.c_str(),
                      col.pcm.size() / 24000.0);

@@ -11,13 +11,30 @@
 //   voxrt inspect -m MODEL_DIR
 //   voxrt bench -m MODEL_DIR -i IN.wav [...]        (bench.cpp)
 //
-// Exit status: 0 success, 2 usage error, 1 any other error (one "error: …" line on stderr).
+// Exit status: 0 success, 2 usage error, 1 any other error. Every error is one "error: …" line on
+// stderr (usage errors as "error: usage: …"), with bytes that are not printable UTF-8 escaped.
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
 #include <string>
+#include <unistd.h>
 
 #include "cli_common.h"
+
+namespace {
+
+// The one place errors are printed: one line, escaped, on a line of its own.
+void print_error(const std::string& message) {
+    std::fflush(stdout);
+    if (voxrt::cli::g_stdout_line_open && isatty(fileno(stdout)) && isatty(fileno(stderr)))
+        std::fputc('\n', stderr);
+    std::fprintf(stderr, "error: %s\n", voxrt::cli::printable(message).c_str());
+}
+
+// -o: a regular file is replaced atomically; a FIFO, device or symlink target is written through.
+constexpr const char* kOutputHelp = "output WAV (24 kHz mono 16-bit)";
+
+}  // namespace
 
 int main(int argc, char** argv) {
     using namespace voxrt::cli;
@@ -35,14 +52,16 @@ int main(int argc, char** argv) {
     CLI::App* c_s2s =
         app.add_subcommand("s2s", "speech in, text + speech out (interleaved generation)");
     add_common(c_s2s, common);
-    c_s2s->add_option("-i,--input", s2s.input, "input WAV (any rate, mono or stereo)")->required();
-    c_s2s->add_option("-o,--output", s2s.output, "output WAV (24 kHz mono)")->required();
+    c_s2s->add_option("-i,--input", s2s.input, "input WAV (any rate, mono or stereo)")
+        ->required()
+        ->check(non_empty_path());
+    c_s2s->add_option("-o,--output", s2s.output, kOutputHelp)->required()->check(non_empty_path());
     add_generation(c_s2s, s2s.gen, /*max_steps=*/512, /*audio_temp=*/1.0f, /*audio_top_k=*/4);
     c_s2s->add_option("--system", s2s.system, "system prompt")->capture_default_str();
 
     CLI::App* c_asr = app.add_subcommand("asr", "speech in, transcript out");
     add_common(c_asr, common);
-    c_asr->add_option("-i,--input", asr.input, "input WAV")->required();
+    c_asr->add_option("-i,--input", asr.input, "input WAV")->required()->check(non_empty_path());
     c_asr->add_option("-n,--max-steps", asr.max_steps, "maximum tokens")
         ->capture_default_str()
         ->check(CLI::Range(1, 1 << 20));
@@ -53,7 +72,7 @@ int main(int argc, char** argv) {
     c_tts->add_option("--voice", tts.voice, "us-male, us-female, uk-male or uk-female")
         ->capture_default_str()
         ->check(CLI::IsMember({"us-male", "us-female", "uk-male", "uk-female"}));
-    c_tts->add_option("-o,--output", tts.output, "output WAV (24 kHz mono)")->required();
+    c_tts->add_option("-o,--output", tts.output, kOutputHelp)->required()->check(non_empty_path());
     add_generation(c_tts, tts.gen, /*max_steps=*/512, /*audio_temp=*/0.8f, /*audio_top_k=*/64);
 
     CLI::App* c_chat = app.add_subcommand("chat", "text in, text out");
@@ -80,7 +99,10 @@ int main(int argc, char** argv) {
     } catch (const CLI::CallForAllHelp& e) {
         return app.exit(e);
     } catch (const CLI::ParseError& e) {
-        app.exit(e);
+        const auto subs = app.get_subcommands();
+        const std::string help =
+            subs.empty() ? "voxrt --help" : "voxrt " + subs.front()->get_name() + " --help";
+        print_error("usage: " + std::string(e.what()) + " (see " + help + ")");
         return 2;
     }
 
@@ -98,8 +120,7 @@ int main(int argc, char** argv) {
     else if (c_bench->parsed())
         st = run_bench(common, bench);
     if (!st.is_ok()) {
-        std::fflush(stdout);
-        std::fprintf(stderr, "error: %s\n", st.message().c_str());
+        print_error(st.message());
         return st.code() == voxrt::StatusCode::kInvalidArgument &&
                        st.message().rfind("usage:", 0) == 0
                    ? 2

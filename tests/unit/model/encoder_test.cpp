@@ -304,6 +304,17 @@ TEST_F(TinyEncoder, RejectsUnsupportedConfigs) {
     EXPECT_NE(r.status().message().find("conformer."), std::string::npos) << r.status().message();
 }
 
+// A 600 s recording (the WAV reader's cap) is one segment: 9,600,000 samples at 16 kHz are
+// 60000 hops + 1 mel frames.
+TEST_F(TinyEncoder, LongestSegmentCoversTheWavCap) {
+    const ops::Context ctx = cpu_ctx(ops::Precision::kF32);
+    model::WeightStore store(ctx);
+    auto enc = model::AudioEncoder::load(config_, *file_, store);
+    ASSERT_TRUE(enc.is_ok()) << enc.status().message();
+    ASSERT_EQ(config_.preprocessor.sample_rate, 16000);
+    EXPECT_EQ(enc->max_mel_frames(), 60001);
+}
+
 TEST_F(TinyEncoder, EncodeChecksItsArguments) {
     const ops::Context ctx = cpu_ctx(ops::Precision::kF32);
     model::WeightStore store(ctx);
