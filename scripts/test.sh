@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's second command (and CI's): install what is needed, build everything (the CUDA
+# The README's second command (and CI's): install what is needed, check formatting, build everything (the CUDA
 # backend too when a CUDA toolkit is present; GPU tests skip without a GPU), run every test, then
 # build the CPU library and tests again with AddressSanitizer + UndefinedBehaviorSanitizer and run
 # them again.
@@ -7,6 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 jobs=$(nproc)
+
+echo "== format (clang-format 14) ==" >&2
+bash scripts/format.sh --check
 
 echo "== build (Release) ==" >&2
 BUILD_DIR=build bash scripts/build.sh

@@ -133,7 +133,8 @@ MelFrontend::Shape MelFrontend::shape(size_t n) const {
     s.valid = static_cast<int>(n / hop_);
     s.spectra = 1 + s.valid;
     s.frames = s.spectra;
-    if (cfg_.pad_to > 0 && s.spectra % cfg_.pad_to != 0) s.frames = s.spectra + cfg_.pad_to - s.spectra % cfg_.pad_to;
+    if (cfg_.pad_to > 0 && s.spectra % cfg_.pad_to != 0)
+        s.frames = s.spectra + cfg_.pad_to - s.spectra % cfg_.pad_to;
     return s;
 }
 

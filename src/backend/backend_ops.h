@@ -75,7 +75,7 @@ void istft_step(const ops::Context& ctx, const IstftStepArgs& a);
 namespace voxrt::ops {
 struct DepthformerFrame;
 struct Lfm2Step;
-}
+}  // namespace voxrt::ops
 
 namespace voxrt::cuda {
 VOXRT_BACKEND_OPS_DECLARATIONS

@@ -352,12 +352,12 @@ Expected<DetokenizerState> Detokenizer::new_state(const ops::Context& ctx_in) co
     st.ids_host_.resize(static_cast<size_t>(M * Q));
     st.rope_host_.resize(static_cast<size_t>(2 * M * half));
     st.pcm_host_.resize(static_cast<size_t>(pcm_max));
-    VOXRT_ASSIGN_OR_RETURN(
-        st.istft_, ops::StreamingIstft::create(ctx, {kDetokNfft, kDetokHop, kDetokNfft},
-                                               window_host_.data(), static_cast<int>(M)));
-    VOXRT_ASSERT(st.istft_.max_step_samples() <= pcm_max &&
-                     st.istft_.max_flush_samples() <= pcm_max,
-                 "detokenizer pcm buffer too small");
+    VOXRT_ASSIGN_OR_RETURN(st.istft_,
+                           ops::StreamingIstft::create(ctx, {kDetokNfft, kDetokHop, kDetokNfft},
+                                                       window_host_.data(), static_cast<int>(M)));
+    VOXRT_ASSERT(
+        st.istft_.max_step_samples() <= pcm_max && st.istft_.max_flush_samples() <= pcm_max,
+        "detokenizer pcm buffer too small");
     reset(st);
     VOXRT_RETURN_IF_ERROR(ops::synchronize(ctx));
     return st;

@@ -107,9 +107,9 @@ private:
     std::vector<float> rope_host_;   // [2·M·Dh/2] cos then sin
     std::vector<float> pcm_host_;    // pcm_'s samples, copied back
     ops::StreamingIstft istft_;      // on the state's device, reading spec_
-    int cache_rows_ = 0;  // S
-    int64_t frames_ = 0;  // frames since reset: the next position is 6·frames_
-    int64_t fill_ = 0;    // cache rows holding keys (the last min(fill_, W-1) are the live window)
+    int cache_rows_ = 0;             // S
+    int64_t frames_ = 0;             // frames since reset: the next position is 6·frames_
+    int64_t fill_ = 0;  // cache rows holding keys (the last min(fill_, W-1) are the live window)
     bool zero_conv_ = true;  // conv states are zeroed at the next step (set by reset)
 };
 
@@ -127,9 +127,11 @@ public:
     // Most frames one step() call takes (kDetokMaxStepFrames).
     int max_step_frames() const { return kDetokMaxStepFrames; }
     // Samples step() returns for n_frames frames added after frames_before (the state's frames()):
-    // 1920 per frame, less the lead the ISTFT trims, (n_fft - hop) / 2 = 480, at an utterance's start.
+    // 1920 per frame, less the lead the ISTFT trims, (n_fft - hop) / 2 = 480, at an utterance's
+    // start.
     static int64_t step_samples(int64_t frames_before, int64_t n_frames) {
-        return n_frames * kDetokSamplesPerFrame - (frames_before == 0 ? (kDetokNfft - kDetokHop) / 2 : 0);
+        return n_frames * kDetokSamplesPerFrame -
+               (frames_before == 0 ? (kDetokNfft - kDetokHop) / 2 : 0);
     }
 
     // Arena bytes decode() needs on ctx.device for Tc frames.

@@ -48,7 +48,6 @@ bool encoder_profile() {
 
 }  // namespace
 
-
 namespace {
 
 // Output frames per chunk of the subsampling stack, which runs in time chunks so that its
@@ -444,7 +443,7 @@ void AudioEncoder::conformer_layer(const ops::Context& ctx, const Layer& l, cons
     // x += Conv(LN(x)),  Conv = pointwise → GLU → depthwise → BatchNorm → SiLU → pointwise
     ops::layer_norm(ctx, x, l.conv_norm_w, l.conv_norm_b, kNormEps, h);
     ops::linear(ctx, h, l.pw1_w, &l.pw1_b, pw);  // [n, 2D]
-    ops::glu(ctx, pw, glu);                              // [n, D]
+    ops::glu(ctx, pw, glu);                      // [n, D]
     ops::conv_dw_bn_silu(ctx, glu, l.dw_w, l.dw_b, l.bn_scale, l.bn_shift, dw);
     ops::linear(ctx, dw, l.pw2_w, &l.pw2_b, t);
     ops::add(ctx, x, t, x);
@@ -469,16 +468,19 @@ Status AudioEncoder::encode(const ops::Context& ctx, const float* mel, int64_t T
         return make_error(StatusCode::kOutOfRange,
                           "[encoder] %lld mel frames; one segment must have 1 to %lld",
                           static_cast<long long>(T), static_cast<long long>(max_mel_frames_));
-    const Tensor m = Tensor::make(const_cast<float*>(mel), DType::kF32, Device::kCPU, {feat_in_, T});
+    const Tensor m =
+        Tensor::make(const_cast<float*>(mel), DType::kF32, Device::kCPU, {feat_in_, T});
     return encode(ctx, m, scratch, enc_out, adapter_out);
 }
 
-Status AudioEncoder::encode(const ops::Context& ctx, const Tensor& mel, Arena& scratch, Tensor& enc_out,
-                            Tensor& adapter_out) const {
-    if (mel.dtype != DType::kF32 || mel.ndim != 2 || mel.shape[0] != feat_in_ || mel.data == nullptr ||
-        (mel.device != Device::kCPU && mel.device != ctx.device))
-        return make_error(StatusCode::kInvalidArgument, "[encoder] mel is %s, expected [%lld, T] F32 on the host or %s",
-                          mel.describe().c_str(), static_cast<long long>(feat_in_), device_name(ctx.device));
+Status AudioEncoder::encode(const ops::Context& ctx, const Tensor& mel, Arena& scratch,
+                            Tensor& enc_out, Tensor& adapter_out) const {
+    if (mel.dtype != DType::kF32 || mel.ndim != 2 || mel.shape[0] != feat_in_ ||
+        mel.data == nullptr || (mel.device != Device::kCPU && mel.device != ctx.device))
+        return make_error(StatusCode::kInvalidArgument,
+                          "[encoder] mel is %s, expected [%lld, T] F32 on the host or %s",
+                          mel.describe().c_str(), static_cast<long long>(feat_in_),
+                          device_name(ctx.device));
     const int64_t T = mel.shape[1];
     if (T < 1 || T > max_mel_frames_)
         return make_error(StatusCode::kOutOfRange,
@@ -542,8 +544,8 @@ Status AudioEncoder::encode(const ops::Context& ctx, const Tensor& mel, Arena& s
     lap(ctx, "adapter");
     if (t_clock) {
         for (const auto& [name, ms] : clock.sums)
-            std::fprintf(stderr, "[encoder profile] %lld mel frames: %-22s %8.3f ms\n", static_cast<long long>(T),
-                         name, ms);
+            std::fprintf(stderr, "[encoder profile] %lld mel frames: %-22s %8.3f ms\n",
+                         static_cast<long long>(T), name, ms);
         t_clock = nullptr;
     }
 

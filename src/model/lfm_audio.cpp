@@ -60,9 +60,10 @@ Expected<std::unique_ptr<LfmAudioModel>> LfmAudioModel::load(const std::string& 
     m->opt_ = opt;
     VOXRT_ASSIGN_OR_RETURN(m->cfg_, load_model_config(dir + "/config.json"));
     if (opt.max_context > m->cfg_.lfm.max_position_embeddings)
-        return make_error(StatusCode::kInvalidArgument,
-                          "context of %d positions exceeds %s/config.json lfm.max_position_embeddings (%d)",
-                          opt.max_context, dir.c_str(), m->cfg_.lfm.max_position_embeddings);
+        return make_error(
+            StatusCode::kInvalidArgument,
+            "context of %d positions exceeds %s/config.json lfm.max_position_embeddings (%d)",
+            opt.max_context, dir.c_str(), m->cfg_.lfm.max_position_embeddings);
 
     const std::string tok_path = dir + "/tokenizer.json";
     VOXRT_ASSIGN_OR_RETURN(text::Tokenizer tok, text::Tokenizer::load(tok_path));

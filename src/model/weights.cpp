@@ -67,21 +67,23 @@ Expected<std::vector<float>> WeightStore::fetch_host_f32(const io::SafeTensorsFi
 }
 
 template <class T>
-Expected<Tensor> WeightStore::upload(std::deque<std::vector<T>>& keep, std::vector<T> host, DType dt,
-                                     std::initializer_list<int64_t> shape) {
+Expected<Tensor> WeightStore::upload(std::deque<std::vector<T>>& keep, std::vector<T> host,
+                                     DType dt, std::initializer_list<int64_t> shape) {
     keep.push_back(std::move(host));
     owned_bytes_ += keep.back().size() * sizeof(T);
     Tensor t = Tensor::make(keep.back().data(), dt, Device::kCPU, shape);
-    VOXRT_ASSERT(static_cast<size_t>(t.numel()) == keep.back().size(), "upload: shape %s for %zu values",
-                 t.describe().c_str(), keep.back().size());
+    VOXRT_ASSERT(static_cast<size_t>(t.numel()) == keep.back().size(),
+                 "upload: shape %s for %zu values", t.describe().c_str(), keep.back().size());
     return place(t);
 }
 
-Expected<Tensor> WeightStore::upload_f32(std::vector<float> host, std::initializer_list<int64_t> shape) {
+Expected<Tensor> WeightStore::upload_f32(std::vector<float> host,
+                                         std::initializer_list<int64_t> shape) {
     return upload(host_f32_, std::move(host), DType::kF32, shape);
 }
 
-Expected<Tensor> WeightStore::upload_i32(std::vector<int32_t> host, std::initializer_list<int64_t> shape) {
+Expected<Tensor> WeightStore::upload_i32(std::vector<int32_t> host,
+                                         std::initializer_list<int64_t> shape) {
     return upload(host_i32_, std::move(host), DType::kI32, shape);
 }
 

@@ -30,7 +30,6 @@ int64_t half_up(int64_t n) {
 
 }  // namespace
 
-
 void subsample_conv_in(const Context& ctx, const Tensor& mel, int64_t t_valid, const Tensor& w,
                        const Tensor& b, Tensor& y, int64_t y_row0) {
     VOXRT_ASSERT(mel.device == ctx.device && mel.dtype == DType::kF32 && mel.ndim == 2,

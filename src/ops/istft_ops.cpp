@@ -71,10 +71,9 @@ Expected<int64_t> StreamingIstft::step(const Context& ctx, const Tensor& spec, T
     const int64_t rows = spec.ndim == 2 ? spec.shape[0] : -1;
     if (spec.dtype != DType::kF32 || spec.device != ctx.device || spec.ndim != 2 ||
         spec.shape[1] != 2 * n_bins() || rows < 1 || rows > max_rows_ || spec.data == nullptr)
-        return make_error(StatusCode::kInvalidArgument,
-                          "[istft] spec is %s, expected [1..%d, %d] F32 on %s",
-                          spec.describe().c_str(), max_rows_, 2 * n_bins(),
-                          device_name(ctx.device));
+        return make_error(
+            StatusCode::kInvalidArgument, "[istft] spec is %s, expected [1..%d, %d] F32 on %s",
+            spec.describe().c_str(), max_rows_, 2 * n_bins(), device_name(ctx.device));
     VOXRT_RETURN_IF_ERROR(check_pcm(ctx, pcm, rows * cfg_.hop));
     return run(ctx, &spec, static_cast<int>(rows), pcm);
 }

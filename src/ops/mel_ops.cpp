@@ -8,19 +8,23 @@ namespace voxrt::ops {
 
 Status log_mel(const Context& ctx, const audio::MelFrontend& mel, const Tensor& pcm, Tensor& out) {
     if (ctx.device != Device::kCUDA)
-        return make_error(StatusCode::kUnsupported, "[mel] no %s implementation (use MelFrontend::compute)",
+        return make_error(StatusCode::kUnsupported,
+                          "[mel] no %s implementation (use MelFrontend::compute)",
                           device_name(ctx.device));
     const int64_t n = pcm.numel();
     if (pcm.dtype != DType::kF32 || pcm.device != ctx.device || n < 1 || pcm.data == nullptr)
-        return make_error(StatusCode::kInvalidArgument, "[mel] pcm is %s, expected F32 samples on %s",
-                          pcm.describe().c_str(), device_name(ctx.device));
+        return make_error(StatusCode::kInvalidArgument,
+                          "[mel] pcm is %s, expected F32 samples on %s", pcm.describe().c_str(),
+                          device_name(ctx.device));
     if (n / mel.hop() >= INT_MAX / std::max(mel.features(), 1) - 1)
-        return make_error(StatusCode::kOutOfRange, "[mel] %lld samples is too long", static_cast<long long>(n));
+        return make_error(StatusCode::kOutOfRange, "[mel] %lld samples is too long",
+                          static_cast<long long>(n));
     const audio::MelFrontend::Shape s = mel.shape(static_cast<size_t>(n));
-    if (out.dtype != DType::kF32 || out.device != ctx.device || out.ndim != 2 || out.shape[0] != mel.features() ||
-        out.shape[1] != s.frames || out.data == nullptr)
-        return make_error(StatusCode::kInvalidArgument, "[mel] out is %s, expected [%d, %d] F32 on %s",
-                          out.describe().c_str(), mel.features(), s.frames, device_name(ctx.device));
+    if (out.dtype != DType::kF32 || out.device != ctx.device || out.ndim != 2 ||
+        out.shape[0] != mel.features() || out.shape[1] != s.frames || out.data == nullptr)
+        return make_error(StatusCode::kInvalidArgument,
+                          "[mel] out is %s, expected [%d, %d] F32 on %s", out.describe().c_str(),
+                          mel.features(), s.frames, device_name(ctx.device));
     const audio::MelConfig& c = mel.config();
     static_assert(sizeof(int) == sizeof(int32_t), "filterbank bins are passed as int32");
     cuda::LogMelArgs a;

@@ -34,7 +34,6 @@ void check_same(const Tensor& a, const Tensor& b, const char* op) {
 
 }  // namespace
 
-
 void linear(const Context& ctx, const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) {
     check_act(ctx, x, "linear", "x");
     check_act(ctx, y, "linear", "y");

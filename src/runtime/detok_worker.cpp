@@ -8,7 +8,8 @@
 
 namespace voxrt::runtime {
 
-DetokWorker::DetokWorker(const model::Detokenizer& det, const ops::Context& ctx, model::DetokenizerState& st)
+DetokWorker::DetokWorker(const model::Detokenizer& det, const ops::Context& ctx,
+                         model::DetokenizerState& st)
     : det_(det), ctx_(ctx), st_(st) {
     thread_ = std::thread([this] { loop(); });
 }
@@ -75,7 +76,8 @@ void DetokWorker::resume() {
 void DetokWorker::loop() {
     using Clock = std::chrono::steady_clock;
     std::vector<Job> batch;
-    std::vector<int32_t> codes(static_cast<size_t>(model::kDetokMaxStepFrames * model::kDetokCodebooks));
+    std::vector<int32_t> codes(
+        static_cast<size_t>(model::kDetokMaxStepFrames * model::kDetokCodebooks));
     std::vector<float> pcm;  // a joined step's samples, before they are handed out
     std::vector<Result> results;
     for (;;) {
@@ -85,7 +87,8 @@ void DetokWorker::loop() {
             cv_job_.wait(lk, [this] { return stop_ || (!paused_ && !jobs_.empty()); });
             if (jobs_.empty()) return;  // stop_ with nothing left
             // A worker that has fallen behind takes every queued chunk that fits one step: a step
-            // costs about the same launches and one synchronize whatever its rows (audio_decoder.h).
+            // costs about the same launches and one synchronize whatever its rows
+            // (audio_decoder.h).
             int frames = 0;
             while (!jobs_.empty()) {
                 const Job& j = jobs_.front();
@@ -122,8 +125,8 @@ void DetokWorker::loop() {
     }
 }
 
-void DetokWorker::run_steps(const std::vector<Job>& batch, std::vector<int32_t>& codes, std::vector<float>& pcm,
-                            std::vector<Result>& results) {
+void DetokWorker::run_steps(const std::vector<Job>& batch, std::vector<int32_t>& codes,
+                            std::vector<float>& pcm, std::vector<Result>& results) {
     if (batch.size() > 1) {
         // One step for all, its samples handed back per chunk (Detokenizer::step_samples).
         const int64_t before = st_.frames();
@@ -139,22 +142,25 @@ void DetokWorker::run_steps(const std::vector<Job>& batch, std::vector<int32_t>&
             size_t at = 0;
             int64_t done = before;
             for (size_t i = 0; i < batch.size(); ++i) {
-                const size_t n = static_cast<size_t>(model::Detokenizer::step_samples(done, batch[i].n_frames));
+                const size_t n =
+                    static_cast<size_t>(model::Detokenizer::step_samples(done, batch[i].n_frames));
                 done += batch[i].n_frames;
-                VOXRT_ASSERT(at + n <= pcm.size(), "detokenizer step returned %zu samples, expected more",
-                             pcm.size());
+                VOXRT_ASSERT(at + n <= pcm.size(),
+                             "detokenizer step returned %zu samples, expected more", pcm.size());
                 results[i].pcm.assign(pcm.begin() + static_cast<std::ptrdiff_t>(at),
                                       pcm.begin() + static_cast<std::ptrdiff_t>(at + n));
                 at += n;
             }
-            VOXRT_ASSERT(at == pcm.size(), "detokenizer step returned %zu samples, expected %zu", pcm.size(), at);
+            VOXRT_ASSERT(at == pcm.size(), "detokenizer step returned %zu samples, expected %zu",
+                         pcm.size(), at);
             return;
         }
         // A rejected step changes nothing (Detokenizer::step validates first): run the chunks one
         // by one, so that only the bad one fails, as without joining.
     }
     for (size_t i = 0; i < batch.size(); ++i)
-        results[i].status = det_.step(ctx_, st_, batch[i].codes.data(), batch[i].n_frames, results[i].pcm);
+        results[i].status =
+            det_.step(ctx_, st_, batch[i].codes.data(), batch[i].n_frames, results[i].pcm);
 }
 
 }  // namespace voxrt::runtime

@@ -31,7 +31,8 @@ public:
 
     // `det`, `ctx` and `st` must outlive the worker; `st` is only touched by the worker's thread
     // while a job is queued or running (callers reset it only when idle(), e.g. between turns).
-    DetokWorker(const model::Detokenizer& det, const ops::Context& ctx, model::DetokenizerState& st);
+    DetokWorker(const model::Detokenizer& det, const ops::Context& ctx,
+                model::DetokenizerState& st);
     // Finishes the queued jobs, then joins the thread.
     ~DetokWorker();
     DetokWorker(const DetokWorker&) = delete;
@@ -60,8 +61,8 @@ private:
     };
     void loop();
     // Detokenizer::step for consecutive chunks (as one step when there are several).
-    void run_steps(const std::vector<Job>& batch, std::vector<int32_t>& codes, std::vector<float>& pcm,
-                   std::vector<Result>& results);
+    void run_steps(const std::vector<Job>& batch, std::vector<int32_t>& codes,
+                   std::vector<float>& pcm, std::vector<Result>& results);
 
     const model::Detokenizer& det_;
     ops::Context ctx_;

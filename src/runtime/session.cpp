@@ -73,7 +73,8 @@ Status Session::init(const SessionOptions& opt) {
         dopt.scratch_bytes = size_t{16} << 20;
         dopt.gemm_workspace_bytes = size_t{8} << 20;
         dopt.high_priority = true;
-        VOXRT_ASSIGN_OR_RETURN(detok_ctx_, backend::create_cuda_context(ops::Precision::kF32, 0, dopt));
+        VOXRT_ASSIGN_OR_RETURN(detok_ctx_,
+                               backend::create_cuda_context(ops::Precision::kF32, 0, dopt));
         own_detok_ctx_ = true;
         detok_ctx_.pool = model_.pool();
         detok_ctx_.fused = ctx_.fused;
@@ -215,7 +216,8 @@ Status Session::add_audio(const float* pcm, size_t n, int sample_rate) {
         n16 = resampled.size();
     }
     const audio::MelFrontend& mf = model_.mel();
-    if (n16 / static_cast<size_t>(mf.hop()) >= static_cast<size_t>(INT_MAX / std::max(mf.features(), 1)) - 1)
+    if (n16 / static_cast<size_t>(mf.hop()) >=
+        static_cast<size_t>(INT_MAX / std::max(mf.features(), 1)) - 1)
         return make_error(StatusCode::kOutOfRange, "[mel] %zu samples is too long", n16);
     const int64_t T = mf.shape(n16).frames;
     const int64_t factor = model_.config().encoder.subsampling_factor;
@@ -251,7 +253,9 @@ Status Session::add_audio(const float* pcm, size_t n, int sample_rate) {
         // The spectrogram on the GPU (ops::log_mel): only the samples are uploaded.
         Tensor pcm_dev = enc_scratch_.alloc(DType::kF32, {static_cast<int64_t>(n16)});
         Tensor mel_dev = enc_scratch_.alloc(DType::kF32, {mf.features(), T});
-        ops::copy(ctx_, Tensor::make(const_cast<float*>(p16), DType::kF32, Device::kCPU, {static_cast<int64_t>(n16)}),
+        ops::copy(ctx_,
+                  Tensor::make(const_cast<float*>(p16), DType::kF32, Device::kCPU,
+                               {static_cast<int64_t>(n16)}),
                   pcm_dev);
         on_device = ops::log_mel(ctx_, mf, pcm_dev, mel_dev);
         if (on_device.code() != StatusCode::kUnsupported) {
@@ -263,10 +267,12 @@ Status Session::add_audio(const float* pcm, size_t n, int sample_rate) {
     }
     if (on_device.code() == StatusCode::kUnsupported) {
         VOXRT_ASSIGN_OR_RETURN(audio::MelSpectrogram mel, mf.compute(p16, n16, ctx_.pool));
-        VOXRT_ASSERT(mel.frames == T, "mel frames %d, expected %lld", mel.frames, static_cast<long long>(T));
+        VOXRT_ASSERT(mel.frames == T, "mel frames %d, expected %lld", mel.frames,
+                     static_cast<long long>(T));
         mel_ms = ms_since(t0);
         t1 = Clock::now();
-        VOXRT_RETURN_IF_ERROR(enc.encode(ctx_, mel.data.data(), T, enc_scratch_, enc_out, adapter_out));
+        VOXRT_RETURN_IF_ERROR(
+            enc.encode(ctx_, mel.data.data(), T, enc_scratch_, enc_out, adapter_out));
     }
     VOXRT_RETURN_IF_ERROR(ops::synchronize(ctx_));
     Pending p{Pending::kAudioIn, {}, audio_rows_used_, rows, {}};
@@ -477,7 +483,8 @@ Status Session::generate(const GenerateOptions& opt, const EventSink& sink, Turn
 
     double detok_busy_ms = 0;
     DetokWorker* worker = det && opt.detok_async ? detok_worker_.get() : nullptr;
-    // However generate() returns, the worker is idle afterwards (its state is reset by the next turn).
+    // However generate() returns, the worker is idle afterwards (its state is reset by the next
+    // turn).
     struct WorkerIdle {
         DetokWorker* w;
         ~WorkerIdle() {
@@ -650,7 +657,8 @@ Status Session::generate(const GenerateOptions& opt, const EventSink& sink, Turn
                 }
             }
         }
-        (text_step ? stats.text_step_ms : stats.audio_step_ms) += ms_since(t_it) - (detok_ms - detok_before);
+        (text_step ? stats.text_step_ms : stats.audio_step_ms) +=
+            ms_since(t_it) - (detok_ms - detok_before);
         need_forward = true;
     }
     if (need_forward) {  // the last item was yielded but never run: it leads the next prefill

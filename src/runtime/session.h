@@ -200,8 +200,8 @@ private:
     model::AudioHeadState head_state_;
     std::unique_ptr<model::DetokenizerState> detok_state_;
     std::unique_ptr<DetokWorker> detok_worker_;  // runs on detok_ctx_ / detok_state_
-    Arena scratch_;      // backbone + heads
-    Arena enc_scratch_;  // audio encoder
+    Arena scratch_;                              // backbone + heads
+    Arena enc_scratch_;                          // audio encoder
     Arena detok_scratch_;
     std::vector<Buffer> buffers_;
     Tensor audio_in_;     // [capacity, D] adapter outputs not yet prefilled

@@ -149,7 +149,8 @@ protected:
                                            std::chrono::steady_clock::now() - t0)
                                            .count() /
                                        reps;
-                    if (fused && std::getenv("VOXRT_DF_PROFILE")) std::printf("%s", cuda::depthformer_profile_report(ctx).c_str());
+                    if (fused && std::getenv("VOXRT_DF_PROFILE"))
+                        std::printf("%s", cuda::depthformer_profile_report(ctx).c_str());
                 }
             }
         }
@@ -311,7 +312,8 @@ protected:
                     std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0)
                         .count() /
                     reps;
-                if (fused && std::getenv("VOXRT_STEP_PROFILE")) std::printf("%s", cuda::lfm2_step_profile_report(ctx).c_str());
+                if (fused && std::getenv("VOXRT_STEP_PROFILE"))
+                    std::printf("%s", cuda::lfm2_step_profile_report(ctx).c_str());
             }
         }
         backend::destroy_cuda_context(ctx);

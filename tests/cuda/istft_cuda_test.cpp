@@ -48,9 +48,10 @@ TEST_F(CudaIstft, EqualsHostStream) {
                 differ += got[i] != want[i];
             }
             if (rows == 400)
-                std::printf("[cuda istft] %d rows, chunks from %d: max |Δ| %.3g of peak %.3g, "
-                            "rel L2 %.3g, %zu of %zu samples not bit-equal\n",
-                            rows, cut[0], max_d, peak, std::sqrt(num / den), differ, got.size());
+                std::printf(
+                    "[cuda istft] %d rows, chunks from %d: max |Δ| %.3g of peak %.3g, "
+                    "rel L2 %.3g, %zu of %zu samples not bit-equal\n",
+                    rows, cut[0], max_d, peak, std::sqrt(num / den), differ, got.size());
             EXPECT_LE(max_d, 1e-6 * peak);
         }
 }
@@ -65,8 +66,8 @@ TEST_F(CudaIstft, StepTime) {
     Buffer pcm_b = Buffer::allocate(Device::kCUDA, rows * 320 * 4);
     Tensor spec = Tensor::make(spec_b.data(), DType::kF32, Device::kCUDA, {rows, 1282});
     Tensor pcm = Tensor::make(pcm_b.data(), DType::kF32, Device::kCUDA, {rows * 320});
-    Tensor head_h = Tensor::make(const_cast<float*>(head.data()), DType::kF32, Device::kCPU,
-                                 {rows, 1282});
+    Tensor head_h =
+        Tensor::make(const_cast<float*>(head.data()), DType::kF32, Device::kCPU, {rows, 1282});
     ops::copy(ctx_, head_h, spec);
     for (int i = 0; i < 5; ++i) ASSERT_TRUE(s->step(ctx_, spec, pcm).is_ok());
     ASSERT_TRUE(ops::synchronize(ctx_).is_ok());
@@ -74,8 +75,9 @@ TEST_F(CudaIstft, StepTime) {
     const auto t0 = std::chrono::steady_clock::now();
     for (int i = 0; i < iters; ++i) ASSERT_TRUE(s->step(ctx_, spec, pcm).is_ok());
     ASSERT_TRUE(ops::synchronize(ctx_).is_ok());
-    const double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0)
-                          .count() / iters;
+    const double us =
+        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() /
+        iters;
     std::printf("[cuda istft] step of %d rows (8 codec frames): %.1f us\n", rows, us);
 }
 

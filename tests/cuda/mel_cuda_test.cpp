@@ -57,7 +57,8 @@ protected:
         ASSERT_TRUE(pb.data() && ob.data());
         Tensor pcm = pb.view(DType::kF32, {n});
         Tensor out = ob.view(DType::kF32, {F, T});
-        ops::copy(ctx_, Tensor::make(const_cast<float*>(x.data()), DType::kF32, Device::kCPU, {n}), pcm);
+        ops::copy(ctx_, Tensor::make(const_cast<float*>(x.data()), DType::kF32, Device::kCPU, {n}),
+                  pcm);
         ASSERT_TRUE(ops::synchronize(ctx_).is_ok());
         const auto tg = Clock::now();
         const Status st = ops::log_mel(ctx_, *mel_, pcm, out);
@@ -76,9 +77,10 @@ protected:
             worst = std::max(worst, d);
             differ += got[i] != host->data[i];
         }
-        std::printf("[mel cuda] %-10s %6lld frames: max |gpu - host| %.3g, %lld of %zu values differ\n",
-                    name.c_str(), static_cast<long long>(T), worst, static_cast<long long>(differ),
-                    got.size());
+        std::printf(
+            "[mel cuda] %-10s %6lld frames: max |gpu - host| %.3g, %lld of %zu values differ\n",
+            name.c_str(), static_cast<long long>(T), worst, static_cast<long long>(differ),
+            got.size());
         EXPECT_LE(worst, 1e-5) << name;
     }
 
@@ -101,7 +103,8 @@ TEST_F(CudaMel, MatchesHostOn35sOfNoise) {
     for (auto& v : x) v = 0.1f * rng.normal();
     double gpu_ms = 0, host_ms = 0;
     compare("noise 35 s", x, &gpu_ms, &host_ms);
-    std::printf("[mel cuda] 35 s: GPU %.2f ms (upload excluded), host %.2f ms on one thread\n", gpu_ms, host_ms);
+    std::printf("[mel cuda] 35 s: GPU %.2f ms (upload excluded), host %.2f ms on one thread\n",
+                gpu_ms, host_ms);
 }
 
 TEST_F(CudaMel, RejectsBadTensors) {
@@ -110,11 +113,13 @@ TEST_F(CudaMel, RejectsBadTensors) {
     Tensor out = ob.view(DType::kF32, {128, 8});
     std::vector<float> host(800, 0.0f);
     Tensor host_pcm = Tensor::make(host.data(), DType::kF32, Device::kCPU, {800});
-    EXPECT_EQ(ops::log_mel(ctx_, *mel_, host_pcm, out).code(), StatusCode::kInvalidArgument);  // not on the GPU
+    EXPECT_EQ(ops::log_mel(ctx_, *mel_, host_pcm, out).code(),
+              StatusCode::kInvalidArgument);  // not on the GPU
     Buffer pb = Buffer::allocate(Device::kCUDA, 4 * 800);
     Tensor pcm = pb.view(DType::kF32, {800});
     Tensor wrong = ob.view(DType::kF32, {128, 4});
-    EXPECT_EQ(ops::log_mel(ctx_, *mel_, pcm, wrong).code(), StatusCode::kInvalidArgument);  // 6 frames, not 4
+    EXPECT_EQ(ops::log_mel(ctx_, *mel_, pcm, wrong).code(),
+              StatusCode::kInvalidArgument);  // 6 frames, not 4
     ops::Context cpu;
     EXPECT_EQ(ops::log_mel(cpu, *mel_, host_pcm, out).code(), StatusCode::kUnsupported);
 }

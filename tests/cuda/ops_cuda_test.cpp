@@ -468,12 +468,15 @@ TEST_F(CudaOps, KvWriteAndAttention) {
         {300, 32, 8, 64, 512, 50, 128},  // prefill after 50 cached rows, sliding window
         {1, 32, 8, 64, 512, 400, 128},   // decode with a window
         {1, 16, 4, 32, 64, 7, 0},        // small head dim
-        {70, 16, 4, 32, 128, 0, 0},     {50, 8, 2, 128, 256, 20, 0},  // head dim 128
-        {3, 12, 12, 64, 256, 30, 0},                                  // no GQA
+        {70, 16, 4, 32, 128, 0, 0},
+        {50, 8, 2, 128, 256, 20, 0},  // head dim 128
+        {3, 12, 12, 64, 256, 30, 0},  // no GQA
         // head dims without a fast kernel take the generic fallback (the tiny test checkpoints:
         // depthformer 2, backbone 16; 20 is arbitrary), decode and prefill, with a window
-        {1, 32, 8, 2, 8, 5, 0},         {8, 32, 8, 2, 8, 0, 0},
-        {40, 4, 2, 16, 64, 0, 0},       {1, 4, 2, 16, 64, 50, 0},
+        {1, 32, 8, 2, 8, 5, 0},
+        {8, 32, 8, 2, 8, 0, 0},
+        {40, 4, 2, 16, 64, 0, 0},
+        {1, 4, 2, 16, 64, 50, 0},
         {40, 4, 4, 20, 64, 10, 30},
     };
     for (Precision p : kBoth) {
@@ -502,7 +505,8 @@ TEST_F(CudaOps, KvWriteAndAttention) {
     }
 }
 
-// ---- the encoder's relative-position attention -----------------------------------------------------
+// ---- the encoder's relative-position attention
+// -----------------------------------------------------
 
 // The CUDA kernel sums each score's dot product over the head dimension lane by lane and then
 // across the warp; the CPU op sums it in order. fp32: rounding only (H200: rel L2 5.7e-7 at T
@@ -533,7 +537,8 @@ TEST_F(CudaOps, RelPosAttention) {
             auto o = e.out({c.T, D});
             ops::rel_pos_attention(e.cpu(), q.h, k.h, v.h, pe.h, u.h, vb.h, c.H, o.h);
             ops::rel_pos_attention(e.gpu(), q.d, k.d, v.d, pe.d, u.d, vb.d, c.H, o.d);
-            e.check("rel_pos_attention", what, o.d, o.h, /*tol_f32=*/1e-5, /*ulps=*/-1, /*tol_bf16=*/1e-3);
+            e.check("rel_pos_attention", what, o.d, o.h, /*tol_f32=*/1e-5, /*ulps=*/-1,
+                    /*tol_bf16=*/1e-3);
         }
     }
 }

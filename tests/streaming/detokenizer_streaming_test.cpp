@@ -375,7 +375,8 @@ TEST(DetokenizerStreaming, ChunkSizeOutOfRange) {
     for (int64_t n : {int64_t{0}, int64_t{-1}, int64_t{kDetokMaxStepFrames + 1}}) {
         Status s = h.det->step(h.ctx, *st, codes.data() + kDetokCodebooks, n, pcm);
         EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << "n_frames " << n;
-        const std::string range = "frames (1 to " + std::to_string(kDetokMaxStepFrames) + " per call)";
+        const std::string range =
+            "frames (1 to " + std::to_string(kDetokMaxStepFrames) + " per call)";
         EXPECT_NE(s.message().find(range), std::string::npos) << s.message();
         EXPECT_EQ(pcm.size(), before);
         EXPECT_EQ(st->frames(), 1);
@@ -386,7 +387,8 @@ TEST(DetokenizerStreaming, ChunkSizeOutOfRange) {
     expect_identical(pcm, h.decode(codes), "after rejected chunk sizes");
 }
 
-// ---- the session's worker thread ------------------------------------------------------------------
+// ---- the session's worker thread
+// ------------------------------------------------------------------
 
 // DetokWorker: jobs run in submission order on the state; results equal direct step() calls bit
 // for bit (on the CPU), whether the worker computes queued chunks one by one or together (`paused`
@@ -444,7 +446,8 @@ void worker_matches_direct_steps(bool paused) {
     for (size_t i = 0; i < got.size(); ++i) {
         EXPECT_EQ(got[i].step, static_cast<int>(10 + i));
         if (i == 2) {
-            EXPECT_EQ(got[i].status.code(), StatusCode::kInvalidArgument) << got[i].status.message();
+            EXPECT_EQ(got[i].status.code(), StatusCode::kInvalidArgument)
+                << got[i].status.message();
             EXPECT_TRUE(got[i].pcm.empty());
             continue;
         }
@@ -454,8 +457,8 @@ void worker_matches_direct_steps(bool paused) {
         sizes.push_back(got[i].pcm.size());
     }
     if (paused) {
-        // All five chunks (21 frames) were queued: one joined step, rejected for the bad chunk, then
-        // one by one. Without the bad chunk they are joined.
+        // All five chunks (21 frames) were queued: one joined step, rejected for the bad chunk,
+        // then one by one. Without the bad chunk they are joined.
         EXPECT_EQ(got[0].joined, 5);
     }
     EXPECT_EQ(sizes, want_sizes);
@@ -493,9 +496,13 @@ TEST(DetokenizerStreaming, WorkerJoinedStepEqualsDirectSteps) {
         int t = 0;
         for (int n : u) {
             const size_t before = want.size();
-            ASSERT_TRUE(h.det->step(h.ctx, *direct, &codes[static_cast<size_t>(t * kDetokCodebooks)], n, want).is_ok());
+            ASSERT_TRUE(h.det
+                            ->step(h.ctx, *direct, &codes[static_cast<size_t>(t * kDetokCodebooks)],
+                                   n, want)
+                            .is_ok());
             want_sizes.push_back(want.size() - before);
-            EXPECT_EQ(want_sizes.back(), static_cast<size_t>(model::Detokenizer::step_samples(t, n)));
+            EXPECT_EQ(want_sizes.back(),
+                      static_cast<size_t>(model::Detokenizer::step_samples(t, n)));
             w.submit(&codes[static_cast<size_t>(t * kDetokCodebooks)], n, t);
             t += n;
         }
@@ -530,7 +537,8 @@ struct Turn {
     runtime::TurnStats stats;
 };
 
-std::unique_ptr<model::LfmAudioModel> load_tiny(Device dev = Device::kCPU, bool detok_on_cpu = false) {
+std::unique_ptr<model::LfmAudioModel> load_tiny(Device dev = Device::kCPU,
+                                                bool detok_on_cpu = false) {
     model::ModelOptions o;
     o.device = dev;
     o.detokenizer_on_cpu = detok_on_cpu;
@@ -696,7 +704,8 @@ TEST(DetokenizerStreaming, CudaSessionWithHostDetokenizer) {
         ASSERT_TRUE(t.status.is_ok()) << t.status.message();
         const auto frames = decodable(t);
         ASSERT_GE(frames.size(), 2u);
-        expect_identical(t.pcm, decode_frames(*host, frames), async ? "host detokenizer, worker" : "host detokenizer, in loop");
+        expect_identical(t.pcm, decode_frames(*host, frames),
+                         async ? "host detokenizer, worker" : "host detokenizer, in loop");
     }
 }
 

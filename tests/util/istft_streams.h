@@ -37,8 +37,8 @@ inline std::vector<float> host_istft_stream(const std::vector<float>& head, int 
                                             const audio::IstftConfig& cfg, const float* window) {
     audio::IstftStream s(cfg, window);
     const int bins = s.n_bins();
-    std::vector<float> X(static_cast<size_t>(2 * bins)), buf(static_cast<size_t>(
-        std::max(s.max_step_samples(), s.max_flush_samples())));
+    std::vector<float> X(static_cast<size_t>(2 * bins)),
+        buf(static_cast<size_t>(std::max(s.max_step_samples(), s.max_flush_samples())));
     std::vector<float> out;
     for (int r = 0; r < rows; ++r) {
         const float* row = &head[static_cast<size_t>(r) * 2 * bins];
@@ -63,8 +63,8 @@ inline std::vector<float> device_istft_stream(const ops::Context& ctx, ops::Stre
     Buffer pcm_b = Buffer::allocate(ctx.device, static_cast<size_t>(pcm_n) * sizeof(float));
     Tensor spec = Tensor::make(spec_b.data(), DType::kF32, ctx.device, {rows, cols});
     Tensor pcm = Tensor::make(pcm_b.data(), DType::kF32, ctx.device, {pcm_n});
-    const Tensor head_h = Tensor::make(const_cast<float*>(head.data()), DType::kF32, Device::kCPU,
-                                       {rows, cols});
+    const Tensor head_h =
+        Tensor::make(const_cast<float*>(head.data()), DType::kF32, Device::kCPU, {rows, cols});
     ops::copy(ctx, head_h, spec);
     std::vector<float> out, buf(static_cast<size_t>(pcm_n));
     auto take = [&](int64_t n) {

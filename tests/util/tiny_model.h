@@ -12,7 +12,8 @@
 
 namespace voxrt::test {
 
-inline std::unique_ptr<model::LfmAudioModel> load_tiny_model(ops::Precision precision, int max_context,
+inline std::unique_ptr<model::LfmAudioModel> load_tiny_model(ops::Precision precision,
+                                                             int max_context,
                                                              model::ModelOptions o = {}) {
     o.precision = precision;
     o.max_context = max_context;

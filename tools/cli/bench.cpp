@@ -25,8 +25,8 @@ double ms_since(Clock::time_point t0) {
 }
 
 struct RunResult {
-    double total_ms, prefill_ms, mel_ms, encoder_ms, decode_ms, detok_ms, detok_busy_ms, first_frame_ms,
-        first_pcm_ms, text_step_ms, audio_frame_ms;  // the last two: per step
+    double total_ms, prefill_ms, mel_ms, encoder_ms, decode_ms, detok_ms, detok_busy_ms,
+        first_frame_ms, first_pcm_ms, text_step_ms, audio_frame_ms;  // the last two: per step
     int steps, text_tokens, audio_frames;
 };
 
@@ -50,7 +50,8 @@ void add_bench(CLI::App* app, BenchArgs& b) {
         ->check(CLI::Range(0, 100));
     app->add_option("--json", b.json_out, "write results as JSON lines here")
         ->check(non_empty_path());
-    app->add_flag("--detok-sync", b.detok_sync, "detokenize inside the generation loop (not on its own thread)");
+    app->add_flag("--detok-sync", b.detok_sync,
+                  "detokenize inside the generation loop (not on its own thread)");
     app->add_option("--detok-chunk", b.detok_chunk,
                     "audio frames per detokenizer call after the first")
         ->capture_default_str()
@@ -170,7 +171,8 @@ Status run_bench(const CommonArgs& c, const BenchArgs& a) {
                 "\"steps\":%d,"
                 "\"text_tokens\":%d,\"audio_frames\":%d,\"steps_per_s\":%.2f,\"first_frame_ms\":%."
                 "3f,"
-                "\"first_sample_ms\":%.3f,\"detok_ms\":%.3f,\"detok_busy_ms\":%.3f,\"detok_async\":%s,\"detok_device\":\"%s\",\"mel_device\":\"%s\","
+                "\"first_sample_ms\":%.3f,\"detok_ms\":%.3f,\"detok_busy_ms\":%.3f,\"detok_async\":"
+                "%s,\"detok_device\":\"%s\",\"mel_device\":\"%s\","
                 "\"decode_gb_s\":%.1f,\"text_step_ms\":%.4f,\"audio_frame_ms\":%.4f,"
                 "\"text_step_bytes\":%zu,\"audio_frame_bytes\":%zu}\n",
                 dev.c_str(), c.precision.c_str(), path.c_str(),

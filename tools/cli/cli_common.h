@@ -37,7 +37,7 @@ struct GenerationArgs {
     int top_k = 0;
     float audio_temp = 1.0f;
     int audio_top_k = 4;
-    int detok_chunk = 8;  // GenerateOptions::detok_chunk_frames
+    int detok_chunk = 8;      // GenerateOptions::detok_chunk_frames
     bool detok_sync = false;  // GenerateOptions::detok_async = false
 };
 

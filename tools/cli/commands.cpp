@@ -101,7 +101,6 @@ Status usage(const std::string& what) {
     return Status(StatusCode::kInvalidArgument, "usage: " + what);
 }
 
-
 struct Loaded {
     std::unique_ptr<model::LfmAudioModel> model;
     std::unique_ptr<runtime::Session> session;
@@ -240,7 +239,8 @@ Expected<model::ModelOptions> model_options(const CommonArgs& c) {
     if (c.detok_device == "auto") {
         // The host beside GPU decode when there are enough threads: it leaves the GPU to decode,
         // but the turn then depends on those threads staying free (docs/detokenizer.md).
-        const int threads = c.threads > 0 ? c.threads : static_cast<int>(std::thread::hardware_concurrency());
+        const int threads =
+            c.threads > 0 ? c.threads : static_cast<int>(std::thread::hardware_concurrency());
         o.detokenizer_on_cpu = o.device == Device::kCUDA && threads >= kHostDetokMinThreads;
     } else if (c.detok_device == "same" || c.detok_device == "cpu") {
         o.detokenizer_on_cpu = c.detok_device == "cpu";
@@ -280,10 +280,11 @@ void add_common(CLI::App* app, CommonArgs& a) {
                   "CUDA: compute the mel spectrogram on the host and upload it (for comparison)");
     app->add_flag("--no-fused-backbone", a.no_fused_backbone,
                   "CUDA: run the backbone decode step op by op (the depthformer stays fused)");
-    app->add_option("--detok-device", a.detok_device,
-                    "where the detokenizer and its ISTFT run: same (as --device), cpu (on the host "
-                    "beside GPU decode) or auto (cpu with a CUDA model and at least 8 host threads, "
-                    "else same)")
+    app->add_option(
+           "--detok-device", a.detok_device,
+           "where the detokenizer and its ISTFT run: same (as --device), cpu (on the host "
+           "beside GPU decode) or auto (cpu with a CUDA model and at least 8 host threads, "
+           "else same)")
         ->capture_default_str()
         ->check(CLI::IsMember({"auto", "same", "cpu"}));
 }

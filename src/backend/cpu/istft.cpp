@@ -51,7 +51,7 @@ void istft_step(const ops::Context& ctx, const IstftStepArgs& a) {
 
     // Overlap-add, sample by sample: the carried partial sum (frames before this step), then this
     // step's frames in order; the envelope from zero over every frame covering the sample (window²
-// comes rounded from a table, as IstftStream's, so that no compiler can fuse it into the sum).
+    // comes rounded from a table, as IstftStream's, so that no compiler can fuse it into the sum).
     const int64_t f0 = a.frames_before, f_end = f0 + a.rows;
     const int64_t base = f0 * hop;
     const int64_t carried_end = f0 > 0 ? (f0 - 1) * hop + n : base;

@@ -23,7 +23,8 @@ void load_row(const Tensor& t, int64_t offset, int64_t n, float* dst) {
 #if defined(__AVX2__)
         for (; i + 8 <= n; i += 8) {  // bf16 bits << 16, eight at a time
             const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i));
-            _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i), _mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i),
+                                _mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
         }
 #endif
         for (; i < n; ++i) {
@@ -117,7 +118,6 @@ void micro_tile_rows(int rows, const float* x, int64_t ldx, const float* panel, 
     }
 }
 
-
 // The end of one dot product whose first k terms were accumulated lane-wise in acc: the lanes
 // summed (the same order everywhere), then the remaining terms in order.
 inline float finish_dot(__m256 acc, const float* x, const float* w, int64_t k, int64_t K) {
@@ -174,8 +174,8 @@ void dot_tile(const float* x, const float* const* w, int n, int64_t K, float* ou
 
 #if defined(__AVX2__) && defined(__FMA__)
 // Prefill-sized products: w packed into 16-column panels, 6×16 FMA micro-tiles over L2-sized
-// (rows × panels) tiles. Each output is one sequential fp32 FMA chain over k, the same whatever M is,
-// so results do not depend on how rows are batched (streaming == whole-utterance).
+// (rows × panels) tiles. Each output is one sequential fp32 FMA chain over k, the same whatever M
+// is, so results do not depend on how rows are batched (streaming == whole-utterance).
 void gemm_packed(const ops::Context& ctx, const Tensor& x, const Tensor& w, const Tensor* bias,
                  Tensor& y) {
     const int64_t M = rows_of(x), K = cols_of(x), N = w.shape[0];
@@ -257,8 +257,8 @@ void linear(const ops::Context& ctx, const Tensor& x, const Tensor& w, const Ten
     const int64_t M = rows_of(x), K = cols_of(x), N = w.shape[0];
 #if defined(__AVX2__) && defined(__FMA__)
     // Many rows (prefill, encoder): the packed-panel GEMM, 1.7–2.4× the tiled path there. Fewer
-    // (decode, the detokenizer's 6–48): the tiled GEMV below, which reads each weight once and packs
-    // nothing (2.6× faster at 6 rows, even at 48; measured in docs/architecture.md).
+    // (decode, the detokenizer's 6–48): the tiled GEMV below, which reads each weight once and
+    // packs nothing (2.6× faster at 6 rows, even at 48; measured in docs/architecture.md).
     if (ctx.cpu_packed_gemm && M >= kPackedGemmMinRows) {
         gemm_packed(ctx, x, w, bias, y);
         return;

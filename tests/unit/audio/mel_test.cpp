@@ -229,7 +229,8 @@ TEST(Mel, ShapeMatchesCompute) {
         MelConfig cfg;
         cfg.pad_to = pad_to;
         MelFrontend m = make_frontend(cfg);
-        for (size_t n : {size_t{1}, size_t{159}, size_t{160}, size_t{161}, size_t{1600}, size_t{16000}, size_t{48123}}) {
+        for (size_t n : {size_t{1}, size_t{159}, size_t{160}, size_t{161}, size_t{1600},
+                         size_t{16000}, size_t{48123}}) {
             std::vector<float> x(n, 0.01f);
             auto mel = m.compute(x.data(), x.size());
             ASSERT_TRUE(mel.is_ok());

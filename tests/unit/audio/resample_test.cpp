@@ -86,8 +86,9 @@ TEST(Resample, Speed35sOf44k) {
     std::vector<float> yp = resample(x.data(), n, 44100, 16000, &pool);
     const double ms_pool =
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-    std::printf("[resample] 35 s 44.1k -> 16k: %.1f ms on one thread, %.1f ms on %d (%zu outputs)\n",
-                ms, ms_pool, pool.size(), y.size());
+    std::printf(
+        "[resample] 35 s 44.1k -> 16k: %.1f ms on one thread, %.1f ms on %d (%zu outputs)\n", ms,
+        ms_pool, pool.size(), y.size());
     EXPECT_EQ(y.size(), 560000u);
     EXPECT_EQ(yp, y);
     // A speed bound holds only for an optimized build without sanitizers: under AddressSanitizer

@@ -23,7 +23,8 @@ ops::Context cpu_ctx(ThreadPool* pool) {
 TEST(StreamingIstft, CpuEqualsHostStreamBitForBit) {
     const audio::IstftConfig cfg{1280, 320, 1280};
     std::vector<float> window = audio::hann_window(1280, true);
-    for (float& w : window) w = w * 0.999f + 0.0005f;  // not the computed Hann: the given one is used
+    for (float& w : window)
+        w = w * 0.999f + 0.0005f;  // not the computed Hann: the given one is used
     ThreadPool pool(2);
     for (ThreadPool* p : {static_cast<ThreadPool*>(nullptr), &pool}) {
         const ops::Context ctx = cpu_ctx(p);
@@ -49,7 +50,8 @@ TEST(StreamingIstft, CpuEqualsHostStreamBitForBit) {
 
 TEST(StreamingIstft, OtherSizesEqualHostStream) {
     // Small transforms whose trimmed lead (pad 6 and 5) is longer than a hop (4 and 2).
-    for (const audio::IstftConfig& cfg : {audio::IstftConfig{16, 4, 16}, audio::IstftConfig{12, 2, 12}}) {
+    for (const audio::IstftConfig& cfg :
+         {audio::IstftConfig{16, 4, 16}, audio::IstftConfig{12, 2, 12}}) {
         SCOPED_TRACE(cfg.n_fft);
         const ops::Context ctx = cpu_ctx(nullptr);
         auto s = ops::StreamingIstft::create(ctx, cfg, nullptr, 5);
