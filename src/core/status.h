@@ -18,10 +18,10 @@ enum class StatusCode : int {
     kInvalidArgument,  // a caller-supplied value is out of range or malformed
     kNotFound,         // a file or a named tensor/field is missing
     kInvalidFile,      // a file exists but its contents are malformed
-    kUnsupported,      // valid input that this build does not handle (e.g. 8-bit PCM, CUDA off)
+    kUnsupported,      // valid input that this build does not handle (e.g. 8-bit PCM, no GPU)
     kOutOfMemory,      // host or device allocation failed
     kOutOfRange,       // a length exceeds a fixed capacity (context, duration caps)
-    kDevice,           // a CUDA / driver error
+    kDevice,           // a device runtime / driver error
     kInternal,         // a bug; should not happen
 };
 

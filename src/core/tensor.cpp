@@ -119,12 +119,18 @@ std::string Tensor::describe() const {
 }
 
 namespace {
-DeviceAllocator g_cuda_allocator;
+DeviceAllocator g_device_allocators[kDeviceKinds];  // the CPU's slot stays unused
 DeviceAllocator g_pinned_allocator;
+
+const DeviceAllocator& allocator_of(Device dev) {
+    return g_device_allocators[static_cast<size_t>(dev) < kDeviceKinds ? static_cast<size_t>(dev)
+                                                                       : 0];
+}
 }  // namespace
 
 void set_device_allocator(Device dev, DeviceAllocator a) {
-    if (dev == Device::kCUDA) g_cuda_allocator = a;
+    if (dev != Device::kCPU && static_cast<size_t>(dev) < kDeviceKinds)
+        g_device_allocators[static_cast<size_t>(dev)] = a;
 }
 
 void set_pinned_host_allocator(DeviceAllocator a) {
@@ -150,8 +156,8 @@ Buffer Buffer::allocate(Device dev, size_t bytes) {
     if (dev == Device::kCPU) {
         b.data_ = std::aligned_alloc(64, rounded);
         if (b.data_) std::memset(b.data_, 0, rounded);
-    } else if (g_cuda_allocator.alloc) {
-        b.data_ = g_cuda_allocator.alloc(rounded);
+    } else if (const DeviceAllocator& a = allocator_of(dev); a.alloc) {
+        b.data_ = a.alloc(rounded);
     }
     if (b.data_) b.bytes_ = bytes;
     return b;
@@ -177,8 +183,8 @@ void Buffer::reset() {
             g_pinned_allocator.free(data_);
         } else if (device_ == Device::kCPU) {
             std::free(data_);
-        } else if (g_cuda_allocator.free) {
-            g_cuda_allocator.free(data_);
+        } else if (const DeviceAllocator& a = allocator_of(device_); a.free) {
+            a.free(data_);
         }
     }
     data_ = nullptr;

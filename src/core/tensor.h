@@ -16,7 +16,9 @@
 namespace voxrt {
 
 enum class DType : uint8_t { kF32, kBF16, kF16, kF64, kI64, kI32, kI16, kU8, kI8, kBool };
+// Device kinds, one per backend (backend/entry_points.h): the host, and NVIDIA GPUs.
 enum class Device : uint8_t { kCPU, kCUDA };
+constexpr size_t kDeviceKinds = 2;  // the number of Device values
 
 size_t dtype_size(DType dt);
 const char* dtype_name(DType dt);
@@ -72,8 +74,8 @@ public:
 
     // Allocates `bytes` on `dev` (64-byte aligned on the CPU). Returns an empty buffer on failure.
     static Buffer allocate(Device dev, size_t bytes);
-    // Host memory (device() == kCPU, zeroed) that a CUDA stream can copy into asynchronously:
-    // page-locked once the CUDA backend has installed its allocator (create_cuda_context), plain
+    // Host memory (device() == kCPU, zeroed) that a device queue can copy into asynchronously:
+    // page-locked once a GPU backend has installed its allocator (backend::create_context), plain
     // allocate(kCPU, bytes) otherwise. For small per-step read-backs; page-locked memory is scarce.
     static Buffer allocate_pinned(size_t bytes);
 
@@ -92,14 +94,14 @@ private:
     bool pinned_ = false;  // host memory from the pinned allocator (freed through it)
 };
 
-// Device memory hooks; the CPU ones live in core, the CUDA ones are installed by the CUDA backend
-// at start-up (so that core never includes CUDA headers).
+// Device memory hooks; the CPU ones live in core, a GPU backend installs those of its device kind
+// when it makes its first context (so that core never includes a vendor's headers).
 struct DeviceAllocator {
     void* (*alloc)(size_t bytes) = nullptr;
     void (*free)(void* p) = nullptr;
 };
 void set_device_allocator(Device dev, DeviceAllocator a);
-// Page-locked host memory hooks for Buffer::allocate_pinned (installed by the CUDA backend).
+// Page-locked host memory hooks for Buffer::allocate_pinned (installed by a GPU backend).
 void set_pinned_host_allocator(DeviceAllocator a);
 
 }  // namespace voxrt

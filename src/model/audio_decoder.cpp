@@ -199,6 +199,7 @@ Status Detokenizer::decode(const ops::Context& ctx_in, const int32_t* codes, int
                            Arena& scratch, std::vector<float>& pcm_out,
                            DetokenizerStages* stages) const {
     const ops::Context ctx = fp32(ctx_in);
+    ops::ProfileRange range(ctx, "detokenizer");
     if (Tc < 0 || kDetokUpsample * Tc > kMaxPositions)
         return make_error(
             StatusCode::kOutOfRange, "[detokenizer] %lld frames (at most %lld per utterance)",
@@ -373,6 +374,7 @@ void Detokenizer::reset(DetokenizerState& st) const {
 Status Detokenizer::step(const ops::Context& ctx_in, DetokenizerState& st, const int32_t* codes,
                          int64_t n_frames, std::vector<float>& pcm_out) const {
     const ops::Context ctx = fp32(ctx_in);
+    ops::ProfileRange range(ctx, "detokenizer step");
     const int64_t R = kDetokUpsample, D = cfg_.hidden_size, Q = kDetokCodebooks;
     const int64_t half = cfg_.head_dim / 2, S = st.cache_rows_, keep = window_ - 1;
     if (st.device_ != ctx.device || st.conv_state_.size() != cfg_.layers.size())

@@ -1,7 +1,6 @@
 #include "model/audio_encoder.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -13,40 +12,6 @@
 #include "ops/conformer_ops.h"
 
 namespace voxrt::model {
-
-namespace {
-
-// VOXRT_ENCODER_PROFILE=1 (diagnostics): encode() synchronizes the device after each stage and
-// prints the time per stage, summed over the layers, to stderr.
-struct StageClock {
-    std::chrono::steady_clock::time_point t = std::chrono::steady_clock::now();
-    std::vector<std::pair<const char*, double>> sums;
-    void lap(const ops::Context& ctx, const char* what) {
-        (void)ops::synchronize(ctx);
-        const auto now = std::chrono::steady_clock::now();
-        const double ms = std::chrono::duration<double, std::milli>(now - t).count();
-        t = now;
-        for (auto& [name, sum] : sums)
-            if (name == what) {
-                sum += ms;
-                return;
-            }
-        sums.emplace_back(what, ms);
-    }
-};
-thread_local StageClock* t_clock = nullptr;  // set by encode() while profiling
-void lap(const ops::Context& ctx, const char* what) {
-    if (t_clock) t_clock->lap(ctx, what);
-}
-bool encoder_profile() {
-    static const bool on = [] {
-        const char* e = std::getenv("VOXRT_ENCODER_PROFILE");
-        return e && *e == '1';
-    }();
-    return on;
-}
-
-}  // namespace
 
 namespace {
 
@@ -175,7 +140,7 @@ struct AudioEncoder::Buffers {
     Tensor dw;            // [n, D]  depthwise → BatchNorm → SiLU
     Tensor ad;            // [n, hidden] adapter hidden layer
     // pre_encode, per time chunk (see Dims::cap)
-    Tensor mel;                  // [F, T] F32 on the device (CUDA only; the CPU reads the host mel)
+    Tensor mel;                  // [F, T] F32 on the device (GPU only; the CPU reads the host mel)
     std::vector<Tensor> stage;   // [s-1]: stage s output after ReLU [cap_s, f_s, C]
     std::vector<Tensor> dw_out;  // [s-2]: stage s ≥ 2 depthwise output [cap_s, f_s, C]
     Tensor flat;                 // [cap_last, C·f_last]
@@ -425,7 +390,6 @@ void AudioEncoder::conformer_layer(const ops::Context& ctx, const Layer& l, cons
     ops::activation(ctx, ops::Activation::kSilu, ff, ff);
     ops::linear(ctx, ff, l.ff1_w2, &l.ff1_b2, t);
     ops::add_scaled(ctx, x, t, 0.5f, x);
-    lap(ctx, "feed-forward 1");
 
     // x += MHSA_relpos(LN(x))
     ops::layer_norm(ctx, x, l.att_norm_w, l.att_norm_b, kNormEps, h);
@@ -433,12 +397,9 @@ void AudioEncoder::conformer_layer(const ops::Context& ctx, const Layer& l, cons
     ops::linear(ctx, h, l.wk, &l.bk, k);
     ops::linear(ctx, h, l.wv, &l.bv, v);
     ops::linear(ctx, b.pos, l.w_pos, nullptr, p);  // [2n-1, D]
-    lap(ctx, "attention projections");
     ops::rel_pos_attention(ctx, q, k, v, p, l.pos_bias_u, l.pos_bias_v, n_heads_, att);
-    lap(ctx, "rel_pos_attention");
     ops::linear(ctx, att, l.wo, &l.bo, t);
     ops::add(ctx, x, t, x);
-    lap(ctx, "attention output");
 
     // x += Conv(LN(x)),  Conv = pointwise → GLU → depthwise → BatchNorm → SiLU → pointwise
     ops::layer_norm(ctx, x, l.conv_norm_w, l.conv_norm_b, kNormEps, h);
@@ -447,7 +408,6 @@ void AudioEncoder::conformer_layer(const ops::Context& ctx, const Layer& l, cons
     ops::conv_dw_bn_silu(ctx, glu, l.dw_w, l.dw_b, l.bn_scale, l.bn_shift, dw);
     ops::linear(ctx, dw, l.pw2_w, &l.pw2_b, t);
     ops::add(ctx, x, t, x);
-    lap(ctx, "conv module");
 
     // x += ½ · FF2(LN(x))
     ops::layer_norm(ctx, x, l.ff2_norm_w, l.ff2_norm_b, kNormEps, h);
@@ -458,7 +418,6 @@ void AudioEncoder::conformer_layer(const ops::Context& ctx, const Layer& l, cons
 
     // x = LN_out(x)
     ops::layer_norm(ctx, x, l.out_norm_w, l.out_norm_b, kNormEps, x);
-    lap(ctx, "feed-forward 2");
 }
 
 Status AudioEncoder::encode(const ops::Context& ctx, const float* mel, int64_t T, Arena& scratch,
@@ -505,12 +464,7 @@ Status AudioEncoder::encode(const ops::Context& ctx, const Tensor& mel, Arena& s
                           "[encoder] scratch arena on %s has %zu bytes free, needs %zu on %s",
                           device_name(scratch.device()), free_bytes, need, device_name(ctx.device));
 
-    StageClock clock;
-    if (encoder_profile()) {
-        (void)ops::synchronize(ctx);
-        clock.t = std::chrono::steady_clock::now();
-        t_clock = &clock;
-    }
+    ops::ProfileRange range(ctx, "encoder");
     const size_t mark = scratch.mark();
     const Buffers b = carve(&scratch, d, ctx, nullptr);
     Tensor& x = enc_out;  // the residual stream [n, D]
@@ -523,9 +477,10 @@ Status AudioEncoder::encode(const ops::Context& ctx, const Tensor& mel, Arena& s
         ops::copy(ctx, mel_in, mel_dev);
         mel_in = mel_dev;
     }
-    lap(ctx, "mel upload");
-    subsample(ctx, mel_in, d, b, x);
-    lap(ctx, "subsampling");
+    {
+        ops::ProfileRange r(ctx, "subsampling");
+        subsample(ctx, mel_in, d, b, x);
+    }
 
     // Positional table slice for positions n-1 … -(n-1). The reference's pe buffer is in the model
     // dtype (bf16 as loaded) and is rebuilt in the parameter dtype only past pos_emb_max_len.
@@ -533,21 +488,18 @@ Status AudioEncoder::encode(const ops::Context& ctx, const Tensor& mel, Arena& s
     Tensor pos = b.pos;
     ops::rel_pos_embed(ctx, pos_table_, d.n, round_table, pos);
 
-    for (const Layer& l : layers_) conformer_layer(ctx, l, b, x);
+    for (const Layer& l : layers_) {
+        ops::ProfileRange r(ctx, "conformer layer");
+        conformer_layer(ctx, l, b, x);
+    }
 
     // Adapter: LN → Linear → GELU(erf) → Linear
+    ops::ProfileRange adapter_range(ctx, "adapter");
     Tensor h = b.h, ad = b.ad;
     ops::layer_norm(ctx, x, ad_norm_w_, ad_norm_b_, kNormEps, h);
     ops::linear(ctx, h, ad_w1_, &ad_b1_, ad);
     ops::activation(ctx, ops::Activation::kGeluErf, ad, ad);
     ops::linear(ctx, ad, ad_w2_, &ad_b2_, adapter_out);
-    lap(ctx, "adapter");
-    if (t_clock) {
-        for (const auto& [name, ms] : clock.sums)
-            std::fprintf(stderr, "[encoder profile] %lld mel frames: %-22s %8.3f ms\n",
-                         static_cast<long long>(T), name, ms);
-        t_clock = nullptr;
-    }
 
     scratch.release(mark);
     return Status::ok();

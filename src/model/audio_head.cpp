@@ -136,6 +136,7 @@ size_t AudioHead::scratch_bytes(const ops::Context& ctx) const {
 void AudioHead::sample_frame(const ops::Context& ctx, AudioHeadState& st, const Tensor& h,
                              const FrameSampling& s, Arena& scratch, Tensor& codes,
                              Tensor* logits_out, const Tensor* forced) const {
+    ops::ProfileRange range(ctx, "audio frame");
     const DType dt = ctx.act_dtype();
     const size_t mark = scratch.mark();
     Tensor dall = scratch.alloc(dt, {1, Q_ * Dd_});

@@ -181,6 +181,7 @@ size_t Lfm2Network::scratch_bytes(const ops::Context& ctx, int64_t T) const {
 
 void Lfm2Network::forward(const ops::Context& ctx, Lfm2State& st, Tensor& x, const Tensor& pos,
                           Arena& scratch, Tensor& out) const {
+    ops::ProfileRange range(ctx, x.shape[0] == 1 ? "backbone step" : "backbone rows");
     if (x.shape[0] == 1 && window_ == 0 && !st.fused.empty()) {
         // A decode step as one kernel where the backend has it (ops/fused_ops.h); forward_rows
         // below is its definition.

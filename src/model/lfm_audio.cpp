@@ -5,7 +5,7 @@
 #include <cerrno>
 #include <cstring>
 
-#include "backend/device_api.h"
+#include "backend/device.h"
 
 namespace voxrt::model {
 
@@ -46,7 +46,7 @@ LfmAudioModel::~LfmAudioModel() {
     backbone_.reset();
     encoder_.reset();
     store_.reset();
-    backend::destroy_cuda_context(load_ctx_);
+    backend::destroy_context(load_ctx_);
 }
 
 Expected<std::unique_ptr<LfmAudioModel>> LfmAudioModel::load(const std::string& dir,
@@ -101,15 +101,12 @@ Expected<std::unique_ptr<LfmAudioModel>> LfmAudioModel::load(const std::string& 
     m->mel_ = std::make_unique<audio::MelFrontend>(std::move(*mel));
 
     m->pool_ = std::make_unique<ThreadPool>(opt.threads);
-    if (opt.device == Device::kCUDA) {
-        if (!backend::cuda_available())
-            return make_error(StatusCode::kUnsupported, "CUDA was requested but %s",
-                              "no CUDA device is available to this build (use --device cpu)");
-        VOXRT_ASSIGN_OR_RETURN(m->load_ctx_, backend::create_cuda_context(opt.precision));
-    } else {
-        m->load_ctx_.device = Device::kCPU;
-        m->load_ctx_.precision = opt.precision;
-    }
+    if (!backend::device_available(opt.device))
+        return make_error(StatusCode::kUnsupported,
+                          "%s was requested but no %s device is available to this build (use "
+                          "--device cpu)",
+                          device_name(opt.device), device_name(opt.device));
+    VOXRT_ASSIGN_OR_RETURN(m->load_ctx_, backend::create_context(opt.device, opt.precision));
     m->load_ctx_.pool = m->pool_.get();
 
     VOXRT_ASSIGN_OR_RETURN(io::SafeTensorsFile mf,

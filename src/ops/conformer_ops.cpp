@@ -2,7 +2,6 @@
 
 #include <algorithm>
 
-#include "backend/backend_ops.h"
 #include "core/check.h"
 #include "ops/dispatch.h"
 

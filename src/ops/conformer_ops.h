@@ -1,6 +1,6 @@
 // Ops specific to the FastConformer audio encoder (NeMo ConformerEncoder as vendored by
-// liquid-audio). Same contract as ops/ops.h: each op checks its arguments and dispatches on
-// ctx.device to backend/cpu or backend/cuda (backend/none in a build without CUDA). Activations
+// liquid-audio). Same contract as ops/ops.h: each op checks its arguments and calls the entry
+// point of the backend that serves ctx.device (backend/entry_points.h). Activations
 // use ctx.act_dtype(); with Precision::kBF16 every op rounds to bfloat16 exactly where the
 // bf16 PyTorch reference holds a bf16 tensor (noted per op as "round(...)").
 //
@@ -76,28 +76,3 @@ void conv_dw_bn_silu(const Context& ctx, const Tensor& x, const Tensor& w, const
                      const Tensor& bn_scale, const Tensor& bn_shift, Tensor& y);
 
 }  // namespace voxrt::ops
-
-// Per-device entry points behind the ops above (semantics documented once, here).
-#define VOXRT_CONFORMER_BACKEND_OPS_DECLARATIONS                                                  \
-    void subsample_conv_in(const ops::Context& ctx, const Tensor& mel, int64_t t_valid,           \
-                           const Tensor& w, const Tensor& b, Tensor& y, int64_t y_row0);          \
-    void subsample_dw_conv(const ops::Context& ctx, const Tensor& x, int64_t x_row0,              \
-                           int64_t t_valid, const Tensor& w, const Tensor& b, Tensor& y,          \
-                           int64_t y_row0);                                                       \
-    void subsample_flatten(const ops::Context& ctx, const Tensor& x, int64_t t_valid, Tensor& y); \
-    void rel_pos_embed(const ops::Context& ctx, const Tensor& table, int64_t T, bool round_table, \
-                       Tensor& y);                                                                \
-    void rel_pos_attention(const ops::Context& ctx, const Tensor& q, const Tensor& k,             \
-                           const Tensor& v, const Tensor& p, const Tensor& pos_bias_u,            \
-                           const Tensor& pos_bias_v, int n_heads, Tensor& out);                   \
-    void conv_dw_bn_silu(const ops::Context& ctx, const Tensor& x, const Tensor& w,               \
-                         const Tensor& b, const Tensor& bn_scale, const Tensor& bn_shift,         \
-                         Tensor& y);
-
-namespace voxrt::cpu {
-VOXRT_CONFORMER_BACKEND_OPS_DECLARATIONS
-}  // namespace voxrt::cpu
-
-namespace voxrt::cuda {
-VOXRT_CONFORMER_BACKEND_OPS_DECLARATIONS
-}  // namespace voxrt::cuda

@@ -1,13 +1,8 @@
 // The one dispatch point from a device-agnostic op to its backend implementation:
-// VOXRT_DISPATCH(name(args...)) calls cpu::name(args...) or cuda::name(args...) on ctx.device.
-// (A build without CUDA links backend/none, whose cuda:: entry points fail loudly.)
+// VOXRT_DISPATCH(name(args...)) calls entry point `name` of the backend that serves ctx.device
+// (backend/entry_points.h). A device this build has no backend for aborts with a clear message.
 #pragma once
 
-#define VOXRT_DISPATCH(call)              \
-    do {                                  \
-        if (ctx.device == Device::kCPU) { \
-            cpu::call;                    \
-        } else {                          \
-            cuda::call;                   \
-        }                                 \
-    } while (0)
+#include "backend/entry_points.h"
+
+#define VOXRT_DISPATCH(call) ::voxrt::backend::entry_points_of(ctx.device).call

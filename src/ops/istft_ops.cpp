@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <vector>
 
-#include "backend/backend_ops.h"
 #include "ops/dispatch.h"
 
 namespace voxrt::ops {

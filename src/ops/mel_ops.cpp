@@ -2,12 +2,12 @@
 
 #include <climits>
 
-#include "backend/backend_ops.h"
+#include "ops/dispatch.h"
 
 namespace voxrt::ops {
 
 Status log_mel(const Context& ctx, const audio::MelFrontend& mel, const Tensor& pcm, Tensor& out) {
-    if (ctx.device != Device::kCUDA)
+    if (ctx.device == Device::kCPU)
         return make_error(StatusCode::kUnsupported,
                           "[mel] no %s implementation (use MelFrontend::compute)",
                           device_name(ctx.device));
@@ -25,9 +25,10 @@ Status log_mel(const Context& ctx, const audio::MelFrontend& mel, const Tensor& 
         return make_error(StatusCode::kInvalidArgument,
                           "[mel] out is %s, expected [%d, %d] F32 on %s", out.describe().c_str(),
                           mel.features(), s.frames, device_name(ctx.device));
+    ProfileRange range(ctx, "log-mel");
     const audio::MelConfig& c = mel.config();
     static_assert(sizeof(int) == sizeof(int32_t), "filterbank bins are passed as int32");
-    cuda::LogMelArgs a;
+    LogMelArgs a;
     a.pcm = static_cast<const float*>(pcm.data);
     a.n = n;
     a.window = mel.window().data();
@@ -46,7 +47,7 @@ Status log_mel(const Context& ctx, const audio::MelFrontend& mel, const Tensor& 
     a.per_feature = c.normalize == "per_feature";
     a.pad_value = static_cast<float>(c.pad_value);
     a.out = static_cast<float*>(out.data);
-    return cuda::log_mel(ctx, a);
+    return VOXRT_DISPATCH(log_mel(ctx, a));
 }
 
 }  // namespace voxrt::ops

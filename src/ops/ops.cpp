@@ -1,6 +1,5 @@
 #include "ops/ops.h"
 
-#include "backend/backend_ops.h"
 #include "core/check.h"
 #include "ops/dispatch.h"
 #include "ops/rng.h"
@@ -206,20 +205,17 @@ void copy_to_host_async(const Context& ctx, const Tensor& src, Tensor& dst) {
     VOXRT_ASSERT(dst.device == Device::kCPU && src.dtype == dst.dtype && src.numel() == dst.numel(),
                  "copy_to_host_async: src %s dst %s", src.describe().c_str(),
                  dst.describe().c_str());
-    if (ctx.device == Device::kCPU) {
-        cpu::copy(ctx, src, dst);
-    } else {
-        cuda::copy_to_host_async(ctx, src, dst);
-    }
+    VOXRT_DISPATCH(copy_to_host_async(ctx, src, dst));
 }
 
 void copy(const Context& ctx, const Tensor& src, Tensor& dst) {
     check_same(src, dst, "copy");
-    if (src.device == Device::kCPU && dst.device == Device::kCPU) {
-        cpu::copy(ctx, src, dst);
-    } else {
-        cuda::copy(ctx, src, dst);
-    }
+    // The backend of the device side does it (the host's for host-to-host copies).
+    const Device side = src.device != Device::kCPU ? src.device : dst.device;
+    VOXRT_ASSERT(
+        src.device == dst.device || src.device == Device::kCPU || dst.device == Device::kCPU,
+        "copy: %s to %s", device_name(src.device), device_name(dst.device));
+    backend::entry_points_of(side).copy(ctx, src, dst);
 }
 
 void zero(const Context& ctx, Tensor& t) {
@@ -239,8 +235,15 @@ void transpose(const Context& ctx, const Tensor& x, Tensor& y) {
 }
 
 Status synchronize(const Context& ctx) {
-    if (ctx.device == Device::kCPU) return Status::ok();
-    return cuda::synchronize(ctx);
+    return VOXRT_DISPATCH(synchronize(ctx));
+}
+
+void range_push(const Context& ctx, const char* name) {
+    VOXRT_DISPATCH(range_push(ctx, name));
+}
+
+void range_pop(const Context& ctx) {
+    VOXRT_DISPATCH(range_pop(ctx));
 }
 
 float uniform_draw(uint64_t seed, uint32_t counter, uint32_t index) {

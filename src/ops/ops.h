@@ -1,6 +1,6 @@
 // The operator set the model code is written against. Each op is declared once here, checks its
-// arguments, and dispatches on ctx.device to backend/cpu or backend/cuda (a build without CUDA
-// links backend/none, whose entry points fail loudly).
+// arguments, and calls the entry point of the backend that serves ctx.device (backend/
+// entry_points.h; an op on a device whose backend this build lacks aborts with a clear message).
 //
 // Conventions
 // - Tensors are contiguous row-major views on ctx.device. "Rows" = all leading dimensions
@@ -8,10 +8,10 @@
 // - Weights may be BF16 or F32 (as stored in the checkpoint); activations use ctx.act_dtype().
 // - Numerics: with Precision::kBF16 every op rounds its output to bfloat16 exactly where the
 //   PyTorch reference (bf16 model) produces a bf16 tensor, accumulating in fp32 as PyTorch does.
-//   On the CPU activations are stored as F32 holding bf16-representable values; on CUDA they are
+//   On the CPU activations are stored as F32 holding bf16-representable values; on a GPU they are
 //   stored as BF16. With Precision::kF32 nothing is rounded.
-// - Positions are device-resident I32 tensors so that decode steps can be captured in CUDA graphs
-//   and replayed with new positions without touching the host.
+// - Positions are device-resident I32 tensors so that decode steps can be captured in graphs
+//   (backend/device.h) and replayed with new positions without touching the host.
 #pragma once
 
 #include <cstdint>
@@ -30,9 +30,10 @@ enum class Precision : uint8_t { kF32, kBF16 };
 struct Context {
     Device device = Device::kCPU;
     Precision precision = Precision::kF32;
-    ThreadPool* pool = nullptr;    // CPU worker threads (may be null: single-threaded)
-    void* cuda_stream = nullptr;   // cudaStream_t of the session (CUDA only)
-    void* cuda_handles = nullptr;  // backend-owned handles (cuBLAS(Lt), workspace), CUDA only
+    ThreadPool* pool = nullptr;  // CPU worker threads (may be null: single-threaded)
+    // What the backend's create_context made (queue, library handles, workspaces), owned by the
+    // backend and freed by backend::destroy_context; null for a plain CPU context.
+    void* backend_state = nullptr;
     bool fused =
         true;  // allow the fused kernels of ops/fused_ops.h (false: always the op sequence)
     // Of those, the fused LFM2 backbone step (ops::lfm2_decode_step) alone (false: only it off).
@@ -46,8 +47,7 @@ struct Context {
     bool round_bf16() const { return precision == Precision::kBF16; }
     // The dtype activation buffers are allocated with.
     DType act_dtype() const {
-        return device == Device::kCUDA && precision == Precision::kBF16 ? DType::kBF16
-                                                                        : DType::kF32;
+        return device != Device::kCPU && precision == Precision::kBF16 ? DType::kBF16 : DType::kF32;
     }
 };
 
@@ -136,10 +136,10 @@ void increment(const Context& ctx, Tensor& t, int32_t delta);
 void fill_rows_led_by(const Context& ctx, Tensor& t, int32_t value);
 
 // Copies between tensors of equal numel, converting dtype (F32 <-> BF16, I32/I64) and device.
-// A copy between the host and a CUDA device waits for it (and for the work queued before it).
+// A copy between the host and a device waits for it (and for the work queued before it).
 void copy(const Context& ctx, const Tensor& src, Tensor& dst);
 // Queues a copy of src (on ctx.device) into the host tensor dst (same dtype and numel) and returns
-// at once: dst holds the values after the next synchronize(ctx). On CUDA, dst must be page-locked
+// at once: dst holds the values after the next synchronize(ctx). On a GPU, dst must be page-locked
 // (Buffer::allocate_pinned) for the copy to be asynchronous, and must not be touched before that
 // synchronize. On the CPU the copy is done at once.
 void copy_to_host_async(const Context& ctx, const Tensor& src, Tensor& dst);
@@ -150,8 +150,24 @@ void round_to_act(const Context& ctx, Tensor& t);
 // y[B,A] = x[A,B]ᵀ
 void transpose(const Context& ctx, const Tensor& x, Tensor& y);
 
-// Blocks until all work queued on ctx has finished (CUDA stream sync; no-op on the CPU).
+// Blocks until all work queued on ctx has finished (the device queue; no-op on the CPU).
 Status synchronize(const Context& ctx);
+
+// A named range on ctx's device for an attached profiler (on CUDA an NVTX range, seen by Nsight
+// Systems; nothing on the CPU). Costs next to nothing when no profiler is attached. Ranges nest
+// and must be popped on the thread that pushed them; ProfileRange does both.
+void range_push(const Context& ctx, const char* name);
+void range_pop(const Context& ctx);
+class ProfileRange {
+public:
+    ProfileRange(const Context& ctx, const char* name) : ctx_(ctx) { range_push(ctx, name); }
+    ~ProfileRange() { range_pop(ctx_); }
+    ProfileRange(const ProfileRange&) = delete;
+    ProfileRange& operator=(const ProfileRange&) = delete;
+
+private:
+    const Context& ctx_;
+};
 
 // Uniform [0,1) draw shared by both backends: a stateless hash of (seed, counter, index).
 float uniform_draw(uint64_t seed, uint32_t counter, uint32_t index);

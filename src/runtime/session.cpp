@@ -7,7 +7,7 @@
 #include <cstdio>
 
 #include "audio/resample.h"
-#include "backend/device_api.h"
+#include "backend/device.h"
 #include "core/check.h"
 #include "ops/mel_ops.h"
 
@@ -31,8 +31,8 @@ Session::~Session() {
     text_graph_.reset();
     frame_graph_.reset();
     detok_state_.reset();
-    if (own_detok_ctx_) backend::destroy_cuda_context(detok_ctx_);
-    backend::destroy_cuda_context(ctx_);
+    if (own_detok_ctx_) backend::destroy_context(detok_ctx_);
+    backend::destroy_context(ctx_);
 }
 
 Expected<std::unique_ptr<Session>> Session::create(const model::LfmAudioModel& model,
@@ -49,7 +49,7 @@ Status Session::init(const SessionOptions& opt) {
         return make_error(StatusCode::kInvalidArgument, "context of %d positions is too small",
                           capacity_);
     if (mo.device == Device::kCUDA) {
-        VOXRT_ASSIGN_OR_RETURN(ctx_, backend::create_cuda_context(mo.precision));
+        VOXRT_ASSIGN_OR_RETURN(ctx_, backend::create_context(Device::kCUDA, mo.precision));
     } else {
         ctx_.device = Device::kCPU;
         ctx_.precision = mo.precision;
@@ -57,7 +57,7 @@ Status Session::init(const SessionOptions& opt) {
     ctx_.pool = model_.pool();
     ctx_.fused = opt.fused_kernels;
     ctx_.fused_backbone = opt.fused_backbone;
-    use_graphs_ = ctx_.device == Device::kCUDA && opt.cuda_graphs;
+    use_graphs_ = ctx_.device == Device::kCUDA && opt.device_graphs;
     mel_on_device_ = opt.mel_on_device;
     detok_ctx_ = ctx_;
     detok_ctx_.precision = ops::Precision::kF32;
@@ -69,12 +69,12 @@ Status Session::init(const SessionOptions& opt) {
         detok_ctx_.pool = model_.pool();
     } else if (ctx_.device == Device::kCUDA && model_.detokenizer()) {
         // Small: the detokenizer's ops work on at most 48 rows.
-        backend::CudaContextOptions dopt;
+        backend::ContextOptions dopt;
         dopt.scratch_bytes = size_t{16} << 20;
         dopt.gemm_workspace_bytes = size_t{8} << 20;
         dopt.high_priority = true;
-        VOXRT_ASSIGN_OR_RETURN(detok_ctx_,
-                               backend::create_cuda_context(ops::Precision::kF32, 0, dopt));
+        VOXRT_ASSIGN_OR_RETURN(
+            detok_ctx_, backend::create_context(Device::kCUDA, ops::Precision::kF32, 0, dopt));
         own_detok_ctx_ = true;
         detok_ctx_.pool = model_.pool();
         detok_ctx_.fused = ctx_.fused;
@@ -399,7 +399,7 @@ Status Session::step(const GenerateOptions& opt, bool text, bool forward, int32_
                      std::array<int32_t, 8>* codes) {
     const int Q = model_.config().codebooks;
     if (use_graphs_ && forward) {
-        backend::GraphCapture& g = text ? text_graph_ : frame_graph_;
+        backend::Graph& g = text ? text_graph_ : frame_graph_;
         if (!g.captured()) {
             VOXRT_RETURN_IF_ERROR(g.begin(ctx_));
             step_ops(opt, text, forward);

@@ -27,7 +27,7 @@
 
 #include "core/arena.h"
 #include "core/status.h"
-#include "backend/device_api.h"
+#include "backend/device.h"
 #include "model/lfm_audio.h"
 #include "runtime/detok_worker.h"
 
@@ -41,7 +41,7 @@ enum class GenerationMode : uint8_t {
 
 struct SessionOptions {
     int context = 0;          // positions the conversation may hold; 0 = the model's max_context
-    bool cuda_graphs = true;  // CUDA: replay each decode step as one captured graph
+    bool device_graphs = true;  // GPU: replay each decode step as one captured graph
     // CUDA: run the backbone step and the depthformer frame as single persistent kernels
     // (ops/fused_ops.h); false: op by op (the definition; for comparisons).
     bool fused_kernels = true;
@@ -218,7 +218,7 @@ private:
     bool capture_ = false;
     bool use_graphs_ = false;
     bool mel_on_device_ = true;  // SessionOptions::mel_on_device
-    backend::GraphCapture text_graph_, frame_graph_;
+    backend::Graph text_graph_, frame_graph_;
     std::string graph_key_;  // sampling options the graphs were captured with
     std::vector<float> cap_logits_;
     std::vector<float> pcm_;  // detokenizer output staging (reserved)

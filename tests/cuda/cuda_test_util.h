@@ -11,7 +11,7 @@
 
 #include <gtest/gtest.h>
 
-#include "backend/device_api.h"
+#include "backend/device.h"
 #include "core/bf16.h"
 #include "core/tensor.h"
 #include "ops/ops.h"
@@ -102,14 +102,14 @@ inline double rms(const std::vector<float>& v) {
 class CudaContextTest : public ::testing::Test {
 protected:
     void SetUp() override {
-        if (!backend::cuda_available()) GTEST_SKIP() << "no CUDA device";
-        auto c = backend::create_cuda_context(ops::Precision::kF32);
+        if (!backend::device_available(Device::kCUDA)) GTEST_SKIP() << "no CUDA device";
+        auto c = backend::create_context(Device::kCUDA, ops::Precision::kF32);
         ASSERT_TRUE(c.is_ok()) << c.status().message();
         ctx_ = *c;
         made_ = true;
     }
     void TearDown() override {
-        if (made_) backend::destroy_cuda_context(ctx_);
+        if (made_) backend::destroy_context(ctx_);
     }
     ops::Context ctx_;
 

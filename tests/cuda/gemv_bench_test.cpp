@@ -11,7 +11,7 @@
 #include <cstdio>
 #include <vector>
 
-#include "backend/device_api.h"
+#include "backend/device.h"
 #include "core/bf16.h"
 #include "cuda/cuda_test_util.h"
 #include "ops/ops.h"
@@ -31,11 +31,11 @@ struct Shape {
 };
 
 TEST(GemvBench, DecodeShapes) {
-    if (!backend::cuda_available()) GTEST_SKIP() << "no CUDA device";
-    auto made = backend::create_cuda_context(ops::Precision::kBF16);
+    if (!backend::device_available(Device::kCUDA)) GTEST_SKIP() << "no CUDA device";
+    auto made = backend::create_context(Device::kCUDA, ops::Precision::kBF16);
     ASSERT_TRUE(made.is_ok()) << made.status().message();
     ops::Context ctx = made.value();
-    std::printf("[gemv_bench] device: %s\n", backend::cuda_device_name().c_str());
+    std::printf("[gemv_bench] device: %s\n", backend::hardware_name(Device::kCUDA).c_str());
 
     // Copy bandwidth: 1 GiB device to device, counting bytes read and written.
     const size_t copy_bytes = size_t{1} << 30;
@@ -117,7 +117,7 @@ TEST(GemvBench, DecodeShapes) {
         const double eager_us = seconds_since(t0) / iters * 1e6;
 
         // Graph: the rotation captured once, replayed.
-        backend::GraphCapture g;
+        backend::Graph g;
         ASSERT_TRUE(g.begin(ctx).is_ok());
         const int per_graph = std::max(copies, 32);
         for (int i = 0; i < per_graph; ++i) ops::linear(ctx, x, ws[i % copies], nullptr, y);
@@ -135,7 +135,7 @@ TEST(GemvBench, DecodeShapes) {
                     s.name, s.M, s.N, s.K, w_bytes / 1e6, eager_us, graph_us, gbs,
                     100.0 * gbs / copy_gbs);
     }
-    backend::destroy_cuda_context(ctx);
+    backend::destroy_context(ctx);
 }
 
 }  // namespace

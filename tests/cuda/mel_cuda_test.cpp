@@ -16,7 +16,7 @@
 #include "audio/mel.h"
 #include "audio/resample.h"
 #include "audio/wav.h"
-#include "backend/device_api.h"
+#include "backend/device.h"
 #include "core/tensor.h"
 #include "ops/mel_ops.h"
 #include "ops/ops.h"

@@ -23,7 +23,7 @@
 #include <string>
 #include <vector>
 
-#include "backend/device_api.h"
+#include "backend/device.h"
 #include "core/bf16.h"
 #include "core/thread_pool.h"
 #include "cuda/cuda_test_util.h"
@@ -208,20 +208,20 @@ private:
 class CudaOps : public ::testing::Test {
 protected:
     static void SetUpTestSuite() {
-        if (!backend::cuda_available()) return;
+        if (!backend::device_available(Device::kCUDA)) return;
         pool_ = new ThreadPool(0);
         for (int i = 0; i < 2; ++i) {
-            auto c = backend::create_cuda_context(i ? Precision::kBF16 : Precision::kF32);
+            auto c = backend::create_context(Device::kCUDA, i ? Precision::kBF16 : Precision::kF32);
             if (!c.is_ok()) {
                 init_error_ = c.status().message();
                 return;
             }
             gpu_[i] = c.value();
         }
-        std::printf("[ops_cuda] device: %s\n", backend::cuda_device_name().c_str());
+        std::printf("[ops_cuda] device: %s\n", backend::hardware_name(Device::kCUDA).c_str());
     }
     static void TearDownTestSuite() {
-        for (auto& g : gpu_) backend::destroy_cuda_context(g);
+        for (auto& g : gpu_) backend::destroy_context(g);
         delete pool_;
         pool_ = nullptr;
         if (table().empty()) return;
@@ -233,7 +233,7 @@ protected:
                         static_cast<long long>(r.d.bad), static_cast<long long>(r.d.n));
     }
     void SetUp() override {
-        if (!backend::cuda_available()) GTEST_SKIP() << "no CUDA device";
+        if (!backend::device_available(Device::kCUDA)) GTEST_SKIP() << "no CUDA device";
         ASSERT_TRUE(init_error_.empty()) << init_error_;
     }
     static Env env(Precision p) { return Env(gpu_[p == Precision::kBF16 ? 1 : 0], pool_, p); }
@@ -769,7 +769,7 @@ TEST_F(CudaOps, GraphCaptureDecodeStep) {
         ops::argmax(ctx, T(p.logits), T(p.tok));
     };
 
-    backend::GraphCapture graph;
+    backend::Graph graph;
     ASSERT_TRUE(graph.begin(e.gpu()).is_ok());
     step(e.gpu(), paths[1], true);
     const Status st = graph.end(e.gpu());
@@ -845,7 +845,7 @@ TEST_F(CudaOps, StepBookkeeping) {
     std::vector<int32_t> frame0(Q, 5);
     frame0[0] = end;
     auto frame = e.ids(frame0, {1, Q});
-    backend::GraphCapture graph;
+    backend::Graph graph;
     ASSERT_TRUE(graph.begin(e.gpu()).is_ok());
     ops::increment(e.gpu(), pos.d, 1);
     ops::increment(e.gpu(), gctr.d, Q + 1);
@@ -886,17 +886,17 @@ TEST_F(CudaOps, StepBookkeeping) {
 
 TEST_F(CudaOps, ErrorsBecomeStatuses) {
     ops::Context cpu;
-    backend::GraphCapture g;
+    backend::Graph g;
     EXPECT_EQ(g.begin(cpu).code(), StatusCode::kUnsupported);
     EXPECT_FALSE(g.replay(gpu_[0]).is_ok());
 
-    auto bad_dev = backend::create_cuda_context(Precision::kF32, 1000);
+    auto bad_dev = backend::create_context(Device::kCUDA, Precision::kF32, 1000);
     ASSERT_FALSE(bad_dev.is_ok());
     EXPECT_EQ(bad_dev.status().code(), StatusCode::kInvalidArgument);
 
-    backend::CudaContextOptions huge;
+    backend::ContextOptions huge;
     huge.scratch_bytes = size_t{1} << 50;
-    auto oom = backend::create_cuda_context(Precision::kF32, 0, huge);
+    auto oom = backend::create_context(Device::kCUDA, Precision::kF32, 0, huge);
     ASSERT_FALSE(oom.is_ok());
     EXPECT_EQ(oom.status().code(), StatusCode::kOutOfMemory) << oom.status().message();
     std::printf("[ops_cuda] out-of-memory status: %s\n", oom.status().message().c_str());

@@ -16,7 +16,7 @@
 #include "util/compare.h"
 #include "util/parity_env.h"
 #include "util/test_paths.h"
-#include "backend/device_api.h"
+#include "backend/device.h"
 
 namespace voxrt {
 namespace {
@@ -117,7 +117,7 @@ class GreedyE2E : public ::testing::TestWithParam<std::string> {};
 
 // fp32: the official fp32 greedy sequence must be reproduced exactly, every one of its steps.
 TEST_P(GreedyE2E, Fp32SequenceIdentical) {
-    if (test::parity_device() == Device::kCUDA && !backend::cuda_available())
+    if (test::parity_device() == Device::kCUDA && !backend::device_available(Device::kCUDA))
         GTEST_SKIP() << "no CUDA device";
     const std::string mode = GetParam();
     auto m = load_tiny(ops::Precision::kF32);
@@ -136,7 +136,7 @@ TEST_P(GreedyE2E, Fp32SequenceIdentical) {
 // own bf16 and fp32 runs (docs/reference-dumps.md), so this reports the agreement length and
 // only requires the first step (bf16 logits are judged teacher-forced in backbone_parity_test).
 TEST_P(GreedyE2E, Bf16SequenceReport) {
-    if (test::parity_device() == Device::kCUDA && !backend::cuda_available())
+    if (test::parity_device() == Device::kCUDA && !backend::device_available(Device::kCUDA))
         GTEST_SKIP() << "no CUDA device";
     const std::string mode = GetParam();
     auto m = load_tiny(ops::Precision::kBF16);

@@ -23,7 +23,7 @@
 #include "util/compare.h"
 #include "util/parity_env.h"
 #include "util/test_paths.h"
-#include "backend/device_api.h"
+#include "backend/device.h"
 
 namespace voxrt {
 namespace {
@@ -90,7 +90,7 @@ Result run_teacher_forced(const std::string& mode, ops::Precision prec) {
     ThreadPool pool(0);
     ops::Context ctx;
     if (device == Device::kCUDA) {
-        auto c = backend::create_cuda_context(prec);
+        auto c = backend::create_context(Device::kCUDA, prec);
         EXPECT_TRUE(c.is_ok()) << c.status().message();
         if (!c.is_ok()) return res;
         ctx = *c;
@@ -206,12 +206,12 @@ Result run_teacher_forced(const std::string& mode, ops::Precision prec) {
             tag.c_str(), device_name(device), res.text.str().c_str(), mode.c_str(), tag.c_str(),
             device_name(device), res.depth.str().c_str());
     }
-    backend::destroy_cuda_context(ctx);
+    backend::destroy_context(ctx);
     return res;
 }
 
 bool skip_device() {
-    return test::parity_device() == Device::kCUDA && !backend::cuda_available();
+    return test::parity_device() == Device::kCUDA && !backend::device_available(Device::kCUDA);
 }
 
 class BackboneParity : public ::testing::TestWithParam<std::string> {};

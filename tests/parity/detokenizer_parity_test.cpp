@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "backend/device_api.h"
+#include "backend/device.h"
 #include "core/arena.h"
 #include "core/thread_pool.h"
 #include "io/safetensors.h"
@@ -72,10 +72,10 @@ void run_parity(Device dev) {
     ops::Context ctx;
     ctx.pool = &pool;
     if (dev == Device::kCUDA) {
-        auto made = backend::create_cuda_context(ops::Precision::kBF16);
+        auto made = backend::create_context(Device::kCUDA, ops::Precision::kBF16);
         ASSERT_TRUE(made.is_ok()) << made.status().message();
         ctx = made.value();
-        std::printf("[detok parity] device: %s\n", backend::cuda_device_name().c_str());
+        std::printf("[detok parity] device: %s\n", backend::hardware_name(Device::kCUDA).c_str());
     }
     ctx.precision = ops::Precision::kBF16;  // ignored: the detokenizer always runs in fp32
     {
@@ -100,7 +100,7 @@ void run_parity(Device dev) {
         expect_close("spec", stages.spec, test::read_f32(*dump, "spec"), 1e-5);
         expect_close("pcm", pcm, test::read_f32(*dump, "pcm"), 1e-5);
     }
-    if (dev == Device::kCUDA) backend::destroy_cuda_context(ctx);
+    if (dev == Device::kCUDA) backend::destroy_context(ctx);
 }
 
 TEST(DetokenizerParity, StagesMatchReference) {
@@ -108,7 +108,7 @@ TEST(DetokenizerParity, StagesMatchReference) {
 }
 
 TEST(DetokenizerParity, StagesMatchReferenceCuda) {
-    if (!backend::cuda_available()) GTEST_SKIP() << "no CUDA device";
+    if (!backend::device_available(Device::kCUDA)) GTEST_SKIP() << "no CUDA device";
     run_parity(Device::kCUDA);
 }
 

@@ -20,7 +20,7 @@
 #include <string>
 #include <vector>
 
-#include "backend/device_api.h"
+#include "backend/device.h"
 #include "core/arena.h"
 #include "core/thread_pool.h"
 #include "io/safetensors.h"
@@ -79,7 +79,7 @@ std::vector<Output> run(Device device, ops::Precision prec, const io::SafeTensor
     const std::string dir = fixture_dir();
     ops::Context ctx;
     if (device == Device::kCUDA) {
-        auto c = backend::create_cuda_context(prec);
+        auto c = backend::create_context(Device::kCUDA, prec);
         EXPECT_TRUE(c.is_ok()) << c.status().message();
         if (!c.is_ok()) return {};
         ctx = *c;
@@ -129,7 +129,7 @@ std::vector<Output> run(Device device, ops::Precision prec, const io::SafeTensor
             outs.push_back(std::move(o));
         }
     }
-    if (device == Device::kCUDA) backend::destroy_cuda_context(ctx);
+    if (device == Device::kCUDA) backend::destroy_context(ctx);
     return outs;
 }
 
@@ -211,7 +211,7 @@ TEST(EncoderParity, Cpu) {
 }
 
 TEST(EncoderParity, Cuda) {
-    if (!backend::cuda_available()) GTEST_SKIP() << "no CUDA device";
+    if (!backend::device_available(Device::kCUDA)) GTEST_SKIP() << "no CUDA device";
     check_parity(Device::kCUDA);
 }
 

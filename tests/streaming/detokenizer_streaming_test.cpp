@@ -26,7 +26,7 @@
 #include <utility>
 #include <vector>
 
-#include "backend/device_api.h"
+#include "backend/device.h"
 #include "core/arena.h"
 #include "core/thread_pool.h"
 #include "model/audio_decoder.h"
@@ -80,7 +80,7 @@ ops::Context make_context(Device dev, ThreadPool* pool) {
     ops::Context c;
     c.pool = pool;
     if (dev == Device::kCUDA) {
-        auto made = backend::create_cuda_context(ops::Precision::kBF16);
+        auto made = backend::create_context(Device::kCUDA, ops::Precision::kBF16);
         EXPECT_TRUE(made.is_ok()) << made.status().message();
         if (made.is_ok()) c = made.value();
     }
@@ -107,7 +107,7 @@ struct Harness {
         if (d.is_ok()) det.emplace(std::move(d).value());
     }
     ~Harness() {
-        if (dev == Device::kCUDA) backend::destroy_cuda_context(ctx);
+        if (dev == Device::kCUDA) backend::destroy_context(ctx);
     }
 
     std::vector<float> decode(const std::vector<int32_t>& codes) {
@@ -206,7 +206,7 @@ TEST(DetokenizerStreaming, StepsPlusFlushEqualDecode) {
 }
 
 TEST(DetokenizerStreaming, StepsPlusFlushEqualDecodeCuda) {
-    if (!backend::cuda_available()) GTEST_SKIP() << "no CUDA device";
+    if (!backend::device_available(Device::kCUDA)) GTEST_SKIP() << "no CUDA device";
     steps_plus_flush_equal_decode(Device::kCUDA);
 }
 
@@ -303,7 +303,7 @@ TEST(DetokenizerStreaming, ChunkedStepsPlusFlushEqualDecode) {
 }
 
 TEST(DetokenizerStreaming, ChunkedStepsPlusFlushEqualDecodeCuda) {
-    if (!backend::cuda_available()) GTEST_SKIP() << "no CUDA device";
+    if (!backend::device_available(Device::kCUDA)) GTEST_SKIP() << "no CUDA device";
     chunked_steps_plus_flush_equal_decode(Device::kCUDA);
 }
 
@@ -693,7 +693,7 @@ TEST(DetokenizerStreaming, SessionAsyncEqualsSync) {
 // of its turn is the CPU detokenizer's whole-utterance decode of the frames the GPU chose, bit for
 // bit, in both the worker and the in-loop mode.
 TEST(DetokenizerStreaming, CudaSessionWithHostDetokenizer) {
-    if (!backend::cuda_available()) GTEST_SKIP() << "no CUDA device";
+    if (!backend::device_available(Device::kCUDA)) GTEST_SKIP() << "no CUDA device";
     auto m = load_tiny(Device::kCUDA, /*detok_on_cpu=*/true);
     ASSERT_TRUE(m);
     ASSERT_EQ(m->detokenizer_device(), Device::kCPU);
@@ -788,7 +788,7 @@ TEST(DetokenizerStreaming, PerFrameCost) {
 }
 
 TEST(DetokenizerStreaming, PerFrameCostCuda) {
-    if (!backend::cuda_available()) GTEST_SKIP() << "no CUDA device";
+    if (!backend::device_available(Device::kCUDA)) GTEST_SKIP() << "no CUDA device";
     per_frame_cost(Device::kCUDA);
 }
 

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "audio/wav.h"
-#include "backend/device_api.h"
+#include "backend/device.h"
 #include "cli_common.h"
 #include "model/lfm_audio.h"
 #include "runtime/session.h"
@@ -64,7 +64,8 @@ Status run_bench(const CommonArgs& c, const BenchArgs& a) {
     VOXRT_ASSIGN_OR_RETURN(std::unique_ptr<model::LfmAudioModel> m,
                            model::LfmAudioModel::load(c.model_dir, o));
     const double load_ms = ms_since(tl);
-    const std::string dev = o.device == Device::kCUDA ? backend::cuda_device_name() : "cpu";
+    const std::string dev =
+        o.device == Device::kCUDA ? backend::hardware_name(Device::kCUDA) : "cpu";
     std::fprintf(stderr, "voxrt bench: %s on %s, %s, load %.0f ms\n", c.model_dir.c_str(),
                  dev.c_str(), c.precision.c_str(), load_ms);
     std::ofstream json;

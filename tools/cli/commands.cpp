@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "audio/wav.h"
-#include "backend/device_api.h"
+#include "backend/device.h"
 #include "cli_common.h"
 #include "io/safetensors.h"
 #include "model/lfm_audio.h"
@@ -116,9 +116,10 @@ Expected<Loaded> load(const CommonArgs& c, bool need_detok) {
     VOXRT_ASSIGN_OR_RETURN(l.session, runtime::Session::create(*l.model, session_options(c)));
     l.load_ms = ms_since(t0);
     if (!c.quiet)
-        std::fprintf(stderr, "voxrt: loaded %s on %s (%s) in %.0f ms\n", c.model_dir.c_str(),
-                     o.device == Device::kCUDA ? backend::cuda_device_name().c_str() : "cpu",
-                     o.precision == ops::Precision::kBF16 ? "bf16" : "fp32", l.load_ms);
+        std::fprintf(
+            stderr, "voxrt: loaded %s on %s (%s) in %.0f ms\n", c.model_dir.c_str(),
+            o.device == Device::kCUDA ? backend::hardware_name(Device::kCUDA).c_str() : "cpu",
+            o.precision == ops::Precision::kBF16 ? "bf16" : "fp32", l.load_ms);
     return l;
 }
 
@@ -219,7 +220,7 @@ std::string tts_prompt(const std::string& voice) {
 Expected<model::ModelOptions> model_options(const CommonArgs& c) {
     model::ModelOptions o;
     if (c.device == "auto") {
-        o.device = backend::cuda_available() ? Device::kCUDA : Device::kCPU;
+        o.device = backend::device_available(Device::kCUDA) ? Device::kCUDA : Device::kCPU;
     } else if (c.device == "cpu") {
         o.device = Device::kCPU;
     } else if (c.device == "cuda") {

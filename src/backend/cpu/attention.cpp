@@ -4,7 +4,7 @@
 #include <cstring>
 #include <vector>
 
-#include "backend/backend_ops.h"
+#include "backend/entry_points.h"
 #include "backend/cpu/cpu_common.h"
 
 namespace voxrt::cpu {

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 
+#include "backend/entry_points.h"
 #include "core/bf16.h"
 #include "core/check.h"
 #include "core/tensor.h"
@@ -12,6 +13,9 @@
 #include "ops/ops.h"
 
 namespace voxrt::cpu {
+
+// Every entry point of backend/entry_points.h (defined in this folder).
+VOXRT_DECLARE_BACKEND_ENTRY_POINTS
 
 inline float* act(const Tensor& t) {
     VOXRT_ASSERT(t.dtype == DType::kF32, "CPU activations must be F32, got %s",

@@ -3,7 +3,7 @@
 #include <cmath>
 #include <cstring>
 
-#include "backend/backend_ops.h"
+#include "backend/entry_points.h"
 #include "backend/cpu/cpu_common.h"
 
 namespace voxrt::cpu {

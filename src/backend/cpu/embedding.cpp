@@ -2,7 +2,7 @@
 #include <algorithm>
 #include <vector>
 
-#include "backend/backend_ops.h"
+#include "backend/entry_points.h"
 #include "backend/cpu/cpu_common.h"
 
 namespace voxrt::cpu {

@@ -6,7 +6,7 @@
 
 #include "audio/fft.h"
 #include "audio/istft.h"
-#include "backend/backend_ops.h"
+#include "backend/entry_points.h"
 #include "backend/cpu/cpu_common.h"
 
 namespace voxrt::cpu {

@@ -7,7 +7,7 @@
 #include <immintrin.h>
 #endif
 
-#include "backend/backend_ops.h"
+#include "backend/entry_points.h"
 #include "backend/cpu/cpu_common.h"
 
 namespace voxrt::cpu {

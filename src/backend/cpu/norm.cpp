@@ -1,7 +1,7 @@
 // CPU normalizations (RMSNorm in both reference flavours, LayerNorm).
 #include <cmath>
 
-#include "backend/backend_ops.h"
+#include "backend/entry_points.h"
 #include "backend/cpu/cpu_common.h"
 
 namespace voxrt::cpu {

@@ -12,7 +12,7 @@
 #include <climits>
 #include <mutex>
 
-#include "backend/backend_ops.h"
+#include "backend/cuda/handles.h"
 #include "backend/cuda/common.cuh"
 
 namespace voxrt::cuda {

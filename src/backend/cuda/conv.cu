@@ -4,7 +4,7 @@
 // K-1 inputs in registers, which also makes y == x (aliasing) safe. Longer inputs run one thread
 // per (t, c) output reading x directly; when y aliases x, x is first copied to the context scratch
 // (and if it does not fit, the per-channel kernel is used).
-#include "backend/backend_ops.h"
+#include "backend/cuda/handles.h"
 #include "backend/cuda/common.cuh"
 
 namespace voxrt::cuda {

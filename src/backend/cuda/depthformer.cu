@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "backend/backend_ops.h"
+#include "backend/cuda/handles.h"
 #include "backend/cuda/common.cuh"
 #include "backend/cuda/persistent.cuh"
 #include "ops/fused_ops.h"
@@ -433,7 +433,7 @@ __global__ void __launch_bounds__(kThreads, 1) depthformer_streamed_kernel(const
     };
 
     unsigned tag = *reinterpret_cast<volatile unsigned*>(a.tag_base);
-    // VOXRT_DF_PROFILE=1: block 0 stamps each phase (start, inputs ready, weights ready, outputs
+    // VOXRT_KERNEL_PHASE_STAMPS builds: block 0 stamps each phase (start, inputs ready, weights ready, outputs
     // written) for depthformer_profile_report().
     unsigned long long* prof = blockIdx.x == 0 && threadIdx.x == 0 ? a.prof : nullptr;
     int ph = 0;
@@ -784,8 +784,11 @@ bool launch_streamed(const ops::Context& ctx, const ops::DepthformerFrame& f, DT
     a.w_o = w + NQ;
     a.w_g = w + NQ + Dd;
     a.w_logits = w + NQ + Dd + F;
-    const char* pe = std::getenv("VOXRT_DF_PROFILE");
-    a.prof = pe && *pe == '1' ? reinterpret_cast<unsigned long long*>(e + kProfileOffset) : nullptr;
+#ifdef VOXRT_KERNEL_PHASE_STAMPS
+    a.prof = reinterpret_cast<unsigned long long*>(e + kProfileOffset);
+#else
+    a.prof = nullptr;
+#endif
     a.L = L;
     a.Q = Q;
     a.V = V;
@@ -877,6 +880,7 @@ bool depthformer_frame(const ops::Context& ctx, const ops::DepthformerFrame& f) 
                            static_cast<int>(Hkv), static_cast<int>(Dh), static_cast<int>(F), static_cast<int>(V), greedy);
 }
 
+#ifdef VOXRT_KERNEL_PHASE_STAMPS
 std::string depthformer_profile_report(const ops::Context& ctx) {
     Handles& h = handles(ctx);
     if (!h.exchange) return "no exchange region";
@@ -886,7 +890,7 @@ std::string depthformer_profile_report(const ops::Context& ctx) {
             cudaSuccess)
         return "could not read the profile";
     const int L = static_cast<int>(p[0]), Q = static_cast<int>(p[1]);
-    if (L < 1 || L > kMaxLayers || Q < 1 || Q > kMaxQ) return "no profile (run with VOXRT_DF_PROFILE=1)";
+    if (L < 1 || L > kMaxLayers || Q < 1 || Q > kMaxQ) return "no profile (no streamed depthformer launch since the context was made)";
     // Phase kinds in order per codebook: L × (P1 P2 P3 P4), PL, S.
     // P2's middle column is the attention plus any wait for its weights.
     const char* names[6] = {"P1 qkv", "P2 attn+o", "P3 w1w3", "P4 w2", "PL logits", "S sample"};
@@ -917,5 +921,6 @@ std::string depthformer_profile_report(const ops::Context& ctx) {
     r += line;
     return r;
 }
+#endif  // VOXRT_KERNEL_PHASE_STAMPS
 
 }  // namespace voxrt::cuda

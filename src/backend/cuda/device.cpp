@@ -1,5 +1,7 @@
-// CUDA contexts, the device allocator, error recording, synchronize() and graph capture.
+// The CUDA backend's device entry points (contexts, the device allocator, error recording,
+// synchronize(), graph capture, NVTX ranges) and its entry-point table.
 #include <cuda_runtime.h>
+#include <nvtx3/nvToolsExt.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -7,9 +9,8 @@
 #include <mutex>
 #include <utility>
 
-#include "backend/backend_ops.h"
 #include "backend/cuda/handles.h"
-#include "backend/device_api.h"
+#include "backend/entry_points.h"
 #include "core/check.h"
 
 namespace voxrt::cuda {
@@ -24,14 +25,14 @@ Status g_orphan_error;
 }  // namespace
 
 Handles& handles(const ops::Context& ctx) {
-    VOXRT_ASSERT(ctx.device == Device::kCUDA && ctx.cuda_handles != nullptr,
+    VOXRT_ASSERT(ctx.device == Device::kCUDA && ctx.backend_state != nullptr,
                  "CUDA op called with a context that is not a CUDA context (device %s)",
                  device_name(ctx.device));
-    return *static_cast<Handles*>(ctx.cuda_handles);
+    return *static_cast<Handles*>(ctx.backend_state);
 }
 
 cudaStream_t stream_of(const ops::Context& ctx) {
-    return ctx.cuda_handles ? static_cast<Handles*>(ctx.cuda_handles)->stream : cudaStream_t{};
+    return ctx.backend_state ? static_cast<Handles*>(ctx.backend_state)->stream : cudaStream_t{};
 }
 
 Status cuda_status(cudaError_t err, const char* call) {
@@ -48,8 +49,8 @@ Status cublas_status(cublasStatus_t err, const char* call) {
 
 void record_error(const ops::Context& ctx, Status status) {
     if (status.is_ok()) return;
-    if (ctx.cuda_handles) {
-        Handles& h = *static_cast<Handles*>(ctx.cuda_handles);
+    if (ctx.backend_state) {
+        Handles& h = *static_cast<Handles*>(ctx.backend_state);
         std::lock_guard<std::mutex> lock(h.error_mu);
         if (h.first_error.is_ok()) h.first_error = std::move(status);
     } else {
@@ -82,8 +83,8 @@ void check_launch(const ops::Context& ctx, const char* op) {
 Status synchronize(const ops::Context& ctx) {
     Status st = cuda_status(cudaStreamSynchronize(stream_of(ctx)), "cudaStreamSynchronize");
     Status recorded;
-    if (ctx.cuda_handles) {
-        Handles& h = *static_cast<Handles*>(ctx.cuda_handles);
+    if (ctx.backend_state) {
+        Handles& h = *static_cast<Handles*>(ctx.backend_state);
         std::lock_guard<std::mutex> lock(h.error_mu);
         recorded = std::exchange(h.first_error, Status());
     } else {
@@ -92,10 +93,6 @@ Status synchronize(const ops::Context& ctx) {
     }
     return recorded.is_ok() ? st : recorded;
 }
-
-}  // namespace voxrt::cuda
-
-namespace voxrt::backend {
 
 namespace {
 
@@ -129,10 +126,10 @@ void* pinned_alloc(size_t bytes) {
 
 void pinned_free(void* p) { cudaFreeHost(p); }
 
-void destroy_handles(cuda::Handles* h) {
+void destroy_handles(Handles* h) {
     if (!h) return;
     if (h->stream) cudaStreamSynchronize(h->stream);
-    cuda::destroy_lt_plans(h->lt_plans);
+    destroy_lt_plans(h->lt_plans);
     if (h->cublas) cublasDestroy(h->cublas);
     if (h->lt) cublasLtDestroy(h->lt);
     if (h->gemm_workspace) cudaFree(h->gemm_workspace);
@@ -152,7 +149,7 @@ Status alloc_or_fail(void** p, size_t bytes, const char* what) {
 
 }  // namespace
 
-bool cuda_available() {
+bool available() {
     static const bool available = [] {
         int n = 0;
         const cudaError_t err = cudaGetDeviceCount(&n);
@@ -162,8 +159,8 @@ bool cuda_available() {
     return available;
 }
 
-std::string cuda_device_name(int device_index) {
-    if (!cuda_available()) return "";
+std::string hardware_name(int device_index) {
+    if (!available()) return "";
     cudaDeviceProp prop{};
     if (cudaGetDeviceProperties(&prop, device_index) != cudaSuccess) {
         (void)cudaGetLastError();
@@ -172,18 +169,18 @@ std::string cuda_device_name(int device_index) {
     return prop.name;
 }
 
-Expected<ops::Context> create_cuda_context(ops::Precision precision, int device_index,
-                                           const CudaContextOptions& options) {
-    if (!cuda_available()) {
+Expected<ops::Context> create_context(ops::Precision precision, int device_index,
+                                      const backend::ContextOptions& options) {
+    if (!available()) {
         return make_error(StatusCode::kUnsupported, "[cuda] no CUDA device is available");
     }
     int n_devices = 0;
-    VOXRT_RETURN_IF_ERROR(cuda::cuda_status(cudaGetDeviceCount(&n_devices), "cudaGetDeviceCount"));
+    VOXRT_RETURN_IF_ERROR(cuda_status(cudaGetDeviceCount(&n_devices), "cudaGetDeviceCount"));
     if (device_index < 0 || device_index >= n_devices) {
         return make_error(StatusCode::kInvalidArgument, "[cuda] device %d requested, %d present",
                           device_index, n_devices);
     }
-    VOXRT_RETURN_IF_ERROR(cuda::cuda_status(cudaSetDevice(device_index), "cudaSetDevice"));
+    VOXRT_RETURN_IF_ERROR(cuda_status(cudaSetDevice(device_index), "cudaSetDevice"));
 
     static std::once_flag allocator_once;
     std::call_once(allocator_once, [] {
@@ -191,21 +188,20 @@ Expected<ops::Context> create_cuda_context(ops::Precision precision, int device_
         set_pinned_host_allocator({&pinned_alloc, &pinned_free});
     });
 
-    auto* h = new cuda::Handles();
+    auto* h = new Handles();
     h->device = device_index;
     auto fail = [h](Status st) {
         destroy_handles(h);
         return st;
     };
-    Status st = cuda::cuda_status(
+    Status st = cuda_status(
         cudaDeviceGetAttribute(&h->sm_count, cudaDevAttrMultiProcessorCount, device_index),
         "cudaDeviceGetAttribute(MultiProcessorCount)");
     if (!st) return fail(st);
-    h->persistent_blocks = h->sm_count;
-    if (const char* r = std::getenv("VOXRT_RESERVE_SMS"); r && *r)
-        h->persistent_blocks = std::clamp(h->sm_count - std::atoi(r), 1, h->sm_count);
+    h->persistent_blocks = std::clamp(h->sm_count - std::max(options.gpu.reserve_sms, 0), 1, h->sm_count);
+    h->l2_prefetch = options.gpu.l2_prefetch;
     int smem_optin = 0;
-    st = cuda::cuda_status(
+    st = cuda_status(
         cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device_index),
         "cudaDeviceGetAttribute(MaxSharedMemoryPerBlockOptin)");
     if (!st) return fail(st);
@@ -213,15 +209,15 @@ Expected<ops::Context> create_cuda_context(ops::Precision precision, int device_
     int prio = 0;
     if (options.high_priority) {
         int least = 0, greatest = 0;
-        st = cuda::cuda_status(cudaDeviceGetStreamPriorityRange(&least, &greatest), "cudaDeviceGetStreamPriorityRange");
+        st = cuda_status(cudaDeviceGetStreamPriorityRange(&least, &greatest), "cudaDeviceGetStreamPriorityRange");
         if (!st) return fail(st);
         prio = greatest;
     }
-    st = cuda::cuda_status(cudaStreamCreateWithPriority(&h->stream, cudaStreamNonBlocking, prio), "cudaStreamCreate");
+    st = cuda_status(cudaStreamCreateWithPriority(&h->stream, cudaStreamNonBlocking, prio), "cudaStreamCreate");
     if (!st) return fail(st);
-    st = cuda::cublas_status(cublasLtCreate(&h->lt), "cublasLtCreate");
+    st = cublas_status(cublasLtCreate(&h->lt), "cublasLtCreate");
     if (!st) return fail(st);
-    st = cuda::cublas_status(cublasCreate(&h->cublas), "cublasCreate");
+    st = cublas_status(cublasCreate(&h->cublas), "cublasCreate");
     if (!st) return fail(st);
     h->gemm_workspace_bytes = options.gemm_workspace_bytes;
     if (h->gemm_workspace_bytes) {
@@ -236,78 +232,68 @@ Expected<ops::Context> create_cuda_context(ops::Precision precision, int device_
     h->exchange_bytes = size_t{2} << 20;
     st = alloc_or_fail(&h->exchange, h->exchange_bytes, "persistent-kernel exchange");
     if (!st) return fail(st);
-    st = cuda::cuda_status(cudaMemset(h->exchange, 0, h->exchange_bytes), "cudaMemset(exchange)");
+    st = cuda_status(cudaMemset(h->exchange, 0, h->exchange_bytes), "cudaMemset(exchange)");
     if (!st) return fail(st);
-    st = cuda::cublas_status(cublasSetStream(h->cublas, h->stream), "cublasSetStream");
+    st = cublas_status(cublasSetStream(h->cublas, h->stream), "cublasSetStream");
     if (!st) return fail(st);
     // A user-provided workspace keeps cuBLAS from allocating (required for graph capture).
-    st = cuda::cublas_status(cublasSetWorkspace(h->cublas, h->gemm_workspace, h->gemm_workspace_bytes),
+    st = cublas_status(cublasSetWorkspace(h->cublas, h->gemm_workspace, h->gemm_workspace_bytes),
                              "cublasSetWorkspace");
     if (!st) return fail(st);
 
     ops::Context ctx;
     ctx.device = Device::kCUDA;
     ctx.precision = precision;
-    ctx.cuda_stream = h->stream;
-    ctx.cuda_handles = h;
+    ctx.backend_state = h;
     return ctx;
 }
 
-void destroy_cuda_context(ops::Context& ctx) {
-    if (ctx.device != Device::kCUDA || !ctx.cuda_handles) return;
-    destroy_handles(static_cast<cuda::Handles*>(ctx.cuda_handles));
-    ctx.cuda_handles = nullptr;
-    ctx.cuda_stream = nullptr;
+void destroy_context(ops::Context& ctx) {
+    if (ctx.device != Device::kCUDA || !ctx.backend_state) return;
+    destroy_handles(static_cast<Handles*>(ctx.backend_state));
+    ctx.backend_state = nullptr;
 }
 
 // ---- graph capture ---------------------------------------------------------------------------
 
-GraphCapture::~GraphCapture() { reset(); }
+namespace {
 
-GraphCapture::GraphCapture(GraphCapture&& o) noexcept { *this = std::move(o); }
-
-GraphCapture& GraphCapture::operator=(GraphCapture&& o) noexcept {
-    if (this != &o) {
-        reset();
-        graph_ = std::exchange(o.graph_, nullptr);
-        exec_ = std::exchange(o.exec_, nullptr);
-        capturing_ = std::exchange(o.capturing_, false);
-    }
-    return *this;
-}
-
-void GraphCapture::reset() {
-    if (exec_) cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(exec_));
-    if (graph_) cudaGraphDestroy(static_cast<cudaGraph_t>(graph_));
-    exec_ = nullptr;
-    graph_ = nullptr;
-}
-
-Status GraphCapture::begin(const ops::Context& ctx) {
-    if (ctx.device != Device::kCUDA || !ctx.cuda_handles) {
-        return make_error(StatusCode::kUnsupported, "[cuda] graph capture needs a CUDA context");
-    }
-    if (capturing_) return make_error(StatusCode::kInternal, "[cuda] graph capture already begun");
-    reset();
-    // Errors recorded before the capture belong to earlier work: report them now.
-    VOXRT_RETURN_IF_ERROR(cuda::synchronize(ctx));
-    VOXRT_RETURN_IF_ERROR(cuda::cuda_status(
-        cudaStreamBeginCapture(cuda::stream_of(ctx), cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture"));
-    capturing_ = true;
-    return Status::ok();
-}
-
-Status GraphCapture::end(const ops::Context& ctx) {
-    if (ctx.device != Device::kCUDA || !ctx.cuda_handles) {
-        return make_error(StatusCode::kUnsupported, "[cuda] graph capture needs a CUDA context");
-    }
-    if (!capturing_) return make_error(StatusCode::kInternal, "[cuda] graph capture end() without begin()");
-    capturing_ = false;
+// What a backend::Graph holds for a CUDA capture.
+struct CapturedGraph {
     cudaGraph_t graph = nullptr;
-    Status st = cuda::cuda_status(cudaStreamEndCapture(cuda::stream_of(ctx), &graph), "cudaStreamEndCapture");
+    cudaGraphExec_t exec = nullptr;
+};
+
+}  // namespace
+
+void graph_destroy(void* state) {
+    auto* g = static_cast<CapturedGraph*>(state);
+    if (!g) return;
+    if (g->exec) cudaGraphExecDestroy(g->exec);
+    if (g->graph) cudaGraphDestroy(g->graph);
+    delete g;
+}
+
+Status graph_begin(const ops::Context& ctx) {
+    if (ctx.device != Device::kCUDA || !ctx.backend_state) {
+        return make_error(StatusCode::kUnsupported, "[cuda] graph capture needs a CUDA context");
+    }
+    // Errors recorded before the capture belong to earlier work: report them now.
+    VOXRT_RETURN_IF_ERROR(synchronize(ctx));
+    return cuda_status(cudaStreamBeginCapture(stream_of(ctx), cudaStreamCaptureModeThreadLocal),
+                       "cudaStreamBeginCapture");
+}
+
+Status graph_end(const ops::Context& ctx, void** out) {
+    *out = nullptr;
+    if (ctx.device != Device::kCUDA || !ctx.backend_state) {
+        return make_error(StatusCode::kUnsupported, "[cuda] graph capture needs a CUDA context");
+    }
+    cudaGraph_t graph = nullptr;
+    Status st = cuda_status(cudaStreamEndCapture(stream_of(ctx), &graph), "cudaStreamEndCapture");
     Status recorded;
     {
-        cuda::Handles& h = cuda::handles(ctx);
+        Handles& h = handles(ctx);
         std::lock_guard<std::mutex> lock(h.error_mu);
         recorded = std::exchange(h.first_error, Status());
     }
@@ -316,24 +302,45 @@ Status GraphCapture::end(const ops::Context& ctx) {
         (void)cudaGetLastError();
         return recorded.is_ok() ? st : recorded.with_context("[cuda] during graph capture");
     }
-    graph_ = graph;
-    cudaGraphExec_t exec = nullptr;
-    st = cuda::cuda_status(cudaGraphInstantiate(&exec, graph, 0), "cudaGraphInstantiate");
+    auto* g = new CapturedGraph();
+    g->graph = graph;
+    st = cuda_status(cudaGraphInstantiate(&g->exec, graph, 0), "cudaGraphInstantiate");
     if (!st) {
-        reset();
+        graph_destroy(g);
         return st;
     }
-    exec_ = exec;
+    *out = g;
     return Status::ok();
 }
 
-Status GraphCapture::replay(const ops::Context& ctx) const {
-    if (!exec_) return make_error(StatusCode::kInternal, "[cuda] replay() of a graph that was not captured");
-    if (ctx.device != Device::kCUDA || !ctx.cuda_handles) {
+Status graph_replay(const ops::Context& ctx, void* state) {
+    if (ctx.device != Device::kCUDA || !ctx.backend_state) {
         return make_error(StatusCode::kUnsupported, "[cuda] graph replay needs a CUDA context");
     }
-    return cuda::cuda_status(cudaGraphLaunch(static_cast<cudaGraphExec_t>(exec_), cuda::stream_of(ctx)),
-                             "cudaGraphLaunch");
+    return cuda_status(cudaGraphLaunch(static_cast<CapturedGraph*>(state)->exec, stream_of(ctx)),
+                       "cudaGraphLaunch");
+}
+
+// ---- profiler ranges ---------------------------------------------------------------------------
+
+// NVTX ranges: without a tool attached (Nsight Systems) each call is a test of a null pointer.
+void range_push(const ops::Context&, const char* name) { nvtxRangePushA(name); }
+
+void range_pop(const ops::Context&) { nvtxRangePop(); }
+
+}  // namespace voxrt::cuda
+
+namespace voxrt::backend {
+
+namespace {
+#define VOXRT_BACKEND_TABLE_NS cuda
+const EntryPoints kCudaEntryPoints = VOXRT_BACKEND_TABLE("cuda");
+#undef VOXRT_BACKEND_TABLE_NS
+}  // namespace
+
+template <>
+const EntryPoints* backend_for<Device::kCUDA>() {
+    return &kCudaEntryPoints;
 }
 
 }  // namespace voxrt::backend

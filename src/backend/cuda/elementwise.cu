@@ -2,7 +2,7 @@
 #include <cstring>
 #include <vector>
 
-#include "backend/backend_ops.h"
+#include "backend/cuda/handles.h"
 #include <cuda_fp16.h>
 
 #include "backend/cuda/common.cuh"

@@ -1,5 +1,5 @@
 // CUDA embedding lookups (ids read on the device).
-#include "backend/backend_ops.h"
+#include "backend/cuda/handles.h"
 #include "backend/cuda/common.cuh"
 
 namespace voxrt::cuda {

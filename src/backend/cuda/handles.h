@@ -1,6 +1,6 @@
-// Host-side internals of the CUDA backend: what ctx.cuda_handles points to, and the error helpers
-// that turn CUDA / cuBLAS return codes into Status. Included by the backend's .cpp and .cu files
-// (and by other CUDA code of the project, e.g. conformer_ops.cu); never by model code.
+// Host-side internals of the CUDA backend: its entry points (backend/entry_points.h), what
+// ctx.backend_state of a CUDA context points to, and the error helpers that turn CUDA / cuBLAS
+// return codes into Status. Included by the backend's .cpp and .cu files; never by model code.
 #pragma once
 
 #include <cublasLt.h>
@@ -9,12 +9,29 @@
 
 #include <cstddef>
 #include <mutex>
+#include <string>
 
+#include "backend/entry_points.h"
 #include "core/status.h"
 #include "core/tensor.h"
 #include "ops/ops.h"
 
 namespace voxrt::cuda {
+
+// Every entry point of backend/entry_points.h (defined in this folder).
+VOXRT_DECLARE_BACKEND_ENTRY_POINTS
+
+// Microseconds per grid barrier of the persistent kernels (mode: persistent.cuh BarrierMode), from
+// one launch doing `iters` barriers; < 0 on failure. For tests and tuning.
+double grid_barrier_bench_us(const ops::Context& ctx, int mode, int iters);
+
+#ifdef VOXRT_KERNEL_PHASE_STAMPS
+// Built by the kernel sandbox (bench/kernels, -DVOXRT_KERNEL_PHASE_STAMPS=ON) only: every launch
+// of the persistent kernels stamps its phases (block 0), and these read the last launch's stamps
+// back (synchronizing the context's stream).
+std::string depthformer_profile_report(const ops::Context& ctx);
+std::string lfm2_step_profile_report(const ops::Context& ctx);
+#endif
 
 struct LtPlanCache;  // cuBLASLt descriptors + chosen algorithms per GEMM shape (linear.cu)
 
@@ -24,8 +41,9 @@ struct Handles {
     int device = 0;
     int sm_count = 0;
     // Blocks of a persistent (cooperative, one block per SM) kernel: sm_count less the SMs left to
-    // other streams (VOXRT_RESERVE_SMS, an experiment: the detokenizer beside decode).
+    // other streams (ContextOptions::gpu.reserve_sms).
     int persistent_blocks = 0;
+    bool l2_prefetch = false;   // ContextOptions::gpu.l2_prefetch (lfm2_step.cu)
     size_t max_smem_optin = 0;  // per-block shared memory after cudaFuncSetAttribute
     cudaStream_t stream = nullptr;
     cublasHandle_t cublas = nullptr;
@@ -46,7 +64,7 @@ struct Handles {
     Status first_error;
 };
 
-// The handles of a CUDA context (asserts that ctx is one).
+// The handles of a CUDA context, ctx.backend_state (asserts that ctx is one).
 Handles& handles(const ops::Context& ctx);
 // The context's stream; the legacy default stream for a context without handles (e.g. a CPU
 // context passed to copy() with a device tensor).

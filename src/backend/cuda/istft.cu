@@ -14,7 +14,7 @@
 //    window² table; the same float32 operations in the same order as audio::IstftStream.
 #include <algorithm>
 
-#include "backend/backend_ops.h"
+#include "backend/cuda/handles.h"
 #include "backend/cuda/common.cuh"
 #include "backend/cuda/handles.h"
 #include "core/check.h"

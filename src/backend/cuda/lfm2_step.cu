@@ -35,7 +35,7 @@
 #include <string>
 #include <vector>
 
-#include "backend/backend_ops.h"
+#include "backend/cuda/handles.h"
 #include "backend/cuda/common.cuh"
 #include "backend/cuda/persistent.cuh"
 #include "ops/fused_ops.h"
@@ -56,7 +56,7 @@ constexpr int kVGroup = 8;  // value rows loaded together
 // This kernel's part of the context's exchange region (the depthformer's is below 1 MB): its tag
 // counter, then its exchange words.
 constexpr size_t kExchangeOffset = size_t{1} << 20;
-// Block 0's phase stamps (VOXRT_STEP_PROFILE=1), after the words.
+// Block 0's phase stamps (VOXRT_KERNEL_PHASE_STAMPS builds), after the words.
 constexpr size_t kStepProfileOffset = kExchangeOffset + (size_t{768} << 10);
 constexpr int kMaxStamps = 16 * kMaxLayers + 4;
 // Stamp kinds: a phase's inputs have arrived (its gather is done) or its rows are written.
@@ -89,10 +89,10 @@ struct Args {
     Word* w_g;         // [F]
     Word* w_part;      // [H][max_chunks] one per partial, after it is written
     unsigned* tag_base;
-    unsigned long long* prof;  // VOXRT_STEP_PROFILE=1: block 0's stamps {count, (kind, ns)...}
+    unsigned long long* prof;  // VOXRT_KERNEL_PHASE_STAMPS builds: block 0's stamps {count, (kind, ns)...}
     int L, D, F, H, Hkv, Dh, K, S, P, max_chunks;
     float eps, scale;
-    int prefetch;  // L2 prefetch of the next phase's weights (VOXRT_L2_PREFETCH=1: on; measured no better)
+    int prefetch;  // L2 prefetch of the next phase's weights (ContextOptions::gpu.l2_prefetch)
 };
 
 template <class T, class W>
@@ -609,9 +609,11 @@ bool lfm2_decode_step(const ops::Context& ctx, const ops::Lfm2Step& s) {
     a.w_g = w;
     w += F;
     a.w_part = w;
-    const char* pe = std::getenv("VOXRT_STEP_PROFILE");
-    a.prof = pe && *pe == '1' ? reinterpret_cast<unsigned long long*>(static_cast<char*>(h.exchange) + kStepProfileOffset)
-                              : nullptr;
+#ifdef VOXRT_KERNEL_PHASE_STAMPS
+    a.prof = reinterpret_cast<unsigned long long*>(static_cast<char*>(h.exchange) + kStepProfileOffset);
+#else
+    a.prof = nullptr;
+#endif
     a.L = s.n_layers;
     a.D = static_cast<int>(D);
     a.F = static_cast<int>(F);
@@ -625,8 +627,7 @@ bool lfm2_decode_step(const ops::Context& ctx, const ops::Lfm2Step& s) {
     a.eps = s.eps;
     a.scale = 1.0f / sqrtf(static_cast<float>(Dh));
 
-    const char* pf = std::getenv("VOXRT_L2_PREFETCH");
-    a.prefetch = pf && *pf == '1' ? 1 : 0;
+    a.prefetch = h.l2_prefetch ? 1 : 0;
     const char* name = "lfm2_decode_step (persistent kernel)";
     if (at == DType::kBF16) {
         return wt == DType::kBF16 ? launch_persistent(ctx, lfm2_step_kernel<__nv_bfloat16, __nv_bfloat16>, a, nullptr, kThreads, smem, name)
@@ -636,6 +637,7 @@ bool lfm2_decode_step(const ops::Context& ctx, const ops::Lfm2Step& s) {
                               : launch_persistent(ctx, lfm2_step_kernel<float, float>, a, nullptr, kThreads, smem, name);
 }
 
+#ifdef VOXRT_KERNEL_PHASE_STAMPS
 std::string lfm2_step_profile_report(const ops::Context& ctx) {
     Handles& h = handles(ctx);
     if (!h.exchange || h.exchange_bytes < kStepProfileOffset + 8 * (1 + 2 * static_cast<size_t>(kMaxStamps)))
@@ -646,7 +648,7 @@ std::string lfm2_step_profile_report(const ops::Context& ctx) {
                    cudaMemcpyDeviceToHost) != cudaSuccess)
         return "could not read the profile";
     const int n = static_cast<int>(p[0]);
-    if (n < 2 || n > kMaxStamps) return "no profile (run with VOXRT_STEP_PROFILE=1)";
+    if (n < 2 || n > kMaxStamps) return "no profile (no fused step launched since the context was made)";
     // The interval before a stamp is charged to the stamp's kind: before "ready", waiting for the
     // phase's inputs (and any work between); before "done", the phase's rows.
     const char* names[kStampKinds] = {"A ready",  "A rows",   "conv ready", "conv rows", "B ready",
@@ -672,5 +674,6 @@ std::string lfm2_step_profile_report(const ops::Context& ctx) {
     r += line;
     return r;
 }
+#endif  // VOXRT_KERNEL_PHASE_STAMPS
 
 }  // namespace voxrt::cuda

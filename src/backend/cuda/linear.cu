@@ -17,7 +17,7 @@
 #include <cstring>
 #include <unordered_map>
 
-#include "backend/backend_ops.h"
+#include "backend/cuda/handles.h"
 #include "backend/cuda/common.cuh"
 
 namespace voxrt::cuda {

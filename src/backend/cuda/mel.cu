@@ -6,7 +6,7 @@
 
 #include <cstdio>
 
-#include "backend/backend_ops.h"
+#include "backend/cuda/handles.h"
 #include "backend/cuda/common.cuh"
 
 namespace voxrt::cuda {

@@ -1,5 +1,5 @@
 // CUDA RMSNorm (both reference flavours) and LayerNorm: one block per row.
-#include "backend/backend_ops.h"
+#include "backend/cuda/handles.h"
 #include "backend/cuda/common.cuh"
 
 namespace voxrt::cuda {

@@ -101,12 +101,6 @@ __device__ __forceinline__ void grid_barrier(unsigned* bar, int mode, unsigned& 
     __syncthreads();
 }
 
-// The barrier mode of this process: VOXRT_GRID_BARRIER=flags | counter (default).
-inline int barrier_mode_from_env() {
-    const char* e = std::getenv("VOXRT_GRID_BARRIER");
-    return e && std::string(e) == "flags" ? kBarrierFlags : kBarrierCounter;
-}
-
 // ---- tagged exchange words ------------------------------------------------------------------------
 
 // A value handed from the block that computes it to every block that needs it, without a grid

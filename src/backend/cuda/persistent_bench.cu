@@ -1,6 +1,6 @@
 // Cost of the persistent kernels' grid barrier (persistent.cuh), for tests/cuda/fused_cuda_test.cpp:
 // one cooperative launch of 512-thread blocks, one per SM, doing nothing but `iters` barriers.
-#include "backend/backend_ops.h"
+#include "backend/cuda/handles.h"
 #include "backend/cuda/common.cuh"
 #include "backend/cuda/persistent.cuh"
 

@@ -2,7 +2,7 @@
 // (logits, the draw counter) on the device, so they can be captured in a graph.
 #include <climits>
 
-#include "backend/backend_ops.h"
+#include "backend/cuda/handles.h"
 #include "backend/cuda/common.cuh"
 #include "ops/rng.h"
 
