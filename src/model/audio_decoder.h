@@ -118,7 +118,7 @@ public:
     // Loads MODEL_DIR/audio_detokenizer: config.json (validated against the hard-coded
     // architecture) and model.safetensors (every tensor name, shape and dtype checked;
     // lfm.embed_tokens, unused by the reference forward, is not read). Weights stay as stored (bf16
-    // views of the mmap on the CPU, uploaded on CUDA by `store`); `store` must outlive the
+    // views of the mmap on the CPU, uploaded to a GPU by `store`); `store` must outlive the
     // Detokenizer.
     static Expected<Detokenizer> load(const std::string& detok_dir, WeightStore& store);
 

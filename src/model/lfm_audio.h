@@ -33,7 +33,7 @@ struct ModelOptions {
     int max_context = 4096;  // positions a session may hold (RoPE tables, cache sizes)
     int threads = 0;         // CPU worker threads; 0 = all cores
     bool load_detokenizer = true;
-    // CUDA models: keep the detokenizer on the host (views of its weights, the CPU backend), where
+    // GPU models: keep the detokenizer on the host (views of its weights, the CPU backend), where
     // a session runs it on otherwise idle cores beside the GPU's decode instead of sharing the GPU.
     bool detokenizer_on_cpu = false;
 };
@@ -66,7 +66,7 @@ public:
     // Where the detokenizer's weights live (and so where it runs).
     Device detokenizer_device() const { return detok_on_host_ ? Device::kCPU : opt_.device; }
     ThreadPool* pool() const { return pool_.get(); }
-    // The context used for uploads (CUDA: its stream); sessions make their own.
+    // The context used for uploads (on a GPU: its queue); sessions make their own.
     const ops::Context& load_context() const { return load_ctx_; }
 
     // Bytes of weights one text step reads (backbone + tied head) and one audio frame reads

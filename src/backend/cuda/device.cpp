@@ -279,7 +279,7 @@ Status graph_begin(const ops::Context& ctx) {
         return make_error(StatusCode::kUnsupported, "[cuda] graph capture needs a CUDA context");
     }
     // Errors recorded before the capture belong to earlier work: report them now.
-    VOXRT_RETURN_IF_ERROR(synchronize(ctx));
+    VOXRT_RETURN_IF_ERROR(cuda::synchronize(ctx));
     return cuda_status(cudaStreamBeginCapture(stream_of(ctx), cudaStreamCaptureModeThreadLocal),
                        "cudaStreamBeginCapture");
 }

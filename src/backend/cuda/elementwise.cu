@@ -280,7 +280,7 @@ void copy(const ops::Context& ctx, const Tensor& src, Tensor& dst) {
             Tensor t = src;
             t.data = tmp.data();
             t.dtype = dst.dtype;
-            cpu::copy(host_ctx, src, t);
+            ops::copy(host_ctx, src, t);  // host to host: the CPU backend converts
             from = tmp.data();
         }
         if (check(ctx, cudaMemcpyAsync(dst.data, from, dst.nbytes(), cudaMemcpyHostToDevice, s),
@@ -303,7 +303,7 @@ void copy(const ops::Context& ctx, const Tensor& src, Tensor& dst) {
     Tensor t = src;
     t.data = tmp.data();
     t.device = Device::kCPU;
-    cpu::copy(host_ctx, t, dst);
+    ops::copy(host_ctx, t, dst);  // host to host: the CPU backend converts
 }
 
 // No synchronize: the caller's next synchronize() waits for it (with a page-locked dst the copy
