@@ -7,8 +7,9 @@
 //
 // Errors: every failure of the device's runtime or libraries becomes a Status that names the
 // device kind and the failing call ("[cuda] <call>(67108864 bytes): out of memory"); allocation
-// failures are kOutOfMemory, the rest kDevice. Ops themselves return nothing: a failure inside an op is recorded
-// in the context and returned by the next ops::synchronize(ctx) (or Graph::end), never an abort.
+// failures are kOutOfMemory, the rest kDevice. Ops themselves return nothing: a failure inside an
+// op is recorded in the context and returned by the next ops::synchronize(ctx) (or Graph::end),
+// never an abort.
 #pragma once
 
 #include <cstddef>

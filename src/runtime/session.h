@@ -40,7 +40,7 @@ enum class GenerationMode : uint8_t {
 };
 
 struct SessionOptions {
-    int context = 0;          // positions the conversation may hold; 0 = the model's max_context
+    int context = 0;            // positions the conversation may hold; 0 = the model's max_context
     bool device_graphs = true;  // GPU: replay each decode step as one captured graph
     // CUDA: run the backbone step and the depthformer frame as single persistent kernels
     // (ops/fused_ops.h); false: op by op (the definition; for comparisons).
