@@ -258,7 +258,7 @@ protected:
     std::vector<float> run(ops::Precision prec, bool fused, int prompt, int steps,
                            double* us_per_step) {
         std::vector<float> outs;
-        auto c = backend::create_context(Device::kCUDA, prec);
+        auto c = backend::create_context(Device::kCUDA, prec, 0, options_);
         EXPECT_TRUE(c.is_ok()) << c.status().message();
         if (!c.is_ok()) return outs;
         ops::Context ctx = *c;
@@ -351,6 +351,7 @@ protected:
 
     model::AudioModelConfig cfg_;
     std::unique_ptr<io::SafeTensorsFile> file_;
+    backend::ContextOptions options_;  // of both contexts
 };
 
 // fp32: the op sequence's arithmetic up to summation order. bf16: occasional bf16 rounding flips
@@ -360,6 +361,13 @@ TEST_F(FusedLfm2Step, Fp32) {
 }
 TEST_F(FusedLfm2Step, Bf16) {
     compare(ops::Precision::kBF16, 3e-2);
+}
+// The GPU options that change the persistent kernel's launch (fewer blocks) and its loads (L2
+// prefetch) must not change its results: the same bound as Fp32.
+TEST_F(FusedLfm2Step, Fp32WithGpuOptions) {
+    options_.gpu.reserve_sms = 8;
+    options_.gpu.l2_prefetch = true;
+    compare(ops::Precision::kF32, 1e-5);
 }
 
 }  // namespace
