@@ -150,13 +150,13 @@ Status alloc_or_fail(void** p, size_t bytes, const char* what) {
 }  // namespace
 
 bool available() {
-    static const bool available = [] {
+    static const bool present = [] {
         int n = 0;
         const cudaError_t err = cudaGetDeviceCount(&n);
         if (err != cudaSuccess) (void)cudaGetLastError();
         return err == cudaSuccess && n > 0;
     }();
-    return available;
+    return present;
 }
 
 std::string hardware_name(int device_index) {
