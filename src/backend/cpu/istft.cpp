@@ -1,6 +1,6 @@
-// One step of the streaming ISTFT on the host (backend_ops.h IstftStepArgs): the same functions
-// and the same float32 operations in the same order as audio::IstftStream (its ring of partial
-// sums is the carry here), so the samples are bit-identical to it.
+// One step of the streaming ISTFT on the host (backend/entry_points.h IstftStepArgs): the same
+// functions and the same float32 operations in the same order as audio::IstftStream (its ring of
+// partial sums is the carry here), so the samples are bit-identical to it.
 #include <algorithm>
 #include <vector>
 

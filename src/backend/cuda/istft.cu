@@ -1,4 +1,4 @@
-// One step of the streaming ISTFT on the GPU (backend_ops.h IstftStepArgs), in two launches:
+// One step of the streaming ISTFT on the GPU (backend/entry_points.h IstftStepArgs), in two launches:
 //
 // 1. frames: a block per (row, 128 output pairs). The row's spectrum X = polar(exp(log|X|), ∠X)
 //    goes to shared memory as float64 (each value rounded to float32 first, as the host's
