@@ -27,8 +27,8 @@ public:
     };
 
     // `det`, `ctx`, `st` and `worker` (optional) must outlive the stream.
-    void init(const model::Detokenizer* det, const ops::Context* ctx,
-              model::DetokenizerState* st, DetokWorker* worker);
+    void init(const model::Detokenizer* det, const ops::Context* ctx, model::DetokenizerState* st,
+              DetokWorker* worker);
 
     // Starts a response; `enabled` false: push/poll/finish do nothing.
     void begin(bool enabled, int chunk_frames, bool async);

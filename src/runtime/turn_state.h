@@ -25,7 +25,7 @@ class TurnState {
 public:
     struct Config {
         bool interleaved = true;
-        int n_text = 6;   // interleaved: text steps per run
+        int n_text = 6;    // interleaved: text steps per run
         int n_audio = 12;  // interleaved: audio steps per run
         int max_steps = 512;
         int32_t im_end = 7;

@@ -94,8 +94,8 @@ TEST(ApiSession, CancelEndsTheResponseAtTheNextStep) {
     ASSERT_TRUE(m);
     auto s = Session::create(m);
     ASSERT_TRUE(s.is_ok());
-    ASSERT_TRUE(test::add_audio_prompt(**s, Task::kSpeechChat, test::read_clip("question.wav"))
-                    .is_ok());
+    ASSERT_TRUE(
+        test::add_audio_prompt(**s, Task::kSpeechChat, test::read_clip("question.wav")).is_ok());
     ResponseOptions o = ResponseOptions::for_task(Task::kSpeechChat);
     o.max_steps = 100;
     ASSERT_TRUE((*s)->start_response(o).is_ok());
@@ -331,9 +331,12 @@ TEST_P(ApiThreads, EachSessionEqualsItselfAlone) {
     auto m = test::load_tiny(device, "bf16");
     ASSERT_TRUE(m);
     const std::vector<Job> jobs = {
-        {Task::kSpeechChat, "question.wav", 1}, {Task::kSpeechChat, "question.wav", 2},
-        {Task::kAsr, "asr.wav", 3},             {Task::kTts, "Hello there, how are you?", 4},
-        {Task::kTextChat, "What is a chair?", 5}, {Task::kSpeechChat, "st48k.wav", 6},
+        {Task::kSpeechChat, "question.wav", 1},
+        {Task::kSpeechChat, "question.wav", 2},
+        {Task::kAsr, "asr.wav", 3},
+        {Task::kTts, "Hello there, how are you?", 4},
+        {Task::kTextChat, "What is a chair?", 5},
+        {Task::kSpeechChat, "st48k.wav", 6},
     };
     std::vector<test::Response> alone;
     for (const Job& j : jobs) {

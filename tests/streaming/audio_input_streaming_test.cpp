@@ -42,7 +42,8 @@ std::vector<size_t> chunking(int rate, size_t n, int ms, unsigned seed) {
     size_t done = 0;
     while (done < n) {
         const int this_ms = ms > 0 ? ms : pick(g);
-        const size_t k = std::min(n - done, std::max<size_t>(1, static_cast<size_t>(rate) * this_ms / 1000));
+        const size_t k =
+            std::min(n - done, std::max<size_t>(1, static_cast<size_t>(rate) * this_ms / 1000));
         sizes.push_back(k);
         done += k;
     }
@@ -79,7 +80,8 @@ TEST_P(Rates, ChunkedFeaturesEqualWholeUtterance) {
             got16.insert(got16.end(), piece.begin(), piece.end());
             ms_.push(piece.data(), piece.size());
             const std::string what = std::to_string(rate) + " Hz, " + std::to_string(seconds) +
-                                     " s, chunks of " + (ms ? std::to_string(ms) + " ms" : "10..1000 ms");
+                                     " s, chunks of " +
+                                     (ms ? std::to_string(ms) + " ms" : "10..1000 ms");
             ASSERT_EQ(got16, x16) << what << ": resampled samples differ";
             auto mel = ms_.finish();
             ASSERT_TRUE(mel.is_ok()) << mel.status().message();
@@ -119,8 +121,8 @@ TEST(StreamingInput, SessionResponseIndependentOfChunking) {
     for (int ms : {-1, 10, 30, 100, 1000}) {
         auto s = Session::create(m);
         ASSERT_TRUE(s.is_ok());
-        ASSERT_TRUE((*s)->add_turn(Role::kSystem, task_defaults(Task::kSpeechChat).system_prompt)
-                        .is_ok());
+        ASSERT_TRUE(
+            (*s)->add_turn(Role::kSystem, task_defaults(Task::kSpeechChat).system_prompt).is_ok());
         ASSERT_TRUE((*s)->begin_user_turn().is_ok());
         const size_t step =
             ms < 0 ? clip.samples.size() : static_cast<size_t>(clip.sample_rate) * ms / 1000;

@@ -39,7 +39,8 @@ inline Status add_audio_prompt(Session& s, Task task, const AudioClip& clip) {
     const TaskDefaults d = task_defaults(task);
     if (!d.system_prompt.empty()) VOXRT_RETURN_IF_ERROR(s.add_turn(Role::kSystem, d.system_prompt));
     VOXRT_RETURN_IF_ERROR(s.begin_user_turn());
-    VOXRT_RETURN_IF_ERROR(s.append_audio(clip.samples.data(), clip.samples.size(), clip.sample_rate));
+    VOXRT_RETURN_IF_ERROR(
+        s.append_audio(clip.samples.data(), clip.samples.size(), clip.sample_rate));
     return s.end_user_turn();
 }
 
