@@ -79,6 +79,9 @@ struct ResponseOptions {
     bool detok_async = true;
     // Benchmarks on random weights: never choose end-of-turn or end-of-audio.
     bool suppress_end = false;
+    // Continue the last assistant turn (a response, or add_assistant_items) instead of closing it
+    // and opening a new one: the response goes on from its last item.
+    bool continue_turn = false;
 
     // A task's mode, sampling and max_steps (task_defaults), audio iff the task outputs audio.
     static ResponseOptions for_task(Task task);

@@ -304,7 +304,10 @@ Status Session::start_response(const ResponseOptions& options) {
     if (s.turn == Impl::Turn::kUser)
         return make_error(StatusCode::kInvalidArgument,
                           "start_response: the user turn is still open (end_user_turn() first)");
-    VOXRT_RETURN_IF_ERROR(s.close_response());
+    if (options.continue_turn && s.turn != Impl::Turn::kResponded)
+        return make_error(StatusCode::kInvalidArgument,
+                          "ResponseOptions.continue_turn: no assistant turn to continue");
+    if (!options.continue_turn) VOXRT_RETURN_IF_ERROR(s.close_response());
     if (options.max_steps < 0)
         return make_error(StatusCode::kInvalidArgument,
                           "ResponseOptions.max_steps must be >= 0, got %d", options.max_steps);
@@ -322,7 +325,7 @@ Status Session::start_response(const ResponseOptions& options) {
                           options.detok_chunk_frames);
     s.ropt = options;
     if (!s.m->detokenizer()) s.ropt.audio = false;
-    VOXRT_RETURN_IF_ERROR(s.rt->new_turn("assistant"));
+    if (!options.continue_turn) VOXRT_RETURN_IF_ERROR(s.rt->new_turn("assistant"));
     s.rt->set_capture(s.capture);
     const Status st = s.rt->begin(generate_options(s.ropt));
     if (!st) {
