@@ -5,7 +5,7 @@
 //
 // A conversation is built like liquid-audio's ChatState (each call is its own tokenizer segment):
 //   s.add_text("<|startoftext|>") is done by create(); then
-//   s.new_turn("system"); s.add_text("Respond with interleaved text and audio."); s.end_turn();
+//   s.new_turn("system"); s.add_text(task_defaults(task).system_prompt); s.end_turn();
 //   s.new_turn("user");   s.add_audio(pcm, n, rate);                            s.end_turn();
 //   s.new_turn("assistant");
 //   s.generate(opts, sink);            // or: s.begin(opts); while (!s.step(events)) …
