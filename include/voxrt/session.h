@@ -176,9 +176,12 @@ public:
     Status begin_user_turn();
     Status append_text(std::string_view text);
     // Mono float PCM at `sample_rate` Hz (1 kHz .. 384 kHz; the rate may not change within a turn),
-    // in chunks of any size as it arrives. Resampling to 16 kHz and the log-mel spectrogram are
-    // computed incrementally (each call costs its own samples); the features equal those of
-    // appending the whole utterance at once.
+    // in chunks of any size as it arrives; samples must be finite. Resampling to 16 kHz and the
+    // log-mel spectrogram are computed incrementally (each call costs its own samples); the
+    // features equal those of appending the whole utterance at once. (A CUDA session with
+    // Tuning::mel_on_device keeps the samples and computes the mel on the GPU at end_user_turn(),
+    // a few ms for a minute of audio.) Errors: the turn no longer fits the context (checked as it
+    // grows), a bad rate or sample.
     Status append_audio(const float* pcm, size_t n, int sample_rate);
     // Closes the user turn. If it holds audio, the encoder runs now over the whole utterance
     // (it is full-context): ~the encoder's cost of the utterance.
