@@ -111,8 +111,10 @@ struct Session::Impl {
     // Closes a finished response's assistant turn before anything else is added.
     Status close_response() {
         if (turn == Turn::kResponse)
-            return make_error(StatusCode::kInvalidArgument,
-                              "a response is still running: step() it to the end or cancel() it");
+            return make_error(
+                StatusCode::kInvalidArgument,
+                "a response is still running: step() it to its end (after cancel(), one more "
+                "step() ends it)");
         if (turn == Turn::kResponded) {
             // A response that ended with a generated <|im_end|> (sequential mode yields it) has
             // only the newline left to add.
@@ -485,6 +487,7 @@ Status Session::reset() {
     s.turn = Impl::Turn::kNone;
     s.clear_audio();
     s.last.clear();
+    s.restored = false;
     s.text->reset();
     return s.rt->reset();
 }
