@@ -259,11 +259,13 @@ void MelFrontend::normalize(const double* logmel, int64_t f_stride, int64_t t_st
 MelStream::MelStream(const MelFrontend& mel) : mel_(&mel) {}
 
 void MelStream::reset() {
-    y_.clear();
+    // The memory goes too: an utterance's frames can be megabytes, and a session may wait long
+    // for the next one.
+    std::vector<double>().swap(y_);
     y_start_ = 0;
     n_ = 0;
     last_ = 0;
-    logmel_.clear();
+    std::vector<double>().swap(logmel_);
     frames_done_ = 0;
 }
 
