@@ -9,7 +9,11 @@
 //   s->end_user_turn();                        // runs the audio encoder
 //   s->start_response(ResponseOptions::for_task(Task::kSpeechChat));
 //   std::vector<Event> ev;
-//   while (!s->step(ev).value()) { /* play ev's audio, show its text */ ev.clear(); }
+//   for (bool done = false; !done; ev.clear()) {
+//       Expected<bool> r = s->step(ev);
+//       if (!r) { /* r.status(): the response is over */ break; }
+//       done = *r;  /* play ev's audio, show its text */
+//   }
 //
 // or generate(options, sink) for the whole response. What a response produced stays in the
 // history (the next turn continues after it), unless truncate_*() cuts it back to what the listener
@@ -29,13 +33,12 @@
 // done yet.
 //
 // Memory per session: the KV cache of its context (context × attention layers × 2 × kv-heads ×
-// head-dim × 2 bytes in bf16; 4096 positions of the 1.5B model: ~100 MB), the conv-state history
+// head-dim × 2 bytes in bf16; 4096 positions of the 1.5B model: ~50 MB), the conv-state history
 // that truncation needs (see truncate_*), the encoder's scratch for the longest user turn so far,
 // and a few MB of scratch.
 #pragma once
 
 #include <array>
-#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -215,7 +218,7 @@ public:
     // generated before the first token dropped). Everything after the cut is forgotten: KV entries
     // and the LFM2 short-conv state are restored to exactly that position, so the next turn
     // continues as if the response had stopped there. Only between responses; cutting beyond the
-    // end keeps everything. Cost: copying the conv state of one position (~100 KB for the 1.5B
+    // end keeps everything. Cost: copying the conv state of one position (~80 KB for the 1.5B
     // model); the session keeps the conv state of every position of the most recent response for
     // this (conv layers × 2 × hidden × 2 bytes each: ~80 KB per step, ~40 MB for 512 steps of the
     // 1.5B model in bf16).
