@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <unordered_set>
 
 #include <nlohmann/json.hpp>
 
@@ -87,21 +88,30 @@ Expected<SafeTensorsHeader> parse_safetensors(const uint8_t* data, size_t size,
         // Duplicate keys: nlohmann keeps the last; detect them through a parser callback.
         bool duplicate = false;
         std::string dup_key;
-        std::vector<std::vector<std::string>> seen;  // keys per object depth
+        std::vector<std::unordered_set<std::string>> seen;  // keys per open object
+        size_t entries = 0, values = 0;
         auto cb = [&](int depth, nlohmann::json::parse_event_t ev, nlohmann::json& parsed) {
             if (depth > 8) throw std::runtime_error("nesting deeper than 8 levels");
+            if (ev == nlohmann::json::parse_event_t::key && depth == 1 &&
+                ++entries > kSafetensorsMaxTensors + 1)  // + __metadata__
+                throw std::runtime_error("more than " + std::to_string(kSafetensorsMaxTensors) +
+                                         " tensors (the limit)");
+            if ((ev == nlohmann::json::parse_event_t::value ||
+                 ev == nlohmann::json::parse_event_t::object_start ||
+                 ev == nlohmann::json::parse_event_t::array_start) &&
+                ++values > kSafetensorsMaxValues)
+                throw std::runtime_error("more than " + std::to_string(kSafetensorsMaxValues) +
+                                         " JSON values (the limit)");
             if (ev == nlohmann::json::parse_event_t::object_start) {
                 seen.emplace_back();
             } else if (ev == nlohmann::json::parse_event_t::object_end) {
                 if (!seen.empty()) seen.pop_back();
             } else if (ev == nlohmann::json::parse_event_t::key && !seen.empty()) {
                 const std::string& k = parsed.get_ref<const std::string&>();
-                auto& keys = seen.back();
-                if (std::find(keys.begin(), keys.end(), k) != keys.end()) {
+                if (!seen.back().insert(k).second && !duplicate) {
                     duplicate = true;
                     dup_key = k;
                 }
-                keys.push_back(k);
             }
             return true;
         };
