@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -30,7 +31,8 @@ io::Json tiny_config() {
     return io::Json::parse(read_all(test::data_dir() + "/tiny/model/config.json"));
 }
 io::Json tiny_detok_config() {
-    return io::Json::parse(read_all(test::data_dir() + "/tiny/model/audio_detokenizer/config.json"));
+    return io::Json::parse(
+        read_all(test::data_dir() + "/tiny/model/audio_detokenizer/config.json"));
 }
 
 void expect_refused(const Status& st, const std::string& file, const std::string& field,
@@ -106,9 +108,8 @@ TEST(ConfigLimits, SizeAndNesting) {
     const std::string deep = std::string(100000, '[') + std::string(100000, ']');
     auto r = parse_model_config(deep, "config.json");
     ASSERT_FALSE(r.is_ok());
-    EXPECT_NE(r.status().message().find("config.json: invalid JSON"), std::string::npos)
-        << r.status().message();
-    EXPECT_NE(r.status().message().find("nesting deeper than 64 levels"), std::string::npos)
+    EXPECT_NE(r.status().message().find("config.json: nesting deeper than 64 levels"),
+              std::string::npos)
         << r.status().message();
     // From a file: the same limit through load_model_config.
     const std::string dir = test::make_temp_dir("config-limits");
@@ -118,6 +119,24 @@ TEST(ConfigLimits, SizeAndNesting) {
     EXPECT_NE(f.status().message().find("exceeds the 1048576-byte limit"), std::string::npos)
         << f.status().message();
     std::filesystem::remove_all(dir);
+}
+
+// A config.json of 1 MiB holding 90,000 empty objects in one object parses in linear time.
+// nlohmann's callback parser, used here before, rescanned the enclosing object at the end of each
+// nested one: quadratic, 1.8 s for 20,000 entries and about 40 s for this file.
+TEST(ConfigLimits, ManyEntriesParseInLinearTime) {
+    std::string text = "{";
+    for (int i = 0; text.size() < kMaxConfigBytes - 32; ++i)
+        text += (i ? ",\"k" : "\"k") + std::to_string(i) + "\":{}";
+    text += "}";
+    const auto t0 = std::chrono::steady_clock::now();
+    auto r = parse_model_config(text, "config.json");
+    const double ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    ASSERT_FALSE(r.is_ok());
+    EXPECT_NE(r.status().message().find("config.json: codebooks: missing"), std::string::npos)
+        << r.status().message();
+    EXPECT_LT(ms, test::kUnderAsan ? 10000.0 : 2000.0);
 }
 
 TEST(ModelOptionLimits, ContextAndThreadsAreRefusedByName) {
@@ -158,9 +177,9 @@ TEST(ModelOptionLimits, LargestAcceptedValuesLoadInBoundedMemory) {
     const std::string dir = test::make_temp_dir("limits-model");
     namespace fs = std::filesystem;
     fs::create_directory(dir + "/audio_detokenizer");
-    for (const char* f : {"model.safetensors", "tokenizer.json", "tokenizer_config.json",
-                          "special_tokens_map.json", "chat_template.jinja",
-                          "audio_detokenizer/model.safetensors"})
+    for (const char* f :
+         {"model.safetensors", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+          "chat_template.jinja", "audio_detokenizer/model.safetensors"})
         fs::create_symlink(src + "/" + f, dir + "/" + f);
     io::Json c = tiny_config();
     c["encoder"]["pos_emb_max_len"] = kMaxEncoderFrames;
