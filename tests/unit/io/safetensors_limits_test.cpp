@@ -109,8 +109,9 @@ TEST(SafeTensorsLimits, LongestHeaderParsesInBoundedMemory) {
     ASSERT_TRUE(r.is_ok()) << r.status().message();
     EXPECT_EQ(r->metadata.at("k").size(), kSafetensorsMaxHeader - head.size() - tail.size());
     std::printf("a 100 MB header: peak RSS +%ld KiB\n", peak);
-    if (can_measure && !test::kUnderAsan)
+    if (can_measure && !test::kUnderAsan) {
         EXPECT_LE(peak, static_cast<long>(kSafetensorsMaxHeader / 1024 * 4));
+    }
 }
 
 }  // namespace

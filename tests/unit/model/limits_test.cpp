@@ -145,13 +145,12 @@ TEST(ModelOptionLimits, ContextAndThreadsAreRefusedByName) {
         int context, threads;
         const char* needle;
     } cases[] = {
-        {kMaxContext + 1, 2, "max_context: 131073 positions is outside [16, 131072]"},
-        {1 << 20, 2, "max_context: 1048576 positions is outside [16, 131072]"},
-        {15, 2, "max_context: 15 positions"},
+        {15, 2, "max_context: 15 positions is outside [16, 131072]"},
         {4096, kMaxThreads + 1, "threads: 1025 is outside [0, 1024]"},
         {4096, -1, "threads: -1 is outside [0, 1024]"},
-        // Within the limit but beyond the checkpoint's own: named with the file and field.
+        // Beyond the checkpoint's own limit: named with the file and field.
         {128001, 2, "config.json lfm.max_position_embeddings (128000)"},
+        {1 << 20, 2, "config.json lfm.max_position_embeddings (128000)"},
     };
     for (const Case& c : cases) {
         ModelOptions o;
@@ -162,6 +161,24 @@ TEST(ModelOptionLimits, ContextAndThreadsAreRefusedByName) {
         EXPECT_EQ(m.status().code(), StatusCode::kInvalidArgument);
         EXPECT_NE(m.status().message().find(c.needle), std::string::npos) << m.status().message();
     }
+}
+
+// A checkpoint whose max_position_embeddings exceeds voxrt's limit: the limit applies.
+TEST(ModelOptionLimits, ContextBeyondTheLimitWithinTheCheckpoint) {
+    const std::string src = test::data_dir() + "/tiny/model";
+    const std::string dir = test::make_temp_dir("limits-context");
+    namespace fs = std::filesystem;
+    fs::create_symlink(src + "/tokenizer.json", dir + "/tokenizer.json");
+    io::Json c = tiny_config();
+    c["lfm"]["max_position_embeddings"] = 1 << 24;
+    { std::ofstream(dir + "/config.json") << c.dump(); }
+    ModelOptions o;
+    o.max_context = kMaxContext + 1;
+    auto m = LfmAudioModel::load(dir, o);
+    ASSERT_FALSE(m.is_ok());
+    EXPECT_EQ(m.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_EQ(m.status().message(), "max_context: 131073 positions is outside [16, 131072]");
+    fs::remove_all(dir);
 }
 
 // The tiny checkpoint with every limit at its largest accepted value: an encoder position table
@@ -207,7 +224,9 @@ TEST(ModelOptionLimits, LargestAcceptedValuesLoadInBoundedMemory) {
     const long largest = measure(dir, 128000);
     std::printf("tiny model + session: %ld KiB peak with defaults, %ld KiB at the limits\n", base,
                 largest);
-    if (can_measure && !test::kUnderAsan) EXPECT_LE(largest - base, 135 * 1024);
+    if (can_measure && !test::kUnderAsan) {
+        EXPECT_LE(largest - base, 135 * 1024);
+    }
     fs::remove_all(dir);
 }
 

@@ -111,7 +111,9 @@ TEST(TokenizerLimits, LargestVocabularyLoadsInBoundedMemory) {
     const long file_kib = static_cast<long>(text.size() / 1024);
     std::printf("%zu entries, %ld KiB file: loaded in %.0f ms, peak RSS +%ld KiB (%.1f x)\n", n,
                 file_kib, ms, peak, static_cast<double>(peak) / static_cast<double>(file_kib));
-    if (can_measure && !test::kUnderAsan) EXPECT_LE(peak, 9 * file_kib);
+    if (can_measure && !test::kUnderAsan) {
+        EXPECT_LE(peak, 9 * file_kib);
+    }
 }
 
 }  // namespace
