@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -14,10 +15,9 @@ namespace voxrt::io {
 namespace {
 
 std::vector<uint8_t> image(const std::string& header, size_t data_bytes) {
-    std::vector<uint8_t> out(8);
+    std::vector<uint8_t> out(8 + header.size() + data_bytes, 0);
     for (int i = 0; i < 8; ++i) out[i] = static_cast<uint8_t>(header.size() >> (8 * i));
-    out.insert(out.end(), header.begin(), header.end());
-    out.resize(out.size() + data_bytes, 0);
+    std::memcpy(out.data() + 8, header.data(), header.size());
     return out;
 }
 
