@@ -250,7 +250,7 @@ Expected<Tokenizer> Tokenizer::load_from_string(std::string_view text, const std
         return file_error(origin, "added_tokens: not an array");
     if (added.size() > kMaxVocabEntries) return file_error(origin, "added_tokens: too many");
     int32_t next_id = impl->model.size();
-    size_t index = 0;
+    size_t index = 0, added_bytes = 0;
     for (const json& t : added.is_array() ? added : json::array()) {
         if (!t.is_object() || !t.contains("content") || !t["content"].is_string() ||
             !t.contains("id") || !t["id"].is_number_integer()) {
@@ -267,6 +267,13 @@ Expected<Tokenizer> Tokenizer::load_from_string(std::string_view text, const std
                               "[tokenizer] %s: added_tokens[%zu]: "
                               "content is empty, longer than %zu bytes or not UTF-8",
                               origin.c_str(), index, kMaxAddedTokenBytes);
+        }
+        added_bytes += tok.content.size();
+        if (added_bytes > kMaxAddedTokenTotalBytes) {
+            return make_error(StatusCode::kInvalidFile,
+                              "[tokenizer] %s: added_tokens[%zu]: the added tokens' content "
+                              "exceeds %zu bytes in all (the limit)",
+                              origin.c_str(), index, kMaxAddedTokenTotalBytes);
         }
         VOXRT_RETURN_IF_ERROR(read_added_flag(t, "special", false, &tok.special, index));
         VOXRT_RETURN_IF_ERROR(read_added_flag(t, "single_word", false, &tok.single_word, index));

@@ -90,6 +90,35 @@ TEST(TokenizerLimits, OneVocabEntryTooManyRefused) {
         << r.status().message();
 }
 
+// Added tokens: 1 MiB of content in all (256 tokens of 4,096 bytes), one byte more refused. At the
+// old per-token limit alone, a 64 MiB file of 16,000 such tokens built a 4 GB matcher trie.
+TEST(TokenizerLimits, AddedTokenContentInAll) {
+    auto file = [](size_t n, size_t last_len) {
+        std::string s = R"({"pre_tokenizer":null,"decoder":null,)"
+                        R"("model":{"type":"BPE","merges":[],"vocab":{"a":0}},"added_tokens":[)";
+        for (size_t i = 0; i < n; ++i) {
+            std::string content = std::to_string(i) + "_";
+            content.append((i + 1 == n ? last_len : kMaxAddedTokenBytes) - content.size(), 'x');
+            if (i) s += ',';
+            s += R"({"id":)" + std::to_string(i + 1) + R"(,"content":")" + content + R"("})";
+        }
+        return s + "]}";
+    };
+    const size_t n = kMaxAddedTokenTotalBytes / kMaxAddedTokenBytes;
+    auto ok = Tokenizer::load_from_string(file(n, kMaxAddedTokenBytes), "added.json");
+    ASSERT_TRUE(ok.is_ok()) << ok.status().message();
+    EXPECT_EQ(ok->vocab_size(), static_cast<int32_t>(n + 1));
+    std::string text = "a7_";
+    text.append(kMaxAddedTokenBytes - 2, 'x');
+    EXPECT_EQ(ok->encode(text), (std::vector<int32_t>{0, 8}));
+    auto over = Tokenizer::load_from_string(file(n + 1, 16), "added.json");
+    ASSERT_FALSE(over.is_ok());
+    EXPECT_NE(over.status().message().find("added.json: added_tokens[256]: the added tokens' "
+                                           "content exceeds 1048576 bytes in all (the limit)"),
+              std::string::npos)
+        << over.status().message();
+}
+
 // The largest vocabulary accepted, with names long enough to make a 57 MiB file (near the
 // 64 MiB limit): it loads in 3 s, and the JSON tree plus the BPE tables take at most 9 x the
 // file (measured: 7.0 x; each entry is a ~50-byte string held by the JSON tree, the
