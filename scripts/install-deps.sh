@@ -5,7 +5,8 @@
 set -euo pipefail
 pkgs=(build-essential cmake ninja-build pkg-config git
       nlohmann-json3-dev libcli11-dev libgtest-dev libgmock-dev libpcre2-dev
-      espeak-ng clang-format)
+      espeak-ng clang-format
+      clang libclang-rt-14-dev)  # the fuzz targets (scripts/fuzz.sh): clang's libFuzzer + sanitizers
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -2,7 +2,8 @@
 # The README's second command (and CI's): install what is needed, check formatting, build everything (the CUDA
 # backend too when a CUDA toolkit is present; GPU tests skip without a GPU), run every test, then
 # build the CPU library and tests again with AddressSanitizer + UndefinedBehaviorSanitizer and run
-# them again.
+# them again, then run each fuzz target for a bounded time (scripts/fuzz.sh; VOXRT_FUZZ_SECONDS,
+# default 30).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -21,3 +22,6 @@ BUILD_DIR=build-asan bash scripts/build.sh -DVOXRT_SANITIZE=ON -DVOXRT_CUDA=OFF 
 echo "== tests (ASan + UBSan) ==" >&2
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build-asan --output-on-failure -j"$jobs"
+
+echo "== fuzz (libFuzzer + ASan + UBSan, ${VOXRT_FUZZ_SECONDS:-30} s a target) ==" >&2
+bash scripts/fuzz.sh "${VOXRT_FUZZ_SECONDS:-30}"

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -143,7 +144,10 @@ Status parse_fmt(const uint8_t* p, uint32_t size, const char* label, Format* f) 
     return Status::ok();
 }
 
-Status convert(const uint8_t* p, size_t n, const Format& f, const char* label, float* out) {
+// Converts n samples at p to float; `first` is the index of p's first sample in the data chunk
+// (for error messages).
+Status convert(const uint8_t* p, size_t n, const Format& f, const char* label, float* out,
+               size_t first) {
     if (f.tag == kTagPcm && f.bits == 16) {
         for (size_t i = 0; i < n; ++i, p += 2) {
             out[i] = static_cast<float>(static_cast<int16_t>(rd16(p))) * (1.0f / 32768.0f);
@@ -169,8 +173,8 @@ Status convert(const uint8_t* p, size_t n, const Format& f, const char* label, f
                 return make_error(StatusCode::kInvalidFile,
                                   "[wav] %s: float sample %zu (channel %zu) is %g; samples must be "
                                   "finite and |x| <= %g",
-                                  label, i / f.channels, i % f.channels, static_cast<double>(v),
-                                  static_cast<double>(kMaxFloatSample));
+                                  label, (first + i) / f.channels, (first + i) % f.channels,
+                                  static_cast<double>(v), static_cast<double>(kMaxFloatSample));
             }
             out[i] = v;
         }
@@ -265,33 +269,96 @@ Status write_file(const std::string& path, const std::vector<uint8_t>& buf) {
 
 }  // namespace
 
-Expected<Pcm> decode_wav(const uint8_t* data, size_t size, const WavOptions& options,
-                         const std::string& label_str) {
-    const char* label = label_str.c_str();
-    if (data == nullptr || size < 12) {
+namespace {
+
+// Random access to the bytes of a WAV image: memory (decode_wav) or a file descriptor (read_wav,
+// read_wav_mono), so that one chunk walker serves both and they report the same errors.
+class ByteSource {
+public:
+    explicit ByteSource(size_t size) : size_(size) {}
+    virtual ~ByteSource() = default;
+    size_t size() const { return size_; }
+    // Copies [off, off + n) (inside size()) to dst.
+    virtual Status read(size_t off, uint8_t* dst, size_t n) const = 0;
+
+private:
+    size_t size_;
+};
+
+class MemorySource : public ByteSource {
+public:
+    MemorySource(const uint8_t* data, size_t size) : ByteSource(size), data_(data) {}
+    Status read(size_t off, uint8_t* dst, size_t n) const override {
+        std::memcpy(dst, data_ + off, n);
+        return Status::ok();
+    }
+    const uint8_t* data() const { return data_; }
+
+private:
+    const uint8_t* data_;
+};
+
+class FdSource : public ByteSource {
+public:
+    FdSource(int fd, size_t size, const char* label) : ByteSource(size), fd_(fd), label_(label) {}
+    Status read(size_t off, uint8_t* dst, size_t n) const override {
+        size_t got = 0;
+        while (got < n) {
+            const ssize_t r = ::pread(fd_, dst + got, n - got, static_cast<off_t>(off + got));
+            if (r < 0 && errno == EINTR) continue;
+            if (r <= 0) {
+                return make_error(StatusCode::kInvalidFile,
+                                  "[wav] %s: read %zu of %zu bytes at offset %zu%s%s", label_, got,
+                                  n, off, r < 0 ? ": " : " (file shrank?)",
+                                  r < 0 ? std::strerror(errno) : "");
+            }
+            got += static_cast<size_t>(r);
+        }
+        return Status::ok();
+    }
+
+private:
+    int fd_;
+    const char* label_;
+};
+
+// Where the samples of a WAV image are, once its chunks are walked and validated.
+struct Layout {
+    Format fmt;
+    size_t data_offset = 0;  // of the first sample
+    size_t frames = 0;       // whole frames, >= 1, within options.max_seconds
+};
+
+// Walks the RIFF chunks up to the data chunk, validating everything decode_wav documents, and
+// touches nothing else: fmt bodies are read (at most 40 bytes), other chunks skipped by offset.
+Expected<Layout> walk(const ByteSource& src, const WavOptions& options, const char* label) {
+    const size_t size = src.size();
+    if (size < 12) {
         return make_error(StatusCode::kInvalidFile,
                           "[wav] %s: %zu bytes is too short for a RIFF/WAVE header", label, size);
     }
-    if (std::memcmp(data, "RF64", 4) == 0 || std::memcmp(data, "RIFX", 4) == 0) {
+    uint8_t riff[12];
+    VOXRT_RETURN_IF_ERROR(src.read(0, riff, 12));
+    if (std::memcmp(riff, "RF64", 4) == 0 || std::memcmp(riff, "RIFX", 4) == 0) {
         return make_error(StatusCode::kUnsupported, "[wav] %s: %s files are not supported", label,
-                          fourcc(data).c_str());
+                          fourcc(riff).c_str());
     }
-    if (std::memcmp(data, "RIFF", 4) != 0) {
+    if (std::memcmp(riff, "RIFF", 4) != 0) {
         return make_error(StatusCode::kInvalidFile, "[wav] %s: not a RIFF file (starts with '%s')",
-                          label, fourcc(data).c_str());
+                          label, fourcc(riff).c_str());
     }
-    if (std::memcmp(data + 8, "WAVE", 4) != 0) {
+    if (std::memcmp(riff + 8, "WAVE", 4) != 0) {
         return make_error(StatusCode::kInvalidFile,
                           "[wav] %s: RIFF form type is '%s', expected 'WAVE'", label,
-                          fourcc(data + 8).c_str());
+                          fourcc(riff + 8).c_str());
     }
     // The RIFF size field is not trusted (streaming writers leave it 0 or 0xFFFFFFFF); chunks are
-    // walked against the real buffer size instead.
-    Format fmt;
+    // walked against the real size instead.
+    Layout out;
     bool have_fmt = false;
     size_t pos = 12;
     for (;;) {
-        if (pos + 8 > size) {
+        if (pos >= size || size - pos < 8) {
             if (pos < size) {
                 return make_error(StatusCode::kInvalidFile,
                                   "[wav] %s: truncated chunk header at offset %zu", label, pos);
@@ -299,10 +366,11 @@ Expected<Pcm> decode_wav(const uint8_t* data, size_t size, const WavOptions& opt
             return make_error(StatusCode::kInvalidFile, "[wav] %s: no %s chunk", label,
                               have_fmt ? "data" : "fmt");
         }
-        const uint8_t* head = data + pos;
-        uint32_t csize = rd32(head + 4);
-        size_t body = pos + 8;
-        size_t avail = size - body;
+        uint8_t head[8];
+        VOXRT_RETURN_IF_ERROR(src.read(pos, head, 8));
+        const uint32_t csize = rd32(head + 4);
+        const size_t body = pos + 8;
+        const size_t avail = size - body;
         if (std::memcmp(head, "data", 4) == 0) {
             if (!have_fmt) {
                 return make_error(StatusCode::kInvalidFile,
@@ -310,7 +378,7 @@ Expected<Pcm> decode_wav(const uint8_t* data, size_t size, const WavOptions& opt
                                   label, pos);
             }
             size_t bytes = csize;
-            const size_t align = static_cast<size_t>(fmt.block_align);
+            const auto align = static_cast<size_t>(out.fmt.block_align);
             if (csize == kUnknownSize || (bytes > avail && options.allow_truncated)) {
                 bytes = avail - avail % align;
             } else if (bytes > avail) {
@@ -324,25 +392,21 @@ Expected<Pcm> decode_wav(const uint8_t* data, size_t size, const WavOptions& opt
                                   "size %zu",
                                   label, csize, align);
             }
-            size_t frames = bytes / align;
-            if (frames == 0) {
+            out.frames = bytes / align;
+            if (out.frames == 0) {
                 return make_error(StatusCode::kInvalidFile, "[wav] %s: data chunk has 0 samples",
                                   label);
             }
-            double seconds = static_cast<double>(frames) / fmt.sample_rate;
+            const double seconds = static_cast<double>(out.frames) / out.fmt.sample_rate;
             if (seconds > options.max_seconds) {
                 return make_error(StatusCode::kOutOfRange,
                                   "[wav] %s: %zu frames at %d Hz (%.6f s) are longer than the cap "
                                   "of %g s",
-                                  label, frames, fmt.sample_rate, seconds, options.max_seconds);
+                                  label, out.frames, out.fmt.sample_rate, seconds,
+                                  options.max_seconds);
             }
-            Pcm pcm;
-            pcm.channels = fmt.channels;
-            pcm.sample_rate = fmt.sample_rate;
-            pcm.samples.resize(frames * fmt.channels);
-            VOXRT_RETURN_IF_ERROR(
-                convert(data + body, pcm.samples.size(), fmt, label, pcm.samples.data()));
-            return pcm;
+            out.data_offset = body;
+            return out;
         }
         if (csize > avail) {
             return make_error(StatusCode::kInvalidFile,
@@ -354,14 +418,19 @@ Expected<Pcm> decode_wav(const uint8_t* data, size_t size, const WavOptions& opt
             if (have_fmt) {
                 return make_error(StatusCode::kInvalidFile, "[wav] %s: second fmt chunk", label);
             }
-            VOXRT_RETURN_IF_ERROR(parse_fmt(data + body, csize, label, &fmt));
+            // parse_fmt reads at most 40 bytes, and only as many as csize says are there.
+            uint8_t fmt_body[40] = {};
+            VOXRT_RETURN_IF_ERROR(src.read(body, fmt_body, std::min<size_t>(csize, 40)));
+            VOXRT_RETURN_IF_ERROR(parse_fmt(fmt_body, csize, label, &out.fmt));
             have_fmt = true;
         }
         pos = body + csize + (csize & 1u);  // chunks are padded to even sizes
     }
 }
 
-Expected<Pcm> read_wav(const std::string& path, const WavOptions& options) {
+// Opens a WAV file for the streaming readers: a regular file (io::open_regular_file) no larger
+// than the duration cap allows. Returns the descriptor (the caller closes it) and its size.
+Expected<int> open_wav(const std::string& path, const WavOptions& options, size_t* size) {
     struct stat st {};
     Expected<int> opened = io::open_regular_file(path, &st);
     if (!opened) return Status(opened.status().code(), "[wav] " + opened.status().message());
@@ -369,27 +438,104 @@ Expected<Pcm> read_wav(const std::string& path, const WavOptions& options) {
     // The largest legitimate file: the duration cap at the highest rate, 2 channels of 4 bytes,
     // plus 64 MiB of other chunks (metadata, pictures). Checked before reading anything.
     const double cap = options.max_seconds * kMaxSampleRate * kMaxChannels * 4.0 + (64 << 20);
-    const auto size = static_cast<size_t>(st.st_size);
-    if (static_cast<double>(size) > cap) {
+    *size = static_cast<size_t>(st.st_size);
+    if (static_cast<double>(*size) > cap) {
         ::close(fd);
         return make_error(StatusCode::kOutOfRange,
                           "[wav] %s: file is %zu bytes, more than %.0f s of audio can take",
-                          path.c_str(), size, options.max_seconds);
+                          path.c_str(), *size, options.max_seconds);
     }
-    std::vector<uint8_t> bytes(size);
-    size_t got = 0;
-    while (got < size) {
-        const ssize_t r = ::read(fd, bytes.data() + got, size - got);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) break;
-        got += static_cast<size_t>(r);
+    return fd;
+}
+
+// Reads the samples of `lay` from `src` in chunks of at most kWavChunkBytes and hands each
+// converted chunk to sink(first_frame, samples, n_frames).
+template <class Sink>
+Status stream_samples(const ByteSource& src, const Layout& lay, const char* label, Sink&& sink) {
+    const auto align = static_cast<size_t>(lay.fmt.block_align);
+    const size_t chunk_frames = std::max<size_t>(1, kWavChunkBytes / align);
+    const auto ch = static_cast<size_t>(lay.fmt.channels);
+    std::vector<uint8_t> raw(std::min(chunk_frames, lay.frames) * align);
+    std::vector<float> conv(std::min(chunk_frames, lay.frames) * ch);
+    for (size_t f0 = 0; f0 < lay.frames; f0 += chunk_frames) {
+        const size_t n = std::min(chunk_frames, lay.frames - f0);
+        VOXRT_RETURN_IF_ERROR(src.read(lay.data_offset + f0 * align, raw.data(), n * align));
+        VOXRT_RETURN_IF_ERROR(convert(raw.data(), n * ch, lay.fmt, label, conv.data(), f0 * ch));
+        sink(f0, conv.data(), n);
     }
+    return Status::ok();
+}
+
+}  // namespace
+
+Expected<Pcm> decode_wav(const uint8_t* data, size_t size, const WavOptions& options,
+                         const std::string& label_str) {
+    const char* label = label_str.c_str();
+    if (data == nullptr) size = 0;
+    const MemorySource src(data, size);
+    VOXRT_ASSIGN_OR_RETURN(Layout lay, walk(src, options, label));
+    Pcm pcm;
+    pcm.channels = lay.fmt.channels;
+    pcm.sample_rate = lay.fmt.sample_rate;
+    pcm.samples.resize(lay.frames * static_cast<size_t>(lay.fmt.channels));
+    VOXRT_RETURN_IF_ERROR(
+        convert(data + lay.data_offset, pcm.samples.size(), lay.fmt, label, pcm.samples.data(), 0));
+    return pcm;
+}
+
+Expected<Pcm> read_wav(const std::string& path, const WavOptions& options) {
+    size_t size = 0;
+    VOXRT_ASSIGN_OR_RETURN(int fd, open_wav(path, options, &size));
+    const FdSource src(fd, size, path.c_str());
+    Expected<Layout> lay = walk(src, options, path.c_str());
+    if (!lay) {
+        ::close(fd);
+        return lay.status();
+    }
+    Pcm pcm;
+    pcm.channels = lay->fmt.channels;
+    pcm.sample_rate = lay->fmt.sample_rate;
+    const auto ch = static_cast<size_t>(pcm.channels);
+    pcm.samples.resize(lay->frames * ch);
+    Status st = stream_samples(src, *lay, path.c_str(), [&](size_t f0, const float* x, size_t n) {
+        std::memcpy(pcm.samples.data() + f0 * ch, x, n * ch * sizeof(float));
+    });
     ::close(fd);
-    if (got != size) {
-        return make_error(StatusCode::kInvalidFile, "[wav] %s: read %zu of %zu bytes", path.c_str(),
-                          got, size);
+    if (!st) return st;
+    return pcm;
+}
+
+Expected<MonoAudio> read_wav_mono(const std::string& path, const WavOptions& options) {
+    size_t size = 0;
+    VOXRT_ASSIGN_OR_RETURN(int fd, open_wav(path, options, &size));
+    const FdSource src(fd, size, path.c_str());
+    Expected<Layout> lay = walk(src, options, path.c_str());
+    if (!lay) {
+        ::close(fd);
+        return lay.status();
     }
-    return decode_wav(bytes.data(), bytes.size(), options, path);
+    MonoAudio out;
+    out.sample_rate = lay->fmt.sample_rate;
+    out.samples.resize(lay->frames);
+    const int c = lay->fmt.channels;
+    const float inv = 1.0f / static_cast<float>(c);
+    Status st = stream_samples(src, *lay, path.c_str(), [&](size_t f0, const float* x, size_t n) {
+        float* y = out.samples.data() + f0;
+        if (c == 1) {
+            std::memcpy(y, x, n * sizeof(float));
+            return;
+        }
+        // Exactly downmix_mono's arithmetic.
+        for (size_t i = 0; i < n; ++i) {
+            const float* s = x + i * static_cast<size_t>(c);
+            float acc = s[0];
+            for (int k = 1; k < c; ++k) acc += s[k];
+            y[i] = acc * inv;
+        }
+    });
+    ::close(fd);
+    if (!st) return st;
+    return out;
 }
 
 std::vector<float> downmix_mono(const Pcm& pcm) {

@@ -52,8 +52,25 @@ Expected<Pcm> decode_wav(const uint8_t* data, size_t size, const WavOptions& opt
                          const std::string& label = "<memory>");
 
 // Reads and decodes a WAV file. The file size is checked against the cap implied by
-// options.max_seconds before it is read.
+// options.max_seconds before it is read; the samples are then read kWavChunkBytes at a time into
+// the result (the file is never held whole).
 Expected<Pcm> read_wav(const std::string& path, const WavOptions& options = {});
+
+// Mono audio at the file's sample rate.
+struct MonoAudio {
+    std::vector<float> samples;
+    int sample_rate = 0;  // Hz
+};
+
+// Bytes of sample data read and converted at a time by read_wav and read_wav_mono.
+constexpr size_t kWavChunkBytes = size_t{1} << 18;
+
+// Reads a WAV file and mixes it down to mono: the same samples as
+// downmix_mono(*read_wav(path, options)), bit for bit, and the same errors. The file is read and
+// converted kWavChunkBytes at a time, so the memory it takes is the mono result (4 bytes a frame)
+// plus about 3 * kWavChunkBytes, never the file or its interleaved samples whole. The entry point
+// for audio a model will hear.
+Expected<MonoAudio> read_wav_mono(const std::string& path, const WavOptions& options = {});
 
 // Mono mix: the channel mean computed in float32 as (c0 + c1 + ...) * (1/C). Mono input is
 // copied. voxrt's choice: the official liquid-audio code asserts mono input.

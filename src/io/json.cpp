@@ -2,20 +2,106 @@
 
 #include <cmath>
 #include <cstdint>
+#include <unordered_set>
+#include <vector>
 
 #include "io/mapped_file.h"
 
 namespace voxrt::io {
 
-Expected<Json> parse_json(const std::string& text, const std::string& label) {
+namespace {
+
+// A SAX handler that builds nothing and enforces JsonLimits.
+class LimitChecker {
+public:
+    explicit LimitChecker(const JsonLimits& limits) : limits_(limits) {}
+    const std::string& error() const { return error_; }
+
+    bool null() { return value(); }
+    bool boolean(bool) { return value(); }
+    bool number_integer(Json::number_integer_t) { return value(); }
+    bool number_unsigned(Json::number_unsigned_t) { return value(); }
+    bool number_float(Json::number_float_t, const Json::string_t&) { return value(); }
+    bool string(Json::string_t&) { return value(); }
+    bool binary(Json::binary_t&) { return value(); }
+    bool start_object(std::size_t) {
+        if (!open()) return false;
+        if (limits_.reject_duplicate_keys) keys_.emplace_back();
+        return true;
+    }
+    bool key(Json::string_t& k) {
+        if (!count()) return false;
+        if (limits_.reject_duplicate_keys && !keys_.back().insert(k).second)
+            return fail("duplicate key \"" + k + "\"");
+        return true;
+    }
+    bool end_object() {
+        --depth_;
+        if (limits_.reject_duplicate_keys) keys_.pop_back();
+        return true;
+    }
+    bool start_array(std::size_t) { return open(); }
+    bool end_array() {
+        --depth_;
+        return true;
+    }
+    bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& e) {
+        syntax_ = true;
+        return fail(e.what());
+    }
+    bool syntax_error() const { return syntax_; }
+
+private:
+    bool fail(std::string what) {
+        if (error_.empty()) error_ = std::move(what);
+        return false;
+    }
+    bool count() {
+        if (++values_ > limits_.max_values)
+            return fail("more than " + std::to_string(limits_.max_values) +
+                        " JSON values and keys (the limit)");
+        return true;
+    }
+    bool value() { return count(); }
+    bool open() {
+        if (++depth_ > limits_.max_depth)
+            return fail("nesting deeper than " + std::to_string(limits_.max_depth) + " levels");
+        return count();
+    }
+
+    const JsonLimits& limits_;
+    std::string error_;
+    bool syntax_ = false;
+    int depth_ = 0;
+    size_t values_ = 0;
+    std::vector<std::unordered_set<std::string>> keys_;  // per open object
+};
+
+}  // namespace
+
+Status check_json(std::string_view text, const JsonLimits& limits, const std::string& label) {
+    LimitChecker checker(limits);
+    bool ok = false;
     try {
-        auto cb = [](int depth, Json::parse_event_t, Json&) {
-            if (depth > 64) throw std::runtime_error("nesting deeper than 64 levels");
-            return true;
-        };
-        return Json::parse(text, cb);
+        ok = Json::sax_parse(text.begin(), text.end(), &checker);
     } catch (const std::exception& e) {
-        return make_error(StatusCode::kInvalidFile, "%s: invalid JSON: %s", label.c_str(),
+        return make_error(StatusCode::kInvalidFile, "%s: not valid JSON: %s", label.c_str(),
+                          e.what());
+    }
+    if (ok) return Status::ok();
+    if (checker.syntax_error() || checker.error().empty())
+        return make_error(StatusCode::kInvalidFile, "%s: not valid JSON: %s", label.c_str(),
+                          checker.error().c_str());
+    return make_error(StatusCode::kInvalidFile, "%s: %s", label.c_str(), checker.error().c_str());
+}
+
+Expected<Json> parse_json(std::string_view text, const std::string& label,
+                          const JsonLimits& limits) {
+    VOXRT_RETURN_IF_ERROR(check_json(text, limits, label));
+    try {
+        return Json::parse(text.begin(), text.end());
+    } catch (const std::exception& e) {
+        return make_error(StatusCode::kInvalidFile, "%s: not valid JSON: %s", label.c_str(),
                           e.what());
     }
 }

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -14,9 +15,25 @@ namespace voxrt::io {
 
 using Json = nlohmann::json;
 
-// Parses a JSON file (at most max_bytes, nesting at most 64 levels).
+// Limits on a JSON text, checked in one streaming pass before a tree is built (see check_json).
+struct JsonLimits {
+    int max_depth = 64;                   // arrays and objects open at once
+    size_t max_values = size_t{1} << 22;  // values (containers included) and object keys
+    bool reject_duplicate_keys = false;   // a key twice in one object is an error
+};
+
+// Checks `text` against `limits` with nlohmann's SAX parser: no tree, no recursion, linear time,
+// stopping at the first excess. Errors (kInvalidFile) name `label` and the limit or the duplicate
+// key ("LABEL: nesting deeper than 8 levels"), or the syntax error ("LABEL: not valid JSON: ...").
+// Parsing with nlohmann's callback parser is not used anywhere: it rescans the enclosing object at
+// the end of every nested object, quadratic in the entries.
+Status check_json(std::string_view text, const JsonLimits& limits, const std::string& label);
+
+// Parses a JSON file (at most max_bytes, within the default JsonLimits).
 Expected<Json> read_json_file(const std::string& path, size_t max_bytes = 64u << 20);
-Expected<Json> parse_json(const std::string& text, const std::string& label);
+// Parses JSON text after check_json(text, limits, label).
+Expected<Json> parse_json(std::string_view text, const std::string& label,
+                          const JsonLimits& limits = {});
 
 // A read-only cursor into a JSON object that remembers its file label and path for errors.
 class JsonView {

@@ -5,6 +5,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "io/json.h"
+
 namespace voxrt::io {
 
 namespace {
@@ -82,36 +84,25 @@ Expected<SafeTensorsHeader> parse_safetensors(const uint8_t* data, size_t size,
     if (n == 0 || hdr[0] != '{') return bad(label, "header is not a JSON object");
     if (std::memchr(hdr, '\0', n) != nullptr) return bad(label, "header contains a NUL byte");
 
+    // Limits, nesting and duplicate keys first, in one streaming pass; then the tree.
+    JsonLimits limits;
+    limits.max_depth = 8;
+    limits.max_values = kSafetensorsMaxValues;
+    limits.reject_duplicate_keys = true;
+    const std::string_view text(hdr, n);
+    VOXRT_RETURN_IF_ERROR(check_json(text, limits, label + ": header"));
     nlohmann::json j;
     try {
-        // Duplicate keys: nlohmann keeps the last; detect them through a parser callback.
-        bool duplicate = false;
-        std::string dup_key;
-        std::vector<std::vector<std::string>> seen;  // keys per object depth
-        auto cb = [&](int depth, nlohmann::json::parse_event_t ev, nlohmann::json& parsed) {
-            if (depth > 8) throw std::runtime_error("nesting deeper than 8 levels");
-            if (ev == nlohmann::json::parse_event_t::object_start) {
-                seen.emplace_back();
-            } else if (ev == nlohmann::json::parse_event_t::object_end) {
-                if (!seen.empty()) seen.pop_back();
-            } else if (ev == nlohmann::json::parse_event_t::key && !seen.empty()) {
-                const std::string& k = parsed.get_ref<const std::string&>();
-                auto& keys = seen.back();
-                if (std::find(keys.begin(), keys.end(), k) != keys.end()) {
-                    duplicate = true;
-                    dup_key = k;
-                }
-                keys.push_back(k);
-            }
-            return true;
-        };
-        j = nlohmann::json::parse(hdr, hdr + n, cb);
-        if (duplicate) return bad(label, "duplicate key \"" + dup_key + "\" in header");
+        j = nlohmann::json::parse(text.begin(), text.end());
     } catch (const std::exception& e) {
-        return bad(label, std::string("header is not valid JSON: ") + e.what());
+        return bad(label, std::string("header: not valid JSON: ") + e.what());
     }
     if (!j.is_object()) return bad(label, "header is not a JSON object");
 
+    const size_t entries = j.size() - (j.contains("__metadata__") ? 1 : 0);
+    if (entries > kSafetensorsMaxTensors)
+        return bad(label, "header lists " + std::to_string(entries) + " tensors, more than the " +
+                              "limit of " + std::to_string(kSafetensorsMaxTensors));
     SafeTensorsHeader out;
     out.data_start = 8 + n;
     const uint64_t data_size = size - out.data_start;
@@ -122,7 +113,7 @@ Expected<SafeTensorsHeader> parse_safetensors(const uint8_t* data, size_t size,
             for (auto m = it->begin(); m != it->end(); ++m) {
                 if (!m->is_string())
                     return bad(label, "__metadata__[\"" + m.key() + "\"] is not a string");
-                out.metadata[m.key()] = m->get<std::string>();
+                out.metadata[m.key()] = std::move(m->get_ref<std::string&>());
             }
             continue;
         }

@@ -22,7 +22,13 @@
 
 namespace voxrt::io {
 
+// Limits on the header, checked while it is parsed (the parse stops at the first excess), so that
+// its JSON tree stays within a small multiple of the header's size: the reference's 100 MB cap on
+// the header length, at most kSafetensorsMaxTensors entries (the published checkpoint has about
+// 1,000 tensors in model.safetensors) and kSafetensorsMaxValues JSON values in all.
 constexpr uint64_t kSafetensorsMaxHeader = 100'000'000;
+constexpr size_t kSafetensorsMaxTensors = size_t{1} << 16;
+constexpr size_t kSafetensorsMaxValues = size_t{1} << 21;
 
 struct TensorInfo {
     std::string name;

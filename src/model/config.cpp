@@ -1,5 +1,11 @@
 #include "model/config.h"
 
+#include <algorithm>
+#include <cmath>
+
+#include "audio/wav.h"
+#include "io/mapped_file.h"
+
 namespace voxrt::model {
 
 namespace {
@@ -33,6 +39,12 @@ Expected<PreprocessorConfig> parse_preprocessor(const io::JsonView& j) {
     VOXRT_ASSIGN_OR_RETURN(c.pad_value, j.number_or("pad_value", 0.0, -1e6, 1e6));
     const double win = c.window_size * c.sample_rate;
     if (win > c.n_fft) return j.error("window_size", "window longer than n_fft");
+    if (const int64_t frames = longest_mel_segment(c); frames > kMaxEncoderFrames)
+        return j.error("window_stride", "a hop of " + std::to_string(c.window_stride) +
+                                            " s makes " + std::to_string(frames) +
+                                            " mel frames of the longest accepted " +
+                                            "recording, more than the limit of " +
+                                            std::to_string(kMaxEncoderFrames));
     return c;
 }
 
@@ -67,7 +79,7 @@ Expected<EncoderConfig> parse_encoder(const io::JsonView& j) {
     VOXRT_ASSIGN_OR_RETURN(c.untie_biases, j.boolean_or("untie_biases", true));
     if (!c.untie_biases)
         return j.error("untie_biases", "only per-layer (untied) biases are supported");
-    VOXRT_RETURN_IF_ERROR(geti("pos_emb_max_len", c.pos_emb_max_len, 1, 1 << 20));
+    VOXRT_RETURN_IF_ERROR(geti("pos_emb_max_len", c.pos_emb_max_len, 1, kMaxEncoderFrames));
     VOXRT_RETURN_IF_ERROR(geti("conv_kernel_size", c.conv_kernel_size, 1, 255));
     if (c.conv_kernel_size % 2 == 0) return j.error("conv_kernel_size", "must be odd");
     VOXRT_ASSIGN_OR_RETURN(c.conv_norm_type, j.string_or("conv_norm_type", "batch_norm"));
@@ -189,8 +201,23 @@ Expected<Lfm2Config> parse_lfm2_config(const io::JsonView& j) {
     return c;
 }
 
+int64_t longest_mel_segment(const PreprocessorConfig& pp) {
+    const double max_seconds = audio::WavOptions{}.max_seconds;
+    const auto hop = std::max<int64_t>(1, static_cast<int64_t>(pp.window_stride * pp.sample_rate));
+    const auto samples = static_cast<int64_t>(std::ceil(max_seconds * pp.sample_rate));
+    return samples / hop + 1;
+}
+
 Expected<AudioModelConfig> load_model_config(const std::string& path) {
-    VOXRT_ASSIGN_OR_RETURN(io::Json json, io::read_json_file(path, 1u << 20));
+    VOXRT_ASSIGN_OR_RETURN(std::string text, io::read_text_file(path, kMaxConfigBytes));
+    return parse_model_config(text, path);
+}
+
+Expected<AudioModelConfig> parse_model_config(const std::string& text, const std::string& path) {
+    if (text.size() > kMaxConfigBytes)
+        return make_error(StatusCode::kInvalidFile, "%s: %zu bytes exceeds the %zu-byte limit",
+                          path.c_str(), text.size(), kMaxConfigBytes);
+    VOXRT_ASSIGN_OR_RETURN(io::Json json, io::parse_json(text, path));
     io::JsonView j(&json, path, "");
     if (!json.is_object())
         return Status(StatusCode::kInvalidFile, path + ": expected a JSON object");
@@ -216,13 +243,26 @@ Expected<AudioModelConfig> load_model_config(const std::string& path) {
 }
 
 Expected<Lfm2Config> load_detokenizer_config(const std::string& path) {
-    VOXRT_ASSIGN_OR_RETURN(io::Json json, io::read_json_file(path, 1u << 20));
+    VOXRT_ASSIGN_OR_RETURN(std::string text, io::read_text_file(path, kMaxConfigBytes));
+    return parse_detokenizer_config(text, path);
+}
+
+Expected<Lfm2Config> parse_detokenizer_config(const std::string& text, const std::string& path) {
+    if (text.size() > kMaxConfigBytes)
+        return make_error(StatusCode::kInvalidFile, "%s: %zu bytes exceeds the %zu-byte limit",
+                          path.c_str(), text.size(), kMaxConfigBytes);
+    VOXRT_ASSIGN_OR_RETURN(io::Json json, io::parse_json(text, path));
     if (!json.is_object())
         return Status(StatusCode::kInvalidFile, path + ": expected a JSON object");
     io::JsonView j(&json, path, "");
     VOXRT_ASSIGN_OR_RETURN(Lfm2Config c, parse_lfm2_config(j));
     if (c.sliding_window == 0)
         c.sliding_window = 30;  // liquid-audio: getattr(cfg, "sliding_window", 30)
+    if (c.sliding_window > kMaxDetokenizerWindow)
+        return j.error("sliding_window", "value " + std::to_string(c.sliding_window) +
+                                             " exceeds the detokenizer limit of " +
+                                             std::to_string(kMaxDetokenizerWindow) +
+                                             " rows (the model uses 30)");
     return c;
 }
 

@@ -4,6 +4,7 @@
 // the files; comments give the published model's values.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -95,11 +96,38 @@ struct AudioModelConfig {
     DepthformerConfig depthformer;
 };
 
+// Limits on values that size allocations, beyond the published model's by a wide margin but far
+// below what would ask for gigabytes (docs/reliability.md, "Limits"). Each is refused with an
+// error naming the file and the field.
+//
+// config.json and audio_detokenizer/config.json: at most this many bytes.
+constexpr size_t kMaxConfigBytes = size_t{1} << 20;
+// The detokenizer's attention window in rows (liquid-audio: 30). Its KV cache holds about
+// window + 6 * 64 rows per attention layer.
+constexpr int kMaxDetokenizerWindow = 4096;
+// encoder.pos_emb_max_len (published: 5000), and the longest segment in mel frames that the
+// preprocessor makes of the longest accepted recording (600 s at a 10 ms hop: 60,001). The encoder
+// builds its relative-position table for the larger of the two at load: [2 * ceil(T / 8) - 1,
+// d_model] floats.
+constexpr int64_t kMaxEncoderFrames = int64_t{1} << 17;
+
+// ModelOptions: the most positions a session may hold (the published lfm.max_position_embeddings
+// is 128,000; a context's KV cache and RoPE tables are sized for it at session creation: 1.6 GB
+// in bf16 for the published model at this limit) and the most CPU threads.
+constexpr int kMaxContext = 1 << 17;
+constexpr int kMaxThreads = 1024;
+
 // Parses MODEL_DIR/config.json.
 Expected<AudioModelConfig> load_model_config(const std::string& path);
+// Same, from the file's text; `label` names the file in errors. (Used by the fuzz target.)
+Expected<AudioModelConfig> parse_model_config(const std::string& text, const std::string& label);
 // Parses an Lfm2Config object (the "lfm" block, or the detokenizer's whole config.json).
 Expected<Lfm2Config> parse_lfm2_config(const io::JsonView& j);
 // Parses audio_detokenizer/config.json.
 Expected<Lfm2Config> load_detokenizer_config(const std::string& path);
+Expected<Lfm2Config> parse_detokenizer_config(const std::string& text, const std::string& label);
+// Mel frames the preprocessor makes of the longest recording the WAV reader accepts
+// (WavOptions::max_seconds), resampled to its rate: one per hop, plus one.
+int64_t longest_mel_segment(const PreprocessorConfig& pp);
 
 }  // namespace voxrt::model

@@ -52,9 +52,14 @@ LfmAudioModel::~LfmAudioModel() {
 Expected<std::unique_ptr<LfmAudioModel>> LfmAudioModel::load(const std::string& dir,
                                                              const ModelOptions& opt) {
     VOXRT_RETURN_IF_ERROR(check_dir(dir, "model directory"));
-    if (opt.max_context < 16 || opt.max_context > (1 << 20))
-        return make_error(StatusCode::kInvalidArgument, "context of %d positions is out of range",
-                          opt.max_context);
+    if (opt.max_context < 16)
+        return make_error(StatusCode::kInvalidArgument,
+                          "max_context: %d positions is outside [16, %d]", opt.max_context,
+                          kMaxContext);
+    if (opt.threads < 0 || opt.threads > kMaxThreads)
+        return make_error(StatusCode::kInvalidArgument,
+                          "threads: %d is outside [0, %d] (0: all cores)", opt.threads,
+                          kMaxThreads);
     std::unique_ptr<LfmAudioModel> m(new LfmAudioModel());
     m->dir_ = dir;
     m->opt_ = opt;
@@ -64,6 +69,11 @@ Expected<std::unique_ptr<LfmAudioModel>> LfmAudioModel::load(const std::string& 
             StatusCode::kInvalidArgument,
             "context of %d positions exceeds %s/config.json lfm.max_position_embeddings (%d)",
             opt.max_context, dir.c_str(), m->cfg_.lfm.max_position_embeddings);
+    // Checked after the checkpoint's own limit, whose message says more about a given model.
+    if (opt.max_context > kMaxContext)
+        return make_error(StatusCode::kInvalidArgument,
+                          "max_context: %d positions is outside [16, %d]", opt.max_context,
+                          kMaxContext);
 
     const std::string tok_path = dir + "/tokenizer.json";
     VOXRT_ASSIGN_OR_RETURN(text::Tokenizer tok, text::Tokenizer::load(tok_path));

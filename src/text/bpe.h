@@ -20,7 +20,7 @@
 namespace voxrt::text {
 
 // Limits applied while loading (hostile-file protection). Documented in docs/tokenizer.md.
-inline constexpr size_t kMaxVocabEntries = size_t{1} << 22;  // 4,194,304 ids
+inline constexpr size_t kMaxVocabEntries = size_t{1} << 20;  // 1,048,576 ids (LFM2: 64,400)
 inline constexpr size_t kMaxTokenBytes = 65536;              // one vocab string
 
 class BpeModel {

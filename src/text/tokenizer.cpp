@@ -42,8 +42,15 @@ Status file_error(const std::string& origin, const char* what) {
 }
 
 // Maximum nesting of JSON arrays/objects, computed without recursion (strings are skipped), so a
-// file of a million '[' is rejected before the parser sees it.
-int json_depth(std::string_view s) {
+// file of a million '[' is rejected before the parser sees it; and an upper bound on the number of
+// values and keys (every one but the first follows a '[', '{', ',' or ':'), which bounds the size
+// of the parsed tree.
+struct JsonShape {
+    int depth = 0;
+    size_t values = 1;
+};
+JsonShape json_shape(std::string_view s) {
+    JsonShape shape;
     int depth = 0, max_depth = 0;
     bool in_string = false;
     for (size_t i = 0; i < s.size(); ++i) {
@@ -57,12 +64,16 @@ int json_depth(std::string_view s) {
         } else if (c == '"') {
             in_string = true;
         } else if (c == '[' || c == '{') {
+            ++shape.values;
             if (++depth > max_depth) max_depth = depth;
         } else if (c == ']' || c == '}') {
             --depth;
+        } else if (c == ',' || c == ':') {
+            ++shape.values;
         }
     }
-    return max_depth;
+    shape.depth = max_depth;
+    return shape;
 }
 
 Status check_normalizer(const json& n, int depth) {
@@ -152,8 +163,23 @@ Expected<Tokenizer> Tokenizer::load(const std::string& path) {
 }
 
 Expected<Tokenizer> Tokenizer::load_from_string(std::string_view text, const std::string& origin) {
-    if (text.size() > kMaxTokenizerFileBytes) return file_error(origin, "file too large");
-    if (json_depth(text) > kMaxJsonDepth) return file_error(origin, "JSON nested too deeply");
+    if (text.size() > kMaxTokenizerFileBytes) {
+        return make_error(StatusCode::kInvalidFile,
+                          "[tokenizer] %s: %zu bytes exceeds the %zu byte limit", origin.c_str(),
+                          text.size(), kMaxTokenizerFileBytes);
+    }
+    const JsonShape shape = json_shape(text);
+    if (shape.depth > kMaxJsonDepth) {
+        return make_error(StatusCode::kInvalidFile,
+                          "[tokenizer] %s: JSON nested %d levels deep, more than the limit of %d",
+                          origin.c_str(), shape.depth, kMaxJsonDepth);
+    }
+    if (shape.values > kMaxJsonValues) {
+        return make_error(StatusCode::kInvalidFile,
+                          "[tokenizer] %s: up to %zu JSON values and keys, more than the limit of "
+                          "%zu",
+                          origin.c_str(), shape.values, kMaxJsonValues);
+    }
     json root = json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
     if (root.is_discarded()) return file_error(origin, "not valid JSON");
     if (!root.is_object()) return file_error(origin, "top level is not a JSON object");
@@ -224,7 +250,7 @@ Expected<Tokenizer> Tokenizer::load_from_string(std::string_view text, const std
         return file_error(origin, "added_tokens: not an array");
     if (added.size() > kMaxVocabEntries) return file_error(origin, "added_tokens: too many");
     int32_t next_id = impl->model.size();
-    size_t index = 0;
+    size_t index = 0, added_bytes = 0;
     for (const json& t : added.is_array() ? added : json::array()) {
         if (!t.is_object() || !t.contains("content") || !t["content"].is_string() ||
             !t.contains("id") || !t["id"].is_number_integer()) {
@@ -241,6 +267,13 @@ Expected<Tokenizer> Tokenizer::load_from_string(std::string_view text, const std
                               "[tokenizer] %s: added_tokens[%zu]: "
                               "content is empty, longer than %zu bytes or not UTF-8",
                               origin.c_str(), index, kMaxAddedTokenBytes);
+        }
+        added_bytes += tok.content.size();
+        if (added_bytes > kMaxAddedTokenTotalBytes) {
+            return make_error(StatusCode::kInvalidFile,
+                              "[tokenizer] %s: added_tokens[%zu]: the added tokens' content "
+                              "exceeds %zu bytes in all (the limit)",
+                              origin.c_str(), index, kMaxAddedTokenTotalBytes);
         }
         VOXRT_RETURN_IF_ERROR(read_added_flag(t, "special", false, &tok.special, index));
         VOXRT_RETURN_IF_ERROR(read_added_flag(t, "single_word", false, &tok.single_word, index));
@@ -325,6 +358,16 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text) const {
         }
     }
     return ids;
+}
+
+Expected<std::vector<int32_t>> Tokenizer::encode_checked(std::string_view text, size_t max_bytes,
+                                                         const std::string& field) const {
+    if (text.size() > max_bytes) {
+        return make_error(StatusCode::kOutOfRange,
+                          "%s: %zu bytes of text exceed the limit of %zu bytes", field.c_str(),
+                          text.size(), max_bytes);
+    }
+    return encode(text);
 }
 
 std::string Tokenizer::decode(const int32_t* ids, size_t n, bool skip_special) const {

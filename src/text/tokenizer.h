@@ -33,10 +33,20 @@
 
 namespace voxrt::text {
 
-// Hostile-file limits (see docs/tokenizer.md).
-inline constexpr size_t kMaxTokenizerFileBytes = size_t{512} << 20;
+// Hostile-file limits (see docs/tokenizer.md and docs/reliability.md). The published LFM2.5 file
+// is 4.73 MB with 64,400 ids and about 300,000 JSON values; the JSON tree of a file at the limits
+// takes a few hundred MB at most (tested).
+inline constexpr size_t kMaxTokenizerFileBytes = size_t{64} << 20;
 inline constexpr int kMaxJsonDepth = 64;
+// JSON values and object keys, counted (as an upper bound) before parsing.
+inline constexpr size_t kMaxJsonValues = size_t{1} << 22;
 inline constexpr size_t kMaxAddedTokenBytes = 4096;
+// All added tokens' content together: the matcher's byte trie takes about 64 bytes a byte of it
+// (the published file has 509 added tokens, under 16 KB).
+inline constexpr size_t kMaxAddedTokenTotalBytes = size_t{1} << 20;
+// The longest text encode_checked() takes by default (TTS input, a chat message): 512 KiB, more
+// than the longest context holds (131,072 tokens of at least one byte, ~4 bytes on average).
+inline constexpr size_t kMaxTextBytes = size_t{512} << 10;
 
 class Tokenizer {
 public:
@@ -51,6 +61,11 @@ public:
     // UTF-8 is repaired (see above); if a regex hits its match limit, the rest of that piece is
     // tokenized as one pre-token (counted in regex_failures()).
     std::vector<int32_t> encode(std::string_view text) const;
+    // encode(text) for text from a user (a TTS input, a chat message): refused with kOutOfRange
+    // and a message naming `field` when it is longer than max_bytes, before any work is done.
+    Expected<std::vector<int32_t>> encode_checked(std::string_view text,
+                                                  size_t max_bytes = kMaxTextBytes,
+                                                  const std::string& field = "text") const;
 
     // Text of `ids`, as HF decode(ids, skip_special_tokens=skip_special). Ids outside the
     // vocabulary are skipped, as HF does. Output is always valid UTF-8.

@@ -354,7 +354,7 @@ TEST(TokenizerHostileTest, RejectsBrokenFiles) {
     expect_rejected("garbage", load_text("garbage", "{\"model\": [1, 2"), "not valid JSON");
     expect_rejected("array", load_text("array", "[1, 2, 3]"), "not a JSON object");
     expect_rejected("deep", load_text("deep", std::string(100000, '[') + std::string(100000, ']')),
-                    "nested too deeply");
+                    "nested 100000 levels deep, more than the limit of 64");
 
     auto broken = [](auto&& edit) {
         json j = minimal_tokenizer();
