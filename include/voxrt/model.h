@@ -28,13 +28,17 @@ namespace model {
 class LfmAudioModel;
 }
 
+// The most positions a session may hold (ModelOptions::max_context, SessionOptions::context); a
+// checkpoint's own max_position_embeddings may allow fewer.
+inline constexpr int kMaxContextPositions = 1 << 17;
+
 struct ModelOptions {
     // "auto" (CUDA when this build has it and a GPU is present, else the CPU), "cpu" or "cuda".
     std::string device = "auto";
     // "bf16" (what the official pipeline runs) or "fp32".
     std::string precision = "bf16";
     int threads = 0;         // CPU worker threads shared by the model's sessions; 0 = all cores
-    int max_context = 4096;  // positions a session on this model may hold (16 .. 1,048,576)
+    int max_context = 4096;  // positions a session on this model may hold (16 .. 131,072)
     // false: no detokenizer is loaded and sessions produce audio codes but no PCM (ASR and text
     // chat never need it).
     bool load_detokenizer = true;

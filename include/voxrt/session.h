@@ -57,7 +57,7 @@ struct SessionOptions {
     int context = 0;  // positions the conversation may hold; 0 = the model's max_context
     // The longest text one add_turn()/append_text() call accepts, in bytes (longer is an error
     // naming the field). The context is the real limit; this bounds the tokenizer's work first.
-    size_t max_text_bytes = size_t{1} << 20;
+    size_t max_text_bytes = size_t{512} << 10;
 
     // For comparisons and benchmarks only (the defaults are what a frontend wants).
     struct Tuning {

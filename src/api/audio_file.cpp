@@ -1,5 +1,7 @@
 #include "voxrt/audio_file.h"
 
+#include <utility>
+
 #include "audio/wav.h"
 
 namespace voxrt {
@@ -7,11 +9,12 @@ namespace voxrt {
 Expected<AudioClip> read_wav_file(const std::string& path, double max_seconds) {
     audio::WavOptions o;
     o.max_seconds = max_seconds;
-    VOXRT_ASSIGN_OR_RETURN(audio::Pcm pcm, audio::read_wav(path, o));
+    // Streamed: the file's interleaved samples are never held whole, only the mono result.
+    VOXRT_ASSIGN_OR_RETURN(audio::MonoAudio a, audio::read_wav_mono(path, o));
     AudioClip c;
-    c.sample_rate = pcm.sample_rate;
-    c.channels = pcm.channels;
-    c.samples = audio::downmix_mono(pcm);
+    c.sample_rate = a.sample_rate;
+    c.channels = a.channels;
+    c.samples = std::move(a.samples);
     return c;
 }
 

@@ -40,10 +40,11 @@ Expected<model::ModelOptions> internal_options(const ModelOptions& o) {
     if (o.threads < 0 || o.threads > 1024)
         return make_error(StatusCode::kInvalidArgument,
                           "ModelOptions.threads must be in [0, 1024], got %d", o.threads);
-    if (o.max_context < 16 || o.max_context > (1 << 20))
+    static_assert(kMaxContextPositions == model::kMaxContext);
+    if (o.max_context < 16 || o.max_context > kMaxContextPositions)
         return make_error(StatusCode::kInvalidArgument,
-                          "ModelOptions.max_context must be in [16, 1048576], got %d",
-                          o.max_context);
+                          "ModelOptions.max_context must be in [16, %d], got %d",
+                          kMaxContextPositions, o.max_context);
     m.threads = o.threads;
     m.max_context = o.max_context;
     m.load_detokenizer = o.load_detokenizer;

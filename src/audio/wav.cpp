@@ -516,6 +516,7 @@ Expected<MonoAudio> read_wav_mono(const std::string& path, const WavOptions& opt
     }
     MonoAudio out;
     out.sample_rate = lay->fmt.sample_rate;
+    out.channels = lay->fmt.channels;
     out.samples.resize(lay->frames);
     const int c = lay->fmt.channels;
     const float inv = 1.0f / static_cast<float>(c);

@@ -60,6 +60,7 @@ Expected<Pcm> read_wav(const std::string& path, const WavOptions& options = {});
 struct MonoAudio {
     std::vector<float> samples;
     int sample_rate = 0;  // Hz
+    int channels = 0;     // in the file (mixed down into `samples`)
 };
 
 // Bytes of sample data read and converted at a time by read_wav and read_wav_mono.

@@ -259,8 +259,15 @@ TEST(CliErrors, AudioLongerThanContext) {
     expect_error(run_cli(s2s(tiny(), question(), "--context 48")), "context");
 }
 
+// Within voxrt's limit (131,072) but beyond the checkpoint's max_position_embeddings (128,000):
+// refused at load, naming the checkpoint's field.
 TEST(CliErrors, ContextBeyondTheModelsPositions) {
-    expect_error(run_cli(s2s(tiny(), question(), "--context 1000000")), "max_position_embeddings");
+    expect_error(run_cli(s2s(tiny(), question(), "--context 130000")), "max_position_embeddings");
+}
+
+// Beyond voxrt's limit: a usage error naming the option.
+TEST(CliErrors, ContextBeyondVoxrtsLimitIsAUsageError) {
+    expect_error(run_cli(s2s(tiny(), question(), "--context 1000000")), "--context", 2);
 }
 
 TEST(CliErrors, GoodRunsSucceed) {

@@ -275,7 +275,7 @@ void add_common(CLI::App* app, CommonArgs& a, bool show_ab) {
         ->check(CLI::IsMember({"bf16", "fp32"}));
     app->add_option("--context", a.context, "positions a conversation may hold")
         ->capture_default_str()
-        ->check(CLI::Range(16, 1 << 20));
+        ->check(CLI::Range(16, kMaxContextPositions));
     app->add_flag("-q,--quiet", a.quiet, "no progress or timing on stderr");
     // A/B switches for comparisons: accepted everywhere, listed only by voxrt bench --help.
     const std::string ab = kAbGroup;
