@@ -33,6 +33,7 @@ for stage in "${STAGES[@]}"; do
         -DCMAKE_PREFIX_PATH=$P/usr > "$OUT/build.log" 2>&1 &&
       ninja -C build-gpu -j"$(nproc)" voxrt_cli ops_cuda_test fused_cuda_test mel_cuda_test istft_cuda_test backbone_parity_test \
         greedy_e2e_test multiturn_test encoder_parity_test detokenizer_parity_test detokenizer_streaming_test \
+        api_session_test audio_input_streaming_test device_test \
         >> "$OUT/build.log" 2>&1 || { log "build failed"; tail -30 "$OUT/build.log"; exit 1; }
       log "built"
       ;;
@@ -40,13 +41,17 @@ for stage in "${STAGES[@]}"; do
       log "CUDA op tests"
       build-gpu/ops_cuda_test > "$OUT/tests.log" 2>&1; log "ops_cuda_test rc=$?"
       build-gpu/fused_cuda_test >> "$OUT/tests.log" 2>&1; log "fused_cuda_test (tiny) rc=$?"
-      for t in mel_cuda_test istft_cuda_test; do
+      for t in mel_cuda_test istft_cuda_test device_test; do
         build-gpu/$t >> "$OUT/tests.log" 2>&1; log "$t rc=$?"
       done
       log "tiny checkpoint on CUDA"
       for t in backbone_parity_test greedy_e2e_test multiturn_test encoder_parity_test detokenizer_parity_test \
                detokenizer_streaming_test; do
         VOXRT_PARITY_DEVICE=cuda timeout 120 build-gpu/$t >> "$OUT/tests.log" 2>&1; log "$t (tiny, cuda) rc=$?"
+      done
+      log "public API on CUDA (truncation, sessions on threads, streamed input; CPU and CUDA cases)"
+      for t in api_session_test audio_input_streaming_test; do
+        timeout 300 build-gpu/$t > "$OUT/$t.log" 2>&1; log "$t rc=$? ($(grep -c '^\[       OK \]' "$OUT/$t.log") ok, $(grep -c '^\[  SKIPPED \]' "$OUT/$t.log") skipped lines)"
       done
       ;;
     full)

@@ -107,10 +107,19 @@ TEST(StreamingInput, ResampleStreamStartsOverAfterReset) {
     EXPECT_EQ(a.size(), (x.size() * 16000 + 44099) / 44100);
 }
 
-// Through the public API: the same response whether the user's audio came whole or in pieces.
-TEST(StreamingInput, SessionResponseIndependentOfChunking) {
-    auto m = test::load_tiny("cpu", "fp32");
+// Through the public API: the same response whether the user's audio came whole or in pieces, on
+// the CPU, on CUDA with the log-mel on the GPU (the samples are buffered and the mel made at
+// end_user_turn) and on CUDA with the streamed host mel.
+class StreamingSession : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(StreamingSession, ResponseIndependentOfChunking) {
+    const std::string dev = GetParam();
+    const bool cuda = dev != "cpu";
+    if (cuda && !gpu_available()) GTEST_SKIP() << "no CUDA device";
+    auto m = test::load_tiny(cuda ? "cuda" : "cpu", "fp32");
     ASSERT_TRUE(m);
+    SessionOptions so;
+    so.tuning.mel_on_device = dev != "cuda-host-mel";
     const AudioClip clip = test::read_clip("st48k.wav");
     ASSERT_FALSE(clip.samples.empty());
     ResponseOptions o = ResponseOptions::for_task(Task::kSpeechChat);
@@ -119,7 +128,7 @@ TEST(StreamingInput, SessionResponseIndependentOfChunking) {
     o.suppress_end = true;
     std::vector<ResponseItem> whole;
     for (int ms : {-1, 10, 30, 100, 1000}) {
-        auto s = Session::create(m);
+        auto s = Session::create(m, so);
         ASSERT_TRUE(s.is_ok());
         ASSERT_TRUE(
             (*s)->add_turn(Role::kSystem, task_defaults(Task::kSpeechChat).system_prompt).is_ok());
@@ -141,6 +150,15 @@ TEST(StreamingInput, SessionResponseIndependentOfChunking) {
         }
     }
 }
+
+INSTANTIATE_TEST_SUITE_P(Devices, StreamingSession,
+                         ::testing::Values("cpu", "cuda", "cuda-host-mel"),
+                         [](const ::testing::TestParamInfo<std::string>& i) {
+                             std::string n = i.param;
+                             for (char& c : n)
+                                 if (c == '-') c = '_';
+                             return n;
+                         });
 
 }  // namespace
 }  // namespace voxrt
