@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
+#include <shared_mutex>
 #include <utility>
 
 #include "backend/cuda/handles.h"
@@ -23,6 +24,11 @@ std::mutex g_orphan_mu;
 Status g_orphan_error;
 
 }  // namespace
+
+std::shared_mutex& capture_guard() {
+    static std::shared_mutex mu;
+    return mu;
+}
 
 Handles& handles(const ops::Context& ctx) {
     VOXRT_ASSERT(ctx.device == Device::kCUDA && ctx.backend_state != nullptr,
@@ -97,6 +103,7 @@ Status synchronize(const ops::Context& ctx) {
 namespace {
 
 void* device_alloc(size_t bytes) {
+    std::unique_lock<std::shared_mutex> guard(capture_guard());
     void* p = nullptr;
     if (cudaMalloc(&p, bytes) != cudaSuccess) {
         (void)cudaGetLastError();  // allocation failures are not sticky; clear the last error
@@ -112,10 +119,14 @@ void* device_alloc(size_t bytes) {
     return p;
 }
 
-void device_free(void* p) { cudaFree(p); }
+void device_free(void* p) {
+    std::unique_lock<std::shared_mutex> guard(capture_guard());
+    cudaFree(p);
+}
 
 // Page-locked host memory (Buffer::allocate_pinned): what a stream copies into asynchronously.
 void* pinned_alloc(size_t bytes) {
+    std::unique_lock<std::shared_mutex> guard(capture_guard());
     void* p = nullptr;
     if (cudaMallocHost(&p, bytes) != cudaSuccess) {
         (void)cudaGetLastError();
@@ -124,9 +135,13 @@ void* pinned_alloc(size_t bytes) {
     return p;
 }
 
-void pinned_free(void* p) { cudaFreeHost(p); }
+void pinned_free(void* p) {
+    std::unique_lock<std::shared_mutex> guard(capture_guard());
+    cudaFreeHost(p);
+}
 
-void destroy_handles(Handles* h) {
+// Caller holds capture_guard() exclusively.
+void destroy_handles_locked(Handles* h) {
     if (!h) return;
     if (h->stream) cudaStreamSynchronize(h->stream);
     destroy_lt_plans(h->lt_plans);
@@ -137,6 +152,11 @@ void destroy_handles(Handles* h) {
     if (h->exchange) cudaFree(h->exchange);
     if (h->stream) cudaStreamDestroy(h->stream);
     delete h;
+}
+
+void destroy_handles(Handles* h) {
+    std::unique_lock<std::shared_mutex> guard(capture_guard());
+    destroy_handles_locked(h);
 }
 
 Status alloc_or_fail(void** p, size_t bytes, const char* what) {
@@ -188,10 +208,12 @@ Expected<ops::Context> create_context(ops::Precision precision, int device_index
         set_pinned_host_allocator({&pinned_alloc, &pinned_free});
     });
 
+    // Stream, handles and allocations: calls that may synchronize the device (capture_guard()).
+    std::unique_lock<std::shared_mutex> guard(capture_guard());
     auto* h = new Handles();
     h->device = device_index;
     auto fail = [h](Status st) {
-        destroy_handles(h);
+        destroy_handles_locked(h);
         return st;
     };
     Status st = cuda_status(
@@ -280,8 +302,13 @@ Status graph_begin(const ops::Context& ctx) {
     }
     // Errors recorded before the capture belong to earlier work: report them now.
     VOXRT_RETURN_IF_ERROR(cuda::synchronize(ctx));
-    return cuda_status(cudaStreamBeginCapture(stream_of(ctx), cudaStreamCaptureModeThreadLocal),
-                       "cudaStreamBeginCapture");
+    // Held (shared) until graph_end on this thread: another thread's cudaFree or plan creation
+    // would synchronize the device and invalidate this capture (capture_guard()).
+    capture_guard().lock_shared();
+    Status st = cuda_status(cudaStreamBeginCapture(stream_of(ctx), cudaStreamCaptureModeThreadLocal),
+                            "cudaStreamBeginCapture");
+    if (!st) capture_guard().unlock_shared();
+    return st;
 }
 
 Status graph_end(const ops::Context& ctx, void** out) {
@@ -291,6 +318,7 @@ Status graph_end(const ops::Context& ctx, void** out) {
     }
     cudaGraph_t graph = nullptr;
     Status st = cuda_status(cudaStreamEndCapture(stream_of(ctx), &graph), "cudaStreamEndCapture");
+    capture_guard().unlock_shared();  // taken by graph_begin
     Status recorded;
     {
         Handles& h = handles(ctx);

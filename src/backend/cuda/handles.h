@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <mutex>
+#include <shared_mutex>
 #include <string>
 
 #include "backend/entry_points.h"
@@ -66,6 +67,13 @@ struct Handles {
 
 // The handles of a CUDA context, ctx.backend_state (asserts that ctx is one).
 Handles& handles(const ops::Context& ctx);
+
+// Graph capture against device-synchronizing calls. cudaFree, cudaFreeHost, cudaMalloc(Host), stream
+// and handle creation and cuFFT plans may synchronize the whole device, and a synchronization that
+// reaches a stream being captured invalidates that capture, whichever thread asked for it (seen as
+// cudaErrorStreamCaptureInvalidated when sessions on several threads share a GPU). A capture holds
+// this lock shared from graph_begin to graph_end; those calls hold it exclusively.
+std::shared_mutex& capture_guard();
 // The context's stream; the legacy default stream for a context without handles (e.g. a CPU
 // context passed to copy() with a device tensor).
 cudaStream_t stream_of(const ops::Context& ctx);

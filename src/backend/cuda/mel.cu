@@ -145,6 +145,7 @@ Status log_mel(const ops::Context& ctx, const LogMelArgs& a) {
 
     cufftHandle plan = 0;
     bool have_plan = false;
+    std::unique_lock<std::shared_mutex> plan_guard(capture_guard(), std::defer_lock);
     auto run = [&]() -> Status {
         if (!check(ctx, cudaMemcpyAsync(window, a.window, static_cast<size_t>(a.win) * 4, cudaMemcpyHostToDevice, st),
                    "cudaMemcpyAsync(mel window)") ||
@@ -162,6 +163,9 @@ Status log_mel(const ops::Context& ctx, const LogMelArgs& a) {
                                                           a.frames, a.preemph, frames);
         check_launch(ctx, "mel frames");
         int n_fft = a.n_fft;
+        // Plan creation allocates and its destruction frees (device-synchronizing): not while
+        // another thread captures a graph (capture_guard()).
+        plan_guard.lock();
         cufftResult r = cufftPlanMany(&plan, 1, &n_fft, nullptr, 1, a.n_fft, nullptr, 1, nb, CUFFT_D2Z, a.frames);
         if (r != CUFFT_SUCCESS)
             return make_error(StatusCode::kInternal, "[mel] cufftPlanMany(%d x %d, D2Z): %s", a.frames, a.n_fft,
@@ -185,6 +189,7 @@ Status log_mel(const ops::Context& ctx, const LogMelArgs& a) {
         check(ctx, cudaStreamSynchronize(st), "cudaStreamSynchronize(mel)");
         cufftDestroy(plan);
     }
+    if (plan_guard.owns_lock()) plan_guard.unlock();
     check(ctx, cudaFreeAsync(ws, st), "cudaFreeAsync(mel workspace)");
     return result;
 }
