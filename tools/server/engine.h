@@ -32,9 +32,9 @@ struct ConversationOptions {
 
 struct ResponseOptions {
     Task task = Task::kSpeechChat;
-    std::string voice;        // one of Engine::voices(); empty: the engine's default
-    int max_steps = 0;        // text tokens + audio frames; 0: the engine's default for the task
-    float temperature = -1;   // < 0: the task's default
+    std::string voice;       // one of Engine::voices(); empty: the engine's default
+    int max_steps = 0;       // text tokens + audio frames; 0: the engine's default for the task
+    float temperature = -1;  // < 0: the task's default
     uint64_t seed = 0;
 };
 
@@ -45,7 +45,7 @@ struct EngineEvent {
     std::vector<int16_t> pcm;  // kAudio: 24 kHz mono
     // kDone: "stop" (the model ended its turn), "length" (max_steps), "cancelled", "error".
     std::string finish;
-    std::string error;  // kDone with finish == "error"
+    std::string error;          // kDone with finish == "error"
     int prompt_tokens = 0;      // kDone: positions prefilled for this answer
     int completion_tokens = 0;  // kDone: text tokens + audio frames generated
 };
@@ -83,7 +83,8 @@ public:
     virtual std::vector<std::string> voices() const = 0;
     virtual std::vector<std::string> chat_voices() const = 0;
     virtual int output_rate() const { return 24000; }
-    virtual std::string open(const ConversationOptions& opt, std::unique_ptr<Conversation>* out) = 0;
+    virtual std::string open(const ConversationOptions& opt,
+                             std::unique_ptr<Conversation>* out) = 0;
 };
 
 }  // namespace voxrt::server

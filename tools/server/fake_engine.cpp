@@ -55,14 +55,15 @@ public:
         } else {
             fail_ = false;
         }
-        const std::vector<std::string> words = {"Fake ", "answer ", "— ", "héllo ", "wörld ",
-                                                "☃ ",    "𝄞 ",      "done."};
+        const std::vector<std::string> words = {"Fake ",  "answer ", "— ", "héllo ",
+                                                "wörld ", "☃ ",      "𝄞 ", "done."};
         switch (opt.task) {
             case Task::kSpeechChat: {
                 size_t w = 0;
                 int frames = 0;
                 while (w < words.size() || frames < opt_.answer_frames) {
-                    for (int i = 0; i < 6 && w < words.size(); ++i) items_.push_back({words[w++], 0});
+                    for (int i = 0; i < 6 && w < words.size(); ++i)
+                        items_.push_back({words[w++], 0});
                     for (int i = 0; i < 12 && frames < opt_.answer_frames; ++i, ++frames)
                         items_.push_back({"", 1});
                 }
@@ -73,8 +74,7 @@ public:
                 break;
             case Task::kTranscribe: {
                 char buf[96];
-                std::snprintf(buf, sizeof buf, "fake transcript of %.2f s of audio",
-                              user_audio_s_);
+                std::snprintf(buf, sizeof buf, "fake transcript of %.2f s of audio", user_audio_s_);
                 items_.push_back({buf, 0});
                 break;
             }
@@ -168,7 +168,8 @@ std::vector<std::string> FakeEngine::voices() const {
 std::string FakeEngine::open(const ConversationOptions& opt, std::unique_ptr<Conversation>* out) {
     if (opt.task == Task::kSpeak && !opt.voice.empty()) {
         auto v = voices();
-        if (std::find(v.begin(), v.end(), opt.voice) == v.end()) return "unknown voice '" + opt.voice + "'";
+        if (std::find(v.begin(), v.end(), opt.voice) == v.end())
+            return "unknown voice '" + opt.voice + "'";
     }
     *out = std::make_unique<FakeConversation>(opt_);
     return {};

@@ -10,7 +10,9 @@ namespace {
 
 using Request = http::request<http::string_body>;
 
-int64_t unix_now() { return int64_t(std::time(nullptr)); }
+int64_t unix_now() {
+    return int64_t(std::time(nullptr));
+}
 
 http::response<http::string_body> make_response(const Request& req, http::status status,
                                                 std::string body, std::string_view content_type) {
@@ -82,7 +84,8 @@ public:
     awaitable<bool> write(const std::string& data) {
         if (!ok_ || data.empty()) co_return ok_;
         stream_.expires_after(std::chrono::seconds(st_.opt.write_timeout_s));
-        auto [ec, n] = co_await net::async_write(stream_, http::make_chunk(net::buffer(data)), use_tuple);
+        auto [ec, n] =
+            co_await net::async_write(stream_, http::make_chunk(net::buffer(data)), use_tuple);
         ok_ = !ec;
         co_return ok_;
     }
@@ -234,12 +237,16 @@ awaitable<std::optional<EngineEvent>> run_answer(Ctx& c, std::shared_ptr<Slot> s
 awaitable<bool> handle_transcription(Ctx& c) {
     auto& st = c.st;
     auto parts = parse_multipart(c.req.body(), c.req[http::field::content_type]);
-    if (auto* e = std::get_if<ApiError>(&parts)) co_return co_await send(st, c.stream, error_response(st, c.req, *e));
+    if (auto* e = std::get_if<ApiError>(&parts))
+        co_return co_await send(st, c.stream, error_response(st, c.req, *e));
     auto parsed = parse_transcription(std::get<std::vector<FormPart>>(parts), st.opt.limits);
-    if (auto* e = std::get_if<ApiError>(&parsed)) co_return co_await send(st, c.stream, error_response(st, c.req, *e));
+    if (auto* e = std::get_if<ApiError>(&parsed))
+        co_return co_await send(st, c.stream, error_response(st, c.req, *e));
     auto& r = std::get<TranscriptionRequest>(parsed);
     auto slot = take_slot(st);
-    if (!slot) co_return co_await send(st, c.stream, error_response(st, c.req, st.draining ? draining_error() : busy_error()));
+    if (!slot)
+        co_return co_await send(
+            st, c.stream, error_response(st, c.req, st.draining ? draining_error() : busy_error()));
     const double duration = double(r.audio.pcm.size()) / r.audio.sample_rate;
     ConversationOptions co;
     co.task = Task::kTranscribe;
@@ -269,7 +276,8 @@ awaitable<bool> handle_transcription(Ctx& c) {
                       {"input_tokens", done->prompt_tokens},
                       {"output_tokens", done->completion_tokens},
                       {"total_tokens", done->prompt_tokens + done->completion_tokens}};
-            std::string s = sse_data({{"type", "transcript.text.done"}, {"text", text}, {"usage", u}});
+            std::string s =
+                sse_data({{"type", "transcript.text.done"}, {"text", text}, {"usage", u}});
             co_await w.write(s);
         }
         co_return co_await w.finish() && c.req.keep_alive();
@@ -280,14 +288,18 @@ awaitable<bool> handle_transcription(Ctx& c) {
         return {};
     });
     if (!done) co_return false;
-    if (done->finish == "error") co_return co_await send(st, c.stream, error_response(st, c.req, engine_error(done->error)));
+    if (done->finish == "error")
+        co_return co_await send(st, c.stream, error_response(st, c.req, engine_error(done->error)));
     if (r.format == TranscriptionRequest::kText) {
         auto res = make_response(c.req, http::status::ok, text + "\n", "text/plain; charset=utf-8");
         co_return co_await send(st, c.stream, std::move(res));
     }
     json j = {{"text", text}};
     if (r.format == TranscriptionRequest::kVerboseJson) {
-        j = {{"task", "transcribe"}, {"language", "english"}, {"duration", duration}, {"text", text}};
+        j = {{"task", "transcribe"},
+             {"language", "english"},
+             {"duration", duration},
+             {"text", text}};
     } else {
         j["usage"] = {{"type", "tokens"},
                       {"input_tokens", done->prompt_tokens},
@@ -300,12 +312,16 @@ awaitable<bool> handle_transcription(Ctx& c) {
 awaitable<bool> handle_speech(Ctx& c) {
     auto& st = c.st;
     auto body = parse_json_object(c.req.body(), st.opt.limits.max_json_depth, "request body");
-    if (auto* e = std::get_if<ApiError>(&body)) co_return co_await send(st, c.stream, error_response(st, c.req, *e));
+    if (auto* e = std::get_if<ApiError>(&body))
+        co_return co_await send(st, c.stream, error_response(st, c.req, *e));
     auto parsed = parse_speech(std::get<json>(body), st.voices, st.opt.limits);
-    if (auto* e = std::get_if<ApiError>(&parsed)) co_return co_await send(st, c.stream, error_response(st, c.req, *e));
+    if (auto* e = std::get_if<ApiError>(&parsed))
+        co_return co_await send(st, c.stream, error_response(st, c.req, *e));
     auto& r = std::get<SpeechRequest>(parsed);
     auto slot = take_slot(st);
-    if (!slot) co_return co_await send(st, c.stream, error_response(st, c.req, st.draining ? draining_error() : busy_error()));
+    if (!slot)
+        co_return co_await send(
+            st, c.stream, error_response(st, c.req, st.draining ? draining_error() : busy_error()));
     ConversationOptions co;
     co.task = Task::kSpeak;
     co.voice = r.voice;
@@ -338,13 +354,15 @@ awaitable<bool> handle_speech(Ctx& c) {
         });
         if (!done) co_return false;
         if (sse) {
-            std::string s = done->finish == "error"
-                                ? sse_data(error_body(engine_error(done->error)))
-                                : sse_data({{"type", "speech.audio.done"},
-                                            {"usage",
-                                             {{"input_tokens", done->prompt_tokens},
-                                              {"output_tokens", done->completion_tokens},
-                                              {"total_tokens", done->prompt_tokens + done->completion_tokens}}}});
+            std::string s =
+                done->finish == "error"
+                    ? sse_data(error_body(engine_error(done->error)))
+                    : sse_data(
+                          {{"type", "speech.audio.done"},
+                           {"usage",
+                            {{"input_tokens", done->prompt_tokens},
+                             {"output_tokens", done->completion_tokens},
+                             {"total_tokens", done->prompt_tokens + done->completion_tokens}}}});
             co_await w.write(s);
         } else if (done->finish == "error") {
             co_return false;  // a raw PCM stream has no way to carry an error: cut it short
@@ -357,29 +375,37 @@ awaitable<bool> handle_speech(Ctx& c) {
         return {};
     });
     if (!done) co_return false;
-    if (done->finish == "error") co_return co_await send(st, c.stream, error_response(st, c.req, engine_error(done->error)));
-    auto res = make_response(c.req, http::status::ok, encode_wav(pcm.data(), pcm.size(), rate), "audio/wav");
+    if (done->finish == "error")
+        co_return co_await send(st, c.stream, error_response(st, c.req, engine_error(done->error)));
+    auto res = make_response(c.req, http::status::ok, encode_wav(pcm.data(), pcm.size(), rate),
+                             "audio/wav");
     co_return co_await send(st, c.stream, std::move(res));
 }
 
 awaitable<bool> handle_chat(Ctx& c) {
     auto& st = c.st;
     auto body = parse_json_object(c.req.body(), st.opt.limits.max_json_depth, "request body");
-    if (auto* e = std::get_if<ApiError>(&body)) co_return co_await send(st, c.stream, error_response(st, c.req, *e));
+    if (auto* e = std::get_if<ApiError>(&body))
+        co_return co_await send(st, c.stream, error_response(st, c.req, *e));
     auto parsed = parse_chat(std::get<json>(body), st.chat_voices, st.opt.limits);
-    if (auto* e = std::get_if<ApiError>(&parsed)) co_return co_await send(st, c.stream, error_response(st, c.req, *e));
+    if (auto* e = std::get_if<ApiError>(&parsed))
+        co_return co_await send(st, c.stream, error_response(st, c.req, *e));
     auto& r = std::get<ChatRequest>(parsed);
     auto slot = take_slot(st);
-    if (!slot) co_return co_await send(st, c.stream, error_response(st, c.req, st.draining ? draining_error() : busy_error()));
+    if (!slot)
+        co_return co_await send(
+            st, c.stream, error_response(st, c.req, st.draining ? draining_error() : busy_error()));
     ConversationOptions co;
     co.task = r.audio_out ? Task::kSpeechChat : Task::kTextChat;
     co.voice = r.voice;
     // Leading system messages become the conversation's instructions; later ones stay in place.
     size_t first = 0;
     for (; first < r.messages.size() && r.messages[first].role == "system"; ++first)
-        for (auto& p : r.messages[first].parts) co.instructions += (co.instructions.empty() ? "" : "\n") + p.text;
+        for (auto& p : r.messages[first].parts)
+            co.instructions += (co.instructions.empty() ? "" : "\n") + p.text;
     slot->open(co);
-    add_messages(*slot, std::vector<ChatMessage>(r.messages.begin() + long(first), r.messages.end()));
+    add_messages(*slot,
+                 std::vector<ChatMessage>(r.messages.begin() + long(first), r.messages.end()));
     ResponseOptions ro;
     ro.task = co.task;
     ro.voice = r.voice;
@@ -399,20 +425,27 @@ awaitable<bool> handle_chat(Ctx& c) {
         ChunkedWriter w(st, c.stream, c.req, "text/event-stream");
         if (!co_await w.start()) co_return false;
         auto chunk = [&](json delta, json finish) {
-            json ch = {{"id", id}, {"object", "chat.completion.chunk"}, {"created", created}, {"model", model}};
-            ch["choices"] = json::array({{{"index", 0}, {"delta", std::move(delta)}, {"finish_reason", finish}}});
+            json ch = {{"id", id},
+                       {"object", "chat.completion.chunk"},
+                       {"created", created},
+                       {"model", model}};
+            ch["choices"] = json::array(
+                {{{"index", 0}, {"delta", std::move(delta)}, {"finish_reason", finish}}});
             return sse_data(ch);
         };
-        std::string first_chunk = chunk({{"role", "assistant"}, {"content", r.audio_out ? json(nullptr) : json("")}}, nullptr);
+        std::string first_chunk = chunk(
+            {{"role", "assistant"}, {"content", r.audio_out ? json(nullptr) : json("")}}, nullptr);
         if (!co_await w.write(first_chunk)) co_return false;
         auto done = co_await run_answer(c, slot, ro, &w, [&](EngineEvent& ev) -> std::string {
             if (ev.kind == EngineEvent::kText) {
                 std::string d = valid_text(std::move(ev.text), st.metrics);
-                if (r.audio_out) return chunk({{"audio", {{"id", audio_id}, {"transcript", d}}}}, nullptr);
+                if (r.audio_out)
+                    return chunk({{"audio", {{"id", audio_id}, {"transcript", d}}}}, nullptr);
                 return chunk({{"content", d}}, nullptr);
             }
             if (ev.kind == EngineEvent::kAudio && r.audio_out) {
-                json a = {{"id", audio_id}, {"data", base64_encode(ev.pcm.data(), ev.pcm.size())},
+                json a = {{"id", audio_id},
+                          {"data", base64_encode(ev.pcm.data(), ev.pcm.size())},
                           {"expires_at", created + 3600}};
                 return chunk({{"audio", a}}, nullptr);
             }
@@ -426,8 +459,9 @@ awaitable<bool> handle_chat(Ctx& c) {
             std::string s = chunk(json::object(), done->finish == "length" ? "length" : "stop");
             co_await w.write(s);
             if (r.include_usage) {
-                json ch = {{"id", id}, {"object", "chat.completion.chunk"}, {"created", created}, {"model", model},
-                           {"choices", json::array()}, {"usage", usage(*done)}};
+                json ch = {
+                    {"id", id},       {"object", "chat.completion.chunk"}, {"created", created},
+                    {"model", model}, {"choices", json::array()},          {"usage", usage(*done)}};
                 std::string u = sse_data(ch);
                 co_await w.write(u);
             }
@@ -444,19 +478,25 @@ awaitable<bool> handle_chat(Ctx& c) {
         return {};
     });
     if (!done) co_return false;
-    if (done->finish == "error") co_return co_await send(st, c.stream, error_response(st, c.req, engine_error(done->error)));
+    if (done->finish == "error")
+        co_return co_await send(st, c.stream, error_response(st, c.req, engine_error(done->error)));
     json msg = {{"role", "assistant"}, {"refusal", nullptr}};
     if (r.audio_out) {
         std::string data = r.audio_format == ChatRequest::kWav
                                ? encode_wav(pcm.data(), pcm.size(), st.engine.output_rate())
                                : pcm16_bytes(pcm.data(), pcm.size());
         msg["content"] = nullptr;
-        msg["audio"] = {{"id", audio_id}, {"data", base64_encode(data)}, {"expires_at", created + 3600}, {"transcript", text}};
+        msg["audio"] = {{"id", audio_id},
+                        {"data", base64_encode(data)},
+                        {"expires_at", created + 3600},
+                        {"transcript", text}};
     } else {
         msg["content"] = text;
     }
     json j = {{"id", id}, {"object", "chat.completion"}, {"created", created}, {"model", model}};
-    j["choices"] = json::array({{{"index", 0}, {"message", msg}, {"finish_reason", done->finish == "length" ? "length" : "stop"}}});
+    j["choices"] = json::array({{{"index", 0},
+                                 {"message", msg},
+                                 {"finish_reason", done->finish == "length" ? "length" : "stop"}}});
     j["usage"] = usage(*done);
     co_return co_await send(st, c.stream, json_response(c.req, http::status::ok, j));
 }
@@ -471,7 +511,8 @@ awaitable<bool> route(ServerState& st, beast::tcp_stream& stream, const Request&
     auto method_not_allowed = [&]() {
         ApiError e;
         e.status = 405;
-        e.message = "method " + std::string(req.method_string()) + " is not allowed on " + std::string(path);
+        e.message = "method " + std::string(req.method_string()) + " is not allowed on " +
+                    std::string(path);
         return error_response(st, req, e);
     };
     if (path == "/health") {
@@ -482,22 +523,30 @@ awaitable<bool> route(ServerState& st, beast::tcp_stream& stream, const Request&
     if (path == "/ready") {
         if (!get) co_return co_await send(st, stream, method_not_allowed());
         const bool full = st.sched.in_use() >= st.sched.slots();
-        json j = {{"status", st.draining ? "draining" : full ? "full" : "ready"},
+        json j = {{"status", st.draining ? "draining"
+                             : full      ? "full"
+                                         : "ready"},
                   {"sessions_active", st.sched.in_use()},
                   {"session_slots", st.sched.slots()}};
-        auto res = json_response(req, st.draining || full ? http::status::service_unavailable : http::status::ok, j);
+        auto res = json_response(
+            req, st.draining || full ? http::status::service_unavailable : http::status::ok, j);
         co_return co_await send(st, stream, std::move(res));
     }
     if (path == "/metrics") {
         if (!get) co_return co_await send(st, stream, method_not_allowed());
-        auto res = make_response(req, http::status::ok, st.metrics.render(), "text/plain; version=0.0.4");
+        auto res =
+            make_response(req, http::status::ok, st.metrics.render(), "text/plain; version=0.0.4");
         co_return co_await send(st, stream, std::move(res));
     }
     if (path == "/v1/models" || path.rfind("/v1/models/", 0) == 0) {
         if (!get) co_return co_await send(st, stream, method_not_allowed());
-        json m = {{"id", st.engine.model_id()}, {"object", "model"}, {"created", 0}, {"owned_by", "voxrt"}};
+        json m = {{"id", st.engine.model_id()},
+                  {"object", "model"},
+                  {"created", 0},
+                  {"owned_by", "voxrt"}};
         if (path == "/v1/models") {
-            auto res = json_response(req, http::status::ok, {{"object", "list"}, {"data", json::array({m})}});
+            auto res = json_response(req, http::status::ok,
+                                     {{"object", "list"}, {"data", json::array({m})}});
             co_return co_await send(st, stream, std::move(res));
         }
         if (path.substr(11) != st.engine.model_id()) {
@@ -509,10 +558,12 @@ awaitable<bool> route(ServerState& st, beast::tcp_stream& stream, const Request&
         }
         co_return co_await send(st, stream, json_response(req, http::status::ok, m));
     }
-    const bool engine_path = path == "/v1/audio/transcriptions" || path == "/v1/audio/speech" || path == "/v1/chat/completions";
+    const bool engine_path = path == "/v1/audio/transcriptions" || path == "/v1/audio/speech" ||
+                             path == "/v1/chat/completions";
     if (engine_path) {
         if (!post) co_return co_await send(st, stream, method_not_allowed());
-        if (st.draining) co_return co_await send(st, stream, error_response(st, req, draining_error()));
+        if (st.draining)
+            co_return co_await send(st, stream, error_response(st, req, draining_error()));
         st.http_in_flight++;
         bool keep = false;
         if (path == "/v1/audio/transcriptions")
@@ -547,7 +598,8 @@ awaitable<void> connection(ServerState& st, tcp::socket socket) {
         parser.header_limit(16 * 1024);
         parser.body_limit(st.opt.max_body_bytes);
         // waiting for the next request on a kept-alive connection, then reading it
-        stream.expires_after(std::chrono::seconds(first ? st.opt.request_timeout_s : st.opt.idle_timeout_s));
+        stream.expires_after(
+            std::chrono::seconds(first ? st.opt.request_timeout_s : st.opt.idle_timeout_s));
         auto [ec0, n0] = co_await http::async_read_header(stream, buffer, parser, use_tuple);
         if (!ec0) {
             stream.expires_after(std::chrono::seconds(st.opt.request_timeout_s));
@@ -564,7 +616,8 @@ awaitable<void> connection(ServerState& st, tcp::socket socket) {
                 e.status = 413;
                 e.code = "request_too_large";
                 e.message = ec0 == http::error::body_limit
-                                ? "request body larger than " + std::to_string(st.opt.max_body_bytes) + " bytes"
+                                ? "request body larger than " +
+                                      std::to_string(st.opt.max_body_bytes) + " bytes"
                                 : "request headers larger than 16 KiB";
                 co_await send(st, stream, error_response(st, req, e));
             } else if (ec0 == beast::error::timeout && parser.got_some()) {
@@ -574,7 +627,8 @@ awaitable<void> connection(ServerState& st, tcp::socket socket) {
                 ApiError e;
                 e.status = 408;
                 e.code = "request_timeout";
-                e.message = "the request was not received within " + std::to_string(st.opt.request_timeout_s) + " s";
+                e.message = "the request was not received within " +
+                            std::to_string(st.opt.request_timeout_s) + " s";
                 co_await send(st, stream, error_response(st, req, e));
             } else if (ec0 != http::error::end_of_stream && ec0 != beast::error::timeout &&
                        ec0 != net::error::eof && ec0 != net::error::connection_reset &&
@@ -625,7 +679,8 @@ awaitable<void> listener(ServerState& st, tcp::acceptor& acceptor) {
 
 void close_realtime_sessions(ServerState& st);  // realtime.cpp
 
-int serve(Engine& engine, const ServerOptions& opt, const std::function<void(uint16_t)>& on_listening) {
+int serve(Engine& engine, const ServerOptions& opt,
+          const std::function<void(uint16_t)>& on_listening) {
     net::io_context ioc(1);
     Metrics metrics;
     Scheduler sched(engine, opt.max_sessions, metrics);
@@ -643,8 +698,8 @@ int serve(Engine& engine, const ServerOptions& opt, const std::function<void(uin
     if (!ec) acceptor.bind(ep, ec);
     if (!ec) acceptor.listen(net::socket_base::max_listen_connections, ec);
     if (ec) {
-        std::fprintf(stderr, "error: cannot listen on %s:%u: %s\n", opt.host.c_str(), unsigned(opt.port),
-                     ec.message().c_str());
+        std::fprintf(stderr, "error: cannot listen on %s:%u: %s\n", opt.host.c_str(),
+                     unsigned(opt.port), ec.message().c_str());
         return 1;
     }
     const uint16_t port = acceptor.local_endpoint().port();
@@ -673,8 +728,10 @@ int serve(Engine& engine, const ServerOptions& opt, const std::function<void(uin
     };
     signals.async_wait([&](beast::error_code e, int sig) {
         if (e) return;
-        std::fprintf(stderr, "voxrt serve: %s: no new sessions; finishing answers in progress (up to %d s)\n",
-                     sig == SIGTERM ? "SIGTERM" : "SIGINT", opt.drain_s);
+        std::fprintf(
+            stderr,
+            "voxrt serve: %s: no new sessions; finishing answers in progress (up to %d s)\n",
+            sig == SIGTERM ? "SIGTERM" : "SIGINT", opt.drain_s);
         st.draining = true;
         beast::error_code ignore;
         acceptor.close(ignore);

@@ -12,7 +12,8 @@ namespace voxrt::server {
 
 class Histogram {
 public:
-    explicit Histogram(std::vector<double> bounds) : bounds_(std::move(bounds)), counts_(bounds_.size() + 1) {}
+    explicit Histogram(std::vector<double> bounds)
+        : bounds_(std::move(bounds)), counts_(bounds_.size() + 1) {}
     void observe(double v);
     // "name_bucket{le=…} n" lines, _sum and _count.
     void render(std::string& out, const std::string& name) const;
@@ -26,13 +27,13 @@ private:
 };
 
 struct Metrics {
-    std::atomic<int64_t> sessions_active{0};        // slots in use (REST requests and sockets)
-    std::atomic<int64_t> realtime_active{0};        // of those, Realtime sockets
-    std::atomic<uint64_t> sessions_total{0};        // slots ever granted
-    std::atomic<uint64_t> sessions_refused{0};      // 429s and refused sockets
-    std::atomic<int64_t> queue_depth{0};            // sessions with an answer waiting for its step
-    std::atomic<uint64_t> steps_total{0};           // generation steps run
-    std::atomic<uint64_t> responses_total{0};       // answers finished (any finish reason)
+    std::atomic<int64_t> sessions_active{0};    // slots in use (REST requests and sockets)
+    std::atomic<int64_t> realtime_active{0};    // of those, Realtime sockets
+    std::atomic<uint64_t> sessions_total{0};    // slots ever granted
+    std::atomic<uint64_t> sessions_refused{0};  // 429s and refused sockets
+    std::atomic<int64_t> queue_depth{0};        // sessions with an answer waiting for its step
+    std::atomic<uint64_t> steps_total{0};       // generation steps run
+    std::atomic<uint64_t> responses_total{0};   // answers finished (any finish reason)
     std::atomic<uint64_t> responses_cancelled{0};
     std::atomic<uint64_t> http_requests{0};
     std::atomic<uint64_t> client_errors{0};  // 4xx answers and error events

@@ -44,7 +44,9 @@ struct ServerState {
     int connections = 0;
     uint64_t next_id = 1;
     std::set<RealtimeSession*> realtime;  // open Realtime sessions (io thread only)
-    std::string new_id(const char* prefix) { return std::string(prefix) + std::to_string(next_id++); }
+    std::string new_id(const char* prefix) {
+        return std::string(prefix) + std::to_string(next_id++);
+    }
 };
 
 // Engine events for one coroutine. The sink posts each event to the io thread.
@@ -54,7 +56,8 @@ public:
     Slot::Sink sink() {
         auto self = shared_from_this();
         return [self](EngineEvent&& ev) {
-            net::post(self->ex_, [self, ev = std::move(ev)]() mutable { self->push(std::move(ev)); });
+            net::post(self->ex_,
+                      [self, ev = std::move(ev)]() mutable { self->push(std::move(ev)); });
         };
     }
     void push(EngineEvent ev) {

@@ -18,7 +18,9 @@ ApiError bad(std::string message, std::string param = {}, std::string code = {})
 uint32_t rd_u32(const unsigned char* p) {
     return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24;
 }
-uint16_t rd_u16(const unsigned char* p) { return uint16_t(p[0] | p[1] << 8); }
+uint16_t rd_u16(const unsigned char* p) {
+    return uint16_t(p[0] | p[1] << 8);
+}
 
 void put_u32(std::string& s, uint32_t v) {
     for (int i = 0; i < 4; ++i) s.push_back(char((v >> (8 * i)) & 0xff));
@@ -63,9 +65,8 @@ std::optional<std::string> header_param(std::string_view header, std::string_vie
             i = j + 1;
         } else {
             size_t end = header.find(';', v);
-            value = std::string(trim(header.substr(v, end == std::string_view::npos
-                                                          ? std::string_view::npos
-                                                          : end - v)));
+            value = std::string(trim(header.substr(
+                v, end == std::string_view::npos ? std::string_view::npos : end - v)));
             i = end == std::string_view::npos ? header.size() : end;
         }
         if (k == key) return value;
@@ -122,9 +123,9 @@ std::optional<ApiError> get_number(const json& obj, const char* key, double* out
     if (!f->is_number()) return bad("'" + param + "' must be a number", param);
     double v = f->get<double>();
     if (!(v >= lo && v <= hi))
-        return bad("'" + param + "' must be between " + std::to_string(lo) + " and " +
-                       std::to_string(hi),
-                   param);
+        return bad(
+            "'" + param + "' must be between " + std::to_string(lo) + " and " + std::to_string(hi),
+            param);
     *out = v;
     return std::nullopt;
 }
@@ -171,7 +172,8 @@ json error_body(const ApiError& e) {
     return json{{"error", err}};
 }
 
-// ---- base64 ---------------------------------------------------------------------------------------
+// ---- base64
+// ---------------------------------------------------------------------------------------
 
 namespace {
 constexpr char kB64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -190,8 +192,8 @@ std::string base64_encode(std::string_view in) {
     out.reserve((in.size() + 2) / 3 * 4);
     size_t i = 0;
     for (; i + 3 <= in.size(); i += 3) {
-        uint32_t v = uint32_t(uint8_t(in[i])) << 16 | uint32_t(uint8_t(in[i + 1])) << 8 |
-                     uint8_t(in[i + 2]);
+        uint32_t v =
+            uint32_t(uint8_t(in[i])) << 16 | uint32_t(uint8_t(in[i + 1])) << 8 | uint8_t(in[i + 2]);
         out.push_back(kB64[v >> 18]);
         out.push_back(kB64[(v >> 12) & 63]);
         out.push_back(kB64[(v >> 6) & 63]);
@@ -208,7 +210,9 @@ std::string base64_encode(std::string_view in) {
     return out;
 }
 
-std::string base64_encode(const int16_t* pcm, size_t n) { return base64_encode(pcm16_bytes(pcm, n)); }
+std::string base64_encode(const int16_t* pcm, size_t n) {
+    return base64_encode(pcm16_bytes(pcm, n));
+}
 
 std::optional<std::string> base64_decode(std::string_view in, size_t max_bytes) {
     if (in.size() % 4 != 0) return std::nullopt;
@@ -240,7 +244,8 @@ std::optional<std::string> base64_decode(std::string_view in, size_t max_bytes) 
     return out;
 }
 
-// ---- audio ----------------------------------------------------------------------------------------
+// ---- audio
+// ----------------------------------------------------------------------------------------
 
 std::variant<Audio, ApiError> decode_wav(std::string_view bytes, const Limits& lim,
                                          std::string_view what) {
@@ -264,7 +269,8 @@ std::variant<Audio, ApiError> decode_wav(std::string_view bytes, const Limits& l
             rate = rd_u32(body + 4);
             bits = rd_u16(body + 14);
             if (format == 0xFFFE) {
-                if (len < 40) return bad(w + ": bad WAVE_FORMAT_EXTENSIBLE chunk", w, "invalid_audio");
+                if (len < 40)
+                    return bad(w + ": bad WAVE_FORMAT_EXTENSIBLE chunk", w, "invalid_audio");
                 format = rd_u16(body + 24);
             }
         } else if (std::memcmp(p + pos, "data", 4) == 0) {
@@ -311,7 +317,8 @@ std::variant<Audio, ApiError> decode_wav(std::string_view bytes, const Limits& l
             } else if (bits == 16) {
                 v = float(int16_t(rd_u16(s))) / 32768.0f;
             } else if (bits == 24) {
-                int32_t x = int32_t(uint32_t(s[0]) << 8 | uint32_t(s[1]) << 16 | uint32_t(s[2]) << 24);
+                int32_t x =
+                    int32_t(uint32_t(s[0]) << 8 | uint32_t(s[1]) << 16 | uint32_t(s[2]) << 24);
                 v = float(x >> 8) / 8388608.0f;
             } else {
                 v = float(int32_t(rd_u32(s))) / 2147483648.0f;
@@ -345,8 +352,8 @@ std::string encode_wav(const int16_t* pcm, size_t n, int rate) {
 std::variant<std::vector<float>, ApiError> pcm16_to_float(std::string_view bytes,
                                                           std::string_view what) {
     if (bytes.size() % 2)
-        return bad(std::string(what) + ": pcm16 audio has an odd number of bytes", std::string(what),
-                   "invalid_audio");
+        return bad(std::string(what) + ": pcm16 audio has an odd number of bytes",
+                   std::string(what), "invalid_audio");
     std::vector<float> out(bytes.size() / 2);
     auto p = reinterpret_cast<const unsigned char*>(bytes.data());
     for (size_t i = 0; i < out.size(); ++i) out[i] = float(int16_t(rd_u16(p + 2 * i))) / 32768.0f;
@@ -371,7 +378,8 @@ std::vector<int16_t> float_to_pcm16(const float* x, size_t n) {
     return out;
 }
 
-// ---- JSON -----------------------------------------------------------------------------------------
+// ---- JSON
+// -----------------------------------------------------------------------------------------
 
 std::variant<json, ApiError> parse_json_object(std::string_view body, int max_depth,
                                                std::string_view what) {
@@ -385,7 +393,8 @@ std::variant<json, ApiError> parse_json_object(std::string_view body, int max_de
     return j;
 }
 
-// ---- multipart ------------------------------------------------------------------------------------
+// ---- multipart
+// ------------------------------------------------------------------------------------
 
 std::variant<std::vector<FormPart>, ApiError> parse_multipart(std::string_view body,
                                                               std::string_view content_type,
@@ -399,11 +408,13 @@ std::variant<std::vector<FormPart>, ApiError> parse_multipart(std::string_view b
     const std::string delim = "--" + *boundary;
     std::vector<FormPart> parts;
     size_t pos = body.find(delim);
-    if (pos == std::string_view::npos) return bad("multipart body has no parts", {}, "invalid_multipart");
+    if (pos == std::string_view::npos)
+        return bad("multipart body has no parts", {}, "invalid_multipart");
     pos += delim.size();
     for (;;) {
         if (body.substr(pos, 2) == "--") return parts;  // closing delimiter
-        if (body.substr(pos, 2) != "\r\n") return bad("malformed multipart delimiter", {}, "invalid_multipart");
+        if (body.substr(pos, 2) != "\r\n")
+            return bad("malformed multipart delimiter", {}, "invalid_multipart");
         pos += 2;
         size_t hdr_end = body.find("\r\n\r\n", pos);
         if (hdr_end == std::string_view::npos)
@@ -416,7 +427,8 @@ std::variant<std::vector<FormPart>, ApiError> parse_multipart(std::string_view b
             std::string_view line = headers.substr(0, eol);
             headers = eol == std::string_view::npos ? std::string_view{} : headers.substr(eol + 2);
             size_t colon = line.find(':');
-            if (colon == std::string_view::npos) return bad("malformed multipart header", {}, "invalid_multipart");
+            if (colon == std::string_view::npos)
+                return bad("malformed multipart header", {}, "invalid_multipart");
             std::string name = lower(trim(line.substr(0, colon)));
             std::string_view value = trim(line.substr(colon + 1));
             if (name == "content-disposition") {
@@ -446,14 +458,18 @@ std::variant<std::vector<FormPart>, ApiError> parse_multipart(std::string_view b
     }
 }
 
-// ---- SSE ------------------------------------------------------------------------------------------
+// ---- SSE
+// ------------------------------------------------------------------------------------------
 
-std::string sse_data(const json& j) { return "data: " + j.dump() + "\n\n"; }
+std::string sse_data(const json& j) {
+    return "data: " + j.dump() + "\n\n";
+}
 std::string sse_event(std::string_view event, const json& j) {
     return "event: " + std::string(event) + "\ndata: " + j.dump() + "\n\n";
 }
 
-// ---- requests -------------------------------------------------------------------------------------
+// ---- requests
+// -------------------------------------------------------------------------------------
 
 std::variant<TranscriptionRequest, ApiError> parse_transcription(const std::vector<FormPart>& parts,
                                                                  const Limits& lim) {
@@ -473,9 +489,9 @@ std::variant<TranscriptionRequest, ApiError> parse_transcription(const std::vect
             else if (p.data == "verbose_json")
                 r.format = TranscriptionRequest::kVerboseJson;
             else
-                return bad("response_format '" + p.data +
-                               "' is not supported (json, text, verbose_json)",
-                           "response_format", "unsupported_value");
+                return bad(
+                    "response_format '" + p.data + "' is not supported (json, text, verbose_json)",
+                    "response_format", "unsupported_value");
         } else if (n == "stream") {
             if (p.data == "true")
                 r.stream = true;
@@ -495,8 +511,8 @@ std::variant<TranscriptionRequest, ApiError> parse_transcription(const std::vect
                 return bad("language '" + p.data + "' is not supported (en)", "language",
                            "unsupported_value");
         } else if (n == "prompt" || n == "timestamp_granularities[]" ||
-                   n == "timestamp_granularities" || n == "chunking_strategy" ||
-                   n == "include[]" || n == "include" || n == "known_speaker_names[]" ||
+                   n == "timestamp_granularities" || n == "chunking_strategy" || n == "include[]" ||
+                   n == "include" || n == "known_speaker_names[]" ||
                    n == "known_speaker_references[]") {
             if (!p.data.empty())
                 return bad("'" + n + "' is not supported by this server", n,
@@ -509,8 +525,8 @@ std::variant<TranscriptionRequest, ApiError> parse_transcription(const std::vect
     if (r.stream && r.format == TranscriptionRequest::kVerboseJson)
         return bad("verbose_json cannot be streamed", "response_format", "unsupported_value");
     if (file->data.size() > lim.max_audio_bytes)
-        return bad("'file' is larger than " + std::to_string(lim.max_audio_bytes) + " bytes", "file",
-                   "file_too_large");
+        return bad("'file' is larger than " + std::to_string(lim.max_audio_bytes) + " bytes",
+                   "file", "file_too_large");
     auto a = decode_wav(file->data, lim, "file");
     if (auto* e = std::get_if<ApiError>(&a)) return *e;
     r.audio = std::move(std::get<Audio>(a));
@@ -522,15 +538,16 @@ std::variant<SpeechRequest, ApiError> parse_speech(const json& body,
                                                    const Limits& lim) {
     SpeechRequest r;
     for (auto it = body.begin(); it != body.end(); ++it) {
-        static const char* known[] = {"model", "input", "voice", "response_format", "speed",
-                                      "instructions", "stream_format"};
+        static const char* known[] = {"model", "input",        "voice",        "response_format",
+                                      "speed", "instructions", "stream_format"};
         if (std::none_of(std::begin(known), std::end(known),
                          [&](const char* k) { return it.key() == k; }))
             return bad("unknown field '" + it.key() + "'", it.key(), "unknown_parameter");
     }
     if (auto e = get_string(body, "model", &r.model, "model", 256)) return *e;
     if (!field(body, "input")) return bad("'input' is required", "input");
-    if (auto e = get_string(body, "input", &r.input, "input", std::min<size_t>(lim.max_text_bytes, 4096)))
+    if (auto e = get_string(body, "input", &r.input, "input",
+                            std::min<size_t>(lim.max_text_bytes, 4096)))
         return *e;
     if (r.input.empty()) return bad("'input' is empty", "input");
     if (!field(body, "voice")) return bad("'voice' is required (" + join(voices) + ")", "voice");
@@ -552,9 +569,11 @@ std::variant<SpeechRequest, ApiError> parse_speech(const json& body,
                    "unsupported_value");
     double speed = 1.0;
     if (auto e = get_number(body, "speed", &speed, "speed", 0.25, 4.0)) return *e;
-    if (speed != 1.0) return bad("'speed' other than 1.0 is not supported", "speed", "unsupported_value");
+    if (speed != 1.0)
+        return bad("'speed' other than 1.0 is not supported", "speed", "unsupported_value");
     std::string instructions;
-    if (auto e = get_string(body, "instructions", &instructions, "instructions", lim.max_text_bytes))
+    if (auto e =
+            get_string(body, "instructions", &instructions, "instructions", lim.max_text_bytes))
         return *e;
     if (!instructions.empty())
         return bad("'instructions' is not supported for speech (the voice is chosen by 'voice')",
@@ -588,7 +607,8 @@ std::variant<ChatRequest, ApiError> parse_chat(const json& body,
     if (auto e = get_bool(body, "stream", &r.stream, "stream")) return *e;
     if (const json* so = field(body, "stream_options")) {
         if (!so->is_object()) return bad("'stream_options' must be an object", "stream_options");
-        if (auto e = get_bool(*so, "include_usage", &r.include_usage, "stream_options.include_usage"))
+        if (auto e =
+                get_bool(*so, "include_usage", &r.include_usage, "stream_options.include_usage"))
             return *e;
     }
     double t = -1;
@@ -596,7 +616,8 @@ std::variant<ChatRequest, ApiError> parse_chat(const json& body,
     r.temperature = float(t);
     double mt = 0;
     if (auto e = get_number(body, "max_tokens", &mt, "max_tokens", 1, 1 << 20)) return *e;
-    if (auto e = get_number(body, "max_completion_tokens", &mt, "max_completion_tokens", 1, 1 << 20))
+    if (auto e =
+            get_number(body, "max_completion_tokens", &mt, "max_completion_tokens", 1, 1 << 20))
         return *e;
     r.max_tokens = int(mt);
     double seed = 0;
@@ -616,8 +637,9 @@ std::variant<ChatRequest, ApiError> parse_chat(const json& body,
                            "unsupported_value");
         }
         if (!text)
-            return bad("'modalities' must include \"text\" (audio answers come with their transcript)",
-                       "modalities", "unsupported_value");
+            return bad(
+                "'modalities' must include \"text\" (audio answers come with their transcript)",
+                "modalities", "unsupported_value");
     }
     if (const json* a = field(body, "audio")) {
         if (!r.audio_out)
@@ -659,9 +681,11 @@ std::variant<ChatRequest, ApiError> parse_chat(const json& body,
         if (auto e = get_string(m, "role", &cm.role, at + ".role", 32)) return *e;
         if (cm.role == "developer") cm.role = "system";
         if (cm.role != "system" && cm.role != "user" && cm.role != "assistant")
-            return bad(at + ".role '" + cm.role + "' is not supported (system, developer, user, assistant)",
+            return bad(at + ".role '" + cm.role +
+                           "' is not supported (system, developer, user, assistant)",
                        at + ".role", "unsupported_value");
-        if (auto e = refuse_fields(m, {"tool_calls", "function_call", "tool_call_id", "name"}, at + "."))
+        if (auto e =
+                refuse_fields(m, {"tool_calls", "function_call", "tool_call_id", "name"}, at + "."))
             return *e;
         if (const json* au = field(m, "audio"))
             return bad(at + ".audio: earlier answers' audio is not kept by this server; send the "
@@ -704,7 +728,8 @@ std::variant<ChatRequest, ApiError> parse_chat(const json& body,
                         return bad(pat + ".input_audio.data must be a base64 string",
                                    pat + ".input_audio.data");
                     const auto& ds = d->get_ref<const std::string&>();
-                    auto raw = base64_decode(ds, lim.max_audio_bytes - std::min(audio_bytes, lim.max_audio_bytes));
+                    auto raw = base64_decode(
+                        ds, lim.max_audio_bytes - std::min(audio_bytes, lim.max_audio_bytes));
                     if (!raw)
                         return bad(pat + ".input_audio.data is not valid base64 or larger than " +
                                        std::to_string(lim.max_audio_bytes) + " bytes in all",
@@ -730,7 +755,8 @@ std::variant<ChatRequest, ApiError> parse_chat(const json& body,
     return r;
 }
 
-// ---- realtime -------------------------------------------------------------------------------------
+// ---- realtime
+// -------------------------------------------------------------------------------------
 
 namespace {
 
@@ -757,14 +783,17 @@ std::optional<ApiError> parse_turn_detection(const json& td, const std::string& 
     if (auto e = get_number(td, "threshold", &v, at + ".threshold", 0, 1)) return *e;
     d.threshold = float(v);
     v = d.prefix_padding_ms;
-    if (auto e = get_number(td, "prefix_padding_ms", &v, at + ".prefix_padding_ms", 0, 10000)) return *e;
+    if (auto e = get_number(td, "prefix_padding_ms", &v, at + ".prefix_padding_ms", 0, 10000))
+        return *e;
     d.prefix_padding_ms = int(v);
     v = d.silence_duration_ms;
     if (auto e = get_number(td, "silence_duration_ms", &v, at + ".silence_duration_ms", 0, 10000))
         return *e;
     d.silence_duration_ms = int(v);
-    if (auto e = get_bool(td, "create_response", &d.create_response, at + ".create_response")) return *e;
-    if (auto e = get_bool(td, "interrupt_response", &d.interrupt_response, at + ".interrupt_response"))
+    if (auto e = get_bool(td, "create_response", &d.create_response, at + ".create_response"))
+        return *e;
+    if (auto e =
+            get_bool(td, "interrupt_response", &d.interrupt_response, at + ".interrupt_response"))
         return *e;
     if (field(td, "idle_timeout_ms"))
         return bad(at + ".idle_timeout_ms is not supported", at + ".idle_timeout_ms",
@@ -776,7 +805,8 @@ std::optional<ApiError> parse_turn_detection(const json& td, const std::string& 
 std::optional<ApiError> parse_audio_format(const json& f, const std::string& at) {
     if (f.is_string()) {
         if (f == "pcm16") return std::nullopt;
-        return bad(at + " " + f.dump() + " is not supported (pcm16 at 24 kHz)", at, "unsupported_value");
+        return bad(at + " " + f.dump() + " is not supported (pcm16 at 24 kHz)", at,
+                   "unsupported_value");
     }
     if (!f.is_object()) return bad(at + " must be an object", at);
     std::string type;
@@ -786,8 +816,7 @@ std::optional<ApiError> parse_audio_format(const json& f, const std::string& at)
                    "unsupported_value");
     double rate = 24000;
     if (auto e = get_number(f, "rate", &rate, at + ".rate", 0, 1e6)) return *e;
-    if (rate != 24000)
-        return bad(at + ".rate must be 24000", at + ".rate", "unsupported_value");
+    if (rate != 24000) return bad(at + ".rate must be 24000", at + ".rate", "unsupported_value");
     return std::nullopt;
 }
 
@@ -828,30 +857,52 @@ std::optional<ApiError> parse_session(const json& s, const std::string& at, bool
                                       SessionUpdate* out) {
     if (!s.is_object()) return bad(at + " must be an object", at);
     for (auto it = s.begin(); it != s.end(); ++it) {
-        static const char* known[] = {"type", "model", "instructions", "voice", "output_modalities",
-                                      "modalities", "audio", "turn_detection", "input_audio_format",
-                                      "output_audio_format", "max_output_tokens",
-                                      "max_response_output_tokens", "temperature", "conversation",
-                                      "metadata", "input_audio_transcription", "tools",
-                                      "tool_choice", "include", "tracing", "truncation", "prompt",
-                                      "input_audio_noise_reduction", "speed", "object", "id",
+        static const char* known[] = {"type",
+                                      "model",
+                                      "instructions",
+                                      "voice",
+                                      "output_modalities",
+                                      "modalities",
+                                      "audio",
+                                      "turn_detection",
+                                      "input_audio_format",
+                                      "output_audio_format",
+                                      "max_output_tokens",
+                                      "max_response_output_tokens",
+                                      "temperature",
+                                      "conversation",
+                                      "metadata",
+                                      "input_audio_transcription",
+                                      "tools",
+                                      "tool_choice",
+                                      "include",
+                                      "tracing",
+                                      "truncation",
+                                      "prompt",
+                                      "input_audio_noise_reduction",
+                                      "speed",
+                                      "object",
+                                      "id",
                                       "expires_at"};
         if (std::none_of(std::begin(known), std::end(known),
                          [&](const char* k) { return it.key() == k; }))
             return bad(at + "." + it.key() + " is not a known field", at + "." + it.key(),
                        "unknown_parameter");
     }
-    if (auto e = refuse_fields(s, {"input_audio_transcription", "tools", "tracing", "prompt",
-                                   "input_audio_noise_reduction"},
+    if (auto e = refuse_fields(s,
+                               {"input_audio_transcription", "tools", "tracing", "prompt",
+                                "input_audio_noise_reduction"},
                                at + "."))
         return *e;
     if (const json* tc = field(s, "tool_choice"); tc && *tc != "auto" && *tc != "none")
-        return bad(at + ".tool_choice is not supported", at + ".tool_choice", "unsupported_parameter");
+        return bad(at + ".tool_choice is not supported", at + ".tool_choice",
+                   "unsupported_parameter");
     if (const json* c = field(s, "conversation"); c && is_response && *c != "auto")
         return bad(at + ".conversation: only \"auto\" (the session's conversation) is supported",
                    at + ".conversation", "unsupported_value");
     if (const json* sp = field(s, "speed"); sp && !(sp->is_number() && sp->get<double>() == 1.0))
-        return bad(at + ".speed other than 1.0 is not supported", at + ".speed", "unsupported_value");
+        return bad(at + ".speed other than 1.0 is not supported", at + ".speed",
+                   "unsupported_value");
     if (const json* f = field(s, "instructions")) {
         std::string v;
         if (auto e = get_string(s, "instructions", &v, at + ".instructions", lim.max_text_bytes))
@@ -883,16 +934,20 @@ std::optional<ApiError> parse_session(const json& s, const std::string& at, bool
     if (const json* f = field(s, "output_audio_format"))
         if (auto e = parse_audio_format(*f, at + ".output_audio_format")) return *e;
     if (s.contains("turn_detection")) {
-        if (is_response) return bad(at + ".turn_detection belongs in session.update", at + ".turn_detection");
+        if (is_response)
+            return bad(at + ".turn_detection belongs in session.update", at + ".turn_detection");
         TurnDetection td;
-        if (auto e = parse_turn_detection(s["turn_detection"], at + ".turn_detection", &td)) return *e;
+        if (auto e = parse_turn_detection(s["turn_detection"], at + ".turn_detection", &td))
+            return *e;
         out->turn_detection = td;
     }
     if (const json* a = field(s, "audio")) {
         if (!a->is_object()) return bad(at + ".audio must be an object", at + ".audio");
         if (const json* in = field(*a, "input")) {
-            if (!in->is_object()) return bad(at + ".audio.input must be an object", at + ".audio.input");
-            if (auto e = refuse_fields(*in, {"transcription", "noise_reduction"}, at + ".audio.input."))
+            if (!in->is_object())
+                return bad(at + ".audio.input must be an object", at + ".audio.input");
+            if (auto e =
+                    refuse_fields(*in, {"transcription", "noise_reduction"}, at + ".audio.input."))
                 return *e;
             if (const json* f = field(*in, "format"))
                 if (auto e = parse_audio_format(*f, at + ".audio.input.format")) return *e;
@@ -905,28 +960,30 @@ std::optional<ApiError> parse_session(const json& s, const std::string& at, bool
             }
         }
         if (const json* o = field(*a, "output")) {
-            if (!o->is_object()) return bad(at + ".audio.output must be an object", at + ".audio.output");
+            if (!o->is_object())
+                return bad(at + ".audio.output must be an object", at + ".audio.output");
             if (const json* f = field(*o, "format"))
                 if (auto e = parse_audio_format(*f, at + ".audio.output.format")) return *e;
             if (auto e = take_voice(*o, at + ".audio.output.voice")) return *e;
-            if (const json* sp = field(*o, "speed"); sp && !(sp->is_number() && sp->get<double>() == 1.0))
+            if (const json* sp = field(*o, "speed");
+                sp && !(sp->is_number() && sp->get<double>() == 1.0))
                 return bad(at + ".audio.output.speed other than 1.0 is not supported",
                            at + ".audio.output.speed", "unsupported_value");
         }
     }
-    if (auto e = parse_max_tokens(s, "max_output_tokens", at + ".max_output_tokens", &out->max_output_tokens))
-        return *e;
-    if (auto e = parse_max_tokens(s, "max_response_output_tokens", at + ".max_response_output_tokens",
+    if (auto e = parse_max_tokens(s, "max_output_tokens", at + ".max_output_tokens",
                                   &out->max_output_tokens))
+        return *e;
+    if (auto e = parse_max_tokens(s, "max_response_output_tokens",
+                                  at + ".max_response_output_tokens", &out->max_output_tokens))
         return *e;
     return std::nullopt;
 }
 
 }  // namespace
 
-std::variant<ClientEvent, ClientEventError> parse_client_event(std::string_view bytes,
-                                                               const std::vector<std::string>& voices,
-                                                               const Limits& lim) {
+std::variant<ClientEvent, ClientEventError> parse_client_event(
+    std::string_view bytes, const std::vector<std::string>& voices, const Limits& lim) {
     ClientEvent ev;
     auto fail = [&](ApiError e) { return ClientEventError{std::move(e), ev.event_id}; };
     auto parsed = parse_json_object(bytes, lim.max_json_depth, "event");
@@ -966,9 +1023,10 @@ std::variant<ClientEvent, ClientEventError> parse_client_event(std::string_view 
     } else if (type == "conversation.item.create") {
         ev.type = ClientEvent::kItemCreate;
         if (const json* prev = field(j, "previous_item_id"); prev && *prev != "root")
-            return fail(bad("'previous_item_id': items can only be added at the end of the "
-                            "conversation",
-                            "previous_item_id", "unsupported_value"));
+            return fail(
+                bad("'previous_item_id': items can only be added at the end of the "
+                    "conversation",
+                    "previous_item_id", "unsupported_value"));
         const json* item = field(j, "item");
         if (!item || !item->is_object()) return fail(bad("'item' must be an object", "item"));
         std::string itype = "message";
@@ -1002,8 +1060,9 @@ std::variant<ClientEvent, ClientEventError> parse_client_event(std::string_view 
                 const json* a = field(p, "audio");
                 if (!a || !a->is_string())
                     return fail(bad(at + ".audio must be a base64 string", at + ".audio"));
-                auto raw = base64_decode(a->get_ref<const std::string&>(),
-                                         lim.max_audio_bytes - std::min(audio_bytes, lim.max_audio_bytes));
+                auto raw =
+                    base64_decode(a->get_ref<const std::string&>(),
+                                  lim.max_audio_bytes - std::min(audio_bytes, lim.max_audio_bytes));
                 if (!raw)
                     return fail(bad(at + ".audio is not valid base64 or too large", at + ".audio",
                                     "invalid_audio"));
@@ -1013,16 +1072,18 @@ std::variant<ClientEvent, ClientEventError> parse_client_event(std::string_view 
                 rc.pcm = std::move(std::get<std::vector<float>>(pcm));
                 rc.is_audio = true;
             } else {
-                return fail(bad(at + ".type '" + ptype +
-                                    "' is not supported (input_text, text, output_text, input_audio)",
-                                at + ".type", "unsupported_value"));
+                return fail(
+                    bad(at + ".type '" + ptype +
+                            "' is not supported (input_text, text, output_text, input_audio)",
+                        at + ".type", "unsupported_value"));
             }
             ev.content.push_back(std::move(rc));
         }
     } else if (type == "response.create") {
         ev.type = ClientEvent::kResponseCreate;
         if (const json* r = field(j, "response"))
-            if (auto e = parse_session(*r, "response", true, voices, lim, &ev.session)) return fail(*e);
+            if (auto e = parse_session(*r, "response", true, voices, lim, &ev.session))
+                return fail(*e);
     } else if (type == "response.cancel") {
         ev.type = ClientEvent::kResponseCancel;
     } else if (type == "conversation.item.truncate") {
@@ -1030,9 +1091,11 @@ std::variant<ClientEvent, ClientEventError> parse_client_event(std::string_view 
         if (!field(j, "item_id")) return fail(bad("'item_id' is required", "item_id"));
         if (auto e = get_string(j, "item_id", &ev.item_id, "item_id", 64)) return fail(*e);
         double ci = 0, ms = -1;
-        if (auto e = get_number(j, "content_index", &ci, "content_index", 0, 1 << 20)) return fail(*e);
+        if (auto e = get_number(j, "content_index", &ci, "content_index", 0, 1 << 20))
+            return fail(*e);
         ev.content_index = int(ci);
-        if (!field(j, "audio_end_ms")) return fail(bad("'audio_end_ms' is required", "audio_end_ms"));
+        if (!field(j, "audio_end_ms"))
+            return fail(bad("'audio_end_ms' is required", "audio_end_ms"));
         if (auto e = get_number(j, "audio_end_ms", &ms, "audio_end_ms", 0, 1e9)) return fail(*e);
         ev.audio_end_ms = int64_t(ms);
     } else {

@@ -29,9 +29,9 @@ struct Limits {
 struct ApiError {
     int status = 400;
     std::string message;
-    std::string param;                        // empty: none
+    std::string param;  // empty: none
     std::string type = "invalid_request_error";
-    std::string code;                         // empty: null
+    std::string code;  // empty: null
 };
 // {"error":{"message","type","param","code"}}
 json error_body(const ApiError& e);
@@ -77,7 +77,7 @@ std::variant<std::vector<FormPart>, ApiError> parse_multipart(std::string_view b
                                                               size_t max_parts = 64);
 
 // ---- server-sent events ------------------------------------------------------------------------
-std::string sse_data(const json& j);  // "data: {...}\n\n"
+std::string sse_data(const json& j);                           // "data: {...}\n\n"
 std::string sse_event(std::string_view event, const json& j);  // "event: …\ndata: {...}\n\n"
 inline constexpr std::string_view kSseDone = "data: [DONE]\n\n";
 
@@ -142,7 +142,7 @@ struct SessionUpdate {
     std::optional<std::string> instructions;
     std::optional<std::string> voice;
     std::optional<TurnDetection> turn_detection;
-    std::optional<bool> audio_out;  // output modalities include "audio"
+    std::optional<bool> audio_out;         // output modalities include "audio"
     std::optional<int> max_output_tokens;  // 0: "inf"
 };
 struct RtContent {
@@ -166,7 +166,7 @@ struct ClientEvent {
     std::vector<float> audio;  // kAppend: 24 kHz samples
     std::string role;          // kItemCreate
     std::vector<RtContent> content;
-    std::string item_id;       // kTruncate, kItemCreate (optional)
+    std::string item_id;  // kTruncate, kItemCreate (optional)
     int content_index = 0;
     int64_t audio_end_ms = 0;
 };
@@ -174,9 +174,8 @@ struct ClientEventError {
     ApiError error;
     std::string event_id;  // when the event got that far
 };
-std::variant<ClientEvent, ClientEventError> parse_client_event(std::string_view bytes,
-                                                               const std::vector<std::string>& voices,
-                                                               const Limits& lim);
+std::variant<ClientEvent, ClientEventError> parse_client_event(
+    std::string_view bytes, const std::vector<std::string>& voices, const Limits& lim);
 
 // Valid UTF-8 (no overlongs, no surrogates): text deltas are checked before they are sent.
 bool valid_utf8(std::string_view s);

@@ -12,8 +12,12 @@ namespace voxrt::server {
 class RealtimeSession : public std::enable_shared_from_this<RealtimeSession> {
 public:
     RealtimeSession(ServerState& st, beast::tcp_stream stream)
-        : st_(st), ws_(std::move(stream)), wake_(ws_.get_executor()), writer_done_(ws_.get_executor()),
-          watchdog_(ws_.get_executor()), vad_(VadOptions{}, kRate) {}
+        : st_(st),
+          ws_(std::move(stream)),
+          wake_(ws_.get_executor()),
+          writer_done_(ws_.get_executor()),
+          watchdog_(ws_.get_executor()),
+          vad_(VadOptions{}, kRate) {}
 
     awaitable<void> run(http::request<http::string_body> req);
     // Server shutdown: finish what is queued, then close with 1001.
@@ -84,7 +88,9 @@ private:
     void truncate(const std::string& item_id, int64_t ms, const std::string& event_id);
     int64_t played_ms(const Response& r) const {
         if (!r.has_first) return 0;
-        int64_t elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - r.first_delta).count();
+        int64_t elapsed =
+            std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - r.first_delta)
+                .count();
         return std::min<int64_t>(elapsed, r.audio_samples * 1000 / kRate);
     }
     void arm_watchdog();
@@ -115,7 +121,8 @@ private:
     int max_tokens_ = 0;
     // input audio
     Vad vad_;
-    std::vector<float> buf_;  // since the last commit / clear (with server VAD: from the turn's start)
+    std::vector<float>
+        buf_;  // since the last commit / clear (with server VAD: from the turn's start)
     int64_t buf_start_ms_ = 0;  // stream time of buf_[0]
     int64_t stream_samples_ = 0;
     std::string speech_item_;  // item id announced by speech_started
@@ -157,7 +164,8 @@ awaitable<void> RealtimeSession::writer() {
         if (out_.empty()) {
             if (done_ || overflow_) break;
             if (close_requested_) {
-                beast::get_lowest_layer(ws_).expires_after(std::chrono::seconds(st_.opt.write_timeout_s));
+                beast::get_lowest_layer(ws_).expires_after(
+                    std::chrono::seconds(st_.opt.write_timeout_s));
                 co_await ws_.async_close(close_reason_, use_tuple);
                 break;
             }
@@ -182,7 +190,8 @@ void RealtimeSession::arm_watchdog() {
         if (ec || !s || s->done_) return;
         const auto idle = Clock::now() - s->last_activity_;
         if (!s->resp_.active && idle > std::chrono::seconds(s->st_.opt.realtime_idle_s)) {
-            s->error("idle_timeout", "no client event for " + std::to_string(s->st_.opt.realtime_idle_s) +
+            s->error("idle_timeout", "no client event for " +
+                                         std::to_string(s->st_.opt.realtime_idle_s) +
                                          " s; closing the session");
             s->request_close(websocket::close_code::policy_error, "idle timeout");
             return;
@@ -215,7 +224,8 @@ awaitable<void> RealtimeSession::run(http::request<http::string_body> req) {
         e.message = st_.draining ? "the server is shutting down"
                                  : "every session slot is in use; try again shortly";
         error(e);
-        request_close(websocket::close_code::try_again_later, st_.draining ? "shutting down" : "no free session slot");
+        request_close(websocket::close_code::try_again_later,
+                      st_.draining ? "shutting down" : "no free session slot");
     } else {
         st_.metrics.realtime_active++;
         emit({{"type", "session.created"}, {"session", session_json()}});
@@ -226,8 +236,8 @@ awaitable<void> RealtimeSession::run(http::request<http::string_body> req) {
         auto [ec, n] = co_await ws_.async_read(buf, use_tuple);
         if (ec) {
             if (ec == websocket::error::message_too_big) {
-                error("message_too_big",
-                      "a WebSocket message is larger than " + std::to_string(st_.opt.max_ws_message) + " bytes");
+                error("message_too_big", "a WebSocket message is larger than " +
+                                             std::to_string(st_.opt.max_ws_message) + " bytes");
                 request_close(websocket::close_code::too_big, "message too big");
                 // let the writer send the error and close; the read side is unusable now
                 while (writer_running_ && !out_.empty()) {
@@ -289,7 +299,8 @@ template <class F>
 void RealtimeSession::post_reply(F&& on_engine) {
     auto w = weak_from_this();
     auto ex = ws_.get_executor();
-    slot_->post([w, ex, f = std::forward<F>(on_engine)](Conversation* c, const std::string& open_error) mutable {
+    slot_->post([w, ex, f = std::forward<F>(on_engine)](Conversation* c,
+                                                        const std::string& open_error) mutable {
         std::function<void(RealtimeSession&)> reply = f(c, open_error);
         if (reply)
             net::post(ex, [w, reply = std::move(reply)] {
@@ -302,13 +313,15 @@ void RealtimeSession::flush_instructions() {
     ensure_open();
     if (!instructions_dirty_) return;
     instructions_dirty_ = false;
-    post_reply([text = instructions_](Conversation* c, const std::string& oe) -> std::function<void(RealtimeSession&)> {
-        std::string err = !c ? oe : c->begin("system");
-        if (err.empty()) err = c->add_text(text);
-        if (err.empty()) err = c->end();
-        if (err.empty()) return nullptr;
-        return [err](RealtimeSession& s) { s.error("engine_error", "instructions: " + err); };
-    });
+    post_reply(
+        [text = instructions_](Conversation* c,
+                               const std::string& oe) -> std::function<void(RealtimeSession&)> {
+            std::string err = !c ? oe : c->begin("system");
+            if (err.empty()) err = c->add_text(text);
+            if (err.empty()) err = c->end();
+            if (err.empty()) return nullptr;
+            return [err](RealtimeSession& s) { s.error("engine_error", "instructions: " + err); };
+        });
 }
 
 void RealtimeSession::on_client_event(ClientEvent& ev) {
@@ -317,7 +330,8 @@ void RealtimeSession::on_client_event(ClientEvent& ev) {
             auto& u = ev.session;
             if (u.instructions && *u.instructions != instructions_) {
                 instructions_ = *u.instructions;
-                if (opened_) instructions_dirty_ = true;  // added to the history before the next item
+                if (opened_)
+                    instructions_dirty_ = true;  // added to the history before the next item
             }
             if (u.voice) voice_ = *u.voice;
             if (u.audio_out) audio_out_ = *u.audio_out;
@@ -350,23 +364,38 @@ void RealtimeSession::on_client_event(ClientEvent& ev) {
             const std::string item_id = ev.item_id.empty() ? st_.new_id("item_") : ev.item_id;
             auto add = [this, item_id, role = ev.role, content = std::move(ev.content)]() mutable {
                 flush_instructions();
-                post_reply([role, content = std::move(content)](Conversation* c, const std::string& oe)
-                               -> std::function<void(RealtimeSession&)> {
+                post_reply([role, content = std::move(content)](
+                               Conversation* c,
+                               const std::string& oe) -> std::function<void(RealtimeSession&)> {
                     std::string err = !c ? oe : c->begin(role);
                     for (size_t i = 0; err.empty() && i < content.size(); ++i)
-                        err = content[i].is_audio ? c->add_audio(content[i].pcm.data(), content[i].pcm.size(), kRate)
+                        err = content[i].is_audio ? c->add_audio(content[i].pcm.data(),
+                                                                 content[i].pcm.size(), kRate)
                                                   : c->add_text(content[i].text);
                     if (err.empty()) err = c->end();
                     if (err.empty()) return nullptr;
-                    return [err](RealtimeSession& s) { s.error("engine_error", "conversation.item.create: " + err); };
+                    return [err](RealtimeSession& s) {
+                        s.error("engine_error", "conversation.item.create: " + err);
+                    };
                 });
-                json item = {{"id", item_id}, {"object", "realtime.item"}, {"type", "message"}, {"role", role}, {"status", "completed"}};
+                json item = {{"id", item_id},
+                             {"object", "realtime.item"},
+                             {"type", "message"},
+                             {"role", role},
+                             {"status", "completed"}};
                 json parts = json::array();
                 for (auto& p : content)
-                    parts.push_back(p.is_audio ? json{{"type", "input_audio"}} : json{{"type", role == "assistant" ? "output_text" : "input_text"}, {"text", p.text}});
+                    parts.push_back(p.is_audio ? json{{"type", "input_audio"}}
+                                               : json{{"type", role == "assistant" ? "output_text"
+                                                                                   : "input_text"},
+                                                      {"text", p.text}});
                 item["content"] = parts;
-                emit({{"type", "conversation.item.added"}, {"previous_item_id", last_item_.empty() ? json(nullptr) : json(last_item_)}, {"item", item}});
-                emit({{"type", "conversation.item.done"}, {"previous_item_id", last_item_.empty() ? json(nullptr) : json(last_item_)}, {"item", item}});
+                emit({{"type", "conversation.item.added"},
+                      {"previous_item_id", last_item_.empty() ? json(nullptr) : json(last_item_)},
+                      {"item", item}});
+                emit({{"type", "conversation.item.done"},
+                      {"previous_item_id", last_item_.empty() ? json(nullptr) : json(last_item_)},
+                      {"item", item}});
                 last_item_ = item_id;
             };
             if (resp_.active)
@@ -378,15 +407,19 @@ void RealtimeSession::on_client_event(ClientEvent& ev) {
         case ClientEvent::kResponseCreate:
             if (resp_.active) {
                 error("conversation_already_has_active_response",
-                      "a response is in progress (" + resp_.id + "); cancel it or wait for response.done", ev.event_id);
+                      "a response is in progress (" + resp_.id +
+                          "); cancel it or wait for response.done",
+                      ev.event_id);
                 break;
             }
             if (ev.session.instructions) {
                 ApiError e;
                 e.code = "unsupported_parameter";
                 e.param = "response.instructions";
-                e.message = "per-response instructions are not supported (the conversation is never re-prefilled); "
-                            "use session.update";
+                e.message =
+                    "per-response instructions are not supported (the conversation is never "
+                    "re-prefilled); "
+                    "use session.update";
                 error(e, ev.event_id);
                 break;
             }
@@ -394,7 +427,8 @@ void RealtimeSession::on_client_event(ClientEvent& ev) {
             break;
         case ClientEvent::kResponseCancel:
             if (!resp_.active) {
-                error("response_cancel_not_active", "there is no response in progress to cancel", ev.event_id);
+                error("response_cancel_not_active", "there is no response in progress to cancel",
+                      ev.event_id);
                 break;
             }
             resp_.cancel_reason = "client_cancelled";
@@ -402,7 +436,8 @@ void RealtimeSession::on_client_event(ClientEvent& ev) {
             break;
         case ClientEvent::kTruncate:
             if (ev.content_index != 0) {
-                error("invalid_value", "content_index must be 0 (one audio part per answer)", ev.event_id);
+                error("invalid_value", "content_index must be 0 (one audio part per answer)",
+                      ev.event_id);
                 break;
             }
             truncate(ev.item_id, ev.audio_end_ms, ev.event_id);
@@ -434,10 +469,14 @@ void RealtimeSession::on_append(std::vector<float>& x) {
                 buf_start_ms_ += drop * 1000 / kRate;
             }
             speech_item_ = st_.new_id("item_");
-            emit({{"type", "input_audio_buffer.speech_started"}, {"audio_start_ms", e.ms}, {"item_id", speech_item_}});
+            emit({{"type", "input_audio_buffer.speech_started"},
+                  {"audio_start_ms", e.ms},
+                  {"item_id", speech_item_}});
             if (td_.interrupt_response) barge_in();
         } else {
-            emit({{"type", "input_audio_buffer.speech_stopped"}, {"audio_end_ms", e.ms}, {"item_id", speech_item_}});
+            emit({{"type", "input_audio_buffer.speech_stopped"},
+                  {"audio_end_ms", e.ms},
+                  {"item_id", speech_item_}});
             commit({}, true);
         }
     }
@@ -455,30 +494,44 @@ void RealtimeSession::on_append(std::vector<float>& x) {
 void RealtimeSession::commit(const std::string& event_id, bool from_vad) {
     if (buf_.size() < size_t(kRate / 10)) {
         if (!from_vad)
-            error("input_audio_buffer_commit_empty", "the input audio buffer holds less than 100 ms of audio", event_id);
+            error("input_audio_buffer_commit_empty",
+                  "the input audio buffer holds less than 100 ms of audio", event_id);
         return;
     }
-    const std::string item_id = from_vad && !speech_item_.empty() ? speech_item_ : st_.new_id("item_");
+    const std::string item_id =
+        from_vad && !speech_item_.empty() ? speech_item_ : st_.new_id("item_");
     speech_item_.clear();
     auto pcm = std::make_shared<std::vector<float>>(std::move(buf_));
     buf_.clear();
     buf_start_ms_ = stream_samples_ * 1000 / kRate;
     const std::string prev = last_item_;
     last_item_ = item_id;
-    emit({{"type", "input_audio_buffer.committed"}, {"previous_item_id", prev.empty() ? json(nullptr) : json(prev)}, {"item_id", item_id}});
+    emit({{"type", "input_audio_buffer.committed"},
+          {"previous_item_id", prev.empty() ? json(nullptr) : json(prev)},
+          {"item_id", item_id}});
     auto add = [this, pcm, item_id, prev, from_vad] {
         flush_instructions();
-        post_reply([pcm](Conversation* c, const std::string& oe) -> std::function<void(RealtimeSession&)> {
+        post_reply([pcm](Conversation* c,
+                         const std::string& oe) -> std::function<void(RealtimeSession&)> {
             std::string err = !c ? oe : c->begin("user");
             if (err.empty()) err = c->add_audio(pcm->data(), pcm->size(), kRate);
             if (err.empty()) err = c->end();
             if (err.empty()) return nullptr;
             return [err](RealtimeSession& s) { s.error("engine_error", "input audio: " + err); };
         });
-        json item = {{"id", item_id}, {"object", "realtime.item"}, {"type", "message"}, {"role", "user"}, {"status", "completed"},
-                     {"content", json::array({{{"type", "input_audio"}, {"transcript", nullptr}}})}};
-        emit({{"type", "conversation.item.added"}, {"previous_item_id", prev.empty() ? json(nullptr) : json(prev)}, {"item", item}});
-        emit({{"type", "conversation.item.done"}, {"previous_item_id", prev.empty() ? json(nullptr) : json(prev)}, {"item", item}});
+        json item = {
+            {"id", item_id},
+            {"object", "realtime.item"},
+            {"type", "message"},
+            {"role", "user"},
+            {"status", "completed"},
+            {"content", json::array({{{"type", "input_audio"}, {"transcript", nullptr}}})}};
+        emit({{"type", "conversation.item.added"},
+              {"previous_item_id", prev.empty() ? json(nullptr) : json(prev)},
+              {"item", item}});
+        emit({{"type", "conversation.item.done"},
+              {"previous_item_id", prev.empty() ? json(nullptr) : json(prev)},
+              {"item", item}});
         if (from_vad && td_.create_response) start_response({}, {});
     };
     if (resp_.active)
@@ -496,9 +549,18 @@ void RealtimeSession::start_response(const SessionUpdate& over, const std::strin
     resp_.audio_out = over.audio_out.value_or(audio_out_);
     barge_ms_ = -1;
     emit({{"type", "response.created"},
-          {"response", {{"object", "realtime.response"}, {"id", resp_.id}, {"status", "in_progress"}, {"status_details", nullptr}, {"output", json::array()}}}});
-    json item = {{"id", resp_.item_id}, {"object", "realtime.item"}, {"type", "message"}, {"role", "assistant"}, {"status", "in_progress"}, {"content", json::array()}};
-    emit({{"type", "response.output_item.added"}, {"response_id", resp_.id}, {"output_index", 0}, {"item", item}});
+          {"response",
+           {{"object", "realtime.response"},
+            {"id", resp_.id},
+            {"status", "in_progress"},
+            {"status_details", nullptr},
+            {"output", json::array()}}}});
+    json item = {{"id", resp_.item_id}, {"object", "realtime.item"}, {"type", "message"},
+                 {"role", "assistant"}, {"status", "in_progress"},   {"content", json::array()}};
+    emit({{"type", "response.output_item.added"},
+          {"response_id", resp_.id},
+          {"output_index", 0},
+          {"item", item}});
     last_item_ = resp_.item_id;
     ResponseOptions ro;
     ro.task = resp_.audio_out ? Task::kSpeechChat : Task::kTextChat;
@@ -516,7 +578,10 @@ void RealtimeSession::start_response(const SessionUpdate& over, const std::strin
 
 void RealtimeSession::on_engine(EngineEvent ev) {
     if (!resp_.active) return;
-    const json ids = {{"response_id", resp_.id}, {"item_id", resp_.item_id}, {"output_index", 0}, {"content_index", 0}};
+    const json ids = {{"response_id", resp_.id},
+                      {"item_id", resp_.item_id},
+                      {"output_index", 0},
+                      {"content_index", 0}};
     auto with = [&](json j) {
         j.update(ids);
         return j;
@@ -524,7 +589,9 @@ void RealtimeSession::on_engine(EngineEvent ev) {
     if (ev.kind == EngineEvent::kText) {
         if (!valid_utf8(ev.text)) return;  // the engine promises whole characters
         resp_.transcript += ev.text;
-        emit(with({{"type", resp_.audio_out ? "response.output_audio_transcript.delta" : "response.output_text.delta"}, {"delta", ev.text}}));
+        emit(with({{"type", resp_.audio_out ? "response.output_audio_transcript.delta"
+                                            : "response.output_text.delta"},
+                   {"delta", ev.text}}));
         return;
     }
     if (ev.kind == EngineEvent::kAudio) {
@@ -534,7 +601,8 @@ void RealtimeSession::on_engine(EngineEvent ev) {
             resp_.first_delta = Clock::now();
         }
         resp_.audio_samples += int64_t(ev.pcm.size());
-        emit(with({{"type", "response.output_audio.delta"}, {"delta", base64_encode(ev.pcm.data(), ev.pcm.size())}}));
+        emit(with({{"type", "response.output_audio.delta"},
+                   {"delta", base64_encode(ev.pcm.data(), ev.pcm.size())}}));
         return;
     }
     // kDone
@@ -545,10 +613,14 @@ void RealtimeSession::on_engine(EngineEvent ev) {
         details = {{"type", "incomplete"}, {"reason", "max_output_tokens"}};
     } else if (ev.finish == "cancelled") {
         status = "cancelled";
-        details = {{"type", "cancelled"}, {"reason", resp_.cancel_reason.empty() ? "client_cancelled" : resp_.cancel_reason}};
+        details = {
+            {"type", "cancelled"},
+            {"reason", resp_.cancel_reason.empty() ? "client_cancelled" : resp_.cancel_reason}};
     } else if (ev.finish == "error") {
         status = "failed";
-        details = {{"type", "failed"}, {"error", {{"type", "server_error"}, {"code", "engine_error"}, {"message", ev.error}}}};
+        details = {
+            {"type", "failed"},
+            {"error", {{"type", "server_error"}, {"code", "engine_error"}, {"message", ev.error}}}};
         ApiError e;
         e.type = "server_error";
         e.code = "engine_error";
@@ -557,19 +629,35 @@ void RealtimeSession::on_engine(EngineEvent ev) {
     }
     if (resp_.audio_out) {
         emit(with({{"type", "response.output_audio.done"}}));
-        emit(with({{"type", "response.output_audio_transcript.done"}, {"transcript", resp_.transcript}}));
+        emit(with(
+            {{"type", "response.output_audio_transcript.done"}, {"transcript", resp_.transcript}}));
     } else {
         emit(with({{"type", "response.output_text.done"}, {"text", resp_.transcript}}));
     }
-    json content = resp_.audio_out ? json{{"type", "output_audio"}, {"transcript", resp_.transcript}}
-                                   : json{{"type", "output_text"}, {"text", resp_.transcript}};
-    json item = {{"id", resp_.item_id}, {"object", "realtime.item"}, {"type", "message"}, {"role", "assistant"},
-                 {"status", status == "completed" ? "completed" : "incomplete"}, {"content", json::array({content})}};
-    emit({{"type", "response.output_item.done"}, {"response_id", resp_.id}, {"output_index", 0}, {"item", item}});
-    json usage = {{"total_tokens", ev.prompt_tokens + ev.completion_tokens}, {"input_tokens", ev.prompt_tokens}, {"output_tokens", ev.completion_tokens}};
+    json content = resp_.audio_out
+                       ? json{{"type", "output_audio"}, {"transcript", resp_.transcript}}
+                       : json{{"type", "output_text"}, {"text", resp_.transcript}};
+    json item = {{"id", resp_.item_id},
+                 {"object", "realtime.item"},
+                 {"type", "message"},
+                 {"role", "assistant"},
+                 {"status", status == "completed" ? "completed" : "incomplete"},
+                 {"content", json::array({content})}};
+    emit({{"type", "response.output_item.done"},
+          {"response_id", resp_.id},
+          {"output_index", 0},
+          {"item", item}});
+    json usage = {{"total_tokens", ev.prompt_tokens + ev.completion_tokens},
+                  {"input_tokens", ev.prompt_tokens},
+                  {"output_tokens", ev.completion_tokens}};
     emit({{"type", "response.done"},
-          {"response", {{"object", "realtime.response"}, {"id", resp_.id}, {"status", status}, {"status_details", details},
-                        {"output", json::array({item})}, {"usage", usage}}}});
+          {"response",
+           {{"object", "realtime.response"},
+            {"id", resp_.id},
+            {"status", status},
+            {"status_details", details},
+            {"output", json::array({item})},
+            {"usage", usage}}}});
     resp_.active = false;
     last_ = resp_;
     if (barge_ms_ >= 0) {
@@ -605,13 +693,15 @@ void RealtimeSession::barge_in() {
     }
 }
 
-void RealtimeSession::truncate(const std::string& item_id, int64_t ms, const std::string& event_id) {
+void RealtimeSession::truncate(const std::string& item_id, int64_t ms,
+                               const std::string& event_id) {
     const bool current = resp_.active && item_id == resp_.item_id;
     if (!current && (item_id != last_.item_id || last_.item_id.empty())) {
         ApiError e;
         e.code = "invalid_value";
         e.param = "item_id";
-        e.message = "item '" + item_id + "' is not the last answer; only the last answer's audio can be truncated";
+        e.message = "item '" + item_id +
+                    "' is not the last answer; only the last answer's audio can be truncated";
         error(e, event_id);
         return;
     }
@@ -619,29 +709,36 @@ void RealtimeSession::truncate(const std::string& item_id, int64_t ms, const std
         resp_.cancel_reason = "client_cancelled";
         slot_->cancel();
     }
-    post_reply([item_id, ms, event_id](Conversation* c, const std::string& oe) -> std::function<void(RealtimeSession&)> {
-        std::string err = !c ? oe : c->truncate(ms);
-        return [err, item_id, ms, event_id](RealtimeSession& s) {
-            if (!err.empty()) {
-                ApiError e;
-                e.code = "invalid_value";
-                e.param = "audio_end_ms";
-                e.message = "conversation.item.truncate: " + err;
-                s.error(e, event_id);
-                return;
-            }
-            s.emit({{"type", "conversation.item.truncated"}, {"item_id", item_id}, {"content_index", 0}, {"audio_end_ms", ms}});
-        };
-    });
+    post_reply(
+        [item_id, ms, event_id](Conversation* c,
+                                const std::string& oe) -> std::function<void(RealtimeSession&)> {
+            std::string err = !c ? oe : c->truncate(ms);
+            return [err, item_id, ms, event_id](RealtimeSession& s) {
+                if (!err.empty()) {
+                    ApiError e;
+                    e.code = "invalid_value";
+                    e.param = "audio_end_ms";
+                    e.message = "conversation.item.truncate: " + err;
+                    s.error(e, event_id);
+                    return;
+                }
+                s.emit({{"type", "conversation.item.truncated"},
+                        {"item_id", item_id},
+                        {"content_index", 0},
+                        {"audio_end_ms", ms}});
+            };
+        });
 }
 
-awaitable<void> run_realtime(ServerState& st, beast::tcp_stream stream, http::request<http::string_body> req) {
+awaitable<void> run_realtime(ServerState& st, beast::tcp_stream stream,
+                             http::request<http::string_body> req) {
     auto s = std::make_shared<RealtimeSession>(st, std::move(stream));
     co_await s->run(std::move(req));
 }
 
 void close_realtime_sessions(ServerState& st) {
-    for (RealtimeSession* s : st.realtime) s->request_close(websocket::close_code::going_away, "server shutting down");
+    for (RealtimeSession* s : st.realtime)
+        s->request_close(websocket::close_code::going_away, "server shutting down");
 }
 
 }  // namespace voxrt::server

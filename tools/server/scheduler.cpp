@@ -90,7 +90,9 @@ Scheduler::~Scheduler() {
     thread_.join();
 }
 
-void Scheduler::wake() { cv_.notify_all(); }
+void Scheduler::wake() {
+    cv_.notify_all();
+}
 
 std::shared_ptr<Slot> Scheduler::acquire() {
     int n = in_use_.load();
@@ -122,7 +124,8 @@ void Scheduler::run() {
             cv_.wait(lk, [&] {
                 if (stop_ || !added_.empty()) return true;
                 for (auto& s : live_)
-                    if (s->generating_ || !s->cmds_.empty() || s->released_ || s->cancel_) return true;
+                    if (s->generating_ || !s->cmds_.empty() || s->released_ || s->cancel_)
+                        return true;
                 return false;
             });
             if (stop_) break;
@@ -162,7 +165,8 @@ void Scheduler::run() {
                     if (ev.kind == EngineEvent::kAudio && !s->got_audio_) {
                         s->got_audio_ = true;
                         metrics_.first_audio_seconds.observe(
-                            std::chrono::duration<double>(std::chrono::steady_clock::now() - s->t_start_)
+                            std::chrono::duration<double>(std::chrono::steady_clock::now() -
+                                                          s->t_start_)
                                 .count());
                     }
                     if (s->sink_) s->sink_(std::move(ev));
@@ -200,7 +204,8 @@ void Scheduler::run() {
             if (s->generating_) {
                 auto t0 = std::chrono::steady_clock::now();
                 bool more = s->conv_->step(out);
-                double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+                double dt =
+                    std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
                 metrics_.steps_total++;
                 metrics_.step_seconds.observe(dt);
                 if (!more && (out.empty() || out.back().kind != EngineEvent::kDone)) {

@@ -16,14 +16,14 @@ struct ServerOptions {
     uint16_t port = 8080;  // 0: any free port (printed on stderr)
     int max_sessions = 4;
     Limits limits;
-    size_t max_body_bytes = 32u << 20;      // one HTTP request body
-    size_t max_ws_message = 16u << 20;      // one WebSocket message
-    size_t max_ws_backlog = 32u << 20;      // server events queued for a client that does not read
-    int request_timeout_s = 60;             // reading one request, headers and body
-    int idle_timeout_s = 30;                // keep-alive wait for the next request
-    int write_timeout_s = 30;               // one write to a client
-    int realtime_idle_s = 300;              // a Realtime socket with no client event for this long
-    int drain_s = 30;                       // SIGTERM: time given to answers in progress
+    size_t max_body_bytes = 32u << 20;  // one HTTP request body
+    size_t max_ws_message = 16u << 20;  // one WebSocket message
+    size_t max_ws_backlog = 32u << 20;  // server events queued for a client that does not read
+    int request_timeout_s = 60;         // reading one request, headers and body
+    int idle_timeout_s = 30;            // keep-alive wait for the next request
+    int write_timeout_s = 30;           // one write to a client
+    int realtime_idle_s = 300;          // a Realtime socket with no client event for this long
+    int drain_s = 30;                   // SIGTERM: time given to answers in progress
     int max_connections = 1024;
 };
 

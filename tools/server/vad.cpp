@@ -48,7 +48,8 @@ void Vad::frame(double energy, std::vector<VadEvent>& out) {
             in_speech_ = true;
             run_ = 0;
             const int64_t first = now - kOnsetFrames * 10;
-            out.push_back({VadEvent::kSpeechStarted, std::max<int64_t>(0, first - opt_.prefix_padding_ms)});
+            out.push_back(
+                {VadEvent::kSpeechStarted, std::max<int64_t>(0, first - opt_.prefix_padding_ms)});
         }
     } else {
         run_ = speech ? 0 : run_ + 1;

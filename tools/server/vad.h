@@ -9,9 +9,9 @@
 //     speech frame (not before the start of the stream); the turn's audio starts there.
 //   silence_duration_ms (default 500): speech stops after this long without a speech frame;
 //     speech_stopped's audio_end_ms is the moment that is decided (the silence included).
-// Speech starts after 60 ms of consecutive speech frames (clicks and single loud frames do not start
-// a turn); audio_start_ms is measured from the first of them. Times are milliseconds of audio since
-// the stream began.
+// Speech starts after 60 ms of consecutive speech frames (clicks and single loud frames do not
+// start a turn); audio_start_ms is measured from the first of them. Times are milliseconds of audio
+// since the stream began.
 #pragma once
 
 #include <cstddef>
