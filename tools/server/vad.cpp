@@ -33,9 +33,11 @@ void Vad::push(const float* x, size_t n, std::vector<VadEvent>& out) {
 
 void Vad::frame(double energy, std::vector<VadEvent>& out) {
     const float db = float(10.0 * std::log10(energy + 1e-12));
-    const float score = std::clamp((db - floor_db_ - 3.0f) / 24.0f, 0.0f, 1.0f);
+    // the first frame sets the floor (clamped below)
+    const float floor = frames_ == 0 ? std::clamp(db, -75.0f, -25.0f) : floor_db_;
+    const float score = std::clamp((db - floor - 3.0f) / 24.0f, 0.0f, 1.0f);
     const bool speech = db > kMinSpeechDb && score >= opt_.threshold && score > 0;
-    if (db < floor_db_)
+    if (frames_ == 0 || db < floor_db_)
         floor_db_ = db;
     else
         floor_db_ += kFloorRise;

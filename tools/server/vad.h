@@ -3,8 +3,10 @@
 //   threshold (0..1, default 0.5): how far above the background a 10 ms frame must be to count as
 //     speech. A frame's score is (level − noise floor − 3 dB) / 24 dB, clamped to 0..1, so 0.5
 //     means 15 dB above the floor and 1.0 means 27 dB. Frames quieter than −55 dBFS never count.
-//     The noise floor follows the quietest recent frames: it drops at once to a quieter frame and
-//     rises by 0.05 dB per frame (5 dB/s) otherwise, within −75 .. −25 dBFS.
+//     The noise floor starts at the level of the stream's first frame and then follows the quietest
+//     recent frames: it drops at once to a quieter frame and rises by 0.05 dB per frame (5 dB/s)
+//     otherwise, within −75 .. −25 dBFS. (A stream that starts in the middle of speech therefore
+//     starts its first turn at the first pause.)
 //   prefix_padding_ms (default 300): speech_started's audio_start_ms is this much before the first
 //     speech frame (not before the start of the stream); the turn's audio starts there.
 //   silence_duration_ms (default 500): speech stops after this long without a speech frame;
