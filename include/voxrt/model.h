@@ -1,0 +1,99 @@
+// voxrt/model.h — a loaded checkpoint: Model::load(dir, options), shared by every Session on it.
+//
+// The directory is the published Hugging Face layout of LFM2.5-Audio, used unchanged:
+//   config.json, model.safetensors, tokenizer.json (+ tokenizer_config.json),
+//   audio_detokenizer/{config.json, model.safetensors}
+//
+// Threads: a Model is immutable after load(); every const method may be called from any thread,
+// and any number of Sessions on any number of threads may share one (Session::create takes a
+// shared_ptr and keeps the model alive). Sharing is exact (each session produces what it would
+// alone) but not free; see "Sharing" in voxrt/session.h.
+// Cost: load() maps the weight files and converts them to the device's precision (the 1.5B model:
+// ~3 GB in bf16, a few seconds); it allocates no per-conversation state.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "voxrt/status.h"
+
+namespace voxrt {
+
+namespace model {
+class LfmAudioModel;
+}
+
+struct ModelOptions {
+    // "auto" (CUDA when this build has it and a GPU is present, else the CPU), "cpu" or "cuda".
+    std::string device = "auto";
+    // "bf16" (what the official pipeline runs) or "fp32".
+    std::string precision = "bf16";
+    int threads = 0;         // CPU worker threads shared by the model's sessions; 0 = all cores
+    int max_context = 4096;  // positions a session on this model may hold (16 .. 1,048,576)
+    // false: no detokenizer is loaded and sessions produce audio codes but no PCM (ASR and text
+    // chat never need it).
+    bool load_detokenizer = true;
+    // Where a CUDA model's detokenizer (and its ISTFT) runs: "same" (on the GPU), "cpu" (host cores
+    // beside GPU decode) or "auto" (cpu when at least 8 host threads are available, else same).
+    std::string detokenizer_device = "same";
+};
+
+// What load() found; plain values, fixed for the model's lifetime.
+struct ModelInfo {
+    std::string dir;               // as given to load()
+    std::string name;              // the directory's last component
+    std::string device;            // "cpu" or the GPU's name
+    bool on_cuda = false;          // the model's weights and sessions are on a GPU
+    std::string precision;         // "bf16" | "fp32"
+    std::string detokenizer_device;  // "cpu" | "cuda" | "" (not loaded)
+    int input_sample_rate = 16000;   // what audio is resampled to (any rate is accepted)
+    int output_sample_rate = 24000;  // PCM in Event::pcm
+    int max_context = 0;             // ModelOptions::max_context
+    double ms_per_audio_position = 80;  // input audio: one backbone position per 80 ms
+    double ms_per_audio_frame = 80;     // output audio: one frame per 80 ms of PCM
+    int threads = 1;                    // CPU worker threads
+    // Architecture (for inspection).
+    int backbone_layers = 0;
+    std::string backbone_layer_kinds;  // "conv,conv,attn,…"
+    int hidden_size = 0, num_heads = 0, num_kv_heads = 0, ff_dim = 0, vocab_size = 0;
+    int encoder_layers = 0, encoder_d_model = 0, encoder_heads = 0, encoder_subsampling = 0;
+    int depthformer_layers = 0, depthformer_dim = 0, codebooks = 0, audio_vocab = 0;
+    int interleaved_text = 0, interleaved_audio = 0;  // interleaved mode: text tokens : frames
+    int tokenizer_size = 0;
+    // Bytes.
+    size_t weight_bytes = 0;       // weights resident on the model's device
+    size_t text_step_bytes = 0;    // weights one text step reads (the decode roofline)
+    size_t audio_frame_bytes = 0;  // weights one audio-frame step reads
+    // Checkpoint files: tensors and bytes of model.safetensors and of the detokenizer's.
+    size_t model_file_tensors = 0, model_file_bytes = 0;
+    size_t detok_file_tensors = 0, detok_file_bytes = 0;
+};
+
+class Model {
+public:
+    // Loads and validates `dir`. Errors name the file or field at fault (kNotFound, kInvalidFile),
+    // the option (kInvalidArgument: "ModelOptions.device …"), or the device (kUnsupported: CUDA
+    // asked of a build or machine without it; kOutOfMemory).
+    static Expected<std::shared_ptr<Model>> load(const std::string& dir,
+                                                 const ModelOptions& options = {});
+    ~Model();
+    Model(const Model&) = delete;
+    Model& operator=(const Model&) = delete;
+
+    const ModelInfo& info() const { return info_; }
+    const ModelOptions& options() const { return options_; }
+
+    // The library's own model (inside the library only; frontends have no use for it).
+    const model::LfmAudioModel& impl() const { return *impl_; }
+
+private:
+    Model() = default;
+    std::unique_ptr<model::LfmAudioModel> impl_;
+    ModelOptions options_;
+    ModelInfo info_;
+};
+
+}  // namespace voxrt

@@ -1,0 +1,139 @@
+// voxrt::Model: ModelOptions validated and mapped onto model::LfmAudioModel; ModelInfo filled once.
+#include "voxrt/model.h"
+
+#include <thread>
+
+#include "backend/device_api.h"
+#include "io/safetensors.h"
+#include "model/lfm_audio.h"
+
+namespace voxrt {
+
+namespace {
+
+// --detokenizer-device auto puts the detokenizer of a CUDA model on the host from this many
+// threads.
+constexpr int kHostDetokMinThreads = 8;
+
+Expected<model::ModelOptions> internal_options(const ModelOptions& o) {
+    model::ModelOptions m;
+    if (o.device == "auto") {
+        m.device = backend::cuda_available() ? Device::kCUDA : Device::kCPU;
+    } else if (o.device == "cpu") {
+        m.device = Device::kCPU;
+    } else if (o.device == "cuda") {
+        m.device = Device::kCUDA;
+    } else {
+        return make_error(StatusCode::kInvalidArgument,
+                          "ModelOptions.device must be auto, cpu or cuda, got \"%s\"",
+                          o.device.c_str());
+    }
+    if (o.precision == "bf16") {
+        m.precision = ops::Precision::kBF16;
+    } else if (o.precision == "fp32") {
+        m.precision = ops::Precision::kF32;
+    } else {
+        return make_error(StatusCode::kInvalidArgument,
+                          "ModelOptions.precision must be bf16 or fp32, got \"%s\"",
+                          o.precision.c_str());
+    }
+    if (o.threads < 0 || o.threads > 1024)
+        return make_error(StatusCode::kInvalidArgument,
+                          "ModelOptions.threads must be in [0, 1024], got %d", o.threads);
+    if (o.max_context < 16 || o.max_context > (1 << 20))
+        return make_error(StatusCode::kInvalidArgument,
+                          "ModelOptions.max_context must be in [16, 1048576], got %d",
+                          o.max_context);
+    m.threads = o.threads;
+    m.max_context = o.max_context;
+    m.load_detokenizer = o.load_detokenizer;
+    if (o.detokenizer_device == "auto") {
+        // The host beside GPU decode when there are enough threads: it leaves the GPU to decode,
+        // but the turn then depends on those threads staying free (docs/detokenizer.md).
+        const int threads =
+            o.threads > 0 ? o.threads : static_cast<int>(std::thread::hardware_concurrency());
+        m.detokenizer_on_cpu = m.device == Device::kCUDA && threads >= kHostDetokMinThreads;
+    } else if (o.detokenizer_device == "same" || o.detokenizer_device == "cpu") {
+        m.detokenizer_on_cpu = o.detokenizer_device == "cpu";
+    } else {
+        return make_error(StatusCode::kInvalidArgument,
+                          "ModelOptions.detokenizer_device must be auto, same or cpu, got \"%s\"",
+                          o.detokenizer_device.c_str());
+    }
+    return m;
+}
+
+void file_summary(const std::string& path, size_t* tensors, size_t* bytes) {
+    auto f = io::SafeTensorsFile::open(path);
+    if (!f.is_ok()) return;
+    size_t b = 0;
+    for (const auto& t : f->tensors()) b += t.end - t.begin;
+    *tensors = f->tensors().size();
+    *bytes = b;
+}
+
+}  // namespace
+
+Model::~Model() = default;
+
+Expected<std::shared_ptr<Model>> Model::load(const std::string& dir, const ModelOptions& options) {
+    if (dir.empty())
+        return make_error(StatusCode::kInvalidArgument, "model directory: the path is empty");
+    VOXRT_ASSIGN_OR_RETURN(model::ModelOptions mo, internal_options(options));
+    std::shared_ptr<Model> m(new Model());
+    VOXRT_ASSIGN_OR_RETURN(m->impl_, model::LfmAudioModel::load(dir, mo));
+    m->options_ = options;
+    const model::LfmAudioModel& lm = *m->impl_;
+    const model::AudioModelConfig& c = lm.config();
+    ModelInfo& i = m->info_;
+    i.dir = dir;
+    {
+        std::string d = dir;
+        while (d.size() > 1 && d.back() == '/') d.pop_back();
+        const size_t slash = d.find_last_of('/');
+        i.name = slash == std::string::npos ? d : d.substr(slash + 1);
+    }
+    i.on_cuda = mo.device == Device::kCUDA;
+    i.device = i.on_cuda ? backend::cuda_device_name() : "cpu";
+    i.precision = mo.precision == ops::Precision::kBF16 ? "bf16" : "fp32";
+    i.detokenizer_device =
+        lm.detokenizer() ? (lm.detokenizer_device() == Device::kCUDA ? "cuda" : "cpu") : "";
+    i.input_sample_rate = c.preprocessor.sample_rate;
+    i.output_sample_rate = 24000;
+    i.max_context = mo.max_context;
+    i.ms_per_audio_position =
+        1000.0 * c.preprocessor.window_stride * c.encoder.subsampling_factor;
+    i.ms_per_audio_frame = 80;
+    i.threads = lm.pool() ? lm.pool()->size() : 1;
+    i.backbone_layers = c.lfm.n_layers();
+    for (int l = 0; l < c.lfm.n_layers(); ++l) {
+        if (l) i.backbone_layer_kinds += ",";
+        i.backbone_layer_kinds +=
+            c.lfm.layers[static_cast<size_t>(l)] == model::LayerKind::kConv ? "conv" : "attn";
+    }
+    i.hidden_size = c.lfm.hidden_size;
+    i.num_heads = c.lfm.num_heads;
+    i.num_kv_heads = c.lfm.num_kv_heads;
+    i.ff_dim = c.lfm.ff_dim;
+    i.vocab_size = c.lfm.vocab_size;
+    i.encoder_layers = c.encoder.n_layers;
+    i.encoder_d_model = c.encoder.d_model;
+    i.encoder_heads = c.encoder.n_heads;
+    i.encoder_subsampling = c.encoder.subsampling_factor;
+    i.depthformer_layers = c.depthformer.layers;
+    i.depthformer_dim = c.depthformer.dim;
+    i.codebooks = c.codebooks;
+    i.audio_vocab = c.audio_vocab;
+    i.interleaved_text = c.interleaved_n_text;
+    i.interleaved_audio = c.interleaved_n_audio;
+    i.tokenizer_size = lm.tokenizer().vocab_size();
+    i.weight_bytes = lm.weight_bytes();
+    i.text_step_bytes = lm.text_step_bytes();
+    i.audio_frame_bytes = lm.audio_frame_bytes();
+    file_summary(dir + "/model.safetensors", &i.model_file_tensors, &i.model_file_bytes);
+    file_summary(dir + "/audio_detokenizer/model.safetensors", &i.detok_file_tensors,
+                 &i.detok_file_bytes);
+    return m;
+}
+
+}  // namespace voxrt
