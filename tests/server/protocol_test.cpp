@@ -17,7 +17,9 @@ const ApiError& err_of(const T& v) {
     return std::get<ApiError>(v);
 }
 
-json J(const char* s) { return json::parse(s); }
+json J(const char* s) {
+    return json::parse(s);
+}
 
 std::string wav_of(size_t n, int rate) {
     std::vector<int16_t> pcm(n);
@@ -126,33 +128,44 @@ TEST(Transcription, FieldsAndErrors) {
 }
 
 TEST(Speech, FieldsAndErrors) {
-    auto r = parse_speech(J(R"({"model":"m","input":"hi","voice":"uk-male","response_format":"pcm","stream_format":"sse"})"),
-                          kVoices, Limits{});
+    auto r = parse_speech(
+        J(R"({"model":"m","input":"hi","voice":"uk-male","response_format":"pcm","stream_format":"sse"})"),
+        kVoices, Limits{});
     ASSERT_TRUE(std::holds_alternative<SpeechRequest>(r));
     EXPECT_EQ(std::get<SpeechRequest>(r).voice, "uk-male");
     EXPECT_EQ(std::get<SpeechRequest>(r).format, SpeechRequest::kPcm);
     EXPECT_EQ(std::get<SpeechRequest>(r).stream_format, SpeechRequest::kSse);
-    EXPECT_EQ(err_of(parse_speech(J(R"({"input":"hi","voice":"alloy"})"), kVoices, Limits{})).param, "voice");
-    EXPECT_EQ(err_of(parse_speech(J(R"({"input":"hi","voice":"us-male","response_format":"mp3"})"), kVoices, Limits{})).param,
+    EXPECT_EQ(err_of(parse_speech(J(R"({"input":"hi","voice":"alloy"})"), kVoices, Limits{})).param,
+              "voice");
+    EXPECT_EQ(err_of(parse_speech(J(R"({"input":"hi","voice":"us-male","response_format":"mp3"})"),
+                                  kVoices, Limits{}))
+                  .param,
               "response_format");
-    EXPECT_EQ(err_of(parse_speech(J(R"({"input":"hi","voice":"us-male","speed":1.5})"), kVoices, Limits{})).param, "speed");
+    EXPECT_EQ(err_of(parse_speech(J(R"({"input":"hi","voice":"us-male","speed":1.5})"), kVoices,
+                                  Limits{}))
+                  .param,
+              "speed");
     EXPECT_EQ(err_of(parse_speech(J(R"({"voice":"us-male"})"), kVoices, Limits{})).param, "input");
-    EXPECT_EQ(err_of(parse_speech(J(R"({"input":"hi","voice":"us-male","x":1})"), kVoices, Limits{})).param, "x");
+    EXPECT_EQ(
+        err_of(parse_speech(J(R"({"input":"hi","voice":"us-male","x":1})"), kVoices, Limits{}))
+            .param,
+        "x");
 }
 
 TEST(Chat, MessagesAudioAndErrors) {
     std::string wav = base64_encode(wav_of(800, 16000));
-    json body = {{"model", "m"},
-                 {"modalities", {"text", "audio"}},
-                 {"audio", {{"voice", "default"}, {"format", "wav"}}},
-                 {"messages",
-                  {{{"role", "developer"}, {"content", "be brief"}},
-                   {{"role", "user"}, {"content", "hello"}},
-                   {{"role", "assistant"}, {"content", "hi"}},
-                   {{"role", "user"},
-                    {"content",
-                     {{{"type", "text"}, {"text", "listen:"}},
-                      {{"type", "input_audio"}, {"input_audio", {{"data", wav}, {"format", "wav"}}}}}}}}}};
+    json body = {
+        {"model", "m"},
+        {"modalities", {"text", "audio"}},
+        {"audio", {{"voice", "default"}, {"format", "wav"}}},
+        {"messages",
+         {{{"role", "developer"}, {"content", "be brief"}},
+          {{"role", "user"}, {"content", "hello"}},
+          {{"role", "assistant"}, {"content", "hi"}},
+          {{"role", "user"},
+           {"content",
+            {{{"type", "text"}, {"text", "listen:"}},
+             {{"type", "input_audio"}, {"input_audio", {{"data", wav}, {"format", "wav"}}}}}}}}}};
     auto r = parse_chat(body, {"default"}, Limits{});
     ASSERT_TRUE(std::holds_alternative<ChatRequest>(r)) << err_of(r).message;
     auto& c = std::get<ChatRequest>(r);
@@ -192,17 +205,20 @@ TEST(Chat, MessagesAudioAndErrors) {
     EXPECT_EQ(bad(b), "messages");
     Limits small;
     small.max_audio_bytes = 100;
-    EXPECT_EQ(err_of(parse_chat(body, {"default"}, small)).param, "messages[3].content[1].input_audio.data");
+    EXPECT_EQ(err_of(parse_chat(body, {"default"}, small)).param,
+              "messages[3].content[1].input_audio.data");
 }
 
 TEST(Realtime, ParsesTheClientEvents) {
     Limits lim;
     auto ok = [&](const std::string& s) {
         auto r = parse_client_event(s, kVoices, lim);
-        EXPECT_TRUE(std::holds_alternative<ClientEvent>(r)) << s << ": " << std::get<ClientEventError>(r).error.message;
+        EXPECT_TRUE(std::holds_alternative<ClientEvent>(r))
+            << s << ": " << std::get<ClientEventError>(r).error.message;
         return std::holds_alternative<ClientEvent>(r) ? std::get<ClientEvent>(r) : ClientEvent{};
     };
-    auto e = ok(R"({"type":"session.update","event_id":"e1","session":{"type":"realtime","instructions":"hi",
+    auto e = ok(
+        R"({"type":"session.update","event_id":"e1","session":{"type":"realtime","instructions":"hi",
         "audio":{"input":{"format":{"type":"audio/pcm","rate":24000},"turn_detection":{"type":"server_vad","threshold":0.7,
         "prefix_padding_ms":200,"silence_duration_ms":400}},"output":{"voice":"uk-female"}}}})");
     EXPECT_EQ(e.event_id, "e1");
@@ -214,14 +230,17 @@ TEST(Realtime, ParsesTheClientEvents) {
     e = ok(R"({"type":"session.update","session":{"turn_detection":null}})");  // beta shape
     EXPECT_FALSE(e.session.turn_detection->server_vad);
     std::vector<int16_t> pcm = {1, -2, 3};
-    e = ok(R"({"type":"input_audio_buffer.append","audio":")" + base64_encode(pcm.data(), 3) + "\"}");
+    e = ok(R"({"type":"input_audio_buffer.append","audio":")" + base64_encode(pcm.data(), 3) +
+           "\"}");
     ASSERT_EQ(e.audio.size(), 3u);
     EXPECT_FLOAT_EQ(e.audio[1], -2 / 32768.0f);
     EXPECT_EQ(ok(R"({"type":"input_audio_buffer.commit"})").type, ClientEvent::kCommit);
     EXPECT_EQ(ok(R"({"type":"response.cancel"})").type, ClientEvent::kResponseCancel);
-    e = ok(R"({"type":"conversation.item.create","item":{"type":"message","role":"user","content":[{"type":"input_text","text":"hey"}]}})");
+    e = ok(
+        R"({"type":"conversation.item.create","item":{"type":"message","role":"user","content":[{"type":"input_text","text":"hey"}]}})");
     EXPECT_EQ(e.content.at(0).text, "hey");
-    e = ok(R"({"type":"conversation.item.truncate","item_id":"item_3","content_index":0,"audio_end_ms":1500})");
+    e = ok(
+        R"({"type":"conversation.item.truncate","item_id":"item_3","content_index":0,"audio_end_ms":1500})");
     EXPECT_EQ(e.audio_end_ms, 1500);
     e = ok(R"({"type":"response.create","response":{"output_modalities":["text"]}})");
     EXPECT_FALSE(*e.session.audio_out);
@@ -233,26 +252,39 @@ TEST(Realtime, ErrorsNameTheField) {
     auto bad = [&](const std::string& s) {
         auto r = parse_client_event(s, kVoices, lim);
         EXPECT_TRUE(std::holds_alternative<ClientEventError>(r)) << s;
-        return std::holds_alternative<ClientEventError>(r) ? std::get<ClientEventError>(r) : ClientEventError{};
+        return std::holds_alternative<ClientEventError>(r) ? std::get<ClientEventError>(r)
+                                                           : ClientEventError{};
     };
     EXPECT_EQ(bad(R"({"type":"nope","event_id":"x"})").error.code, "unknown_event_type");
     EXPECT_EQ(bad(R"({"type":"nope","event_id":"x"})").event_id, "x");
     EXPECT_EQ(bad("{").error.code, "invalid_json");
     EXPECT_EQ(bad(R"({"event_id":"x"})").error.param, "type");
-    EXPECT_EQ(bad(R"({"type":"input_audio_buffer.append","audio":"AAAAAAAAAAAAAAAA"})").error.param, "audio");  // 12 bytes > 8
-    EXPECT_EQ(bad(R"({"type":"input_audio_buffer.append","audio":"AA=="})").error.param, "audio");  // odd byte count
-    EXPECT_EQ(bad(R"({"type":"session.update","session":{"audio":{"input":{"format":{"type":"audio/pcmu"}}}}})").error.param,
-              "session.audio.input.format.type");
-    EXPECT_EQ(bad(R"({"type":"session.update","session":{"input_audio_format":"g711_ulaw"}})").error.param,
-              "session.input_audio_format");
-    EXPECT_EQ(bad(R"({"type":"session.update","session":{"audio":{"input":{"format":{"type":"audio/pcm","rate":16000}}}}})")
+    EXPECT_EQ(bad(R"({"type":"input_audio_buffer.append","audio":"AAAAAAAAAAAAAAAA"})").error.param,
+              "audio");  // 12 bytes > 8
+    EXPECT_EQ(bad(R"({"type":"input_audio_buffer.append","audio":"AA=="})").error.param,
+              "audio");  // odd byte count
+    EXPECT_EQ(
+        bad(R"({"type":"session.update","session":{"audio":{"input":{"format":{"type":"audio/pcmu"}}}}})")
+            .error.param,
+        "session.audio.input.format.type");
+    EXPECT_EQ(bad(R"({"type":"session.update","session":{"input_audio_format":"g711_ulaw"}})")
                   .error.param,
-              "session.audio.input.format.rate");
-    EXPECT_EQ(bad(R"({"type":"session.update","session":{"turn_detection":{"type":"semantic_vad"}}})").error.param,
-              "session.turn_detection.type");
-    EXPECT_EQ(bad(R"({"type":"session.update","session":{"voice":"alloy"}})").error.param, "session.voice");
-    EXPECT_EQ(bad(R"({"type":"session.update","session":{"tools":[{"type":"function"}]}})").error.param, "session.tools");
-    EXPECT_EQ(bad(R"({"type":"conversation.item.truncate","item_id":"a"})").error.param, "audio_end_ms");
+              "session.input_audio_format");
+    EXPECT_EQ(
+        bad(R"({"type":"session.update","session":{"audio":{"input":{"format":{"type":"audio/pcm","rate":16000}}}}})")
+            .error.param,
+        "session.audio.input.format.rate");
+    EXPECT_EQ(
+        bad(R"({"type":"session.update","session":{"turn_detection":{"type":"semantic_vad"}}})")
+            .error.param,
+        "session.turn_detection.type");
+    EXPECT_EQ(bad(R"({"type":"session.update","session":{"voice":"alloy"}})").error.param,
+              "session.voice");
+    EXPECT_EQ(
+        bad(R"({"type":"session.update","session":{"tools":[{"type":"function"}]}})").error.param,
+        "session.tools");
+    EXPECT_EQ(bad(R"({"type":"conversation.item.truncate","item_id":"a"})").error.param,
+              "audio_end_ms");
 }
 
 TEST(Utf8, Validity) {

@@ -1,5 +1,6 @@
 // Server VAD on the committed test speech (espeak-ng with a −66 dBFS noise floor) and on synthetic
-// signals: OpenAI's threshold / prefix_padding_ms / silence_duration_ms semantics (tools/server/vad.h).
+// signals: OpenAI's threshold / prefix_padding_ms / silence_duration_ms semantics
+// (tools/server/vad.h).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -24,10 +25,12 @@ Audio load(const std::string& name) {
     return std::get<Audio>(a);
 }
 
-std::vector<VadEvent> run(const std::vector<float>& x, int rate, VadOptions opt, size_t chunk = 480) {
+std::vector<VadEvent> run(const std::vector<float>& x, int rate, VadOptions opt,
+                          size_t chunk = 480) {
     Vad vad(opt, rate);
     std::vector<VadEvent> ev;
-    for (size_t i = 0; i < x.size(); i += chunk) vad.push(x.data() + i, std::min(chunk, x.size() - i), ev);
+    for (size_t i = 0; i < x.size(); i += chunk)
+        vad.push(x.data() + i, std::min(chunk, x.size() - i), ev);
     return ev;
 }
 
@@ -119,7 +122,8 @@ TEST(Vad, SilenceDurationSplitsTurnsAtLongPauses) {
 }
 
 TEST(Vad, ThresholdIsDistanceAboveTheNoiseFloor) {
-    // a 440 Hz tone 12 dB above a −50 dBFS floor: speech for threshold 0.2 (7.8 dB), not for 0.5 (15 dB)
+    // a 440 Hz tone 12 dB above a −50 dBFS floor: speech for threshold 0.2 (7.8 dB), not for 0.5
+    // (15 dB)
     const int rate = 24000;
     std::vector<float> x = noise(rate * 2, -50, 8);
     const float amp = float(std::pow(10.0, (-50 + 12) / 20.0) * std::sqrt(2.0));
