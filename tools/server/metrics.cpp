@@ -30,6 +30,11 @@ void Histogram::observe(double v) {
     ++count_;
 }
 
+uint64_t Histogram::count() const {
+    std::lock_guard<std::mutex> lk(mu_);
+    return count_;
+}
+
 void Histogram::render(std::string& out, const std::string& name) const {
     std::lock_guard<std::mutex> lk(mu_);
     uint64_t cum = 0;

@@ -17,6 +17,7 @@ public:
     void observe(double v);
     // "name_bucket{le=…} n" lines, _sum and _count.
     void render(std::string& out, const std::string& name) const;
+    uint64_t count() const;
 
 private:
     std::vector<double> bounds_;
