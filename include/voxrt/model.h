@@ -16,9 +16,11 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "voxrt/status.h"
+#include "voxrt/tasks.h"
 
 namespace voxrt {
 
@@ -43,15 +45,15 @@ struct ModelOptions {
 
 // What load() found; plain values, fixed for the model's lifetime.
 struct ModelInfo {
-    std::string dir;               // as given to load()
-    std::string name;              // the directory's last component
-    std::string device;            // "cpu" or the GPU's name
-    bool on_cuda = false;          // the model's weights and sessions are on a GPU
-    std::string precision;         // "bf16" | "fp32"
-    std::string detokenizer_device;  // "cpu" | "cuda" | "" (not loaded)
-    int input_sample_rate = 16000;   // what audio is resampled to (any rate is accepted)
-    int output_sample_rate = 24000;  // PCM in Event::pcm
-    int max_context = 0;             // ModelOptions::max_context
+    std::string dir;                    // as given to load()
+    std::string name;                   // the directory's last component
+    std::string device;                 // "cpu" or the GPU's name
+    bool on_cuda = false;               // the model's weights and sessions are on a GPU
+    std::string precision;              // "bf16" | "fp32"
+    std::string detokenizer_device;     // "cpu" | "cuda" | "" (not loaded)
+    int input_sample_rate = 16000;      // what audio is resampled to (any rate is accepted)
+    int output_sample_rate = 24000;     // PCM in Event::pcm
+    int max_context = 0;                // ModelOptions::max_context
     double ms_per_audio_position = 80;  // input audio: one backbone position per 80 ms
     double ms_per_audio_frame = 80;     // output audio: one frame per 80 ms of PCM
     int threads = 1;                    // CPU worker threads
@@ -72,6 +74,9 @@ struct ModelInfo {
     size_t detok_file_tensors = 0, detok_file_bytes = 0;
 };
 
+// Whether this build has the CUDA backend and a usable GPU is present (what device "auto" asks).
+bool cuda_available();
+
 class Model {
 public:
     // Loads and validates `dir`. Errors name the file or field at fault (kNotFound, kInvalidFile),
@@ -85,6 +90,15 @@ public:
 
     const ModelInfo& info() const { return info_; }
     const ModelOptions& options() const { return options_; }
+
+    // Context budgeting: the positions a conversation's pieces take, counted exactly as a Session
+    // counts them (tokenizing `text`: its cost).
+    //   turn_positions: add_turn(role, text), or a user turn of text
+    //   audio_turn_positions: a user turn holding `samples` samples at `sample_rate` Hz
+    //   response_positions: start_response() with max_steps, at most
+    int turn_positions(Role role, std::string_view text) const;
+    int audio_turn_positions(size_t samples, int sample_rate) const;
+    int response_positions(int max_steps) const;
 
     // The library's own model (inside the library only; frontends have no use for it).
     const model::LfmAudioModel& impl() const { return *impl_; }

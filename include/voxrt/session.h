@@ -50,8 +50,6 @@
 
 namespace voxrt {
 
-enum class Role : uint8_t { kSystem, kUser, kAssistant };
-
 struct SessionOptions {
     int context = 0;  // positions the conversation may hold; 0 = the model's max_context
     // The longest text one add_turn()/append_text() call accepts, in bytes (longer is an error
@@ -70,7 +68,7 @@ struct SessionOptions {
 struct ResponseOptions {
     Mode mode = Mode::kInterleaved;
     Sampling sampling;
-    uint64_t seed = 0;   // same seed + same conversation = same response
+    uint64_t seed = 0;    // same seed + same conversation = same response
     int max_steps = 512;  // text tokens + audio frames; the turn ends with kMaxSteps after them
     bool audio = true;    // run the detokenizer and emit kAudio events (needs the detokenizer)
     // Output frames per detokenizer call after the turn's first frame (which goes alone, at once),
@@ -102,14 +100,14 @@ const char* end_reason_name(EndReason reason);
 
 // Timings of one response (ms; steady clock). Costs per step are the step totals over the counts.
 struct TurnStats {
-    double mel_ms = 0;      // resample + log-mel of the user turn's audio
-    double encoder_ms = 0;  // audio encoder + adapter
-    double prefill_ms = 0;  // the history added since the last response, through the backbone
-    double decode_ms = 0;   // generation steps (in-loop detokenization excluded)
-    double detok_ms = 0;    // detokenizer time the turn waited for
-    double detok_busy_ms = 0;  // detokenizer work of the turn, wherever it ran
-    double text_step_ms = 0;   // wall time of the text steps (sum)
-    double audio_step_ms = 0;  // wall time of the audio-frame steps (sum)
+    double mel_ms = 0;           // resample + log-mel of the user turn's audio
+    double encoder_ms = 0;       // audio encoder + adapter
+    double prefill_ms = 0;       // the history added since the last response, through the backbone
+    double decode_ms = 0;        // generation steps (in-loop detokenization excluded)
+    double detok_ms = 0;         // detokenizer time the turn waited for
+    double detok_busy_ms = 0;    // detokenizer work of the turn, wherever it ran
+    double text_step_ms = 0;     // wall time of the text steps (sum)
+    double audio_step_ms = 0;    // wall time of the audio-frame steps (sum)
     double first_frame_ms = -1;  // first audio frame chosen, since the response started
     double first_pcm_ms = -1;    // first PCM out, since the response started
     double total_ms = 0;
@@ -148,8 +146,11 @@ using EventSink = std::function<bool(const Event&)>;
 // One item of a response, in order: a text token or an audio frame.
 struct ResponseItem {
     bool is_frame = false;
-    int32_t token = -1;
-    std::array<int32_t, 8> codes{};
+    int32_t token = -1;              // !is_frame
+    std::array<int32_t, 8> codes{};  // is_frame (the first ModelInfo::codebooks)
+    bool operator==(const ResponseItem& o) const {
+        return is_frame == o.is_frame && (is_frame ? codes == o.codes : token == o.token);
+    }
 };
 
 class Session {
@@ -179,6 +180,10 @@ public:
     // Closes the user turn. If it holds audio, the encoder runs now over the whole utterance
     // (it is full-context): ~the encoder's cost of the utterance.
     Status end_user_turn();
+
+    // An assistant turn made of `items` (e.g. a conversation restored from storage, or the kept
+    // part of a response): added like a response that produced them.
+    Status add_assistant_items(const std::vector<ResponseItem>& items);
 
     // ---- responding ----
     // Opens the assistant turn and arms a response. Nothing runs yet: the first step() prefills

@@ -19,6 +19,7 @@
 namespace voxrt {
 
 enum class Task : uint8_t { kSpeechChat, kAsr, kTts, kTextChat };
+enum class Role : uint8_t { kSystem, kUser, kAssistant };
 enum class Voice : uint8_t { kUsMale, kUsFemale, kUkMale, kUkFemale };
 
 // How the model alternates text and audio in a response.

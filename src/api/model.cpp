@@ -74,6 +74,10 @@ void file_summary(const std::string& path, size_t* tensors, size_t* bytes) {
 
 }  // namespace
 
+bool cuda_available() {
+    return backend::cuda_available();
+}
+
 Model::~Model() = default;
 
 Expected<std::shared_ptr<Model>> Model::load(const std::string& dir, const ModelOptions& options) {
@@ -101,8 +105,7 @@ Expected<std::shared_ptr<Model>> Model::load(const std::string& dir, const Model
     i.input_sample_rate = c.preprocessor.sample_rate;
     i.output_sample_rate = 24000;
     i.max_context = mo.max_context;
-    i.ms_per_audio_position =
-        1000.0 * c.preprocessor.window_stride * c.encoder.subsampling_factor;
+    i.ms_per_audio_position = 1000.0 * c.preprocessor.window_stride * c.encoder.subsampling_factor;
     i.ms_per_audio_frame = 80;
     i.threads = lm.pool() ? lm.pool()->size() : 1;
     i.backbone_layers = c.lfm.n_layers();
@@ -134,6 +137,47 @@ Expected<std::shared_ptr<Model>> Model::load(const std::string& dir, const Model
     file_summary(dir + "/audio_detokenizer/model.safetensors", &i.detok_file_tensors,
                  &i.detok_file_bytes);
     return m;
+}
+
+namespace {
+const char* role_header(Role r) {
+    switch (r) {
+        case Role::kSystem:
+            return "<|im_start|>system\n";
+        case Role::kUser:
+            return "<|im_start|>user\n";
+        case Role::kAssistant:
+            return "<|im_start|>assistant\n";
+    }
+    return "";
+}
+}  // namespace
+
+int Model::turn_positions(Role role, std::string_view text) const {
+    const text::Tokenizer& t = impl_->tokenizer();
+    return static_cast<int>(t.encode(role_header(role)).size() + t.encode(text).size() +
+                            t.encode("<|im_end|>\n").size());
+}
+
+int Model::audio_turn_positions(size_t samples, int sample_rate) const {
+    const text::Tokenizer& t = impl_->tokenizer();
+    const int target = impl_->config().preprocessor.sample_rate;
+    if (sample_rate <= 0 || samples == 0) return 0;
+    // As resample() counts its output: ceil(n * target / rate).
+    const size_t n16 =
+        sample_rate == target
+            ? samples
+            : static_cast<size_t>((static_cast<unsigned long long>(samples) * target +
+                                   static_cast<unsigned long long>(sample_rate) - 1) /
+                                  static_cast<unsigned long long>(sample_rate));
+    const int64_t rows = impl_->encoder().output_frames(impl_->mel().shape(n16).frames);
+    return static_cast<int>(t.encode(role_header(Role::kUser)).size() + rows +
+                            t.encode("<|im_end|>\n").size());
+}
+
+int Model::response_positions(int max_steps) const {
+    return static_cast<int>(impl_->tokenizer().encode(role_header(Role::kAssistant)).size()) +
+           max_steps;
 }
 
 }  // namespace voxrt

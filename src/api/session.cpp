@@ -4,8 +4,12 @@
 #include "voxrt/session.h"
 
 #include <algorithm>
+#include <chrono>
+#include <cmath>
 #include <utility>
 
+#include "audio/mel.h"
+#include "audio/resample.h"
 #include "model/lfm_audio.h"
 #include "runtime/session.h"
 #include "text/stream_decoder.h"
@@ -67,20 +71,33 @@ struct Session::Impl {
     std::unique_ptr<runtime::Session> rt;
     Turn turn = Turn::kNone;
 
-    // The user turn's audio, accumulated until end_user_turn().
-    std::vector<float> audio;
+    // The user turn's audio: resampled and turned into log-mel frames as it arrives (the encoder
+    // runs at end_user_turn()); or, when the session computes the mel on the GPU, kept as it came.
+    std::vector<float> audio;  // mel on the device: the samples so far
     int audio_rate = 0;
+    size_t audio_samples = 0;
+    std::unique_ptr<audio::ResampleStream> resampler;
+    std::unique_ptr<audio::MelStream> mel;
+    std::vector<float> pcm16;  // staging
+    double mel_ms = 0;
 
     // The response.
     ResponseOptions ropt;
-    std::vector<Event> queued;  // events not yet handed out
-    size_t next_event = 0;
-    bool ran = false;
-    std::atomic<bool> cancel_requested{false};
+    std::vector<runtime::Event> rt_events;
     std::vector<ResponseItem> last;
     std::unique_ptr<text::StreamDecoder> text;
     bool capture = false;
     std::vector<float> captured;
+
+    void clear_audio() {
+        audio.clear();
+        audio.shrink_to_fit();
+        audio_rate = 0;
+        audio_samples = 0;
+        resampler.reset();
+        if (mel) mel->reset();
+        mel_ms = 0;
+    }
 
     Status check_text(std::string_view field, std::string_view t) const {
         if (t.size() > opt.max_text_bytes)
@@ -99,15 +116,21 @@ struct Session::Impl {
         if (turn == Turn::kResponded) {
             // A response that ended with a generated <|im_end|> (sequential mode yields it) has
             // only the newline left to add.
-            const bool ended = !last.empty() && !last.back().is_frame &&
-                               last.back().token == m->special().im_end;
+            const bool ended =
+                !last.empty() && !last.back().is_frame && last.back().token == m->special().im_end;
             VOXRT_RETURN_IF_ERROR(ended ? rt->add_text("\n") : rt->end_turn());
             turn = Turn::kNone;
         }
         return Status::ok();
     }
 
-    Status run_response();
+    void sync_last() {
+        last.clear();
+        for (const runtime::GeneratedItem& it : rt->last_turn())
+            last.push_back(ResponseItem{it.is_frame, it.token, it.codes});
+    }
+    Status truncate(size_t keep);
+    bool restored = false;  // `last` came from add_assistant_items (nothing to truncate)
 };
 
 Session::Session(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -156,8 +179,7 @@ Status Session::begin_user_turn() {
     VOXRT_RETURN_IF_ERROR(s.close_response());
     VOXRT_RETURN_IF_ERROR(s.rt->new_turn("user"));
     s.turn = Impl::Turn::kUser;
-    s.audio.clear();
-    s.audio_rate = 0;
+    s.clear_audio();
     return Status::ok();
 }
 
@@ -167,7 +189,7 @@ Status Session::append_text(std::string_view text) {
         return make_error(StatusCode::kInvalidArgument,
                           "append_text: no user turn is open (begin_user_turn() first)");
     VOXRT_RETURN_IF_ERROR(s.check_text("append_text", text));
-    if (!s.audio.empty())
+    if (s.audio_samples > 0)
         return make_error(StatusCode::kUnsupported,
                           "append_text: text after audio in one user turn is not supported");
     return s.rt->add_text(text);
@@ -175,21 +197,51 @@ Status Session::append_text(std::string_view text) {
 
 Status Session::append_audio(const float* pcm, size_t n, int sample_rate) {
     Impl& s = *impl_;
+    const auto t0 = std::chrono::steady_clock::now();
     if (s.turn != Impl::Turn::kUser)
         return make_error(StatusCode::kInvalidArgument,
                           "append_audio: no user turn is open (begin_user_turn() first)");
     if (sample_rate < 1000 || sample_rate > 384000)
         return make_error(StatusCode::kInvalidArgument,
-                          "append_audio: sample rate %d Hz is outside [1000, 384000]",
-                          sample_rate);
+                          "append_audio: sample rate %d Hz is outside [1000, 384000]", sample_rate);
     if (s.audio_rate != 0 && sample_rate != s.audio_rate)
         return make_error(StatusCode::kInvalidArgument,
                           "append_audio: sample rate %d Hz differs from the turn's %d Hz",
                           sample_rate, s.audio_rate);
-    if (n > 0 && !pcm)
-        return make_error(StatusCode::kInvalidArgument, "append_audio: pcm is null");
+    if (n > 0 && !pcm) return make_error(StatusCode::kInvalidArgument, "append_audio: pcm is null");
+    if (n == 0) return Status::ok();
+    for (size_t i = 0; i < n; ++i)
+        if (!std::isfinite(pcm[i]))
+            return make_error(StatusCode::kInvalidArgument,
+                              "append_audio: sample %zu is not a finite number",
+                              s.audio_samples + i);
+    // The whole turn must fit the context (checked as it grows, so that an endless stream is
+    // refused early rather than buffered).
+    const int64_t rows = s.model->audio_turn_positions(s.audio_samples + n, sample_rate) -
+                         s.model->turn_positions(Role::kUser, "");
+    const int64_t need = static_cast<int64_t>(s.rt->positions()) + s.rt->pending_positions() + rows;
+    if (need > s.rt->capacity())
+        return make_error(StatusCode::kOutOfRange,
+                          "audio of %.1f s needs %lld positions; with the conversation so far that "
+                          "is %lld, but the context holds %d",
+                          static_cast<double>(s.audio_samples + n) / sample_rate,
+                          static_cast<long long>(rows), static_cast<long long>(need),
+                          s.rt->capacity());
     s.audio_rate = sample_rate;
-    s.audio.insert(s.audio.end(), pcm, pcm + n);
+    s.audio_samples += n;
+    if (s.rt->mel_on_device()) {
+        s.audio.insert(s.audio.end(), pcm, pcm + n);
+        return Status::ok();
+    }
+    if (!s.resampler)
+        s.resampler =
+            std::make_unique<audio::ResampleStream>(sample_rate, s.model->info().input_sample_rate);
+    if (!s.mel) s.mel = std::make_unique<audio::MelStream>(s.m->mel());
+    s.pcm16.clear();
+    s.resampler->push(pcm, n, s.pcm16);
+    s.mel->push(s.pcm16.data(), s.pcm16.size(), s.m->pool());
+    s.mel_ms +=
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     return Status::ok();
 }
 
@@ -197,13 +249,53 @@ Status Session::end_user_turn() {
     Impl& s = *impl_;
     if (s.turn != Impl::Turn::kUser)
         return make_error(StatusCode::kInvalidArgument, "end_user_turn: no user turn is open");
-    if (!s.audio.empty()) {
-        VOXRT_RETURN_IF_ERROR(s.rt->add_audio(s.audio.data(), s.audio.size(), s.audio_rate));
-        s.audio.clear();
-        s.audio.shrink_to_fit();
+    if (s.audio_samples > 0) {
+        Status st;
+        if (s.rt->mel_on_device()) {
+            st = s.rt->add_audio(s.audio.data(), s.audio.size(), s.audio_rate);
+        } else {
+            const auto t0 = std::chrono::steady_clock::now();
+            s.pcm16.clear();
+            s.resampler->finish(s.pcm16);
+            s.mel->push(s.pcm16.data(), s.pcm16.size(), s.m->pool());
+            Expected<audio::MelSpectrogram> mel = s.mel->finish(s.m->pool());
+            s.mel_ms +=
+                std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
+                    .count();
+            st = mel.is_ok() ? s.rt->add_mel(*mel, s.mel_ms,
+                                             static_cast<double>(s.audio_samples) / s.audio_rate)
+                             : mel.status();
+        }
+        s.clear_audio();
+        s.pcm16.clear();
+        s.pcm16.shrink_to_fit();
+        if (!st) {
+            // The turn stays open without its audio; the caller may add other audio or end it.
+            return st;
+        }
     }
     VOXRT_RETURN_IF_ERROR(s.rt->end_turn());
     s.turn = Impl::Turn::kNone;
+    return Status::ok();
+}
+
+Status Session::add_assistant_items(const std::vector<ResponseItem>& items) {
+    Impl& s = *impl_;
+    if (s.turn == Impl::Turn::kUser)
+        return make_error(
+            StatusCode::kInvalidArgument,
+            "add_assistant_items: the user turn is still open (end_user_turn() first)");
+    VOXRT_RETURN_IF_ERROR(s.close_response());
+    VOXRT_RETURN_IF_ERROR(s.rt->new_turn("assistant"));
+    s.last.clear();
+    s.turn = Impl::Turn::kResponded;  // closed by whatever comes next
+    for (size_t i = 0; i < items.size(); ++i) {
+        const ResponseItem& it = items[i];
+        const Status st = it.is_frame ? s.rt->add_frame(it.codes) : s.rt->add_tokens({it.token});
+        if (!st) return st.with_context("add_assistant_items: item " + std::to_string(i));
+        s.last.push_back(it);
+    }
+    s.restored = true;
     return Status::ok();
 }
 
@@ -213,86 +305,36 @@ Status Session::start_response(const ResponseOptions& options) {
         return make_error(StatusCode::kInvalidArgument,
                           "start_response: the user turn is still open (end_user_turn() first)");
     VOXRT_RETURN_IF_ERROR(s.close_response());
-    if (options.audio && options.mode == Mode::kInterleaved && !s.m->detokenizer())
+    if (options.max_steps < 0)
         return make_error(StatusCode::kInvalidArgument,
-                          "ResponseOptions.audio: the model was loaded without its detokenizer");
-    VOXRT_RETURN_IF_ERROR(s.rt->new_turn("assistant"));
+                          "ResponseOptions.max_steps must be >= 0, got %d", options.max_steps);
+    const Sampling& sm = options.sampling;
+    if (!(sm.text_temperature >= 0) || !(sm.audio_temperature >= 0) ||
+        !std::isfinite(sm.text_temperature) || !std::isfinite(sm.audio_temperature))
+        return make_error(StatusCode::kInvalidArgument,
+                          "ResponseOptions.sampling: temperatures must be finite and >= 0");
+    if (sm.text_top_k < 0 || sm.audio_top_k < 0)
+        return make_error(StatusCode::kInvalidArgument,
+                          "ResponseOptions.sampling: top-k must be >= 0");
+    if (options.detok_chunk_frames < 1 || options.detok_chunk_frames > 32)
+        return make_error(StatusCode::kInvalidArgument,
+                          "ResponseOptions.detok_chunk_frames must be in [1, 32], got %d",
+                          options.detok_chunk_frames);
     s.ropt = options;
     if (!s.m->detokenizer()) s.ropt.audio = false;
-    s.queued.clear();
-    s.next_event = 0;
-    s.ran = false;
-    s.cancel_requested.store(false);
+    VOXRT_RETURN_IF_ERROR(s.rt->new_turn("assistant"));
+    s.rt->set_capture(s.capture);
+    const Status st = s.rt->begin(generate_options(s.ropt));
+    if (!st) {
+        // The assistant turn is open with nothing in it; a later start_response() reopens it.
+        s.turn = Impl::Turn::kResponded;
+        s.last.clear();
+        return st;
+    }
     s.last.clear();
+    s.restored = false;
     s.text->reset();
     s.turn = Impl::Turn::kResponse;
-    return Status::ok();
-}
-
-Status Session::Impl::run_response() {
-    runtime::TurnStats st;
-    rt->set_capture(capture);
-    bool stopped = false;
-    const Status gen = rt->generate(
-        generate_options(ropt),
-        [&](const runtime::Event& e) {
-            Event out;
-            out.step = e.step;
-            out.t_ms = e.t_ms;
-            switch (e.kind) {
-                case runtime::EventKind::kText:
-                    out.kind = EventKind::kTextDelta;
-                    out.token = e.token;
-                    out.text = text->push(e.token);
-                    if (capture) captured = rt->captured_text_logits();
-                    break;
-                case runtime::EventKind::kAudioFrame:
-                    out.kind = EventKind::kAudioFrame;
-                    out.codes = e.codes;
-                    out.n_codes = e.n_codes;
-                    break;
-                case runtime::EventKind::kPcm:
-                    out.kind = EventKind::kAudio;
-                    out.pcm.assign(e.pcm, e.pcm + e.n_pcm);
-                    break;
-                case runtime::EventKind::kEndOfTurn:
-                    return true;
-            }
-            queued.push_back(std::move(out));
-            if (cancel_requested.load(std::memory_order_relaxed)) {
-                stopped = true;
-                return false;
-            }
-            return true;
-        },
-        &st);
-    if (!gen) return gen;
-    last.clear();
-    for (const runtime::GeneratedItem& it : rt->last_turn())
-        last.push_back(ResponseItem{it.is_frame, it.token, it.codes});
-    const std::string rest = text->finish();
-    if (!rest.empty()) {
-        Event e;
-        e.kind = EventKind::kTextDelta;
-        e.text = rest;
-        e.t_ms = st.total_ms;
-        queued.push_back(std::move(e));
-    }
-    Event end;
-    end.kind = EventKind::kEndOfTurn;
-    end.step = st.steps;
-    end.t_ms = st.total_ms;
-    end.stats = public_stats(st);
-    const bool end_token = !last.empty() && !last.back().is_frame &&
-                           last.back().token == m->special().im_end;
-    if (stopped || cancel_requested.load()) {
-        end.reason = EndReason::kCancelled;
-    } else if (end_token || st.steps < ropt.max_steps) {
-        end.reason = EndReason::kEndToken;
-    } else {
-        end.reason = EndReason::kMaxSteps;
-    }
-    queued.push_back(std::move(end));
     return Status::ok();
 }
 
@@ -301,29 +343,57 @@ Expected<bool> Session::step(std::vector<Event>& out) {
     if (s.turn != Impl::Turn::kResponse)
         return make_error(StatusCode::kInvalidArgument,
                           "step: no response is running (start_response() first)");
-    if (!s.ran) {
-        s.ran = true;
-        const Status st = s.run_response();
-        if (!st) {
-            s.turn = Impl::Turn::kResponded;
-            return st;
-        }
+    s.rt_events.clear();
+    Expected<bool> r = s.rt->step(s.rt_events);
+    if (!r.is_ok()) {
+        s.turn = Impl::Turn::kResponded;
+        s.sync_last();
+        return r.status();
     }
-    // The events of one generation step (and the end of the turn).
-    const int step = s.queued[s.next_event].step;
-    while (s.next_event < s.queued.size()) {
-        Event& e = s.queued[s.next_event];
-        if (e.kind != EventKind::kEndOfTurn && e.step != step && e.step >= 0) break;
-        out.push_back(std::move(e));
-        ++s.next_event;
-        if (out.back().kind == EventKind::kEndOfTurn) {
-            s.turn = Impl::Turn::kResponded;
-            s.queued.clear();
-            s.next_event = 0;
-            return true;
+    for (runtime::Event& e : s.rt_events) {
+        Event o;
+        o.step = e.step;
+        o.t_ms = e.t_ms;
+        switch (e.kind) {
+            case runtime::EventKind::kText:
+                o.kind = EventKind::kTextDelta;
+                o.token = e.token;
+                o.text = s.text->push(e.token);
+                if (s.capture) s.captured = s.rt->captured_text_logits();
+                break;
+            case runtime::EventKind::kAudioFrame:
+                o.kind = EventKind::kAudioFrame;
+                o.codes = e.codes;
+                o.n_codes = e.n_codes;
+                break;
+            case runtime::EventKind::kPcm:
+                o.kind = EventKind::kAudio;
+                o.pcm = std::move(e.pcm);
+                break;
+            case runtime::EventKind::kEndOfTurn: {
+                const std::string rest = s.text->finish();
+                if (!rest.empty()) {
+                    Event t;
+                    t.kind = EventKind::kTextDelta;
+                    t.text = rest;
+                    t.t_ms = e.t_ms;
+                    out.push_back(std::move(t));
+                }
+                o.kind = EventKind::kEndOfTurn;
+                o.reason = e.end == runtime::TurnEnd::kCancelled  ? EndReason::kCancelled
+                           : e.end == runtime::TurnEnd::kMaxSteps ? EndReason::kMaxSteps
+                                                                  : EndReason::kEndToken;
+                o.stats = public_stats(s.rt->last_stats());
+                break;
+            }
         }
+        out.push_back(std::move(o));
     }
-    return false;
+    if (*r) {
+        s.turn = Impl::Turn::kResponded;
+        s.sync_last();
+    }
+    return *r;
 }
 
 Status Session::generate(const ResponseOptions& options, const EventSink& sink) {
@@ -333,34 +403,84 @@ Status Session::generate(const ResponseOptions& options, const EventSink& sink) 
         ev.clear();
         VOXRT_ASSIGN_OR_RETURN(bool done, step(ev));
         for (const Event& e : ev)
-            if (sink && !sink(e)) cancel();
+            if (sink && !sink(e) && e.kind != EventKind::kEndOfTurn) cancel();
         if (done) return Status::ok();
     }
 }
 
 void Session::cancel() {
-    impl_->cancel_requested.store(true);
+    impl_->rt->cancel();
 }
 
 bool Session::responding() const {
     return impl_->turn == Impl::Turn::kResponse;
 }
 
+Status Session::Impl::truncate(size_t keep) {
+    if (turn != Turn::kResponded || restored)
+        return make_error(StatusCode::kInvalidArgument,
+                          "truncate: only the most recent response can be cut, after it ended and "
+                          "before the next turn");
+    VOXRT_RETURN_IF_ERROR(rt->truncate_last_turn(keep));
+    sync_last();
+    return Status::ok();
+}
+
 Status Session::truncate_to_audio_ms(double ms) {
-    return make_error(StatusCode::kUnsupported, "truncate_to_audio_ms: not available yet");
+    Impl& s = *impl_;
+    if (!(ms >= 0) || !std::isfinite(ms))
+        return make_error(StatusCode::kInvalidArgument,
+                          "truncate_to_audio_ms: ms must be a finite number >= 0");
+    // Frames whose audio starts before `ms` stay (each decodable frame is 80 ms of output);
+    // everything from the first frame after them is dropped.
+    const double per = s.model->info().ms_per_audio_frame;
+    const int V = s.model->info().audio_vocab;
+    size_t frames = 0;
+    size_t keep = s.last.size();
+    for (size_t i = 0; i < s.last.size(); ++i) {
+        const ResponseItem& it = s.last[i];
+        if (!it.is_frame) continue;
+        bool decodable = true;
+        for (int q = 0; q < s.model->info().codebooks; ++q)
+            decodable = decodable && it.codes[static_cast<size_t>(q)] < V - 1;
+        if (!decodable) continue;
+        if (static_cast<double>(frames) * per >= ms) {
+            keep = i;
+            break;
+        }
+        ++frames;
+    }
+    return s.truncate(keep);
 }
 
 Status Session::truncate_to_text(size_t chars) {
-    return make_error(StatusCode::kUnsupported, "truncate_to_text: not available yet");
+    Impl& s = *impl_;
+    // Tokens whose text lies within the first `chars` characters stay, and the frames before the
+    // first token dropped.
+    text::StreamDecoder dec(s.m->tokenizer());
+    size_t seen = 0;
+    size_t keep = s.last.size();
+    auto count = [](const std::string& t) {
+        size_t n = 0;
+        for (unsigned char c : t) n += (c & 0xC0) != 0x80;
+        return n;
+    };
+    for (size_t i = 0; i < s.last.size(); ++i) {
+        const ResponseItem& it = s.last[i];
+        if (it.is_frame) continue;
+        seen += count(dec.push(it.token));
+        if (seen > chars) {
+            keep = i;
+            break;
+        }
+    }
+    return s.truncate(keep);
 }
 
 Status Session::reset() {
     Impl& s = *impl_;
     s.turn = Impl::Turn::kNone;
-    s.audio.clear();
-    s.audio_rate = 0;
-    s.queued.clear();
-    s.next_event = 0;
+    s.clear_audio();
     s.last.clear();
     s.text->reset();
     return s.rt->reset();

@@ -146,7 +146,6 @@ Expected<MelSpectrogram> MelFrontend::compute(const float* pcm, size_t n, Thread
         return make_error(StatusCode::kOutOfRange, "[mel] %zu samples is too long", n);
     }
     const int F = cfg_.features;
-    const int nb = n_bins();
     const int valid = static_cast<int>(n / hop_);
     const int T = 1 + valid;
     int T_out = T;
@@ -165,40 +164,59 @@ Expected<MelSpectrogram> MelFrontend::compute(const float* pcm, size_t n, Thread
     out.valid_frames = valid;
     out.data.assign(static_cast<size_t>(F) * T_out, static_cast<float>(cfg_.pad_value));
 
-    const int half = n_fft_ / 2;                             // center=True padding
-    const int left = (n_fft_ - win_) / 2;                    // window offset inside the n_fft frame
     std::vector<double> logmel(static_cast<size_t>(F) * T);  // [F, T]
     // Frames are independent: split them over the pool (each chunk has its own FFT buffers).
     auto frames = [&](int64_t t0, int64_t t1) {
-        std::vector<Fft::Complex> frame(n_fft_), spec(n_fft_);
-        std::vector<double> power(nb);
-        for (int64_t t = t0; t < t1; ++t) {
-            // Padded-signal index of frame sample k is t*hop + k; signal index is that minus
-            // `half`.
-            const int64_t base = t * hop_ - half;
-            std::fill(frame.begin(), frame.end(), Fft::Complex(0.0, 0.0));
-            for (int k = 0; k < win_; ++k) {
-                int64_t s = base + left + k;
-                if (s >= 0 && s < static_cast<int64_t>(n)) {
-                    frame[left + k] = Fft::Complex(y[s] * window_[k], 0.0);
-                }
-            }
-            fft_.forward(frame.data(), spec.data());
-            for (int b = 0; b < nb; ++b) power[b] = std::norm(spec[b]);  // |X|^2 (mag_power 2)
-            for (int f = 0; f < F; ++f) {
-                const float* row = &fb_[static_cast<size_t>(f) * nb];
-                double acc = 0.0;
-                for (int b = fb_lo_[f]; b < fb_hi_[f]; ++b) acc += row[b] * power[b];
-                logmel[static_cast<size_t>(f) * T + t] = std::log(acc + cfg_.log_guard);
-            }
-        }
+        FrameScratch fs;
+        for (int64_t t = t0; t < t1; ++t)
+            log_mel_frame(y.data(), 0, static_cast<int64_t>(n), t, fs, &logmel[t], T);
     };
     if (pool) {
         pool->parallel_for(T, 64, frames);
     } else {
         frames(0, T);
     }
+    normalize(logmel.data(), T, valid, out);
+    return out;
+}
 
+// Frame t from the pre-emphasised signal y (sample s at yb[s - yb_start], n samples in all; the
+// frame's samples inside [0, n) must be at or after yb_start): F log-mel values at out[f * stride].
+void MelFrontend::log_mel_frame(const double* yb, int64_t yb_start, int64_t n, int64_t t,
+                                FrameScratch& fs, double* out, int64_t stride) const {
+    const int F = cfg_.features;
+    const int nb = n_bins();
+    const int half = n_fft_ / 2;           // center=True padding
+    const int left = (n_fft_ - win_) / 2;  // window offset inside the n_fft frame
+    fs.frame.resize(n_fft_);
+    fs.spec.resize(n_fft_);
+    fs.power.resize(nb);
+    // Padded-signal index of frame sample k is t*hop + k; signal index is that minus `half`.
+    const int64_t base = t * hop_ - half;
+    std::fill(fs.frame.begin(), fs.frame.end(), Fft::Complex(0.0, 0.0));
+    for (int k = 0; k < win_; ++k) {
+        const int64_t s = base + left + k;
+        if (s >= 0 && s < n) fs.frame[left + k] = Fft::Complex(yb[s - yb_start] * window_[k], 0.0);
+    }
+    fft_.forward(fs.frame.data(), fs.spec.data());
+    for (int b = 0; b < nb; ++b) fs.power[b] = std::norm(fs.spec[b]);  // |X|^2 (mag_power 2)
+    for (int f = 0; f < F; ++f) {
+        const float* row = &fb_[static_cast<size_t>(f) * nb];
+        double acc = 0.0;
+        for (int b = fb_lo_[f]; b < fb_hi_[f]; ++b) acc += row[b] * fs.power[b];
+        out[static_cast<int64_t>(f) * stride] = std::log(acc + cfg_.log_guard);
+    }
+}
+
+int64_t MelFrontend::frame_first_sample(int64_t t) const {
+    return t * hop_ - n_fft_ / 2 + (n_fft_ - win_) / 2;
+}
+
+// Per-feature normalisation of logmel [F, T] (row stride T) over the first `valid` frames into
+// out (already sized and filled with pad_value), rounded to float32 once.
+void MelFrontend::normalize(const double* logmel, int T, int valid, MelSpectrogram& out) const {
+    const int F = cfg_.features;
+    const int T_out = out.frames;
     const bool per_feature = cfg_.normalize == "per_feature";
     for (int f = 0; f < F; ++f) {
         const double* x = &logmel[static_cast<size_t>(f) * T];
@@ -225,6 +243,91 @@ Expected<MelSpectrogram> MelFrontend::compute(const float* pcm, size_t n, Thread
         sd += 1e-5;
         for (int t = 0; t < valid; ++t) o[t] = static_cast<float>((x[t] - mean) / sd);
     }
+}
+
+MelStream::MelStream(const MelFrontend& mel) : mel_(&mel) {}
+
+void MelStream::reset() {
+    y_.clear();
+    y_start_ = 0;
+    n_ = 0;
+    last_ = 0;
+    logmel_.clear();
+    frames_done_ = 0;
+}
+
+void MelStream::frames_ready(int64_t n_known, bool final, ThreadPool* pool) {
+    const int F = mel_->features();
+    // Frame t is final once its last sample is in (later samples never reach it), or at the end.
+    int64_t t_end = frames_done_;
+    const int64_t spectra = final ? mel_->shape(static_cast<size_t>(n_)).spectra : INT64_MAX;
+    while (t_end < spectra &&
+           (final || mel_->frame_first_sample(t_end) + mel_->win_length() <= n_known))
+        ++t_end;
+    if (t_end == frames_done_) return;
+    const int64_t count = t_end - frames_done_;
+    // Frame-major [T][F] here (the stream grows in T); normalisation reads it with stride.
+    logmel_.resize(static_cast<size_t>(t_end * F));
+    const int64_t t0 = frames_done_;
+    auto run = [&](int64_t a, int64_t b) {
+        MelFrontend::FrameScratch fs;
+        for (int64_t i = a; i < b; ++i) {
+            const int64_t t = t0 + i;
+            mel_->log_mel_frame(y_.data(), y_start_, n_known, t, fs, &logmel_[t * F], 1);
+        }
+    };
+    if (pool) {
+        pool->parallel_for(count, 64, run);
+    } else {
+        run(0, count);
+    }
+    frames_done_ = t_end;
+    // Samples before the next frame's first are no longer needed.
+    const int64_t keep_from = mel_->frame_first_sample(frames_done_);
+    if (keep_from - y_start_ > static_cast<int64_t>(y_.size() / 2) && keep_from > y_start_) {
+        const int64_t drop =
+            std::min<int64_t>(keep_from - y_start_, static_cast<int64_t>(y_.size()));
+        y_.erase(y_.begin(), y_.begin() + drop);
+        y_start_ += drop;
+    }
+}
+
+void MelStream::push(const float* pcm, size_t n, ThreadPool* pool) {
+    if (n == 0) return;
+    const double p = mel_->config().preemph;
+    for (size_t i = 0; i < n; ++i) {
+        // Pre-emphasis, as compute(): y[0] = x[0], y[t] = x[t] - preemph * x[t-1].
+        y_.push_back(n_ == 0 && i == 0 ? static_cast<double>(pcm[0])
+                                       : static_cast<double>(pcm[i]) - p * last_);
+        last_ = pcm[i];
+    }
+    n_ += static_cast<int64_t>(n);
+    frames_ready(n_, /*final=*/false, pool);
+}
+
+Expected<MelSpectrogram> MelStream::finish(ThreadPool* pool) {
+    if (n_ == 0) return make_error(StatusCode::kInvalidArgument, "[mel] empty input");
+    if (static_cast<size_t>(n_) / mel_->hop() >=
+        static_cast<size_t>(INT_MAX / std::max(mel_->features(), 1)) - 1)
+        return make_error(StatusCode::kOutOfRange, "[mel] %lld samples is too long",
+                          static_cast<long long>(n_));
+    frames_ready(n_, /*final=*/true, pool);
+    const MelFrontend::Shape sh = mel_->shape(static_cast<size_t>(n_));
+    const int F = mel_->features();
+    MelSpectrogram out;
+    out.features = F;
+    out.frames = sh.frames;
+    out.valid_frames = sh.valid;
+    out.data.assign(static_cast<size_t>(F) * sh.frames,
+                    static_cast<float>(mel_->config().pad_value));
+    // [T][F] -> [F][T] for normalize() (a copy; the values are the same doubles).
+    const int T = sh.spectra;
+    std::vector<double> ft(static_cast<size_t>(F) * T);
+    for (int t = 0; t < T; ++t)
+        for (int f = 0; f < F; ++f)
+            ft[static_cast<size_t>(f) * T + t] = logmel_[static_cast<size_t>(t) * F + f];
+    mel_->normalize(ft.data(), T, sh.valid, out);
+    reset();
     return out;
 }
 

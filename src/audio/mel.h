@@ -29,11 +29,14 @@
 // reference raises for valid == 1; voxrt follows the CPU result.) n == 0 is an error (the
 // reference raises IndexError).
 //
-// Not streaming: the per-feature statistics span the whole utterance, as in the reference.
+// The per-feature statistics span the whole utterance, as in the reference, so only steps 2-6 can
+// run as audio arrives: MelStream does that (each frame as soon as its samples are in) and
+// normalises at the end; its result equals compute() on the whole signal, bit for bit.
 // MelFrontend is immutable after create(); compute() is const and thread-safe.
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -108,6 +111,19 @@ public:
     // [win_length] symmetric Hann window, float32.
     const std::vector<float>& window() const { return window_; }
 
+    // The pieces of compute(), for MelStream. One frame's log-mel (steps 3-6) from the
+    // pre-emphasised signal (sample s at yb[s - yb_start], n samples in all), to out[f * stride].
+    struct FrameScratch {
+        std::vector<Fft::Complex> frame, spec;
+        std::vector<double> power;
+    };
+    void log_mel_frame(const double* yb, int64_t yb_start, int64_t n, int64_t t, FrameScratch& fs,
+                       double* out, int64_t stride) const;
+    // Signal index of frame t's first windowed sample (may be negative); it reads win_length().
+    int64_t frame_first_sample(int64_t t) const;
+    // Step 7-8: logmel [F, T] normalised over `valid` frames into out (sized, pad_value-filled).
+    void normalize(const double* logmel, int T, int valid, MelSpectrogram& out) const;
+
 private:
     explicit MelFrontend(const MelConfig& config);
 
@@ -119,6 +135,31 @@ private:
     std::vector<float> window_;       // [win]
     std::vector<float> fb_;           // [features, n_bins]
     std::vector<int> fb_lo_, fb_hi_;  // per feature: nonzero bin range [lo, hi)
+};
+
+// The log-mel of a signal that arrives in pieces (16 kHz): push() computes each frame as soon as
+// every sample it reads is in; finish() computes the rest (the frames that reach into the right
+// padding), normalises, and starts over. Equal to MelFrontend::compute() on the whole signal,
+// however it is split. Memory: the frames so far (features × 8 bytes each) and the samples the
+// next frame needs. Not thread-safe; the MelFrontend must outlive it.
+class MelStream {
+public:
+    explicit MelStream(const MelFrontend& mel);
+    void push(const float* pcm16k, size_t n, ThreadPool* pool = nullptr);
+    Expected<MelSpectrogram> finish(ThreadPool* pool = nullptr);
+    void reset();
+    int64_t samples() const { return n_; }
+
+private:
+    void frames_ready(int64_t n_known, bool final, ThreadPool* pool);
+
+    const MelFrontend* mel_;
+    std::vector<double> y_;  // pre-emphasised samples from y_start_ on
+    int64_t y_start_ = 0;
+    int64_t n_ = 0;               // samples pushed
+    float last_ = 0;              // the last sample pushed (pre-emphasis)
+    std::vector<double> logmel_;  // [frames_done_, F]
+    int64_t frames_done_ = 0;
 };
 
 // librosa.filters.mel(sr, n_fft, n_mels, fmin, fmax, htk=False, norm="slaney", dtype=float32),

@@ -79,41 +79,51 @@ size_t Resampler::output_size(size_t n) const {
     return (static_cast<uint64_t>(n) * new_ + orig_ - 1) / orig_;
 }
 
+// Output o = k * new + j: block k of the input, phase j. Input sample s is xb[s - xb_start]; the
+// input has n samples (all of them, or all so far when the output's taps end before n).
+float Resampler::output(const float* xb, int64_t xb_start, int64_t n, int64_t k, int j) const {
+    const float* h = taps_.data() + offset_[j];
+    const int c = count_[j];
+    // Input index of tap 0: padded offset k*orig + first minus the left pad `width`.
+    const int64_t start = k * orig_ + first_[j] - width_;
+    double acc = 0.0;
+    if (start >= 0 && start + c <= n) {
+        // Four running sums (one would wait out an add latency per tap).
+        const float* xs = xb + (start - xb_start);
+        double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0;
+        int i = 0;
+        for (; i + 4 <= c; i += 4) {
+            a0 += static_cast<double>(xs[i]) * h[i];
+            a1 += static_cast<double>(xs[i + 1]) * h[i + 1];
+            a2 += static_cast<double>(xs[i + 2]) * h[i + 2];
+            a3 += static_cast<double>(xs[i + 3]) * h[i + 3];
+        }
+        for (; i < c; ++i) a0 += static_cast<double>(xs[i]) * h[i];
+        acc = (a0 + a1) + (a2 + a3);
+    } else {
+        for (int i = 0; i < c; ++i) {
+            const int64_t s = start + i;
+            if (s >= 0 && s < n) acc += static_cast<double>(xb[s - xb_start]) * h[i];
+        }
+    }
+    return static_cast<float>(acc);
+}
+
+int64_t Resampler::input_end(int64_t k, int j) const {
+    return k * orig_ + first_[j] - width_ + count_[j];
+}
+
 void Resampler::process(const float* x, size_t n, float* y, ThreadPool* pool) const {
     const size_t total = output_size(n);
     const auto n_signed = static_cast<int64_t>(n);
-    // Output o = k * new + j comes from block k of the input and phase j: blocks are independent.
+    // Blocks are independent.
     const int64_t blocks = static_cast<int64_t>((total + new_ - 1) / new_);
     auto run = [&](int64_t k0, int64_t k1) {
         for (int64_t k = k0; k < k1; ++k) {
             for (int j = 0; j < new_; ++j) {
                 const size_t o = static_cast<size_t>(k) * new_ + j;
                 if (o >= total) break;
-                const float* h = taps_.data() + offset_[j];
-                const int c = count_[j];
-                // Input index of tap 0: padded offset k*orig + first minus the left pad `width`.
-                const int64_t start = k * orig_ + first_[j] - width_;
-                double acc = 0.0;
-                if (start >= 0 && start + c <= n_signed) {
-                    // Four running sums (one would wait out an add latency per tap).
-                    const float* xs = x + start;
-                    double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0;
-                    int i = 0;
-                    for (; i + 4 <= c; i += 4) {
-                        a0 += static_cast<double>(xs[i]) * h[i];
-                        a1 += static_cast<double>(xs[i + 1]) * h[i + 1];
-                        a2 += static_cast<double>(xs[i + 2]) * h[i + 2];
-                        a3 += static_cast<double>(xs[i + 3]) * h[i + 3];
-                    }
-                    for (; i < c; ++i) a0 += static_cast<double>(xs[i]) * h[i];
-                    acc = (a0 + a1) + (a2 + a3);
-                } else {
-                    for (int i = 0; i < c; ++i) {
-                        int64_t s = start + i;
-                        if (s >= 0 && s < n_signed) acc += static_cast<double>(x[s]) * h[i];
-                    }
-                }
-                y[o] = static_cast<float>(acc);
+                y[o] = output(x, 0, n_signed, k, j);
             }
         }
     };
@@ -122,6 +132,52 @@ void Resampler::process(const float* x, size_t n, float* y, ThreadPool* pool) co
     } else {
         run(0, blocks);
     }
+}
+
+ResampleStream::ResampleStream(int sr_in, int sr_out)
+    : same_(sr_in == sr_out), r_(same_ ? 1 : sr_in, same_ ? 1 : sr_out) {}
+
+void ResampleStream::ready(int64_t n_known, bool final, std::vector<float>& out) {
+    const int64_t total =
+        final ? static_cast<int64_t>(r_.output_size(static_cast<size_t>(n_in_))) : INT64_MAX;
+    for (;;) {
+        const int64_t k = next_ / r_.next();
+        const int j = static_cast<int>(next_ % r_.next());
+        if (next_ >= total) break;
+        if (!final && r_.input_end(k, j) > n_known) break;
+        out.push_back(r_.output(buf_.data(), buf_start_, n_known, k, j));
+        ++next_;
+    }
+    // Drop input no later output needs (outputs of block k start at k*orig - width or later).
+    const int64_t keep_from = (next_ / r_.next()) * r_.orig() - r_.width();
+    if (keep_from - buf_start_ > static_cast<int64_t>(buf_.size() / 2) && keep_from > buf_start_) {
+        const int64_t drop =
+            std::min<int64_t>(keep_from - buf_start_, static_cast<int64_t>(buf_.size()));
+        buf_.erase(buf_.begin(), buf_.begin() + drop);
+        buf_start_ += drop;
+    }
+}
+
+void ResampleStream::push(const float* x, size_t n, std::vector<float>& out) {
+    if (same_) {
+        out.insert(out.end(), x, x + n);
+        n_in_ += static_cast<int64_t>(n);
+        return;
+    }
+    buf_.insert(buf_.end(), x, x + n);
+    n_in_ += static_cast<int64_t>(n);
+    ready(n_in_, /*final=*/false, out);
+}
+
+void ResampleStream::finish(std::vector<float>& out) {
+    if (!same_) ready(n_in_, /*final=*/true, out);
+}
+
+void ResampleStream::reset() {
+    buf_.clear();
+    buf_start_ = 0;
+    n_in_ = 0;
+    next_ = 0;
 }
 
 std::vector<float> resample(const float* x, size_t n, int sr_in, int sr_out, ThreadPool* pool) {

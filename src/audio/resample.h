@@ -17,6 +17,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <vector>
 
 namespace voxrt {
@@ -45,6 +46,13 @@ public:
     // Writes output_size(n) samples to y.
     void process(const float* x, size_t n, float* y, ThreadPool* pool = nullptr) const;
 
+    int width() const { return width_; }
+    // Output k * next() + j: its value when the input has n samples, sample s at xb[s - xb_start]
+    // (every tap of the output inside [xb_start, n) or outside [0, n)); and the input index its
+    // last tap reads + 1 (the output is final once that many samples are in).
+    float output(const float* xb, int64_t xb_start, int64_t n, int64_t k, int j) const;
+    int64_t input_end(int64_t k, int j) const;
+
 private:
     int orig_ = 1;
     int new_ = 1;
@@ -54,6 +62,29 @@ private:
     std::vector<int> first_, count_;
     std::vector<size_t> offset_;
     std::vector<float> taps_;
+};
+
+// Resampling of a signal that arrives in pieces: push() returns each output as soon as every input
+// it depends on is in, finish() the rest (those whose taps reach past the end, where the signal is
+// zero-padded). The outputs equal Resampler::process on the whole signal, bit for bit, however
+// the input is split. Keeps only the input later outputs still need. Not thread-safe.
+class ResampleStream {
+public:
+    ResampleStream(int sr_in, int sr_out);
+    void push(const float* x, size_t n, std::vector<float>& out);  // appends to out
+    void finish(std::vector<float>& out);                          // appends the tail
+    void reset();
+    int64_t samples_in() const { return n_in_; }
+
+private:
+    void ready(int64_t n_known, bool final, std::vector<float>& out);
+
+    bool same_ = false;
+    Resampler r_;
+    std::vector<float> buf_;  // input samples from buf_start_ on
+    int64_t buf_start_ = 0;
+    int64_t n_in_ = 0;
+    int64_t next_ = 0;  // next output index
 };
 
 }  // namespace voxrt::audio

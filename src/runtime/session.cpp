@@ -84,10 +84,18 @@ Status Session::init(const SessionOptions& opt) {
 
     VOXRT_ASSIGN_OR_RETURN(lfm_state_, model_.backbone().new_state(ctx_, capacity_));
     VOXRT_ASSIGN_OR_RETURN(head_state_, model_.audio_head().new_state(ctx_));
+    conv_layers_ = 0;
+    conv_snapshot_bytes_ = 0;
+    for (const Tensor& t : lfm_state_.conv_state) {
+        if (t.empty()) continue;
+        ++conv_layers_;
+        conv_snapshot_bytes_ += t.nbytes();
+    }
     if (const model::Detokenizer* det = model_.detokenizer()) {
         VOXRT_ASSIGN_OR_RETURN(model::DetokenizerState ds, det->new_state(detok_ctx_));
         detok_state_ = std::make_unique<model::DetokenizerState>(std::move(ds));
         detok_worker_ = std::make_unique<DetokWorker>(*det, detok_ctx_, *detok_state_);
+        detok_.init(det, &detok_ctx_, detok_state_.get(), detok_worker_.get());
     }
     const size_t bb = model_.backbone().scratch_bytes(ctx_, chunk_) +
                       model_.audio_head().scratch_bytes(ctx_) + (1u << 20);
@@ -127,7 +135,6 @@ Status Session::init(const SessionOptions& opt) {
         choice_host_ = b.view(DType::kI32, {Q});
         buffers_.push_back(std::move(b));
     }
-    pcm_.reserve(1 << 16);
     return add_text("<|startoftext|>");
 }
 
@@ -142,6 +149,11 @@ int Session::pending_positions() const {
 }
 
 Status Session::reset() {
+    if (responding_) {
+        detok_.abort();
+        responding_ = false;
+    }
+    can_truncate_ = false;
     model_.backbone().reset_state(ctx_, lfm_state_);
     n_past_ = 0;
     pending_.clear();
@@ -163,7 +175,9 @@ Status Session::add_tokens(const std::vector<int32_t>& ids) {
         return make_error(StatusCode::kOutOfRange,
                           "conversation needs %lld positions but the context holds %d",
                           static_cast<long long>(need), capacity_);
+    if (responding_) return make_error(StatusCode::kInvalidArgument, "a response is running");
     if (ids.empty()) return Status::ok();
+    can_truncate_ = false;
     Pending p{Pending::kText, ids, 0, 0, {}};
     pending_.push_back(std::move(p));
     return Status::ok();
@@ -195,6 +209,8 @@ Status Session::add_frame(const std::array<int32_t, 8>& codes) {
     if (n_past_ + pending_positions() + 1 > capacity_)
         return make_error(StatusCode::kOutOfRange,
                           "conversation exceeds the context of %d positions", capacity_);
+    if (responding_) return make_error(StatusCode::kInvalidArgument, "a response is running");
+    can_truncate_ = false;
     Pending p{Pending::kFrame, {}, 0, 0, codes};
     pending_.push_back(std::move(p));
     return Status::ok();
@@ -203,6 +219,8 @@ Status Session::add_frame(const std::array<int32_t, 8>& codes) {
 Status Session::add_audio(const float* pcm, size_t n, int sample_rate) {
     const auto t0 = Clock::now();
     if (n == 0) return make_error(StatusCode::kInvalidArgument, "audio has no samples");
+    if (responding_) return make_error(StatusCode::kInvalidArgument, "a response is running");
+    can_truncate_ = false;
     if (sample_rate < 1000 || sample_rate > 384000)
         return make_error(StatusCode::kInvalidArgument, "sample rate %d Hz is out of range",
                           sample_rate);
@@ -274,6 +292,46 @@ Status Session::add_audio(const float* pcm, size_t n, int sample_rate) {
         VOXRT_RETURN_IF_ERROR(
             enc.encode(ctx_, mel.data.data(), T, enc_scratch_, enc_out, adapter_out));
     }
+    VOXRT_RETURN_IF_ERROR(ops::synchronize(ctx_));
+    Pending p{Pending::kAudioIn, {}, audio_rows_used_, rows, {}};
+    pending_.push_back(std::move(p));
+    audio_rows_used_ += rows;
+    pending_mel_ms_ += mel_ms;
+    pending_enc_ms_ += ms_since(t1);
+    return Status::ok();
+}
+
+Status Session::add_mel(const audio::MelSpectrogram& mel, double mel_ms, double seconds) {
+    const auto t1 = Clock::now();
+    if (responding_) return make_error(StatusCode::kInvalidArgument, "a response is running");
+    if (mel.frames <= 0 || mel.features != model_.mel().features())
+        return make_error(StatusCode::kInvalidArgument, "mel spectrogram of %d x %d frames",
+                          mel.features, mel.frames);
+    can_truncate_ = false;
+    const int64_t T = mel.frames;
+    const int64_t factor = model_.config().encoder.subsampling_factor;
+    const int64_t rows = (T + factor - 1) / factor;
+    const int64_t need = static_cast<int64_t>(n_past_) + pending_positions() + rows;
+    if (need > capacity_ || audio_rows_used_ + rows > capacity_)
+        return make_error(StatusCode::kOutOfRange,
+                          "audio of %.1f s needs %lld positions; with the conversation so far that "
+                          "is %lld, but the "
+                          "context holds %d",
+                          seconds, static_cast<long long>(rows), static_cast<long long>(need),
+                          capacity_);
+    const model::AudioEncoder& enc = model_.encoder();
+    const size_t ws = enc.workspace_bytes(T, ctx_) +
+                      arena_bytes(ctx_.act_dtype(), rows * model_.config().encoder.d_model) +
+                      (1u << 20);
+    if (ws > enc_scratch_.capacity()) {
+        if (!enc_scratch_.reserve(ctx_.device, ws))
+            return make_error(StatusCode::kOutOfMemory,
+                              "audio encoder: cannot allocate %zu bytes of scratch", ws);
+    }
+    enc_scratch_.reset();
+    Tensor enc_out = enc_scratch_.alloc(ctx_.act_dtype(), {rows, model_.config().encoder.d_model});
+    Tensor adapter_out = audio_in_.rows(audio_rows_used_, audio_rows_used_ + rows);
+    VOXRT_RETURN_IF_ERROR(enc.encode(ctx_, mel.data.data(), T, enc_scratch_, enc_out, adapter_out));
     VOXRT_RETURN_IF_ERROR(ops::synchronize(ctx_));
     Pending p{Pending::kAudioIn, {}, audio_rows_used_, rows, {}};
     pending_.push_back(std::move(p));
@@ -395,8 +453,8 @@ void Session::step_ops(const GenerateOptions& opt, bool text, bool forward) {
     ops::increment(ctx_, counters_, Q + 1);  // the next step's counters
 }
 
-Status Session::step(const GenerateOptions& opt, bool text, bool forward, int32_t* token,
-                     std::array<int32_t, 8>* codes) {
+Status Session::run_step(const GenerateOptions& opt, bool text, bool forward, int32_t* token,
+                         std::array<int32_t, 8>* codes) {
     const int Q = model_.config().codebooks;
     if (use_graphs_ && forward) {
         backend::GraphCapture& g = text ? text_graph_ : frame_graph_;
@@ -409,7 +467,10 @@ Status Session::step(const GenerateOptions& opt, bool text, bool forward, int32_
     } else {
         step_ops(opt, text, forward);
     }
-    if (forward) ++n_past_;
+    if (forward) {
+        ++n_past_;
+        snapshot_conv(n_past_ - resp_start_);
+    }
     const Tensor choice = text ? token_ : codes_.reshape({Q});
     Tensor choice_host = choice_host_.rows(0, choice.numel());
     ops::copy_to_host_async(ctx_, choice, choice_host);
@@ -429,11 +490,29 @@ Status Session::step(const GenerateOptions& opt, bool text, bool forward, int32_
     return Status::ok();
 }
 
-Status Session::generate(const GenerateOptions& opt, const EventSink& sink, TurnStats* stats_out) {
-    TurnStats stats;
-    stats.mel_ms = pending_mel_ms_;
-    stats.encoder_ms = pending_enc_ms_;
-    pending_mel_ms_ = pending_enc_ms_ = 0;
+// Conv layers' state after the response's first `index` positions, kept so that
+// truncate_last_turn() can restore it (KV entries need no copy: positions past the cut are simply
+// overwritten later). Queued on the session's stream like the step itself.
+void Session::snapshot_conv(int index) {
+    if (index < 0 || index >= conv_hist_cap_) return;
+    int64_t layer = 0;
+    for (const Tensor& t : lfm_state_.conv_state) {
+        if (t.empty()) continue;
+        Tensor dst = conv_slot(index, layer++, t);
+        ops::copy(ctx_, t, dst);
+    }
+    conv_hist_n_ = std::max(conv_hist_n_, index + 1);
+}
+
+Tensor Session::conv_slot(int index, int64_t layer, const Tensor& like) const {
+    const size_t off = (static_cast<size_t>(index) * static_cast<size_t>(conv_layers_) +
+                        static_cast<size_t>(layer)) *
+                       like.nbytes();
+    return conv_hist_buf_.view(like.dtype, {like.dim(0), like.dim(1)}, off);
+}
+
+Status Session::begin(const GenerateOptions& opt) {
+    if (responding_) return make_error(StatusCode::kInvalidArgument, "a response is running");
     if (opt.max_new_tokens < 0)
         return make_error(StatusCode::kInvalidArgument, "max_new_tokens must be >= 0");
     if (!(opt.text_temperature >= 0) || !(opt.audio_temperature >= 0) || opt.text_top_k < 0 ||
@@ -457,99 +536,55 @@ Status Session::generate(const GenerateOptions& opt, const EventSink& sink, Turn
                           need, n_past_ + pending_positions(), opt.max_new_tokens, capacity_);
     if (pending_.empty())
         return make_error(StatusCode::kInvalidArgument, "nothing to respond to: add a turn first");
-    const auto t0 = Clock::now();
-    VOXRT_RETURN_IF_ERROR(prefill(&stats));
-    stats.prefill_ms = ms_since(t0);
-
+    // Room for the conv state after each position the response can run (and the start).
+    if (conv_layers_ > 0 && conv_hist_cap_ < opt.max_new_tokens + 1) {
+        const int64_t cap = opt.max_new_tokens + 1;
+        const size_t bytes = static_cast<size_t>(cap) * conv_snapshot_bytes_;
+        conv_hist_buf_ = Buffer();
+        conv_hist_cap_ = 0;
+        conv_hist_buf_ = Buffer::allocate(ctx_.device, bytes);
+        if (!conv_hist_buf_.data())
+            return make_error(StatusCode::kOutOfMemory,
+                              "session: cannot allocate %zu bytes of conv-state history", bytes);
+        conv_hist_cap_ = cap;
+    }
+    gopt_ = opt;
     const model::AudioModelConfig& cfg = model_.config();
     const model::SpecialTokens& sp = model_.special();
-    const model::Detokenizer* det = opt.decode_audio ? model_.detokenizer() : nullptr;
-    if (det) det->reset(*detok_state_);
+    TurnState::Config tc;
+    tc.interleaved = opt.mode == GenerationMode::kInterleaved;
+    tc.n_text = cfg.interleaved_n_text;
+    tc.n_audio = cfg.interleaved_n_audio;
+    tc.max_steps = opt.max_new_tokens;
+    tc.im_end = sp.im_end;
+    tc.text_end = sp.text_end;
+    tc.audio_start = sp.audio_start;
+    turn_.start(tc);
+    detok_.begin(opt.decode_audio, opt.detok_chunk_frames, opt.detok_async);
+    stats_ = TurnStats{};
+    stats_.mel_ms = pending_mel_ms_;
+    stats_.encoder_ms = pending_enc_ms_;
+    pending_mel_ms_ = pending_enc_ms_ = 0;
     last_turn_.clear();
-    const int Q = cfg.codebooks;
-    const bool interleaved = opt.mode == GenerationMode::kInterleaved;
-    bool text_mode = true;
-    int left = cfg.interleaved_n_text;
-    bool text_done = false;
-    bool need_forward = false;  // x_ row 0 holds the embedding of the last item, not yet run
-    bool stopped = false;
-    double detok_ms = 0;
-    // Decodable frames waiting for the detokenizer (frame-major), the step of the last one, and
-    // whether the turn's first frame has been detokenized (it goes alone, at once).
-    std::array<int32_t, model::kDetokMaxStepFrames * model::kDetokCodebooks> detok_codes{};
-    int detok_pending = 0;
-    int detok_last_step = 0;
-    bool detok_started = false;
+    cancel_.store(false, std::memory_order_relaxed);
+    need_forward_ = false;
+    started_ = false;
+    step_ms_ = 0;
+    can_truncate_ = false;
+    conv_hist_n_ = 0;
+    responding_ = true;
+    return Status::ok();
+}
 
-    double detok_busy_ms = 0;
-    DetokWorker* worker = det && opt.detok_async ? detok_worker_.get() : nullptr;
-    // However generate() returns, the worker is idle afterwards (its state is reset by the next
-    // turn).
-    struct WorkerIdle {
-        DetokWorker* w;
-        ~WorkerIdle() {
-            if (w) {
-                std::vector<DetokWorker::Result> rest;
-                w->wait(rest);
-            }
-        }
-    } worker_idle{worker};
-    std::vector<DetokWorker::Result> results;
-
-    auto emit_samples = [&](int step, const float* pcm, size_t n) -> bool {
-        if (n == 0) return true;
-        Event e;
-        e.kind = EventKind::kPcm;
-        e.step = step;
-        e.pcm = pcm;
-        e.n_pcm = n;
-        e.t_ms = ms_since(t0);
-        if (stats.first_pcm_ms < 0) stats.first_pcm_ms = e.t_ms;
-        return sink ? sink(e) : true;
-    };
-    auto emit_pcm = [&](int step) -> bool {
-        const bool go_on = emit_samples(step, pcm_.data(), pcm_.size());
-        pcm_.clear();
-        return go_on;
-    };
-    // The worker's finished chunks, in order, as events; false in *go_on when the sink asks to
-    // stop; the first failed chunk's error.
-    auto emit_results = [&](bool* go_on) -> Status {
-        *go_on = true;
-        for (DetokWorker::Result& r : results) {
-            if (!r.status) return r.status;
-            detok_busy_ms += r.ms;
-            if (!emit_samples(r.step, r.pcm.data(), r.pcm.size())) *go_on = false;
-        }
-        results.clear();
-        return Status::ok();
-    };
-    // Detokenizes the buffered frames (if any) in one call, or hands them to the worker, and
-    // emits their PCM; false in *go_on when the sink asks to stop. The turn's first frame is
-    // detokenized here even with a worker (which is idle then): its samples are the first the
-    // listener hears, and on a GPU the worker's kernels would wait behind decode kernels.
-    auto detok_drain = [&](bool* go_on) -> Status {
-        *go_on = true;
-        if (detok_pending == 0) return Status::ok();
-        if (worker && detok_started) {
-            worker->submit(detok_codes.data(), detok_pending, detok_last_step);
-            detok_pending = 0;
-            detok_started = true;
-            return Status::ok();
-        }
-        const auto td = Clock::now();
-        VOXRT_RETURN_IF_ERROR(
-            det->step(detok_ctx_, *detok_state_, detok_codes.data(), detok_pending, pcm_));
-        const double ms = ms_since(td);
-        detok_ms += ms;
-        detok_busy_ms += ms;
-        detok_pending = 0;
-        detok_started = true;
-        *go_on = emit_pcm(detok_last_step);
-        return Status::ok();
-    };
-
+Status Session::start_response() {
+    t0_ = Clock::now();
+    VOXRT_RETURN_IF_ERROR(prefill(&stats_));
+    stats_.prefill_ms = ms_since(t0_);
+    resp_start_ = n_past_;
+    snapshot_conv(0);
+    const int Q = model_.config().codebooks;
     if (use_graphs_) {
+        const GenerateOptions& opt = gopt_;
         char key[160];
         std::snprintf(key, sizeof key, "%g/%d/%g/%d/%llu/%d", opt.text_temperature, opt.text_top_k,
                       opt.audio_temperature, opt.audio_top_k,
@@ -560,148 +595,202 @@ Status Session::generate(const GenerateOptions& opt, const EventSink& sink, Turn
             graph_key_ = key;
         }
     }
-    {
-        // The first step's sampling counters (step s uses s·(Q+1) + i, i = 0..Q) and position;
-        // every step advances both on the device (step_ops), so the loop uploads nothing.
-        std::vector<int32_t> counters(static_cast<size_t>(Q + 1));
-        for (int i = 0; i <= Q; ++i) counters[static_cast<size_t>(i)] = i;
-        ops::copy(ctx_, host_i32(counters.data(), Q + 1), counters_);
-        int32_t p = n_past_;
-        Tensor p1 = pos_.rows(0, 1);
-        ops::copy(ctx_, host_i32(&p, 1), p1);
+    // The first step's sampling counters (step s uses s·(Q+1) + i, i = 0..Q) and position; every
+    // step advances both on the device (step_ops), so the steps upload nothing.
+    std::vector<int32_t> counters(static_cast<size_t>(Q + 1));
+    for (int i = 0; i <= Q; ++i) counters[static_cast<size_t>(i)] = i;
+    ops::copy(ctx_, host_i32(counters.data(), Q + 1), counters_);
+    int32_t p = n_past_;
+    Tensor p1 = pos_.rows(0, 1);
+    ops::copy(ctx_, host_i32(&p, 1), p1);
+    started_ = true;
+    return Status::ok();
+}
+
+Status Session::fail(Status st) {
+    detok_.abort();
+    responding_ = false;
+    return st;
+}
+
+Expected<bool> Session::step(std::vector<Event>& out) {
+    if (!responding_)
+        return make_error(StatusCode::kInvalidArgument, "no response is running (begin() first)");
+    if (!started_) {
+        const Status st = start_response();
+        if (!st) return fail(st);
     }
-    const auto t_dec = Clock::now();
-    int step = 0;
-    for (; step < opt.max_new_tokens && !stopped; ++step) {
-        if (worker) {
-            worker->take(results);
-            bool go_on = true;
-            VOXRT_RETURN_IF_ERROR(emit_results(&go_on));
-            if (!go_on) {
-                stopped = true;
-                break;
-            }
+    if (cancel_.load(std::memory_order_relaxed)) turn_.cancel();
+    auto pcm_events = [&]() {
+        for (DetokStream::Chunk& c : chunks_) {
+            if (c.pcm.empty()) continue;
+            Event e;
+            e.kind = EventKind::kPcm;
+            e.step = c.step;
+            e.pcm = std::move(c.pcm);
+            e.t_ms = ms_since(t0_);
+            if (stats_.first_pcm_ms < 0) stats_.first_pcm_ms = e.t_ms;
+            out.push_back(std::move(e));
         }
-        // This step's wall time, in-loop detokenization excluded, goes to its kind's total.
-        const auto t_it = Clock::now();
-        const double detok_before = detok_ms;
-        const bool text_step = text_mode;
-        const bool forward = need_forward;
-        need_forward = false;
-        if (interleaved) --left;
-        GeneratedItem item;
-        if (text_mode) {
-            int32_t tok = 0;
-            VOXRT_RETURN_IF_ERROR(this->step(opt, /*text=*/true, forward, &tok, nullptr));
-            if (interleaved && tok == sp.im_end) break;  // the turn ends; <|im_end|> is not yielded
-            item.token = tok;
-            last_turn_.push_back(item);
-            ++stats.text_tokens;
+        chunks_.clear();
+    };
+    {
+        const Status st = detok_.poll(chunks_);
+        pcm_events();
+        if (!st) return fail(st);
+    }
+    if (turn_.done()) {
+        const Status st = finish_response(out);
+        if (!st) return fail(st);
+        return true;
+    }
+
+    // One step: its wall time, in-step detokenization excluded, goes to its kind's total.
+    const model::AudioModelConfig& cfg = model_.config();
+    const int Q = cfg.codebooks;
+    const int step = turn_.steps();
+    const auto t_it = Clock::now();
+    const double detok_before = detok_.wait_ms();
+    const bool text_step = turn_.text_next();
+    const bool forward = need_forward_;
+    need_forward_ = false;
+    TurnState::Outcome o;
+    if (text_step) {
+        int32_t tok = 0;
+        const Status st = run_step(gopt_, /*text=*/true, forward, &tok, nullptr);
+        if (!st) return fail(st);
+        o = turn_.on_text(tok);
+        if (o.keep) {
+            last_turn_.push_back(GeneratedItem{false, tok, {}});
+            ++stats_.text_tokens;
             Event e;
             e.kind = EventKind::kText;
             e.step = step;
             e.token = tok;
-            e.t_ms = ms_since(t0);
-            if (sink && !sink(e)) stopped = true;
-            if (interleaved) {
-                if (tok == sp.text_end) text_done = true;
-                if (left <= 0 || text_done) {
-                    text_mode = false;
-                    left = cfg.interleaved_n_audio;
-                }
-            } else {
-                if (tok == sp.audio_start) text_mode = false;
-                if (tok == sp.im_end) stopped = true;  // yielded, then the loop ends
-            }
-        } else {
-            std::array<int32_t, 8> codes{};
-            VOXRT_RETURN_IF_ERROR(this->step(opt, /*text=*/false, forward, nullptr, &codes));
-            if (interleaved && left <= 0 && !text_done) {
-                text_mode = true;
-                left = cfg.interleaved_n_text;
-            }
-            // The device made an end-of-audio frame whole before embedding it (step_ops); what is
-            // yielded does not depend on that.
-            const bool eos = codes[0] == cfg.audio_vocab - 1;
-            if (eos) {
-                for (int q = 0; q < Q; ++q) codes[static_cast<size_t>(q)] = cfg.audio_vocab - 1;
-                text_mode = true;
-            }
-            item.is_frame = true;
-            item.codes = codes;
-            last_turn_.push_back(item);
-            ++stats.audio_frames;
-            Event e;
-            e.kind = EventKind::kAudioFrame;
-            e.step = step;
-            e.codes = codes;
-            e.n_codes = Q;
-            e.t_ms = ms_since(t0);
-            if (stats.first_frame_ms < 0) stats.first_frame_ms = e.t_ms;
-            if (sink && !sink(e)) stopped = true;
-            // A frame with code 2048 in a later codebook (not an end-of-audio frame) cannot be
-            // detokenized (the reference's processor.decode rejects it; its streaming demo skips
-            // such frames): skip it here too.
-            bool decodable = !eos;
-            for (int q = 0; q < Q; ++q)
-                decodable = decodable && codes[static_cast<size_t>(q)] < cfg.audio_vocab - 1;
-            if (det && decodable) {
-                std::copy(codes.begin(), codes.begin() + model::kDetokCodebooks,
-                          detok_codes.begin() + detok_pending * model::kDetokCodebooks);
-                ++detok_pending;
-                detok_last_step = step;
-                if (!detok_started || detok_pending == opt.detok_chunk_frames) {
-                    bool go_on = true;
-                    VOXRT_RETURN_IF_ERROR(detok_drain(&go_on));
-                    if (!go_on) stopped = true;
-                }
-            }
+            e.t_ms = ms_since(t0_);
+            out.push_back(std::move(e));
         }
-        (text_step ? stats.text_step_ms : stats.audio_step_ms) +=
-            ms_since(t_it) - (detok_ms - detok_before);
-        need_forward = true;
+    } else {
+        std::array<int32_t, 8> codes{};
+        const Status st = run_step(gopt_, /*text=*/false, forward, nullptr, &codes);
+        if (!st) return fail(st);
+        // The device made an end-of-audio frame whole before embedding it (step_ops); what is
+        // yielded does not depend on that.
+        const bool eos = codes[0] == cfg.audio_vocab - 1;
+        if (eos)
+            for (int q = 0; q < Q; ++q) codes[static_cast<size_t>(q)] = cfg.audio_vocab - 1;
+        o = turn_.on_frame(eos);
+        last_turn_.push_back(GeneratedItem{true, -1, codes});
+        ++stats_.audio_frames;
+        Event e;
+        e.kind = EventKind::kAudioFrame;
+        e.step = step;
+        e.codes = codes;
+        e.n_codes = Q;
+        e.t_ms = ms_since(t0_);
+        if (stats_.first_frame_ms < 0) stats_.first_frame_ms = e.t_ms;
+        out.push_back(std::move(e));
+        // A frame with code 2048 in a later codebook (not an end-of-audio frame) cannot be
+        // detokenized (the reference's processor.decode rejects it; its streaming demo skips such
+        // frames): skip it here too.
+        bool decodable = !eos;
+        for (int q = 0; q < Q; ++q)
+            decodable = decodable && codes[static_cast<size_t>(q)] < cfg.audio_vocab - 1;
+        if (decodable) {
+            const Status dst = detok_.push(codes.data(), step, chunks_);
+            pcm_events();
+            if (!dst) return fail(dst);
+        }
     }
-    if (need_forward) {  // the last item was yielded but never run: it leads the next prefill
+    need_forward_ = o.keep;
+    const double ms = ms_since(t_it) - (detok_.wait_ms() - detok_before);
+    (text_step ? stats_.text_step_ms : stats_.audio_step_ms) += ms;
+    step_ms_ += ms;
+    if (!turn_.done()) return false;
+    const Status st = finish_response(out);
+    if (!st) return fail(st);
+    return true;
+}
+
+Status Session::finish_response(std::vector<Event>& out) {
+    if (need_forward_) {  // the last item was yielded but never run: it leads the next prefill
         const GeneratedItem& it = last_turn_.back();
         if (it.is_frame) {
             pending_.push_back(Pending{Pending::kFrame, {}, 0, 0, it.codes});
         } else {
             pending_.push_back(Pending{Pending::kText, {it.token}, 0, 0, {}});
         }
+        need_forward_ = false;
     }
     VOXRT_RETURN_IF_ERROR(ops::synchronize(ctx_));
-    const double loop_ms = ms_since(t_dec), loop_detok_ms = detok_ms;
-    if (det) {
-        // However the loop ended, the buffered frames are detokenized before the flush.
-        bool go_on = true;
-        VOXRT_RETURN_IF_ERROR(detok_drain(&go_on));
-        const auto td = Clock::now();
-        if (worker) {
-            worker->submit_flush(step);
-            worker->wait(results);
-            detok_ms += ms_since(td);
-            VOXRT_RETURN_IF_ERROR(emit_results(&go_on));
-        } else {
-            VOXRT_RETURN_IF_ERROR(det->flush(detok_ctx_, *detok_state_, pcm_));
-            const double ms = ms_since(td);
-            detok_ms += ms;
-            detok_busy_ms += ms;
-            emit_pcm(step);
-        }
-    }
-    stats.steps = step;
-    stats.detok_ms = detok_ms;
-    stats.detok_busy_ms = detok_busy_ms;
-    stats.decode_ms = loop_ms - loop_detok_ms;
-    stats.total_ms = ms_since(t0);
-    if (sink) {
+    const int steps = turn_.steps();
+    VOXRT_RETURN_IF_ERROR(detok_.finish(steps, chunks_));
+    for (DetokStream::Chunk& c : chunks_) {
+        if (c.pcm.empty()) continue;
         Event e;
-        e.kind = EventKind::kEndOfTurn;
-        e.step = step;
-        e.t_ms = stats.total_ms;
-        sink(e);
+        e.kind = EventKind::kPcm;
+        e.step = c.step;
+        e.pcm = std::move(c.pcm);
+        e.t_ms = ms_since(t0_);
+        if (stats_.first_pcm_ms < 0) stats_.first_pcm_ms = e.t_ms;
+        out.push_back(std::move(e));
     }
-    if (stats_out) *stats_out = stats;
+    chunks_.clear();
+    stats_.steps = steps;
+    stats_.detok_ms = detok_.wait_ms();
+    stats_.detok_busy_ms = detok_.busy_ms();
+    stats_.decode_ms = step_ms_;
+    stats_.total_ms = ms_since(t0_);
+    Event e;
+    e.kind = EventKind::kEndOfTurn;
+    e.step = steps;
+    e.end = turn_.end();
+    e.t_ms = stats_.total_ms;
+    out.push_back(std::move(e));
+    responding_ = false;
+    can_truncate_ = true;
+    return Status::ok();
+}
+
+Status Session::generate(const GenerateOptions& opt, const EventSink& sink, TurnStats* stats_out) {
+    VOXRT_RETURN_IF_ERROR(begin(opt));
+    std::vector<Event> events;
+    for (;;) {
+        events.clear();
+        VOXRT_ASSIGN_OR_RETURN(const bool done, step(events));
+        for (const Event& e : events)
+            if (sink && !sink(e) && e.kind != EventKind::kEndOfTurn) cancel();
+        if (done) break;
+    }
+    if (stats_out) *stats_out = stats_;
+    return Status::ok();
+}
+
+Status Session::truncate_last_turn(size_t keep) {
+    if (responding_)
+        return make_error(StatusCode::kInvalidArgument, "truncate: a response is running");
+    if (!can_truncate_)
+        return make_error(StatusCode::kInvalidArgument,
+                          "truncate: only the last response can be cut, before anything else is "
+                          "added");
+    if (keep >= last_turn_.size()) return Status::ok();
+    // Items 0..keep-1 stay: positions resp_start_ .. resp_start_ + keep - 1. The ones the steps
+    // ran have their conv state in the history; the last yielded item (never run) is pending.
+    if (static_cast<int>(keep) >= conv_hist_n_)
+        return make_error(StatusCode::kInternal, "truncate: no conv state for position %zu", keep);
+    int64_t layer = 0;
+    for (Tensor& t : lfm_state_.conv_state) {
+        if (t.empty()) continue;
+        ops::copy(ctx_, conv_slot(static_cast<int>(keep), layer++, t), t);
+    }
+    VOXRT_RETURN_IF_ERROR(ops::synchronize(ctx_));
+    // KV entries past the cut stay in the cache but are never read: attention covers positions
+    // < n_past_, and the next positions overwrite them.
+    n_past_ = resp_start_ + static_cast<int>(keep);
+    pending_.clear();
+    audio_rows_used_ = 0;
+    last_turn_.resize(keep);
+    conv_hist_n_ = static_cast<int>(keep) + 1;
     return Status::ok();
 }
 

@@ -8,7 +8,11 @@
 //   s.new_turn("system"); s.add_text("Respond with interleaved text and audio."); s.end_turn();
 //   s.new_turn("user");   s.add_audio(pcm, n, rate);                            s.end_turn();
 //   s.new_turn("assistant");
-//   s.generate(opts, sink);
+//   s.generate(opts, sink);            // or: s.begin(opts); while (!s.step(events)) …
+// A response is step-driven: begin() arms it, each step() runs one generation step (the first
+// also prefills) and returns its events, so that a caller can interleave many sessions;
+// generate() is a loop over step(). The modality state machine is TurnState (turn_state.h), the
+// audio frames' way to PCM is DetokStream (detok_stream.h); the session holds the model state.
 // Unlike liquid-audio, which re-prefills the whole history for every turn, a session prefills only
 // what was added since the last generate(): the backbone state carries the conversation (tests
 // prove the two agree). What generate() yields becomes part of the history, exactly as the
@@ -18,6 +22,8 @@
 #pragma once
 
 #include <array>
+#include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -29,7 +35,9 @@
 #include "core/status.h"
 #include "backend/device_api.h"
 #include "model/lfm_audio.h"
+#include "runtime/detok_stream.h"
 #include "runtime/detok_worker.h"
+#include "runtime/turn_state.h"
 
 namespace voxrt::runtime {
 
@@ -86,11 +94,10 @@ struct Event {
     int32_t token = -1;              // kText
     std::array<int32_t, 8> codes{};  // kAudioFrame (first `n_codes` valid)
     int n_codes = 0;
-    const float* pcm = nullptr;  // kPcm: 24 kHz mono samples, valid during the callback only;
-                                 // `step` is that of the detokenizer call's last frame (the step
-                                 // count for the end-of-turn tail)
-    size_t n_pcm = 0;
-    double t_ms = 0;  // since generate() began (prefill included)
+    std::vector<float> pcm;        // kPcm: 24 kHz mono samples (owned); `step` is that of the
+                                   // detokenizer call's last frame (the step count for the tail)
+    TurnEnd end = TurnEnd::kNone;  // kEndOfTurn: why
+    double t_ms = 0;               // since the response's first step began (prefill included)
 };
 
 // Return false to stop generation after this event.
@@ -139,10 +146,31 @@ public:
     Status end_turn();                       // "<|im_end|>\n"
     // Mono PCM at any rate: resampled to 16 kHz, mel, encoder + adapter (run now).
     Status add_audio(const float* pcm, size_t n, int sample_rate);
+    // A user's audio as its log-mel spectrogram (MelFrontend::compute or MelStream): the encoder
+    // runs now. `mel_ms` is reported as the turn's mel time, `seconds` names the audio in errors.
+    Status add_mel(const audio::MelSpectrogram& mel, double mel_ms, double seconds);
+    // Whether add_audio computes the mel on the device (CUDA with SessionOptions::mel_on_device).
+    bool mel_on_device() const { return mel_on_device_ && ctx_.device != Device::kCPU; }
     // An audio-out frame (8 codes) as the reference's chat.append would add it.
     Status add_frame(const std::array<int32_t, 8>& codes);
 
+    // Arms a response (validates opt; nothing runs). The assistant turn must be open.
+    Status begin(const GenerateOptions& opt);
+    // One generation step (the first also prefills): appends its events to `out`; true once the
+    // response is over (its kEndOfTurn in `out`). On an error the response is over.
+    Expected<bool> step(std::vector<Event>& out);
+    // The response ends (kCancelled) at the next step(). Any thread.
+    void cancel() { cancel_.store(true, std::memory_order_relaxed); }
+    bool responding() const { return responding_; }
+    // Stats of the last finished response.
+    const TurnStats& last_stats() const { return stats_; }
+    // begin() + step() until done; each event to sink (false: cancel after it).
     Status generate(const GenerateOptions& opt, const EventSink& sink, TurnStats* stats = nullptr);
+
+    // Cuts the last response back to its first `keep` items (last_turn()), restoring the
+    // backbone's KV and conv state to that position. Only right after a response, before anything
+    // else is added. keep >= last_turn().size(): no change.
+    Status truncate_last_turn(size_t keep);
 
     // Forgets the conversation (back to just "<|startoftext|>").
     Status reset();
@@ -178,8 +206,13 @@ private:
     // device. On CUDA the whole step is one replayed graph; its inputs live on the device
     // (generate() uploads them once per turn), and the host only reads the choice back (into
     // page-locked memory, one synchronize).
-    Status step(const GenerateOptions& opt, bool text, bool forward, int32_t* token,
-                std::array<int32_t, 8>* codes);
+    Status run_step(const GenerateOptions& opt, bool text, bool forward, int32_t* token,
+                    std::array<int32_t, 8>* codes);
+    Status start_response();  // the first step(): prefill, graph keys, device counters
+    Status finish_response(std::vector<Event>& out);
+    void snapshot_conv(int index);  // conv state after the response's forwarded positions
+    Tensor conv_slot(int index, int64_t layer, const Tensor& like) const;
+    Status fail(Status st);
     void step_ops(const GenerateOptions& opt, bool text, bool forward);
 
     const model::LfmAudioModel& model_;
@@ -221,7 +254,29 @@ private:
     backend::GraphCapture text_graph_, frame_graph_;
     std::string graph_key_;  // sampling options the graphs were captured with
     std::vector<float> cap_logits_;
-    std::vector<float> pcm_;  // detokenizer output staging (reserved)
+
+    // The response in progress.
+    GenerateOptions gopt_;
+    bool responding_ = false;
+    bool started_ = false;  // the first step() ran
+    std::atomic<bool> cancel_{false};
+    TurnState turn_;
+    DetokStream detok_;
+    std::vector<DetokStream::Chunk> chunks_;
+    TurnStats stats_;
+    std::chrono::steady_clock::time_point t0_;
+    double step_ms_ = 0;         // generation steps' wall time (in-step detokenizer waits excluded)
+    bool need_forward_ = false;  // x_ row 0 holds the embedding of the last item, not yet run
+
+    // Truncation: the conv state after each forwarded position of the last response, [hist, L,
+    // K-1, D] (L conv layers), hist[j] = after the response's first j positions.
+    int64_t conv_layers_ = 0;
+    size_t conv_snapshot_bytes_ = 0;  // all conv layers' state, one position
+    Buffer conv_hist_buf_;
+    int64_t conv_hist_cap_ = 0;
+    int conv_hist_n_ = 0;  // snapshots taken
+    int resp_start_ = 0;   // n_past_ when the last response's generation began
+    bool can_truncate_ = false;
 };
 
 }  // namespace voxrt::runtime

@@ -155,7 +155,7 @@ TurnResult run_turn(runtime::Session& s, Task task, int i) {
     TurnResult r;
     int events = 0;
     Status st = s.generate(g, [&](const runtime::Event& e) {
-        if (e.kind == runtime::EventKind::kPcm) r.pcm_samples += e.n_pcm;
+        if (e.kind == runtime::EventKind::kPcm) r.pcm_samples += e.pcm.size();
         if (e.kind == runtime::EventKind::kAudioFrame) {
             bool decodable = true;
             for (int q = 0; q < e.n_codes; ++q) decodable = decodable && e.codes[q] < 2048;

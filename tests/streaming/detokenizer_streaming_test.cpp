@@ -577,8 +577,8 @@ Turn run_turn(const model::LfmAudioModel& m, int chunk, int steps, int stop_afte
             if (e.kind == runtime::EventKind::kEndOfTurn) ended = true;
             if (e.kind == runtime::EventKind::kPcm) {
                 EXPECT_FALSE(ended) << "PCM after the end of the turn";
-                t.pcm.insert(t.pcm.end(), e.pcm, e.pcm + e.n_pcm);
-                t.pcm_events.emplace_back(e.step, e.n_pcm);
+                t.pcm.insert(t.pcm.end(), e.pcm.begin(), e.pcm.end());
+                t.pcm_events.emplace_back(e.step, e.pcm.size());
             }
             return true;
         },

@@ -9,11 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "audio/wav.h"
-#include "backend/device_api.h"
 #include "cli_common.h"
-#include "model/lfm_audio.h"
-#include "runtime/session.h"
 
 namespace voxrt::cli {
 
@@ -55,16 +51,16 @@ void add_bench(CLI::App* app, BenchArgs& b) {
     app->add_option("--detok-chunk", b.detok_chunk,
                     "audio frames per detokenizer call after the first")
         ->capture_default_str()
-        ->check(CLI::Range(1, model::kDetokMaxStepFrames));
+        ->check(CLI::Range(1, 32));
 }
 
 Status run_bench(const CommonArgs& c, const BenchArgs& a) {
-    VOXRT_ASSIGN_OR_RETURN(model::ModelOptions o, model_options(c));
+    const ModelOptions o = model_options(c);
     const auto tl = Clock::now();
-    VOXRT_ASSIGN_OR_RETURN(std::unique_ptr<model::LfmAudioModel> m,
-                           model::LfmAudioModel::load(c.model_dir, o));
+    VOXRT_ASSIGN_OR_RETURN(std::shared_ptr<Model> m, Model::load(c.model_dir, o));
     const double load_ms = ms_since(tl);
-    const std::string dev = o.device == Device::kCUDA ? backend::cuda_device_name() : "cpu";
+    const ModelInfo& info = m->info();
+    const std::string& dev = info.device;
     std::fprintf(stderr, "voxrt bench: %s on %s, %s, load %.0f ms\n", c.model_dir.c_str(),
                  dev.c_str(), c.precision.c_str(), load_ms);
     std::ofstream json;
@@ -82,44 +78,34 @@ Status run_bench(const CommonArgs& c, const BenchArgs& a) {
         "ms | first sample ms | steps/s | text step ms | audio frame ms | detok ms | decode GB/s "
         "|\n");
     std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    const TaskDefaults task = task_defaults(Task::kSpeechChat);
     for (const std::string& path : a.inputs) {
-        VOXRT_ASSIGN_OR_RETURN(audio::Pcm pcm, audio::read_wav(path));
-        std::vector<float> wav = audio::downmix_mono(pcm);
+        VOXRT_ASSIGN_OR_RETURN(AudioClip wav, read_wav_file(path));
         std::vector<RunResult> runs;
         for (int r = 0; r < a.warmup + a.runs; ++r) {
-            VOXRT_ASSIGN_OR_RETURN(std::unique_ptr<runtime::Session> s,
-                                   runtime::Session::create(*m, session_options(c)));
+            VOXRT_ASSIGN_OR_RETURN(std::unique_ptr<Session> s,
+                                   Session::create(m, session_options(c)));
             const auto t0 = Clock::now();
             // From decoded samples in memory to the last output sample (bench/protocol.md).
-            VOXRT_RETURN_IF_ERROR(s->new_turn("system"));
-            VOXRT_RETURN_IF_ERROR(s->add_text("Respond with interleaved text and audio."));
-            VOXRT_RETURN_IF_ERROR(s->end_turn());
-            VOXRT_RETURN_IF_ERROR(s->new_turn("user"));
-            VOXRT_RETURN_IF_ERROR(s->add_audio(wav.data(), wav.size(), pcm.sample_rate));
-            VOXRT_RETURN_IF_ERROR(s->end_turn());
-            VOXRT_RETURN_IF_ERROR(s->new_turn("assistant"));
-            runtime::GenerateOptions g;
-            g.mode = runtime::GenerationMode::kInterleaved;
-            g.max_new_tokens = a.steps;
-            g.audio_temperature = 1.0f;
-            g.audio_top_k = 4;
+            VOXRT_RETURN_IF_ERROR(s->add_turn(Role::kSystem, task.system_prompt));
+            VOXRT_RETURN_IF_ERROR(s->begin_user_turn());
+            VOXRT_RETURN_IF_ERROR(
+                s->append_audio(wav.samples.data(), wav.samples.size(), wav.sample_rate));
+            VOXRT_RETURN_IF_ERROR(s->end_user_turn());
+            ResponseOptions g = ResponseOptions::for_task(Task::kSpeechChat);
+            g.max_steps = a.steps;
             g.detok_async = !a.detok_sync;
             g.detok_chunk_frames = a.detok_chunk;
             g.seed = static_cast<uint64_t>(r);
             g.suppress_end = true;  // random weights: same amount of work for every engine
-            runtime::TurnStats st;
+            TurnStats st;
             double first_pcm_abs = -1;
-            const auto tg = Clock::now();
             const double before_gen = ms_since(t0);
-            VOXRT_RETURN_IF_ERROR(s->generate(
-                g,
-                [&](const runtime::Event& e) {
-                    if (e.kind == runtime::EventKind::kPcm && first_pcm_abs < 0)
-                        first_pcm_abs = ms_since(t0);
-                    return true;
-                },
-                &st));
-            (void)tg;
+            VOXRT_RETURN_IF_ERROR(s->generate(g, [&](const Event& e) {
+                if (e.kind == EventKind::kAudio && first_pcm_abs < 0) first_pcm_abs = ms_since(t0);
+                if (e.kind == EventKind::kEndOfTurn) st = e.stats;
+                return true;
+            }));
             const double total = ms_since(t0);
             if (r < a.warmup) continue;
             RunResult rr{total,
@@ -148,18 +134,18 @@ Status run_bench(const CommonArgs& c, const BenchArgs& a) {
         const RunResult& r0 = runs.front();
         const double sps = dec > 0 ? 1000.0 * r0.steps / dec : 0;
         // Achieved weight bandwidth during decode: bytes the steps must read / decode time.
-        const double bytes = static_cast<double>(r0.text_tokens) * m->text_step_bytes() +
-                             static_cast<double>(r0.audio_frames) * m->audio_frame_bytes();
+        const double bytes = static_cast<double>(r0.text_tokens) * info.text_step_bytes +
+                             static_cast<double>(r0.audio_frames) * info.audio_frame_bytes;
         const double gbs = dec > 0 ? bytes / (dec * 1e-3) / 1e9 : 0;
         std::printf(
             "| %s | %.1f | %.1f (%.1f-%.1f) | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.3f | "
             "%.3f | %.1f | %.1f |\n",
-            path.c_str(), static_cast<double>(wav.size()) / pcm.sample_rate, median(tot),
-            *std::min_element(tot.begin(), tot.end()), *std::max_element(tot.begin(), tot.end()),
-            median(col(&RunResult::prefill_ms)), median(col(&RunResult::mel_ms)),
-            median(col(&RunResult::encoder_ms)), median(col(&RunResult::first_frame_ms)),
-            median(col(&RunResult::first_pcm_ms)), sps, median(col(&RunResult::text_step_ms)),
-            median(col(&RunResult::audio_frame_ms)), median(col(&RunResult::detok_ms)), gbs);
+            path.c_str(), wav.seconds(), median(tot), *std::min_element(tot.begin(), tot.end()),
+            *std::max_element(tot.begin(), tot.end()), median(col(&RunResult::prefill_ms)),
+            median(col(&RunResult::mel_ms)), median(col(&RunResult::encoder_ms)),
+            median(col(&RunResult::first_frame_ms)), median(col(&RunResult::first_pcm_ms)), sps,
+            median(col(&RunResult::text_step_ms)), median(col(&RunResult::audio_frame_ms)),
+            median(col(&RunResult::detok_ms)), gbs);
         if (json) {
             char line[2048];
             std::snprintf(
@@ -175,18 +161,16 @@ Status run_bench(const CommonArgs& c, const BenchArgs& a) {
                 "%s,\"detok_device\":\"%s\",\"mel_device\":\"%s\","
                 "\"decode_gb_s\":%.1f,\"text_step_ms\":%.4f,\"audio_frame_ms\":%.4f,"
                 "\"text_step_bytes\":%zu,\"audio_frame_bytes\":%zu}\n",
-                dev.c_str(), c.precision.c_str(), path.c_str(),
-                static_cast<double>(wav.size()) / pcm.sample_rate, runs.size(), median(tot),
-                *std::min_element(tot.begin(), tot.end()),
+                dev.c_str(), c.precision.c_str(), path.c_str(), wav.seconds(), runs.size(),
+                median(tot), *std::min_element(tot.begin(), tot.end()),
                 *std::max_element(tot.begin(), tot.end()), median(col(&RunResult::prefill_ms)),
                 median(col(&RunResult::mel_ms)), median(col(&RunResult::encoder_ms)), dec, r0.steps,
                 r0.text_tokens, r0.audio_frames, sps, median(col(&RunResult::first_frame_ms)),
                 median(col(&RunResult::first_pcm_ms)), median(col(&RunResult::detok_ms)),
                 median(col(&RunResult::detok_busy_ms)), a.detok_sync ? "false" : "true",
-                m->detokenizer_device() == Device::kCPU ? "cpu" : "cuda",
-                o.device == Device::kCUDA && !c.host_mel ? "cuda" : "cpu", gbs,
+                info.detokenizer_device.c_str(), info.on_cuda && !c.host_mel ? "cuda" : "cpu", gbs,
                 median(col(&RunResult::text_step_ms)), median(col(&RunResult::audio_frame_ms)),
-                m->text_step_bytes(), m->audio_frame_bytes());
+                info.text_step_bytes, info.audio_frame_bytes);
             json << line;
         }
     }

@@ -1,13 +1,13 @@
-// Shared pieces of the voxrt command line: flag groups and the subcommand runners.
+// Shared pieces of the voxrt command line: flag groups and the subcommand runners. The command line
+// is a frontend of the public API (include/voxrt) and nothing else.
 #pragma once
+
+#include <voxrt/voxrt.h>
 
 #include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include "core/status.h"
-#include "runtime/session.h"
 
 namespace CLI {
 class App;
@@ -23,11 +23,11 @@ struct CommonArgs {
     std::string precision = "bf16";  // bf16 | fp32
     int context = 4096;
     bool quiet = false;
-    bool no_fused = false;  // CUDA: run the op sequences instead of the fused decode kernels
-    bool no_fused_backbone =
-        false;  // CUDA: the backbone step op by op (the depthformer stays fused)
-    std::string detok_device = "same";  // same | auto | cpu (ModelOptions::detokenizer_on_cpu)
-    bool host_mel = false;  // CUDA: the mel spectrogram on the host (SessionOptions::mel_on_device)
+    // For comparisons (hidden from the subcommands' --help; shown by voxrt bench --help).
+    bool no_fused = false;           // CUDA: the op sequences instead of the fused decode kernels
+    bool no_fused_backbone = false;  // CUDA: the backbone step op by op (depthformer stays fused)
+    std::string detok_device = "same";  // same | auto | cpu (ModelOptions::detokenizer_device)
+    bool host_mel = false;  // CUDA: mel on the host (SessionOptions::Tuning::mel_on_device)
 };
 
 struct GenerationArgs {
@@ -37,13 +37,13 @@ struct GenerationArgs {
     int top_k = 0;
     float audio_temp = 1.0f;
     int audio_top_k = 4;
-    int detok_chunk = 8;      // GenerateOptions::detok_chunk_frames
-    bool detok_sync = false;  // GenerateOptions::detok_async = false
+    int detok_chunk = 8;      // ResponseOptions::detok_chunk_frames
+    bool detok_sync = false;  // ResponseOptions::detok_async = false
 };
 
 struct S2sArgs {
     std::string input, output;
-    std::string system = "Respond with interleaved text and audio.";
+    std::string system;  // empty: the task's (task_defaults)
     GenerationArgs gen;
 };
 struct AsrArgs {
@@ -64,8 +64,8 @@ struct BenchArgs {
     int runs = 5;
     int warmup = 1;
     std::string json_out;
-    bool detok_sync = false;  // GenerateOptions::detok_async = false
-    int detok_chunk = 8;      // GenerateOptions::detok_chunk_frames
+    bool detok_sync = false;  // ResponseOptions::detok_async = false
+    int detok_chunk = 8;      // ResponseOptions::detok_chunk_frames
 };
 
 // Validators shared by the subcommands: a path that is not empty, a finite number in [lo, hi].
@@ -80,11 +80,11 @@ std::string printable(std::string_view s);
 // terminal must start a new line first).
 extern bool g_stdout_line_open;
 
-void add_common(CLI::App* app, CommonArgs& a);
-Expected<model::ModelOptions> model_options(const CommonArgs& c);
-runtime::SessionOptions session_options(const CommonArgs& c);
-void add_generation(CLI::App* app, GenerationArgs& g, int max_steps, float audio_temp,
-                    int audio_top_k);
+// `show_ab`: list the A/B switches in --help (voxrt bench); elsewhere they are accepted but hidden.
+void add_common(CLI::App* app, CommonArgs& a, bool show_ab = false);
+ModelOptions model_options(const CommonArgs& c);
+SessionOptions session_options(const CommonArgs& c);
+void add_generation(CLI::App* app, GenerationArgs& g, const TaskDefaults& d);
 void add_bench(CLI::App* app, BenchArgs& b);
 
 Status run_s2s(const CommonArgs& c, const S2sArgs& a);

@@ -13,25 +13,51 @@
 #include <thread>
 #include <vector>
 
-#include "audio/wav.h"
-#include "backend/device_api.h"
 #include "cli_common.h"
-#include "io/safetensors.h"
-#include "model/lfm_audio.h"
-#include "runtime/session.h"
-#include "text/stream_decoder.h"
-#include "text/utf8.h"
 
 namespace voxrt::cli {
 
 bool g_stdout_line_open = false;
+
+namespace {
+
+// Length of the well-formed UTF-8 sequence at s[i] (its code point in *cp), 0 if there is none
+// (invalid lead or continuation bytes, overlong forms, surrogates, beyond U+10FFFF, truncated).
+size_t utf8_sequence(std::string_view s, size_t i, uint32_t* cp) {
+    const auto b = [&](size_t k) { return static_cast<unsigned char>(s[i + k]); };
+    const unsigned char c = b(0);
+    size_t len = 0;
+    uint32_t v = 0, min = 0;
+    if (c < 0x80) {
+        *cp = c;
+        return 1;
+    } else if ((c & 0xE0) == 0xC0) {
+        len = 2, v = c & 0x1F, min = 0x80;
+    } else if ((c & 0xF0) == 0xE0) {
+        len = 3, v = c & 0x0F, min = 0x800;
+    } else if ((c & 0xF8) == 0xF0) {
+        len = 4, v = c & 0x07, min = 0x10000;
+    } else {
+        return 0;
+    }
+    if (i + len > s.size()) return 0;
+    for (size_t k = 1; k < len; ++k) {
+        if ((b(k) & 0xC0) != 0x80) return 0;
+        v = (v << 6) | (b(k) & 0x3F);
+    }
+    if (v < min || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF)) return 0;
+    *cp = v;
+    return len;
+}
+
+}  // namespace
 
 std::string printable(std::string_view s) {
     std::string out;
     out.reserve(s.size());
     for (size_t i = 0; i < s.size();) {
         uint32_t cp = 0;
-        const size_t len = text::utf8_decode(s, i, &cp);
+        const size_t len = utf8_sequence(s, i, &cp);
         if (len == 0 || cp < 0x20 || cp == 0x7F) {
             char buf[8];
             std::snprintf(buf, sizeof buf, "\\x%02X", static_cast<unsigned char>(s[i]));
@@ -83,9 +109,6 @@ CLI::Validator seed_value() {
         "UINT64", "seed");
 }
 
-// --detok-device auto puts the detokenizer of a CUDA model on the host from this many threads.
-constexpr int kHostDetokMinThreads = 8;
-
 using Clock = std::chrono::steady_clock;
 double ms_since(Clock::time_point t0) {
     return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
@@ -102,41 +125,35 @@ Status usage(const std::string& what) {
 }
 
 struct Loaded {
-    std::unique_ptr<model::LfmAudioModel> model;
-    std::unique_ptr<runtime::Session> session;
+    std::shared_ptr<Model> model;
+    std::unique_ptr<Session> session;
     double load_ms = 0;
 };
 
 Expected<Loaded> load(const CommonArgs& c, bool need_detok) {
-    VOXRT_ASSIGN_OR_RETURN(model::ModelOptions o, model_options(c));
+    ModelOptions o = model_options(c);
     o.load_detokenizer = need_detok;
     Loaded l;
     const auto t0 = Clock::now();
-    VOXRT_ASSIGN_OR_RETURN(l.model, model::LfmAudioModel::load(c.model_dir, o));
-    VOXRT_ASSIGN_OR_RETURN(l.session, runtime::Session::create(*l.model, session_options(c)));
+    VOXRT_ASSIGN_OR_RETURN(l.model, Model::load(c.model_dir, o));
+    VOXRT_ASSIGN_OR_RETURN(l.session, Session::create(l.model, session_options(c)));
     l.load_ms = ms_since(t0);
     if (!c.quiet)
         std::fprintf(stderr, "voxrt: loaded %s on %s (%s) in %.0f ms\n", c.model_dir.c_str(),
-                     o.device == Device::kCUDA ? backend::cuda_device_name().c_str() : "cpu",
-                     o.precision == ops::Precision::kBF16 ? "bf16" : "fp32", l.load_ms);
+                     l.model->info().device.c_str(), l.model->info().precision.c_str(), l.load_ms);
     return l;
 }
 
-Expected<std::vector<float>> read_mono(const std::string& path, int* rate) {
-    VOXRT_ASSIGN_OR_RETURN(audio::Pcm pcm, audio::read_wav(path));
-    *rate = pcm.sample_rate;
-    return audio::downmix_mono(pcm);
-}
-
-runtime::GenerateOptions generate_options(const GenerationArgs& g, runtime::GenerationMode mode) {
-    runtime::GenerateOptions o;
-    o.mode = mode;
-    o.max_new_tokens = g.max_steps;
+ResponseOptions response_options(const GenerationArgs& g, const TaskDefaults& d) {
+    ResponseOptions o;
+    o.mode = d.mode;
+    o.audio = d.audio_out;
+    o.max_steps = g.max_steps;
     o.seed = g.seed;
-    o.text_temperature = g.temp;
-    o.text_top_k = g.top_k;
-    o.audio_temperature = g.audio_temp;
-    o.audio_top_k = g.audio_top_k;
+    o.sampling.text_temperature = g.temp;
+    o.sampling.text_top_k = g.top_k;
+    o.sampling.audio_temperature = g.audio_temp;
+    o.sampling.audio_top_k = g.audio_top_k;
     o.detok_chunk_frames = g.detok_chunk;
     o.detok_async = !g.detok_sync;
     return o;
@@ -149,43 +166,40 @@ void print_text_piece(const std::string& s) {
     g_stdout_line_open = s.back() != '\n';
 }
 
-// Collects text and PCM from events, prints text as it comes (whole characters: a character split
-// across tokens is held until complete), shows progress on stderr.
+// Collects text and PCM from events, prints text as it comes (whole characters: the library holds a
+// character split across tokens until it is complete), shows progress on stderr.
 struct Collector {
-    explicit Collector(const model::LfmAudioModel& m) : stream(m.tokenizer()) {}
-    text::StreamDecoder stream;
-    std::vector<int32_t> text;
     std::vector<float> pcm;
     bool print_text = true;
     bool quiet = false;
     int max_steps = 0;
+    TurnStats stats;
     // Progress would land inside the answer when both go to the terminal: none then.
     bool text_on_tty = isatty(fileno(stdout)) && isatty(fileno(stderr));
-    void finish() {
-        if (print_text) print_text_piece(stream.finish());
-    }
-    bool operator()(const runtime::Event& e) {
+    bool operator()(const Event& e) {
         switch (e.kind) {
-            case runtime::EventKind::kText: {
-                text.push_back(e.token);
-                if (print_text) print_text_piece(stream.push(e.token));
+            case EventKind::kTextDelta:
+                if (print_text) print_text_piece(e.text);
                 break;
-            }
-            case runtime::EventKind::kPcm:
-                pcm.insert(pcm.end(), e.pcm, e.pcm + e.n_pcm);
+            case EventKind::kAudio:
+                pcm.insert(pcm.end(), e.pcm.begin(), e.pcm.end());
+                break;
+            case EventKind::kEndOfTurn:
+                stats = e.stats;
                 break;
             default:
                 break;
         }
         // Progress on stderr, unless the streamed text shares the terminal with it.
-        if (!quiet && !text_on_tty && (e.step + 1) % 50 == 0 && e.kind != runtime::EventKind::kPcm)
+        if (!quiet && !text_on_tty && e.step >= 0 && (e.step + 1) % 50 == 0 &&
+            (e.kind == EventKind::kAudioFrame || (e.kind == EventKind::kTextDelta && e.token >= 0)))
             std::fprintf(stderr, "voxrt: step %d/%d\n", e.step + 1, max_steps);
         return true;
     }
 };
 
 // The per-stage timing line, with only the stages this turn ran.
-void print_timing(const CommonArgs& c, double load_ms, const runtime::TurnStats& s, double total_ms,
+void print_timing(const CommonArgs& c, double load_ms, const TurnStats& s, double total_ms,
                   bool audio_in) {
     if (c.quiet) return;
     std::string line = "timing: load " + fmt_ms(load_ms);
@@ -208,57 +222,27 @@ void print_timing(const CommonArgs& c, double load_ms, const runtime::TurnStats&
                  s.audio_frames, line.c_str());
 }
 
-std::string tts_prompt(const std::string& voice) {
-    const std::string region = voice.substr(0, 2) == "us" ? "US" : "UK";
-    const std::string sex = voice.find("female") != std::string::npos ? "female" : "male";
-    return "Perform TTS. Use the " + region + " " + sex + " voice.";
-}
-
 }  // namespace
 
-Expected<model::ModelOptions> model_options(const CommonArgs& c) {
-    model::ModelOptions o;
-    if (c.device == "auto") {
-        o.device = backend::cuda_available() ? Device::kCUDA : Device::kCPU;
-    } else if (c.device == "cpu") {
-        o.device = Device::kCPU;
-    } else if (c.device == "cuda") {
-        o.device = Device::kCUDA;
-    } else {
-        return usage("--device must be auto, cpu or cuda");
-    }
-    if (c.precision == "bf16") {
-        o.precision = ops::Precision::kBF16;
-    } else if (c.precision == "fp32") {
-        o.precision = ops::Precision::kF32;
-    } else {
-        return usage("--precision must be bf16 or fp32");
-    }
+ModelOptions model_options(const CommonArgs& c) {
+    ModelOptions o;
+    o.device = c.device;
+    o.precision = c.precision;
     o.threads = c.threads;
     o.max_context = c.context;
-    if (c.detok_device == "auto") {
-        // The host beside GPU decode when there are enough threads: it leaves the GPU to decode,
-        // but the turn then depends on those threads staying free (docs/detokenizer.md).
-        const int threads =
-            c.threads > 0 ? c.threads : static_cast<int>(std::thread::hardware_concurrency());
-        o.detokenizer_on_cpu = o.device == Device::kCUDA && threads >= kHostDetokMinThreads;
-    } else if (c.detok_device == "same" || c.detok_device == "cpu") {
-        o.detokenizer_on_cpu = c.detok_device == "cpu";
-    } else {
-        return usage("--detok-device must be auto, same or cpu");
-    }
+    o.detokenizer_device = c.detok_device;
     return o;
 }
 
-runtime::SessionOptions session_options(const CommonArgs& c) {
-    runtime::SessionOptions s;
-    s.fused_kernels = !c.no_fused;
-    s.fused_backbone = !c.no_fused_backbone;
-    s.mel_on_device = !c.host_mel;
+SessionOptions session_options(const CommonArgs& c) {
+    SessionOptions s;
+    s.tuning.fused_kernels = !c.no_fused;
+    s.tuning.fused_backbone = !c.no_fused_backbone;
+    s.tuning.mel_on_device = !c.host_mel;
     return s;
 }
 
-void add_common(CLI::App* app, CommonArgs& a) {
+void add_common(CLI::App* app, CommonArgs& a, bool show_ab) {
     app->add_option("-m,--model", a.model_dir, "model directory (Hugging Face layout)")
         ->required()
         ->check(non_empty_path());
@@ -274,26 +258,34 @@ void add_common(CLI::App* app, CommonArgs& a) {
         ->capture_default_str()
         ->check(CLI::Range(16, 1 << 20));
     app->add_flag("-q,--quiet", a.quiet, "no progress or timing on stderr");
+    // A/B switches for comparisons: accepted everywhere, listed only by voxrt bench --help (an
+    // empty group hides an option from --help).
+    const std::string ab = show_ab ? "Comparisons (A/B)" : "";
     app->add_flag("--no-fused", a.no_fused,
-                  "CUDA: decode op by op instead of with the fused kernels (for comparison)");
+                  "CUDA: decode op by op instead of with the fused kernels (for comparison)")
+        ->group(ab);
     app->add_flag("--host-mel", a.host_mel,
-                  "CUDA: compute the mel spectrogram on the host and upload it (for comparison)");
+                  "CUDA: compute the mel spectrogram on the host and upload it (for comparison)")
+        ->group(ab);
     app->add_flag("--no-fused-backbone", a.no_fused_backbone,
-                  "CUDA: run the backbone decode step op by op (the depthformer stays fused)");
+                  "CUDA: run the backbone decode step op by op (the depthformer stays fused)")
+        ->group(ab);
     app->add_option(
            "--detok-device", a.detok_device,
            "where the detokenizer and its ISTFT run: same (as --device), cpu (on the host "
            "beside GPU decode) or auto (cpu with a CUDA model and at least 8 host threads, "
            "else same)")
         ->capture_default_str()
-        ->check(CLI::IsMember({"auto", "same", "cpu"}));
+        ->check(CLI::IsMember({"auto", "same", "cpu"}))
+        ->group(ab);
 }
 
-void add_generation(CLI::App* app, GenerationArgs& g, int max_steps, float audio_temp,
-                    int audio_top_k) {
-    g.max_steps = max_steps;
-    g.audio_temp = audio_temp;
-    g.audio_top_k = audio_top_k;
+void add_generation(CLI::App* app, GenerationArgs& g, const TaskDefaults& d) {
+    g.max_steps = d.max_steps;
+    g.temp = d.sampling.text_temperature;
+    g.top_k = d.sampling.text_top_k;
+    g.audio_temp = d.sampling.audio_temperature;
+    g.audio_top_k = d.sampling.audio_top_k;
     app->add_option("-n,--max-steps", g.max_steps, "maximum text tokens + audio frames")
         ->capture_default_str()
         ->check(CLI::Range(1, 1 << 20));
@@ -315,9 +307,11 @@ void add_generation(CLI::App* app, GenerationArgs& g, int max_steps, float audio
     app->add_option("--detok-chunk", g.detok_chunk,
                     "audio frames per detokenizer call after the first (1 = per frame)")
         ->capture_default_str()
-        ->check(CLI::Range(1, model::kDetokMaxStepFrames));
+        ->check(CLI::Range(1, 32))
+        ->group("");
     app->add_flag("--detok-sync", g.detok_sync,
-                  "detokenize inside the generation loop instead of on its own thread");
+                  "detokenize inside the generation loop instead of on its own thread")
+        ->group("");
 }
 
 namespace {
@@ -328,25 +322,12 @@ namespace {
 struct TurnSpec {
     std::string system;
     std::string user_text;
-    const std::vector<float>* user_audio = nullptr;
-    int user_rate = 0;
+    const AudioClip* user_audio = nullptr;
     std::string input_label;
-    runtime::GenerateOptions opt;
+    ResponseOptions opt;
     bool print_text = true;
     std::string output;
 };
-
-// Backbone positions the encoder gives `n` samples at `rate` Hz (as Session::add_audio counts
-// them).
-int64_t audio_positions(const model::LfmAudioModel& m, size_t n, int rate) {
-    const int target = m.config().preprocessor.sample_rate;
-    const size_t n16 =
-        rate == target
-            ? n
-            : static_cast<size_t>((static_cast<unsigned long long>(n) * target + rate - 1) /
-                                  static_cast<unsigned long long>(rate));
-    return m.encoder().output_frames(m.mel().shape(n16).frames);
-}
 
 // A context too small for the turn: says which --context it needs (`need` positions).
 Status context_hint(const Status& st, int64_t need) {
@@ -357,94 +338,89 @@ Status context_hint(const Status& st, int64_t need) {
 }
 
 Status run_turn(const CommonArgs& c, const TurnSpec& t) {
-    VOXRT_ASSIGN_OR_RETURN(Loaded l, load(c, /*need_detok=*/t.opt.decode_audio));
+    VOXRT_ASSIGN_OR_RETURN(Loaded l, load(c, /*need_detok=*/t.opt.audio));
     const auto t0 = Clock::now();
-    runtime::Session& s = *l.session;
-    // The positions this turn needs, counted as the session counts them (each piece of text is
-    // encoded on its own), for the message when --context is too small.
-    const text::Tokenizer& tok = l.model->tokenizer();
-    auto n_tokens = [&](const std::string& text) {
-        return static_cast<int64_t>(tok.encode(text).size());
-    };
-    int64_t need = s.positions() + s.pending_positions() + n_tokens("<|im_start|>user\n") +
-                   n_tokens("<|im_end|>\n") + n_tokens("<|im_start|>assistant\n") +
-                   t.opt.max_new_tokens;
-    if (!t.system.empty())
-        need += n_tokens("<|im_start|>system\n") + n_tokens(t.system) + n_tokens("<|im_end|>\n");
-    need += t.user_audio ? audio_positions(*l.model, t.user_audio->size(), t.user_rate)
-                         : n_tokens(t.user_text);
+    Session& s = *l.session;
+    const Model& m = *l.model;
+    // The positions this turn needs (as the session counts them), for the message when --context
+    // is too small.
+    int64_t need = s.positions() + m.response_positions(t.opt.max_steps);
+    if (!t.system.empty()) need += m.turn_positions(Role::kSystem, t.system);
+    need += t.user_audio
+                ? m.audio_turn_positions(t.user_audio->samples.size(), t.user_audio->sample_rate)
+                : m.turn_positions(Role::kUser, t.user_text);
     auto check = [&](const Status& st) { return context_hint(st, need); };
 
-    if (!t.system.empty()) {
-        VOXRT_RETURN_IF_ERROR(check(s.new_turn("system")));
-        VOXRT_RETURN_IF_ERROR(check(s.add_text(t.system)));
-        VOXRT_RETURN_IF_ERROR(check(s.end_turn()));
-    }
-    VOXRT_RETURN_IF_ERROR(check(s.new_turn("user")));
+    if (!t.system.empty()) VOXRT_RETURN_IF_ERROR(check(s.add_turn(Role::kSystem, t.system)));
     if (t.user_audio) {
+        VOXRT_RETURN_IF_ERROR(check(s.begin_user_turn()));
         VOXRT_RETURN_IF_ERROR(
-            check(s.add_audio(t.user_audio->data(), t.user_audio->size(), t.user_rate))
+            check(s.append_audio(t.user_audio->samples.data(), t.user_audio->samples.size(),
+                                 t.user_audio->sample_rate))
                 .with_context(t.input_label));
+        VOXRT_RETURN_IF_ERROR(check(s.end_user_turn()).with_context(t.input_label));
     } else {
-        VOXRT_RETURN_IF_ERROR(check(s.add_text(t.user_text)));
+        VOXRT_RETURN_IF_ERROR(check(s.add_turn(Role::kUser, t.user_text)));
     }
-    VOXRT_RETURN_IF_ERROR(check(s.end_turn()));
-    VOXRT_RETURN_IF_ERROR(check(s.new_turn("assistant")));
-    Collector col(*l.model);
+    Collector col;
     col.print_text = t.print_text;
     col.quiet = c.quiet;
-    col.max_steps = t.opt.max_new_tokens;
-    runtime::TurnStats stats;
-    const Status gen = s.generate(
-        t.opt, [&](const runtime::Event& e) { return col(e); }, &stats);
-    col.finish();
+    col.max_steps = t.opt.max_steps;
+    const Status gen = s.generate(t.opt, [&](const Event& e) { return col(e); });
     VOXRT_RETURN_IF_ERROR(check(gen));
     if (t.print_text) print_text_piece("\n");
     if (!t.output.empty())
-        VOXRT_RETURN_IF_ERROR(audio::write_wav(t.output, col.pcm.data(), col.pcm.size(), 24000));
-    print_timing(c, l.load_ms, stats, ms_since(t0), t.user_audio != nullptr);
+        VOXRT_RETURN_IF_ERROR(
+            write_wav_file(t.output, col.pcm.data(), col.pcm.size(), m.info().output_sample_rate));
+    print_timing(c, l.load_ms, col.stats, ms_since(t0), t.user_audio != nullptr);
     if (!t.output.empty() && !c.quiet)
         std::fprintf(stderr, "voxrt: wrote %s (%.2f s at 24 kHz)\n", t.output.c_str(),
-                     col.pcm.size() / 24000.0);
+                     col.pcm.size() / static_cast<double>(m.info().output_sample_rate));
     return Status::ok();
 }
 
-runtime::GenerateOptions text_only(int max_steps) {
-    runtime::GenerateOptions o;
-    o.mode = runtime::GenerationMode::kSequential;
-    o.max_new_tokens = max_steps;
-    o.decode_audio = false;
+ResponseOptions text_only(Task task, int max_steps) {
+    ResponseOptions o = ResponseOptions::for_task(task);
+    o.max_steps = max_steps;
+    o.audio = false;
     return o;
 }
 
 }  // namespace
 
 Status run_s2s(const CommonArgs& c, const S2sArgs& a) {
+    const TaskDefaults d = task_defaults(Task::kSpeechChat);
+    VOXRT_ASSIGN_OR_RETURN(AudioClip wav, read_wav_file(a.input));
     TurnSpec t;
-    VOXRT_ASSIGN_OR_RETURN(std::vector<float> wav, read_mono(a.input, &t.user_rate));
-    t.system = a.system;
+    t.system = a.system.empty() ? d.system_prompt : a.system;
     t.user_audio = &wav;
     t.input_label = a.input;
-    t.opt = generate_options(a.gen, runtime::GenerationMode::kInterleaved);
+    t.opt = response_options(a.gen, d);
     t.output = a.output;
     return run_turn(c, t);
 }
 
 Status run_asr(const CommonArgs& c, const AsrArgs& a) {
+    const TaskDefaults d = task_defaults(Task::kAsr);
+    VOXRT_ASSIGN_OR_RETURN(AudioClip wav, read_wav_file(a.input));
     TurnSpec t;
-    VOXRT_ASSIGN_OR_RETURN(std::vector<float> wav, read_mono(a.input, &t.user_rate));
-    t.system = "Perform ASR.";
+    t.system = d.system_prompt;
     t.user_audio = &wav;
     t.input_label = a.input;
-    t.opt = text_only(a.max_steps);
+    t.opt = text_only(Task::kAsr, a.max_steps);
     return run_turn(c, t);
 }
 
 Status run_tts(const CommonArgs& c, const TtsArgs& a) {
+    const std::optional<Voice> voice = parse_voice(a.voice);
+    if (!voice)
+        return Status(StatusCode::kInvalidArgument,
+                      "usage: --voice must be us-male, us-female, uk-male or uk-female");
+    const TaskDefaults d = task_defaults(Task::kTts, *voice);
     TurnSpec t;
-    t.system = tts_prompt(a.voice);
+    t.system = d.system_prompt;
     t.user_text = a.text;
-    t.opt = generate_options(a.gen, runtime::GenerationMode::kSequential);
+    t.opt = response_options(a.gen, d);
     t.print_text = false;
     t.output = a.output;
     return run_turn(c, t);
@@ -452,9 +428,9 @@ Status run_tts(const CommonArgs& c, const TtsArgs& a) {
 
 Status run_chat(const CommonArgs& c, const ChatArgs& a) {
     TurnSpec t;
-    t.system = a.system;
+    t.system = a.system;  // text chat has no system prompt of its own (task_defaults)
     t.user_text = a.text;
-    t.opt = text_only(a.max_steps);
+    t.opt = text_only(Task::kTextChat, a.max_steps);
     return run_turn(c, t);
 }
 
@@ -463,38 +439,25 @@ Status run_inspect(const CommonArgs& c) {
     cc.device = "cpu";
     cc.quiet = true;
     VOXRT_ASSIGN_OR_RETURN(Loaded l, load(cc, /*need_detok=*/true));
-    const model::AudioModelConfig& cfg = l.model->config();
+    const ModelInfo& i = l.model->info();
     std::printf("model: %s\n", c.model_dir.c_str());
-    std::printf("backbone: LFM2, %d layers (", cfg.lfm.n_layers());
-    for (int i = 0; i < cfg.lfm.n_layers(); ++i)
-        std::printf(
-            "%s%s", i ? "," : "",
-            cfg.lfm.layers[static_cast<size_t>(i)] == model::LayerKind::kConv ? "conv" : "attn");
-    std::printf("), hidden %d, heads %d/%d kv, ffn %d, vocab %d\n", cfg.lfm.hidden_size,
-                cfg.lfm.num_heads, cfg.lfm.num_kv_heads, cfg.lfm.ff_dim, cfg.lfm.vocab_size);
+    std::printf("backbone: LFM2, %d layers (%s), hidden %d, heads %d/%d kv, ffn %d, vocab %d\n",
+                i.backbone_layers, i.backbone_layer_kinds.c_str(), i.hidden_size, i.num_heads,
+                i.num_kv_heads, i.ff_dim, i.vocab_size);
     std::printf("encoder: FastConformer, %d layers, d_model %d, %d heads, subsampling x%d\n",
-                cfg.encoder.n_layers, cfg.encoder.d_model, cfg.encoder.n_heads,
-                cfg.encoder.subsampling_factor);
-    std::printf("depthformer: %d layers, dim %d, %d codebooks x %d codes\n", cfg.depthformer.layers,
-                cfg.depthformer.dim, cfg.codebooks, cfg.audio_vocab);
-    std::printf("interleaving: %d text : %d audio\n", cfg.interleaved_n_text,
-                cfg.interleaved_n_audio);
-    std::printf("tokenizer: %d tokens\n", l.model->tokenizer().vocab_size());
-    auto mf = io::SafeTensorsFile::open(c.model_dir + "/model.safetensors");
-    if (mf.is_ok()) {
-        size_t bytes = 0;
-        for (const auto& t : mf->tensors()) bytes += t.end - t.begin;
-        std::printf("model.safetensors: %zu tensors, %zu bytes\n", mf->tensors().size(), bytes);
-    }
-    auto df = io::SafeTensorsFile::open(c.model_dir + "/audio_detokenizer/model.safetensors");
-    if (df.is_ok()) {
-        size_t bytes = 0;
-        for (const auto& t : df->tensors()) bytes += t.end - t.begin;
+                i.encoder_layers, i.encoder_d_model, i.encoder_heads, i.encoder_subsampling);
+    std::printf("depthformer: %d layers, dim %d, %d codebooks x %d codes\n", i.depthformer_layers,
+                i.depthformer_dim, i.codebooks, i.audio_vocab);
+    std::printf("interleaving: %d text : %d audio\n", i.interleaved_text, i.interleaved_audio);
+    std::printf("tokenizer: %d tokens\n", i.tokenizer_size);
+    if (i.model_file_tensors > 0)
+        std::printf("model.safetensors: %zu tensors, %zu bytes\n", i.model_file_tensors,
+                    i.model_file_bytes);
+    if (i.detok_file_tensors > 0)
         std::printf("audio_detokenizer/model.safetensors: %zu tensors, %zu bytes\n",
-                    df->tensors().size(), bytes);
-    }
+                    i.detok_file_tensors, i.detok_file_bytes);
     std::printf("decode roofline: %.3f GB per text step, %.3f GB per audio frame\n",
-                l.model->text_step_bytes() / 1e9, l.model->audio_frame_bytes() / 1e9);
+                i.text_step_bytes / 1e9, i.audio_frame_bytes / 1e9);
     std::printf("ok\n");
     return Status::ok();
 }

@@ -1,8 +1,8 @@
 // voxrt — the command line. Thin: parses flags, reads/writes files, prints progress; inference is
-// the library's (runtime::Session over model::LfmAudioModel).
+// the library's, through its public API only (include/voxrt: Model, Session, tasks).
 //
 //   voxrt s2s  -m MODEL_DIR -i IN.wav -o OUT.wav [-n MAX_STEPS] [--seed S] [--temp T] [--top-k K]
-//              [--audio-temp T] [--audio-top-k K] [--detok-chunk N] [--system TEXT] [-t THREADS]
+//              [--audio-temp T] [--audio-top-k K] [--system TEXT] [-t THREADS]
 //              [--device cpu|cuda]
 //   voxrt asr  -m MODEL_DIR -i IN.wav
 //   voxrt tts  -m MODEL_DIR --text "…" --voice us-male|us-female|uk-male|uk-female -o OUT.wav
@@ -10,6 +10,10 @@
 //   voxrt chat -m MODEL_DIR --text "…"
 //   voxrt inspect -m MODEL_DIR
 //   voxrt bench -m MODEL_DIR -i IN.wav [...]        (bench.cpp)
+//
+// A/B switches for comparisons (--no-fused, --no-fused-backbone, --host-mel, --detok-device,
+// --detok-chunk, --detok-sync) are accepted but left out of the subcommands' --help; voxrt bench
+// --help lists them.
 //
 // Exit status: 0 success, 2 usage error, 1 any other error. Every error is one "error: …" line on
 // stderr (usage errors as "error: usage: …"), with bytes that are not printable UTF-8 escaped.
@@ -60,7 +64,8 @@ int main(int argc, char** argv) {
         ->required()
         ->check(non_empty_path());
     c_s2s->add_option("-o,--output", s2s.output, kOutputHelp)->required()->check(non_empty_path());
-    add_generation(c_s2s, s2s.gen, /*max_steps=*/512, /*audio_temp=*/1.0f, /*audio_top_k=*/4);
+    add_generation(c_s2s, s2s.gen, voxrt::task_defaults(voxrt::Task::kSpeechChat));
+    s2s.system = voxrt::task_defaults(voxrt::Task::kSpeechChat).system_prompt;
     c_s2s->add_option("--system", s2s.system, "system prompt")->capture_default_str();
 
     CLI::App* c_asr = app.add_subcommand("asr", "speech in, transcript out");
@@ -77,7 +82,7 @@ int main(int argc, char** argv) {
         ->capture_default_str()
         ->check(CLI::IsMember({"us-male", "us-female", "uk-male", "uk-female"}));
     c_tts->add_option("-o,--output", tts.output, kOutputHelp)->required()->check(non_empty_path());
-    add_generation(c_tts, tts.gen, /*max_steps=*/512, /*audio_temp=*/0.8f, /*audio_top_k=*/64);
+    add_generation(c_tts, tts.gen, voxrt::task_defaults(voxrt::Task::kTts));
 
     CLI::App* c_chat = app.add_subcommand("chat", "text in, text out");
     add_common(c_chat, common);
@@ -93,7 +98,7 @@ int main(int argc, char** argv) {
 
     CLI::App* c_bench =
         app.add_subcommand("bench", "time the speech-to-speech turn (bench/protocol.md)");
-    add_common(c_bench, common);
+    add_common(c_bench, common, /*show_ab=*/true);
     add_bench(c_bench, bench);
 
     try {

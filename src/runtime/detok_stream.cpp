@@ -1,0 +1,114 @@
+#include "runtime/detok_stream.h"
+
+#include <algorithm>
+#include <chrono>
+
+namespace voxrt::runtime {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+double ms_since(Clock::time_point t0) {
+    return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+}  // namespace
+
+void DetokStream::init(const model::Detokenizer* det, const ops::Context* ctx,
+                       model::DetokenizerState* st, DetokWorker* worker) {
+    det_ = det;
+    ctx_ = ctx;
+    st_ = st;
+    worker_ = worker;
+}
+
+void DetokStream::begin(bool enabled, int chunk_frames, bool async) {
+    enabled_ = enabled && det_ != nullptr;
+    async_ = async && worker_ != nullptr;
+    chunk_frames_ = chunk_frames;
+    pending_ = 0;
+    last_step_ = 0;
+    started_ = false;
+    wait_ms_ = busy_ms_ = 0;
+    results_.clear();
+    if (enabled_) det_->reset(*st_);
+}
+
+Status DetokStream::take_results(std::vector<DetokWorker::Result>& results,
+                                 std::vector<Chunk>& out) {
+    Status first;
+    for (DetokWorker::Result& r : results) {
+        if (!r.status && first) first = r.status;
+        if (!r.status) continue;
+        busy_ms_ += r.ms;
+        if (!r.pcm.empty()) out.push_back(Chunk{r.step, std::move(r.pcm)});
+    }
+    results.clear();
+    return first;
+}
+
+// Detokenizes the buffered frames in one call, or hands them to the worker. The turn's first frame
+// is detokenized here even with a worker (idle then): its samples are the first the listener hears,
+// and on a GPU the worker's kernels would wait behind decode kernels.
+Status DetokStream::drain(std::vector<Chunk>& out) {
+    if (pending_ == 0) return Status::ok();
+    if (async_ && started_) {
+        worker_->submit(codes_.data(), pending_, last_step_);
+        pending_ = 0;
+        return Status::ok();
+    }
+    const auto t0 = Clock::now();
+    Chunk c{last_step_, {}};
+    VOXRT_RETURN_IF_ERROR(det_->step(*ctx_, *st_, codes_.data(), pending_, c.pcm));
+    const double ms = ms_since(t0);
+    wait_ms_ += ms;
+    busy_ms_ += ms;
+    pending_ = 0;
+    started_ = true;
+    if (!c.pcm.empty()) out.push_back(std::move(c));
+    return Status::ok();
+}
+
+Status DetokStream::push(const int32_t* codes, int step, std::vector<Chunk>& out) {
+    if (!enabled_) return Status::ok();
+    std::copy(codes, codes + model::kDetokCodebooks,
+              codes_.begin() + pending_ * model::kDetokCodebooks);
+    ++pending_;
+    last_step_ = step;
+    if (!started_ || pending_ == chunk_frames_) return drain(out);
+    return Status::ok();
+}
+
+Status DetokStream::poll(std::vector<Chunk>& out) {
+    if (!enabled_ || !async_) return Status::ok();
+    worker_->take(results_);
+    return take_results(results_, out);
+}
+
+Status DetokStream::finish(int step, std::vector<Chunk>& out) {
+    if (!enabled_) return Status::ok();
+    VOXRT_RETURN_IF_ERROR(drain(out));
+    const auto t0 = Clock::now();
+    if (async_) {
+        worker_->submit_flush(step);
+        worker_->wait(results_);
+        wait_ms_ += ms_since(t0);
+        return take_results(results_, out);
+    }
+    Chunk c{step, {}};
+    VOXRT_RETURN_IF_ERROR(det_->flush(*ctx_, *st_, c.pcm));
+    const double ms = ms_since(t0);
+    wait_ms_ += ms;
+    busy_ms_ += ms;
+    if (!c.pcm.empty()) out.push_back(std::move(c));
+    return Status::ok();
+}
+
+void DetokStream::abort() {
+    if (worker_) {
+        std::vector<DetokWorker::Result> rest;
+        worker_->wait(rest);
+    }
+    pending_ = 0;
+    results_.clear();
+}
+
+}  // namespace voxrt::runtime
