@@ -20,7 +20,7 @@ class Server:
 
     def __init__(self, binary, *args):
         self.proc = subprocess.Popen([binary, "--host", "127.0.0.1", "--port", "0", *args],
-                                     stderr=subprocess.PIPE, text=True)
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         self.log = []
         self.port = None
         ready = threading.Event()

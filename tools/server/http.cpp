@@ -199,6 +199,12 @@ struct Ctx {
     const Request& req;
 };
 
+// 429 (every slot in use) or 503 (draining). (Built outside any co_await expression: GCC 12
+// destroys temporaries of a conditional inside one twice.)
+http::response<http::string_body> refusal(ServerState& st, const Request& req) {
+    return error_response(st, req, st.draining ? draining_error() : busy_error());
+}
+
 // Acquires a slot; null → the caller answers 429.
 std::shared_ptr<Slot> take_slot(ServerState& st) {
     if (st.draining) return nullptr;
@@ -237,16 +243,21 @@ awaitable<std::optional<EngineEvent>> run_answer(Ctx& c, std::shared_ptr<Slot> s
 awaitable<bool> handle_transcription(Ctx& c) {
     auto& st = c.st;
     auto parts = parse_multipart(c.req.body(), c.req[http::field::content_type]);
-    if (auto* e = std::get_if<ApiError>(&parts))
-        co_return co_await send(st, c.stream, error_response(st, c.req, *e));
+    if (auto* e = std::get_if<ApiError>(&parts)) {
+        auto res_ = error_response(st, c.req, *e);
+        co_return co_await send(st, c.stream, std::move(res_));
+    }
     auto parsed = parse_transcription(std::get<std::vector<FormPart>>(parts), st.opt.limits);
-    if (auto* e = std::get_if<ApiError>(&parsed))
-        co_return co_await send(st, c.stream, error_response(st, c.req, *e));
+    if (auto* e = std::get_if<ApiError>(&parsed)) {
+        auto res_ = error_response(st, c.req, *e);
+        co_return co_await send(st, c.stream, std::move(res_));
+    }
     auto& r = std::get<TranscriptionRequest>(parsed);
     auto slot = take_slot(st);
-    if (!slot)
-        co_return co_await send(
-            st, c.stream, error_response(st, c.req, st.draining ? draining_error() : busy_error()));
+    if (!slot) {
+        auto res_ = refusal(st, c.req);
+        co_return co_await send(st, c.stream, std::move(res_));
+    }
     const double duration = double(r.audio.pcm.size()) / r.audio.sample_rate;
     ConversationOptions co;
     co.task = Task::kTranscribe;
@@ -288,8 +299,10 @@ awaitable<bool> handle_transcription(Ctx& c) {
         return {};
     });
     if (!done) co_return false;
-    if (done->finish == "error")
-        co_return co_await send(st, c.stream, error_response(st, c.req, engine_error(done->error)));
+    if (done->finish == "error") {
+        auto res_ = error_response(st, c.req, engine_error(done->error));
+        co_return co_await send(st, c.stream, std::move(res_));
+    }
     if (r.format == TranscriptionRequest::kText) {
         auto res = make_response(c.req, http::status::ok, text + "\n", "text/plain; charset=utf-8");
         co_return co_await send(st, c.stream, std::move(res));
@@ -306,22 +319,30 @@ awaitable<bool> handle_transcription(Ctx& c) {
                       {"output_tokens", done->completion_tokens},
                       {"total_tokens", done->prompt_tokens + done->completion_tokens}};
     }
-    co_return co_await send(st, c.stream, json_response(c.req, http::status::ok, j));
+    {
+        auto res_ = json_response(c.req, http::status::ok, j);
+        co_return co_await send(st, c.stream, std::move(res_));
+    }
 }
 
 awaitable<bool> handle_speech(Ctx& c) {
     auto& st = c.st;
     auto body = parse_json_object(c.req.body(), st.opt.limits.max_json_depth, "request body");
-    if (auto* e = std::get_if<ApiError>(&body))
-        co_return co_await send(st, c.stream, error_response(st, c.req, *e));
+    if (auto* e = std::get_if<ApiError>(&body)) {
+        auto res_ = error_response(st, c.req, *e);
+        co_return co_await send(st, c.stream, std::move(res_));
+    }
     auto parsed = parse_speech(std::get<json>(body), st.voices, st.opt.limits);
-    if (auto* e = std::get_if<ApiError>(&parsed))
-        co_return co_await send(st, c.stream, error_response(st, c.req, *e));
+    if (auto* e = std::get_if<ApiError>(&parsed)) {
+        auto res_ = error_response(st, c.req, *e);
+        co_return co_await send(st, c.stream, std::move(res_));
+    }
     auto& r = std::get<SpeechRequest>(parsed);
     auto slot = take_slot(st);
-    if (!slot)
-        co_return co_await send(
-            st, c.stream, error_response(st, c.req, st.draining ? draining_error() : busy_error()));
+    if (!slot) {
+        auto res_ = refusal(st, c.req);
+        co_return co_await send(st, c.stream, std::move(res_));
+    }
     ConversationOptions co;
     co.task = Task::kSpeak;
     co.voice = r.voice;
@@ -375,8 +396,10 @@ awaitable<bool> handle_speech(Ctx& c) {
         return {};
     });
     if (!done) co_return false;
-    if (done->finish == "error")
-        co_return co_await send(st, c.stream, error_response(st, c.req, engine_error(done->error)));
+    if (done->finish == "error") {
+        auto res_ = error_response(st, c.req, engine_error(done->error));
+        co_return co_await send(st, c.stream, std::move(res_));
+    }
     auto res = make_response(c.req, http::status::ok, encode_wav(pcm.data(), pcm.size(), rate),
                              "audio/wav");
     co_return co_await send(st, c.stream, std::move(res));
@@ -385,16 +408,21 @@ awaitable<bool> handle_speech(Ctx& c) {
 awaitable<bool> handle_chat(Ctx& c) {
     auto& st = c.st;
     auto body = parse_json_object(c.req.body(), st.opt.limits.max_json_depth, "request body");
-    if (auto* e = std::get_if<ApiError>(&body))
-        co_return co_await send(st, c.stream, error_response(st, c.req, *e));
+    if (auto* e = std::get_if<ApiError>(&body)) {
+        auto res_ = error_response(st, c.req, *e);
+        co_return co_await send(st, c.stream, std::move(res_));
+    }
     auto parsed = parse_chat(std::get<json>(body), st.chat_voices, st.opt.limits);
-    if (auto* e = std::get_if<ApiError>(&parsed))
-        co_return co_await send(st, c.stream, error_response(st, c.req, *e));
+    if (auto* e = std::get_if<ApiError>(&parsed)) {
+        auto res_ = error_response(st, c.req, *e);
+        co_return co_await send(st, c.stream, std::move(res_));
+    }
     auto& r = std::get<ChatRequest>(parsed);
     auto slot = take_slot(st);
-    if (!slot)
-        co_return co_await send(
-            st, c.stream, error_response(st, c.req, st.draining ? draining_error() : busy_error()));
+    if (!slot) {
+        auto res_ = refusal(st, c.req);
+        co_return co_await send(st, c.stream, std::move(res_));
+    }
     ConversationOptions co;
     co.task = r.audio_out ? Task::kSpeechChat : Task::kTextChat;
     co.voice = r.voice;
@@ -478,8 +506,10 @@ awaitable<bool> handle_chat(Ctx& c) {
         return {};
     });
     if (!done) co_return false;
-    if (done->finish == "error")
-        co_return co_await send(st, c.stream, error_response(st, c.req, engine_error(done->error)));
+    if (done->finish == "error") {
+        auto res_ = error_response(st, c.req, engine_error(done->error));
+        co_return co_await send(st, c.stream, std::move(res_));
+    }
     json msg = {{"role", "assistant"}, {"refusal", nullptr}};
     if (r.audio_out) {
         std::string data = r.audio_format == ChatRequest::kWav
@@ -498,7 +528,10 @@ awaitable<bool> handle_chat(Ctx& c) {
                                  {"message", msg},
                                  {"finish_reason", done->finish == "length" ? "length" : "stop"}}});
     j["usage"] = usage(*done);
-    co_return co_await send(st, c.stream, json_response(c.req, http::status::ok, j));
+    {
+        auto res_ = json_response(c.req, http::status::ok, j);
+        co_return co_await send(st, c.stream, std::move(res_));
+    }
 }
 
 // Returns whether the connection stays open.
@@ -516,12 +549,18 @@ awaitable<bool> route(ServerState& st, beast::tcp_stream& stream, const Request&
         return error_response(st, req, e);
     };
     if (path == "/health") {
-        if (!get) co_return co_await send(st, stream, method_not_allowed());
+        if (!get) {
+            auto res_ = method_not_allowed();
+            co_return co_await send(st, stream, std::move(res_));
+        }
         auto res = json_response(req, http::status::ok, {{"status", "ok"}});
         co_return co_await send(st, stream, std::move(res));
     }
     if (path == "/ready") {
-        if (!get) co_return co_await send(st, stream, method_not_allowed());
+        if (!get) {
+            auto res_ = method_not_allowed();
+            co_return co_await send(st, stream, std::move(res_));
+        }
         const bool full = st.sched.in_use() >= st.sched.slots();
         json j = {{"status", st.draining ? "draining"
                              : full      ? "full"
@@ -533,13 +572,19 @@ awaitable<bool> route(ServerState& st, beast::tcp_stream& stream, const Request&
         co_return co_await send(st, stream, std::move(res));
     }
     if (path == "/metrics") {
-        if (!get) co_return co_await send(st, stream, method_not_allowed());
+        if (!get) {
+            auto res_ = method_not_allowed();
+            co_return co_await send(st, stream, std::move(res_));
+        }
         auto res =
             make_response(req, http::status::ok, st.metrics.render(), "text/plain; version=0.0.4");
         co_return co_await send(st, stream, std::move(res));
     }
     if (path == "/v1/models" || path.rfind("/v1/models/", 0) == 0) {
-        if (!get) co_return co_await send(st, stream, method_not_allowed());
+        if (!get) {
+            auto res_ = method_not_allowed();
+            co_return co_await send(st, stream, std::move(res_));
+        }
         json m = {{"id", st.engine.model_id()},
                   {"object", "model"},
                   {"created", 0},
@@ -554,16 +599,27 @@ awaitable<bool> route(ServerState& st, beast::tcp_stream& stream, const Request&
             e.status = 404;
             e.code = "model_not_found";
             e.message = "model '" + std::string(path.substr(11)) + "' does not exist";
-            co_return co_await send(st, stream, error_response(st, req, e));
+            {
+                auto res_ = error_response(st, req, e);
+                co_return co_await send(st, stream, std::move(res_));
+            }
         }
-        co_return co_await send(st, stream, json_response(req, http::status::ok, m));
+        {
+            auto res_ = json_response(req, http::status::ok, m);
+            co_return co_await send(st, stream, std::move(res_));
+        }
     }
     const bool engine_path = path == "/v1/audio/transcriptions" || path == "/v1/audio/speech" ||
                              path == "/v1/chat/completions";
     if (engine_path) {
-        if (!post) co_return co_await send(st, stream, method_not_allowed());
-        if (st.draining)
-            co_return co_await send(st, stream, error_response(st, req, draining_error()));
+        if (!post) {
+            auto res_ = method_not_allowed();
+            co_return co_await send(st, stream, std::move(res_));
+        }
+        if (st.draining) {
+            auto res_ = error_response(st, req, draining_error());
+            co_return co_await send(st, stream, std::move(res_));
+        }
         st.http_in_flight++;
         bool keep = false;
         if (path == "/v1/audio/transcriptions")
@@ -579,13 +635,19 @@ awaitable<bool> route(ServerState& st, beast::tcp_stream& stream, const Request&
         ApiError e;
         e.status = 426;
         e.message = "/v1/realtime is a WebSocket endpoint: send an Upgrade: websocket request";
-        co_return co_await send(st, stream, error_response(st, req, e));
+        {
+            auto res_ = error_response(st, req, e);
+            co_return co_await send(st, stream, std::move(res_));
+        }
     }
     ApiError e;
     e.status = 404;
     e.code = "not_found";
     e.message = "no endpoint " + std::string(req.method_string()) + " " + std::string(path);
-    co_return co_await send(st, stream, error_response(st, req, e));
+    {
+        auto res_ = error_response(st, req, e);
+        co_return co_await send(st, stream, std::move(res_));
+    }
 }
 
 awaitable<void> connection(ServerState& st, tcp::socket socket) {
@@ -608,6 +670,8 @@ awaitable<void> connection(ServerState& st, tcp::socket socket) {
         }
         first = false;
         if (ec0) {
+            // A timeout has already closed the socket (tcp_stream does): a slow or silent client
+            // is simply disconnected.
             if (ec0 == http::error::body_limit || ec0 == http::error::header_limit) {
                 Request req;
                 req.version(11);
@@ -619,17 +683,10 @@ awaitable<void> connection(ServerState& st, tcp::socket socket) {
                                 ? "request body larger than " +
                                       std::to_string(st.opt.max_body_bytes) + " bytes"
                                 : "request headers larger than 16 KiB";
-                co_await send(st, stream, error_response(st, req, e));
-            } else if (ec0 == beast::error::timeout && parser.got_some()) {
-                Request req;
-                req.version(11);
-                req.keep_alive(false);
-                ApiError e;
-                e.status = 408;
-                e.code = "request_timeout";
-                e.message = "the request was not received within " +
-                            std::to_string(st.opt.request_timeout_s) + " s";
-                co_await send(st, stream, error_response(st, req, e));
+                {
+                    auto res_ = error_response(st, req, e);
+                    co_await send(st, stream, std::move(res_));
+                }
             } else if (ec0 != http::error::end_of_stream && ec0 != beast::error::timeout &&
                        ec0 != net::error::eof && ec0 != net::error::connection_reset &&
                        ec0 != net::error::operation_aborted) {
@@ -638,7 +695,10 @@ awaitable<void> connection(ServerState& st, tcp::socket socket) {
                 req.keep_alive(false);
                 ApiError e;
                 e.message = "malformed HTTP request: " + ec0.message();
-                co_await send(st, stream, error_response(st, req, e));
+                {
+                    auto res_ = error_response(st, req, e);
+                    co_await send(st, stream, std::move(res_));
+                }
             }
             break;
         }
