@@ -5,7 +5,8 @@
 set -euo pipefail
 pkgs=(build-essential cmake ninja-build pkg-config git
       nlohmann-json3-dev libcli11-dev libgtest-dev libgmock-dev libpcre2-dev
-      espeak-ng clang-format)
+      espeak-ng clang-format
+      libboost1.81-dev python3-venv)  # voxrt serve: Boost.Beast/Asio; its tests' Python clients
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
