@@ -49,6 +49,8 @@ TEST(Base64, RefusesMalformedAndOversized) {
     EXPECT_FALSE(base64_decode("Zm=vYmFy", 100));   // padding inside
     EXPECT_FALSE(base64_decode("Zg==Zg==", 100));   // padding before the end
     EXPECT_FALSE(base64_decode("Z===", 100));
+    EXPECT_FALSE(base64_decode("Zh==", 100));  // non-zero unused bits
+    EXPECT_FALSE(base64_decode("Zm9=", 100));
     EXPECT_FALSE(base64_decode("Zm9vYmFy", 5));  // 6 bytes > 5
     EXPECT_TRUE(base64_decode("Zm9vYmFy", 6));
 }

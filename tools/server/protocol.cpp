@@ -235,6 +235,8 @@ std::optional<std::string> base64_decode(std::string_view in, size_t max_bytes) 
                 if (v[k] < 0) return std::nullopt;
             }
         }
+        // the bits a padded quantum leaves unused must be zero (canonical encoding only)
+        if ((pad == 2 && (v[1] & 0xF)) || (pad == 1 && (v[2] & 0x3))) return std::nullopt;
         uint32_t w = uint32_t(v[0]) << 18 | uint32_t(v[1]) << 12 | uint32_t(v[2]) << 6 | v[3];
         out.push_back(char(w >> 16));
         if (pad < 2) out.push_back(char((w >> 8) & 0xff));
