@@ -32,13 +32,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         }
         case 2: {
             auto parts = parse_multipart(in, "multipart/form-data; boundary=b");
-            if (auto* p = std::get_if<std::vector<FormPart>>(&parts)) (void)parse_transcription(*p, lim);
+            if (auto* p = std::get_if<std::vector<FormPart>>(&parts))
+                (void)parse_transcription(*p, lim);
             break;
         }
         case 3: {
             // the Content-Type header is client input too: first line of the input
             size_t nl = in.find('\n');
-            if (nl != std::string_view::npos) (void)parse_multipart(in.substr(nl + 1), in.substr(0, nl));
+            if (nl != std::string_view::npos)
+                (void)parse_multipart(in.substr(nl + 1), in.substr(0, nl));
             break;
         }
         case 4:
@@ -46,7 +48,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             break;
         case 5: {
             auto d = base64_decode(in, 1 << 20);
-            if (d && base64_encode(*d) != in) __builtin_trap();  // decode accepts only canonical text
+            if (d && base64_encode(*d) != in)
+                __builtin_trap();  // decode accepts only canonical text
             break;
         }
         case 6: {
