@@ -104,7 +104,9 @@ class OpenAISdk(unittest.TestCase):
             frames = w.getnframes()
         self.assertGreater(frames, 0)
         self.assertIsInstance(m.audio.transcript, str)
-        self.assertEqual(c.usage.completion_tokens, 60)
+        # random weights run to max_tokens; the real model may end its turn sooner
+        self.assertLessEqual(c.usage.completion_tokens, 60)
+        self.assertEqual(c.choices[0].finish_reason, "length" if c.usage.completion_tokens == 60 else "stop")
         # multi-turn: the history comes from the messages
         msgs = self._audio_message() + [{"role": "assistant", "content": m.audio.transcript},
                                         {"role": "user", "content": "And in one word?"}]
@@ -135,7 +137,8 @@ class OpenAISdk(unittest.TestCase):
         self.assertGreater(len(audio), 0)
         self.assertEqual(len(audio) % 2, 0)
         self.assertIn(finish, ("stop", "length"))
-        self.assertEqual(usage.completion_tokens, 80)
+        self.assertLessEqual(usage.completion_tokens, 80)
+        self.assertGreater(usage.completion_tokens, 0)
         # the streamed transcript equals the non-streamed one (greedy text)
         c = self.client.chat.completions.create(model=self.model, modalities=["text", "audio"],
                                                 audio={"voice": "default", "format": "wav"},
@@ -146,7 +149,7 @@ class OpenAISdk(unittest.TestCase):
         c = self.client.chat.completions.create(model=self.model, messages=[{"role": "user", "content": "Hi"}],
                                                 max_tokens=16)
         self.assertIsInstance(c.choices[0].message.content, str)
-        self.assertEqual(c.usage.completion_tokens, 16)
+        self.assertLessEqual(c.usage.completion_tokens, 16)
         parts = []
         for chunk in self.client.chat.completions.create(model=self.model, max_tokens=16, stream=True,
                                                          messages=[{"role": "user", "content": "Hi"}]):
