@@ -689,7 +689,7 @@ std::variant<ChatRequest, ApiError> parse_chat(const json& body,
         if (auto e =
                 refuse_fields(m, {"tool_calls", "function_call", "tool_call_id", "name"}, at + "."))
             return *e;
-        if (const json* au = field(m, "audio"))
+        if (field(m, "audio"))
             return bad(at + ".audio: earlier answers' audio is not kept by this server; send the "
                             "assistant message's transcript as its content",
                        at + ".audio", "unsupported_parameter");
