@@ -123,9 +123,10 @@ class Load(unittest.TestCase):
                 print(f"round {rnd}: {len(answered)} answered, {len(refused)} refused, {took:.1f} s, "
                       f"RSS {rss[-1] / 1024:.1f} MiB, refused total {m['voxrt_sessions_refused_total']:.0f}",
                       flush=True)
-            # after the first (warm-up) round, RSS stays within 8 MiB
+            # After the first round (warm-up: allocator pools, thread stacks and, under
+            # AddressSanitizer, its quarantine of freed memory, which alone grows RSS by ~100 MiB in
+            # round 0), RSS stays within 8 MiB from round to round.
             self.assertLess(max(rss[1:]) - rss[1], 8 * 1024, rss)
-            self.assertLess(rss[-1] - rss[0], 16 * 1024, rss)
             self.assertEqual(srv.stop(), 0)
 
 
