@@ -1,7 +1,8 @@
 # The install_and_example test: cmake --install the build into a temporary prefix, build
 # examples/s2s_turn.cpp as a separate project against the installed package (find_package(voxrt)),
 # and run it on the tiny checkpoint. Also runs the installed voxrt command.
-#   cmake -DBUILD_DIR=<build> -DSRC=<repo root> [-DGENERATOR=Ninja] [-DCXX=c++] -P test_install.cmake
+#   cmake -DBUILD_DIR=<build> -DSRC=<repo root> [-DGENERATOR=Ninja] [-DCXX=c++] [-DCUDA_ROOT=dir]
+#         -P test_install.cmake
 cmake_policy(VERSION 3.25)
 string(RANDOM LENGTH 8 tag)
 set(tmp "${BUILD_DIR}/install-test-${tag}")
@@ -52,6 +53,9 @@ endif()
 set(cxx_args "")
 if(CXX)
   set(cxx_args "-DCMAKE_CXX_COMPILER=${CXX}")
+endif()
+if(CUDA_ROOT)  # a CUDA build: the package finds the toolkit it was built with
+  list(APPEND cxx_args "-DCUDAToolkit_ROOT=${CUDA_ROOT}")
 endif()
 run("configuring the example against the installed package" ${CMAKE_COMMAND}
     -S "${tmp}/project" -B "${tmp}/project/build" ${gen_args} ${cxx_args}

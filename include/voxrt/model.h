@@ -100,10 +100,9 @@ public:
     int audio_turn_positions(size_t samples, int sample_rate) const;
     int response_positions(int max_steps) const;
 
-    // The library's own model (inside the library only; frontends have no use for it).
-    const model::LfmAudioModel& impl() const { return *impl_; }
-
 private:
+    friend class Session;
+    const model::LfmAudioModel& impl() const { return *impl_; }
     Model() = default;
     std::unique_ptr<model::LfmAudioModel> impl_;
     ModelOptions options_;

@@ -9,7 +9,11 @@
 //   s->end_user_turn();                        // runs the audio encoder
 //   s->start_response(ResponseOptions::for_task(Task::kSpeechChat));
 //   std::vector<Event> ev;
-//   while (!s->step(ev).value()) { /* play ev's audio, show its text */ ev.clear(); }
+//   for (bool done = false; !done; ev.clear()) {
+//       Expected<bool> r = s->step(ev);
+//       if (!r) { /* r.status(): the response is over */ break; }
+//       done = *r;  /* play ev's audio, show its text */
+//   }
 //
 // or generate(options, sink) for the whole response. What a response produced stays in the
 // history (the next turn continues after it), unless truncate_*() cuts it back to what the listener
@@ -29,13 +33,12 @@
 // done yet.
 //
 // Memory per session: the KV cache of its context (context × attention layers × 2 × kv-heads ×
-// head-dim × 2 bytes in bf16; 4096 positions of the 1.5B model: ~100 MB), the conv-state history
+// head-dim × 2 bytes in bf16; 4096 positions of the 1.5B model: ~50 MB), the conv-state history
 // that truncation needs (see truncate_*), the encoder's scratch for the longest user turn so far,
 // and a few MB of scratch.
 #pragma once
 
 #include <array>
-#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -79,6 +82,9 @@ struct ResponseOptions {
     bool detok_async = true;
     // Benchmarks on random weights: never choose end-of-turn or end-of-audio.
     bool suppress_end = false;
+    // Continue the last assistant turn (a response, or add_assistant_items) instead of closing it
+    // and opening a new one: the response goes on from its last item.
+    bool continue_turn = false;
 
     // A task's mode, sampling and max_steps (task_defaults), audio iff the task outputs audio.
     static ResponseOptions for_task(Task task);
@@ -173,9 +179,12 @@ public:
     Status begin_user_turn();
     Status append_text(std::string_view text);
     // Mono float PCM at `sample_rate` Hz (1 kHz .. 384 kHz; the rate may not change within a turn),
-    // in chunks of any size as it arrives. Resampling to 16 kHz and the log-mel spectrogram are
-    // computed incrementally (each call costs its own samples); the features equal those of
-    // appending the whole utterance at once.
+    // in chunks of any size as it arrives; samples must be finite. Resampling to 16 kHz and the
+    // log-mel spectrogram are computed incrementally (each call costs its own samples); the
+    // features equal those of appending the whole utterance at once. (A CUDA session with
+    // Tuning::mel_on_device keeps the samples and computes the mel on the GPU at end_user_turn(),
+    // a few ms for a minute of audio.) Errors: the turn no longer fits the context (checked as it
+    // grows), a bad rate or sample.
     Status append_audio(const float* pcm, size_t n, int sample_rate);
     // Closes the user turn. If it holds audio, the encoder runs now over the whole utterance
     // (it is full-context): ~the encoder's cost of the utterance.
@@ -209,7 +218,7 @@ public:
     // generated before the first token dropped). Everything after the cut is forgotten: KV entries
     // and the LFM2 short-conv state are restored to exactly that position, so the next turn
     // continues as if the response had stopped there. Only between responses; cutting beyond the
-    // end keeps everything. Cost: copying the conv state of one position (~100 KB for the 1.5B
+    // end keeps everything. Cost: copying the conv state of one position (~80 KB for the 1.5B
     // model); the session keeps the conv state of every position of the most recent response for
     // this (conv layers × 2 × hidden × 2 bytes each: ~80 KB per step, ~40 MB for 512 steps of the
     // 1.5B model in bf16).

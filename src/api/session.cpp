@@ -111,8 +111,10 @@ struct Session::Impl {
     // Closes a finished response's assistant turn before anything else is added.
     Status close_response() {
         if (turn == Turn::kResponse)
-            return make_error(StatusCode::kInvalidArgument,
-                              "a response is still running: step() it to the end or cancel() it");
+            return make_error(
+                StatusCode::kInvalidArgument,
+                "a response is still running: step() it to its end (after cancel(), one more "
+                "step() ends it)");
         if (turn == Turn::kResponded) {
             // A response that ended with a generated <|im_end|> (sequential mode yields it) has
             // only the newline left to add.
@@ -304,7 +306,10 @@ Status Session::start_response(const ResponseOptions& options) {
     if (s.turn == Impl::Turn::kUser)
         return make_error(StatusCode::kInvalidArgument,
                           "start_response: the user turn is still open (end_user_turn() first)");
-    VOXRT_RETURN_IF_ERROR(s.close_response());
+    if (options.continue_turn && s.turn != Impl::Turn::kResponded)
+        return make_error(StatusCode::kInvalidArgument,
+                          "ResponseOptions.continue_turn: no assistant turn to continue");
+    if (!options.continue_turn) VOXRT_RETURN_IF_ERROR(s.close_response());
     if (options.max_steps < 0)
         return make_error(StatusCode::kInvalidArgument,
                           "ResponseOptions.max_steps must be >= 0, got %d", options.max_steps);
@@ -322,7 +327,7 @@ Status Session::start_response(const ResponseOptions& options) {
                           options.detok_chunk_frames);
     s.ropt = options;
     if (!s.m->detokenizer()) s.ropt.audio = false;
-    VOXRT_RETURN_IF_ERROR(s.rt->new_turn("assistant"));
+    if (!options.continue_turn) VOXRT_RETURN_IF_ERROR(s.rt->new_turn("assistant"));
     s.rt->set_capture(s.capture);
     const Status st = s.rt->begin(generate_options(s.ropt));
     if (!st) {
@@ -482,6 +487,7 @@ Status Session::reset() {
     s.turn = Impl::Turn::kNone;
     s.clear_audio();
     s.last.clear();
+    s.restored = false;
     s.text->reset();
     return s.rt->reset();
 }

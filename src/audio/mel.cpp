@@ -10,6 +10,15 @@
 namespace voxrt::audio {
 
 namespace {
+// x[t] = p[t * stride]: one feature's values across frames, whatever the layout.
+struct Strided {
+    const double* p;
+    int64_t stride;
+    double operator[](int64_t t) const { return p[t * stride]; }
+};
+}  // namespace
+
+namespace {
 
 // librosa hz_to_mel / mel_to_hz, Slaney scale (htk=False), scalar float64 forms.
 constexpr double kFsp = 200.0 / 3;
@@ -176,7 +185,7 @@ Expected<MelSpectrogram> MelFrontend::compute(const float* pcm, size_t n, Thread
     } else {
         frames(0, T);
     }
-    normalize(logmel.data(), T, valid, out);
+    normalize(logmel.data(), T, 1, valid, out);
     return out;
 }
 
@@ -212,14 +221,16 @@ int64_t MelFrontend::frame_first_sample(int64_t t) const {
     return t * hop_ - n_fft_ / 2 + (n_fft_ - win_) / 2;
 }
 
-// Per-feature normalisation of logmel [F, T] (row stride T) over the first `valid` frames into
-// out (already sized and filled with pad_value), rounded to float32 once.
-void MelFrontend::normalize(const double* logmel, int T, int valid, MelSpectrogram& out) const {
+// Per-feature normalisation of logmel (value of feature f, frame t at f * f_stride + t * t_stride)
+// over the first `valid` frames into out (already sized and filled with pad_value), rounded to
+// float32 once.
+void MelFrontend::normalize(const double* logmel, int64_t f_stride, int64_t t_stride, int valid,
+                            MelSpectrogram& out) const {
     const int F = cfg_.features;
     const int T_out = out.frames;
     const bool per_feature = cfg_.normalize == "per_feature";
     for (int f = 0; f < F; ++f) {
-        const double* x = &logmel[static_cast<size_t>(f) * T];
+        const Strided x{logmel + f * f_stride, t_stride};
         float* o = &out.data[static_cast<size_t>(f) * T_out];
         if (!per_feature) {
             for (int t = 0; t < valid; ++t) o[t] = static_cast<float>(x[t]);
@@ -248,11 +259,13 @@ void MelFrontend::normalize(const double* logmel, int T, int valid, MelSpectrogr
 MelStream::MelStream(const MelFrontend& mel) : mel_(&mel) {}
 
 void MelStream::reset() {
-    y_.clear();
+    // The memory goes too: an utterance's frames can be megabytes, and a session may wait long
+    // for the next one.
+    std::vector<double>().swap(y_);
     y_start_ = 0;
     n_ = 0;
     last_ = 0;
-    logmel_.clear();
+    std::vector<double>().swap(logmel_);
     frames_done_ = 0;
 }
 
@@ -320,13 +333,7 @@ Expected<MelSpectrogram> MelStream::finish(ThreadPool* pool) {
     out.valid_frames = sh.valid;
     out.data.assign(static_cast<size_t>(F) * sh.frames,
                     static_cast<float>(mel_->config().pad_value));
-    // [T][F] -> [F][T] for normalize() (a copy; the values are the same doubles).
-    const int T = sh.spectra;
-    std::vector<double> ft(static_cast<size_t>(F) * T);
-    for (int t = 0; t < T; ++t)
-        for (int f = 0; f < F; ++f)
-            ft[static_cast<size_t>(f) * T + t] = logmel_[static_cast<size_t>(t) * F + f];
-    mel_->normalize(ft.data(), T, sh.valid, out);
+    mel_->normalize(logmel_.data(), 1, F, sh.valid, out);
     reset();
     return out;
 }

@@ -121,8 +121,10 @@ public:
                        double* out, int64_t stride) const;
     // Signal index of frame t's first windowed sample (may be negative); it reads win_length().
     int64_t frame_first_sample(int64_t t) const;
-    // Step 7-8: logmel [F, T] normalised over `valid` frames into out (sized, pad_value-filled).
-    void normalize(const double* logmel, int T, int valid, MelSpectrogram& out) const;
+    // Steps 7-8: logmel (feature f, frame t at f * f_stride + t * t_stride) normalised over
+    // `valid` frames into out (sized, pad_value-filled).
+    void normalize(const double* logmel, int64_t f_stride, int64_t t_stride, int valid,
+                   MelSpectrogram& out) const;
 
 private:
     explicit MelFrontend(const MelConfig& config);

@@ -174,7 +174,7 @@ void ResampleStream::finish(std::vector<float>& out) {
 }
 
 void ResampleStream::reset() {
-    buf_.clear();
+    std::vector<float>().swap(buf_);
     buf_start_ = 0;
     n_in_ = 0;
     next_ = 0;

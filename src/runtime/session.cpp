@@ -84,12 +84,30 @@ Status Session::init(const SessionOptions& opt) {
 
     VOXRT_ASSIGN_OR_RETURN(lfm_state_, model_.backbone().new_state(ctx_, capacity_));
     VOXRT_ASSIGN_OR_RETURN(head_state_, model_.audio_head().new_state(ctx_));
+    // Every conv layer's state in one block (the state's own per-layer buffers stay unused), so
+    // that a step's snapshot for truncation, and a restore, are one copy each.
     conv_layers_ = 0;
     conv_snapshot_bytes_ = 0;
     for (const Tensor& t : lfm_state_.conv_state) {
         if (t.empty()) continue;
         ++conv_layers_;
         conv_snapshot_bytes_ += t.nbytes();
+    }
+    if (conv_layers_ > 0) {
+        conv_block_ = Buffer::allocate(ctx_.device, conv_snapshot_bytes_);
+        if (!conv_block_.data())
+            return make_error(StatusCode::kOutOfMemory, "session: cannot allocate %zu bytes",
+                              conv_snapshot_bytes_);
+        size_t off = 0;
+        for (size_t l = 0; l < lfm_state_.conv_state.size(); ++l) {
+            Tensor& t = lfm_state_.conv_state[l];
+            if (t.empty()) continue;
+            Tensor moved = conv_block_.view(t.dtype, {t.dim(0), t.dim(1)}, off);
+            off += t.nbytes();
+            ops::zero(ctx_, moved);
+            t = moved;
+            if (l < lfm_state_.fused.size()) lfm_state_.fused[l].conv_state = moved;
+        }
     }
     if (const model::Detokenizer* det = model_.detokenizer()) {
         VOXRT_ASSIGN_OR_RETURN(model::DetokenizerState ds, det->new_state(detok_ctx_));
@@ -154,7 +172,7 @@ Status Session::reset() {
         responding_ = false;
     }
     can_truncate_ = false;
-    model_.backbone().reset_state(ctx_, lfm_state_);
+    model_.backbone().reset_state(ctx_, lfm_state_);  // zeroes the conv block too (its views)
     n_past_ = 0;
     pending_.clear();
     audio_rows_used_ = 0;
@@ -494,21 +512,29 @@ Status Session::run_step(const GenerateOptions& opt, bool text, bool forward, in
 // truncate_last_turn() can restore it (KV entries need no copy: positions past the cut are simply
 // overwritten later). Queued on the session's stream like the step itself.
 void Session::snapshot_conv(int index) {
-    if (index < 0 || index >= conv_hist_cap_) return;
-    int64_t layer = 0;
-    for (const Tensor& t : lfm_state_.conv_state) {
-        if (t.empty()) continue;
-        Tensor dst = conv_slot(index, layer++, t);
-        ops::copy(ctx_, t, dst);
-    }
+    if (conv_layers_ == 0 || index < 0 || index >= conv_hist_cap_) return;
+    Tensor dst = conv_slot(index);
+    ops::copy(ctx_, conv_all(), dst);
     conv_hist_n_ = std::max(conv_hist_n_, index + 1);
 }
 
-Tensor Session::conv_slot(int index, int64_t layer, const Tensor& like) const {
-    const size_t off = (static_cast<size_t>(index) * static_cast<size_t>(conv_layers_) +
-                        static_cast<size_t>(layer)) *
-                       like.nbytes();
-    return conv_hist_buf_.view(like.dtype, {like.dim(0), like.dim(1)}, off);
+// The whole conv block as one tensor, and history slot `index` shaped like it.
+Tensor Session::conv_all() const {
+    const Tensor& first = lfm_state_.conv_state[conv_first_layer()];
+    return conv_block_.view(first.dtype,
+                            {static_cast<int64_t>(conv_snapshot_bytes_ / dtype_size(first.dtype))});
+}
+
+Tensor Session::conv_slot(int index) const {
+    const Tensor all = conv_all();
+    return conv_hist_buf_.view(all.dtype, {all.numel()},
+                               static_cast<size_t>(index) * conv_snapshot_bytes_);
+}
+
+size_t Session::conv_first_layer() const {
+    size_t l = 0;
+    while (l < lfm_state_.conv_state.size() && lfm_state_.conv_state[l].empty()) ++l;
+    return l;
 }
 
 Status Session::begin(const GenerateOptions& opt) {
@@ -778,10 +804,9 @@ Status Session::truncate_last_turn(size_t keep) {
     // ran have their conv state in the history; the last yielded item (never run) is pending.
     if (static_cast<int>(keep) >= conv_hist_n_)
         return make_error(StatusCode::kInternal, "truncate: no conv state for position %zu", keep);
-    int64_t layer = 0;
-    for (Tensor& t : lfm_state_.conv_state) {
-        if (t.empty()) continue;
-        ops::copy(ctx_, conv_slot(static_cast<int>(keep), layer++, t), t);
+    if (conv_layers_ > 0) {
+        Tensor all = conv_all();
+        ops::copy(ctx_, conv_slot(static_cast<int>(keep)), all);
     }
     VOXRT_RETURN_IF_ERROR(ops::synchronize(ctx_));
     // KV entries past the cut stay in the cache but are never read: attention covers positions

@@ -5,7 +5,7 @@
 //
 // A conversation is built like liquid-audio's ChatState (each call is its own tokenizer segment):
 //   s.add_text("<|startoftext|>") is done by create(); then
-//   s.new_turn("system"); s.add_text("Respond with interleaved text and audio."); s.end_turn();
+//   s.new_turn("system"); s.add_text(task_defaults(task).system_prompt); s.end_turn();
 //   s.new_turn("user");   s.add_audio(pcm, n, rate);                            s.end_turn();
 //   s.new_turn("assistant");
 //   s.generate(opts, sink);            // or: s.begin(opts); while (!s.step(events)) …
@@ -211,7 +211,9 @@ private:
     Status start_response();  // the first step(): prefill, graph keys, device counters
     Status finish_response(std::vector<Event>& out);
     void snapshot_conv(int index);  // conv state after the response's forwarded positions
-    Tensor conv_slot(int index, int64_t layer, const Tensor& like) const;
+    Tensor conv_all() const;
+    Tensor conv_slot(int index) const;
+    size_t conv_first_layer() const;
     Status fail(Status st);
     void step_ops(const GenerateOptions& opt, bool text, bool forward);
 
@@ -271,6 +273,7 @@ private:
     // Truncation: the conv state after each forwarded position of the last response, [hist, L,
     // K-1, D] (L conv layers), hist[j] = after the response's first j positions.
     int64_t conv_layers_ = 0;
+    Buffer conv_block_;  // every conv layer's state, back to back (lfm_state_.conv_state views)
     size_t conv_snapshot_bytes_ = 0;  // all conv layers' state, one position
     Buffer conv_hist_buf_;
     int64_t conv_hist_cap_ = 0;

@@ -5,6 +5,7 @@
 
 #include <voxrt/voxrt.h>
 
+#include <ostream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -159,6 +160,10 @@ struct TruncateCase {
     bool by_audio;  // truncate_to_audio_ms, else truncate_to_text
     double amount;  // ms or characters
 };
+
+void PrintTo(const TruncateCase& c, std::ostream* os) {
+    *os << c.device << (c.by_audio ? ", audio ms " : ", chars ") << c.amount;
+}
 
 class ApiTruncate : public ::testing::TestWithParam<TruncateCase> {};
 

@@ -2,91 +2,77 @@
 // as the frame whose every code is 2048, as liquid-audio does. The feedback happens inside the
 // decode step (on the device); a fresh session that prefills the same history, the end-of-audio
 // frame given as all-2048 codes, must see the same next-step logits and choose the same token.
+// Public API only.
 #include <gtest/gtest.h>
 
+#include <voxrt/voxrt.h>
+
 #include <cstdio>
-#include <memory>
 #include <vector>
 
-#include "audio/wav.h"
-#include "model/lfm_audio.h"
-#include "runtime/session.h"
-#include "util/compare.h"
-#include "util/s2s_prompt.h"
-#include "util/test_paths.h"
-#include "util/tiny_model.h"
+#include "util/api_util.h"
 
 namespace voxrt {
 namespace {
 
 TEST(EndOfAudio, FedBackAsTheWholeEndFrame) {
-    auto m = test::load_tiny_model(ops::Precision::kF32, 1024);
+    auto m = test::load_tiny("cpu", "fp32");
     ASSERT_TRUE(m);
-    const int32_t end = m->config().audio_vocab - 1;
-    auto pcm = audio::read_wav(test::data_dir() + "/audio/question.wav");
-    ASSERT_TRUE(pcm.is_ok()) << pcm.status().message();
-    std::vector<float> wav = audio::downmix_mono(*pcm);
+    const int32_t end = m->info().audio_vocab - 1;
+    const AudioClip q = test::read_clip("question.wav");
 
     // Near-uniform audio sampling: on the tiny checkpoint, seed 107 draws 2048 for codebook 0 at
     // step 60 (the other codebooks' draws are not 2048), and greedy text follows.
-    runtime::GenerateOptions g;
-    g.mode = runtime::GenerationMode::kInterleaved;
-    g.max_new_tokens = 70;
-    g.decode_audio = false;
-    g.audio_temperature = 50.0f;
-    g.audio_top_k = 0;
+    ResponseOptions g;
+    g.mode = Mode::kInterleaved;
+    g.max_steps = 70;
+    g.audio = false;
+    g.sampling = Sampling{0.0f, 0, 50.0f, 0};
     g.seed = 107;
-    auto a = runtime::Session::create(*m, runtime::SessionOptions{});
+    auto a = Session::create(m);
     ASSERT_TRUE(a.is_ok());
-    ASSERT_TRUE(test::open_s2s_turn(**a, wav, pcm->sample_rate).is_ok());
-    (*a)->set_capture(true);
+    ASSERT_TRUE(test::add_audio_prompt(**a, Task::kSpeechChat, q).is_ok());
+    (*a)->set_capture_logits(true);
     std::vector<std::vector<float>> logits;  // per step; empty for frame steps
-    Status st = (*a)->generate(g, [&](const runtime::Event& e) {
-        if (e.kind == runtime::EventKind::kText) logits.push_back((*a)->captured_text_logits());
-        if (e.kind == runtime::EventKind::kAudioFrame) logits.emplace_back();
+    Status st = (*a)->generate(g, [&](const Event& e) {
+        if (e.kind == EventKind::kTextDelta && e.token >= 0)
+            logits.push_back((*a)->captured_logits());
+        if (e.kind == EventKind::kAudioFrame) logits.emplace_back();
         return true;
     });
     ASSERT_TRUE(st.is_ok()) << st.message();
-    const std::vector<runtime::GeneratedItem> items = (*a)->last_turn();
+    const std::vector<ResponseItem> items = (*a)->last_response();
     ASSERT_EQ(items.size(), logits.size());
     size_t k = 0;
     while (k < items.size() && !(items[k].is_frame && items[k].codes[0] == end)) ++k;
     ASSERT_LT(k + 1, items.size()) << "no end-of-audio frame followed by a step: the test has "
                                       "lost its subject (seed, checkpoint or input changed)";
     std::printf("[end-of-audio] end frame at step %zu of %zu\n", k, items.size());
-    for (int q = 0; q < m->config().codebooks; ++q)
-        EXPECT_EQ(items[k].codes[static_cast<size_t>(q)], end) << "codebook " << q;
+    for (int c = 0; c < m->info().codebooks; ++c)
+        EXPECT_EQ(items[k].codes[static_cast<size_t>(c)], end) << "codebook " << c;
     ASSERT_FALSE(items[k + 1].is_frame) << "an end-of-audio frame switches to text";
 
-    // The same history, prefilled: prompt + items 0..k (the end frame as all-2048 codes).
-    auto b = runtime::Session::create(*m, runtime::SessionOptions{});
+    // The same history, prefilled: prompt + items 0..k (the end frame as all-2048 codes), and the
+    // response continued from there.
+    auto b = Session::create(m);
     ASSERT_TRUE(b.is_ok());
-    ASSERT_TRUE(test::open_s2s_turn(**b, wav, pcm->sample_rate).is_ok());
-    for (size_t i = 0; i <= k; ++i) {
-        if (items[i].is_frame) {
-            ASSERT_TRUE((*b)->add_frame(items[i].codes).is_ok());
-        } else {
-            ASSERT_TRUE((*b)->add_tokens({items[i].token}).is_ok());
-        }
-    }
-    (*b)->set_capture(true);
-    runtime::GenerateOptions g1;
-    g1.max_new_tokens = 1;
-    g1.decode_audio = false;
-    std::vector<float> b_logits;
-    st = (*b)->generate(g1, [&](const runtime::Event& e) {
-        if (e.kind == runtime::EventKind::kText) b_logits = (*b)->captured_text_logits();
-        return true;
-    });
-    ASSERT_TRUE(st.is_ok()) << st.message();
-    ASSERT_EQ((*b)->last_turn().size(), 1u);
-    EXPECT_EQ((*b)->last_turn()[0].token, items[k + 1].token);
-    ASSERT_EQ(b_logits.size(), logits[k + 1].size());
+    ASSERT_TRUE(test::add_audio_prompt(**b, Task::kSpeechChat, q).is_ok());
+    ASSERT_TRUE(
+        (*b)->add_assistant_items(std::vector<ResponseItem>(items.begin(), items.begin() + k + 1))
+            .is_ok());
+    ResponseOptions g1;
+    g1.max_steps = 1;
+    g1.audio = false;
+    g1.continue_turn = true;
+    const test::Response r = test::respond(**b, g1, /*capture_logits=*/true);
+    ASSERT_TRUE(r.status.is_ok()) << r.status.message();
+    ASSERT_EQ(r.items.size(), 1u);
+    EXPECT_EQ(r.items[0].token, items[k + 1].token);
+    ASSERT_EQ(r.logits.size(), 1u);
     // fp32, same kernels, the last position run as a decode step vs inside a prefill chunk: only
     // summation grouping differs (as in multiturn_test). A frame fed back with its drawn codes
     // instead of all-2048 changes the input embedding, and the logits, entirely.
-    auto e = test::compare(logits[k + 1].data(), b_logits.data(), b_logits.size());
-    EXPECT_LT(e.rel_l2, 1e-5) << "text step after the end frame: " << e.str();
+    EXPECT_LT(test::rel_l2(logits[k + 1], r.logits[0]), 1e-5) << "text step after the end frame";
 }
 
 }  // namespace

@@ -1,133 +1,89 @@
 // End-to-end greedy generation on the tiny random-weight checkpoint, compared with the official
 // liquid-audio generate_interleaved / generate_sequential run (tests/data/tiny/dumps/greedy_*).
 // The whole pipeline runs: WAV decode, resampling, mel, encoder, tokenizer, prompt assembly,
-// backbone, heads, the interleaving / sequential state machines.
+// backbone, heads, the interleaving / sequential state machines, all through the public API.
 #include <gtest/gtest.h>
+
+#include <voxrt/voxrt.h>
 
 #include <cstdio>
 #include <memory>
 #include <string>
 #include <vector>
 
-#include "audio/wav.h"
-#include "io/safetensors.h"
-#include "model/lfm_audio.h"
-#include "runtime/session.h"
-#include "util/compare.h"
-#include "util/parity_env.h"
-#include "util/test_paths.h"
-#include "backend/device_api.h"
+#include "util/api_util.h"
+#include "util/reference_dumps.h"
 
 namespace voxrt {
 namespace {
 
-struct Item {
-    int kind;  // 0 text, 1 frame
-    int32_t token;
-    std::array<int32_t, 8> codes;
-    bool operator==(const Item& o) const {
-        return kind == o.kind && (kind == 0 ? token == o.token : codes == o.codes);
-    }
-};
-
-std::vector<Item> reference(const std::string& name) {
-    auto f = io::SafeTensorsFile::open(test::parity_root() + "/dumps/" + name + ".safetensors");
-    EXPECT_TRUE(f.is_ok()) << f.status().message();
-    if (!f.is_ok()) return {};
-    auto kind = test::read_i64(*f, "greedy.kind"), text = test::read_i64(*f, "greedy.text"),
-         codes = test::read_i64(*f, "greedy.codes");
-    std::vector<Item> out;
-    for (size_t i = 0; i < kind.size(); ++i) {
-        Item it{static_cast<int>(kind[i]), static_cast<int32_t>(text[i]), {}};
-        for (int q = 0; q < 8; ++q)
-            it.codes[static_cast<size_t>(q)] =
-                static_cast<int32_t>(codes[i * 8 + static_cast<size_t>(q)]);
-        out.push_back(it);
-    }
-    return out;
-}
-
-std::unique_ptr<model::LfmAudioModel> load_tiny(ops::Precision prec) {
-    model::ModelOptions o;
-    o.device = test::parity_device();
-    o.precision = prec;
+std::shared_ptr<Model> load_parity_model(const std::string& precision) {
+    ModelOptions o;
+    o.device = test::parity_device_name();
+    o.precision = precision;
     o.threads = 0;
     o.max_context = 1024;
-    auto m = model::LfmAudioModel::load(test::parity_root() + "/model", o);
+    auto m = Model::load(test::parity_dir() + "/model", o);
     EXPECT_TRUE(m.is_ok()) << m.status().message();
-    return m.is_ok() ? std::move(*m) : nullptr;
+    return m.is_ok() ? *m : nullptr;
 }
 
-std::vector<float> read_audio(const std::string& path, int* rate) {
-    auto pcm = audio::read_wav(path);
-    EXPECT_TRUE(pcm.is_ok()) << pcm.status().message();
-    if (!pcm.is_ok()) return {};
-    *rate = pcm->sample_rate;
-    return audio::downmix_mono(*pcm);
-}
-
-std::vector<Item> run(const model::LfmAudioModel& m, const std::string& mode, int steps) {
-    auto s = runtime::Session::create(m, runtime::SessionOptions{});
+std::vector<ResponseItem> run(const std::shared_ptr<Model>& m, const std::string& mode, int steps) {
+    auto s = Session::create(m);
     EXPECT_TRUE(s.is_ok()) << s.status().message();
     if (!s.is_ok()) return {};
-    runtime::Session& ss = **s;
-    const std::string system = mode == "s2s"   ? "Respond with interleaved text and audio."
-                               : mode == "asr" ? "Perform ASR."
-                                               : "Perform TTS. Use the UK female voice.";
-    EXPECT_TRUE(ss.new_turn("system").is_ok());
-    EXPECT_TRUE(ss.add_text(system).is_ok());
-    EXPECT_TRUE(ss.end_turn().is_ok());
-    EXPECT_TRUE(ss.new_turn("user").is_ok());
+    Session& ss = **s;
+    const Task task = mode == "s2s" ? Task::kSpeechChat : mode == "asr" ? Task::kAsr : Task::kTts;
+    const TaskDefaults d = task_defaults(task, Voice::kUkFemale);
+    EXPECT_TRUE(ss.add_turn(Role::kSystem, d.system_prompt).is_ok());
     if (mode == "tts") {
-        EXPECT_TRUE(ss.add_text("What is this obsession people have with books? They put them in "
+        EXPECT_TRUE(ss.add_turn(Role::kUser,
+                                "What is this obsession people have with books? They put them in "
                                 "their houses\xE2\x80\x94"
                                 "like they're trophies. What do you need it for after you read it?")
                         .is_ok());
     } else {
-        int rate = 0;
-        std::vector<float> wav = read_audio(
-            test::data_dir() + (mode == "s2s" ? "/audio/question.wav" : "/audio/asr.wav"), &rate);
-        Status st = ss.add_audio(wav.data(), wav.size(), rate);
+        const AudioClip clip = test::read_clip(mode == "s2s" ? "question.wav" : "asr.wav");
+        EXPECT_TRUE(ss.begin_user_turn().is_ok());
+        Status st = ss.append_audio(clip.samples.data(), clip.samples.size(), clip.sample_rate);
+        EXPECT_TRUE(st.is_ok()) << st.message();
+        st = ss.end_user_turn();
         EXPECT_TRUE(st.is_ok()) << st.message();
     }
-    EXPECT_TRUE(ss.end_turn().is_ok());
-    EXPECT_TRUE(ss.new_turn("assistant").is_ok());
-    runtime::GenerateOptions g;
-    g.mode = mode == "s2s" ? runtime::GenerationMode::kInterleaved
-                           : runtime::GenerationMode::kSequential;
-    g.max_new_tokens = steps;
-    g.decode_audio = false;
-    std::vector<Item> out;
-    Status st = ss.generate(g, [&](const runtime::Event& e) {
-        if (e.kind == runtime::EventKind::kText) out.push_back(Item{0, e.token, {}});
-        if (e.kind == runtime::EventKind::kAudioFrame) out.push_back(Item{1, -1, e.codes});
-        return true;
-    });
-    EXPECT_TRUE(st.is_ok()) << st.message();
-    return out;
+    ResponseOptions g;
+    g.mode = d.mode;
+    g.max_steps = steps;
+    g.sampling = Sampling{0.0f, 0, 0.0f, 0};
+    g.audio = false;
+    const test::Response r = test::respond(ss, g);
+    EXPECT_TRUE(r.status.is_ok()) << r.status.message();
+    return r.items;
 }
 
-size_t agreement(const std::vector<Item>& a, const std::vector<Item>& b) {
+size_t agreement(const std::vector<ResponseItem>& a, const std::vector<ResponseItem>& b) {
     size_t n = 0;
     while (n < a.size() && n < b.size() && a[n] == b[n]) ++n;
     return n;
+}
+
+bool no_device() {
+    return test::parity_device_name() == "cuda" && !cuda_available();
 }
 
 class GreedyE2E : public ::testing::TestWithParam<std::string> {};
 
 // fp32: the official fp32 greedy sequence must be reproduced exactly, every one of its steps.
 TEST_P(GreedyE2E, Fp32SequenceIdentical) {
-    if (test::parity_device() == Device::kCUDA && !backend::cuda_available())
-        GTEST_SKIP() << "no CUDA device";
+    if (no_device()) GTEST_SKIP() << "no CUDA device";
     const std::string mode = GetParam();
-    auto m = load_tiny(ops::Precision::kF32);
+    auto m = load_parity_model("fp32");
     ASSERT_TRUE(m);
-    std::vector<Item> ref = reference("greedy_" + mode + "_fp32");
+    std::vector<ResponseItem> ref = test::greedy_reference("greedy_" + mode + "_fp32");
     ASSERT_GE(ref.size(), 64u);
-    std::vector<Item> ours = run(*m, mode, static_cast<int>(ref.size()));
+    std::vector<ResponseItem> ours = run(m, mode, static_cast<int>(ref.size()));
     const size_t n = agreement(ours, ref);
     std::printf("[%s fp32 %s] %zu of %zu steps identical\n", mode.c_str(),
-                device_name(test::parity_device()), n, ref.size());
+                test::parity_device_name().c_str(), n, ref.size());
     EXPECT_EQ(n, ref.size());
     EXPECT_EQ(ours.size(), ref.size());
 }
@@ -136,14 +92,13 @@ TEST_P(GreedyE2E, Fp32SequenceIdentical) {
 // own bf16 and fp32 runs (docs/reference-dumps.md), so this reports the agreement length and
 // only requires the first step (bf16 logits are judged teacher-forced in backbone_parity_test).
 TEST_P(GreedyE2E, Bf16SequenceReport) {
-    if (test::parity_device() == Device::kCUDA && !backend::cuda_available())
-        GTEST_SKIP() << "no CUDA device";
+    if (no_device()) GTEST_SKIP() << "no CUDA device";
     const std::string mode = GetParam();
-    auto m = load_tiny(ops::Precision::kBF16);
+    auto m = load_parity_model("bf16");
     ASSERT_TRUE(m);
-    std::vector<Item> ref16 = reference("greedy_" + mode + "_bf16");
-    std::vector<Item> ref32 = reference("greedy_" + mode + "_fp32");
-    std::vector<Item> ours = run(*m, mode, static_cast<int>(ref16.size()));
+    std::vector<ResponseItem> ref16 = test::greedy_reference("greedy_" + mode + "_bf16");
+    std::vector<ResponseItem> ref32 = test::greedy_reference("greedy_" + mode + "_fp32");
+    std::vector<ResponseItem> ours = run(m, mode, static_cast<int>(ref16.size()));
     std::printf(
         "[%s bf16] agrees with reference bf16 for %zu steps, with reference fp32 for %zu; "
         "reference bf16 vs fp32: %zu\n",

@@ -4,51 +4,27 @@
 // the whole history (turn 1's prompt + everything turn 1 yielded + turn 2's prompt) at once.
 #include <gtest/gtest.h>
 
-#include <memory>
+#include <voxrt/voxrt.h>
+
 #include <string>
 #include <vector>
 
-#include "audio/wav.h"
-#include "model/lfm_audio.h"
-#include "runtime/session.h"
-#include "util/compare.h"
-#include "util/s2s_prompt.h"
-#include "util/test_paths.h"
-#include "util/tiny_model.h"
+#include "util/api_util.h"
 
 namespace voxrt {
 namespace {
 
-struct Turn {
-    std::vector<runtime::GeneratedItem> items;
-    std::vector<std::vector<float>> logits;  // text logits at each text step
-};
-
-Turn generate(runtime::Session& s, runtime::GenerationMode mode, int steps) {
-    Turn t;
-    runtime::GenerateOptions g;
-    g.mode = mode;
-    g.max_new_tokens = steps;
-    g.decode_audio = false;
-    s.set_capture(true);
-    Status st = s.generate(g, [&](const runtime::Event& e) {
-        if (e.kind == runtime::EventKind::kText) t.logits.push_back(s.captured_text_logits());
-        return true;
-    });
-    EXPECT_TRUE(st.is_ok()) << st.message();
-    t.items = s.last_turn();
-    return t;
+ResponseOptions greedy(int steps) {
+    ResponseOptions g;
+    g.mode = Mode::kInterleaved;
+    g.max_steps = steps;
+    g.sampling = Sampling{0.0f, 0, 0.0f, 0};
+    g.audio = false;
+    return g;
 }
 
-void add_turn2_prompt(runtime::Session& s) {
-    ASSERT_TRUE(s.end_turn().is_ok());
-    ASSERT_TRUE(s.new_turn("user").is_ok());
-    ASSERT_TRUE(
-        s.add_text("My business specialized in chairs, can you give me something related to that?")
-            .is_ok());
-    ASSERT_TRUE(s.end_turn().is_ok());
-    ASSERT_TRUE(s.new_turn("assistant").is_ok());
-}
+constexpr const char* kTurn2 =
+    "My business specialized in chairs, can you give me something related to that?";
 
 class MultiTurn : public ::testing::TestWithParam<int> {};
 
@@ -56,51 +32,37 @@ class MultiTurn : public ::testing::TestWithParam<int> {};
 // not-yet-fed last item is carried into the next prefill in each case.
 TEST_P(MultiTurn, IncrementalEqualsReprefill) {
     const int turn1_steps = GetParam();
-    auto m = test::load_tiny_model(ops::Precision::kF32, 1024);
+    auto m = test::load_tiny("cpu", "fp32");
     ASSERT_TRUE(m);
-    auto pcm = audio::read_wav(test::data_dir() + "/audio/question.wav");
-    ASSERT_TRUE(pcm.is_ok()) << pcm.status().message();
-    std::vector<float> wav = audio::downmix_mono(*pcm);
+    const AudioClip q = test::read_clip("question.wav");
 
     // Incremental: one session, two turns.
-    auto a = runtime::Session::create(*m, runtime::SessionOptions{});
+    auto a = Session::create(m);
     ASSERT_TRUE(a.is_ok());
-    ASSERT_TRUE(test::open_s2s_turn(**a, wav, pcm->sample_rate).is_ok());
-    Turn a1 = generate(**a, runtime::GenerationMode::kInterleaved, turn1_steps);
+    ASSERT_TRUE(test::add_audio_prompt(**a, Task::kSpeechChat, q).is_ok());
+    const test::Response a1 = test::respond(**a, greedy(turn1_steps), true);
+    ASSERT_TRUE(a1.status.is_ok()) << a1.status.message();
     ASSERT_EQ(static_cast<int>(a1.items.size()), turn1_steps);
-    add_turn2_prompt(**a);
-    const int a_pending = (*a)->pending_positions();
-    Turn a2 = generate(**a, runtime::GenerationMode::kInterleaved, 30);
+    ASSERT_TRUE((*a)->add_turn(Role::kUser, kTurn2).is_ok());
+    const test::Response a2 = test::respond(**a, greedy(30), true);
+    ASSERT_TRUE(a2.status.is_ok()) << a2.status.message();
 
     // Re-prefill: a fresh session given the whole history, as liquid-audio's chat.append does.
-    auto b = runtime::Session::create(*m, runtime::SessionOptions{});
+    auto b = Session::create(m);
     ASSERT_TRUE(b.is_ok());
-    ASSERT_TRUE(test::open_s2s_turn(**b, wav, pcm->sample_rate).is_ok());
-    for (const auto& it : a1.items) {
-        if (it.is_frame) {
-            ASSERT_TRUE((*b)->add_frame(it.codes).is_ok());
-        } else {
-            ASSERT_TRUE((*b)->add_tokens({it.token}).is_ok());
-        }
-    }
-    add_turn2_prompt(**b);
-    EXPECT_EQ((*b)->positions(), 0);
-    EXPECT_GT((*b)->pending_positions(), a_pending);  // b prefills everything, a only the new part
-    Turn b2 = generate(**b, runtime::GenerationMode::kInterleaved, 30);
+    ASSERT_TRUE(test::add_audio_prompt(**b, Task::kSpeechChat, q).is_ok());
+    ASSERT_TRUE((*b)->add_assistant_items(a1.items).is_ok());
+    ASSERT_TRUE((*b)->add_turn(Role::kUser, kTurn2).is_ok());
+    const test::Response b2 = test::respond(**b, greedy(30), true);
+    ASSERT_TRUE(b2.status.is_ok()) << b2.status.message();
 
-    ASSERT_EQ(a2.items.size(), b2.items.size());
-    for (size_t i = 0; i < a2.items.size(); ++i) {
-        EXPECT_EQ(a2.items[i].is_frame, b2.items[i].is_frame) << i;
-        EXPECT_EQ(a2.items[i].token, b2.items[i].token) << i;
-        EXPECT_EQ(a2.items[i].codes, b2.items[i].codes) << i;
-    }
+    EXPECT_EQ(a2.items, b2.items);
     ASSERT_EQ(a2.logits.size(), b2.logits.size());
+    ASSERT_FALSE(a2.logits.empty());
     // fp32, same kernels, different prefill chunking of the same positions: only summation
     // grouping differs, so the logits agree to ~1e-6 relative.
-    for (size_t i = 0; i < a2.logits.size(); ++i) {
-        auto e = test::compare(a2.logits[i].data(), b2.logits[i].data(), b2.logits[i].size());
-        EXPECT_LT(e.rel_l2, 1e-5) << "text step " << i << ": " << e.str();
-    }
+    for (size_t i = 0; i < a2.logits.size(); ++i)
+        EXPECT_LT(test::rel_l2(a2.logits[i], b2.logits[i]), 1e-5) << "text step " << i;
     EXPECT_EQ((*a)->positions(), (*b)->positions());
 }
 

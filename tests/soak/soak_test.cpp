@@ -1,6 +1,8 @@
-// Soak: many turns in one process on the tiny checkpoint (CPU), mixing what a server does all day —
-// speech chat with audio input (interleaved, streamed through the detokenizer), ASR, TTS, text
-// chat, cancelled turns, session resets and fresh sessions — and checking that nothing accumulates:
+// Soak: many turns in one process on the tiny checkpoint (CPU), through the public API, mixing what
+// a server does all day — speech chat with audio input appended in chunks as it would arrive
+// (interleaved, streamed through the detokenizer), ASR, TTS, text chat, cancelled turns, turns cut
+// back to what the listener heard (barge-in), session resets and fresh sessions — and checking that
+// nothing accumulates:
 //   - resident memory (/proc/self/statm) after the warm-up stays within kRssBoundKiB of its
 //     warm-up maximum;
 //   - the heap in use (glibc mallinfo2), taken each time the sessions have just been created anew
@@ -9,7 +11,7 @@
 //   - threads (/proc/self/task) and open file descriptors (/proc/self/fd) are the same after every
 //     turn, back to the post-load counts once the sessions are gone, and back to the starting
 //     counts once the model is gone;
-//   - every turn does its work: generate() succeeds and yields items, and a turn that ran to its
+//   - every turn does its work: the response succeeds and yields items, and a turn that ran to its
 //     end produced exactly 1920 samples for each decodable audio frame.
 // Under AddressSanitizer the heap is checked by the leak checker at exit instead of by RSS: ASan's
 // quarantine (256 MiB by default) keeps freed memory resident, so RSS is reported but not bounded
@@ -32,12 +34,10 @@
 #include <string>
 #include <vector>
 
-#include "audio/wav.h"
-#include "model/lfm_audio.h"
-#include "runtime/session.h"
-#include "util/s2s_prompt.h"
+#include <voxrt/voxrt.h>
+
+#include "util/api_util.h"
 #include "util/test_paths.h"
-#include "util/tiny_model.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define VOXRT_SOAK_ASAN 1
@@ -97,23 +97,7 @@ ProcState proc_state() {
     return p;
 }
 
-struct Audio {
-    std::vector<float> pcm;
-    int rate = 0;
-};
-
-Audio load_audio(const std::string& name) {
-    Audio a;
-    auto w = audio::read_wav(test::data_dir() + "/audio/" + name);
-    EXPECT_TRUE(w.is_ok()) << w.status().message();
-    if (!w.is_ok()) return a;
-    a.pcm = audio::downmix_mono(*w);
-    a.rate = w->sample_rate;
-    return a;
-}
-
-enum class Task { kSpeechChat, kAsr, kTts, kTextChat };
-const char* task_name(Task t) {
+const char* task_label(Task t) {
     switch (t) {
         case Task::kSpeechChat:
             return "speech chat";
@@ -134,72 +118,86 @@ struct TurnResult {
     bool cancelled = false;
 };
 
-// One generate() call. Turn i picks its sampling options, detokenizer settings and whether the
-// listener stops it early from i, so the same run is reproducible.
-TurnResult run_turn(runtime::Session& s, Task task, int i) {
-    runtime::GenerateOptions g;
-    g.mode = task == Task::kAsr || task == Task::kTts ? runtime::GenerationMode::kSequential
-                                                      : runtime::GenerationMode::kInterleaved;
-    g.max_new_tokens = task == Task::kAsr ? 16 : 30;
-    g.decode_audio = task != Task::kAsr;
+// One response, step by step. Turn i picks its sampling options, detokenizer settings and whether
+// the listener stops it early from i, so the same run is reproducible.
+TurnResult run_turn(Session& s, Task task, int i) {
+    ResponseOptions g = ResponseOptions::for_task(task);
+    g.max_steps = task == Task::kAsr ? 16 : 30;
+    g.audio = task != Task::kAsr;
     g.detok_async = i % 3 != 0;
     g.detok_chunk_frames = std::array<int, 3>{1, 4, 8}[static_cast<size_t>(i / 4) % 3];
+    g.sampling = Sampling{0.0f, 0, 0.0f, 0};
     if (i % 2 == 1) {  // sampled: turns end early on <|im_end|> or an end-of-audio frame
-        g.text_temperature = 1.0f;
-        g.text_top_k = 64;
-        g.audio_temperature = 1.0f;
-        g.audio_top_k = 8;
+        g.sampling = Sampling{1.0f, 64, 1.0f, 8};
         g.seed = static_cast<uint64_t>(i);
     }
     const int stop_after = i % 9 == 4 ? 5 + i % 13 : -1;  // the listener hangs up mid-turn
     TurnResult r;
     int events = 0;
-    Status st = s.generate(g, [&](const runtime::Event& e) {
-        if (e.kind == runtime::EventKind::kPcm) r.pcm_samples += e.pcm.size();
-        if (e.kind == runtime::EventKind::kAudioFrame) {
-            bool decodable = true;
-            for (int q = 0; q < e.n_codes; ++q) decodable = decodable && e.codes[q] < 2048;
-            r.decodable_frames += decodable;
+    Status st = s.start_response(g);
+    std::vector<Event> ev;
+    for (bool done = false; st && !done;) {
+        ev.clear();
+        Expected<bool> d = s.step(ev);
+        if (!d.is_ok()) {
+            st = d.status();
+            break;
         }
-        if (e.kind == runtime::EventKind::kText || e.kind == runtime::EventKind::kAudioFrame) {
-            ++r.items;
-            if (stop_after >= 0 && ++events >= stop_after) {
-                r.cancelled = true;
-                return false;
+        done = *d;
+        for (const Event& e : ev) {
+            if (e.kind == EventKind::kAudio) r.pcm_samples += e.pcm.size();
+            if (e.kind == EventKind::kAudioFrame) {
+                bool decodable = true;
+                for (int q = 0; q < e.n_codes; ++q) decodable = decodable && e.codes[q] < 2048;
+                r.decodable_frames += decodable;
+            }
+            if (e.kind == EventKind::kAudioFrame ||
+                (e.kind == EventKind::kTextDelta && e.token >= 0)) {
+                ++r.items;
+                if (stop_after >= 0 && ++events >= stop_after && !r.cancelled) {
+                    r.cancelled = true;
+                    s.cancel();
+                }
             }
         }
-        return true;
-    });
-    EXPECT_TRUE(st.is_ok()) << task_name(task) << " turn " << i << ": " << st.message();
+    }
+    EXPECT_TRUE(st.is_ok()) << task_label(task) << " turn " << i << ": " << st.message();
     return r;
-}
-
-Status system_turn(runtime::Session& s, const char* system) {
-    VOXRT_RETURN_IF_ERROR(s.new_turn("system"));
-    VOXRT_RETURN_IF_ERROR(s.add_text(system));
-    return s.end_turn();
 }
 
 // The three conversations a process keeps: a multi-turn chat (speech and text turns), and ASR and
 // TTS sessions that start over for every request.
 struct Sessions {
-    std::unique_ptr<runtime::Session> chat, asr, tts;
+    std::unique_ptr<Session> chat, asr, tts;
 };
 
-Sessions make_sessions(const model::LfmAudioModel& m, int generation) {
+Status system_turn(Session& s, Task task) {
+    return s.add_turn(Role::kSystem, task_defaults(task, Voice::kUkFemale).system_prompt);
+}
+
+Sessions make_sessions(const std::shared_ptr<Model>& m, int generation) {
     Sessions s;
-    runtime::SessionOptions o;
+    SessionOptions o;
     o.context = generation % 2 == 0 ? 1024 : 768;  // differently sized state every other time
-    auto c = runtime::Session::create(m, o);
-    auto a = runtime::Session::create(m, o);
-    auto t = runtime::Session::create(m, o);
+    auto c = Session::create(m, o);
+    auto a = Session::create(m, o);
+    auto t = Session::create(m, o);
     EXPECT_TRUE(c.is_ok() && a.is_ok() && t.is_ok());
     if (!c.is_ok() || !a.is_ok() || !t.is_ok()) return s;
     s.chat = std::move(*c);
     s.asr = std::move(*a);
     s.tts = std::move(*t);
-    EXPECT_TRUE(system_turn(*s.chat, test::kS2sSystemPrompt).is_ok());
+    EXPECT_TRUE(system_turn(*s.chat, Task::kSpeechChat).is_ok());
     return s;
+}
+
+// Appends `clip` in chunks of `ms` milliseconds (the last one shorter), as audio arrives.
+Status append_in_chunks(Session& s, const AudioClip& clip, int ms) {
+    const size_t step = std::max<size_t>(1, static_cast<size_t>(clip.sample_rate) * ms / 1000);
+    for (size_t at = 0; at < clip.samples.size(); at += step)
+        VOXRT_RETURN_IF_ERROR(s.append_audio(
+            clip.samples.data() + at, std::min(step, clip.samples.size() - at), clip.sample_rate));
+    return Status::ok();
 }
 
 int soak_turns() {
@@ -213,16 +211,16 @@ TEST(Soak, ManyMixedTurnsLeakNothing) {
     const int warmup = std::max(2 * kSessionLife, turns / 10);
     const ProcState at_start = proc_state();
 
-    auto model = test::load_tiny_model(ops::Precision::kF32, 1024);
+    std::shared_ptr<Model> model = test::load_tiny("cpu", "fp32", 1024);
     ASSERT_TRUE(model);
-    const Audio question = load_audio("question.wav");  // 4.85 s, 16 kHz
-    const Audio asr = load_audio("asr.wav");            // 16.5 s, 44.1 kHz: resampled every time
-    ASSERT_FALSE(question.pcm.empty());
-    ASSERT_FALSE(asr.pcm.empty());
+    const AudioClip question = test::read_clip("question.wav");  // 4.85 s, 16 kHz
+    const AudioClip asr = test::read_clip("asr.wav");  // 16.5 s, 44.1 kHz: resampled every time
+    ASSERT_FALSE(question.samples.empty());
+    ASSERT_FALSE(asr.samples.empty());
     const ProcState after_load = proc_state();
 
     int generation = 0;
-    Sessions ss = make_sessions(*model, generation);
+    Sessions ss = make_sessions(model, generation);
     ASSERT_TRUE(ss.chat && ss.asr && ss.tts);
     const ProcState with_sessions = proc_state();
     std::vector<long> heap_at_creation = {with_sessions.heap_kib};  // per generation
@@ -235,7 +233,7 @@ TEST(Soak, ManyMixedTurnsLeakNothing) {
 
     const auto t0 = std::chrono::steady_clock::now();
     long rss_warm = 0, rss_max_after = 0;
-    int task_count[4] = {}, cancelled = 0, resets = 0, recreations = 0, frames = 0;
+    int task_count[4] = {}, cancelled = 0, resets = 0, recreations = 0, frames = 0, truncated = 0;
     size_t samples = 0;
     for (int i = 0; i < turns; ++i) {
         if (i > 0 && i % kSessionLife == 0) {  // new sessions
@@ -243,54 +241,58 @@ TEST(Soak, ManyMixedTurnsLeakNothing) {
             const ProcState gone = proc_state();
             EXPECT_EQ(gone.threads, after_load.threads) << "turn " << i << ": sessions destroyed";
             EXPECT_EQ(gone.fds, after_load.fds) << "turn " << i << ": sessions destroyed";
-            ss = make_sessions(*model, ++generation);
+            ss = make_sessions(model, ++generation);
             ASSERT_TRUE(ss.chat && ss.asr && ss.tts);
             heap_at_creation.push_back(proc_state().heap_kib);
             ++recreations;
         } else if (i > 0 && i % kChatResetEvery == 0) {
             ASSERT_TRUE(ss.chat->reset().is_ok());
-            ASSERT_TRUE(system_turn(*ss.chat, test::kS2sSystemPrompt).is_ok());
+            ASSERT_TRUE(system_turn(*ss.chat, Task::kSpeechChat).is_ok());
             ++resets;
         }
         const Task task = static_cast<Task>(i % 4);
-        runtime::Session* s = ss.chat.get();
+        Session* s = ss.chat.get();
         if (task == Task::kAsr || task == Task::kTts) {
             s = task == Task::kAsr ? ss.asr.get() : ss.tts.get();
             ASSERT_TRUE(s->reset().is_ok());
-            ASSERT_TRUE(system_turn(*s, task == Task::kAsr
-                                            ? "Perform ASR."
-                                            : "Perform TTS. Use the UK female voice.")
-                            .is_ok());
-        } else if (s->positions() + s->pending_positions() > s->capacity() - 200) {
+            ASSERT_TRUE(system_turn(*s, task).is_ok());
+        } else if (s->positions() > s->capacity() - 200) {
             ASSERT_TRUE(s->reset().is_ok());  // the conversation is full: start over
-            ASSERT_TRUE(system_turn(*s, test::kS2sSystemPrompt).is_ok());
+            ASSERT_TRUE(system_turn(*s, Task::kSpeechChat).is_ok());
             ++resets;
         }
-        ASSERT_TRUE(s->new_turn("user").is_ok());
         if (task == Task::kSpeechChat) {
+            ASSERT_TRUE(s->begin_user_turn().is_ok());
             ASSERT_TRUE(
-                s->add_audio(question.pcm.data(), question.pcm.size(), question.rate).is_ok());
+                append_in_chunks(*s, question, std::array<int, 3>{20, 100, 1000}[i % 3]).is_ok());
+            ASSERT_TRUE(s->end_user_turn().is_ok());
         } else if (task == Task::kAsr) {
-            ASSERT_TRUE(s->add_audio(asr.pcm.data(), asr.pcm.size(), asr.rate).is_ok());
+            ASSERT_TRUE(s->begin_user_turn().is_ok());
+            ASSERT_TRUE(append_in_chunks(*s, asr, 250).is_ok());
+            ASSERT_TRUE(s->end_user_turn().is_ok());
         } else if (task == Task::kTts) {
-            ASSERT_TRUE(s->add_text("The lighthouse keeper climbed the narrow stairs.").is_ok());
+            ASSERT_TRUE(s->add_turn(Role::kUser, "The lighthouse keeper climbed the narrow stairs.")
+                            .is_ok());
         } else {
-            ASSERT_TRUE(
-                s->add_text("Tell me something about chairs, turn " + std::to_string(i) + ".")
-                    .is_ok());
+            ASSERT_TRUE(s->add_turn(Role::kUser, "Tell me something about chairs, turn " +
+                                                     std::to_string(i) + ".")
+                            .is_ok());
         }
-        ASSERT_TRUE(s->end_turn().is_ok());
-        ASSERT_TRUE(s->new_turn("assistant").is_ok());
 
         const TurnResult r = run_turn(*s, task, i);
         ++task_count[i % 4];
         cancelled += r.cancelled;
         frames += r.decodable_frames;
         samples += r.pcm_samples;
-        EXPECT_GT(r.items, 0) << task_name(task) << " turn " << i;
+        EXPECT_GT(r.items, 0) << task_label(task) << " turn " << i;
         if (task != Task::kAsr && !r.cancelled) {
             EXPECT_EQ(r.pcm_samples, static_cast<size_t>(r.decodable_frames) * kSamplesPerFrame)
-                << task_name(task) << " turn " << i;
+                << task_label(task) << " turn " << i;
+        }
+        // Barge-in: every fifth chat turn, the listener heard only part of the answer.
+        if (task == Task::kSpeechChat && i % 5 == 0) {
+            ASSERT_TRUE(s->truncate_to_audio_ms(80.0 * (i % 7)).is_ok());
+            ++truncated;
         }
 
         const ProcState p = proc_state();
@@ -324,9 +326,10 @@ TEST(Soak, ManyMixedTurnsLeakNothing) {
 
     std::printf(
         "[soak] %d turns in %.1f s (%.1f ms a turn): %d speech chat, %d asr, %d tts, %d text chat; "
-        "%d cancelled, %d chat resets, %d session recreations; %d decodable frames, %zu samples\n",
+        "%d cancelled, %d truncated, %d chat resets, %d session recreations; %d decodable frames, "
+        "%zu samples\n",
         turns, seconds, 1000.0 * seconds / turns, task_count[0], task_count[1], task_count[2],
-        task_count[3], cancelled, resets, recreations, frames, samples);
+        task_count[3], cancelled, truncated, resets, recreations, frames, samples);
     if (turns > warmup) {
         std::printf(
             "[soak] RSS: max %ld KiB in the warm-up (%d turns), max %ld KiB after it "

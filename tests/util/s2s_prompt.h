@@ -5,12 +5,15 @@
 #include <string>
 #include <vector>
 
+#include <voxrt/tasks.h>
+
 #include "core/status.h"
 #include "runtime/session.h"
 
 namespace voxrt::test {
 
-inline constexpr const char* kS2sSystemPrompt = "Respond with interleaved text and audio.";
+// The speech-chat system prompt, as the library defines it.
+inline const std::string kS2sSystemPrompt = task_defaults(Task::kSpeechChat).system_prompt;
 
 inline Status open_s2s_turn(runtime::Session& s, const std::vector<float>* audio, int rate,
                             const std::string& user_text) {

@@ -80,6 +80,11 @@ std::string printable(std::string_view s);
 // terminal must start a new line first).
 extern bool g_stdout_line_open;
 
+// The option group of the A/B switches (comparisons and benchmarks), and a --help formatter that
+// leaves it out.
+inline constexpr const char* kAbGroup = "Comparisons (A/B)";
+void hide_ab_in_help(CLI::App* app);
+
 // `show_ab`: list the A/B switches in --help (voxrt bench); elsewhere they are accepted but hidden.
 void add_common(CLI::App* app, CommonArgs& a, bool show_ab = false);
 ModelOptions model_options(const CommonArgs& c);

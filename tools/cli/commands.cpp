@@ -224,6 +224,25 @@ void print_timing(const CommonArgs& c, double load_ms, const TurnStats& s, doubl
 
 }  // namespace
 
+namespace {
+
+// --help without the A/B group. (An empty group would hide the options too, but CLI11 then leaves
+// their names out of error messages.)
+class HideAbFormatter : public CLI::Formatter {
+public:
+    std::string make_group(std::string group, bool is_positional,
+                           std::vector<const CLI::Option*> opts) const override {
+        if (group == kAbGroup) return {};
+        return CLI::Formatter::make_group(std::move(group), is_positional, std::move(opts));
+    }
+};
+
+}  // namespace
+
+void hide_ab_in_help(CLI::App* app) {
+    app->formatter(std::make_shared<HideAbFormatter>());
+}
+
 ModelOptions model_options(const CommonArgs& c) {
     ModelOptions o;
     o.device = c.device;
@@ -258,9 +277,9 @@ void add_common(CLI::App* app, CommonArgs& a, bool show_ab) {
         ->capture_default_str()
         ->check(CLI::Range(16, 1 << 20));
     app->add_flag("-q,--quiet", a.quiet, "no progress or timing on stderr");
-    // A/B switches for comparisons: accepted everywhere, listed only by voxrt bench --help (an
-    // empty group hides an option from --help).
-    const std::string ab = show_ab ? "Comparisons (A/B)" : "";
+    // A/B switches for comparisons: accepted everywhere, listed only by voxrt bench --help.
+    const std::string ab = kAbGroup;
+    if (!show_ab) hide_ab_in_help(app);
     app->add_flag("--no-fused", a.no_fused,
                   "CUDA: decode op by op instead of with the fused kernels (for comparison)")
         ->group(ab);
@@ -308,10 +327,10 @@ void add_generation(CLI::App* app, GenerationArgs& g, const TaskDefaults& d) {
                     "audio frames per detokenizer call after the first (1 = per frame)")
         ->capture_default_str()
         ->check(CLI::Range(1, 32))
-        ->group("");
+        ->group(kAbGroup);
     app->add_flag("--detok-sync", g.detok_sync,
                   "detokenize inside the generation loop instead of on its own thread")
-        ->group("");
+        ->group(kAbGroup);
 }
 
 namespace {
