@@ -12,13 +12,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-30}
 shift || true
-all=(wav safetensors config tokenizer_json bpe)
+all=(wav safetensors config tokenizer_json bpe server)
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=("${all[@]}")
 build_dir=${FUZZ_BUILD_DIR:-build-fuzz}
 
 # The longest input each target is given: a few times its largest seed.
-declare -A max_len=([wav]=16384 [safetensors]=16384 [config]=8192 [tokenizer_json]=16384 [bpe]=4096)
+declare -A max_len=([wav]=16384 [safetensors]=16384 [config]=8192 [tokenizer_json]=16384 [bpe]=4096 [server]=65536)
 
 echo "== build (libFuzzer + ASan + UBSan, clang) ==" >&2
 CC=clang CXX=clang++ cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "cli_common.h"
+#include "server.h"  // voxrt serve (tools/server)
 
 namespace {
 
@@ -41,6 +42,9 @@ constexpr const char* kOutputHelp = "output WAV (24 kHz mono 16-bit)";
 }  // namespace
 
 int main(int argc, char** argv) {
+    // `voxrt serve …`: the server's own options (tools/server/serve_main.cpp).
+    if (argc >= 2 && std::string(argv[1]) == "serve")
+        return voxrt::server::serve_main(argc - 1, argv + 1);
     using namespace voxrt::cli;
     CLI::App app{"voxrt: speech-to-speech inference for LFM2.5-Audio"};
     app.require_subcommand(1);

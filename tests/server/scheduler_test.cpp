@@ -1,0 +1,181 @@
+// The engine thread (tools/server/scheduler.h) on the fake engine: slots are refused when full and
+// freed on release, sessions answering at once share the steps evenly, cancel ends an answer, and
+// a released session stops within one step.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include "fake_engine.h"
+#include "scheduler.h"
+
+using namespace voxrt::server;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct Collector {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::vector<EngineEvent> events;
+    std::vector<int> order;  // which collector each step's event came from (shared)
+    bool done = false;
+    Slot::Sink sink(std::vector<int>* log = nullptr, std::mutex* log_mu = nullptr, int id = 0) {
+        return [this, log, log_mu, id](EngineEvent&& ev) {
+            if (log) {
+                std::lock_guard<std::mutex> lk(*log_mu);
+                log->push_back(id);
+            }
+            std::lock_guard<std::mutex> lk(mu);
+            done = done || ev.kind == EngineEvent::kDone;
+            events.push_back(std::move(ev));
+            cv.notify_all();
+        };
+    }
+    bool wait(std::chrono::milliseconds t = 10s) {
+        std::unique_lock<std::mutex> lk(mu);
+        return cv.wait_for(lk, t, [&] { return done; });
+    }
+};
+
+void add_user_text(Slot& s, std::string text) {
+    s.post([text](Conversation* c, const std::string& err) {
+        ASSERT_NE(c, nullptr) << err;
+        c->begin("user");
+        c->add_text(text);
+        c->end();
+    });
+}
+
+bool wait_for(const std::function<bool()>& pred, std::chrono::milliseconds t = 5s) {
+    auto end = std::chrono::steady_clock::now() + t;
+    while (!pred()) {
+        if (std::chrono::steady_clock::now() > end) return false;
+        std::this_thread::sleep_for(1ms);
+    }
+    return true;
+}
+
+}  // namespace
+
+TEST(Scheduler, RefusesWhenFullAndFreesOnRelease) {
+    FakeEngine engine({0.5, 25});
+    Metrics m;
+    Scheduler sched(engine, 2, m);
+    auto a = sched.acquire(), b = sched.acquire();
+    ASSERT_TRUE(a && b);
+    EXPECT_EQ(sched.acquire(), nullptr);
+    EXPECT_EQ(m.sessions_refused.load(), 1u);
+    a.reset();
+    ASSERT_TRUE(wait_for([&] { return sched.in_use() == 1; }));
+    EXPECT_NE(sched.acquire(), nullptr);  // released again at once (temporary)
+    ASSERT_TRUE(wait_for([&] { return sched.in_use() == 1; }));
+    b.reset();
+    ASSERT_TRUE(wait_for([&] { return sched.in_use() == 0 && m.sessions_active.load() == 0; }));
+}
+
+TEST(Scheduler, AnswersCompleteWithTheScriptedEvents) {
+    FakeEngine engine({0.2, 25});
+    Metrics m;
+    Scheduler sched(engine, 1, m);
+    auto s = sched.acquire();
+    s->open({Task::kSpeechChat, "", ""});
+    add_user_text(*s, "hello");
+    Collector c;
+    s->respond({Task::kSpeechChat}, c.sink());
+    ASSERT_TRUE(c.wait());
+    int text = 0, audio = 0;
+    std::string all;
+    for (auto& e : c.events) {
+        text += e.kind == EngineEvent::kText;
+        audio += e.kind == EngineEvent::kAudio;
+        all += e.text;
+    }
+    EXPECT_EQ(audio, 25);
+    EXPECT_EQ(text, 8);
+    EXPECT_EQ(all, "Fake answer — héllo wörld ☃ 𝄞 done.");
+    EXPECT_EQ(c.events.back().finish, "stop");
+    EXPECT_EQ(m.steps_total.load(), 34u);  // 33 items + the step that ends the answer
+    EXPECT_EQ(m.first_audio_seconds.count(), 1u);
+}
+
+TEST(Scheduler, SessionsShareStepsRoundRobin) {
+    FakeEngine engine({1.0, 40});
+    Metrics m;
+    Scheduler sched(engine, 3, m);
+    std::vector<int> log;
+    std::mutex log_mu;
+    std::vector<std::shared_ptr<Slot>> slots;
+    Collector c[3];
+    for (int i = 0; i < 3; ++i) {
+        slots.push_back(sched.acquire());
+        slots[i]->open({Task::kSpeechChat, "", ""});
+        add_user_text(*slots[i], "hi");
+    }
+    for (int i = 0; i < 3; ++i) slots[i]->respond({Task::kSpeechChat}, c[i].sink(&log, &log_mu, i));
+    for (auto& x : c) ASSERT_TRUE(x.wait());
+    // while all three answer, no session gets two steps before each other one got one
+    std::lock_guard<std::mutex> lk(log_mu);
+    size_t end = 0;
+    int seen[3] = {0, 0, 0};
+    for (; end < log.size(); ++end) {
+        seen[log[end]]++;
+        int lo = std::min({seen[0], seen[1], seen[2]}), hi = std::max({seen[0], seen[1], seen[2]});
+        if (seen[0] >= 45 || seen[1] >= 45 || seen[2] >= 45) break;  // the first answer is ending
+        EXPECT_LE(hi - lo, 2) << "at event " << end;
+    }
+    EXPECT_GT(end, 100u);
+}
+
+TEST(Scheduler, CancelAndReleaseStopAnAnswer) {
+    FakeEngine engine({2.0, 1000});
+    Metrics m;
+    Scheduler sched(engine, 1, m);
+    auto s = sched.acquire();
+    s->open({Task::kSpeechChat, "", ""});
+    add_user_text(*s, "hi");
+    Collector c;
+    s->respond({Task::kSpeechChat}, c.sink());
+    std::this_thread::sleep_for(30ms);
+    s->cancel();
+    ASSERT_TRUE(c.wait(2s));
+    EXPECT_EQ(c.events.back().finish, "cancelled");
+    EXPECT_LT(c.events.size(), 200u);
+    EXPECT_FALSE(s->responding());
+
+    // a released session's answer stops within a step and its slot is free
+    Collector d;
+    add_user_text(*s, "again");
+    s->respond({Task::kSpeechChat}, d.sink());
+    std::this_thread::sleep_for(30ms);
+    const uint64_t steps = m.steps_total.load();
+    s.reset();
+    ASSERT_TRUE(wait_for([&] { return sched.in_use() == 0; }, 100ms));
+    EXPECT_LE(m.steps_total.load(), steps + 2);
+    EXPECT_EQ(sched.responding(), 0);
+}
+
+TEST(Scheduler, EngineErrorsReachTheSink) {
+    FakeEngine engine({0.1, 5});
+    Metrics m;
+    Scheduler sched(engine, 1, m);
+    auto s = sched.acquire();
+    s->open({Task::kSpeechChat, "", ""});
+    add_user_text(*s, "please fake:error");
+    Collector c;
+    s->respond({Task::kSpeechChat}, c.sink());
+    ASSERT_TRUE(c.wait());
+    EXPECT_EQ(c.events.back().finish, "error");
+    // no conversation opened: respond reports it
+    auto t = std::move(s);
+    t.reset();
+    ASSERT_TRUE(wait_for([&] { return sched.in_use() == 0; }));
+    auto u = sched.acquire();
+    Collector e;
+    u->respond({Task::kSpeechChat}, e.sink());
+    ASSERT_TRUE(e.wait());
+    EXPECT_EQ(e.events.back().finish, "error");
+    EXPECT_NE(e.events.back().error.find("no conversation"), std::string::npos);
+}

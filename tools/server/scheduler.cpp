@@ -1,0 +1,228 @@
+#include "scheduler.h"
+
+#include <algorithm>
+
+namespace voxrt::server {
+
+Slot::~Slot() = default;
+
+void Slot::post(Command cmd) {
+    {
+        std::lock_guard<std::mutex> lk(sched_.mu_);
+        cmds_.push_back([this, cmd = std::move(cmd)] { cmd(conv_.get(), open_error_); });
+    }
+    sched_.wake();
+}
+
+void Slot::open(const ConversationOptions& opt) {
+    {
+        std::lock_guard<std::mutex> lk(sched_.mu_);
+        cmds_.push_back([this, opt] {
+            if (conv_) return;
+            std::string err = sched_.engine_.open(opt, &conv_);
+            if (!err.empty() || !conv_) {
+                conv_.reset();
+                open_error_ = "the engine could not open a conversation: " + err;
+            } else {
+                open_error_.clear();
+            }
+        });
+    }
+    sched_.wake();
+}
+
+void Slot::respond(const ResponseOptions& opt, Sink sink) {
+    responding_ = true;
+    auto t0 = std::chrono::steady_clock::now();
+    {
+        std::lock_guard<std::mutex> lk(sched_.mu_);
+        cancel_ = false;
+        cmds_.push_back([this, opt, t0, sink = std::move(sink)]() mutable {
+            std::vector<EngineEvent> out;
+            std::string err = conv_ ? conv_->start(opt) : open_error_;
+            if (!err.empty() || generating_) {
+                EngineEvent ev;
+                ev.kind = EngineEvent::kDone;
+                ev.finish = "error";
+                ev.error = err.empty() ? "an answer is already in progress" : err;
+                sink(std::move(ev));
+                if (!generating_) responding_ = false;
+                return;
+            }
+            generating_ = true;
+            sched_.responding_++;
+            sink_ = std::move(sink);
+            t_start_ = t0;
+            got_audio_ = false;
+        });
+    }
+    sched_.wake();
+}
+
+void Slot::cancel() {
+    {
+        std::lock_guard<std::mutex> lk(sched_.mu_);
+        cancel_ = true;
+    }
+    sched_.wake();
+}
+
+void Slot::release() {
+    {
+        std::lock_guard<std::mutex> lk(sched_.mu_);
+        released_ = true;
+    }
+    sched_.wake();
+}
+
+Scheduler::Scheduler(Engine& engine, int slots, Metrics& metrics)
+    : engine_(engine), slots_(slots), metrics_(metrics) {
+    metrics_.slots = slots;
+    thread_ = std::thread([this] { run(); });
+}
+
+Scheduler::~Scheduler() {
+    {
+        std::lock_guard<std::mutex> lk(mu_);
+        stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+}
+
+void Scheduler::wake() {
+    cv_.notify_all();
+}
+
+std::shared_ptr<Slot> Scheduler::acquire() {
+    int n = in_use_.load();
+    do {
+        if (n >= slots_) {
+            metrics_.sessions_refused++;
+            return nullptr;
+        }
+    } while (!in_use_.compare_exchange_weak(n, n + 1));
+    metrics_.sessions_active++;
+    metrics_.sessions_total++;
+    std::shared_ptr<Slot> s(new Slot(*this));
+    {
+        std::lock_guard<std::mutex> lk(mu_);
+        added_.push_back(s);
+    }
+    wake();
+    // The client's handle: when its last copy goes, the slot is released.
+    return std::shared_ptr<Slot>(s.get(), [s](Slot*) { s->release(); });
+}
+
+void Scheduler::run() {
+    size_t rr = 0;
+    std::vector<EngineEvent> out;
+    for (;;) {
+        std::vector<std::shared_ptr<Slot>> order;
+        {
+            std::unique_lock<std::mutex> lk(mu_);
+            cv_.wait(lk, [&] {
+                if (stop_ || !added_.empty()) return true;
+                for (auto& s : live_)
+                    if (s->generating_ || !s->cmds_.empty() || s->released_ || s->cancel_)
+                        return true;
+                return false;
+            });
+            if (stop_) break;
+            for (auto& s : added_) live_.push_back(std::move(s));
+            added_.clear();
+            if (live_.empty()) continue;
+            rr %= live_.size();
+            order.insert(order.end(), live_.begin() + long(rr), live_.end());
+            order.insert(order.end(), live_.begin(), live_.begin() + long(rr));
+            ++rr;
+        }
+        int waiting = 0;
+        for (auto& s : order) waiting += s->generating_ ? 1 : 0;
+        metrics_.queue_depth = waiting;
+        for (auto& s : order) {
+            std::deque<std::function<void()>> cmds;
+            bool cancel = false, released = false;
+            {
+                std::lock_guard<std::mutex> lk(mu_);
+                cmds.swap(s->cmds_);
+                cancel = s->cancel_;
+                s->cancel_ = false;
+                released = s->released_;
+            }
+            auto finish_answer = [&](bool cancelled) {
+                s->generating_ = false;
+                s->responding_ = false;
+                responding_--;
+                metrics_.responses_total++;
+                if (cancelled) metrics_.responses_cancelled++;
+                s->sink_ = nullptr;
+            };
+            auto deliver = [&] {
+                for (auto& ev : out) {
+                    const bool done = ev.kind == EngineEvent::kDone;
+                    const bool cancelled = done && ev.finish == "cancelled";
+                    if (ev.kind == EngineEvent::kAudio && !s->got_audio_) {
+                        s->got_audio_ = true;
+                        metrics_.first_audio_seconds.observe(
+                            std::chrono::duration<double>(std::chrono::steady_clock::now() -
+                                                          s->t_start_)
+                                .count());
+                    }
+                    if (s->sink_) s->sink_(std::move(ev));
+                    if (done && s->generating_) finish_answer(cancelled);
+                }
+                out.clear();
+            };
+            if (released) {
+                if (s->generating_ && s->conv_) {
+                    s->conv_->cancel(out);
+                    s->sink_ = nullptr;  // nobody listens any more
+                    out.clear();
+                    finish_answer(true);
+                }
+                s->conv_.reset();
+                {
+                    std::lock_guard<std::mutex> lk(mu_);
+                    live_.erase(std::find(live_.begin(), live_.end(), s));
+                }
+                in_use_--;
+                metrics_.sessions_active--;
+                continue;
+            }
+            // A cancel asked before this round's commands applies to the answer running now, not to
+            // one the commands start.
+            if (cancel && s->generating_ && s->conv_) {
+                s->conv_->cancel(out);
+                deliver();
+                if (s->generating_) {  // the engine reports the cancellation at its next step
+                    s->conv_->step(out);
+                    deliver();
+                }
+            }
+            for (auto& c : cmds) c();
+            if (s->generating_) {
+                auto t0 = std::chrono::steady_clock::now();
+                bool more = s->conv_->step(out);
+                double dt =
+                    std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+                metrics_.steps_total++;
+                metrics_.step_seconds.observe(dt);
+                if (!more && (out.empty() || out.back().kind != EngineEvent::kDone)) {
+                    EngineEvent ev;
+                    ev.kind = EngineEvent::kDone;
+                    ev.finish = "error";
+                    ev.error = "the engine ended the answer without saying why";
+                    out.push_back(std::move(ev));
+                }
+                deliver();
+            }
+        }
+    }
+    // Shutting down: drop every conversation on this thread.
+    std::lock_guard<std::mutex> lk(mu_);
+    for (auto& s : live_) s->conv_.reset();
+    for (auto& s : added_) s->conv_.reset();
+}
+
+}  // namespace voxrt::server

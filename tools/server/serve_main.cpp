@@ -1,0 +1,86 @@
+// `voxrt serve` (and the voxrt-serve binary): options, model loading, serve().
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <memory>
+
+#include "fake_engine.h"
+#include "server.h"
+#include "voxrt_engine.h"
+
+namespace voxrt::server {
+
+int serve_main(int argc, char** argv) {
+    CLI::App app{"voxrt serve: OpenAI-compatible speech server (HTTP + WebSocket)", "voxrt serve"};
+    ServerOptions opt;
+    VoxrtEngineOptions eo;
+    std::string engine_kind = "voxrt";
+    double fake_step_ms = 2;
+    int max_body_mb = int(opt.max_body_bytes >> 20);
+    app.add_option("-m,--model", eo.model_dir, "model directory (LFM2.5-Audio-1.5B layout)");
+    app.add_option("--host", opt.host, "address to listen on")->capture_default_str();
+    app.add_option("--port", opt.port, "port (0: any free port, printed on stderr)")
+        ->capture_default_str();
+    app.add_option("--max-sessions", opt.max_sessions,
+                   "conversations served at once; the next client gets 429")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 4096));
+    app.add_option("--device", eo.device, "auto, cpu or cuda")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+    app.add_option("-t,--threads", eo.threads, "CPU threads (0: all cores)")->capture_default_str();
+    app.add_option("--context", eo.context,
+                   "positions one conversation may hold (0: the model's default)")
+        ->capture_default_str();
+    app.add_option("--max-body-mb", max_body_mb, "largest HTTP request body, MiB")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 1024));
+    app.add_option("--request-timeout", opt.request_timeout_s, "seconds to receive one request")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 3600));
+    app.add_option("--idle-timeout", opt.idle_timeout_s,
+                   "seconds a kept-alive connection may wait; a WebSocket peer that stops "
+                   "answering pings is dropped after this")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 3600));
+    app.add_option("--realtime-idle", opt.realtime_idle_s,
+                   "seconds a Realtime session may go without a client event")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 86400));
+    app.add_option("--drain", opt.drain_s, "seconds SIGTERM gives answers in progress")
+        ->capture_default_str()
+        ->check(CLI::Range(0, 3600));
+    app.add_option("--engine", engine_kind,
+                   "voxrt, or fake (scripted answers, no model: for protocol tests)")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"voxrt", "fake"}));
+    app.add_option("--fake-step-ms", fake_step_ms, "fake engine: milliseconds per step")
+        ->capture_default_str();
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        if (e.get_exit_code() == 0) return app.exit(e);
+        std::fprintf(stderr, "error: usage: %s\n", e.what());
+        return 2;
+    }
+    opt.max_body_bytes = size_t(max_body_mb) << 20;
+    std::unique_ptr<Engine> engine;
+    if (engine_kind == "fake") {
+        FakeEngineOptions fo;
+        fo.step_ms = fake_step_ms;
+        engine = std::make_unique<FakeEngine>(fo);
+    } else {
+        if (eo.model_dir.empty()) {
+            std::fprintf(stderr, "error: usage: -m MODEL_DIR is required\n");
+            return 2;
+        }
+        std::string err = make_voxrt_engine(eo, &engine);
+        if (!err.empty()) {
+            std::fprintf(stderr, "error: %s\n", err.c_str());
+            return 1;
+        }
+    }
+    return serve(*engine, opt);
+}
+
+}  // namespace voxrt::server

@@ -1,0 +1,190 @@
+#include "voxrt_engine.h"
+
+#include <voxrt/voxrt.h>
+
+#include <algorithm>
+#include <cmath>
+
+namespace voxrt::server {
+namespace {
+
+::voxrt::Task api_task(Task t) {
+    switch (t) {
+        case Task::kSpeechChat:
+            return ::voxrt::Task::kSpeechChat;
+        case Task::kTextChat:
+            return ::voxrt::Task::kTextChat;
+        case Task::kTranscribe:
+            return ::voxrt::Task::kAsr;
+        case Task::kSpeak:
+            return ::voxrt::Task::kTts;
+    }
+    return ::voxrt::Task::kSpeechChat;
+}
+
+std::vector<int16_t> to_pcm16(const std::vector<float>& x) {
+    std::vector<int16_t> out(x.size());
+    for (size_t i = 0; i < x.size(); ++i) {
+        float v = std::isfinite(x[i]) ? std::clamp(x[i], -1.0f, 1.0f) : 0.0f;
+        out[i] = int16_t(std::lround(v * 32767.0f));
+    }
+    return out;
+}
+
+class VoxrtConversation : public Conversation {
+public:
+    explicit VoxrtConversation(std::unique_ptr<::voxrt::Session> s) : s_(std::move(s)) {}
+
+    std::string begin(std::string_view role) override {
+        if (open_) return "a message is already open";
+        if (role == "user") {
+            if (auto st = s_->begin_user_turn(); !st) return st.message();
+            role_ = ::voxrt::Role::kUser;
+        } else if (role == "system") {
+            role_ = ::voxrt::Role::kSystem;
+        } else if (role == "assistant") {
+            role_ = ::voxrt::Role::kAssistant;
+        } else {
+            return "unknown role '" + std::string(role) + "'";
+        }
+        open_ = true;
+        text_.clear();
+        return {};
+    }
+    std::string add_text(std::string_view text) override {
+        if (!open_) return "no open message";
+        if (role_ != ::voxrt::Role::kUser) {
+            text_ += text;
+            return {};
+        }
+        auto st = s_->append_text(text);
+        return st ? std::string() : st.message();
+    }
+    std::string add_audio(const float* pcm, size_t n, int rate) override {
+        if (!open_) return "no open message";
+        if (role_ != ::voxrt::Role::kUser) return "audio is accepted in user messages only";
+        auto st = s_->append_audio(pcm, n, rate);
+        return st ? std::string() : st.message();
+    }
+    std::string end() override {
+        if (!open_) return "no open message";
+        open_ = false;
+        auto st = role_ == ::voxrt::Role::kUser ? s_->end_user_turn() : s_->add_turn(role_, text_);
+        text_.clear();
+        return st ? std::string() : st.message();
+    }
+    std::string start(const ResponseOptions& opt) override {
+        if (open_) return "a message is still open";
+        auto ro = ::voxrt::ResponseOptions::for_task(api_task(opt.task));
+        if (opt.max_steps > 0) ro.max_steps = opt.max_steps;
+        if (opt.temperature >= 0) ro.sampling.text_temperature = opt.temperature;
+        ro.seed = opt.seed;
+        auto st = s_->start_response(ro);
+        return st ? std::string() : st.message();
+    }
+    bool step(std::vector<EngineEvent>& out) override {
+        evs_.clear();
+        auto r = s_->step(evs_);
+        for (auto& e : evs_) {
+            EngineEvent ev;
+            switch (e.kind) {
+                case ::voxrt::EventKind::kTextDelta:
+                    if (e.text.empty()) continue;
+                    ev.kind = EngineEvent::kText;
+                    ev.text = std::move(e.text);
+                    break;
+                case ::voxrt::EventKind::kAudio:
+                    if (e.pcm.empty()) continue;
+                    ev.kind = EngineEvent::kAudio;
+                    ev.pcm = to_pcm16(e.pcm);
+                    break;
+                case ::voxrt::EventKind::kAudioFrame:
+                    continue;
+                case ::voxrt::EventKind::kEndOfTurn:
+                    ev.kind = EngineEvent::kDone;
+                    ev.finish = e.reason == ::voxrt::EndReason::kEndToken   ? "stop"
+                                : e.reason == ::voxrt::EndReason::kMaxSteps ? "length"
+                                                                            : "cancelled";
+                    ev.prompt_tokens = e.stats.prefill_positions;
+                    ev.completion_tokens = e.stats.steps;
+                    break;
+            }
+            out.push_back(std::move(ev));
+        }
+        if (!r) {
+            EngineEvent ev;
+            ev.kind = EngineEvent::kDone;
+            ev.finish = "error";
+            ev.error = r.status().message();
+            out.push_back(std::move(ev));
+            return false;
+        }
+        return !r.value();
+    }
+    void cancel(std::vector<EngineEvent>&) override { s_->cancel(); }
+    std::string truncate(int64_t audio_ms) override {
+        if (s_->responding()) return "cannot truncate while an answer is running";
+        auto st = s_->truncate_to_audio_ms(double(audio_ms));
+        return st ? std::string() : st.message();
+    }
+
+private:
+    std::unique_ptr<::voxrt::Session> s_;
+    std::vector<::voxrt::Event> evs_;
+    bool open_ = false;
+    ::voxrt::Role role_ = ::voxrt::Role::kUser;
+    std::string text_;
+};
+
+class VoxrtEngine : public Engine {
+public:
+    VoxrtEngine(std::shared_ptr<::voxrt::Model> m, int context)
+        : model_(std::move(m)), context_(context) {}
+    std::string model_id() const override { return model_->info().name; }
+    std::vector<std::string> voices() const override {
+        return {"us-female", "us-male", "uk-female", "uk-male"};
+    }
+    // The interleaved speech-chat prompt names no voice: the model answers in its one chat voice.
+    std::vector<std::string> chat_voices() const override { return {"default"}; }
+    int output_rate() const override { return model_->info().output_sample_rate; }
+    std::string open(const ConversationOptions& opt, std::unique_ptr<Conversation>* out) override {
+        ::voxrt::SessionOptions so;
+        so.context = context_;
+        auto s = ::voxrt::Session::create(model_, so);
+        if (!s) return s.status().message();
+        auto voice = ::voxrt::parse_voice(opt.voice.empty() ? "us-female" : opt.voice);
+        if (opt.task == Task::kSpeak && !voice) return "unknown voice '" + opt.voice + "'";
+        auto d =
+            ::voxrt::task_defaults(api_task(opt.task), voice.value_or(::voxrt::Voice::kUsFemale));
+        std::string system = d.system_prompt;
+        // The client's instructions follow the task's prompt (speech chat needs its prompt to
+        // answer with audio); ASR and TTS take none.
+        if (!opt.instructions.empty() &&
+            (opt.task == Task::kSpeechChat || opt.task == Task::kTextChat))
+            system += (system.empty() ? "" : "\n") + opt.instructions;
+        if (!system.empty())
+            if (auto st = s.value()->add_turn(::voxrt::Role::kSystem, system); !st)
+                return st.message();
+        *out = std::make_unique<VoxrtConversation>(std::move(s).value());
+        return {};
+    }
+
+private:
+    std::shared_ptr<::voxrt::Model> model_;
+    int context_;
+};
+
+}  // namespace
+
+std::string make_voxrt_engine(const VoxrtEngineOptions& opt, std::unique_ptr<Engine>* out) {
+    ::voxrt::ModelOptions mo;
+    mo.device = opt.device;
+    mo.threads = opt.threads;
+    if (opt.context > 0) mo.max_context = opt.context;
+    auto m = ::voxrt::Model::load(opt.model_dir, mo);
+    if (!m) return m.status().message();
+    *out = std::make_unique<VoxrtEngine>(std::move(m).value(), opt.context);
+    return {};
+}
+
+}  // namespace voxrt::server
