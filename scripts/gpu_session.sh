@@ -33,7 +33,7 @@ for stage in "${STAGES[@]}"; do
         -DCMAKE_PREFIX_PATH=$P/usr > "$OUT/build.log" 2>&1 &&
       ninja -C build-gpu -j"$(nproc)" voxrt_cli ops_cuda_test fused_cuda_test mel_cuda_test istft_cuda_test backbone_parity_test \
         greedy_e2e_test multiturn_test encoder_parity_test detokenizer_parity_test detokenizer_streaming_test \
-        api_session_test audio_input_streaming_test device_test \
+        api_session_test audio_input_streaming_test device_test voxrt_serve \
         >> "$OUT/build.log" 2>&1 || { log "build failed"; tail -30 "$OUT/build.log"; exit 1; }
       log "built"
       ;;

@@ -56,6 +56,10 @@ int serve_main(int argc, char** argv) {
         ->check(CLI::IsMember({"voxrt", "fake"}));
     app.add_option("--fake-step-ms", fake_step_ms, "fake engine: milliseconds per step")
         ->capture_default_str();
+    // Benchmarks on random weights (bench/serve_bench.py): answers run to their max steps.
+    app.add_flag("--bench-no-early-end", eo.suppress_end,
+                 "benchmarks on random weights: answers never end before max_output_tokens")
+        ->group("");
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

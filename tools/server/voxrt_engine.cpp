@@ -33,7 +33,8 @@ std::vector<int16_t> to_pcm16(const std::vector<float>& x) {
 
 class VoxrtConversation : public Conversation {
 public:
-    explicit VoxrtConversation(std::unique_ptr<::voxrt::Session> s) : s_(std::move(s)) {}
+    VoxrtConversation(std::unique_ptr<::voxrt::Session> s, bool suppress_end)
+        : s_(std::move(s)), suppress_end_(suppress_end) {}
 
     std::string begin(std::string_view role) override {
         if (open_) return "a message is already open";
@@ -79,6 +80,7 @@ public:
         if (opt.max_steps > 0) ro.max_steps = opt.max_steps;
         if (opt.temperature >= 0) ro.sampling.text_temperature = opt.temperature;
         ro.seed = opt.seed;
+        ro.suppress_end = suppress_end_;
         auto st = s_->start_response(ro);
         return st ? std::string() : st.message();
     }
@@ -130,6 +132,7 @@ public:
 
 private:
     std::unique_ptr<::voxrt::Session> s_;
+    bool suppress_end_ = false;
     std::vector<::voxrt::Event> evs_;
     bool open_ = false;
     ::voxrt::Role role_ = ::voxrt::Role::kUser;
@@ -138,8 +141,8 @@ private:
 
 class VoxrtEngine : public Engine {
 public:
-    VoxrtEngine(std::shared_ptr<::voxrt::Model> m, int context)
-        : model_(std::move(m)), context_(context) {}
+    VoxrtEngine(std::shared_ptr<::voxrt::Model> m, int context, bool suppress_end)
+        : model_(std::move(m)), context_(context), suppress_end_(suppress_end) {}
     std::string model_id() const override { return model_->info().name; }
     std::vector<std::string> voices() const override {
         return {"us-female", "us-male", "uk-female", "uk-male"};
@@ -165,13 +168,14 @@ public:
         if (!system.empty())
             if (auto st = s.value()->add_turn(::voxrt::Role::kSystem, system); !st)
                 return st.message();
-        *out = std::make_unique<VoxrtConversation>(std::move(s).value());
+        *out = std::make_unique<VoxrtConversation>(std::move(s).value(), suppress_end_);
         return {};
     }
 
 private:
     std::shared_ptr<::voxrt::Model> model_;
     int context_;
+    bool suppress_end_;
 };
 
 }  // namespace
@@ -183,7 +187,7 @@ std::string make_voxrt_engine(const VoxrtEngineOptions& opt, std::unique_ptr<Eng
     if (opt.context > 0) mo.max_context = opt.context;
     auto m = ::voxrt::Model::load(opt.model_dir, mo);
     if (!m) return m.status().message();
-    *out = std::make_unique<VoxrtEngine>(std::move(m).value(), opt.context);
+    *out = std::make_unique<VoxrtEngine>(std::move(m).value(), opt.context, opt.suppress_end);
     return {};
 }
 

@@ -13,6 +13,9 @@ struct VoxrtEngineOptions {
     std::string device = "auto";
     int threads = 0;
     int context = 0;
+    // Benchmarks on random weights only: responses never choose end-of-turn or end-of-audio, so
+    // each runs to its max steps (ResponseOptions::suppress_end) and every run does the same work.
+    bool suppress_end = false;
 };
 
 // Loads the model; returns an error message naming what failed.
