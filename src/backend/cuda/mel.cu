@@ -127,7 +127,12 @@ Status log_mel(const ops::Context& ctx, const LogMelArgs& a) {
     auto up = [](size_t v) { return (v + 255) / 256 * 256; };
     const size_t bytes = up(consts) + up(frames_b) + up(spec_b) + up(logmel_b);
     void* ws = nullptr;
-    cudaError_t e = cudaMallocAsync(&ws, bytes, st);
+    cudaError_t e;
+    {
+        // Growing the stream-ordered pool maps device memory: not while another thread captures.
+        std::unique_lock<std::shared_mutex> guard(capture_guard());
+        e = cudaMallocAsync(&ws, bytes, st);
+    }
     if (e != cudaSuccess)
         return make_error(StatusCode::kOutOfMemory, "[mel] cannot allocate %zu bytes on the GPU: %s", bytes,
                           cudaGetErrorString(e));
@@ -190,7 +195,10 @@ Status log_mel(const ops::Context& ctx, const LogMelArgs& a) {
         cufftDestroy(plan);
     }
     if (plan_guard.owns_lock()) plan_guard.unlock();
-    check(ctx, cudaFreeAsync(ws, st), "cudaFreeAsync(mel workspace)");
+    {
+        std::unique_lock<std::shared_mutex> guard(capture_guard());
+        check(ctx, cudaFreeAsync(ws, st), "cudaFreeAsync(mel workspace)");
+    }
     return result;
 }
 
