@@ -15,7 +15,9 @@
 
 namespace voxrt {
 
-enum class DType : uint8_t { kF32, kBF16, kF16, kF64, kI64, kI32, kI16, kU8, kI8, kBool };
+// kF8E4M3: OCP 8-bit float (1 sign, 4 exponent bits with bias 7, 3 mantissa bits; no infinities,
+// S.1111.111 is NaN, largest finite ±448), used for weight-only quantized matrices (core/quant.h).
+enum class DType : uint8_t { kF32, kBF16, kF16, kF64, kI64, kI32, kI16, kU8, kI8, kBool, kF8E4M3 };
 // Device kinds, one per backend (backend/entry_points.h): the host, and NVIDIA GPUs.
 enum class Device : uint8_t { kCPU, kCUDA };
 constexpr size_t kDeviceKinds = 2;  // the number of Device values
@@ -32,6 +34,11 @@ struct Tensor {
     Device device = Device::kCPU;
     int ndim = 0;
     int64_t shape[kMaxDims] = {0, 0, 0, 0};
+    // Weight-only quantized matrices (dtype kI8 or kF8E4M3, shape [N, K], core/quant.h): one F32
+    // scale per row (dimension 0), on the same device, so that the matrix stands for
+    // w[n][k] = scale[n] · float(q[n][k]). Null for every other tensor. rows() and row() keep it
+    // pointing at their first row's scale; reshape() keeps it only while dimension 0 is unchanged.
+    const float* scale = nullptr;
 
     static Tensor make(void* data, DType dt, Device dev, std::initializer_list<int64_t> dims);
 
@@ -46,6 +53,7 @@ struct Tensor {
     }
     size_t nbytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype); }
     bool empty() const { return data == nullptr; }
+    bool quantized() const { return scale != nullptr; }
 
     template <class T>
     T* ptr() const {
