@@ -2,8 +2,11 @@
 #include <csignal>
 #include <cstdio>
 #include <ctime>
+#include <filesystem>
+#include <fstream>
 
 #include "net.h"
+#include "web_assets.h"
 
 namespace voxrt::server {
 namespace {
@@ -534,6 +537,73 @@ awaitable<bool> handle_chat(Ctx& c) {
     }
 }
 
+// ---- the model list and the browser page ----------------------------------------------------
+
+// A /v1/models entry. `voxrt` carries what a client of this server may want to show: whether the
+// weights are random (a checkpoint made by tools/reference/make_checkpoint.py carries
+// checkpoint_info.json in its directory; the official checkpoint has none), the voices, the rate.
+json model_entry(const ServerState& st) {
+    json info = {{"random_weights", false},
+                 {"checkpoint", nullptr},
+                 {"voices", st.voices},
+                 {"chat_voices", st.chat_voices},
+                 {"sample_rate", st.engine.output_rate()}};
+    if (!st.opt.model_dir.empty()) {
+        const auto path = std::filesystem::path(st.opt.model_dir) / "checkpoint_info.json";
+        std::error_code ec;
+        if (std::filesystem::is_regular_file(path, ec)) {
+            info["random_weights"] = true;
+            std::ifstream f(path);
+            json ci = json::parse(f, nullptr, /*allow_exceptions=*/false);
+            json summary = json::object();
+            if (ci.is_object())
+                for (const char* k : {"size", "seed"})
+                    if (ci.contains(k)) summary[k] = ci[k];
+            info["checkpoint"] = summary;
+        }
+    }
+    return {{"id", st.engine.model_id()},
+            {"object", "model"},
+            {"created", 0},
+            {"owned_by", "voxrt"},
+            {"voxrt", info}};
+}
+
+// GET/HEAD of an embedded page file (web_assets.h): `/` is index.html, `/static/NAME` the file
+// NAME under web/. The files carry no version in their names, so clients revalidate each time
+// (no-cache) and get 304 when the ETag still matches.
+template <class Req>
+awaitable<bool> send_web_asset(ServerState& st, beast::tcp_stream& stream, const Req& req,
+                               const WebAsset& a) {
+    const bool head = req.method() == http::verb::head;
+    const bool fresh = req[http::field::if_none_match] == a.etag;
+    http::response<http::string_body> res{fresh ? http::status::not_modified : http::status::ok,
+                                          req.version()};
+    res.set(http::field::server, "voxrt");
+    res.set(http::field::content_type, web_content_type(a.name));
+    res.set(http::field::cache_control, "no-cache");
+    res.set(http::field::etag, a.etag);
+    res.set("X-Content-Type-Options", "nosniff");
+    if (a.name.ends_with(".html")) {
+        // the page loads nothing from elsewhere and talks only to this server
+        res.set("Content-Security-Policy",
+                "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; "
+                "object-src 'none'; base-uri 'none'; frame-ancestors 'none'");
+        res.set("Referrer-Policy", "no-referrer");
+    }
+    res.keep_alive(req.keep_alive());
+    if (!fresh && !head) res.body().assign(a.data.data(), a.data.size());
+    if (!fresh) res.content_length(a.data.size());  // HEAD: the length GET would send
+    if (head || fresh) {
+        http::response_serializer<http::string_body> sr(res);
+        sr.split(true);
+        stream.expires_after(std::chrono::seconds(st.opt.write_timeout_s));
+        auto [ec, n] = co_await http::async_write_header(stream, sr, use_tuple);
+        co_return !ec;
+    }
+    co_return co_await send(st, stream, std::move(res));
+}
+
 // Returns whether the connection stays open.
 awaitable<bool> route(ServerState& st, beast::tcp_stream& stream, const Request& req) {
     st.metrics.http_requests++;
@@ -585,10 +655,7 @@ awaitable<bool> route(ServerState& st, beast::tcp_stream& stream, const Request&
             auto res_ = method_not_allowed();
             co_return co_await send(st, stream, std::move(res_));
         }
-        json m = {{"id", st.engine.model_id()},
-                  {"object", "model"},
-                  {"created", 0},
-                  {"owned_by", "voxrt"}};
+        json m = model_entry(st);
         if (path == "/v1/models") {
             auto res = json_response(req, http::status::ok,
                                      {{"object", "list"}, {"data", json::array({m})}});
@@ -630,6 +697,23 @@ awaitable<bool> route(ServerState& st, beast::tcp_stream& stream, const Request&
             keep = co_await handle_chat(c);
         st.http_in_flight--;
         co_return keep;
+    }
+    if (path == "/" || path == "/index.html" || path.rfind("/static/", 0) == 0) {
+        if (!get && req.method() != http::verb::head) {
+            auto res_ = method_not_allowed();
+            res_.set(http::field::allow, "GET, HEAD");
+            co_return co_await send(st, stream, std::move(res_));
+        }
+        const std::string_view name =
+            path.rfind("/static/", 0) == 0 ? path.substr(8) : std::string_view("index.html");
+        if (const WebAsset* a = find_web_asset(name))
+            co_return co_await send_web_asset(st, stream, req, *a);
+        ApiError e;
+        e.status = 404;
+        e.code = "not_found";
+        e.message = "no file " + std::string(path);
+        auto res_ = error_response(st, req, e);
+        co_return co_await send(st, stream, std::move(res_));
     }
     if (path == "/v1/realtime") {
         ApiError e;

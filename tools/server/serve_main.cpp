@@ -68,6 +68,7 @@ int serve_main(int argc, char** argv) {
         return 2;
     }
     opt.max_body_bytes = size_t(max_body_mb) << 20;
+    if (engine_kind == "voxrt") opt.model_dir = eo.model_dir;
     std::unique_ptr<Engine> engine;
     if (engine_kind == "fake") {
         FakeEngineOptions fo;

@@ -12,6 +12,9 @@
 namespace voxrt::server {
 
 struct ServerOptions {
+    // The loaded checkpoint's directory (empty for the fake engine): /v1/models reports whether it
+    // is a random-weight checkpoint made by tools/reference/make_checkpoint.py.
+    std::string model_dir;
     std::string host = "127.0.0.1";
     uint16_t port = 8080;  // 0: any free port (printed on stderr)
     int max_sessions = 4;
