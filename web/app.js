@@ -288,7 +288,9 @@ function onPlayer(m) {
 function finishAnswer() {
   if (!resp) return;
   resp.playing = false;
-  if (resp.turnRecord) resp.turnRecord.playedMs = Math.round(resp.playedSamples * 1000 / RATE);
+  // (an interrupted answer's played length was taken when it was stopped)
+  if (resp.turnRecord && !resp.interrupted)
+    resp.turnRecord.playedMs = Math.round(resp.playedSamples * 1000 / RATE);
   resp = null;
   setState(pendingTurn ? 'thinking' : 'listening');
 }

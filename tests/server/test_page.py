@@ -220,6 +220,10 @@ class Page(unittest.TestCase):
         driver.find_element(By.ID, "stop").click()
         wait(60, lambda: js("voxrtPage.turns[1].interrupted === 'stopped'"), "stop did nothing")
         wait(60, lambda: js("voxrtPage.state === 'listening'"), "not listening after stop")
+        second = js("voxrtPage.turns[1]")
+        if second["playedMs"] < second["receivedMs"]:
+            wait(60, lambda: js("voxrtPage.turns[1].truncatedMs !== undefined"), "stop did not truncate")
+            self.assertEqual(js("voxrtPage.turns[1].truncatedMs"), second["playedMs"])
         for t in js("voxrtPage.turns"):
             print(f"  answer {t['responseId']}: {t.get('status')}, heard {t['latencyMs']} ms after the end of "
                   f"speech ({t['afterStoppedMs']} ms after speech_stopped), played {t.get('playedMs')} of "
