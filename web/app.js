@@ -12,7 +12,8 @@ const $ = (id) => document.getElementById(id);
 const page = {
   state: 'idle',
   events: [],        // {dir: 'in'|'out', type, at} per WebSocket event, audio payloads left out
-  turns: [],         // per answer: {itemId, latencyMs, afterStoppedMs, receivedMs, playedMs, ...}
+  turns: [],         // per answer: {itemId, latencyMs, afterStoppedMs, receivedMs, playedMs,
+                     //   gapMs (silence inside the answer: audio arriving later than played), ...}
   audioDeltas: 0,
   textChars: 0,
   info: null,        // the /v1/models entry's `voxrt` object
@@ -163,6 +164,14 @@ function sessionUpdate() {
 
 async function start() {
   $('error').hidden = true;
+  if (!window.isSecureContext || !navigator.mediaDevices || !window.AudioWorkletNode) {
+    // browsers give the microphone and audio worklets only to https:// and localhost pages
+    showError('this browser allows the microphone only on https:// pages or on localhost: open ' +
+              'the page as http://127.0.0.1:PORT/ on the server’s machine, forward the port over ' +
+              'SSH, or serve it behind TLS');
+    setState('error', 'microphone not allowed here');
+    return;
+  }
   setState('connecting');
   try {
     ctx = new AudioContext({latencyHint: 'interactive'});
@@ -280,9 +289,17 @@ function onPlayer(m) {
   } else if (m.type === 'drained' && resp && m.received === resp.receivedSamples) {
     // everything received so far was played (a later push makes the queue busy again)
     resp.playedSamples = m.played;
+    resp.turnRecord.gapMs = m.gapMs;
     resp.queueEmpty = true;
     if (!resp.active) finishAnswer();
   }
+}
+
+// Underruns are the server's (its audio came later than it played); shown so that they are seen.
+function noteGaps(r) {
+  const gap = r.turnRecord && r.turnRecord.gapMs;
+  if (r.bubble && gap > 0)
+    r.bubble.querySelector('.meta').textContent += ` (${gap} ms of gaps: audio arrived late)`;
 }
 
 function finishAnswer() {
@@ -291,6 +308,7 @@ function finishAnswer() {
   // (an interrupted answer's played length was taken when it was stopped)
   if (resp.turnRecord && !resp.interrupted)
     resp.turnRecord.playedMs = Math.round(resp.playedSamples * 1000 / RATE);
+  noteGaps(resp);
   resp = null;
   setState(pendingTurn ? 'thinking' : 'listening');
 }
@@ -306,11 +324,12 @@ async function interrupt(reason) {
     r.cancelSent = true;
     send({type: 'response.cancel'});
   }
-  const {played} = await clearPlayer();
+  const {played, gapMs} = await clearPlayer();
   r.playing = false;
   const playedMs = Math.floor(played * 1000 / RATE);
   if (r.turnRecord) {
     r.turnRecord.playedMs = playedMs;
+    r.turnRecord.gapMs = gapMs;
     r.turnRecord.interrupted = reason;
   }
   if (r.receivedSamples > 0 && played < r.receivedSamples && !r.truncated) {
@@ -323,6 +342,7 @@ async function interrupt(reason) {
     const meta = r.bubble.querySelector('.meta');
     meta.textContent += ` (${reason} after ${(playedMs / 1000).toFixed(2)} s of audio)`;
   }
+  noteGaps(r);
   if (resp === r && !r.active) resp = null;
   setState(pendingTurn ? 'thinking' : 'listening');
 }

@@ -96,6 +96,8 @@ class PlayerProcessor extends AudioWorkletProcessor {
     this.queued = 0;     // frames waiting
     this.played = 0;     // frames played since the last clear (this answer)
     this.received = 0;   // 24 kHz samples pushed since the last clear
+    this.silent = 0;     // output frames of silence since the queue last ran dry
+    this.gaps = 0;       // frames of silence between two pieces of this answer (underruns)
     this.started = false;
     this.resampler = new Resampler(WIRE_RATE, sampleRate);
     this.port.onmessage = (e) => this.onMessage(e.data);
@@ -105,6 +107,10 @@ class PlayerProcessor extends AudioWorkletProcessor {
       const out = [];
       this.resampler.push(new Float32Array(m.samples), out);
       this.received += m.samples.byteLength / 4;
+      if (this.started && this.queued === 0) {  // the answer went on after running dry
+        this.gaps += this.silent;
+        this.silent = 0;
+      }
       if (out.length > 0) {
         this.queue.push(Float32Array.from(out));
         this.queued += out.length;
@@ -113,12 +119,14 @@ class PlayerProcessor extends AudioWorkletProcessor {
       // what was played of this answer, in 24 kHz samples (what the server counts)
       const played24 = Math.round(this.played * WIRE_RATE / sampleRate);
       this.port.postMessage({type: 'cleared', token: m.token, played: played24,
-                             wasPlaying: this.queued > 0});
+                             gapMs: Math.round(this.gaps * 1000 / sampleRate)});
       this.queue = [];
       this.offset = 0;
       this.queued = 0;
       this.played = 0;
       this.received = 0;
+      this.silent = 0;
+      this.gaps = 0;
       this.started = false;
       this.resampler = new Resampler(WIRE_RATE, sampleRate);
     }
@@ -144,11 +152,13 @@ class PlayerProcessor extends AudioWorkletProcessor {
         this.offset = 0;
       }
     }
+    if (this.started) this.silent += out.length - i;
     for (; i < out.length; i++) out[i] = 0;
     for (let c = 1; c < outputs[0].length; c++) outputs[0][c].set(out);
     if (hadAudio && this.queued === 0) {
       this.port.postMessage({type: 'drained', received: this.received,
-                             played: Math.round(this.played * WIRE_RATE / sampleRate)});
+                             played: Math.round(this.played * WIRE_RATE / sampleRate),
+                             gapMs: Math.round(this.gaps * 1000 / sampleRate)});
     }
     return true;
   }

@@ -227,7 +227,8 @@ class Page(unittest.TestCase):
         for t in js("voxrtPage.turns"):
             print(f"  answer {t['responseId']}: {t.get('status')}, heard {t['latencyMs']} ms after the end of "
                   f"speech ({t['afterStoppedMs']} ms after speech_stopped), played {t.get('playedMs')} of "
-                  f"{t.get('receivedMs')} ms received, truncated at {t.get('truncatedMs')} ms", file=sys.stderr)
+                  f"{t.get('receivedMs')} ms received ({t.get('gapMs')} ms of gaps), truncated at {t.get('truncatedMs')} ms",
+                  file=sys.stderr)
 
 
 if __name__ == "__main__":
