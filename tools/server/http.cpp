@@ -572,8 +572,7 @@ json model_entry(const ServerState& st) {
 // GET/HEAD of an embedded page file (web_assets.h): `/` is index.html, `/static/NAME` the file
 // NAME under web/. The files carry no version in their names, so clients revalidate each time
 // (no-cache) and get 304 when the ETag still matches.
-template <class Req>
-awaitable<bool> send_web_asset(ServerState& st, beast::tcp_stream& stream, const Req& req,
+awaitable<bool> send_web_asset(ServerState& st, beast::tcp_stream& stream, const Request& req,
                                const WebAsset& a) {
     const bool head = req.method() == http::verb::head;
     const bool fresh = req[http::field::if_none_match] == a.etag;
