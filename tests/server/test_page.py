@@ -8,7 +8,8 @@ question talks over it.
         python tests/server/test_page.py
 
 Needs Debian's `chromium` and `chromium-driver` (scripts/install-deps.sh); without them the test
-fails. The screenshot goes to $VOXRT_BUILD_DIR/artifacts/page.png.
+fails. The screenshot goes to $VOXRT_BUILD_DIR/artifacts/page.png. The barge-in needs a first
+answer longer than the pause: the tiny checkpoint's answers run to their 512 steps (~27 s of audio).
 """
 import array
 import hashlib
