@@ -45,6 +45,12 @@ struct ModelOptions {
     // Where a CUDA model's detokenizer (and its ISTFT) runs: "same" (on the GPU), "cpu" (host cores
     // beside GPU decode) or "auto" (cpu when at least 8 host threads are available, else same).
     std::string detokenizer_device = "same";
+    // Run one short turn inside load() (a second of silence in; six text steps and two audio
+    // frames out, through the detokenizer), so that the first conversation's first turn costs what
+    // later turns cost: one-time work (GPU libraries' handles and plans, the first launch of each
+    // kernel, on the CPU the first touch of the mapped weights) happens here. Adds that turn's time
+    // to load() (ModelInfo::warm_up_ms).
+    bool warm_up = true;
 };
 
 // What load() found; plain values, fixed for the model's lifetime.
@@ -61,6 +67,7 @@ struct ModelInfo {
     double ms_per_audio_position = 80;  // input audio: one backbone position per 80 ms
     double ms_per_audio_frame = 80;     // output audio: one frame per 80 ms of PCM
     int threads = 1;                    // CPU worker threads
+    double warm_up_ms = 0;              // the warm-up turn's time inside load() (0: none)
     // Architecture (for inspection).
     int backbone_layers = 0;
     std::string backbone_layer_kinds;  // "conv,conv,attn,…"
@@ -109,6 +116,7 @@ private:
     friend class Session;
     const model::LfmAudioModel& impl() const { return *impl_; }
     Model() = default;
+    static Status warm_up(const std::shared_ptr<const Model>& m);  // ModelOptions::warm_up
     std::unique_ptr<model::LfmAudioModel> impl_;
     ModelOptions options_;
     ModelInfo info_;

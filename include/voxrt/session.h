@@ -77,6 +77,10 @@ struct ResponseOptions {
     // Output frames per detokenizer call after the turn's first frame (which goes alone, at once),
     // 1 .. 32. Larger chunks cost less on a GPU; kAudio events come every this many frames.
     int detok_chunk_frames = 8;
+    // Grow the chunks after the first frame: 2, 4, 8, … up to detok_chunk_frames, so that the
+    // listener's buffer fills quickly at the start of an answer even when each step waits for other
+    // conversations (a server); costs a few more detokenizer calls per turn. The PCM is the same.
+    bool detok_ramp = true;
     // Run the detokenizer on its own thread beside generation (false: inside step()). The PCM is
     // the same either way.
     bool detok_async = true;

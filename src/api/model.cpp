@@ -1,11 +1,16 @@
 // voxrt::Model: ModelOptions validated and mapped onto model::LfmAudioModel; ModelInfo filled once.
 #include "voxrt/model.h"
 
+#include <algorithm>
+#include <chrono>
+#include <vector>
+
 #include <thread>
 
 #include "backend/device.h"
 #include "io/safetensors.h"
 #include "model/lfm_audio.h"
+#include "voxrt/session.h"
 
 namespace voxrt {
 
@@ -137,7 +142,35 @@ Expected<std::shared_ptr<Model>> Model::load(const std::string& dir, const Model
     file_summary(dir + "/model.safetensors", &i.model_file_tensors, &i.model_file_bytes);
     file_summary(dir + "/audio_detokenizer/model.safetensors", &i.detok_file_tensors,
                  &i.detok_file_bytes);
+    if (options.warm_up) {
+        const auto t0 = std::chrono::steady_clock::now();
+        VOXRT_RETURN_IF_ERROR(warm_up(m));
+        i.warm_up_ms =
+            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
+                .count();
+    }
     return m;
+}
+
+// One speech-chat turn on a throwaway session: a second of silence, then six text steps and two
+// audio frames (the interleaved pattern's first audio), the first frame detokenized at once and the
+// second at the end. End tokens are suppressed so that every checkpoint, random or trained, runs
+// the same kernels.
+Status Model::warm_up(const std::shared_ptr<const Model>& m) {
+    SessionOptions so;
+    so.context = std::min(m->info_.max_context, 512);
+    VOXRT_ASSIGN_OR_RETURN(std::unique_ptr<Session> s, Session::create(m, so));
+    const int rate = m->info_.input_sample_rate;
+    const std::vector<float> silence(static_cast<size_t>(rate), 0.0f);
+    VOXRT_RETURN_IF_ERROR(s->begin_user_turn());
+    VOXRT_RETURN_IF_ERROR(s->append_audio(silence.data(), silence.size(), rate));
+    VOXRT_RETURN_IF_ERROR(s->end_user_turn());
+    ResponseOptions ro = ResponseOptions::for_task(Task::kSpeechChat);
+    ro.max_steps = 8;
+    ro.suppress_end = true;
+    ro.audio = m->impl_->detokenizer() != nullptr;
+    VOXRT_RETURN_IF_ERROR(s->generate(ro, [](const Event&) { return true; }));
+    return Status::ok();
 }
 
 namespace {

@@ -31,6 +31,7 @@ runtime::GenerateOptions generate_options(const ResponseOptions& o) {
     g.decode_audio = o.audio;
     g.detok_chunk_frames = o.detok_chunk_frames;
     g.detok_async = o.detok_async;
+    g.detok_ramp = o.detok_ramp;
     g.suppress_end = o.suppress_end;
     return g;
 }

@@ -20,10 +20,11 @@ void DetokStream::init(const model::Detokenizer* det, const ops::Context* ctx,
     worker_ = worker;
 }
 
-void DetokStream::begin(bool enabled, int chunk_frames, bool async) {
+void DetokStream::begin(bool enabled, int chunk_frames, bool async, bool ramp) {
     enabled_ = enabled && det_ != nullptr;
     async_ = async && worker_ != nullptr;
     chunk_frames_ = chunk_frames;
+    target_ = ramp ? std::min(2, chunk_frames) : chunk_frames;
     pending_ = 0;
     last_step_ = 0;
     started_ = false;
@@ -73,8 +74,10 @@ Status DetokStream::push(const int32_t* codes, int step, std::vector<Chunk>& out
               codes_.begin() + pending_ * model::kDetokCodebooks);
     ++pending_;
     last_step_ = step;
-    if (!started_ || pending_ == chunk_frames_) return drain(out);
-    return Status::ok();
+    if (!started_) return drain(out);
+    if (pending_ < target_) return Status::ok();
+    target_ = std::min(2 * target_, chunk_frames_);
+    return drain(out);
 }
 
 Status DetokStream::poll(std::vector<Chunk>& out) {

@@ -1,6 +1,7 @@
 // DetokStream: the audio frames of one response to PCM, beside the turn's state machine. Frames are
 // buffered and detokenized in chunks: the turn's first frame alone and at once (first-sample
-// latency does not depend on the chunk size), later ones `chunk_frames` at a time, the rest when
+// latency does not depend on the chunk size), later ones `chunk_frames` at a time (or in chunks
+// growing 2, 4, … up to that, with `ramp`), the rest when
 // the turn ends, however it ends. With a DetokWorker the chunks after the first run on its thread
 // (on CUDA its own stream) while generation goes on; their PCM is picked up by poll() at the next
 // step boundary. The PCM is the same either way.
@@ -31,7 +32,8 @@ public:
               DetokWorker* worker);
 
     // Starts a response; `enabled` false: push/poll/finish do nothing.
-    void begin(bool enabled, int chunk_frames, bool async);
+    // `ramp`: chunks after the first frame grow 2, 4, … up to `chunk_frames`.
+    void begin(bool enabled, int chunk_frames, bool async, bool ramp = false);
     bool enabled() const { return enabled_; }
 
     // A decodable frame's first kDetokCodebooks codes, chosen at `step`.
@@ -58,6 +60,7 @@ private:
     bool enabled_ = false;
     bool async_ = false;
     int chunk_frames_ = 8;
+    int target_ = 8;  // frames the next chunk takes
     std::array<int32_t, model::kDetokMaxStepFrames * model::kDetokCodebooks> codes_{};
     int pending_ = 0;
     int last_step_ = 0;

@@ -586,7 +586,7 @@ Status Session::begin(const GenerateOptions& opt) {
     tc.text_end = sp.text_end;
     tc.audio_start = sp.audio_start;
     turn_.start(tc);
-    detok_.begin(opt.decode_audio, opt.detok_chunk_frames, opt.detok_async);
+    detok_.begin(opt.decode_audio, opt.detok_chunk_frames, opt.detok_async, opt.detok_ramp);
     stats_ = TurnStats{};
     stats_.mel_ms = pending_mel_ms_;
     stats_.encoder_ms = pending_enc_ms_;

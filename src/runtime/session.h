@@ -75,6 +75,11 @@ struct GenerateOptions {
     // A call's fixed cost (launches, one synchronize) dominates on a GPU, so larger chunks save
     // time; 1 = one call per frame.
     int detok_chunk_frames = 8;
+    // Grow the chunks after the first frame: 2, 4, 8, … frames up to detok_chunk_frames. The
+    // listener's buffer then fills faster at the start of an answer, which matters when several
+    // conversations share the device and each step waits for the others (the server); it costs
+    // a few more detokenizer calls per turn. The PCM is the same.
+    bool detok_ramp = false;
     // Run the detokenizer on its own thread (on CUDA: its own context and stream) while generation
     // goes on; a chunk's kPcm event comes at the first step boundary after it is done (and all
     // are in before kEndOfTurn). The turn's first frame is still detokenized in the loop, at once,

@@ -37,6 +37,42 @@ TEST(ApiTasks, DefaultsAreTheReferencePrompts) {
     EXPECT_EQ(parse_task("asr"), Task::kAsr);
 }
 
+// ModelOptions::warm_up: load() runs a throwaway turn (timed in ModelInfo::warm_up_ms) and the
+// model's sessions are unaffected by it: the same conversation gives the same answer, PCM included,
+// as on a model loaded without it.
+TEST(ApiModel, WarmUpLeavesSessionsUnchanged) {
+    for (const char* prec : {"fp32", "bf16"}) {
+        ModelOptions o;
+        o.device = "cpu";
+        o.precision = prec;
+        o.max_context = 1024;
+        o.threads = 2;
+        o.warm_up = false;
+        auto cold = Model::load(test::data_dir() + "/tiny/model", o);
+        ASSERT_TRUE(cold.is_ok()) << cold.status().message();
+        EXPECT_EQ((*cold)->info().warm_up_ms, 0.0);
+        o.warm_up = true;
+        auto warm = Model::load(test::data_dir() + "/tiny/model", o);
+        ASSERT_TRUE(warm.is_ok()) << warm.status().message();
+        EXPECT_GT((*warm)->info().warm_up_ms, 0.0);
+        const AudioClip q = test::read_clip("question.wav");
+        ResponseOptions ro = ResponseOptions::for_task(Task::kSpeechChat);
+        ro.max_steps = 24;
+        ro.suppress_end = true;
+        std::vector<test::Response> r;
+        for (const auto& m : {*cold, *warm}) {
+            auto s = Session::create(m);
+            ASSERT_TRUE(s.is_ok()) << s.status().message();
+            ASSERT_TRUE(test::add_audio_prompt(**s, Task::kSpeechChat, q).is_ok());
+            r.push_back(test::respond(**s, ro));
+            ASSERT_TRUE(r.back().status.is_ok()) << r.back().status.message();
+        }
+        EXPECT_EQ(r[0].text, r[1].text) << prec;
+        EXPECT_EQ(r[0].pcm, r[1].pcm) << prec;
+        EXPECT_FALSE(r[1].pcm.empty());
+    }
+}
+
 TEST(ApiSession, StepByStepEqualsGenerate) {
     auto m = test::load_tiny("cpu", "fp32");
     ASSERT_TRUE(m);

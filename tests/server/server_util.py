@@ -18,9 +18,10 @@ DATA = os.path.join(HERE, "..", "data")
 class Server:
     """`voxrt-serve ARGS` on a free loopback port; stderr is kept for the test's messages."""
 
-    def __init__(self, binary, *args):
+    def __init__(self, binary, *args, env=None):
         self.proc = subprocess.Popen([binary, "--host", "127.0.0.1", "--port", "0", *args],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                     env=env)
         self.log = []
         self.port = None
         ready = threading.Event()

@@ -220,7 +220,17 @@ class OpenAISdk(unittest.TestCase):
         # barge-in: the first answer was cut to what was played
         self.assertIsNotNone(truncated)
         self.assertEqual(truncated.item_id, responses[0].output[0].id)
-        self.assertIn(responses[0].status, ("cancelled", "completed"))
+        # The barge-in cancels the first answer while it runs. On a loaded machine the answer may
+        # already have ended (the tiny checkpoint's answers run to the length limit) before the
+        # server VAD heard the second utterance start; then it ended on its own, before that event.
+        first_done = seen.index("response.done")
+        barge_started = seen.index("input_audio_buffer.speech_started", first + 1)
+        if responses[0].status == "cancelled":
+            self.assertEqual(responses[0].status_details.reason, "turn_detected")
+            self.assertLess(barge_started, first_done)
+        else:
+            self.assertIn(responses[0].status, ("completed", "incomplete"))
+            self.assertLess(first_done, barge_started, seen)
         # and the conversation went on: a second full turn with audio
         second = seen.index("response.created", first + 1)
         self.assertIn("input_audio_buffer.speech_stopped", seen[first:second])

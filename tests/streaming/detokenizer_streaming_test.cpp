@@ -549,7 +549,7 @@ std::unique_ptr<model::LfmAudioModel> load_tiny(Device dev = Device::kCPU,
 // A TTS-style turn on the tiny model (interleaved, so text and audio alternate); stops when
 // `stop_after_frames` audio frames have been seen (0 = never).
 Turn run_turn(const model::LfmAudioModel& m, int chunk, int steps, int stop_after_frames = 0,
-              bool async = true) {
+              bool async = true, bool ramp = false) {
     Turn t;
     auto s = runtime::Session::create(m, runtime::SessionOptions{});
     EXPECT_TRUE(s.is_ok()) << s.status().message();
@@ -565,6 +565,7 @@ Turn run_turn(const model::LfmAudioModel& m, int chunk, int steps, int stop_afte
     g.suppress_end = true;
     g.detok_chunk_frames = chunk;
     g.detok_async = async;
+    g.detok_ramp = ramp;
     bool ended = false;
     t.status = ss.generate(
         g,
@@ -657,6 +658,42 @@ TEST(DetokenizerStreaming, SessionPcmIndependentOfChunkSize) {
             "[detok streaming] session, chunk %d: %zu audio frames (%zu decodable), %zu kPcm "
             "events, detokenizer %.1f ms\n",
             chunk, t.frames.size(), frames.size(), t.pcm_events.size(), t.stats.detok_ms);
+    }
+}
+
+// Growing chunks (GenerateOptions::detok_ramp): the first frame alone, then 2, 4, 8, 8, … frames
+// per call, each event at its last frame's step; the PCM is the same as one frame per call.
+TEST(DetokenizerStreaming, RampedChunksGrowAndKeepThePcm) {
+    auto m = load_tiny();
+    ASSERT_TRUE(m);
+    const int steps = 96;
+    const Turn one = run_turn(*m, 1, steps);
+    ASSERT_TRUE(one.status.is_ok()) << one.status.message();
+    const auto frames = decodable(one);
+    ASSERT_GE(frames.size(), 30u);
+    for (bool async : {false, true}) {
+        const Turn t = run_turn(*m, 8, steps, 0, async, /*ramp=*/true);
+        ASSERT_TRUE(t.status.is_ok()) << t.status.message();
+        ASSERT_EQ(t.frames, one.frames);
+        expect_identical(t.pcm, one.pcm,
+                         async ? "ramped chunks, worker" : "ramped chunks, in loop");
+        std::vector<size_t> want;  // frames per event before the tail
+        want.push_back(1);
+        size_t left = frames.size() - 1;
+        for (size_t c = 2; left > 0; c = std::min<size_t>(2 * c, 8)) {
+            want.push_back(std::min(c, left));
+            left -= want.back();
+        }
+        ASSERT_EQ(t.pcm_events.size(), want.size() + 1);
+        size_t last = 0;
+        for (size_t i = 0; i < want.size(); ++i) {
+            last += want[i];
+            // the first frame gives 1440 samples; the detokenizer's last 480 come with the tail
+            EXPECT_EQ(t.pcm_events[i].second, i == 0 ? 1440u : want[i] * kDetokSamplesPerFrame)
+                << "event " << i;
+            EXPECT_EQ(t.pcm_events[i].first, frames[last - 1].first) << "event " << i;
+        }
+        EXPECT_EQ(t.pcm_events.back().second, 480u);
     }
 }
 

@@ -96,13 +96,15 @@ TEST(Quant, RowsKeepTheRelativeErrorOfTheirCodes) {
                 } else {
                     // e4m3 keeps 3 mantissa bits: at most 1/16 relative, or half a subnormal step
                     ASSERT_LE(std::fabs(d), std::fmax(std::fabs(w[r * cols + c]) / 16.0,
-                                                      s[r] * std::ldexp(1.0, -10)) * (1 + 1e-6));
+                                                      s[r] * std::ldexp(1.0, -10)) *
+                                                (1 + 1e-6));
                 }
             }
             if (r == 5) continue;
             EXPECT_EQ(s[r], amax / (dt == DType::kI8 ? 127.0f : 448.0f));
             const double rel = std::sqrt(err / ref);
-            if (r != 3) EXPECT_LT(rel, dt == DType::kI8 ? 0.02 : 0.04) << dtype_name(dt) << " row " << r;
+            if (r != 3)
+                EXPECT_LT(rel, dt == DType::kI8 ? 0.02 : 0.04) << dtype_name(dt) << " row " << r;
         }
     }
 }
