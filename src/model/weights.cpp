@@ -2,7 +2,8 @@
 
 #include <algorithm>
 
-#include "core/quant.h"
+#include "core/bf16.h"
+#include "model/quantize.h"
 #include "core/thread_pool.h"
 
 namespace voxrt::model {
@@ -106,9 +107,14 @@ Expected<Tensor> WeightStore::quantize(const Tensor& t, const std::string& name,
         Tensor dst = Tensor::make(row.data(), DType::kF32, Device::kCPU, {K});
         ops::Context cpu;
         for (int64_t r = r0; r < r1; ++r) {
-            Tensor src = t.row(r);
-            ops::copy(cpu, src, dst);
-            quant::quantize_rows(dt, row.data(), 1, K, codes.data() + r * K, scales.data() + r);
+            if (t.dtype == DType::kBF16) {  // the checkpoint's dtype: widened inline
+                const uint16_t* s = static_cast<const uint16_t*>(t.data) + r * K;
+                for (int64_t k = 0; k < K; ++k) row[static_cast<size_t>(k)] = bf16_to_f32(s[k]);
+            } else {
+                Tensor src = t.row(r);
+                ops::copy(cpu, src, dst);
+            }
+            quantize_row(dt, row.data(), K, codes.data() + r * K, scales.data() + r);
         }
     };
     if (ctx_.pool) {

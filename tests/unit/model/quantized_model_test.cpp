@@ -272,8 +272,9 @@ void write_safetensors(const std::string& path, const io::SafeTensorsFile& src,
 }
 
 TEST(QuantizedModel, OutlierRowsKeepInt8WithinBound) {
-    // A copy of the tiny checkpoint with rows 3, 17 and 40 (× 50) in one FFN matrix, one attention
-    // projection, the depth input projection and a depthformer FFN matrix.
+    // A copy of the tiny checkpoint with rows 3, 17 and 40 (× 50) in a backbone FFN matrix,
+    // attention q projections (those met while fewer than 4 matrices are planted), the depth input
+    // projection and a depthformer FFN matrix.
     const fs::path dir = fs::temp_directory_path() / ("voxrt_outliers_" + std::to_string(getpid()));
     fs::remove_all(dir);
     fs::create_directories(dir);
