@@ -468,6 +468,7 @@ Status run_inspect(const CommonArgs& c) {
     VOXRT_ASSIGN_OR_RETURN(Loaded l, load(cc, /*need_detok=*/true));
     const ModelInfo& i = l.model->info();
     std::printf("model: %s\n", c.model_dir.c_str());
+    std::printf("precision: %s\n", i.precision.c_str());
     std::printf("backbone: LFM2, %d layers (%s), hidden %d, heads %d/%d kv, ffn %d, vocab %d\n",
                 i.backbone_layers, i.backbone_layer_kinds.c_str(), i.hidden_size, i.num_heads,
                 i.num_kv_heads, i.ff_dim, i.vocab_size);
@@ -486,7 +487,7 @@ Status run_inspect(const CommonArgs& c) {
     std::printf("decode roofline: %.3f GB per text step, %.3f GB per audio frame\n",
                 i.text_step_bytes / 1e9, i.audio_frame_bytes / 1e9);
     if (i.quantization_saved_bytes > 0)
-        std::printf("%s weights: %zu bytes fewer than bf16\n", i.precision.c_str(),
+        std::printf("%s weights: %zu bytes fewer than in bf16\n", i.precision.c_str(),
                     i.quantization_saved_bytes);
     std::printf("ok\n");
     return Status::ok();

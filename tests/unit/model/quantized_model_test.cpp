@@ -27,14 +27,17 @@
 // of agreement.
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <memory>
 #include <string>
 #include <vector>
@@ -363,6 +366,26 @@ TEST(QuantizedModel, BadPrecisionNamesTheField) {
         EXPECT_NE(msg.find("int8"), std::string::npos) << msg;
         EXPECT_NE(msg.find("fp8"), std::string::npos) << msg;
     }
+}
+
+// The command line passes --precision through and refuses other values, naming the flag.
+TEST(QuantizedModel, CliPrecisionFlag) {
+    const std::string dir = test::make_temp_dir("cli_precision");
+    auto run = [&](const std::string& args, std::string* out, std::string* err) {
+        const std::string cmd =
+            test::cli_path() + " " + args + " >" + dir + "/out.txt 2>" + dir + "/err.txt";
+        const int rc = std::system(cmd.c_str());
+        std::ifstream o(dir + "/out.txt"), e(dir + "/err.txt");
+        out->assign(std::istreambuf_iterator<char>(o), {});
+        err->assign(std::istreambuf_iterator<char>(e), {});
+        return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+    };
+    std::string out, err;
+    EXPECT_EQ(run("inspect -m " + tiny_dir() + " --precision int8", &out, &err), 0) << err;
+    EXPECT_NE(out.find("precision: int8"), std::string::npos) << out;
+    EXPECT_EQ(run("inspect -m " + tiny_dir() + " --precision int4", &out, &err), 2) << err;
+    EXPECT_NE(err.find("--precision"), std::string::npos) << err;
+    fs::remove_all(dir);
 }
 
 }  // namespace
