@@ -21,7 +21,9 @@ inline uint8_t e4m3_code(float v) {
     const uint32_t abits = u & 0x7fffffffu;
     const float a = std::bit_cast<float>(abits);
     // Subnormal range: a · 512 is exact; adding and removing 1.5 · 2^23 rounds it half to even.
-    const float sub = (a * 512.0f + 12582912.0f) - 12582912.0f;
+    // (Only the subnormal range is converted, so the float-to-int conversion never overflows.)
+    const float a_sub = abits < 0x3c800000u ? a : 0.0f;
+    const float sub = (a_sub * 512.0f + 12582912.0f) - 12582912.0f;
     const uint32_t sub_code = static_cast<uint32_t>(static_cast<int32_t>(sub));
     const uint32_t b = abits + 0x7ffffu + ((abits >> 20) & 1u);
     // ((e + 7) << 3) | man with e = (b >> 23) - 127, i.e. ((b >> 23) - 120) << 3 | man
@@ -37,13 +39,23 @@ inline uint8_t e4m3_code(float v) {
 }  // namespace
 
 void quantize_row(DType dt, const float* row, int64_t cols, uint8_t* q, float* scale) {
-    // max |w|, NaN ignored (as std::fmax does in the reference)
-    // For non-negative floats the bit patterns order as the values do, so the maximum is taken
-    // on integers (which vectorizes); NaN counts as 0.
+    // max |w|, NaN ignored (as std::fmax does in the reference). Non-negative floats order as
+    // their bit patterns do, so the maximum is taken on integers, eight lanes at a time.
+    auto abs_bits = [](float v) {
+        const uint32_t b = bits_of(v) & 0x7fffffffu;
+        return b > 0x7f800000u ? 0u : b;  // NaN counts as 0
+    };
+    uint32_t lanes[8] = {};
+    int64_t c0 = 0;
+    for (; c0 + 8 <= cols; c0 += 8)
+        for (int j = 0; j < 8; ++j) {
+            const uint32_t b = abs_bits(row[c0 + j]);
+            lanes[j] = b > lanes[j] ? b : lanes[j];
+        }
     uint32_t amax_bits = 0;
-    for (int64_t c = 0; c < cols; ++c) {
-        uint32_t b = bits_of(row[c]) & 0x7fffffffu;
-        b = b > 0x7f800000u ? 0u : b;
+    for (int j = 0; j < 8; ++j) amax_bits = lanes[j] > amax_bits ? lanes[j] : amax_bits;
+    for (; c0 < cols; ++c0) {
+        const uint32_t b = abs_bits(row[c0]);
         amax_bits = b > amax_bits ? b : amax_bits;
     }
     const float amax = std::bit_cast<float>(amax_bits);

@@ -1,6 +1,7 @@
 // Load-time quantization of one matrix row: the codes and scale of quant::quantize_rows (core/
-// quant.h, the format's reference), computed branch-free so that the compiler vectorizes it; the
-// 1.5B model's 1.27 G quantized parameters then take a few seconds instead of half a minute.
+// quant.h, the format's reference), computed branch-free (the int8 loop vectorizes; e4m3 takes
+// integer bit operations instead of frexp): the 1.5B model's 1.27 G quantized parameters take
+// ≈ 2.1 CPU-seconds in int8 and ≈ 4.1 in e4m3 instead of half a minute.
 // Equality with the reference, code for code, is tested (tests/unit/model/quantize_test.cpp).
 #pragma once
 
