@@ -3,8 +3,8 @@
 #include <algorithm>
 
 #include "core/bf16.h"
-#include "model/quantize.h"
 #include "core/thread_pool.h"
+#include "model/quantize.h"
 
 namespace voxrt::model {
 
