@@ -35,7 +35,14 @@ inline constexpr int kMaxContextPositions = 1 << 17;
 struct ModelOptions {
     // "auto" (CUDA when this build has it and a GPU is present, else the CPU), "cpu" or "cuda".
     std::string device = "auto";
-    // "bf16" (what the official pipeline runs) or "fp32".
+    // "bf16" (what the official pipeline runs), "fp32", or one of two weight-only 8-bit modes that
+    // quantize the bf16 checkpoint once at load (no second file) and keep bf16 activations:
+    //   "int8"  int8 codes with one fp32 scale per output row (CPU and CUDA);
+    //   "fp8"   e4m3 codes with one fp32 scale per output row (meant for Hopper GPUs; the CPU runs
+    //           it too, through the same kernels as int8).
+    // Quantized: the backbone's projections, the depthformer and its input projection, the text
+    // head and the codebook heads. Embeddings, norms, conv taps, the encoder and the detokenizer
+    // stay as stored. docs/quantization.md has the format and the measured error.
     std::string precision = "bf16";
     int threads = 0;         // CPU worker threads shared by the model's sessions; 0 = all cores
     int max_context = 4096;  // positions a session on this model may hold (16 .. 131,072)
@@ -59,7 +66,7 @@ struct ModelInfo {
     std::string name;                   // the directory's last component
     std::string device;                 // "cpu" or the GPU's name
     bool on_gpu = false;                // the model's weights and sessions are on a GPU
-    std::string precision;              // "bf16" | "fp32"
+    std::string precision;              // "bf16" | "fp32" | "int8" | "fp8"
     std::string detokenizer_device;     // "cpu" | "cuda" | "" (not loaded)
     int input_sample_rate = 16000;      // what audio is resampled to (any rate is accepted)
     int output_sample_rate = 24000;     // PCM in Event::pcm
@@ -77,7 +84,10 @@ struct ModelInfo {
     int interleaved_text = 0, interleaved_audio = 0;  // interleaved mode: text tokens : frames
     int tokenizer_size = 0;
     // Bytes.
-    size_t weight_bytes = 0;       // weights resident on the model's device
+    size_t weight_bytes = 0;  // weights resident on the model's device
+    // int8 / fp8: bytes the quantized matrices take less than their bf16 originals would (codes
+    // and scales counted); 0 otherwise.
+    size_t quantization_saved_bytes = 0;
     size_t text_step_bytes = 0;    // weights one text step reads (the decode roofline)
     size_t audio_frame_bytes = 0;  // weights one audio-frame step reads
     // Checkpoint files: tensors and bytes of model.safetensors and of the detokenizer's.

@@ -33,13 +33,20 @@ Expected<model::ModelOptions> internal_options(const ModelOptions& o) {
                           "ModelOptions.device must be auto, cpu or cuda, got \"%s\"",
                           o.device.c_str());
     }
+    // The 8-bit modes quantize weights only; activations keep bf16's numerics.
     if (o.precision == "bf16") {
         m.precision = ops::Precision::kBF16;
     } else if (o.precision == "fp32") {
         m.precision = ops::Precision::kF32;
+    } else if (o.precision == "int8") {
+        m.precision = ops::Precision::kBF16;
+        m.weight_quant = model::WeightQuant::kI8;
+    } else if (o.precision == "fp8") {
+        m.precision = ops::Precision::kBF16;
+        m.weight_quant = model::WeightQuant::kF8E4M3;
     } else {
         return make_error(StatusCode::kInvalidArgument,
-                          "ModelOptions.precision must be bf16 or fp32, got \"%s\"",
+                          "ModelOptions.precision must be bf16, fp32, int8 or fp8, got \"%s\"",
                           o.precision.c_str());
     }
     if (o.threads < 0 || o.threads > 1024)
@@ -105,7 +112,10 @@ Expected<std::shared_ptr<Model>> Model::load(const std::string& dir, const Model
     }
     i.on_gpu = mo.device == Device::kCUDA;
     i.device = i.on_gpu ? backend::hardware_name(Device::kCUDA) : "cpu";
-    i.precision = mo.precision == ops::Precision::kBF16 ? "bf16" : "fp32";
+    i.precision = mo.weight_quant == model::WeightQuant::kI8       ? "int8"
+                  : mo.weight_quant == model::WeightQuant::kF8E4M3 ? "fp8"
+                  : mo.precision == ops::Precision::kBF16          ? "bf16"
+                                                                   : "fp32";
     i.detokenizer_device =
         lm.detokenizer() ? (lm.detokenizer_device() == Device::kCUDA ? "cuda" : "cpu") : "";
     i.input_sample_rate = c.preprocessor.sample_rate;
@@ -137,6 +147,7 @@ Expected<std::shared_ptr<Model>> Model::load(const std::string& dir, const Model
     i.interleaved_audio = c.interleaved_n_audio;
     i.tokenizer_size = lm.tokenizer().vocab_size();
     i.weight_bytes = lm.weight_bytes();
+    i.quantization_saved_bytes = lm.quantization_saved_bytes();
     i.text_step_bytes = lm.text_step_bytes();
     i.audio_frame_bytes = lm.audio_frame_bytes();
     file_summary(dir + "/model.safetensors", &i.model_file_tensors, &i.model_file_bytes);

@@ -13,6 +13,8 @@ std::string nm(const char* prefix, int i, const char* rest) {
 Expected<AudioHead> AudioHead::load(const AudioModelConfig& cfg, const io::SafeTensorsFile& f,
                                     WeightStore& store) {
     AudioHead a;
+    // The depth input projection, the depthformer's projections and the codebook heads go
+    // through fetch_matrix (quantized when the store quantizes); embeddings and norms as stored.
     const DepthformerConfig& dc = cfg.depthformer;
     a.Q_ = cfg.codebooks;
     a.V_ = cfg.audio_vocab;
@@ -25,7 +27,7 @@ Expected<AudioHead> AudioHead::load(const AudioModelConfig& cfg, const io::SafeT
     a.eps_ = static_cast<float>(dc.norm_eps);
     const int64_t Q = a.Q_, V = a.V_, Dd = a.Dd_, Dh = a.Dh_, KV = a.Hkv_ * a.Dh_, F = a.F_,
                   D = a.D_;
-    VOXRT_ASSIGN_OR_RETURN(a.depth_w_, store.fetch(f, "depth_linear.weight", {Q * Dd, D}));
+    VOXRT_ASSIGN_OR_RETURN(a.depth_w_, store.fetch_matrix(f, "depth_linear.weight", {Q * Dd, D}));
     VOXRT_ASSIGN_OR_RETURN(a.depth_b_, store.fetch(f, "depth_linear.bias", {Q * Dd}));
     for (int l = 0; l < dc.layers; ++l) {
         DepthLayerWeights L;
@@ -35,11 +37,11 @@ Expected<AudioHead> AudioHead::load(const AudioModelConfig& cfg, const io::SafeT
         VOXRT_ASSIGN_OR_RETURN(
             L.ffn_norm, store.fetch(f, nm("depthformer.layers.", l, "ffn_norm.weight"), {Dd}));
         VOXRT_ASSIGN_OR_RETURN(
-            L.qkv, store.fetch(f, nm("depthformer.layers.", l, "operator.qkv_proj.weight"),
-                               {Dd + 2 * KV, Dd}));
+            L.qkv, store.fetch_matrix(f, nm("depthformer.layers.", l, "operator.qkv_proj.weight"),
+                                      {Dd + 2 * KV, Dd}));
         VOXRT_ASSIGN_OR_RETURN(
-            L.out_proj,
-            store.fetch(f, nm("depthformer.layers.", l, "operator.out_proj.weight"), {Dd, Dd}));
+            L.out_proj, store.fetch_matrix(
+                            f, nm("depthformer.layers.", l, "operator.out_proj.weight"), {Dd, Dd}));
         VOXRT_ASSIGN_OR_RETURN(
             L.q_norm,
             store.fetch(
@@ -51,11 +53,14 @@ Expected<AudioHead> AudioHead::load(const AudioModelConfig& cfg, const io::SafeT
                 f, nm("depthformer.layers.", l, "operator.bounded_attention.k_layernorm.weight"),
                 {Dh}));
         VOXRT_ASSIGN_OR_RETURN(
-            L.w1, store.fetch(f, nm("depthformer.layers.", l, "feed_forward.w1.weight"), {F, Dd}));
+            L.w1,
+            store.fetch_matrix(f, nm("depthformer.layers.", l, "feed_forward.w1.weight"), {F, Dd}));
         VOXRT_ASSIGN_OR_RETURN(
-            L.w3, store.fetch(f, nm("depthformer.layers.", l, "feed_forward.w3.weight"), {F, Dd}));
+            L.w3,
+            store.fetch_matrix(f, nm("depthformer.layers.", l, "feed_forward.w3.weight"), {F, Dd}));
         VOXRT_ASSIGN_OR_RETURN(
-            L.w2, store.fetch(f, nm("depthformer.layers.", l, "feed_forward.w2.weight"), {Dd, F}));
+            L.w2,
+            store.fetch_matrix(f, nm("depthformer.layers.", l, "feed_forward.w2.weight"), {Dd, F}));
         a.layers_.push_back(L);
     }
     for (int i = 0; i < a.Q_; ++i) {
@@ -63,10 +68,13 @@ Expected<AudioHead> AudioHead::load(const AudioModelConfig& cfg, const io::SafeT
             Tensor e, store.fetch(f, nm("depth_embeddings.", i, "embedding.weight"), {V, Dd}));
         VOXRT_ASSIGN_OR_RETURN(
             Tensor n, store.fetch(f, nm("depth_embeddings.", i, "embedding_norm.weight"), {Dd}));
-        Tensor lg = e;  // tied: to_logits.weight is embedding.weight
-        if (!dc.tie) {
+        // tied: to_logits.weight is embedding.weight (a quantized head is a copy beside the
+        // table, which lookups keep reading as stored)
+        Tensor lg = e;
+        if (!dc.tie || store.quant() != WeightQuant::kNone) {
+            const char* name = dc.tie ? "embedding.weight" : "to_logits.weight";
             VOXRT_ASSIGN_OR_RETURN(
-                lg, store.fetch(f, nm("depth_embeddings.", i, "to_logits.weight"), {V, Dd}));
+                lg, store.fetch_matrix(f, nm("depth_embeddings.", i, name), {V, Dd}, dc.tie));
         }
         a.emb_.push_back(e);
         a.emb_norm_.push_back(n);

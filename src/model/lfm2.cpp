@@ -21,9 +21,23 @@ Expected<Lfm2Network> Lfm2Network::load(const Lfm2Config& cfg, const io::SafeTen
     n.cfg_ = cfg;
     const int64_t D = cfg.hidden_size, F = cfg.ff_dim, H = cfg.num_heads, Hkv = cfg.num_kv_heads,
                   Dh = cfg.head_dim, K = cfg.conv_kernel;
+    // Projections are quantized when asked (opt.quantize and the store's WeightQuant); norms, the
+    // conv taps and the embedding table stay as stored.
+    auto matrix = [&](const std::string& name, const std::vector<int64_t>& shape) {
+        return opt.quantize ? store.fetch_matrix(f, name, shape) : store.fetch(f, name, shape);
+    };
     if (opt.need_embedding) {
         VOXRT_ASSIGN_OR_RETURN(n.embed_tokens_,
                                store.fetch(f, prefix + "embed_tokens.weight", {cfg.vocab_size, D}));
+        // The tied text head: the table itself, or a quantized copy of it beside the table that
+        // lookups keep reading.
+        n.text_head_ = n.embed_tokens_;
+        if (opt.quantize && store.quant() != WeightQuant::kNone) {
+            VOXRT_ASSIGN_OR_RETURN(
+                n.text_head_,
+                store.fetch_matrix(f, prefix + "embed_tokens.weight", {cfg.vocab_size, D},
+                                   /*tied=*/true));
+        }
     }
     VOXRT_ASSIGN_OR_RETURN(n.final_norm_, store.fetch(f, prefix + "embedding_norm.weight", {D}));
     for (int i = 0; i < cfg.n_layers(); ++i) {
@@ -33,36 +47,32 @@ Expected<Lfm2Network> Lfm2Network::load(const Lfm2Config& cfg, const io::SafeTen
                                store.fetch(f, layer_name(prefix, i, "operator_norm.weight"), {D}));
         VOXRT_ASSIGN_OR_RETURN(L.ffn_norm,
                                store.fetch(f, layer_name(prefix, i, "ffn_norm.weight"), {D}));
-        VOXRT_ASSIGN_OR_RETURN(
-            L.w1, store.fetch(f, layer_name(prefix, i, "feed_forward.w1.weight"), {F, D}));
-        VOXRT_ASSIGN_OR_RETURN(
-            L.w3, store.fetch(f, layer_name(prefix, i, "feed_forward.w3.weight"), {F, D}));
-        VOXRT_ASSIGN_OR_RETURN(
-            L.w2, store.fetch(f, layer_name(prefix, i, "feed_forward.w2.weight"), {D, F}));
+        VOXRT_ASSIGN_OR_RETURN(L.w1,
+                               matrix(layer_name(prefix, i, "feed_forward.w1.weight"), {F, D}));
+        VOXRT_ASSIGN_OR_RETURN(L.w3,
+                               matrix(layer_name(prefix, i, "feed_forward.w3.weight"), {F, D}));
+        VOXRT_ASSIGN_OR_RETURN(L.w2,
+                               matrix(layer_name(prefix, i, "feed_forward.w2.weight"), {D, F}));
         if (L.kind == LayerKind::kConv) {
             VOXRT_ASSIGN_OR_RETURN(
-                L.in_proj,
-                store.fetch(f, layer_name(prefix, i, "conv.in_proj.weight"), {3 * D, D}));
+                L.in_proj, matrix(layer_name(prefix, i, "conv.in_proj.weight"), {3 * D, D}));
             L.in_b = L.in_proj.rows(0, D);
             L.in_c = L.in_proj.rows(D, 2 * D);
             L.in_x = L.in_proj.rows(2 * D, 3 * D);
             VOXRT_ASSIGN_OR_RETURN(
                 L.conv, store.fetch(f, layer_name(prefix, i, "conv.conv.weight"), {D, 1, K}));
-            VOXRT_ASSIGN_OR_RETURN(
-                L.out_proj, store.fetch(f, layer_name(prefix, i, "conv.out_proj.weight"), {D, D}));
+            VOXRT_ASSIGN_OR_RETURN(L.out_proj,
+                                   matrix(layer_name(prefix, i, "conv.out_proj.weight"), {D, D}));
         } else {
             VOXRT_ASSIGN_OR_RETURN(
-                L.q_proj,
-                store.fetch(f, layer_name(prefix, i, "self_attn.q_proj.weight"), {H * Dh, D}));
+                L.q_proj, matrix(layer_name(prefix, i, "self_attn.q_proj.weight"), {H * Dh, D}));
             VOXRT_ASSIGN_OR_RETURN(
-                L.k_proj,
-                store.fetch(f, layer_name(prefix, i, "self_attn.k_proj.weight"), {Hkv * Dh, D}));
+                L.k_proj, matrix(layer_name(prefix, i, "self_attn.k_proj.weight"), {Hkv * Dh, D}));
             VOXRT_ASSIGN_OR_RETURN(
-                L.v_proj,
-                store.fetch(f, layer_name(prefix, i, "self_attn.v_proj.weight"), {Hkv * Dh, D}));
+                L.v_proj, matrix(layer_name(prefix, i, "self_attn.v_proj.weight"), {Hkv * Dh, D}));
             VOXRT_ASSIGN_OR_RETURN(
                 L.out_proj,
-                store.fetch(f, layer_name(prefix, i, "self_attn.out_proj.weight"), {D, H * Dh}));
+                matrix(layer_name(prefix, i, "self_attn.out_proj.weight"), {D, H * Dh}));
             VOXRT_ASSIGN_OR_RETURN(
                 L.q_norm,
                 store.fetch(f, layer_name(prefix, i, "self_attn.q_layernorm.weight"), {Dh}));

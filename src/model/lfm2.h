@@ -59,6 +59,9 @@ public:
         // > 0: attention sees only the last `sliding_window` positions (the detokenizer's mask);
         // 0: full causal attention (the backbone; its layer_types say "full_attention").
         int sliding_window = 0;
+        // Quantize the projections (attention q/k/v/out, conv in/out, FFN w1/w2/w3) and the tied
+        // text head with the store's WeightQuant (WeightStore::fetch_matrix).
+        bool quantize = false;
     };
 
     static Expected<Lfm2Network> load(const Lfm2Config& cfg, const io::SafeTensorsFile& file,
@@ -66,7 +69,9 @@ public:
                                       const Options& opt);
 
     const Lfm2Config& config() const { return cfg_; }
-    const Tensor& embed_tokens() const { return embed_tokens_; }  // [V, D]
+    const Tensor& embed_tokens() const { return embed_tokens_; }  // [V, D] (lookups)
+    // The tied text head [V, D]: embed_tokens(), or its quantized copy (Options::quantize).
+    const Tensor& text_head() const { return text_head_; }
     int max_positions() const { return max_positions_; }
 
     // Allocates a state with room for `capacity` positions (activation dtype of ctx).
@@ -98,6 +103,7 @@ public:
 private:
     Lfm2Config cfg_;
     Tensor embed_tokens_;
+    Tensor text_head_;
     Tensor final_norm_;
     Tensor rope_cos_, rope_sin_;  // [P, Dh/2] F32
     int max_positions_ = 0;

@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -122,13 +123,14 @@ Expected<std::unique_ptr<LfmAudioModel>> LfmAudioModel::load(const std::string& 
     VOXRT_ASSIGN_OR_RETURN(io::SafeTensorsFile mf,
                            io::SafeTensorsFile::open(dir + "/model.safetensors"));
     m->model_file_ = std::make_unique<io::SafeTensorsFile>(std::move(mf));
-    m->store_ = std::make_unique<WeightStore>(m->load_ctx_);
+    m->store_ = std::make_unique<WeightStore>(m->load_ctx_, opt.weight_quant);
     VOXRT_ASSIGN_OR_RETURN(AudioEncoder enc,
                            AudioEncoder::load(m->cfg_, *m->model_file_, *m->store_));
     m->encoder_ = std::make_unique<AudioEncoder>(std::move(enc));
     Lfm2Network::Options bo;
     bo.bf16_inv_freq = true;  // liquid-audio casts the whole model, RoPE buffer included, to bf16
     bo.max_positions = opt.max_context;
+    bo.quantize = opt.weight_quant != WeightQuant::kNone;
     VOXRT_ASSIGN_OR_RETURN(Lfm2Network net,
                            Lfm2Network::load(m->cfg_.lfm, *m->model_file_, "lfm.", *m->store_, bo));
     m->backbone_ = std::make_unique<Lfm2Network>(std::move(net));
@@ -152,36 +154,45 @@ Expected<std::unique_ptr<LfmAudioModel>> LfmAudioModel::load(const std::string& 
     }
     VOXRT_RETURN_IF_ERROR(ops::synchronize(m->load_ctx_));
 
-    // Decode roofline bytes (weights as stored, one read per step).
+    // Decode roofline bytes (weights as placed, one read per step).
     size_t total = 0;
     for (const auto& t : m->model_file_->tensors()) total += t.end - t.begin;
-    m->weight_bytes_ = total;
+    // With quantization: what the model reads, the checkpoint less what quantization saved (on
+    // the CPU the bf16 originals of quantized matrices stay mapped but are not read again).
+    m->weight_bytes_ = total - std::min(total, m->store_->quantization_saved_bytes());
     const Lfm2Config& c = m->cfg_.lfm;
     const size_t es = 2;  // bf16 checkpoints
+    const bool q8 = opt.weight_quant != WeightQuant::kNone;
+    // A matrix [rows, cols] as one step reads it: bf16, or one-byte codes + an F32 scale per row.
+    auto mat = [&](size_t rows, size_t cols) {
+        return q8 ? rows * cols + rows * sizeof(float) : rows * cols * es;
+    };
     size_t layers = 0;
     for (LayerKind k : c.layers) {
         const size_t D = static_cast<size_t>(c.hidden_size), F = static_cast<size_t>(c.ff_dim);
-        size_t n = 2 * D + 3 * D * F;
+        size_t n = 2 * D * es + 2 * mat(F, D) + mat(D, F);
         if (k == LayerKind::kConv) {
-            n += 3 * D * D + D * static_cast<size_t>(c.conv_kernel) + D * D;
+            n += mat(3 * D, D) + D * static_cast<size_t>(c.conv_kernel) * es + mat(D, D);
         } else {
             const size_t HD = static_cast<size_t>(c.num_heads * c.head_dim),
                          KD = static_cast<size_t>(c.num_kv_heads * c.head_dim);
-            n += D * HD * 2 + 2 * D * KD + 2 * static_cast<size_t>(c.head_dim);
+            n +=
+                mat(HD, D) + mat(D, HD) + 2 * mat(KD, D) + 2 * static_cast<size_t>(c.head_dim) * es;
         }
-        layers += n * es;
+        layers += n;
     }
-    const size_t head_bytes = static_cast<size_t>(c.vocab_size) * c.hidden_size * es;
+    const size_t head_bytes = mat(static_cast<size_t>(c.vocab_size), c.hidden_size);
     m->text_step_bytes_ = layers + head_bytes;
     const DepthformerConfig& d = m->cfg_.depthformer;
     const size_t Dd = static_cast<size_t>(d.dim), F = static_cast<size_t>(d.ff_dim),
                  KV = static_cast<size_t>(d.num_kv_heads * d.head_dim);
-    const size_t depth_layer = (2 * Dd + Dd * (Dd + 2 * KV) + Dd * Dd + 3 * Dd * F) * es;
+    const size_t depth_layer =
+        2 * Dd * es + mat(Dd + 2 * KV, Dd) + mat(Dd, Dd) + 2 * mat(F, Dd) + mat(Dd, F);
     const size_t Q = static_cast<size_t>(m->cfg_.codebooks),
                  V = static_cast<size_t>(m->cfg_.audio_vocab);
     m->audio_frame_bytes_ =
-        layers + Q * Dd * c.hidden_size * es +
-        Q * (static_cast<size_t>(d.layers) * depth_layer + V * Dd * es + Dd * es);
+        layers + mat(Q * Dd, c.hidden_size) +
+        Q * (static_cast<size_t>(d.layers) * depth_layer + mat(V, Dd) + Dd * es);
     return m;
 }
 

@@ -30,6 +30,10 @@ namespace voxrt::model {
 struct ModelOptions {
     Device device = Device::kCPU;
     ops::Precision precision = ops::Precision::kBF16;
+    // Weight-only 8-bit quantization at load of the backbone's projections, its tied text head,
+    // the depth input projection, the depthformer and the codebook heads (activations keep
+    // `precision`); kNone: every weight as stored.
+    WeightQuant weight_quant = WeightQuant::kNone;
     int max_context = 4096;  // positions a session may hold (RoPE tables, cache sizes)
     int threads = 0;         // CPU worker threads; 0 = all cores
     bool load_detokenizer = true;
@@ -75,6 +79,10 @@ public:
     size_t audio_frame_bytes() const { return audio_frame_bytes_; }
     // Total bytes of weights resident for inference on the model's device.
     size_t weight_bytes() const { return weight_bytes_; }
+    // With weight_quant: bytes the quantized matrices take less than as stored; 0 otherwise.
+    size_t quantization_saved_bytes() const {
+        return store_ ? store_->quantization_saved_bytes() : 0;
+    }
 
 private:
     LfmAudioModel() = default;

@@ -1,6 +1,23 @@
 #include "model/weights.h"
 
+#include <algorithm>
+
+#include "core/bf16.h"
+#include "core/thread_pool.h"
+#include "model/quantize.h"
+
 namespace voxrt::model {
+
+const char* weight_quant_name(WeightQuant q) {
+    switch (q) {
+        case WeightQuant::kI8:
+            return "int8";
+        case WeightQuant::kF8E4M3:
+            return "fp8";
+        default:
+            return "none";
+    }
+}
 
 Expected<Tensor> WeightStore::place(const Tensor& host) {
     if (ctx_.device == Device::kCPU) return host;
@@ -64,6 +81,68 @@ Expected<std::vector<float>> WeightStore::fetch_host_f32(const io::SafeTensorsFi
     ops::Context cpu;
     ops::copy(cpu, t, dst);
     return v;
+}
+
+Expected<Tensor> WeightStore::fetch_matrix(const io::SafeTensorsFile& f, const std::string& name,
+                                           const std::vector<int64_t>& shape, bool tied) {
+    if (quant_ == WeightQuant::kNone) return fetch(f, name, shape);
+    if (shape.size() != 2)
+        return make_error(StatusCode::kInternal, "%s: fetch_matrix(\"%s\") needs a 2-d shape",
+                          f.path().c_str(), name.c_str());
+    VOXRT_ASSIGN_OR_RETURN(Tensor t, float_tensor(f, name, shape));
+    return quantize(t, f.path() + ": " + name, tied);
+}
+
+Expected<Tensor> WeightStore::quantize(const Tensor& t, const std::string& name, bool tied) {
+    if (t.ndim != 2 || t.device != Device::kCPU)
+        return make_error(StatusCode::kInternal, "%s: cannot quantize %s (a host matrix is needed)",
+                          name.c_str(), t.describe().c_str());
+    const DType dt = quant_ == WeightQuant::kI8 ? DType::kI8 : DType::kF8E4M3;
+    const int64_t N = t.shape[0], K = t.shape[1];
+    std::vector<uint8_t> codes(static_cast<size_t>(N * K));
+    std::vector<float> scales(static_cast<size_t>(N));
+    // Rows are independent: each worker converts a row to F32 and quantizes it.
+    auto work = [&](int64_t r0, int64_t r1) {
+        std::vector<float> row(static_cast<size_t>(K));
+        Tensor dst = Tensor::make(row.data(), DType::kF32, Device::kCPU, {K});
+        ops::Context cpu;
+        for (int64_t r = r0; r < r1; ++r) {
+            if (t.dtype == DType::kBF16) {  // the checkpoint's dtype: widened inline
+                const uint16_t* s = static_cast<const uint16_t*>(t.data) + r * K;
+                for (int64_t k = 0; k < K; ++k) row[static_cast<size_t>(k)] = bf16_to_f32(s[k]);
+            } else {
+                Tensor src = t.row(r);
+                ops::copy(cpu, src, dst);
+            }
+            quantize_row(dt, row.data(), K, codes.data() + r * K, scales.data() + r);
+        }
+    };
+    if (ctx_.pool) {
+        ctx_.pool->parallel_for(N, std::max<int64_t>(1, 65536 / std::max<int64_t>(K, 1)), work);
+    } else {
+        work(0, N);
+    }
+    const size_t stored = t.nbytes(), quantized = codes.size() + scales.size() * sizeof(float);
+    saved_bytes_ += tied ? -static_cast<int64_t>(quantized)
+                         : static_cast<int64_t>(stored) - static_cast<int64_t>(quantized);
+    ++quantized_matrices_;
+
+    Tensor host_q = Tensor::make(codes.data(), dt, Device::kCPU, {N, K});
+    Tensor host_s = Tensor::make(scales.data(), DType::kF32, Device::kCPU, {N});
+    if (ctx_.device == Device::kCPU) {
+        owned_bytes_ += quantized;
+        host_u8_.push_back(std::move(codes));
+        host_f32_.push_back(std::move(scales));
+        host_q.data = host_u8_.back().data();
+        host_q.scale = host_f32_.back().data();
+        return host_q;
+    }
+    // A device: one upload for the codes, one for the scales; the host copies go with this scope.
+    VOXRT_ASSIGN_OR_RETURN(Tensor dev_s, place(host_s));
+    VOXRT_ASSIGN_OR_RETURN(Tensor dev_q, place(host_q));
+    VOXRT_RETURN_IF_ERROR(ops::synchronize(ctx_));
+    dev_q.scale = static_cast<const float*>(dev_s.data);
+    return dev_q;
 }
 
 template <class T>

@@ -1,6 +1,7 @@
 #include "ops/ops.h"
 
 #include "core/check.h"
+#include "core/quant.h"
 #include "ops/dispatch.h"
 #include "ops/rng.h"
 
@@ -37,6 +38,11 @@ void linear(const Context& ctx, const Tensor& x, const Tensor& w, const Tensor* 
     check_act(ctx, x, "linear", "x");
     check_act(ctx, y, "linear", "y");
     check_device(ctx, w, "linear", "w");
+    // Weights: F32 / BF16 as stored, or weight-only quantized codes with their row scales.
+    VOXRT_ASSERT(
+        w.quantized() ? quant::is_quantized_dtype(w.dtype) : !quant::is_quantized_dtype(w.dtype),
+        "linear: w %s %s row scales", w.describe().c_str(),
+        w.quantized() ? "is not a quantized dtype but has" : "has no");
     VOXRT_ASSERT(w.ndim == 2 && cols_of(x) == w.shape[1] && cols_of(y) == w.shape[0] &&
                      rows_of(x) == rows_of(y),
                  "linear: x %s, w %s, y %s", x.describe().c_str(), w.describe().c_str(),

@@ -6,6 +6,8 @@
 // - Tensors are contiguous row-major views on ctx.device. "Rows" = all leading dimensions
 //   flattened; the last dimension is the feature dimension.
 // - Weights may be BF16 or F32 (as stored in the checkpoint); activations use ctx.act_dtype().
+//   linear() also takes weight-only quantized matrices (core/quant.h: I8 / F8E4M3 codes with
+//   Tensor::scale), computing with the dequantized weights in fp32; activations are unchanged.
 // - Numerics: with Precision::kBF16 every op rounds its output to bfloat16 exactly where the
 //   PyTorch reference (bf16 model) produces a bf16 tensor, accumulating in fp32 as PyTorch does.
 //   On the CPU activations are stored as F32 holding bf16-representable values; on a GPU they are
@@ -61,7 +63,7 @@ enum class RopeStyle : uint8_t {
     kPairs,  // adjacent pairs (x[2i], x[2i+1]) as complex numbers, computed in fp32
 };
 
-// y[M,N] = x[M,K] · w[N,K]ᵀ (+ bias[N]).
+// y[M,N] = x[M,K] · w[N,K]ᵀ (+ bias[N]); w may be quantized (w[n][k] = scale[n] · q[n][k]).
 void linear(const Context& ctx, const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y);
 
 // Row-wise normalizations over the last dimension; y may alias x.

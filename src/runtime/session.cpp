@@ -440,7 +440,7 @@ void Session::step_ops(const GenerateOptions& opt, bool text, bool forward) {
     const model::AudioModelConfig& cfg = model_.config();
     const int Q = cfg.codebooks;
     if (text) {
-        ops::linear(ctx_, h_, model_.backbone().embed_tokens(), nullptr, text_logits_);
+        ops::linear(ctx_, h_, model_.backbone().text_head(), nullptr, text_logits_);
         if (opt.suppress_end)
             ops::set_value(ctx_, text_logits_, model_.special().im_end, -INFINITY);
         if (opt.text_temperature <= 0 || opt.text_top_k == 1) {

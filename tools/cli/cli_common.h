@@ -20,7 +20,7 @@ struct CommonArgs {
     std::string model_dir;
     int threads = 0;
     std::string device = "auto";     // auto | cpu | cuda
-    std::string precision = "bf16";  // bf16 | fp32
+    std::string precision = "bf16";  // bf16 | fp32 | int8 | fp8
     int context = 4096;
     bool quiet = false;
     // For comparisons (hidden from the subcommands' --help; shown by voxrt bench --help).

@@ -138,9 +138,15 @@ Expected<Loaded> load(const CommonArgs& c, bool need_detok) {
     VOXRT_ASSIGN_OR_RETURN(l.model, Model::load(c.model_dir, o));
     VOXRT_ASSIGN_OR_RETURN(l.session, Session::create(l.model, session_options(c)));
     l.load_ms = ms_since(t0);
-    if (!c.quiet)
-        std::fprintf(stderr, "voxrt: loaded %s on %s (%s) in %.0f ms\n", c.model_dir.c_str(),
-                     l.model->info().device.c_str(), l.model->info().precision.c_str(), l.load_ms);
+    if (!c.quiet) {
+        const ModelInfo& mi = l.model->info();
+        std::fprintf(stderr, "voxrt: loaded %s on %s (%s) in %.0f ms", c.model_dir.c_str(),
+                     mi.device.c_str(), mi.precision.c_str(), l.load_ms);
+        if (mi.quantization_saved_bytes > 0)
+            std::fprintf(stderr, ", quantized weights %.1f MB smaller",
+                         mi.quantization_saved_bytes / 1e6);
+        std::fprintf(stderr, "\n");
+    }
     return l;
 }
 
@@ -270,9 +276,11 @@ void add_common(CLI::App* app, CommonArgs& a, bool show_ab) {
     app->add_option("--device", a.device, "auto, cpu or cuda")
         ->capture_default_str()
         ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
-    app->add_option("--precision", a.precision, "bf16 (as the reference runs) or fp32")
+    app->add_option("--precision", a.precision,
+                    "bf16 (as the reference runs), fp32, or weight-only 8-bit quantized at load "
+                    "with bf16 activations: int8 (CPU and CUDA) or fp8 (e4m3, for Hopper GPUs)")
         ->capture_default_str()
-        ->check(CLI::IsMember({"bf16", "fp32"}));
+        ->check(CLI::IsMember({"bf16", "fp32", "int8", "fp8"}));
     app->add_option("--context", a.context, "positions a conversation may hold")
         ->capture_default_str()
         ->check(CLI::Range(16, kMaxContextPositions));
@@ -460,6 +468,7 @@ Status run_inspect(const CommonArgs& c) {
     VOXRT_ASSIGN_OR_RETURN(Loaded l, load(cc, /*need_detok=*/true));
     const ModelInfo& i = l.model->info();
     std::printf("model: %s\n", c.model_dir.c_str());
+    std::printf("precision: %s\n", i.precision.c_str());
     std::printf("backbone: LFM2, %d layers (%s), hidden %d, heads %d/%d kv, ffn %d, vocab %d\n",
                 i.backbone_layers, i.backbone_layer_kinds.c_str(), i.hidden_size, i.num_heads,
                 i.num_kv_heads, i.ff_dim, i.vocab_size);
@@ -477,6 +486,9 @@ Status run_inspect(const CommonArgs& c) {
                     i.detok_file_tensors, i.detok_file_bytes);
     std::printf("decode roofline: %.3f GB per text step, %.3f GB per audio frame\n",
                 i.text_step_bytes / 1e9, i.audio_frame_bytes / 1e9);
+    if (i.quantization_saved_bytes > 0)
+        std::printf("%s weights: %zu bytes fewer than in bf16\n", i.precision.c_str(),
+                    i.quantization_saved_bytes);
     std::printf("ok\n");
     return Status::ok();
 }

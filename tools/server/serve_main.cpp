@@ -28,6 +28,10 @@ int serve_main(int argc, char** argv) {
     app.add_option("--device", eo.device, "auto, cpu or cuda")
         ->capture_default_str()
         ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+    app.add_option("--precision", eo.precision,
+                   "bf16, fp32, or weight-only 8-bit quantized at load: int8 or fp8 (e4m3)")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"bf16", "fp32", "int8", "fp8"}));
     app.add_option("-t,--threads", eo.threads, "CPU threads (0: all cores)")->capture_default_str();
     app.add_option("--context", eo.context,
                    "positions one conversation may hold (0: the model's default)")

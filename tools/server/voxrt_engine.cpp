@@ -183,6 +183,7 @@ private:
 std::string make_voxrt_engine(const VoxrtEngineOptions& opt, std::unique_ptr<Engine>* out) {
     ::voxrt::ModelOptions mo;
     mo.device = opt.device;
+    mo.precision = opt.precision;
     mo.threads = opt.threads;
     if (opt.context > 0) mo.max_context = opt.context;
     auto m = ::voxrt::Model::load(opt.model_dir, mo);

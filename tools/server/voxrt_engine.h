@@ -11,6 +11,7 @@ namespace voxrt::server {
 struct VoxrtEngineOptions {
     std::string model_dir;
     std::string device = "auto";
+    std::string precision = "bf16";  // ModelOptions::precision: bf16 | fp32 | int8 | fp8
     int threads = 0;
     int context = 0;
     // Benchmarks on random weights only: responses never choose end-of-turn or end-of-audio, so

@@ -1,4 +1,5 @@
-// CPU linear layer: y = x · wᵀ (+ b), weights F32 or BF16, fp32 accumulation.
+// CPU linear layer: y = x · wᵀ (+ b), weights F32, BF16 or quantized (backend/cpu/linear_quant.h),
+// fp32 accumulation.
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -9,6 +10,7 @@
 
 #include "backend/entry_points.h"
 #include "backend/cpu/cpu_common.h"
+#include "backend/cpu/linear_quant.h"
 
 namespace voxrt::cpu {
 
@@ -211,7 +213,13 @@ void gemm_packed(const ops::Context& ctx, const Tensor& x, const Tensor& w, cons
                 float* panel = packed + (pi - c0) * panel_floats;
                 const int64_t n0 = pi * kNR, nn = std::min<int64_t>(kNR, N - n0);
                 if (nn < kNR) std::fill(panel, panel + panel_floats, 0.0f);
-                if (w.dtype == DType::kBF16) {
+                if (w.quantized()) {  // dequantized as quant::dequantize_rows does
+                    float* row = thread_scratch(0, static_cast<size_t>(K));
+                    for (int64_t j = 0; j < nn; ++j) {
+                        dequantize_row(w, n0 + j, row);
+                        for (int64_t k = 0; k < K; ++k) panel[k * kNR + j] = row[k];
+                    }
+                } else if (w.dtype == DType::kBF16) {
                     const uint16_t* wp = static_cast<const uint16_t*>(w.data) + n0 * K;
                     for (int64_t j = 0; j < nn; ++j)
                         for (int64_t k = 0; k < K; ++k)
@@ -264,6 +272,10 @@ void linear(const ops::Context& ctx, const Tensor& x, const Tensor& w, const Ten
         return;
     }
 #endif
+    if (w.quantized()) {
+        linear_quantized_gemv(ctx, best_quant_isa(), x, w, bias, y);
+        return;
+    }
     const float* xp = act(x);
     float* yp = act(y);
     const Rounder rnd = rounder(ctx);

@@ -1,0 +1,265 @@
+// CPU GEMV over quantized weights (backend/cpu/linear_quant.h): AVX-512 and AVX2 kernels chosen
+// at run time, and a scalar path that dequantizes tiles of rows.
+#include "backend/cpu/linear_quant.h"
+
+#include <algorithm>
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#define VOXRT_QUANT_X86 1
+#endif
+
+#include "backend/cpu/cpu_common.h"
+#include "core/quant.h"
+
+namespace voxrt::cpu {
+
+namespace {
+
+// decode(dt, code) for every byte, per dtype: the scalar tails and the dequantizing paths read
+// these (each entry is exactly quant::decode).
+struct DecodeTables {
+    float i8[256];
+    float e4m3[256];
+    DecodeTables() {
+        for (int c = 0; c < 256; ++c) {
+            i8[c] = quant::decode(DType::kI8, static_cast<uint8_t>(c));
+            e4m3[c] = quant::decode(DType::kF8E4M3, static_cast<uint8_t>(c));
+        }
+    }
+};
+
+const float* decode_table(DType dt) {
+    static const DecodeTables t;
+    return dt == DType::kI8 ? t.i8 : t.e4m3;
+}
+
+constexpr int kTileRows = 4;  // weight rows per tile: each k-chunk of x is loaded once for them
+constexpr int kXRows = 3;     // rows of x per block: 3 × 4 accumulators (+ 3 x + 1 w registers)
+
+// The scalar end of one product: the codes past the vector loop, in order.
+inline float tail(const float* x, const uint8_t* q, int64_t k, int64_t K, const float* lut) {
+    float r = 0.0f;
+    for (; k < K; ++k) r += x[k] * lut[q[k]];
+    return r;
+}
+
+#if defined(__AVX2__) && defined(__FMA__)
+inline __m256 decode8_i8(const uint8_t* p) {
+    const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b));
+}
+
+// e4m3 S.EEEE.MMM → the float with bits S at 31 and EEEE.MMM at 26..20: its value is the e4m3
+// value · 2^-120 (the exponent biases differ by 120; e4m3 subnormals land on float subnormals),
+// so one multiply by 2^120 gives the exact value.
+inline __m256 decode8_e4m3(const uint8_t* p) {
+    const __m256i c = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+    const __m256i mag = _mm256_slli_epi32(_mm256_and_si256(c, _mm256_set1_epi32(0x7f)), 20);
+    const __m256i sign = _mm256_slli_epi32(_mm256_and_si256(c, _mm256_set1_epi32(0x80)), 24);
+    return _mm256_mul_ps(_mm256_castsi256_ps(_mm256_or_si256(mag, sign)), _mm256_set1_ps(0x1p120f));
+}
+
+inline float hsum256(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_hadd_ps(s, s);
+    s = _mm_hadd_ps(s, s);
+    return _mm_cvtss_f32(s);
+}
+
+// out[r][j] = Σ_k x[r][k] · decode(q[j][k]) for R rows of x and kTileRows rows of codes.
+template <bool kE4m3, int R>
+void block_avx2(const float* const* x, const uint8_t* const* q, int64_t K, const float* lut,
+                float (*out)[kTileRows]) {
+    __m256 acc[R][kTileRows];
+    for (int r = 0; r < R; ++r)
+        for (int j = 0; j < kTileRows; ++j) acc[r][j] = _mm256_setzero_ps();
+    int64_t k = 0;
+    for (; k + 8 <= K; k += 8) {
+        __m256 xv[R];
+        for (int r = 0; r < R; ++r) xv[r] = _mm256_loadu_ps(x[r] + k);
+        for (int j = 0; j < kTileRows; ++j) {
+            const __m256 wv = kE4m3 ? decode8_e4m3(q[j] + k) : decode8_i8(q[j] + k);
+            for (int r = 0; r < R; ++r) acc[r][j] = _mm256_fmadd_ps(xv[r], wv, acc[r][j]);
+        }
+    }
+    for (int r = 0; r < R; ++r)
+        for (int j = 0; j < kTileRows; ++j)
+            out[r][j] = hsum256(acc[r][j]) + tail(x[r], q[j], k, K, lut);
+}
+#endif  // AVX2 && FMA
+
+#if defined(VOXRT_QUANT_X86)
+#define VOXRT_AVX512 __attribute__((target("avx512f")))
+// GCC 12 reports its own AVX-512 intrinsics' _mm512_undefined_* placeholders as uninitialized.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+VOXRT_AVX512 inline __m512 decode16_i8(const uint8_t* p) {
+    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(b));
+}
+
+VOXRT_AVX512 inline __m512 decode16_e4m3(const uint8_t* p) {  // as decode8_e4m3
+    const __m512i c = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    const __m512i mag = _mm512_slli_epi32(_mm512_and_si512(c, _mm512_set1_epi32(0x7f)), 20);
+    const __m512i sign = _mm512_slli_epi32(_mm512_and_si512(c, _mm512_set1_epi32(0x80)), 24);
+    return _mm512_mul_ps(_mm512_castsi512_ps(_mm512_or_si512(mag, sign)), _mm512_set1_ps(0x1p120f));
+}
+
+// The 16 lanes summed: the upper 8 folded onto the lower 8, then as hsum256. (Not
+// _mm512_reduce_add_ps, whose GCC 12 expansion warns about an uninitialized register.)
+VOXRT_AVX512 inline float hsum512(__m512 v) {
+    const __m512 folded = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, 0xee));
+    const __m256 lo = _mm512_castps512_ps256(folded);
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(lo), _mm256_extractf128_ps(lo, 1));
+    s = _mm_hadd_ps(s, s);
+    s = _mm_hadd_ps(s, s);
+    return _mm_cvtss_f32(s);
+}
+
+template <bool kE4m3, int R>
+VOXRT_AVX512 void block_avx512(const float* const* x, const uint8_t* const* q, int64_t K,
+                               const float* lut, float (*out)[kTileRows]) {
+    __m512 acc[R][kTileRows];
+    for (int r = 0; r < R; ++r)
+        for (int j = 0; j < kTileRows; ++j) acc[r][j] = _mm512_setzero_ps();
+    int64_t k = 0;
+    for (; k + 16 <= K; k += 16) {
+        __m512 xv[R];
+        for (int r = 0; r < R; ++r) xv[r] = _mm512_loadu_ps(x[r] + k);
+        for (int j = 0; j < kTileRows; ++j) {
+            const __m512 wv = kE4m3 ? decode16_e4m3(q[j] + k) : decode16_i8(q[j] + k);
+            for (int r = 0; r < R; ++r) acc[r][j] = _mm512_fmadd_ps(xv[r], wv, acc[r][j]);
+        }
+    }
+    for (int r = 0; r < R; ++r)
+        for (int j = 0; j < kTileRows; ++j)
+            out[r][j] = hsum512(acc[r][j]) + tail(x[r], q[j], k, K, lut);
+}
+#endif  // x86
+
+using BlockFn = void (*)(const float* const*, const uint8_t* const*, int64_t, const float*,
+                         float (*)[kTileRows]);
+
+// The block kernels of one ISA and code type, indexed by rows of x - 1.
+bool block_kernels(QuantIsa isa, bool e4m3, BlockFn (&fns)[kXRows]) {
+    switch (isa) {
+#if defined(__AVX2__) && defined(__FMA__)
+        case QuantIsa::kAvx2:
+            if (e4m3) {
+                fns[0] = block_avx2<true, 1>, fns[1] = block_avx2<true, 2>;
+                fns[2] = block_avx2<true, 3>;
+            } else {
+                fns[0] = block_avx2<false, 1>, fns[1] = block_avx2<false, 2>;
+                fns[2] = block_avx2<false, 3>;
+            }
+            return true;
+#endif
+#if defined(VOXRT_QUANT_X86)
+        case QuantIsa::kAvx512:
+            if (e4m3) {
+                fns[0] = block_avx512<true, 1>, fns[1] = block_avx512<true, 2>;
+                fns[2] = block_avx512<true, 3>;
+            } else {
+                fns[0] = block_avx512<false, 1>, fns[1] = block_avx512<false, 2>;
+                fns[2] = block_avx512<false, 3>;
+            }
+            return true;
+#endif
+        default:
+            return false;
+    }
+}
+
+#if defined(VOXRT_QUANT_X86)
+#pragma GCC diagnostic pop
+#endif
+
+}  // namespace
+
+QuantIsa best_quant_isa() {
+#if defined(VOXRT_QUANT_X86)
+    static const QuantIsa isa = [] {
+        __builtin_cpu_init();
+        if (__builtin_cpu_supports("avx512f")) return QuantIsa::kAvx512;
+#if defined(__AVX2__) && defined(__FMA__)
+        return QuantIsa::kAvx2;
+#else
+        return QuantIsa::kScalar;
+#endif
+    }();
+    return isa;
+#else
+    return QuantIsa::kScalar;
+#endif
+}
+
+const char* quant_isa_name(QuantIsa isa) {
+    switch (isa) {
+        case QuantIsa::kAvx512:
+            return "avx512";
+        case QuantIsa::kAvx2:
+            return "avx2";
+        default:
+            return "scalar";
+    }
+}
+
+void dequantize_row(const Tensor& w, int64_t row, float* dst) {
+    const int64_t K = w.shape[w.ndim - 1];
+    const uint8_t* q = static_cast<const uint8_t*>(w.data) + row * K;
+    const float s = w.scale[row];
+    const float* lut = decode_table(w.dtype);
+    for (int64_t k = 0; k < K; ++k) dst[k] = s * lut[q[k]];
+}
+
+void linear_quantized_gemv(const ops::Context& ctx, QuantIsa isa, const Tensor& x, const Tensor& w,
+                           const Tensor* bias, Tensor& y) {
+    VOXRT_ASSERT(w.quantized() && quant::is_quantized_dtype(w.dtype) && w.ndim == 2,
+                 "linear: quantized weights expected, got %s", w.describe().c_str());
+    const int64_t M = rows_of(x), K = cols_of(x), N = w.shape[0];
+    const float* xp = act(x);
+    float* yp = act(y);
+    const Rounder rnd = rounder(ctx);
+    const float* lut = decode_table(w.dtype);
+    const uint8_t* codes = static_cast<const uint8_t*>(w.data);
+    const float* scale = w.scale;
+    BlockFn fns[kXRows] = {};
+    const bool simd = block_kernels(isa, w.dtype == DType::kF8E4M3, fns);
+    const int64_t tiles = (N + kTileRows - 1) / kTileRows;
+    // Parallel over tiles of weight rows; each tile's codes (4 · K bytes) stay in L1/L2 while every
+    // row of x passes over them.
+    parallel(ctx, tiles, 4, [&](int64_t t0, int64_t t1) {
+        float* wbuf = simd ? nullptr : thread_scratch(0, static_cast<size_t>(kTileRows * K));
+        for (int64_t t = t0; t < t1; ++t) {
+            const int64_t n0 = t * kTileRows;
+            const int n = static_cast<int>(std::min<int64_t>(kTileRows, N - n0));
+            float b[kTileRows] = {};
+            for (int j = 0; j < n; ++j) b[j] = bias ? load(*bias, n0 + j) : 0.0f;
+            if (!simd) {
+                for (int j = 0; j < n; ++j) dequantize_row(w, n0 + j, wbuf + j * K);
+                for (int64_t m = 0; m < M; ++m)
+                    for (int j = 0; j < n; ++j)
+                        yp[m * N + n0 + j] = rnd(dot(xp + m * K, wbuf + j * K, K) + b[j]);
+                continue;
+            }
+            // A short last tile repeats its last row; those outputs are dropped.
+            const uint8_t* q[kTileRows];
+            for (int j = 0; j < kTileRows; ++j) q[j] = codes + (n0 + std::min(j, n - 1)) * K;
+            float out[kXRows][kTileRows];
+            for (int64_t m = 0; m < M; m += kXRows) {
+                const int rows = static_cast<int>(std::min<int64_t>(kXRows, M - m));
+                const float* xr[kXRows];
+                for (int r = 0; r < rows; ++r) xr[r] = xp + (m + r) * K;
+                fns[rows - 1](xr, q, K, lut, out);
+                for (int r = 0; r < rows; ++r)
+                    for (int j = 0; j < n; ++j)
+                        yp[(m + r) * N + n0 + j] = rnd(scale[n0 + j] * out[r][j] + b[j]);
+            }
+        }
+    });
+}
+
+}  // namespace voxrt::cpu

@@ -1,0 +1,38 @@
+// CPU linear layers over weight-only quantized matrices (core/quant.h: int8 or e4m3 codes [N, K]
+// with one F32 scale per row in Tensor::scale).
+//
+// Decode-sized products (few rows of x) read the one-byte codes directly: each k-chunk of a tile of
+// weight rows is widened to fp32 in registers (int8 → int32 → float; e4m3 by moving its exponent
+// and mantissa bits into a float and rescaling by 2^120, exact for subnormals too), multiplied
+// into fp32 accumulators against the activations, and the row's scale is applied once at the end:
+//   y[m][n] = scale[n] · Σ_k x[m][k] · decode(q[n][k])   (+ bias[n], then the activation rounding)
+// The kernel is picked at run time from the host's features: AVX-512 (16 lanes) or AVX2 (8 lanes).
+// Each output is the same chain of lane-wise FMAs whatever the number of rows, so a row's result
+// does not depend on how rows are batched. Prefill-sized products dequantize weight panels into the
+// packed GEMM (backend/cpu/linear.cpp) and so equal the GEMM on dequantized weights bit for bit.
+#pragma once
+
+#include <cstdint>
+
+#include "core/tensor.h"
+#include "ops/ops.h"
+
+namespace voxrt::cpu {
+
+// The instruction sets the quantized GEMV has kernels for.
+enum class QuantIsa : uint8_t { kScalar, kAvx2, kAvx512 };
+
+// The best kernel this host and build can run.
+QuantIsa best_quant_isa();
+const char* quant_isa_name(QuantIsa isa);
+
+// y[M, N] = x[M, K] · dequantize(w)ᵀ (+ bias) with the kernel of `isa` (which the host must
+// support; kScalar dequantizes a tile of rows and takes fp32 dots). x and y F32 on the host.
+void linear_quantized_gemv(const ops::Context& ctx, QuantIsa isa, const Tensor& x, const Tensor& w,
+                           const Tensor* bias, Tensor& y);
+
+// dst[k] = scale[row] · decode(q[row][k]) for the K codes of one row of a quantized matrix; equal
+// bit for bit to quant::dequantize_rows.
+void dequantize_row(const Tensor& w, int64_t row, float* dst);
+
+}  // namespace voxrt::cpu

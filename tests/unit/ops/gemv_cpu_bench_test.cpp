@@ -1,0 +1,185 @@
+// Achieved bandwidth of the CPU decode GEMV (ops::linear, one row of x) at the full model's
+// shapes, bf16 weights against int8 and fp8 (e4m3) weight-only quantized ones: time per call and
+// weight bytes read per second (codes + row scales for the quantized ones). Each shape rotates over
+// enough weight copies (>= 256 MB of bf16) that the caches cannot serve them, bf16 and quantized
+// passes alternating, the fastest of 9 each. Runs only with
+// VOXRT_CPU_GEMV_BENCH=1 (it takes a minute and several hundred MB); it checks that the quantized
+// products agree with the bf16 ones to within the quantization error and prints the numbers that
+// docs/benchmark-log.md records.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "backend/cpu/linear_quant.h"
+#include "io/safetensors.h"
+#include "model/weights.h"
+#include "core/bf16.h"
+#include "core/quant.h"
+#include "core/thread_pool.h"
+#include "ops/ops.h"
+
+namespace voxrt {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Shape {
+    const char* name;
+    int64_t N, K;
+};
+
+struct Copy {
+    std::vector<uint16_t> bf16;
+    std::vector<uint8_t> codes;
+    std::vector<float> scale;
+};
+
+float uniform(uint32_t& s) {
+    s = s * 1664525u + 1013904223u;
+    return static_cast<float>((s >> 8) / 16777216.0 - 0.5) * 0.1f;
+}
+
+TEST(GemvCpuBench, DecodeShapes) {
+    const char* on = std::getenv("VOXRT_CPU_GEMV_BENCH");
+    if (!on || std::string(on) != "1") GTEST_SKIP() << "set VOXRT_CPU_GEMV_BENCH=1 to run";
+    ThreadPool pool(0);
+    std::printf("[gemv_cpu_bench] %d threads, quantized kernel: %s\n", pool.size(),
+                cpu::quant_isa_name(cpu::best_quant_isa()));
+    const Shape shapes[] = {{"attn/conv out 2048x2048", 2048, 2048},
+                            {"ffn w1/w3 8192x2048", 8192, 2048},
+                            {"ffn w2 2048x8192", 2048, 8192},
+                            {"text head 65536x2048", 65536, 2048}};
+    for (const Shape& sh : shapes) {
+        const int64_t N = sh.N, K = sh.K;
+        const size_t bf16_bytes = static_cast<size_t>(N * K) * 2;
+        const int copies = static_cast<int>(std::max<size_t>(1, (256u << 20) / bf16_bytes));
+        for (DType qdt : {DType::kI8, DType::kF8E4M3}) {
+            std::vector<Copy> w(static_cast<size_t>(copies));
+            uint32_t seed = 1;
+            std::vector<float> row(static_cast<size_t>(K));
+            for (Copy& c : w) {
+                c.bf16.resize(static_cast<size_t>(N * K));
+                c.codes.resize(static_cast<size_t>(N * K));
+                c.scale.resize(static_cast<size_t>(N));
+                for (int64_t n = 0; n < N; ++n) {
+                    for (int64_t k = 0; k < K; ++k) {
+                        const uint16_t b = f32_to_bf16(uniform(seed));
+                        c.bf16[static_cast<size_t>(n * K + k)] = b;
+                        row[static_cast<size_t>(k)] = bf16_to_f32(b);
+                    }
+                    quant::quantize_rows(qdt, row.data(), 1, K, c.codes.data() + n * K,
+                                         c.scale.data() + n);
+                }
+            }
+            std::vector<float> x(static_cast<size_t>(K)), y_b(static_cast<size_t>(N)),
+                y_q(static_cast<size_t>(N));
+            for (float& v : x) v = round_bf16(uniform(seed) * 20.0f);
+            Tensor xt = Tensor::make(x.data(), DType::kF32, Device::kCPU, {1, K});
+            Tensor yb = Tensor::make(y_b.data(), DType::kF32, Device::kCPU, {1, N});
+            Tensor yq = Tensor::make(y_q.data(), DType::kF32, Device::kCPU, {1, N});
+            ops::Context ctx;
+            ctx.pool = &pool;
+            ctx.precision = ops::Precision::kBF16;
+            auto wb = [&](int i) {
+                return Tensor::make(w[static_cast<size_t>(i)].bf16.data(), DType::kBF16,
+                                    Device::kCPU, {N, K});
+            };
+            auto wq = [&](int i) {
+                Tensor t =
+                    Tensor::make(w[static_cast<size_t>(i)].codes.data(), qdt, Device::kCPU, {N, K});
+                t.scale = w[static_cast<size_t>(i)].scale.data();
+                return t;
+            };
+            // The machine may be shared: bf16 and quantized passes over all copies alternate,
+            // and each reports its fastest pass (per call), the least disturbed one.
+            auto pass = [&](auto make_w, Tensor& y) {
+                const auto t0 = Clock::now();
+                for (int i = 0; i < copies; ++i) ops::linear(ctx, xt, make_w(i), nullptr, y);
+                return std::chrono::duration<double>(Clock::now() - t0).count() / copies;
+            };
+            double tb = 1e30, tq = 1e30;
+            for (int round = 0; round < 9; ++round) {
+                tb = std::min(tb, pass(wb, yb));
+                tq = std::min(tq, pass(wq, yq));
+            }
+            const double q_bytes = static_cast<double>(N * K) + 4.0 * N;
+            std::printf(
+                "[gemv_cpu_bench] %-24s bf16 %8.1f us %6.1f GB/s | %s %8.1f us %6.1f GB/s | "
+                "speedup %.2fx (%d copies)\n",
+                sh.name, tb * 1e6, bf16_bytes / tb / 1e9, qdt == DType::kI8 ? "int8" : "fp8 ",
+                tq * 1e6, q_bytes / tq / 1e9, tb / tq, copies);
+            // The two products differ by the quantization error only (a few % relative).
+            double num = 0, den = 0;
+            for (int64_t n = 0; n < N; ++n) {
+                const double d = y_q[static_cast<size_t>(n)] - y_b[static_cast<size_t>(n)];
+                num += d * d;
+                den +=
+                    static_cast<double>(y_b[static_cast<size_t>(n)]) * y_b[static_cast<size_t>(n)];
+            }
+            EXPECT_LT(std::sqrt(num / den), qdt == DType::kI8 ? 0.02 : 0.08) << sh.name;
+        }
+    }
+}
+
+// Load-time quantization: WeightStore::fetch_matrix on the text head's shape (65536 × 2048 bf16,
+// in a safetensors file), rows over the thread pool, and its rate in parameters per second; the
+// full model quantizes ≈ 1.27 G parameters (backbone 1.04 G, text head 0.13 G, depthformer with its
+// input projection and heads ≈ 0.1 G).
+TEST(GemvCpuBench, LoadTimeQuantization) {
+    const char* on = std::getenv("VOXRT_CPU_GEMV_BENCH");
+    if (!on || std::string(on) != "1") GTEST_SKIP() << "set VOXRT_CPU_GEMV_BENCH=1 to run";
+    const int64_t N = 65536, K = 2048;
+    const std::string path = ::testing::TempDir() + "voxrt_quant_bench.safetensors";
+    {
+        std::string header = "{\"w\":{\"dtype\":\"BF16\",\"shape\":[" + std::to_string(N) + "," +
+                             std::to_string(K) + "],\"data_offsets\":[0," +
+                             std::to_string(N * K * 2) + "]}}";
+        while (header.size() % 8) header += ' ';
+        std::vector<uint16_t> w(static_cast<size_t>(N * K));
+        uint32_t seed = 5;
+        for (uint16_t& v : w) v = f32_to_bf16(uniform(seed));
+        std::ofstream f(path, std::ios::binary);
+        const uint64_t n = header.size();
+        f.write(reinterpret_cast<const char*>(&n), 8);
+        f.write(header.data(), static_cast<std::streamsize>(n));
+        f.write(reinterpret_cast<const char*>(w.data()),
+                static_cast<std::streamsize>(w.size() * 2));
+    }
+    auto file = io::SafeTensorsFile::open(path);
+    ASSERT_TRUE(file.is_ok()) << file.status().message();
+    ThreadPool pool(0);
+    ops::Context ctx;
+    ctx.pool = &pool;
+    for (model::WeightQuant q : {model::WeightQuant::kI8, model::WeightQuant::kF8E4M3}) {
+        double best = 1e30, best_cpu = 1e30;  // wall seconds; CPU seconds of all threads
+        for (int round = 0; round < 3; ++round) {
+            model::WeightStore store(ctx, q);
+            const auto t0 = Clock::now();
+            const std::clock_t c0 = std::clock();
+            auto t = store.fetch_matrix(*file, "w", {N, K});
+            best = std::min(best, std::chrono::duration<double>(Clock::now() - t0).count());
+            best_cpu = std::min(best_cpu, static_cast<double>(std::clock() - c0) / CLOCKS_PER_SEC);
+            ASSERT_TRUE(t.is_ok()) << t.status().message();
+            ASSERT_TRUE(t->quantized());
+        }
+        const double rate = static_cast<double>(N * K) / best;
+        std::printf(
+            "[gemv_cpu_bench] quantize %s 65536x2048: %.0f ms wall, %.0f ms CPU, %.0f M params/s "
+            "-> full model (1.27 G params) %.1f s on %d threads, %.1f CPU-s\n",
+            model::weight_quant_name(q), best * 1e3, best_cpu * 1e3, rate / 1e6, 1.27e9 / rate,
+            pool.size(), best_cpu * 1.27e9 / static_cast<double>(N * K));
+    }
+    std::remove(path.c_str());
+}
+
+}  // namespace
+}  // namespace voxrt
