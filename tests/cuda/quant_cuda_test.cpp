@@ -68,7 +68,8 @@ public:
     bool bf16() const { return gpu_.precision == Precision::kBF16; }
 
     Tensor dev(DType dt, const Shape& s) {
-        dev_.push_back(Buffer::allocate(Device::kCUDA, static_cast<size_t>(count(s)) * dtype_size(dt)));
+        dev_.push_back(
+            Buffer::allocate(Device::kCUDA, static_cast<size_t>(count(s)) * dtype_size(dt)));
         EXPECT_NE(dev_.back().data(), nullptr);
         return with_shape(dev_.back().data(), dt, Device::kCUDA, s);
     }
@@ -90,7 +91,9 @@ public:
         for (auto& x : v) x = offset + scale * rng.normal();
         return act(std::move(v), s);
     }
-    Pair zeros(const Shape& s) { return act(std::vector<float>(static_cast<size_t>(count(s)), 0.0f), s); }
+    Pair zeros(const Shape& s) {
+        return act(std::vector<float>(static_cast<size_t>(count(s)), 0.0f), s);
+    }
     Pair f32(std::vector<float> v, const Shape& s) {
         Pair p{host(s), dev(DType::kF32, s)};
         std::memcpy(p.h.data, v.data(), v.size() * sizeof(float));
@@ -100,7 +103,8 @@ public:
     Pair i32(const std::vector<int32_t>& v) {
         i32_.push_back(v);
         const int64_t n = static_cast<int64_t>(v.size());
-        Pair p{Tensor::make(i32_.back().data(), DType::kI32, Device::kCPU, {n}), dev(DType::kI32, {n})};
+        Pair p{Tensor::make(i32_.back().data(), DType::kI32, Device::kCPU, {n}),
+               dev(DType::kI32, {n})};
         ops::copy(gpu_, p.h, p.d);
         return p;
     }
@@ -118,11 +122,14 @@ public:
         for (auto& x : w) x = sd * rng.normal();
         return quantized(qt, w, N, K);
     }
-    Pair from_codes(DType qt, const std::vector<uint8_t>& q, const std::vector<float>& s, int64_t N, int64_t K) {
+    Pair from_codes(DType qt, const std::vector<uint8_t>& q, const std::vector<float>& s, int64_t N,
+                    int64_t K) {
         Pair p{host({N, K}), dev(qt, {N, K})};
         Tensor sd = dev(DType::kF32, {N});
-        ops::copy(gpu_, Tensor::make(const_cast<uint8_t*>(q.data()), qt, Device::kCPU, {N, K}), p.d);
-        ops::copy(gpu_, Tensor::make(const_cast<float*>(s.data()), DType::kF32, Device::kCPU, {N}), sd);
+        ops::copy(gpu_, Tensor::make(const_cast<uint8_t*>(q.data()), qt, Device::kCPU, {N, K}),
+                  p.d);
+        ops::copy(gpu_, Tensor::make(const_cast<float*>(s.data()), DType::kF32, Device::kCPU, {N}),
+                  sd);
         p.d.scale = sd.ptr<float>();
         quant::dequantize_rows(qt, q.data(), s.data(), N, K, p.h.ptr<float>());
         EXPECT_TRUE(ops::synchronize(gpu_).is_ok());  // the host vectors are temporaries
@@ -190,7 +197,8 @@ protected:
     }
 };
 
-// ---- ops::linear ---------------------------------------------------------------------------------
+// ---- ops::linear
+// ---------------------------------------------------------------------------------
 
 // Every code through every path, bit for bit: W[r][k] = code (r + 37k) mod 256 (e4m3 NaN codes
 // replaced by 0), scale[r] = 2^(r mod 5 - 2), x[m] one-hot at column m mod K, so y[m][r] is one
@@ -203,9 +211,9 @@ TEST_F(QuantCuda, DecodeExact) {
         const char* path;
     };
     const Case cases[] = {
-        {1, 16, size_t{64} << 20, "gemv"},       {5, 32, size_t{64} << 20, "gemv"},
-        {16, 16, size_t{64} << 20, "gemm"},      {3, 17, size_t{64} << 20, "gemm (K % 16)"},
-        {3, 17, 0, "simple (no scratch)"},       {40, 16, 0, "simple (no scratch)"},
+        {1, 16, size_t{64} << 20, "gemv"},  {5, 32, size_t{64} << 20, "gemv"},
+        {16, 16, size_t{64} << 20, "gemm"}, {3, 17, size_t{64} << 20, "gemm (K % 16)"},
+        {3, 17, 0, "simple (no scratch)"},  {40, 16, 0, "simple (no scratch)"},
     };
     const int64_t N = 256;
     for (DType qt : kQuantTypes) {
@@ -238,13 +246,13 @@ TEST_F(QuantCuda, DecodeExact) {
                         const float g = got[static_cast<size_t>(i * N + r)];
                         // == (not the bits): code 0x80 of e4m3 is -0, a sum starting at +0 gives +0
                         if (!(g == want) && bad++ < 5)
-                            ADD_FAILURE() << qname(qt) << " " << c.path << " M" << c.M << " K" << c.K << ": code 0x"
-                                          << std::hex << int(code) << std::dec << " row " << r << " got " << g
-                                          << " want " << want;
+                            ADD_FAILURE() << qname(qt) << " " << c.path << " M" << c.M << " K"
+                                          << c.K << ": code 0x" << std::hex << int(code) << std::dec
+                                          << " row " << r << " got " << g << " want " << want;
                     }
                 }
-                std::printf("[quant decode] %s %-20s M%-3d K%-3d %d of %lld outputs differ\n", qname(qt), c.path, c.M,
-                            c.K, bad, static_cast<long long>(c.M * N));
+                std::printf("[quant decode] %s %-20s M%-3d K%-3d %d of %lld outputs differ\n",
+                            qname(qt), c.path, c.M, c.K, bad, static_cast<long long>(c.M * N));
             }
             backend::destroy_context(ctx);
         }
@@ -293,13 +301,15 @@ TEST_F(QuantCuda, Linear) {
                 const double rms = test::rms(ref);
                 const test::Diff d = p == Precision::kF32 ? test::compare(got, ref, -1, 0)
                                                           : test::compare(got, ref, 1, 1e-5 * rms);
-                std::printf("[quant linear] %s %s M%-3d %5dx%-5d%s rel L2 %.3g max abs %.3g (%lld off)\n", pname(p),
-                            qname(qt), c.M, c.N, c.K, c.bias ? "+b" : "  ", d.rel_l2, d.max_abs,
-                            static_cast<long long>(d.bad));
+                std::printf(
+                    "[quant linear] %s %s M%-3d %5dx%-5d%s rel L2 %.3g max abs %.3g (%lld off)\n",
+                    pname(p), qname(qt), c.M, c.N, c.K, c.bias ? "+b" : "  ", d.rel_l2, d.max_abs,
+                    static_cast<long long>(d.bad));
                 EXPECT_LE(d.rel_l2, p == Precision::kF32 ? 1e-6 : 2e-3)
                     << pname(p) << " " << qname(qt) << " M" << c.M << " " << c.N << "x" << c.K;
-                EXPECT_EQ(d.bad, 0) << "first at " << d.first_bad << ": got " << got[std::max<int64_t>(d.first_bad, 0)]
-                                    << " want " << ref[std::max<int64_t>(d.first_bad, 0)];
+                EXPECT_EQ(d.bad, 0) << "first at " << d.first_bad << ": got "
+                                    << got[std::max<int64_t>(d.first_bad, 0)] << " want "
+                                    << ref[std::max<int64_t>(d.first_bad, 0)];
             }
         }
         backend::destroy_context(ctx);
@@ -311,8 +321,8 @@ TEST_F(QuantCuda, Linear) {
 struct BackboneLayer {
     bool attention = false;
     Pair opn, ffn, w1, w3, w2, out_proj;
-    Pair in_proj, conv;   // conv layers
-    Pair q, k, v, qn, kn; // attention layers
+    Pair in_proj, conv;    // conv layers
+    Pair q, k, v, qn, kn;  // attention layers
 };
 struct Backbone {
     static constexpr int64_t D = 256, F = 512, H = 4, Hkv = 2, Dh = 64, Kc = 3, S = 64;
@@ -351,7 +361,8 @@ Backbone make_backbone(Mem& m, DType qt, Rng& rng) {
     std::vector<float> c(static_cast<size_t>(b.S * half)), s(c.size());
     for (int64_t p = 0; p < b.S; ++p)
         for (int64_t i = 0; i < half; ++i) {
-            const double a = static_cast<double>(p) * std::pow(1e6, -2.0 * static_cast<double>(i) / b.Dh);
+            const double a =
+                static_cast<double>(p) * std::pow(1e6, -2.0 * static_cast<double>(i) / b.Dh);
             c[static_cast<size_t>(p * half + i)] = static_cast<float>(std::cos(a));
             s[static_cast<size_t>(p * half + i)] = static_cast<float>(std::sin(a));
         }
@@ -375,8 +386,8 @@ BackboneState new_state(Mem& m, const Backbone& b) {
 }
 
 // One decode step as the op sequence (model/lfm2.cpp forward_rows with T = 1) on `host` side.
-void backbone_ops(const ops::Context& ctx, Mem& m, const Backbone& b, BackboneState& st, bool host, Tensor x,
-                  const Tensor& pos, Tensor out) {
+void backbone_ops(const ops::Context& ctx, Mem& m, const Backbone& b, BackboneState& st, bool host,
+                  Tensor x, const Tensor& pos, Tensor out) {
     const int64_t D = b.D, H = b.H, Hkv = b.Hkv, Dh = b.Dh;
     auto t = [&](const Shape& s) { return host ? m.host(s) : m.dev(ctx.act_dtype(), s); };
     Tensor h = t({1, D}), o = t({1, D});
@@ -395,7 +406,8 @@ void backbone_ops(const ops::Context& ctx, Mem& m, const Backbone& b, BackboneSt
             ops::linear(ctx, cc, L.out_proj.side(host), nullptr, o);
         } else {
             Tensor q = t({1, H, Dh}), k = t({1, Hkv, Dh}), v = t({1, Hkv, Dh}), a = t({1, H * Dh});
-            Tensor q2 = q.reshape({1, H * Dh}), k2 = k.reshape({1, Hkv * Dh}), v2 = v.reshape({1, Hkv * Dh});
+            Tensor q2 = q.reshape({1, H * Dh}), k2 = k.reshape({1, Hkv * Dh}),
+                   v2 = v.reshape({1, Hkv * Dh});
             ops::linear(ctx, h, L.q.side(host), nullptr, q2);
             ops::linear(ctx, h, L.k.side(host), nullptr, k2);
             ops::linear(ctx, h, L.v.side(host), nullptr, v2);
@@ -422,7 +434,8 @@ void backbone_ops(const ops::Context& ctx, Mem& m, const Backbone& b, BackboneSt
     ops::rms_norm(ctx, x, b.final_norm.side(host), b.eps, ops::RmsStyle::kLfm2, out);
 }
 
-ops::Lfm2Step fused_step(const Backbone& b, BackboneState& st, std::vector<ops::Lfm2StepLayer>& layers) {
+ops::Lfm2Step fused_step(const Backbone& b, BackboneState& st,
+                         std::vector<ops::Lfm2StepLayer>& layers) {
     layers.clear();
     for (size_t l = 0; l < b.layers.size(); ++l) {
         const BackboneLayer& L = b.layers[l];
@@ -467,7 +480,8 @@ TEST_F(QuantCuda, FusedBackboneStep) {
             Mem m(ctx);
             Rng rng(900 + static_cast<int>(qt));
             const Backbone b = make_backbone(m, qt, rng);
-            BackboneState s_fused = new_state(m, b), s_ops = new_state(m, b), s_cpu = new_state(m, b);
+            BackboneState s_fused = new_state(m, b), s_ops = new_state(m, b),
+                          s_cpu = new_state(m, b);
             std::vector<ops::Lfm2StepLayer> layers;
             ops::Lfm2Step fs = fused_step(b, s_fused, layers);
             // The kernel declines a quantized matrix without its scales (weight_ok).
@@ -481,7 +495,8 @@ TEST_F(QuantCuda, FusedBackboneStep) {
                 bs.x = x0.d;
                 bs.pos = p0.d;
                 bs.out = o0.d;
-                EXPECT_FALSE(ops::lfm2_decode_step(ctx, bs)) << "took a quantized matrix without row scales";
+                EXPECT_FALSE(ops::lfm2_decode_step(ctx, bs))
+                    << "took a quantized matrix without row scales";
             }
             double worst_fused = 0, worst_cpu = 0;
             for (int step = 0; step < steps; ++step) {
@@ -489,20 +504,25 @@ TEST_F(QuantCuda, FusedBackboneStep) {
                 for (auto& v : xv) v = 0.5f * rng.normal();
                 Pair pos = m.i32({step});
                 Pair x1 = m.act(xv, {1, b.D}), x2 = m.act(xv, {1, b.D}), x3 = m.act(xv, {1, b.D});
-                Pair out_f = m.zeros({1, b.D}), out_o = m.zeros({1, b.D}), out_c = m.zeros({1, b.D});
+                Pair out_f = m.zeros({1, b.D}), out_o = m.zeros({1, b.D}),
+                     out_c = m.zeros({1, b.D});
                 fs.x = x1.d;
                 fs.pos = pos.d;
                 fs.out = out_f.d;
-                ASSERT_TRUE(ops::lfm2_decode_step(ctx, fs)) << "the fused step declined " << qname(qt) << " weights";
+                ASSERT_TRUE(ops::lfm2_decode_step(ctx, fs))
+                    << "the fused step declined " << qname(qt) << " weights";
                 backbone_ops(ctx, m, b, s_ops, false, x2.d, pos.d, out_o.d);
                 backbone_ops(host, m, b, s_cpu, true, x3.h, pos.h, out_c.h);
-                const std::vector<float> f = m.download(out_f.d), o = m.download(out_o.d), c = values(out_c.h);
+                const std::vector<float> f = m.download(out_f.d), o = m.download(out_o.d),
+                                         c = values(out_c.h);
                 worst_fused = std::max(worst_fused, rel_l2(f, o));
                 worst_cpu = std::max(worst_cpu, rel_l2(o, c));
             }
-            std::printf("[quant fused lfm2 step] %s %s: worst step rel L2 fused vs op sequence %.3g, op sequence "
-                        "GPU vs CPU %.3g (%d steps)\n",
-                        pname(p), qname(qt), worst_fused, worst_cpu, steps);
+            std::printf(
+                "[quant fused lfm2 step] %s %s: worst step rel L2 fused vs op sequence %.3g, op "
+                "sequence "
+                "GPU vs CPU %.3g (%d steps)\n",
+                pname(p), qname(qt), worst_fused, worst_cpu, steps);
             const double bar = p == Precision::kF32 ? 1e-5 : 3e-2;
             EXPECT_LE(worst_fused, bar) << pname(p) << " " << qname(qt);
             EXPECT_LE(worst_cpu, bar) << pname(p) << " " << qname(qt);
@@ -549,7 +569,8 @@ Depth make_depth(Mem& m, DType qt, Rng& rng) {
     std::vector<float> c(static_cast<size_t>(d.Q * half)), s(c.size());
     for (int64_t p = 0; p < d.Q; ++p)
         for (int64_t i = 0; i < half; ++i) {
-            const double a = static_cast<double>(p) * std::pow(1e4, -2.0 * static_cast<double>(i) / d.Dh);
+            const double a =
+                static_cast<double>(p) * std::pow(1e4, -2.0 * static_cast<double>(i) / d.Dh);
             c[static_cast<size_t>(p * half + i)] = static_cast<float>(std::cos(a));
             s[static_cast<size_t>(p * half + i)] = static_cast<float>(std::sin(a));
         }
@@ -563,8 +584,8 @@ Depth make_depth(Mem& m, DType qt, Rng& rng) {
 
 // The 8-codebook loop as the op sequence (model/audio_head.cpp AudioHead::sample_frame, greedy),
 // teacher-forced with `forced` codes: logits [Q, V] and codes [Q] on the `host` side.
-void depth_ops(const ops::Context& ctx, Mem& m, const Depth& d, bool host, const Tensor& in, const Tensor& forced,
-               Tensor logits, Tensor codes) {
+void depth_ops(const ops::Context& ctx, Mem& m, const Depth& d, bool host, const Tensor& in,
+               const Tensor& forced, Tensor logits, Tensor codes) {
     const int64_t Dd = d.Dd, H = d.H, Hkv = d.Hkv, Dh = d.Dh, KV = Hkv * Dh;
     const DType dt = host ? DType::kF32 : ctx.act_dtype();
     auto t = [&](const Shape& s) { return host ? m.host(s) : m.dev(dt, s); };
@@ -576,9 +597,10 @@ void depth_ops(const ops::Context& ctx, Mem& m, const Depth& d, bool host, const
     Tensor prev = t({1, Dd}), x = t({1, Dd}), n = t({1, Dd}), qkv = t({1, Dd + 2 * KV});
     const size_t es = dtype_size(dt);
     Tensor q = Tensor::make(qkv.data, dt, qkv.device, {1, H, Dh});
-    Tensor k = Tensor::make(static_cast<char*>(qkv.data) + static_cast<size_t>(Dd) * es, dt, qkv.device, {1, Hkv, Dh});
-    Tensor v =
-        Tensor::make(static_cast<char*>(qkv.data) + static_cast<size_t>(Dd + KV) * es, dt, qkv.device, {1, Hkv, Dh});
+    Tensor k = Tensor::make(static_cast<char*>(qkv.data) + static_cast<size_t>(Dd) * es, dt,
+                            qkv.device, {1, Hkv, Dh});
+    Tensor v = Tensor::make(static_cast<char*>(qkv.data) + static_cast<size_t>(Dd + KV) * es, dt,
+                            qkv.device, {1, Hkv, Dh});
     Tensor att = t({1, H, Dh}), o = t({1, Dd}), g1 = t({1, d.F}), g3 = t({1, d.F});
     Tensor qr = q.reshape({H, Dh}), kr = k.reshape({Hkv, Dh}), att2 = att.reshape({1, H * Dh});
     ops::zero(ctx, prev);
@@ -594,7 +616,8 @@ void depth_ops(const ops::Context& ctx, Mem& m, const Depth& d, bool host, const
             ops::rope(ctx, q, pos, d.cos.side(host), d.sin.side(host), ops::RopeStyle::kPairs);
             ops::rope(ctx, k, pos, d.cos.side(host), d.sin.side(host), ops::RopeStyle::kPairs);
             ops::kv_write(ctx, k, v, pos, kc[l], vc[l]);
-            ops::attention(ctx, q, kc[l], vc[l], pos, 1.0f / std::sqrt(static_cast<float>(Dh)), 0, att);
+            ops::attention(ctx, q, kc[l], vc[l], pos, 1.0f / std::sqrt(static_cast<float>(Dh)), 0,
+                           att);
             ops::linear(ctx, att2, L.out_proj.side(host), nullptr, o);
             ops::add(ctx, o, x, x);
             ops::rms_norm(ctx, x, L.ffn.side(host), d.eps, ops::RmsStyle::kFused, n);
@@ -604,7 +627,8 @@ void depth_ops(const ops::Context& ctx, Mem& m, const Depth& d, bool host, const
             ops::linear(ctx, g1, L.w2.side(host), nullptr, o);
             ops::add(ctx, x, o, x);
         }
-        ops::rms_norm(ctx, x, d.emb_norm[static_cast<size_t>(i)].side(host), d.eps, ops::RmsStyle::kFused, n);
+        ops::rms_norm(ctx, x, d.emb_norm[static_cast<size_t>(i)].side(host), d.eps,
+                      ops::RmsStyle::kFused, n);
         Tensor lg = logits.rows(i, i + 1);
         ops::linear(ctx, n, d.to_logits[static_cast<size_t>(i)].side(host), nullptr, lg);
         Tensor ci = codes.rows(i, i + 1);
@@ -652,17 +676,21 @@ TEST_F(QuantCuda, FusedDepthformerFrame) {
                 Pair codes_c = m.i32(std::vector<int32_t>(static_cast<size_t>(d.Q), 0));
                 Pair logits_c{m.host({d.Q, d.V}), Tensor{}};
                 depth_ops(host, m, d, true, in.h, codes_c.h, logits_c.h, codes_c.h);
-                const std::vector<int32_t> own(codes_c.h.ptr<int32_t>(), codes_c.h.ptr<int32_t>() + d.Q);
+                const std::vector<int32_t> own(codes_c.h.ptr<int32_t>(),
+                                               codes_c.h.ptr<int32_t>() + d.Q);
                 Pair forced = m.i32(own);
                 Pair codes_ct = m.i32(std::vector<int32_t>(static_cast<size_t>(d.Q), 0));
                 depth_ops(host, m, d, true, in.h, forced.h, logits_c.h, codes_ct.h);
-                EXPECT_EQ(own, std::vector<int32_t>(codes_ct.h.ptr<int32_t>(), codes_ct.h.ptr<int32_t>() + d.Q))
+                EXPECT_EQ(own, std::vector<int32_t>(codes_ct.h.ptr<int32_t>(),
+                                                    codes_ct.h.ptr<int32_t>() + d.Q))
                     << "teacher forcing with its own codes changed the CPU op sequence";
 
-                Tensor logits_o = m.dev(ctx.act_dtype(), {d.Q, d.V}), codes_o = m.dev(DType::kI32, {d.Q});
+                Tensor logits_o = m.dev(ctx.act_dtype(), {d.Q, d.V}),
+                       codes_o = m.dev(DType::kI32, {d.Q});
                 depth_ops(ctx, m, d, false, in.d, forced.d, logits_o, codes_o);
 
-                Tensor logits_f = m.dev(ctx.act_dtype(), {d.Q, d.V}), codes_f = m.dev(DType::kI32, {d.Q});
+                Tensor logits_f = m.dev(ctx.act_dtype(), {d.Q, d.V}),
+                       codes_f = m.dev(DType::kI32, {d.Q});
                 ops::DepthformerFrame f;
                 f.layers = layers.data();
                 f.n_layers = static_cast<int>(layers.size());
@@ -678,7 +706,8 @@ TEST_F(QuantCuda, FusedDepthformerFrame) {
                 f.codes = codes_f;
                 f.logits_out = &logits_f;
                 f.forced = &forced.d;
-                ASSERT_TRUE(ops::depthformer_frame(ctx, f)) << "the fused frame declined " << qname(qt) << " weights";
+                ASSERT_TRUE(ops::depthformer_frame(ctx, f))
+                    << "the fused frame declined " << qname(qt) << " weights";
 
                 const std::vector<float> a = m.download(logits_f), b = m.download(logits_o);
                 lf.insert(lf.end(), a.begin(), a.end());
@@ -695,9 +724,11 @@ TEST_F(QuantCuda, FusedDepthformerFrame) {
                 agree_oc += co[i] == cc[i];
             }
             const double rel_fo = rel_l2(lf, lo), rel_oc = rel_l2(lo, lc);
-            std::printf("[quant fused depthformer] %s %s: logits rel L2 fused vs op sequence %.3g, op sequence GPU "
-                        "vs CPU %.3g; codes equal %zu/%zu and %zu/%zu\n",
-                        pname(p), qname(qt), rel_fo, rel_oc, agree_fo, cc.size(), agree_oc, cc.size());
+            std::printf(
+                "[quant fused depthformer] %s %s: logits rel L2 fused vs op sequence %.3g, op "
+                "sequence GPU "
+                "vs CPU %.3g; codes equal %zu/%zu and %zu/%zu\n",
+                pname(p), qname(qt), rel_fo, rel_oc, agree_fo, cc.size(), agree_oc, cc.size());
             if (p == Precision::kF32) {
                 EXPECT_LE(rel_fo, 1e-5);
                 EXPECT_LE(rel_oc, 1e-5);
