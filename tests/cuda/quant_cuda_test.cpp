@@ -183,9 +183,11 @@ protected:
     void SetUp() override {
         if (!backend::device_available(Device::kCUDA)) GTEST_SKIP() << "no CUDA device";
     }
-    static ops::Context make(Precision p, size_t scratch_bytes = size_t{64} << 20) {
+    static ops::Context make(Precision p, size_t scratch_bytes = size_t{64} << 20,
+                             backend::GpuOptions gpu = {}) {
         backend::ContextOptions o;
         o.scratch_bytes = scratch_bytes;
+        o.gpu = gpu;
         auto c = backend::create_context(Device::kCUDA, p, 0, o);
         EXPECT_TRUE(c.is_ok()) << c.status().message();
         return c.is_ok() ? *c : ops::Context{};
@@ -473,8 +475,22 @@ ops::Lfm2Step fused_step(const Backbone& b, BackboneState& st,
 
 TEST_F(QuantCuda, FusedBackboneStep) {
     const int steps = 40;  // attention over more than one 32-position chunk
-    for (Precision p : kPrecisions) {
-        ops::Context ctx = make(p);
+    // fp32 also with the GPU options that change the kernel's grid and loads (fewer blocks, L2
+    // prefetch of the next phase's rows, whose byte count depends on the weight type).
+    backend::GpuOptions prefetch;
+    prefetch.reserve_sms = 8;
+    prefetch.l2_prefetch = true;
+    struct Run {
+        Precision p;
+        backend::GpuOptions gpu;
+        const char* what;
+    };
+    const Run runs[] = {{Precision::kF32, {}, ""},
+                        {Precision::kBF16, {}, ""},
+                        {Precision::kF32, prefetch, " (reserve_sms 8, l2_prefetch)"}};
+    for (const Run& run : runs) {
+        const Precision p = run.p;
+        ops::Context ctx = make(p, size_t{64} << 20, run.gpu);
         ops::Context host = cpu(p);
         for (DType qt : kQuantTypes) {
             Mem m(ctx);
@@ -519,10 +535,9 @@ TEST_F(QuantCuda, FusedBackboneStep) {
                 worst_cpu = std::max(worst_cpu, rel_l2(o, c));
             }
             std::printf(
-                "[quant fused lfm2 step] %s %s: worst step rel L2 fused vs op sequence %.3g, op "
-                "sequence "
-                "GPU vs CPU %.3g (%d steps)\n",
-                pname(p), qname(qt), worst_fused, worst_cpu, steps);
+                "[quant fused lfm2 step] %s %s%s: worst step rel L2 fused vs op sequence %.3g, "
+                "op sequence GPU vs CPU %.3g (%d steps)\n",
+                pname(p), qname(qt), run.what, worst_fused, worst_cpu, steps);
             const double bar = p == Precision::kF32 ? 1e-5 : 3e-2;
             EXPECT_LE(worst_fused, bar) << pname(p) << " " << qname(qt);
             EXPECT_LE(worst_cpu, bar) << pname(p) << " " << qname(qt);
