@@ -740,9 +740,8 @@ TEST_F(QuantCuda, FusedDepthformerFrame) {
             }
             const double rel_fo = rel_l2(lf, lo), rel_oc = rel_l2(lo, lc);
             std::printf(
-                "[quant fused depthformer] %s %s: logits rel L2 fused vs op sequence %.3g, op "
-                "sequence GPU "
-                "vs CPU %.3g; codes equal %zu/%zu and %zu/%zu\n",
+                "[quant fused depthformer] %s %s: logits rel L2 fused vs op sequence %.3g, "
+                "op sequence GPU vs CPU %.3g; codes equal %zu/%zu and %zu/%zu\n",
                 pname(p), qname(qt), rel_fo, rel_oc, agree_fo, cc.size(), agree_oc, cc.size());
             if (p == Precision::kF32) {
                 EXPECT_LE(rel_fo, 1e-5);
