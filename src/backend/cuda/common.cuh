@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cuda_bf16.h>
+#include <cuda_fp8.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -103,6 +104,57 @@ __device__ __forceinline__ uint4 ld_stream16(const void* p) {
 }
 
 inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+
+// ---- 8-bit weight codes (core/quant.h) -------------------------------------------------------------
+
+// Element types of weight-only quantized matrices (DType kI8, kF8E4M3): one byte per code. Kernels
+// template on them like on __nv_bfloat16 / float; the matrix's per-row F32 scale is applied to a
+// row's finished dot product, never to single codes.
+struct QI8 {
+    uint8_t bits;
+};
+struct QE4M3 {
+    uint8_t bits;
+};
+template <class W>
+inline constexpr bool kQuantized = sizeof(W) == 1;
+
+// The value of one code, as core/quant.h decode() gives it. int8: exact in float. e4m3: the
+// hardware convert to half (exact: every e4m3 value is a half) and then to float (exact).
+__device__ __forceinline__ float decode_i8(uint32_t byte) {
+    return static_cast<float>(static_cast<int>(byte << 24) >> 24);
+}
+__device__ __forceinline__ float decode_e4m3(uint32_t byte) {
+    const __half_raw h = __nv_cvt_fp8_to_halfraw(static_cast<__nv_fp8_storage_t>(byte), __NV_E4M3);
+    return __half2float(__half(h));
+}
+
+// 16 codes (16 bytes, element j in byte j) as floats. int8: byte b - 128 placed in the low
+// mantissa bits of 2^23 (exact), minus 2^23 + 128; one byte permute and one add per element.
+__device__ __forceinline__ void unpack_i8x16(const uint4& u, float (&f)[16]) {
+    const uint32_t w[4] = {u.x ^ 0x80808080u, u.y ^ 0x80808080u, u.z ^ 0x80808080u, u.w ^ 0x80808080u};
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+#pragma unroll
+        for (int b = 0; b < 4; ++b)
+            f[4 * j + b] = __uint_as_float(__byte_perm(w[j], 0x4b000000u, 0x7440u | b)) - 8388736.0f;
+    }
+}
+// e4m3: two codes per hardware convert (cvt.rn.f16x2.e4m3x2; the low byte is the first element).
+__device__ __forceinline__ void unpack_e4m3x16(const uint4& u, float (&f)[16]) {
+    const uint32_t w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            const __half2_raw r =
+                __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>((w[j] >> (16 * h)) & 0xffffu), __NV_E4M3);
+            const float2 v = __half22float2(__half2(r));
+            f[4 * j + 2 * h] = v.x;
+            f[4 * j + 2 * h + 1] = v.y;
+        }
+    }
+}
 
 // ---- reductions ------------------------------------------------------------------------------------
 

@@ -36,6 +36,7 @@ constexpr int kListCap = 256;  // kept sampling candidates gathered in index ord
 struct LayerPtrs {
     const void *opn, *qkv, *o, *qn, *kn, *ffn, *w1, *w3, *w2;
     void *kc, *vc;
+    const float *s_qkv, *s_o, *s_w1, *s_w3, *s_w2;  // 8-bit weights: row scales (null otherwise)
 };
 
 // ---- the kernel -------------------------------------------------------------------------------------
@@ -73,6 +74,7 @@ struct StreamArgs {
     const void* emb[kMaxQ];
     const void* emb_norm[kMaxQ];
     const void* to_logits[kMaxQ];
+    const float* to_logits_scale[kMaxQ];  // 8-bit weights: row scales (null otherwise)
     const float* cos;
     const float* sin;
     const void* in;     // [Q, Dd]
@@ -112,7 +114,12 @@ __device__ __forceinline__ float dot_piece(const float (&f)[V], const float* x, 
 template <int V>
 __device__ __forceinline__ float dot_piece(const float (&f)[V], const __nv_bfloat16* x, float acc) {
     uint32_t q[V / 2];
-    if constexpr (V == 8) {
+    if constexpr (V == 16) {
+        const uint4 u = *reinterpret_cast<const uint4*>(x);
+        const uint4 t = *reinterpret_cast<const uint4*>(x + 8);
+        q[0] = u.x, q[1] = u.y, q[2] = u.z, q[3] = u.w;
+        q[4] = t.x, q[5] = t.y, q[6] = t.z, q[7] = t.w;
+    } else if constexpr (V == 8) {
         const uint4 u = *reinterpret_cast<const uint4*>(x);
         q[0] = u.x, q[1] = u.y, q[2] = u.z, q[3] = u.w;
     } else {
@@ -158,6 +165,12 @@ __device__ __forceinline__ void row_dot2(const W* w1, const W* w3, const X* xs, 
                 const float4 q = *reinterpret_cast<const float4*>(reinterpret_cast<const float*>(xs) + k + j);
                 x[j] = q.x, x[j + 1] = q.y, x[j + 2] = q.z, x[j + 3] = q.w;
             }
+        } else if constexpr (V == 16) {
+            const uint4 u = *reinterpret_cast<const uint4*>(xs + k);
+            const uint4 t = *reinterpret_cast<const uint4*>(xs + k + 8);
+            const uint32_t q[8] = {u.x, u.y, u.z, u.w, t.x, t.y, t.z, t.w};
+#pragma unroll
+            for (int j = 0; j < 8; ++j) x[2 * j] = __uint_as_float(q[j] << 16), x[2 * j + 1] = __uint_as_float(q[j] & 0xffff0000u);
         } else if constexpr (V == 8) {
             const uint4 u = *reinterpret_cast<const uint4*>(xs + k);
             const uint32_t q[4] = {u.x, u.y, u.z, u.w};
@@ -376,6 +389,7 @@ __device__ int pick_block(const A& a, float* vs, unsigned ctr, float* red, int* 
 
 template <class T, class W, bool kStaged>
 __global__ void __launch_bounds__(kThreads, 1) depthformer_streamed_kernel(const __grid_constant__ StreamArgs a) {
+    using SW = SmallW<T, W>;  // norms, q/k-norms, embedding tables
     extern __shared__ __align__(128) unsigned char smem_raw[];
     __shared__ unsigned long long bars[3];  // Z, Y, X
     __shared__ PickShared pick_sh;
@@ -460,8 +474,8 @@ __global__ void __launch_bounds__(kThreads, 1) depthformer_streamed_kernel(const
     }
     for (int j = threadIdx.x; j < L * Dh; j += kThreads) {
         const int l = j / Dh, d = j % Dh;
-        qn_s[j] = ld_w(static_cast<const W*>(lay(l).qn) + d);
-        kn_s[j] = ld_w(static_cast<const W*>(lay(l).kn) + d);
+        qn_s[j] = ld_w(static_cast<const SW*>(lay(l).qn) + d);
+        kn_s[j] = ld_w(static_cast<const SW*>(lay(l).kn) + d);
     }
     for (int j = threadIdx.x; j < Q * half; j += kThreads) {
         cos_s[j] = a.cos[j];
@@ -479,16 +493,16 @@ __global__ void __launch_bounds__(kThreads, 1) depthformer_streamed_kernel(const
             const bool last = i + 1 == Q && l + 1 == L;
             // ---- P1
             mark(0);
-            norm_weights(static_cast<const W*>(P.opn), Dd, wr);
+            norm_weights(static_cast<const SW*>(P.opn), Dd, wr);
             if (l == 0) {
-                const W* e = i > 0 ? static_cast<const W*>(a.emb[i - 1]) + static_cast<int64_t>(fed) * Dd : nullptr;
+                const SW* e = i > 0 ? static_cast<const SW*>(a.emb[i - 1]) + static_cast<int64_t>(fed) * Dd : nullptr;
                 const T* in = static_cast<const T*>(a.in) + static_cast<int64_t>(i) * Dd;
                 for (int d = threadIdx.x; d < Dd; d += kThreads) xres[d] = act<T>(to_float(in[d]) + (e ? ld_w(e + d) : 0.0f));
                 __syncthreads();
             } else {
                 gather_words<T, true>(a.w_o, Dd, tag, xres);
             }
-            norm_apply<T, W>(xres, wr, static_cast<const W*>(P.opn), Dd, a.eps, xn, red);
+            norm_apply<T, SW>(xres, wr, static_cast<const SW*>(P.opn), Dd, a.eps, xn, red);
             mark(1);
             if constexpr (kStaged) wait_buf(0);
             mark(2);
@@ -496,7 +510,7 @@ __global__ void __launch_bounds__(kThreads, 1) depthformer_streamed_kernel(const
             {
                 const W* base = kStaged ? bz : static_cast<const W*>(P.qkv) + static_cast<int64_t>(q0) * Dd;
                 for (int rr = warp; rr < nq; rr += kWarps) {
-                    const float y = row_dot(base + static_cast<int64_t>(rr) * Dd, xn, Dd, lane);
+                    const float y = row_scaled<W>(row_dot(base + static_cast<int64_t>(rr) * Dd, xn, Dd, lane), P.s_qkv, q0 + rr);
                     if (lane == 0) put_word(a.w_qkv + q0 + rr, act<T>(y), tag);
                 }
             }
@@ -622,7 +636,7 @@ __global__ void __launch_bounds__(kThreads, 1) depthformer_streamed_kernel(const
                 ++tag;
                 const W* base = kStaged ? by : static_cast<const W*>(P.o) + static_cast<int64_t>(d0) * Dd;
                 for (int rr = warp; rr < nd; rr += kWarps) {
-                    const float y = row_dot(base + static_cast<int64_t>(rr) * Dd, xn, Dd, lane);
+                    const float y = row_scaled<W>(row_dot(base + static_cast<int64_t>(rr) * Dd, xn, Dd, lane), P.s_o, d0 + rr);
                     if (lane == 0) put_word(a.w_o + d0 + rr, act<T>(y), tag);
                 }
                 __syncthreads();
@@ -632,9 +646,9 @@ __global__ void __launch_bounds__(kThreads, 1) depthformer_streamed_kernel(const
 
             // ---- P3: x += o, n = rms_norm(x), g rows
             mark(0);
-            norm_weights(static_cast<const W*>(P.ffn), Dd, wr);
+            norm_weights(static_cast<const SW*>(P.ffn), Dd, wr);
             gather_words<T, true>(a.w_o, Dd, tag, xres);
-            norm_apply<T, W>(xres, wr, static_cast<const W*>(P.ffn), Dd, a.eps, xn, red);
+            norm_apply<T, SW>(xres, wr, static_cast<const SW*>(P.ffn), Dd, a.eps, xn, red);
             mark(1);
             if constexpr (kStaged) wait_buf(2);
             mark(2);
@@ -646,8 +660,8 @@ __global__ void __launch_bounds__(kThreads, 1) depthformer_streamed_kernel(const
                 for (int rr = warp; rr < nf; rr += kWarps) {
                     float y1, y3;
                     row_dot2(b1 + static_cast<int64_t>(rr) * Dd, b3 + static_cast<int64_t>(rr) * Dd, xn, Dd, lane, y1, y3);
-                    y1 = act<T>(y1);
-                    y3 = act<T>(y3);
+                    y1 = act<T>(row_scaled<W>(y1, P.s_w1, f0 + rr));
+                    y3 = act<T>(row_scaled<W>(y3, P.s_w3, f0 + rr));
                     if (lane == 0) put_word(a.w_g + f0 + rr, act<T>(act<T>(y1 / (1.0f + expf(-y1))) * y3), tag);
                 }
             }
@@ -671,7 +685,7 @@ __global__ void __launch_bounds__(kThreads, 1) depthformer_streamed_kernel(const
             {
                 const W* base = kStaged ? by : static_cast<const W*>(P.w2) + static_cast<int64_t>(d0) * F;
                 for (int rr = warp; rr < nd; rr += kWarps) {
-                    const float y = row_dot(base + static_cast<int64_t>(rr) * F, xn, F, lane);
+                    const float y = row_scaled<W>(row_dot(base + static_cast<int64_t>(rr) * F, xn, F, lane), P.s_w2, d0 + rr);
                     if (lane == 0) put_word(a.w_o + d0 + rr, act<T>(y), tag);
                 }
             }
@@ -688,9 +702,9 @@ __global__ void __launch_bounds__(kThreads, 1) depthformer_streamed_kernel(const
 
         // ---- PL: x += o, logits rows
         mark(0);
-        norm_weights(static_cast<const W*>(a.emb_norm[i]), Dd, wr);
+        norm_weights(static_cast<const SW*>(a.emb_norm[i]), Dd, wr);
         gather_words<T, true>(a.w_o, Dd, tag, xres);
-        norm_apply<T, W>(xres, wr, static_cast<const W*>(a.emb_norm[i]), Dd, a.eps, xn, red);
+        norm_apply<T, SW>(xres, wr, static_cast<const SW*>(a.emb_norm[i]), Dd, a.eps, xn, red);
         mark(1);
         if constexpr (kStaged) wait_buf(2);
         mark(2);
@@ -699,7 +713,7 @@ __global__ void __launch_bounds__(kThreads, 1) depthformer_streamed_kernel(const
             const W* base = kStaged ? bx : static_cast<const W*>(a.to_logits[i]) + static_cast<int64_t>(v0) * Dd;
             T* out = a.logits_out ? static_cast<T*>(a.logits_out) + static_cast<int64_t>(i) * V : nullptr;
             for (int rr = warp; rr < nv; rr += kWarps) {
-                float y = row_dot(base + static_cast<int64_t>(rr) * Dd, xn, Dd, lane);
+                float y = row_scaled<W>(row_dot(base + static_cast<int64_t>(rr) * Dd, xn, Dd, lane), a.to_logits_scale[i], v0 + rr);
                 if (a.suppress_eos && v0 + rr == V - 1) y = -INFINITY;
                 if (lane == 0) {
                     put_word(a.w_logits + v0 + rr, act<T>(y), tag);
@@ -727,6 +741,23 @@ __global__ void __launch_bounds__(kThreads, 1) depthformer_streamed_kernel(const
         prof[0] = static_cast<unsigned long long>(L);
         prof[1] = static_cast<unsigned long long>(Q);
         prof[2] = kStaged ? 1ull : 0ull;
+    }
+}
+
+// The kernel's instantiation for the weight type (one per DType weight_vec() takes).
+template <class T, bool kStaged>
+bool launch_for_weights(const ops::Context& ctx, DType wt, const StreamArgs& a, size_t smem, const char* name) {
+    switch (wt) {
+        case DType::kBF16:
+            return launch_persistent(ctx, depthformer_streamed_kernel<T, __nv_bfloat16, kStaged>, a, nullptr, kThreads,
+                                     smem, name);
+        case DType::kF32:
+            return launch_persistent(ctx, depthformer_streamed_kernel<T, float, kStaged>, a, nullptr, kThreads, smem, name);
+        case DType::kI8:
+            return launch_persistent(ctx, depthformer_streamed_kernel<T, QI8, kStaged>, a, nullptr, kThreads, smem, name);
+        case DType::kF8E4M3:
+            return launch_persistent(ctx, depthformer_streamed_kernel<T, QE4M3, kStaged>, a, nullptr, kThreads, smem, name);
+        default: return false;
     }
 }
 
@@ -761,14 +792,16 @@ bool launch_streamed(const ops::Context& ctx, const ops::DepthformerFrame& f, DT
     StreamArgs a{};
     for (int l = 0; l < L; ++l) {
         const ops::DepthformerLayer& Ly = f.layers[l];
-        a.layer[l] = LayerPtrs{Ly.operator_norm.data, Ly.qkv.data, Ly.out_proj.data, Ly.q_norm.data, Ly.k_norm.data,
-                               Ly.ffn_norm.data,      Ly.w1.data,  Ly.w3.data,       Ly.w2.data,     Ly.k_cache.data,
-                               Ly.v_cache.data};
+        a.layer[l] = LayerPtrs{Ly.operator_norm.data, Ly.qkv.data,      Ly.out_proj.data, Ly.q_norm.data,
+                               Ly.k_norm.data,        Ly.ffn_norm.data, Ly.w1.data,       Ly.w3.data,
+                               Ly.w2.data,            Ly.k_cache.data,  Ly.v_cache.data,  Ly.qkv.scale,
+                               Ly.out_proj.scale,     Ly.w1.scale,      Ly.w3.scale,      Ly.w2.scale};
     }
     for (int i = 0; i < Q; ++i) {
         a.emb[i] = f.emb[i].data;
         a.emb_norm[i] = f.emb_norm[i].data;
         a.to_logits[i] = f.to_logits[i].data;
+        a.to_logits_scale[i] = f.to_logits[i].scale;
     }
     a.cos = static_cast<const float*>(f.rope_cos.data);
     a.sin = static_cast<const float*>(f.rope_sin.data);
@@ -825,22 +858,12 @@ bool launch_streamed(const ops::Context& ctx, const ops::DepthformerFrame& f, DT
     const size_t smem = off;
 
     const char* name = "depthformer_frame (streamed persistent kernel)";
-    const bool b_act = at == DType::kBF16, b_w = wt == DType::kBF16;
-    using BF = __nv_bfloat16;
-    if (staged) {
-        if (b_act) {
-            return b_w ? launch_persistent(ctx, depthformer_streamed_kernel<BF, BF, true>, a, nullptr, kThreads, smem, name)
-                       : launch_persistent(ctx, depthformer_streamed_kernel<BF, float, true>, a, nullptr, kThreads, smem, name);
-        }
-        return b_w ? launch_persistent(ctx, depthformer_streamed_kernel<float, BF, true>, a, nullptr, kThreads, smem, name)
-                   : launch_persistent(ctx, depthformer_streamed_kernel<float, float, true>, a, nullptr, kThreads, smem, name);
+    if (at == DType::kBF16) {
+        return staged ? launch_for_weights<__nv_bfloat16, true>(ctx, wt, a, smem, name)
+                      : launch_for_weights<__nv_bfloat16, false>(ctx, wt, a, smem, name);
     }
-    if (b_act) {
-        return b_w ? launch_persistent(ctx, depthformer_streamed_kernel<BF, BF, false>, a, nullptr, kThreads, smem, name)
-                   : launch_persistent(ctx, depthformer_streamed_kernel<BF, float, false>, a, nullptr, kThreads, smem, name);
-    }
-    return b_w ? launch_persistent(ctx, depthformer_streamed_kernel<float, BF, false>, a, nullptr, kThreads, smem, name)
-               : launch_persistent(ctx, depthformer_streamed_kernel<float, float, false>, a, nullptr, kThreads, smem, name);
+    return staged ? launch_for_weights<float, true>(ctx, wt, a, smem, name)
+                  : launch_for_weights<float, false>(ctx, wt, a, smem, name);
 }
 
 }  // namespace
@@ -849,14 +872,17 @@ bool depthformer_frame(const ops::Context& ctx, const ops::DepthformerFrame& f) 
     if (!f.layers || f.n_layers < 1 || f.n_layers > kMaxLayers) return false;
     const DType at = ctx.act_dtype();
     const Tensor& l0 = f.layers[0].w1;
+    // One weight type for every projection matrix (qkv, out_proj, w1, w3, w2, to_logits): BF16,
+    // F32 or 8-bit codes with row scales; the small weights (norms, embedding tables) in SmallW's.
     const DType wt = l0.dtype;
-    if (wt != DType::kBF16 && wt != DType::kF32) return false;
+    const int vec = weight_vec(wt);
+    if (vec == 0) return false;
+    const DType sd = small_weight_dtype(wt, at);
     const int64_t Q = f.codes.numel(), Dd = f.in.ndim == 2 ? f.in.shape[1] : 0;
     const int64_t H = f.n_heads, Hkv = f.n_kv_heads;
     if (Q < 1 || Q > kMaxQ || Dd < 1 || H < 1 || Hkv < 1 || H % Hkv || Dd % H) return false;
     const int64_t Dh = Dd / H, KV = Hkv * Dh, F = l0.ndim == 2 ? l0.shape[0] : 0;
     const int64_t V = f.emb[0].ndim == 2 ? f.emb[0].shape[0] : 0;
-    const int vec = wt == DType::kBF16 ? 8 : 4;
     if (Dh > kMaxDh || Dh % 2 || Dd % vec || F < 1 || F % vec || V < 2 || V > 65536) return false;
     const bool greedy = f.temperature <= 0.0f || f.top_k == 1;
     if (!greedy && (f.top_k < 1 || f.top_k > kMaxTopK || !f.counters)) return false;
@@ -866,13 +892,13 @@ bool depthformer_frame(const ops::Context& ctx, const ops::DepthformerFrame& f) 
         const ops::DepthformerLayer& L = f.layers[l];
         if (!weight_ok(L.qkv, wt, Dd + 2 * KV, Dd) || !weight_ok(L.out_proj, wt, Dd, Dd) ||
             !weight_ok(L.w1, wt, F, Dd) || !weight_ok(L.w3, wt, F, Dd) || !weight_ok(L.w2, wt, Dd, F) ||
-            L.operator_norm.dtype != wt || L.ffn_norm.dtype != wt || L.q_norm.dtype != wt || L.k_norm.dtype != wt ||
+            L.operator_norm.dtype != sd || L.ffn_norm.dtype != sd || L.q_norm.dtype != sd || L.k_norm.dtype != sd ||
             L.k_cache.dtype != at || L.v_cache.dtype != at || L.k_cache.numel() != Hkv * Q * Dh ||
             L.v_cache.numel() != Hkv * Q * Dh)
             return false;
     }
     for (int64_t i = 0; i < Q; ++i) {
-        if (!weight_ok(f.emb[i], wt, V, Dd) || !weight_ok(f.to_logits[i], wt, V, Dd) || f.emb_norm[i].dtype != wt)
+        if (!weight_ok(f.emb[i], sd, V, Dd) || !weight_ok(f.to_logits[i], wt, V, Dd) || f.emb_norm[i].dtype != sd)
             return false;
     }
     if (f.logits_out && (f.logits_out->dtype != at || f.logits_out->numel() != Q * V)) return false;

@@ -72,6 +72,8 @@ struct LayerPtrs {
     void* conv_state;
     const void *q, *k, *v, *qn, *kn;
     void *kc, *vc;
+    // 8-bit weights: the row scales of w1, w3, w2, out_proj, in_proj, q, k, v (null otherwise)
+    const float *s_w1, *s_w3, *s_w2, *s_o, *s_in, *s_q, *s_k, *s_v;
 };
 
 struct Args {
@@ -94,9 +96,13 @@ struct Args {
     float eps, scale;
     int prefetch;  // L2 prefetch of the next phase's weights (ContextOptions::gpu.l2_prefetch)
 };
+// With the row-scale pointers the arguments pass 4 KB; kernels take up to 32,764 bytes of
+// parameters since CUDA 12.1 (Volta and newer).
+static_assert(sizeof(Args) <= 32764, "lfm2_step_kernel's parameters");
 
 template <class T, class W>
 __global__ void __launch_bounds__(kThreads, 1) lfm2_step_kernel(const __grid_constant__ Args a) {
+    using SW = SmallW<T, W>;  // norms and conv taps
     extern __shared__ __align__(16) float smem[];
     const int D = a.D, F = a.F, H = a.H, Hkv = a.Hkv, Dh = a.Dh, K = a.K, S = a.S;
     const int HD = H * Dh, KV = Hkv * Dh, G = H / Hkv, half = Dh / 2;
@@ -156,7 +162,7 @@ __global__ void __launch_bounds__(kThreads, 1) lfm2_step_kernel(const __grid_con
         const LayerPtrs& P = a.layer[l];
         // ---- A: x += o (after layer 0), n = rms_norm(x)
         if (l > 0) gather_words<T, true>(a.w_o, D, tag, xres);
-        norm_into<T, W>(xres, static_cast<const T*>(nullptr), static_cast<const W*>(P.opn), D, a.eps, true, xs, red);
+        norm_into<T, SW>(xres, static_cast<const T*>(nullptr), static_cast<const SW*>(P.opn), D, a.eps, true, xs, red);
         mark(kAReady);
         ++tag;
         if (!P.attention) {
@@ -167,7 +173,7 @@ __global__ void __launch_bounds__(kThreads, 1) lfm2_step_kernel(const __grid_con
                 for (int r = gw; r < 3 * D; r += nw) {
                     const W* row = w + static_cast<int64_t>(r) * D;
                     const float y = r == gw ? warp_dot_pre(pa, row, xs, D, lane) : warp_dot(row, xs, D, lane);
-                    if (lane == 0) put_word(a.w_proj + r, act<T>(y), tag);
+                    if (lane == 0) put_word(a.w_proj + r, act<T>(row_scaled<W>(y, P.s_in, r)), tag);
                 }
             }
             mark(kADone);
@@ -179,7 +185,7 @@ __global__ void __launch_bounds__(kThreads, 1) lfm2_step_kernel(const __grid_con
             gather_words<T, false>(a.w_proj, 3 * D, tag, projs);
             mark(kConvReady);
             {
-                const W* cw = static_cast<const W*>(P.conv);
+                const SW* cw = static_cast<const SW*>(P.conv);
                 const T* st = static_cast<const T*>(P.conv_state);
 #pragma unroll 4
                 for (int d = threadIdx.x; d < D; d += blockDim.x) {
@@ -195,7 +201,8 @@ __global__ void __launch_bounds__(kThreads, 1) lfm2_step_kernel(const __grid_con
                 const W* wo = static_cast<const W*>(P.o);
                 for (int r = gw; r < D; r += nw) {
                     const W* row = wo + static_cast<int64_t>(r) * D;
-                    const float y = act<T>(r == gw ? warp_dot_pre(pa, row, xs, D, lane) : warp_dot(row, xs, D, lane));
+                    const float y =
+                        act<T>(row_scaled<W>(r == gw ? warp_dot_pre(pa, row, xs, D, lane) : warp_dot(row, xs, D, lane), P.s_o, r));
                     if (lane == 0) put_word(a.w_o + r, y, tag);
                 }
             }
@@ -211,7 +218,9 @@ __global__ void __launch_bounds__(kThreads, 1) lfm2_step_kernel(const __grid_con
                 const W* w = r < HD ? static_cast<const W*>(P.q) + static_cast<int64_t>(r) * D
                            : r < HD + KV ? static_cast<const W*>(P.k) + static_cast<int64_t>(r - HD) * D
                                          : static_cast<const W*>(P.v) + static_cast<int64_t>(r - HD - KV) * D;
-                const float y = r == gw ? warp_dot_pre(pa, w, xs, D, lane) : warp_dot(w, xs, D, lane);
+                float y = r == gw ? warp_dot_pre(pa, w, xs, D, lane) : warp_dot(w, xs, D, lane);
+                y = r < HD ? row_scaled<W>(y, P.s_q, r)
+                    : r < HD + KV ? row_scaled<W>(y, P.s_k, r - HD) : row_scaled<W>(y, P.s_v, r - HD - KV);
                 if (lane == 0) put_word(a.w_proj + r, act<T>(y), tag);
             }
             mark(kADone);
@@ -225,10 +234,10 @@ __global__ void __launch_bounds__(kThreads, 1) lfm2_step_kernel(const __grid_con
             {
                 T* kc = static_cast<T*>(P.kc);
                 T* vc = static_cast<T*>(P.vc);
-                const W* qn = static_cast<const W*>(P.qn);
-                const W* kn = static_cast<const W*>(P.kn);
+                const SW* qn = static_cast<const SW*>(P.qn);
+                const SW* kn = static_cast<const SW*>(P.kn);
                 // kLfm2 RMSNorm of projs[src..src+Dh) into dst, then RoPE (rotate_half) at prow.
-                auto norm_rope = [&](int src, const W* nwt, float* dst) {
+                auto norm_rope = [&](int src, const SW* nwt, float* dst) {
                     float ss = 0.0f;
                     for (int d = lane; d < Dh; d += 32) {
                         const float v = projs[src + d];
@@ -428,7 +437,8 @@ __global__ void __launch_bounds__(kThreads, 1) lfm2_step_kernel(const __grid_con
                 const W* wo = static_cast<const W*>(P.o);
                 for (int r = gw; r < D; r += nw) {
                     const W* row = wo + static_cast<int64_t>(r) * HD;
-                    const float y = act<T>(r == gw ? warp_dot_pre(pa, row, xs, HD, lane) : warp_dot(row, xs, HD, lane));
+                    const float y = act<T>(
+                        row_scaled<W>(r == gw ? warp_dot_pre(pa, row, xs, HD, lane) : warp_dot(row, xs, HD, lane), P.s_o, r));
                     if (lane == 0) put_word(a.w_o + r, y, tag);
                 }
             }
@@ -442,7 +452,7 @@ __global__ void __launch_bounds__(kThreads, 1) lfm2_step_kernel(const __grid_con
         // ---- D: x += o, n = rms_norm(x); g = silu(w1·n)·(w3·n); block 0 shifts the conv state
         if (a.prefetch) prefetch_rows(static_cast<const W*>(P.w2), D, F, gw, nw, lane);
         gather_words<T, true>(a.w_o, D, tag, xres);
-        norm_into<T, W>(xres, static_cast<const T*>(nullptr), static_cast<const W*>(P.ffn), D, a.eps, true, xs, red);
+        norm_into<T, SW>(xres, static_cast<const T*>(nullptr), static_cast<const SW*>(P.ffn), D, a.eps, true, xs, red);
         mark(kDReady);
         ++tag;
         if (!P.attention && blockIdx.x == 0) {
@@ -462,8 +472,10 @@ __global__ void __launch_bounds__(kThreads, 1) lfm2_step_kernel(const __grid_con
                 const W* r1 = w1 + static_cast<int64_t>(r) * D;
                 const W* r3 = w3 + static_cast<int64_t>(r) * D;
                 const bool first = r == gw;
-                const float y1 = act<T>(first ? warp_dot_pre(pa, r1, xs, D, lane) : warp_dot(r1, xs, D, lane));
-                const float y3 = act<T>(first ? warp_dot_pre(pb, r3, xs, D, lane) : warp_dot(r3, xs, D, lane));
+                const float y1 =
+                    act<T>(row_scaled<W>(first ? warp_dot_pre(pa, r1, xs, D, lane) : warp_dot(r1, xs, D, lane), P.s_w1, r));
+                const float y3 =
+                    act<T>(row_scaled<W>(first ? warp_dot_pre(pb, r3, xs, D, lane) : warp_dot(r3, xs, D, lane), P.s_w3, r));
                 if (lane == 0) put_word(a.w_g + r, act<T>(act<T>(y1 / (1.0f + expf(-y1))) * y3), tag);
             }
         }
@@ -489,7 +501,8 @@ __global__ void __launch_bounds__(kThreads, 1) lfm2_step_kernel(const __grid_con
             const W* w2 = static_cast<const W*>(P.w2);
             for (int r = gw; r < D; r += nw) {
                 const W* row = w2 + static_cast<int64_t>(r) * F;
-                const float y = act<T>(r == gw ? warp_dot_pre(pa, row, xs, F, lane) : warp_dot(row, xs, F, lane));
+                const float y =
+                    act<T>(row_scaled<W>(r == gw ? warp_dot_pre(pa, row, xs, F, lane) : warp_dot(row, xs, F, lane), P.s_w2, r));
                 if (lane == 0) put_word(a.w_o + r, y, tag);
             }
         }
@@ -498,12 +511,25 @@ __global__ void __launch_bounds__(kThreads, 1) lfm2_step_kernel(const __grid_con
     }
     if (blockIdx.x == 0) {
         gather_words<T, true>(a.w_o, D, tag, xres);
-        norm_into<T, W>(xres, static_cast<const T*>(nullptr), static_cast<const W*>(a.final_norm), D, a.eps, true, xs, red);
+        norm_into<T, SW>(xres, static_cast<const T*>(nullptr), static_cast<const SW*>(a.final_norm), D, a.eps, true, xs, red);
         T* out = static_cast<T*>(a.out);
         for (int d = threadIdx.x; d < D; d += blockDim.x) st_act(out + d, xs[d]);
         if (threadIdx.x == 0) *reinterpret_cast<volatile unsigned*>(a.tag_base) = tag;
     }
     if (prof) prof[0] = static_cast<unsigned long long>(n_stamps);
+}
+
+// The kernel's instantiation for the weight type (one per DType weight_vec() takes).
+template <class T>
+bool launch_for_weights(const ops::Context& ctx, DType wt, const Args& a, size_t smem, const char* name) {
+    switch (wt) {
+        case DType::kBF16:
+            return launch_persistent(ctx, lfm2_step_kernel<T, __nv_bfloat16>, a, nullptr, kThreads, smem, name);
+        case DType::kF32: return launch_persistent(ctx, lfm2_step_kernel<T, float>, a, nullptr, kThreads, smem, name);
+        case DType::kI8: return launch_persistent(ctx, lfm2_step_kernel<T, QI8>, a, nullptr, kThreads, smem, name);
+        case DType::kF8E4M3: return launch_persistent(ctx, lfm2_step_kernel<T, QE4M3>, a, nullptr, kThreads, smem, name);
+        default: return false;
+    }
 }
 
 size_t smem_bytes(int D, int F, int HD, int NP) {
@@ -517,19 +543,23 @@ size_t smem_bytes(int D, int F, int HD, int NP) {
 bool lfm2_decode_step(const ops::Context& ctx, const ops::Lfm2Step& s) {
     if (!s.layers || s.n_layers < 1 || s.n_layers > kMaxLayers) return false;
     const DType at = ctx.act_dtype();
+    // One weight type for every projection matrix of the call (BF16, F32 or 8-bit codes with row
+    // scales); the small weights (norms, conv taps) in SmallW's dtype.
     const DType wt = s.layers[0].w1.dtype;
-    if (wt != DType::kBF16 && wt != DType::kF32) return false;
+    const int vec = weight_vec(wt);
+    if (vec == 0) return false;
+    const DType sd = small_weight_dtype(wt, at);
     const int64_t D = s.x.numel(), H = s.n_heads, Hkv = s.n_kv_heads;
     const int64_t F = s.layers[0].w1.ndim == 2 ? s.layers[0].w1.shape[0] : 0;
-    const int vec = wt == DType::kBF16 ? 8 : 4;
     if (D < 1 || D % vec || F < 1 || F % vec || s.x.dtype != at || s.out.dtype != at || s.out.numel() != D ||
+        s.final_norm.dtype != sd ||
         s.pos.dtype != DType::kI32 || s.pos.numel() != 1 || s.rope_cos.dtype != DType::kF32 || s.rope_cos.ndim != 2)
         return false;
     int64_t Dh = 0, S = -1, K = -1;
     for (int l = 0; l < s.n_layers; ++l) {
         const ops::Lfm2StepLayer& L = s.layers[l];
         if (!weight_ok(L.w1, wt, F, D) || !weight_ok(L.w3, wt, F, D) || !weight_ok(L.w2, wt, D, F) ||
-            L.operator_norm.dtype != wt || L.ffn_norm.dtype != wt)
+            L.operator_norm.dtype != sd || L.ffn_norm.dtype != sd)
             return false;
         if (L.attention) {
             if (H < 1 || Hkv < 1 || H % Hkv || L.k_cache.ndim != 3 || L.k_cache.dtype != at || L.v_cache.dtype != at)
@@ -540,11 +570,11 @@ bool lfm2_decode_step(const ops::Context& ctx, const ops::Lfm2Step& s) {
             S = ss;
             if (!weight_ok(L.q_proj, wt, H * Dh, D) || !weight_ok(L.k_proj, wt, Hkv * Dh, D) ||
                 !weight_ok(L.v_proj, wt, Hkv * Dh, D) || !weight_ok(L.out_proj, wt, D, H * Dh) ||
-                L.q_norm.dtype != wt || L.k_norm.dtype != wt || L.k_cache.shape[0] != Hkv ||
+                L.q_norm.dtype != sd || L.k_norm.dtype != sd || L.k_cache.shape[0] != Hkv || (H * Dh) % vec ||
                 L.v_cache.numel() != L.k_cache.numel() || !aligned16(L.k_cache.data))
                 return false;
         } else {
-            if (L.conv.ndim < 2 || L.conv.dtype != wt || L.conv_state.dtype != at) return false;
+            if (L.conv.ndim < 2 || L.conv.dtype != sd || L.conv_state.dtype != at) return false;
             const int64_t k = L.conv.shape[L.conv.ndim - 1];
             if ((K >= 0 && k != K) || k < 2 || k > kMaxK || L.conv.numel() != D * k ||
                 L.conv_state.numel() != (k - 1) * D || !weight_ok(L.in_proj, wt, 3 * D, D) ||
@@ -589,6 +619,14 @@ bool lfm2_decode_step(const ops::Context& ctx, const ops::Lfm2Step& s) {
         P.kn = L.k_norm.data;
         P.kc = L.k_cache.data;
         P.vc = L.v_cache.data;
+        P.s_w1 = L.w1.scale;
+        P.s_w3 = L.w3.scale;
+        P.s_w2 = L.w2.scale;
+        P.s_o = L.out_proj.scale;
+        P.s_in = L.in_proj.scale;
+        P.s_q = L.q_proj.scale;
+        P.s_k = L.k_proj.scale;
+        P.s_v = L.v_proj.scale;
     }
     a.final_norm = s.final_norm.data;
     a.cos = static_cast<const float*>(s.rope_cos.data);
@@ -629,12 +667,8 @@ bool lfm2_decode_step(const ops::Context& ctx, const ops::Lfm2Step& s) {
 
     a.prefetch = h.l2_prefetch ? 1 : 0;
     const char* name = "lfm2_decode_step (persistent kernel)";
-    if (at == DType::kBF16) {
-        return wt == DType::kBF16 ? launch_persistent(ctx, lfm2_step_kernel<__nv_bfloat16, __nv_bfloat16>, a, nullptr, kThreads, smem, name)
-                                  : launch_persistent(ctx, lfm2_step_kernel<__nv_bfloat16, float>, a, nullptr, kThreads, smem, name);
-    }
-    return wt == DType::kBF16 ? launch_persistent(ctx, lfm2_step_kernel<float, __nv_bfloat16>, a, nullptr, kThreads, smem, name)
-                              : launch_persistent(ctx, lfm2_step_kernel<float, float>, a, nullptr, kThreads, smem, name);
+    if (at == DType::kBF16) return launch_for_weights<__nv_bfloat16>(ctx, wt, a, smem, name);
+    return launch_for_weights<float>(ctx, wt, a, smem, name);
 }
 
 #ifdef VOXRT_KERNEL_PHASE_STAMPS

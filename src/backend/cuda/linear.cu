@@ -13,6 +13,11 @@
 //   shape/dtype/alignment in the context.
 // - anything else (mixed x/w dtypes with M > 8, misaligned or K not a multiple of the vector
 //   width, cuBLASLt finding no algorithm, bias dtype unlike y): a tiled fp32 SIMT GEMM.
+// - 8-bit weights (kI8 / kF8E4M3 codes with per-row F32 scales, core/quant.h): the GEMV decodes 16
+//   codes per load in registers and multiplies each row's finished sum by its scale; M > 8 (or a
+//   shape the GEMV refuses) decodes row chunks into the scratch in the activation dtype (exact),
+//   runs cuBLASLt / SIMT into the scratch in F32, then applies scale, bias and the rounding; with
+//   no room in the scratch, a warp-per-output kernel (docs/cuda.md, "8-bit weights").
 #include <algorithm>
 #include <cstring>
 #include <unordered_map>
@@ -53,11 +58,31 @@ struct WeightVec<float> {
         f[3] = __uint_as_float(u.w);
     }
 };
+// 8-bit codes: the decoded values before the row scale (common.cuh).
+template <>
+struct WeightVec<QI8> {
+    static constexpr int kN = 16;
+    __device__ __forceinline__ static void unpack(const uint4& u, float (&f)[16]) { unpack_i8x16(u, f); }
+};
+template <>
+struct WeightVec<QE4M3> {
+    static constexpr int kN = 16;
+    __device__ __forceinline__ static void unpack(const uint4& u, float (&f)[16]) { unpack_e4m3x16(u, f); }
+};
 
 // VEC consecutive activations as floats (p aligned to VEC elements).
 template <int VEC>
 __device__ __forceinline__ void load_x(const __nv_bfloat16* p, float (&f)[VEC]) {
-    if constexpr (VEC == 8) {
+    if constexpr (VEC == 16) {
+        float lo[8], hi[8];
+        WeightVec<__nv_bfloat16>::unpack(__ldg(reinterpret_cast<const uint4*>(p)), lo);
+        WeightVec<__nv_bfloat16>::unpack(__ldg(reinterpret_cast<const uint4*>(p + 8)), hi);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+            f[j] = lo[j];
+            f[8 + j] = hi[j];
+        }
+    } else if constexpr (VEC == 8) {
         const uint4 u = __ldg(reinterpret_cast<const uint4*>(p));
         WeightVec<__nv_bfloat16>::unpack(u, f);
     } else {
@@ -83,6 +108,7 @@ __device__ __forceinline__ void load_x(const float* p, float (&f)[VEC]) {
 struct GemvArgs {
     const void* x;
     const void* w;
+    const float* scale;  // 8-bit weights: [N] row scales, applied to each finished dot product
     Ptr bias;  // p == nullptr: none
     Ptr y;
     bool round;
@@ -164,9 +190,16 @@ __global__ void __launch_bounds__(kGemvThreads) gemv_kernel(GemvArgs a) {
     }
     if (t == 0 && valid) {
         const float b = a.bias.p ? a.bias.load(n) : 0.0f;
+        if constexpr (kQuantized<TW>) {
+            const float sc = a.scale[n];
 #pragma unroll
-        for (int m = 0; m < MT; ++m)
-            if (m < a.M) a.y.store(static_cast<int64_t>(m) * a.N + n, acc[m] + b, a.round);
+            for (int m = 0; m < MT; ++m)
+                if (m < a.M) a.y.store(static_cast<int64_t>(m) * a.N + n, acc[m] * sc + b, a.round);
+        } else {
+#pragma unroll
+            for (int m = 0; m < MT; ++m)
+                if (m < a.M) a.y.store(static_cast<int64_t>(m) * a.N + n, acc[m] + b, a.round);
+        }
     }
 }
 
@@ -186,9 +219,9 @@ void launch_gemv(const GemvArgs& a, int blocks, cudaStream_t s) {
 // Returns false if the shape/alignment does not suit the vector kernel.
 bool try_gemv(const ops::Context& ctx, const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y, int M,
               int N, int K) {
-    const int vec = w.dtype == DType::kBF16 ? 8 : 4;
-    // Weight loads are 16 bytes; x loads are VEC elements (8 or 4) wide, so with K a multiple of
-    // VEC and both base pointers 16-byte aligned every load is aligned.
+    const int vec = static_cast<int>(16 / dtype_size(w.dtype));
+    // Weight loads are 16 bytes; x loads are VEC elements (8, 4 or 16) wide, so with K a multiple
+    // of VEC and both base pointers 16-byte aligned every load is aligned.
     if (K % vec != 0 || !aligned16(w.data) || !aligned16(x.data)) return false;
     const Handles& h = handles(ctx);
     // Rows per block: as many as 8 while the grid keeps >= 4 blocks per SM, and never more
@@ -202,6 +235,7 @@ bool try_gemv(const ops::Context& ctx, const Tensor& x, const Tensor& w, const T
     GemvArgs a;
     a.x = x.data;
     a.w = w.data;
+    a.scale = w.scale;
     a.bias = bias ? ptr_of(*bias) : Ptr{nullptr, false};
     a.y = ptr_of(y);
     a.round = ctx.round_bf16();
@@ -211,10 +245,18 @@ bool try_gemv(const ops::Context& ctx, const Tensor& x, const Tensor& w, const T
     a.tpr_log2 = tpr_log2;
     const int blocks = (N + rows - 1) / rows;
     const bool xb = x.dtype == DType::kBF16, wb = w.dtype == DType::kBF16;
-    if (xb && wb) launch_gemv<__nv_bfloat16, __nv_bfloat16>(a, blocks, h.stream);
-    if (!xb && wb) launch_gemv<float, __nv_bfloat16>(a, blocks, h.stream);
-    if (xb && !wb) launch_gemv<__nv_bfloat16, float>(a, blocks, h.stream);
-    if (!xb && !wb) launch_gemv<float, float>(a, blocks, h.stream);
+    if (w.dtype == DType::kI8) {
+        if (xb) launch_gemv<__nv_bfloat16, QI8>(a, blocks, h.stream);
+        else launch_gemv<float, QI8>(a, blocks, h.stream);
+    } else if (w.dtype == DType::kF8E4M3) {
+        if (xb) launch_gemv<__nv_bfloat16, QE4M3>(a, blocks, h.stream);
+        else launch_gemv<float, QE4M3>(a, blocks, h.stream);
+    } else {
+        if (xb && wb) launch_gemv<__nv_bfloat16, __nv_bfloat16>(a, blocks, h.stream);
+        if (!xb && wb) launch_gemv<float, __nv_bfloat16>(a, blocks, h.stream);
+        if (xb && !wb) launch_gemv<__nv_bfloat16, float>(a, blocks, h.stream);
+        if (!xb && !wb) launch_gemv<float, float>(a, blocks, h.stream);
+    }
     check_launch(ctx, "linear (gemv)");
     return true;
 }
@@ -276,10 +318,11 @@ __global__ void __launch_bounds__(256) gemm_simt_kernel(GemmArgs a) {
     }
 }
 
+// round: y's stores round to bf16 values (ctx.round_bf16() for an op's output; false for fp32
+// partial results that are finished elsewhere).
 void gemm_simt(const ops::Context& ctx, const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y, int M,
-               int N, int K) {
-    GemmArgs a{ptr_of(x), ptr_of(w), bias ? ptr_of(*bias) : Ptr{nullptr, false}, ptr_of(y), ctx.round_bf16(),
-               M, N, K};
+               int N, int K, bool round) {
+    GemmArgs a{ptr_of(x), ptr_of(w), bias ? ptr_of(*bias) : Ptr{nullptr, false}, ptr_of(y), round, M, N, K};
     const dim3 grid((N + kTile - 1) / kTile, (M + kTile - 1) / kTile);
     gemm_simt_kernel<<<grid, 256, 0, stream_of(ctx)>>>(a);
     check_launch(ctx, "linear (simt gemm)");
@@ -425,7 +468,7 @@ bool lt_bias_bf16(const ops::Context& ctx, Handles& h, const Tensor& x, const Te
             Tensor xr = Tensor::make(const_cast<char*>(xp), x.dtype, x.device, {M - m0, K});
             Tensor yr = Tensor::make(static_cast<char*>(y.data) + static_cast<size_t>(m0) * N * ys, y.dtype,
                                      y.device, {M - m0, N});
-            gemm_simt(ctx, xr, w, &bias, yr, static_cast<int>(M - m0), N, K);
+            gemm_simt(ctx, xr, w, &bias, yr, static_cast<int>(M - m0), N, K, ctx.round_bf16());
             return true;
         }
         Ptr yp = ptr_of(y);
@@ -451,17 +494,107 @@ bool try_cublaslt(const ops::Context& ctx, const Tensor& x, const Tensor& w, con
     return run_lt(ctx, h, x.data, w.data, bias ? bias->data : nullptr, y.data, key);
 }
 
+// ---- 8-bit weights (core/quant.h) beyond the GEMV --------------------------------------------------
+
+__device__ __forceinline__ float decode_code(uint8_t byte, bool e4m3) {
+    return e4m3 ? decode_e4m3(byte) : decode_i8(byte);
+}
+
+// out[i] = decode(q[i]) in the activation dtype (exact: int8 values and e4m3 values are bf16
+// values), n elements.
+__global__ void decode_codes_kernel(const uint8_t* q, bool e4m3, Ptr out, int64_t n) {
+    const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+    for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
+        out.store(i, decode_code(q[i], e4m3), false);
+}
+
+// y[m, n0 + j] = acc[m, j]·scale[n0 + j] + bias[n0 + j] for the chunk's nc columns, rounded once.
+__global__ void scale_store_kernel(const float* acc, const float* scale, Ptr bias, Ptr y, int64_t M, int64_t nc,
+                                   int64_t n0, int64_t N, bool round) {
+    const int64_t n = M * nc, stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+    for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
+        const int64_t m = i / nc, c = n0 + i % nc;
+        const float b = bias.p ? bias.load(c) : 0.0f;
+        y.store(m * N + c, acc[i] * scale[c] + b, round);
+    }
+}
+
+// T > 8 (prefill): in chunks of weight rows, the codes decoded into the scratch in the activation
+// dtype, the unscaled product by cuBLASLt (or the SIMT kernel) into the scratch in F32, then the
+// row scales, the bias and the one rounding. False when the scratch cannot hold one row's chunk.
+bool quant_gemm(const ops::Context& ctx, const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y, int M,
+                int N, int K) {
+    Handles& h = handles(ctx);
+    const size_t es = dtype_size(x.dtype);
+    const size_t per_row = static_cast<size_t>(K) * es + static_cast<size_t>(M) * sizeof(float) + 16;
+    if (!h.scratch || h.scratch_bytes < 512 + per_row) return false;
+    int64_t chunk = std::min<int64_t>(N, static_cast<int64_t>((h.scratch_bytes - 512) / per_row));
+    if (chunk >= 128 && chunk < N) chunk = chunk / 64 * 64;  // whole GEMM tiles
+    const bool e4m3 = w.dtype == DType::kF8E4M3;
+    const bool lt_ok = x.dtype == DType::kBF16 || x.dtype == DType::kF32;
+    for (int64_t n0 = 0; n0 < N; n0 += chunk) {
+        const int64_t nc = std::min<int64_t>(chunk, N - n0);
+        // the decoded rows at the scratch's start, the F32 product after them (256-byte aligned)
+        const size_t tile_bytes = (static_cast<size_t>(nc) * K * es + 255) & ~static_cast<size_t>(255);
+        Tensor tile = Tensor::make(h.scratch, x.dtype, Device::kCUDA, {nc, K});
+        Tensor acc = Tensor::make(static_cast<char*>(h.scratch) + tile_bytes, DType::kF32, Device::kCUDA, {M, nc});
+        const uint8_t* q = static_cast<const uint8_t*>(w.data) + static_cast<size_t>(n0) * K;
+        decode_codes_kernel<<<grid_for(nc * K, 256), 256, 0, h.stream>>>(q, e4m3, ptr_of(tile), nc * K);
+        check_launch(ctx, "linear (decode 8-bit weights)");
+        const int align = std::min({alignment_of(x.data), alignment_of(tile.data), alignment_of(acc.data)});
+        const LtKey key{M, nc, K, x.dtype == DType::kBF16, /*y_bf16=*/0, /*has_bias=*/0, align};
+        if (!lt_ok || !run_lt(ctx, h, x.data, tile.data, nullptr, acc.data, key))
+            gemm_simt(ctx, x, tile, nullptr, acc, M, static_cast<int>(nc), K, /*round=*/false);
+        scale_store_kernel<<<grid_for(M * nc, 256), 256, 0, h.stream>>>(
+            static_cast<const float*>(acc.data), w.scale, bias ? ptr_of(*bias) : Ptr{nullptr, false}, ptr_of(y), M, nc,
+            n0, N, ctx.round_bf16());
+        check_launch(ctx, "linear (8-bit weights, scale)");
+    }
+    return true;
+}
+
+// Any shape, any alignment (the last resort for 8-bit weights): one warp per output, lanes
+// striding over k, fp32 sums, the row scale on the warp's total.
+__global__ void quant_linear_simple_kernel(Ptr x, const uint8_t* q, bool e4m3, const float* scale, Ptr bias, Ptr y,
+                                           int64_t M, int64_t N, int64_t K, bool round) {
+    const int64_t o = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) >> 5;
+    const int lane = threadIdx.x & 31;
+    if (o >= M * N) return;  // uniform per warp
+    const int64_t m = o / N, n = o % N;
+    float acc = 0.0f;
+    for (int64_t k = lane; k < K; k += 32) acc = fmaf(decode_code(q[n * K + k], e4m3), x.load(m * K + k), acc);
+    acc = warp_sum(acc);
+    if (lane == 0) y.store(m * N + n, acc * scale[n] + (bias.p ? bias.load(n) : 0.0f), round);
+}
+
+void quant_linear(const ops::Context& ctx, const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y, int M,
+                  int N, int K) {
+    VOXRT_ASSERT(w.scale != nullptr && w.ndim == 2, "linear: 8-bit weights %s without row scales",
+                 w.describe().c_str());
+    if (M <= 8 && try_gemv(ctx, x, w, bias, y, M, N, K)) return;
+    if (quant_gemm(ctx, x, w, bias, y, M, N, K)) return;
+    const int64_t threads = static_cast<int64_t>(M) * N * 32;
+    quant_linear_simple_kernel<<<grid_for(threads, 256, INT32_MAX), 256, 0, stream_of(ctx)>>>(
+        ptr_of(x), static_cast<const uint8_t*>(w.data), w.dtype == DType::kF8E4M3, w.scale,
+        bias ? ptr_of(*bias) : Ptr{nullptr, false}, ptr_of(y), M, N, K, ctx.round_bf16());
+    check_launch(ctx, "linear (8-bit weights, simple)");
+}
+
 }  // namespace
 
 void linear(const ops::Context& ctx, const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) {
     const int64_t M = rows_of(x), K = cols_of(x), N = w.shape[0];
     if (M == 0 || N == 0) return;
     VOXRT_ASSERT(M < (1LL << 31) && N < (1LL << 31) && K < (1LL << 31), "linear: shape too large");
+    if (w.dtype == DType::kI8 || w.dtype == DType::kF8E4M3) {
+        quant_linear(ctx, x, w, bias, y, int(M), int(N), int(K));
+        return;
+    }
     if (M <= 8 && try_gemv(ctx, x, w, bias, y, int(M), int(N), int(K))) return;
     // cuBLASLt writes y unrounded: usable when y is BF16 or nothing is rounded.
     const bool lt_ok = y.dtype == DType::kBF16 || !ctx.round_bf16();
     if (M > 8 && lt_ok && try_cublaslt(ctx, x, w, bias, y, int(M), int(N), int(K))) return;
-    gemm_simt(ctx, x, w, bias, y, int(M), int(N), int(K));
+    gemm_simt(ctx, x, w, bias, y, int(M), int(N), int(K), ctx.round_bf16());
 }
 
 }  // namespace voxrt::cuda

@@ -11,6 +11,7 @@
 
 #include <cstdlib>
 #include <string>
+#include <type_traits>
 
 #include "backend/cuda/common.cuh"
 
@@ -265,10 +266,14 @@ __device__ void norm_into(const float* x_shared, const T* x, const W* w, int D, 
     __syncthreads();
 }
 
-// 16 bytes of weights as floats.
+// 16 bytes of weights as floats (8-bit codes: decoded, before their row's scale).
 template <class W>
 __device__ __forceinline__ void unpack16(const uint4& u, float (&f)[16 / sizeof(W)]) {
-    if constexpr (sizeof(W) == 2) {
+    if constexpr (std::is_same_v<W, QI8>) {
+        unpack_i8x16(u, f);
+    } else if constexpr (std::is_same_v<W, QE4M3>) {
+        unpack_e4m3x16(u, f);
+    } else if constexpr (sizeof(W) == 2) {
         const uint32_t q[4] = {u.x, u.y, u.z, u.w};
 #pragma unroll
         for (int j = 0; j < 4; ++j) {
@@ -315,7 +320,8 @@ __device__ __forceinline__ void preload(Pre<N>& p, const W* w, int K, int lane) 
     }
 }
 
-// Σ_k w[k]·xs[k] over one row (K a multiple of 8 for BF16, 4 for F32; w 16-byte aligned), each lane
+// Σ_k w[k]·xs[k] over one row (K a multiple of V = 16 / sizeof(W): 8 for BF16, 4 for F32, 16 for
+// 8-bit codes, whose row scale the caller applies to the result, row_scaled()); w 16-byte aligned), each lane
 // summing its pieces k = (lane + 32·i)·V in order, then over the warp; every lane gets the result.
 // From piece `first` on (the pieces before come from a Pre).
 template <class W>
@@ -349,6 +355,23 @@ __device__ __forceinline__ float warp_dot_pre(const Pre<N>& p, const W* w, const
     }
     return warp_dot_from(acc, w, xs, K, lane, N);
 }
+
+// A row's finished dot product y times the row's scale for 8-bit weights (scale: the matrix's
+// [rows] F32 scales); y itself for BF16 / F32 weights, whose arithmetic stays as it was.
+template <class W>
+__device__ __forceinline__ float row_scaled(float y, const float* scale, int64_t row) {
+    if constexpr (kQuantized<W>) {
+        return y * __ldg(scale + row);
+    } else {
+        return y;
+    }
+}
+
+// The type of a call's small weights (norms, conv taps, q/k-norms, embedding tables): the
+// projection matrices' type W for BF16 / F32 weights; the activation type T when the projections
+// are 8-bit codes (those small tensors are not quantized).
+template <class T, class W>
+using SmallW = std::conditional_t<kQuantized<W>, T, W>;
 
 // Asks L2 for rows gw, gw+nw, … of w [N, K] (the rows this warp reads in a coming phase).
 template <class W>
@@ -394,9 +417,28 @@ bool launch_persistent(const ops::Context& ctx, void (*kernel)(Args), const Args
     return true;
 }
 
-// A weight matrix the kernels can stream: on the device, dtype wt, rows × cols, 16-byte aligned.
+// A weight matrix the kernels can stream: on the device, dtype wt, rows × cols, 16-byte aligned;
+// 8-bit codes (kI8, kF8E4M3) only with their row scales.
 inline bool weight_ok(const Tensor& t, DType wt, int64_t rows, int64_t cols) {
-    return t.data && t.dtype == wt && t.device == Device::kCUDA && t.numel() == rows * cols && aligned16(t.data);
+    const bool q = wt == DType::kI8 || wt == DType::kF8E4M3;
+    return t.data && t.dtype == wt && t.device == Device::kCUDA && t.numel() == rows * cols && aligned16(t.data) &&
+           (!q || (t.scale != nullptr && t.ndim == 2 && t.shape[0] == rows));
+}
+
+// The projection weight types the persistent kernels take, and the element count of one 16-byte
+// load (rows must hold a whole number of them). 0: not a weight type they take.
+inline int weight_vec(DType wt) {
+    switch (wt) {
+        case DType::kBF16: return 8;
+        case DType::kF32: return 4;
+        case DType::kI8:
+        case DType::kF8E4M3: return 16;
+        default: return 0;
+    }
+}
+// The dtype the small weights must have (SmallW): the weights' own for BF16 / F32, else act.
+inline DType small_weight_dtype(DType wt, DType act) {
+    return wt == DType::kI8 || wt == DType::kF8E4M3 ? act : wt;
 }
 
 inline size_t align256(size_t n) { return (n + 255) & ~static_cast<size_t>(255); }
