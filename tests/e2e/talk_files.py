@@ -8,13 +8,14 @@ real-time pace.
          the answer stops within a bound after that speech starts, the conversation is truncated
          to what was played, and the second question gets its own answer
   barge_generating  the same while the answer is still being generated (cancel, then truncate)
+  context  a conversation that outgrows --context starts a new one instead of ending
   usage  option errors (exit 2) and --list-devices (lists, or says it was built without devices)
 
 The questions are spoken by espeak-ng at test time, with a -66 dBFS noise floor so that pauses are
 not digital silence. The tiny checkpoint has random weights: its answers are noise that never end
 on their own, so each runs to --max-steps. Standard library only.
 
-usage: talk_files.py VOXRT MODEL_DIR [two|barge|barge_generating|usage]
+usage: talk_files.py VOXRT MODEL_DIR [two|barge|barge_generating|context|usage]
 """
 import json
 import math
@@ -238,6 +239,27 @@ def test_barge_generating(voxrt, model, tmp):
     barge(voxrt, model, tmp, "barge_gen", 650, 200, while_generating=True)
 
 
+def test_context(voxrt, model, tmp):
+    """A conversation that outgrows --context goes on in a new one instead of ending."""
+    t = Track()
+    t.pause(800)
+    t.say(speak("What time is it?", tmp))
+    t.pause(2500)
+    t.say(speak("Where is the station?", tmp))
+    t.pause(2000)
+    inp, out, ev = (os.path.join(tmp, n) for n in ("ctx.wav", "ctx_out.wav", "ctx.jsonl"))
+    t.write(inp)
+    # the first turn (system prompt, ~1.6 s of audio, 24 steps) fits 100 positions; the second
+    # does not fit beside it
+    evs = talk(voxrt, model, inp, out, ev, steps=24, extra=("--context", "100"))
+    resets = of(evs, "context_reset")
+    assert len(resets) == 1, resets
+    assert len(of(evs, "response_started")) == 2
+    assert [d["generated_ms"] for d in of(evs, "response_done")] == [960, 960]
+    regs, _ = regions(out, gap_ms=1000)
+    assert len(regs) == 2, regs
+
+
 def test_usage(voxrt, model, tmp):
     def run(*args):
         return subprocess.run([voxrt, "talk", *args], capture_output=True, text=True, timeout=60)
@@ -263,7 +285,7 @@ def test_usage(voxrt, model, tmp):
 def main():
     voxrt, model = sys.argv[1], sys.argv[2]
     tests = {"two": test_two, "barge": test_barge, "barge_generating": test_barge_generating,
-             "usage": test_usage}
+             "context": test_context, "usage": test_usage}
     which = sys.argv[3:] or list(tests)
     with tempfile.TemporaryDirectory() as tmp:
         for name in which:

@@ -385,8 +385,12 @@ class Talk {
 public:
     Talk(const CommonArgs& c, const TalkArgs& a, Session& s, AudioPort& port, EventLog& log)
         : c_(c), a_(a), s_(s), port_(port), log_(log), tt_(turn_options(a), port.input_rate()) {
-        opt_ = response_options(a.gen, task_defaults(Task::kSpeechChat));
+        const TaskDefaults d = task_defaults(Task::kSpeechChat);
+        opt_ = response_options(a.gen, d);
+        system_ = a.system.empty() ? d.system_prompt : a.system;
     }
+
+    Status start() { return s_.add_turn(Role::kSystem, system_); }
 
     Status run() {
         std::vector<float> in;
@@ -478,21 +482,31 @@ private:
 
     // Adds the user turns heard since the last answer and starts the next answer.
     Status respond() {
-        for (const auto& p : pending_) {
-            VOXRT_RETURN_IF_ERROR(s_.begin_user_turn());
-            VOXRT_RETURN_IF_ERROR(s_.append_audio(p.pcm.data(), p.pcm.size(), port_.input_rate()));
-            VOXRT_RETURN_IF_ERROR(s_.end_user_turn());
-            if (!c_.quiet)
-                std::fprintf(stderr, "voxrt: heard %.1f s\n",
-                             double(p.pcm.size()) / port_.input_rate());
-        }
         if (status_pending_) {  // the last answer still plays (no barge-in): report it now
             status_line();
             status_pending_ = false;
         }
+        if (!c_.quiet)
+            for (const auto& p : pending_)
+                std::fprintf(stderr, "voxrt: heard %.1f s\n",
+                             double(p.pcm.size()) / port_.input_rate());
+        Status st = add_turns_and_start();
+        if (st.code() == StatusCode::kOutOfRange) {
+            // The conversation filled the context (--context): go on in a new one that starts
+            // with these turns, rather than end the talk.
+            if (!c_.quiet)
+                std::fprintf(stderr,
+                             "voxrt: the conversation filled its %d positions; starting a new "
+                             "one (%s)\n",
+                             s_.capacity(), st.message().c_str());
+            log_.write(port_.now_ms(), "context_reset", kv("positions", double(s_.capacity())));
+            VOXRT_RETURN_IF_ERROR(s_.reset());
+            VOXRT_RETURN_IF_ERROR(s_.add_turn(Role::kSystem, system_));
+            st = add_turns_and_start();
+        }
+        VOXRT_RETURN_IF_ERROR(st);
         speech_end_ms_ = pending_.back().speech_end_ms;
         pending_.clear();
-        VOXRT_RETURN_IF_ERROR(s_.start_response(opt_));
         ++turn_;
         responding_ = true;
         tt_.answer_started();
@@ -504,6 +518,15 @@ private:
         latency_ms_ = -1;
         log_.write(port_.now_ms(), "response_started", "\"turn\":" + std::to_string(turn_));
         return Status::ok();
+    }
+
+    Status add_turns_and_start() {
+        for (const auto& p : pending_) {
+            VOXRT_RETURN_IF_ERROR(s_.begin_user_turn());
+            VOXRT_RETURN_IF_ERROR(s_.append_audio(p.pcm.data(), p.pcm.size(), port_.input_rate()));
+            VOXRT_RETURN_IF_ERROR(s_.end_user_turn());
+        }
+        return s_.start_response(opt_);
     }
 
     Status on_events(const std::vector<Event>& ev) {
@@ -603,6 +626,7 @@ private:
     EventLog& log_;
     TurnTaking tt_;
     ResponseOptions opt_;
+    std::string system_;
     std::vector<PendingTurn> pending_;
     bool responding_ = false;
     int turn_ = 0;
@@ -650,9 +674,6 @@ Status run_talk(const CommonArgs& c, const TalkArgs& a) {
 #endif
     }
     VOXRT_ASSIGN_OR_RETURN(Loaded l, load(c, /*need_detok=*/true));
-    const TaskDefaults d = task_defaults(Task::kSpeechChat);
-    VOXRT_RETURN_IF_ERROR(
-        l.session->add_turn(Role::kSystem, a.system.empty() ? d.system_prompt : a.system));
     const int out_rate = l.model->info().output_sample_rate;
     if (!a.in.empty()) {
         port = std::make_unique<FilePort>(std::move(in), out_rate, a.out);
@@ -667,6 +688,7 @@ Status run_talk(const CommonArgs& c, const TalkArgs& a) {
     }
     std::signal(SIGINT, on_sigint);
     Talk talk(c, a, *l.session, *port, log);
+    VOXRT_RETURN_IF_ERROR(talk.start());
     Status st = talk.run();
     std::signal(SIGINT, SIG_DFL);
     return st;
