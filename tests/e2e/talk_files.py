@@ -206,11 +206,13 @@ def barge(voxrt, model, tmp, name, gap_ms, steps, while_generating):
     # the cut is at what was played, and only because less was played than generated
     assert truncs[0]["audio_end_ms"] == b["played_ms"], (truncs, b)
     assert 0 < b["played_ms"] < done[0]["generated_ms"], (b, done[0])
-    # the first answer stops within a bound after the second question's speech starts
+    # the first answer stops within a bound after the second question's speech starts (it may
+    # have been silent at that moment already, waiting for generation to catch up, as under
+    # sanitizers; then nothing of it may follow)
     q2_start = t.speech[1][0]
     first = [r for r in regs if r[0] < q2_start]
     assert first, regs
-    assert q2_start < first[-1][1] <= q2_start + BARGE_STOP_MS, (first, q2_start)
+    assert first[-1][1] <= q2_start + BARGE_STOP_MS, (first, q2_start)
     # what played of it is what the log says was played (gaps, if generation fell behind, only
     # lengthen the span)
     assert first[-1][1] - first[0][0] >= b["played_ms"] - 100, (first, b)
