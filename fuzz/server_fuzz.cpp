@@ -7,9 +7,11 @@
 #include <string_view>
 
 #include "protocol.h"
-#include "vad.h"
+#include <voxrt/vad.h>
 
 using namespace voxrt::server;
+using voxrt::Vad;
+using voxrt::VadEvent;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (size < 1) return 0;

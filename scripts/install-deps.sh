@@ -3,6 +3,7 @@
 # The CUDA toolkit is optional: when nvcc is on PATH (or in /usr/local/cuda/bin) the CUDA backend
 # is built too.
 set -euo pipefail
+talk_pkgs=(portaudio19-dev)  # voxrt talk: microphone and speakers (PortAudio)
 pkgs=(build-essential cmake ninja-build pkg-config git
       nlohmann-json3-dev libcli11-dev libgtest-dev libgmock-dev libpcre2-dev
       espeak-ng clang-format
@@ -10,7 +11,7 @@ pkgs=(build-essential cmake ninja-build pkg-config git
       libboost1.81-dev python3-venv   # voxrt serve: Boost.Beast/Asio; its tests' Python clients
       chromium chromium-driver)       # the browser page's test (tests/server/test_page.py)
 missing=()
-for p in "${pkgs[@]}"; do
+for p in "${pkgs[@]}" "${talk_pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then

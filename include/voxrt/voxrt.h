@@ -5,6 +5,8 @@
 //   voxrt/tasks.h       Task, Voice, Mode, Sampling, task_defaults(): prompts and defaults
 //   voxrt/session.h     Session: one conversation, step-driven responses, Event, cancel, truncate
 //   voxrt/audio_file.h  WAV in and out
+//   voxrt/vad.h         Vad: voice activity detection on a live input stream
+//   voxrt/turn_taking.h TurnTaking: user turns, barge-in and truncation for a live conversation
 //
 // docs/api.md is the guide; each header states its contracts (threads, ownership, units, costs).
 #pragma once
@@ -14,6 +16,8 @@
 #include "voxrt/session.h"
 #include "voxrt/status.h"
 #include "voxrt/tasks.h"
+#include "voxrt/turn_taking.h"
+#include "voxrt/vad.h"
 
 namespace voxrt {
 

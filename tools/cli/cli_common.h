@@ -58,6 +58,18 @@ struct ChatArgs {
     std::string text, system;
     int max_steps = 512;
 };
+struct TalkArgs {
+    std::string in, out, events;  // --in/--out: files at real-time pace instead of devices
+    bool list_devices = false;
+    std::string input_device, output_device;  // PortAudio device index or name part
+    std::string voice = "default";
+    std::string system;  // empty: the task's (task_defaults)
+    float threshold = 0.5f;
+    int silence_ms = 500;
+    int prefix_ms = 300;
+    bool no_interrupt = false;
+    GenerationArgs gen;
+};
 struct BenchArgs {
     std::vector<std::string> inputs;
     int steps = 200;
@@ -92,11 +104,22 @@ SessionOptions session_options(const CommonArgs& c);
 void add_generation(CLI::App* app, GenerationArgs& g, const TaskDefaults& d);
 void add_bench(CLI::App* app, BenchArgs& b);
 
+// A model and one session on it, as the subcommands load them (progress on stderr unless quiet).
+struct Loaded {
+    std::shared_ptr<Model> model;
+    std::unique_ptr<Session> session;
+    double load_ms = 0;
+};
+Expected<Loaded> load(const CommonArgs& c, bool need_detok);
+// The generation flags over a task's defaults.
+ResponseOptions response_options(const GenerationArgs& g, const TaskDefaults& d);
+
 Status run_s2s(const CommonArgs& c, const S2sArgs& a);
 Status run_asr(const CommonArgs& c, const AsrArgs& a);
 Status run_tts(const CommonArgs& c, const TtsArgs& a);
 Status run_chat(const CommonArgs& c, const ChatArgs& a);
 Status run_inspect(const CommonArgs& c);
 Status run_bench(const CommonArgs& c, const BenchArgs& a);
+Status run_talk(const CommonArgs& c, const TalkArgs& a);  // talk.cpp
 
 }  // namespace voxrt::cli

@@ -124,11 +124,7 @@ Status usage(const std::string& what) {
     return Status(StatusCode::kInvalidArgument, "usage: " + what);
 }
 
-struct Loaded {
-    std::shared_ptr<Model> model;
-    std::unique_ptr<Session> session;
-    double load_ms = 0;
-};
+}  // namespace
 
 Expected<Loaded> load(const CommonArgs& c, bool need_detok) {
     ModelOptions o = model_options(c);
@@ -164,6 +160,8 @@ ResponseOptions response_options(const GenerationArgs& g, const TaskDefaults& d)
     o.detok_async = !g.detok_sync;
     return o;
 }
+
+namespace {
 
 void print_text_piece(const std::string& s) {
     if (s.empty()) return;

@@ -10,6 +10,7 @@
 //   voxrt chat -m MODEL_DIR --text "…"
 //   voxrt inspect -m MODEL_DIR
 //   voxrt bench -m MODEL_DIR -i IN.wav [...]        (bench.cpp)
+//   voxrt talk -m MODEL_DIR [--in IN.wav --out OUT.wav] [...]   (talk.cpp; docs/talk.md)
 //
 // A/B switches for comparisons (--no-fused, --no-fused-backbone, --host-mel, --detok-device,
 // --detok-chunk, --detok-sync) are accepted but left out of the subcommands' --help; voxrt bench
@@ -56,6 +57,7 @@ int main(int argc, char** argv) {
     TtsArgs tts;
     ChatArgs chat;
     BenchArgs bench;
+    TalkArgs talk;
 
     CLI::App* c_s2s =
         app.add_subcommand("s2s", "speech in, text + speech out (interleaved generation)");
@@ -101,6 +103,43 @@ int main(int argc, char** argv) {
     add_common(c_bench, common, /*show_ab=*/true);
     add_bench(c_bench, bench);
 
+    CLI::App* c_talk = app.add_subcommand(
+        "talk", "a spoken conversation: microphone → answer on the speakers, with barge-in");
+    add_common(c_talk, common);
+    c_talk->get_option("--model")->required(false);  // not for --list-devices
+    c_talk->add_option("--in", talk.in, "input WAV heard at real-time pace instead of a microphone")
+        ->check(non_empty_path());
+    c_talk
+        ->add_option("--out", talk.out,
+                     "output WAV: what the speakers would play, on the input's timeline")
+        ->check(non_empty_path());
+    c_talk->add_option("--events", talk.events, "write the conversation's events here (JSON lines)")
+        ->check(non_empty_path());
+    c_talk->add_flag("--list-devices", talk.list_devices, "list the audio devices and exit");
+    c_talk->add_option("--input-device", talk.input_device,
+                       "microphone: an index from --list-devices or part of a name");
+    c_talk->add_option("--output-device", talk.output_device,
+                       "speakers: an index from --list-devices or part of a name");
+    c_talk->add_option("--voice", talk.voice, "the answer's voice (speech chat has one: default)")
+        ->capture_default_str();
+    talk.system = voxrt::task_defaults(voxrt::Task::kSpeechChat).system_prompt;
+    c_talk->add_option("--system", talk.system, "instructions (the system prompt)")
+        ->capture_default_str();
+    c_talk
+        ->add_option("--threshold", talk.threshold,
+                     "voice activity: how far above the background speech is, 0..1")
+        ->capture_default_str()
+        ->check(finite_range(0.0, 1.0));
+    c_talk->add_option("--silence-ms", talk.silence_ms, "silence that ends your turn, ms")
+        ->capture_default_str()
+        ->check(CLI::Range(100, 10000));
+    c_talk->add_option("--prefix-ms", talk.prefix_ms, "audio kept before the speech starts, ms")
+        ->capture_default_str()
+        ->check(CLI::Range(0, 2000));
+    c_talk->add_flag("--no-interrupt", talk.no_interrupt,
+                     "talking over the answer does not stop it (no barge-in)");
+    add_generation(c_talk, talk.gen, voxrt::task_defaults(voxrt::Task::kSpeechChat));
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {
@@ -128,6 +167,8 @@ int main(int argc, char** argv) {
         st = run_inspect(common);
     else if (c_bench->parsed())
         st = run_bench(common, bench);
+    else if (c_talk->parsed())
+        st = run_talk(common, talk);
     if (!st.is_ok()) {
         print_error(st.message());
         return st.code() == voxrt::StatusCode::kInvalidArgument &&

@@ -3,9 +3,10 @@
 // is reached through the session's Slot.
 #include <cmath>
 #include <functional>
+#include <voxrt/turn_taking.h>
+#include <voxrt/vad.h>
 
 #include "net.h"
-#include "vad.h"
 
 namespace voxrt::server {
 
@@ -663,7 +664,8 @@ void RealtimeSession::on_engine(EngineEvent ev) {
     if (barge_ms_ >= 0) {
         const int64_t ms = barge_ms_;
         barge_ms_ = -1;
-        if (ms < last_.audio_samples * 1000 / kRate) truncate(last_.item_id, ms, {});
+        if (TurnTaking::should_truncate(double(ms), double(last_.audio_samples * 1000 / kRate)))
+            truncate(last_.item_id, ms, {});
     }
     auto pending = std::move(after_response_);
     after_response_.clear();
@@ -686,7 +688,8 @@ void RealtimeSession::barge_in() {
     // the answer is fully generated but may still be playing: keep what was heard
     if (!last_.item_id.empty() && last_.audio_out) {
         const int64_t played = played_ms(last_);
-        if (played < last_.audio_samples * 1000 / kRate) {
+        if (TurnTaking::should_truncate(double(played),
+                                        double(last_.audio_samples * 1000 / kRate))) {
             truncate(last_.item_id, played, {});
             last_.audio_samples = played * kRate / 1000;
         }

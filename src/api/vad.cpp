@@ -1,9 +1,11 @@
-#include "vad.h"
+// Voice activity detection (include/voxrt/vad.h): energy per 10 ms frame against a tracked noise
+// floor.
+#include "voxrt/vad.h"
 
 #include <algorithm>
 #include <cmath>
 
-namespace voxrt::server {
+namespace voxrt {
 
 namespace {
 constexpr int kOnsetFrames = 6;  // 60 ms
@@ -63,4 +65,4 @@ void Vad::frame(double energy, std::vector<VadEvent>& out) {
     }
 }
 
-}  // namespace voxrt::server
+}  // namespace voxrt

@@ -1,28 +1,30 @@
-// Server VAD on the committed test speech (espeak-ng with a −66 dBFS noise floor) and on synthetic
-// signals: OpenAI's threshold / prefix_padding_ms / silence_duration_ms semantics
-// (tools/server/vad.h).
+// Voice activity detection on the committed test speech (espeak-ng with a −66 dBFS noise floor) and
+// on synthetic signals: OpenAI's threshold / prefix_padding_ms / silence_duration_ms semantics
+// (include/voxrt/vad.h).
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <fstream>
 #include <random>
-#include <sstream>
 
-#include "protocol.h"
+#include <voxrt/audio_file.h>
+#include <voxrt/vad.h>
+
 #include "util/test_paths.h"
-#include "vad.h"
 
-using namespace voxrt::server;
+using namespace voxrt;
 
 namespace {
 
+struct Audio {
+    std::vector<float> pcm;
+    int sample_rate = 0;
+};
+
 Audio load(const std::string& name) {
-    std::ifstream f(voxrt::test::data_dir() + "/audio/" + name, std::ios::binary);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    auto a = decode_wav(ss.str(), Limits{}, name);
-    EXPECT_TRUE(std::holds_alternative<Audio>(a)) << name;
-    return std::get<Audio>(a);
+    auto a = read_wav_file(voxrt::test::data_dir() + "/audio/" + name);
+    EXPECT_TRUE(a.is_ok()) << name;
+    if (!a.is_ok()) return {};
+    return {std::move(a->samples), a->sample_rate};
 }
 
 std::vector<VadEvent> run(const std::vector<float>& x, int rate, VadOptions opt,
