@@ -195,6 +195,49 @@ class Faults(unittest.TestCase):
             ws.send(json.dumps({"type": "response.create"}))
             self.assertEqual(rt_events(ws, "response.done")[-1]["response"]["status"], "completed")
 
+    def test_client_truncate_after_barge_in_is_the_last_word(self):
+        """Server VAD hears the user talk over an answer (barge-in: the server cancels it and would
+        cut it at the played position when it ends); the client then truncates the answer itself.
+        The client's cut (to nothing heard: 0 ms, valid whatever was generated) stands, and no error
+        comes, whichever of the two the server saw first."""
+        rate = 24000
+
+        def pcm(ms, amp):
+            n = rate * ms // 1000
+            return base64.b64encode(b"".join(
+                int(amp * 32767 * (1 if (i // 20) % 2 else -1)).to_bytes(2, "little", signed=True)
+                for i in range(n))).decode()
+
+        with connect(self.server.base.replace("http", "ws") + "/v1/realtime") as ws:
+            rt_events(ws, "session.created")
+            ws.send(json.dumps({"type": "session.update", "session": {"type": "realtime", "audio": {"input": {
+                "turn_detection": {"type": "server_vad", "threshold": 0.5, "prefix_padding_ms": 100,
+                                   "silence_duration_ms": 200}}}}}))
+            rt_events(ws, "session.updated")
+            for ms, amp in [(300, 0.0005), (400, 0.3), (400, 0.0005)]:
+                ws.send(json.dumps({"type": "input_audio_buffer.append", "audio": pcm(ms, amp)}))
+            evs = rt_events(ws, "response.output_audio.delta")
+            item = [e for e in evs if e["type"] == "response.output_item.added"][-1]["item"]["id"]
+            ws.send(json.dumps({"type": "input_audio_buffer.append", "audio": pcm(300, 0.3)}))
+            evs = rt_events(ws, "input_audio_buffer.speech_started")
+            ws.send(json.dumps({"type": "conversation.item.truncate", "item_id": item, "content_index": 0,
+                                "audio_end_ms": 0}))
+            evs += rt_events(ws, "response.done")
+            truncated = []
+            end = time.time() + 1.5
+            while time.time() < end:
+                try:
+                    ev = json.loads(ws.recv(timeout=max(0.05, end - time.time())))
+                except TimeoutError:
+                    break
+                evs.append(ev)
+            errors = [e for e in evs if e["type"] == "error"]
+            self.assertEqual(errors, [])
+            truncated = [e for e in evs if e["type"] == "conversation.item.truncated"]
+            self.assertGreaterEqual(len(truncated), 1)
+            self.assertEqual(truncated[-1]["item_id"], item)
+            self.assertEqual(truncated[-1]["audio_end_ms"], 0)
+
     def test_realtime_oversized_message_closes_only_that_socket(self):
         ws = connect(self.server.base.replace("http", "ws") + "/v1/realtime", max_size=None)
         rt_events(ws, "session.created")

@@ -708,6 +708,9 @@ void RealtimeSession::truncate(const std::string& item_id, int64_t ms,
         error(e, event_id);
         return;
     }
+    // A cut asked for now replaces the one a barge-in left for the end of the answer: the client
+    // knows what was played; two cuts (the server's coming second, and longer) would contradict it.
+    barge_ms_ = -1;
     if (current) {  // truncating the answer being generated ends it first
         resp_.cancel_reason = "client_cancelled";
         slot_->cancel();
