@@ -236,9 +236,11 @@ def test_barge(voxrt, model, tmp):
 
 
 def test_barge_generating(voxrt, model, tmp):
-    # 200 steps (~10 s of audio, 1-2 s to generate on the tiny model): Q2 starts 0.65 s after Q1
-    # ends, ~0.1 s into the answer, while it is still being generated
-    barge(voxrt, model, tmp, "barge_gen", 650, 200, while_generating=True)
+    # 1000 steps (~50 s of audio; an idle 2-core machine generates ~200 steps of the tiny model
+    # in the ~0.2 s before the barge-in is heard, a loaded one fewer): Q2 starts 0.65 s after Q1
+    # ends, ~0.15 s into the answer, while it is still being generated. (With 200 steps an idle
+    # machine had finished generating first and the test took the other path.)
+    barge(voxrt, model, tmp, "barge_gen", 650, 1000, while_generating=True)
 
 
 def test_context(voxrt, model, tmp):
