@@ -2,13 +2,19 @@
 // compute each output as an fp32 dot product with the bias added and one rounding; checked against
 // a float64 reference, in fp32 and bf16 modes, with BF16 and F32 weights. With the packed path off
 // (ops::Context::cpu_packed_gemm, as the detokenizer runs), a product gives the same bits whatever
-// its row count.
+// its row count. The bf16 dot-product GEMM (backend/cpu/linear_bf16.h, kBF16 with BF16 weights and
+// bf16 activations, where the host has AVX512_BF16) against the float64 reference on odd shapes,
+// and the fp32 fallback with it turned off.
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
+#include <cstdio>
+#include <cstring>
 #include <vector>
 
+#include "backend/cpu/linear_bf16.h"
 #include "core/bf16.h"
 #include "core/thread_pool.h"
 #include "ops/ops.h"
@@ -121,6 +127,146 @@ TEST(Linear, WithoutPackedGemmRowCountDoesNotMatter) {
             }
         }
     }
+}
+
+// Float64 reference of y = x · wᵀ + b.
+double ref_dot(const std::vector<float>& x, const std::vector<float>& wf,
+               const std::vector<float>& b, int64_t K, int64_t m, int64_t n) {
+    double r = b.empty() ? 0.0 : b[static_cast<size_t>(n)];
+    for (int64_t k = 0; k < K; ++k)
+        r += static_cast<double>(x[static_cast<size_t>(m * K + k)]) *
+             wf[static_cast<size_t>(n * K + k)];
+    return r;
+}
+
+// Restores the bf16 GEMM's switch when a test ends.
+struct Bf16GemmSwitch {
+    explicit Bf16GemmSwitch(bool on) { cpu::set_bf16_gemm_enabled(on); }
+    ~Bf16GemmSwitch() { cpu::set_bf16_gemm_enabled(true); }
+};
+
+TEST(Linear, Bf16GemmMatchesFloat64OnOddShapes) {
+    if (!cpu::bf16_gemm_supported()) GTEST_SKIP() << "host lacks AVX512_BF16";
+    ThreadPool pool(2);
+    // M, K, N: rows not multiples of 16 (tiles of 1–4 blocks of 16 rows), K odd (pairs of k) and
+    // beyond one k block (512), N not a multiple of the 48-row task or the 6/8/12-row tiles.
+    for (auto [M, K, N] : {std::array<int64_t, 3>{9, 1, 1},
+                           {13, 7, 5},
+                           {17, 33, 49},
+                           {73, 131, 61},
+                           {65, 1025, 97},
+                           {300, 517, 100},
+                           {40, 1024, 50}}) {
+        std::vector<float> x = randn(static_cast<size_t>(M * K), 11),
+                           wf = randn(static_cast<size_t>(N * K), 12),
+                           b = randn(static_cast<size_t>(N), 13);
+        for (float& v : x) v = round_bf16(v);  // kBF16 activations are bf16 values
+        std::vector<uint16_t> wb(wf.size());
+        for (size_t i = 0; i < wf.size(); ++i) {
+            wb[i] = f32_to_bf16(wf[i]);
+            wf[i] = bf16_to_f32(wb[i]);
+        }
+        Tensor w = Tensor::make(wb.data(), DType::kBF16, Device::kCPU, {N, K});
+        Tensor bt = Tensor::make(b.data(), DType::kF32, Device::kCPU, {N});
+        ops::Context ctx;
+        ctx.pool = &pool;
+        ctx.precision = ops::Precision::kBF16;
+        std::vector<float> y_direct(static_cast<size_t>(M * N));
+        {
+            Tensor xt = Tensor::make(x.data(), DType::kF32, Device::kCPU, {M, K});
+            Tensor yt = Tensor::make(y_direct.data(), DType::kF32, Device::kCPU, {M, N});
+            ASSERT_TRUE(cpu::linear_bf16_gemm(ctx, xt, w, &bt, yt)) << M << "x" << K << "x" << N;
+        }
+        const std::vector<float> y_on = linear_in_pieces(ctx, x, M, K, w, &bt, M);
+        // In pieces of 9 rows or more every piece takes the bf16 GEMM: the same bits.
+        const std::vector<float> y_pieces = linear_in_pieces(ctx, x, M, K, w, &bt, 9);
+        std::vector<float> y_off;
+        {
+            Bf16GemmSwitch off(false);
+            y_off = linear_in_pieces(ctx, x, M, K, w, &bt, M);
+        }
+        for (int64_t m = 0; m < M; ++m)
+            for (int64_t n = 0; n < N; ++n) {
+                const double ref = ref_dot(x, wf, b, K, m, n);
+                const double tol = std::fabs(ref) * (1.0 / 256) + 1e-4;  // bf16 output, half an ulp
+                const size_t i = static_cast<size_t>(m * N + n);
+                EXPECT_NEAR(y_direct[i], ref, tol) << M << "x" << K << "x" << N << " row " << m;
+                EXPECT_NEAR(y_off[i], ref, tol) << M << "x" << K << "x" << N << " row " << m;
+                EXPECT_EQ(y_direct[i], round_bf16(y_direct[i]));
+                EXPECT_EQ(y_on[i], y_direct[i]) << "linear() did not take the bf16 GEMM";
+                EXPECT_EQ(y_pieces[i], y_direct[i]) << M << "x" << K << "x" << N << " row " << m;
+            }
+    }
+}
+
+TEST(Linear, Bf16GemmDeclinesNonBf16Activations) {
+    if (!cpu::bf16_gemm_supported()) GTEST_SKIP() << "host lacks AVX512_BF16";
+    ThreadPool pool(2);
+    const int64_t M = 40, K = 33, N = 20;
+    std::vector<float> x = randn(static_cast<size_t>(M * K), 21),
+                       wf = randn(static_cast<size_t>(N * K), 22);
+    for (float& v : x) v = round_bf16(v);
+    x[static_cast<size_t>(37 * K + 32)] += 1e-4f;  // one value that bf16 cannot hold
+    std::vector<uint16_t> wb(wf.size());
+    for (size_t i = 0; i < wf.size(); ++i) {
+        wb[i] = f32_to_bf16(wf[i]);
+        wf[i] = bf16_to_f32(wb[i]);
+    }
+    Tensor w = Tensor::make(wb.data(), DType::kBF16, Device::kCPU, {N, K});
+    ops::Context ctx;
+    ctx.pool = &pool;
+    ctx.precision = ops::Precision::kBF16;
+    std::vector<float> y(static_cast<size_t>(M * N), -7.0f);
+    Tensor xt = Tensor::make(x.data(), DType::kF32, Device::kCPU, {M, K});
+    Tensor yt = Tensor::make(y.data(), DType::kF32, Device::kCPU, {M, N});
+    EXPECT_FALSE(cpu::linear_bf16_gemm(ctx, xt, w, nullptr, yt));
+    for (float v : y) ASSERT_EQ(v, -7.0f) << "a declined product must write nothing";
+    // linear() then takes the fp32 path: the exact activations, not their bf16 roundings.
+    ops::linear(ctx, xt, w, nullptr, yt);
+    for (int64_t m = 0; m < M; ++m)
+        for (int64_t n = 0; n < N; ++n) {
+            const double ref = ref_dot(x, wf, {}, K, m, n);
+            EXPECT_NEAR(y[static_cast<size_t>(m * N + n)], ref, std::fabs(ref) / 256 + 1e-5);
+        }
+}
+
+// vdpbf16ps treats denormal inputs as zero and flushes denormal sums (it ignores MXCSR). Measured
+// here and bounded: the difference from IEEE arithmetic is at most 2^-126·Σ|w| for the flushed
+// inputs plus 2^-126 per flushed partial sum, before the output's bf16 rounding.
+TEST(Linear, Bf16GemmDenormalsStayWithinTheFlushBound) {
+    if (!cpu::bf16_gemm_supported()) GTEST_SKIP() << "host lacks AVX512_BF16";
+    const int64_t M = 16, K = 8, N = 2;
+    std::vector<float> x(static_cast<size_t>(M * K), 0.0f);
+    std::vector<float> wf(static_cast<size_t>(N * K), 0.0f);
+    const float denorm = 0x1p-130f;  // a bf16 denormal (bits 0x0008)
+    ASSERT_EQ(round_bf16(denorm), denorm);
+    for (int64_t m = 0; m < M; ++m) {
+        x[static_cast<size_t>(m * K)] = denorm;
+        x[static_cast<size_t>(m * K + 1)] = m % 2 ? 1.0f : 0.0f;
+    }
+    wf[0] = 0x1p100f;  // row 0: denormal · 2^100 = 2^-30 in IEEE arithmetic
+    wf[1] = 0x1p-60f;
+    wf[static_cast<size_t>(K)] = 0x1p-20f;  // row 1: denormal · 2^-20, itself below 2^-126
+    std::vector<uint16_t> wb(wf.size());
+    for (size_t i = 0; i < wf.size(); ++i) wb[i] = f32_to_bf16(wf[i]);
+    Tensor w = Tensor::make(wb.data(), DType::kBF16, Device::kCPU, {N, K});
+    ops::Context ctx;
+    ctx.precision = ops::Precision::kBF16;
+    std::vector<float> y(static_cast<size_t>(M * N));
+    Tensor xt = Tensor::make(x.data(), DType::kF32, Device::kCPU, {M, K});
+    Tensor yt = Tensor::make(y.data(), DType::kF32, Device::kCPU, {M, N});
+    ASSERT_TRUE(cpu::linear_bf16_gemm(ctx, xt, w, nullptr, yt));
+    std::printf("[bf16 gemm] denormal x 2^100: %g (IEEE %g); 2^-130 x 2^-20: %g\n",
+                static_cast<double>(y[0]), 0x1p-30, static_cast<double>(y[1]));
+    for (int64_t m = 0; m < M; ++m)
+        for (int64_t n = 0; n < N; ++n) {
+            double sum_w = 0;
+            for (int64_t k = 0; k < K; ++k) sum_w += std::fabs(wf[static_cast<size_t>(n * K + k)]);
+            const double ref = ref_dot(x, wf, {}, K, m, n);
+            const double bound = 0x1p-126 * (sum_w + K) + std::fabs(ref) / 256;
+            EXPECT_LE(std::fabs(y[static_cast<size_t>(m * N + n)] - ref), bound)
+                << "row " << m << " col " << n;
+        }
 }
 
 }  // namespace

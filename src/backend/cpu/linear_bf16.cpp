@@ -1,0 +1,255 @@
+// The bf16 dot-product GEMM of backend/cpu/linear_bf16.h (numerics argued there).
+//
+// Layout. The product is computed transposed: weight rows are read in place ([N, K] bf16, two
+// adjacent k values = one 32-bit word, broadcast to all lanes), and x is packed into blocks of
+// 16 rows, [block][k-pair][16 rows] words of two bf16 (row-major pairs (k, k+1), the low half k),
+// so one 64-byte load holds a k-pair of 16 rows. A register tile is NW weight rows × V blocks
+// (NW·V ≤ 24 accumulators of 16 fp32 lanes, lane = row of x). Weights need no packing, which
+// matters at prefill sizes, where packing a 32 MB matrix costs as much as a third of the product.
+// Blocking: weight rows in blocks of kRowBlock (one task of the thread pool), k-pairs in blocks of
+// kPairBlock, so that the block's weight slice, x slice and partial sums stay in L2. Partial sums
+// are kept in fp32 between k blocks, which leaves each output's chain of additions unchanged.
+#include "backend/cpu/linear_bf16.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "backend/cpu/cpu_common.h"
+
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+#include <immintrin.h>
+#define VOXRT_BF16_X86 1
+#endif
+
+namespace voxrt::cpu {
+
+namespace {
+
+std::atomic<bool> g_enabled{true};
+
+bool env_allows() {
+    static const bool allows = [] {
+        const char* v = std::getenv("VOXRT_CPU_BF16_GEMM");
+        return !(v && std::strcmp(v, "0") == 0);
+    }();
+    return allows;
+}
+
+#if defined(VOXRT_BF16_X86)
+
+constexpr int64_t kRowBlock = 48;     // weight rows per task (a multiple of every NW below)
+constexpr int64_t kPairBlock = 256;   // k-pairs per k block (512 values of k)
+constexpr int kMaxV = 4;              // 16-row blocks of x per register tile
+
+#define VOXRT_BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512bf16")))
+// GCC 12 reports its own AVX-512 intrinsics' _mm512_undefined_* placeholders as uninitialized.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+// Weight rows per register tile for V blocks of x: NW·V accumulators + V x vectors + one
+// broadcast within the 32 vector registers.
+constexpr int tile_rows(int v) {
+    return v == 1 ? 12 : v == 2 ? 12 : v == 3 ? 8 : 6;
+}
+
+// acc[j][v] (16 lanes = 16 rows of x) += Σ_{p in [p0, p1)} w[j][2p, 2p+1] · x[v][p] for NW weight
+// rows w (row stride K) and V blocks of packed x (stride xs words). Pair P (present when p1 > P)
+// is the last k of an odd K, paired with the zero that the packing put into x; the weight's half
+// of it is zero-extended (the next row's first element is not read).
+template <int V, int NW>
+VOXRT_BF16_TARGET void tile(const uint16_t* w, int64_t K, const uint32_t* x, int64_t xs, int64_t p0,
+                            int64_t p1, int64_t P, float* acc, int64_t ld, bool first) {
+    __m512 a[NW][V];
+#pragma GCC unroll 16
+    for (int j = 0; j < NW; ++j)
+#pragma GCC unroll 4
+        for (int v = 0; v < V; ++v)
+            a[j][v] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(acc + j * ld + v * 16);
+    const int64_t pe = std::min(p1, P);
+    for (int64_t p = p0; p < pe; ++p) {
+        __m512i xv[V];
+#pragma GCC unroll 4
+        for (int v = 0; v < V; ++v) xv[v] = _mm512_loadu_si512(x + v * xs + p * 16);
+#pragma GCC unroll 16
+        for (int j = 0; j < NW; ++j) {
+            uint32_t pair;
+            std::memcpy(&pair, w + j * K + 2 * p, 4);
+            const __m512i b = _mm512_set1_epi32(static_cast<int>(pair));
+#pragma GCC unroll 4
+            for (int v = 0; v < V; ++v)
+                a[j][v] = _mm512_dpbf16_ps(a[j][v], (__m512bh)xv[v], (__m512bh)b);
+        }
+    }
+    if (p1 > P) {
+        __m512i xv[V];
+#pragma GCC unroll 4
+        for (int v = 0; v < V; ++v) xv[v] = _mm512_loadu_si512(x + v * xs + P * 16);
+#pragma GCC unroll 16
+        for (int j = 0; j < NW; ++j) {
+            const __m512i b = _mm512_set1_epi32(static_cast<int>(w[j * K + 2 * P]));
+#pragma GCC unroll 4
+            for (int v = 0; v < V; ++v)
+                a[j][v] = _mm512_dpbf16_ps(a[j][v], (__m512bh)xv[v], (__m512bh)b);
+        }
+    }
+#pragma GCC unroll 16
+    for (int j = 0; j < NW; ++j)
+#pragma GCC unroll 4
+        for (int v = 0; v < V; ++v) _mm512_storeu_ps(acc + j * ld + v * 16, a[j][v]);
+}
+
+struct TileArgs {
+    const uint16_t* w;
+    int64_t K;
+    const uint32_t* x;
+    int64_t xs, p0, p1, P;
+    float* acc;
+    int64_t ld;
+    bool first;
+};
+
+// tile<V, nw> for nw <= NW (the last rows of the matrix).
+template <int V, int NW>
+VOXRT_BF16_TARGET void tile_n(int nw, const TileArgs& t) {
+    if constexpr (NW > 1) {
+        if (nw < NW) return tile_n<V, NW - 1>(nw, t);
+    }
+    tile<V, NW>(t.w, t.K, t.x, t.xs, t.p0, t.p1, t.P, t.acc, t.ld, t.first);
+}
+
+VOXRT_BF16_TARGET void tile_vn(int v, int nw, const TileArgs& t) {
+    switch (v) {
+        case 4:
+            return tile_n<4, tile_rows(4)>(nw, t);
+        case 3:
+            return tile_n<3, tile_rows(3)>(nw, t);
+        case 2:
+            return tile_n<2, tile_rows(2)>(nw, t);
+        default:
+            return tile_n<1, tile_rows(1)>(nw, t);
+    }
+}
+#pragma GCC diagnostic pop
+
+#endif  // VOXRT_BF16_X86
+
+}  // namespace
+
+bool bf16_gemm_supported() {
+#if defined(VOXRT_BF16_X86)
+    static const bool ok = [] {
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512bf16");
+    }();
+    return ok;
+#else
+    return false;
+#endif
+}
+
+bool bf16_gemm_enabled() {
+    return bf16_gemm_supported() && env_allows() && g_enabled.load(std::memory_order_relaxed);
+}
+
+void set_bf16_gemm_enabled(bool on) {
+    g_enabled.store(on, std::memory_order_relaxed);
+}
+
+bool linear_bf16_gemm(const ops::Context& ctx, const Tensor& x, const Tensor& w, const Tensor* bias,
+                      Tensor& y) {
+#if defined(VOXRT_BF16_X86)
+    if (!bf16_gemm_supported() || w.dtype != DType::kBF16) return false;
+    const int64_t M = rows_of(x), K = cols_of(x), N = w.shape[0];
+    if (M == 0 || N == 0 || K == 0) return false;
+    const float* xp = act(x);
+    const int64_t P = K / 2, Pp = (K + 1) / 2;  // full pairs; pairs with the odd K's last one
+    const int64_t nv = (M + 15) / 16;           // 16-row blocks of x
+    const int64_t xs = Pp * 16;                 // words per block
+
+    // Pack x: word (k, k+1) of row m = bf16(x[m][k]) | bf16(x[m][k+1]) << 16, zero past K and M.
+    // A value whose low 16 bits are not zero is not a bf16 value: the kernel declines.
+    thread_local std::vector<uint32_t> t_xpk;
+    const size_t xpk_words = static_cast<size_t>(nv * xs);
+    if (t_xpk.size() < xpk_words) t_xpk.resize(xpk_words);
+    uint32_t* const xpk = t_xpk.data();
+    std::vector<uint8_t> inexact(static_cast<size_t>(nv), 0);
+    parallel(ctx, nv, 1, [&](int64_t b0, int64_t b1) {
+        for (int64_t blk = b0; blk < b1; ++blk) {
+            uint32_t* dst = xpk + blk * xs;
+            uint32_t low = 0;
+            for (int r = 0; r < 16; ++r) {
+                const int64_t m = blk * 16 + r;
+                if (m >= M) {
+                    for (int64_t p = 0; p < Pp; ++p) dst[p * 16 + r] = 0;
+                    continue;
+                }
+                const uint32_t* row = reinterpret_cast<const uint32_t*>(xp + m * K);
+                for (int64_t p = 0; p < P; ++p) {
+                    const uint32_t lo = row[2 * p], hi = row[2 * p + 1];
+                    low |= (lo | hi) & 0xffffu;
+                    dst[p * 16 + r] = (hi & 0xffff0000u) | (lo >> 16);
+                }
+                if (Pp > P) {
+                    low |= row[K - 1] & 0xffffu;
+                    dst[P * 16 + r] = row[K - 1] >> 16;
+                }
+            }
+            inexact[static_cast<size_t>(blk)] = low != 0;
+        }
+    });
+    for (uint8_t e : inexact)
+        if (e) return false;
+
+    // Groups of at most kMaxV blocks, as even as possible (73 rows: 5 blocks → 3 + 2).
+    const int64_t n_groups = (nv + kMaxV - 1) / kMaxV;
+    std::vector<int64_t> g_begin(static_cast<size_t>(n_groups + 1));
+    for (int64_t g = 0; g <= n_groups; ++g) g_begin[static_cast<size_t>(g)] = g * nv / n_groups;
+
+    std::vector<float> b(static_cast<size_t>(N), 0.0f);
+    if (bias)
+        for (int64_t n = 0; n < N; ++n) b[static_cast<size_t>(n)] = load(*bias, n);
+    const uint16_t* wp = static_cast<const uint16_t*>(w.data);
+    float* yp = act(y);
+    const Rounder rnd = rounder(ctx);
+    const int64_t ld = nv * 16;  // partial sums: [weight row of the block][row of x]
+    const int64_t n_tasks = (N + kRowBlock - 1) / kRowBlock;
+    parallel(ctx, n_tasks, 1, [&](int64_t t0, int64_t t1) {
+        float* acc = thread_scratch(1, static_cast<size_t>(kRowBlock * ld));
+        for (int64_t task = t0; task < t1; ++task) {
+            const int64_t n0 = task * kRowBlock, n1 = std::min(N, n0 + kRowBlock);
+            for (int64_t p0 = 0; p0 < Pp; p0 += kPairBlock) {
+                const int64_t p1 = std::min(Pp, p0 + kPairBlock);
+                for (int64_t g = 0; g < n_groups; ++g) {
+                    const int64_t v0 = g_begin[static_cast<size_t>(g)];
+                    const int v = static_cast<int>(g_begin[static_cast<size_t>(g + 1)] - v0);
+                    const int nw_max = tile_rows(v);
+                    for (int64_t j0 = n0; j0 < n1; j0 += nw_max) {
+                        const int nw = static_cast<int>(std::min<int64_t>(nw_max, n1 - j0));
+                        const TileArgs t{wp + j0 * K,     K,  xpk + v0 * xs,
+                                         xs,              p0, p1,
+                                         P,               acc + (j0 - n0) * ld + v0 * 16,
+                                         ld,              p0 == 0};
+                        tile_vn(v, nw, t);
+                    }
+                }
+            }
+            for (int64_t m = 0; m < M; ++m) {
+                float* yr = yp + m * N;
+                for (int64_t n = n0; n < n1; ++n)
+                    yr[n] = rnd(acc[(n - n0) * ld + m] + b[static_cast<size_t>(n)]);
+            }
+        }
+    });
+    return true;
+#else
+    (void)ctx, (void)x, (void)w, (void)bias, (void)y;
+    return false;
+#endif
+}
+
+}  // namespace voxrt::cpu

@@ -1,0 +1,47 @@
+// CPU linear layers on the AVX-512 BF16 dot-product instruction (vdpbf16ps), for multi-row
+// products (prefill, the audio encoder) in Precision::kBF16 with BF16 weights.
+//
+// Numerics. vdpbf16ps multiplies pairs of bf16 values and adds both products to an fp32
+// accumulator. In kBF16 the activations entering a linear are bf16-representable (every op rounds
+// its output, ops/ops.h) and the weights are bf16, so each product of two 8-bit significands is
+// exact in fp32: the result differs from the fp32-FMA GEMM only in the order of the additions
+// (each rounded to nearest even, as an fp32 FMA chain's). The kernel checks the activations while
+// packing them and declines (the caller falls back to the fp32 path) if one is not a bf16 value.
+//
+// Denormals: the instruction ignores MXCSR, treats denormal bf16 inputs as zero and flushes
+// denormal results to zero. A bf16 denormal is below 2^-126 in magnitude and any product that
+// flushes is below 2^-126 as well; every other addend of the output keeps full fp32 precision, so
+// the difference from an IEEE computation is at most K·2^-126 absolute, far below the bf16
+// rounding the output then receives for any result of magnitude above ~2^-100 (and for smaller
+// results both are noise). Model activations and weights never sit there in practice; the unit
+// test measures the behaviour (tests/unit/ops/linear_test.cpp).
+//
+// Each output is one chain of vdpbf16ps over the k-pairs in order, then the bias and the output
+// rounding: the result does not depend on the row count or on how the rows are tiled, so a product
+// gives the same bits whether its rows come at once or in pieces of more than kBf16GemmMinRows.
+#pragma once
+
+#include <cstdint>
+
+#include "core/tensor.h"
+#include "ops/ops.h"
+
+namespace voxrt::cpu {
+
+// Products of more rows than this take the bf16 GEMM (when it applies); fewer, the GEMV.
+constexpr int64_t kBf16GemmMinRows = 9;
+
+// Whether this host and build have the instruction (cpuid: AVX512F, AVX512BW, AVX512_BF16).
+bool bf16_gemm_supported();
+// Whether linear() uses it: supported, not disabled by VOXRT_CPU_BF16_GEMM=0 in the environment
+// (read once), and not turned off by set_bf16_gemm_enabled(false) (tests, benchmarks).
+bool bf16_gemm_enabled();
+void set_bf16_gemm_enabled(bool on);
+
+// y[M, N] = x[M, K] · wᵀ (+ bias), rounded as ctx says, for BF16 w [N, K] and F32 x/y on the
+// host. Returns false and writes nothing if the kernel does not apply: the host lacks the
+// instruction, w is not BF16, or an element of x is not a bf16 value.
+bool linear_bf16_gemm(const ops::Context& ctx, const Tensor& x, const Tensor& w, const Tensor* bias,
+                      Tensor& y);
+
+}  // namespace voxrt::cpu
