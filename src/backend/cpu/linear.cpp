@@ -264,11 +264,13 @@ void gemm_packed(const ops::Context& ctx, const Tensor& x, const Tensor& w, cons
 void linear(const ops::Context& ctx, const Tensor& x, const Tensor& w, const Tensor* bias,
             Tensor& y) {
     const int64_t M = rows_of(x), K = cols_of(x), N = w.shape[0];
-    // bf16 weights and bf16 activations (Precision::kBF16), more than a few rows: the bf16
-    // dot-product GEMM where the host has it (backend/cpu/linear_bf16.h; exact products, so only
-    // the sum order differs from the fp32 paths). It declines if x holds a value that is not bf16.
+    // bf16 (or int8 / e4m3) weights and bf16 activations (Precision::kBF16), more than a few
+    // rows: the bf16 dot-product GEMM where the host has it (backend/cpu/linear_bf16.h; exact
+    // products, so only the sum order differs from the fp32 paths). It declines if x holds a value
+    // that is not bf16.
     if (ctx.cpu_packed_gemm && ctx.round_bf16() && M >= kBf16GemmMinRows &&
-        w.dtype == DType::kBF16 && bf16_gemm_enabled() && linear_bf16_gemm(ctx, x, w, bias, y))
+        (w.dtype == DType::kBF16 || w.quantized()) && bf16_gemm_enabled() &&
+        linear_bf16_gemm(ctx, x, w, bias, y))
         return;
 #if defined(__AVX2__) && defined(__FMA__)
     // Many rows (prefill, encoder): the packed-panel GEMM, 1.7–2.4× the tiled path there. Fewer

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "backend/cpu/cpu_common.h"
+#include "core/quant.h"
 
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
 #include <immintrin.h>
@@ -40,9 +41,9 @@ bool env_allows() {
 
 #if defined(VOXRT_BF16_X86)
 
-constexpr int64_t kRowBlock = 48;     // weight rows per task (a multiple of every NW below)
-constexpr int64_t kPairBlock = 256;   // k-pairs per k block (512 values of k)
-constexpr int kMaxV = 4;              // 16-row blocks of x per register tile
+constexpr int64_t kRowBlock = 48;    // weight rows per task (a multiple of every NW below)
+constexpr int64_t kPairBlock = 256;  // k-pairs per k block (512 values of k)
+constexpr int kMaxV = 4;             // 16-row blocks of x per register tile
 
 #define VOXRT_BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512bf16")))
 // GCC 12 reports its own AVX-512 intrinsics' _mm512_undefined_* placeholders as uninitialized.
@@ -133,6 +134,29 @@ VOXRT_BF16_TARGET void tile_vn(int v, int nw, const TileArgs& t) {
             return tile_n<1, tile_rows(1)>(nw, t);
     }
 }
+// dst[i] = the bf16 value of code q[i] (int8 or e4m3), exactly: an int8 code has at most 8
+// significant bits and an e4m3 value 4, within bf16's 8 and its exponent range. Decoded to fp32 as
+// the quantized GEMV does (backend/cpu/linear_quant.h) and narrowed, which is exact.
+VOXRT_BF16_TARGET void codes_to_bf16(DType dt, const uint8_t* q, int64_t n, uint16_t* dst) {
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m512i c =
+            _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + i)));
+        __m512 f;
+        if (dt == DType::kI8) {
+            f = _mm512_cvtepi32_ps(_mm512_srai_epi32(_mm512_slli_epi32(c, 24), 24));
+        } else {  // e4m3: exponent and mantissa moved into a float's, rescaled by 2^120
+            const __m512i mag = _mm512_slli_epi32(_mm512_and_si512(c, _mm512_set1_epi32(0x7f)), 20);
+            const __m512i sign =
+                _mm512_slli_epi32(_mm512_and_si512(c, _mm512_set1_epi32(0x80)), 24);
+            f = _mm512_mul_ps(_mm512_castsi512_ps(_mm512_or_si512(mag, sign)),
+                              _mm512_set1_ps(0x1p120f));
+        }
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i), (__m256i)_mm512_cvtneps_pbh(f));
+    }
+    for (; i < n; ++i) dst[i] = f32_to_bf16(quant::decode(dt, q[i]));
+}
+
 #pragma GCC diagnostic pop
 
 #endif  // VOXRT_BF16_X86
@@ -163,7 +187,9 @@ void set_bf16_gemm_enabled(bool on) {
 bool linear_bf16_gemm(const ops::Context& ctx, const Tensor& x, const Tensor& w, const Tensor* bias,
                       Tensor& y) {
 #if defined(VOXRT_BF16_X86)
-    if (!bf16_gemm_supported() || w.dtype != DType::kBF16) return false;
+    const bool quantized = w.dtype == DType::kI8 || w.dtype == DType::kF8E4M3;
+    if (!bf16_gemm_supported() || !(w.dtype == DType::kBF16 || (quantized && w.scale)))
+        return false;
     const int64_t M = rows_of(x), K = cols_of(x), N = w.shape[0];
     if (M == 0 || N == 0 || K == 0) return false;
     const float* xp = act(x);
@@ -220,8 +246,18 @@ bool linear_bf16_gemm(const ops::Context& ctx, const Tensor& x, const Tensor& w,
     const int64_t n_tasks = (N + kRowBlock - 1) / kRowBlock;
     parallel(ctx, n_tasks, 1, [&](int64_t t0, int64_t t1) {
         float* acc = thread_scratch(1, static_cast<size_t>(kRowBlock * ld));
+        // Quantized weights: the block's codes as bf16 values, [rows][K] as a BF16 matrix.
+        thread_local std::vector<uint16_t> t_wq;
+        if (quantized && t_wq.size() < static_cast<size_t>(kRowBlock * K))
+            t_wq.resize(static_cast<size_t>(kRowBlock * K));
         for (int64_t task = t0; task < t1; ++task) {
             const int64_t n0 = task * kRowBlock, n1 = std::min(N, n0 + kRowBlock);
+            const uint16_t* wblk = wp + n0 * K;
+            if (quantized) {
+                codes_to_bf16(w.dtype, static_cast<const uint8_t*>(w.data) + n0 * K, (n1 - n0) * K,
+                              t_wq.data());
+                wblk = t_wq.data();
+            }
             for (int64_t p0 = 0; p0 < Pp; p0 += kPairBlock) {
                 const int64_t p1 = std::min(Pp, p0 + kPairBlock);
                 for (int64_t g = 0; g < n_groups; ++g) {
@@ -230,18 +266,26 @@ bool linear_bf16_gemm(const ops::Context& ctx, const Tensor& x, const Tensor& w,
                     const int nw_max = tile_rows(v);
                     for (int64_t j0 = n0; j0 < n1; j0 += nw_max) {
                         const int nw = static_cast<int>(std::min<int64_t>(nw_max, n1 - j0));
-                        const TileArgs t{wp + j0 * K,     K,  xpk + v0 * xs,
-                                         xs,              p0, p1,
-                                         P,               acc + (j0 - n0) * ld + v0 * 16,
-                                         ld,              p0 == 0};
+                        const TileArgs t{
+                            wblk + (j0 - n0) * K,           K,  xpk + v0 * xs, xs, p0, p1, P,
+                            acc + (j0 - n0) * ld + v0 * 16, ld, p0 == 0};
                         tile_vn(v, nw, t);
                     }
                 }
             }
-            for (int64_t m = 0; m < M; ++m) {
-                float* yr = yp + m * N;
-                for (int64_t n = n0; n < n1; ++n)
-                    yr[n] = rnd(acc[(n - n0) * ld + m] + b[static_cast<size_t>(n)]);
+            if (quantized) {  // the row scale on the finished dot product, as the GEMV does
+                for (int64_t m = 0; m < M; ++m) {
+                    float* yr = yp + m * N;
+                    for (int64_t n = n0; n < n1; ++n)
+                        yr[n] =
+                            rnd(w.scale[n] * acc[(n - n0) * ld + m] + b[static_cast<size_t>(n)]);
+                }
+            } else {
+                for (int64_t m = 0; m < M; ++m) {
+                    float* yr = yp + m * N;
+                    for (int64_t n = n0; n < n1; ++n)
+                        yr[n] = rnd(acc[(n - n0) * ld + m] + b[static_cast<size_t>(n)]);
+                }
             }
         }
     });

@@ -8,8 +8,11 @@
 //   y[m][n] = scale[n] · Σ_k x[m][k] · decode(q[n][k])   (+ bias[n], then the activation rounding)
 // The kernel is picked at run time from the host's features: AVX-512 (16 lanes) or AVX2 (8 lanes).
 // Each output is the same chain of lane-wise FMAs whatever the number of rows, so a row's result
-// does not depend on how rows are batched. Prefill-sized products dequantize weight panels into the
-// packed GEMM (backend/cpu/linear.cpp) and so equal the GEMM on dequantized weights bit for bit.
+// does not depend on how rows are batched. Prefill-sized products in Precision::kBF16 with bf16
+// activations take the bf16 dot-product GEMM (backend/cpu/linear_bf16.h) on the codes as bf16
+// values, the scale applied to the finished dot product as here; otherwise they dequantize weight
+// panels into the packed GEMM (backend/cpu/linear.cpp) and so equal the GEMM on dequantized
+// weights bit for bit.
 #pragma once
 
 #include <cstdint>

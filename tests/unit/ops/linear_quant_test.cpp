@@ -6,10 +6,13 @@
 // scales every weight (Σ x·(scale·q)), so the two differ by fp32 rounding only.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
 #include <vector>
 
+#include "backend/cpu/linear_bf16.h"
 #include "backend/cpu/linear_quant.h"
+#include "core/bf16.h"
 #include "core/quant.h"
 #include "core/thread_pool.h"
 #include "ops/ops.h"
@@ -200,6 +203,58 @@ TEST(LinearQuant, RowsIndependentOfBatch) {
             for (int64_t n = 0; n < N; ++n)
                 ASSERT_EQ(one[static_cast<size_t>(n)], all[static_cast<size_t>(m * N + n)])
                     << cpu::quant_isa_name(isa) << " row " << m;
+        }
+    }
+}
+
+// Prefill in bf16 with bf16 activations: the bf16 dot-product GEMM on the codes (scale after the
+// dot product) where the host has it, against the same op on the dequantized weights (the fp32 GEMM
+// there), within the bars of the bf16 GEMV above; odd shapes (K odd, rows not multiples of 16).
+// With the bf16 GEMM off, the packed GEMM on dequantized panels, equal to the reference.
+TEST(LinearQuant, Bf16GemmOnCodesMatchesDequantizedWeights) {
+    if (!cpu::bf16_gemm_supported()) GTEST_SKIP() << "host lacks AVX512_BF16";
+    ThreadPool pool(2);
+    for (DType dt : {DType::kI8, DType::kF8E4M3}) {
+        for (auto [M, K, N] : {std::array<int64_t, 3>{9, 3, 5}, {70, 131, 37}, {129, 1027, 53}}) {
+            std::vector<float> x = randn(static_cast<size_t>(M * K), 41);
+            for (float& v : x) v = round_bf16(v);
+            std::vector<float> bias = randn(static_cast<size_t>(N), 43);
+            Tensor bt = Tensor::make(bias.data(), DType::kF32, Device::kCPU, {N});
+            Quantized qw = quantize(dt, randn(static_cast<size_t>(N * K), 42), N, K);
+            ops::Context ctx;
+            ctx.pool = &pool;
+            ctx.precision = ops::Precision::kBF16;
+            const std::vector<float> ref = reference(ctx, x, M, K, qw, &bt);
+            std::vector<float> y(static_cast<size_t>(M * N)), y_op(y.size()), y_off(y.size());
+            Tensor xt = f32(x, M, K), yt = f32(y, M, N), yo = f32(y_op, M, N),
+                   yf = f32(y_off, M, N);
+            ASSERT_TRUE(cpu::linear_bf16_gemm(ctx, xt, qw.w, &bt, yt)) << dtype_name(dt);
+            ops::linear(ctx, xt, qw.w, &bt, yo);
+            EXPECT_EQ(y_op, y) << "linear() did not take the bf16 GEMM";
+            // One bf16 step of the output, plus what two fp32 sums of the same K products in
+            // different orders can differ by (K·2^-24·Σ|x·w|), which outputs near zero (sums that
+            // cancel, here K up to 1027) can show beyond one step.
+            for (int64_t m = 0; m < M; ++m)
+                for (int64_t n = 0; n < N; ++n) {
+                    double abs_sum = 0;
+                    for (int64_t k = 0; k < K; ++k)
+                        abs_sum +=
+                            std::fabs(static_cast<double>(x[static_cast<size_t>(m * K + k)]) *
+                                      qw.deq[static_cast<size_t>(n * K + k)]);
+                    const size_t i = static_cast<size_t>(m * N + n);
+                    EXPECT_LE(std::fabs(y[i] - ref[i]),
+                              std::fabs(ref[i]) / 128 + K * 0x1p-24 * abs_sum)
+                        << dtype_name(dt) << " M=" << M << " " << i;
+                }
+            EXPECT_LE(rel_l2(y, ref), 1e-3) << dtype_name(dt) << " M=" << M;
+            cpu::set_bf16_gemm_enabled(false);
+            ops::linear(ctx, xt, qw.w, &bt, yf);
+            cpu::set_bf16_gemm_enabled(true);
+            if (M >= 64) {
+                EXPECT_EQ(y_off, ref) << dtype_name(dt) << " M=" << M;  // the packed GEMM
+            } else {
+                EXPECT_LE(rel_l2(y_off, ref), 1e-3) << dtype_name(dt) << " M=" << M;
+            }
         }
     }
 }
