@@ -4,8 +4,9 @@
 // adjacent k values = one 32-bit word, broadcast to all lanes), and x is packed into blocks of
 // 16 rows, [block][k-pair][16 rows] words of two bf16 (row-major pairs (k, k+1), the low half k),
 // so one 64-byte load holds a k-pair of 16 rows. A register tile is NW weight rows × V blocks
-// (NW·V ≤ 24 accumulators of 16 fp32 lanes, lane = row of x). Weights need no packing, which
-// matters at prefill sizes, where packing a 32 MB matrix costs as much as a third of the product.
+// (NW·V ≤ 24 accumulators of 16 fp32 lanes, lane = row of x). BF16 weights need no packing per
+// call (the fp32 GEMM repacks every matrix it multiplies); quantized ones are widened to bf16 a
+// block of rows at a time.
 // Blocking: weight rows in blocks of kRowBlock (one task of the thread pool), k-pairs in blocks of
 // kPairBlock, so that the block's weight slice, x slice and partial sums stay in L2. Partial sums
 // are kept in fp32 between k blocks, which leaves each output's chain of additions unchanged.

@@ -4,17 +4,21 @@
 // Numerics. vdpbf16ps multiplies pairs of bf16 values and adds both products to an fp32
 // accumulator. In kBF16 the activations entering a linear are bf16-representable (every op rounds
 // its output, ops/ops.h) and the weights are bf16, so each product of two 8-bit significands is
-// exact in fp32: the result differs from the fp32-FMA GEMM only in the order of the additions
-// (each rounded to nearest even, as an fp32 FMA chain's). The kernel checks the activations while
-// packing them and declines (the caller falls back to the fp32 path) if one is not a bf16 value.
+// exact in fp32: the result differs from the fp32-FMA GEMM only in the order of the additions,
+// each rounded to nearest even as an fp32 FMA chain's. Per its definition (and as measured by
+// tests/unit/ops/linear_test.cpp) one instruction adds the pair's odd product, rounds, then the
+// even one and rounds again: the chain is k+1, k, k+3, k+2, ... with one rounding per product.
+// The kernel checks the activations while packing them and declines (the caller falls back to
+// the fp32 path) if one is not a bf16 value.
 //
 // Denormals: the instruction ignores MXCSR, treats denormal bf16 inputs as zero and flushes
-// denormal results to zero. A bf16 denormal is below 2^-126 in magnitude and any product that
-// flushes is below 2^-126 as well; every other addend of the output keeps full fp32 precision, so
-// the difference from an IEEE computation is at most K·2^-126 absolute, far below the bf16
-// rounding the output then receives for any result of magnitude above ~2^-100 (and for smaller
-// results both are noise). Model activations and weights never sit there in practice; the unit
-// test measures the behaviour (tests/unit/ops/linear_test.cpp).
+// denormal results to zero (measured: 2^-130 · 2^100 gives 0, not 2^-30). An input that is
+// dropped is below 2^-126 in magnitude, so its product is below 2^-126·|w| (|w| ≤ 2^8 or so in
+// trained weights); a flushed product or partial sum is below 2^-126. The difference from an IEEE
+// computation is therefore at most 2^-126·(Σ_k |w_k| + K) absolute, far below the bf16 rounding
+// the output then receives for any result of magnitude above ~2^-100. Activations that small are
+// noise next to their row's other values (RMS-normalised inputs, bf16's 8-bit significands); the
+// unit tests measure the behaviour and check this bound.
 //
 // Quantized weights (int8 / e4m3 codes with a row scale, core/quant.h): every code is exactly a
 // bf16 value, so the kernel runs on the codes and applies the scale to the finished dot product,

@@ -269,5 +269,31 @@ TEST(Linear, Bf16GemmDenormalsStayWithinTheFlushBound) {
         }
 }
 
+// The order of additions inside one vdpbf16ps: the instruction's definition adds the pair's odd
+// product, rounds, then adds the even one and rounds (two fp32 roundings, not one). Row
+// [1, 0, -1, 2^-24] · [1, 1, 1, 1]: in k order the sum is 2^-24; odd first, 1 + 2^-24 rounds to 1
+// (a tie, to even) and the -1 then gives 0. A single rounding of the pair would give 2^-24 too.
+TEST(Linear, Bf16GemmPairOrderWithinTheInstruction) {
+    if (!cpu::bf16_gemm_supported()) GTEST_SKIP() << "host lacks AVX512_BF16";
+    const int64_t M = 9, K = 4, N = 1;
+    std::vector<float> x(static_cast<size_t>(M * K));
+    for (int64_t m = 0; m < M; ++m) {
+        const float row[4] = {1.0f, 0.0f, -1.0f, 0x1p-24f};
+        std::memcpy(x.data() + m * K, row, sizeof row);
+    }
+    std::vector<uint16_t> wb(static_cast<size_t>(K), f32_to_bf16(1.0f));
+    Tensor w = Tensor::make(wb.data(), DType::kBF16, Device::kCPU, {N, K});
+    ops::Context ctx;
+    ctx.precision = ops::Precision::kBF16;
+    std::vector<float> y(static_cast<size_t>(M * N));
+    Tensor xt = Tensor::make(x.data(), DType::kF32, Device::kCPU, {M, K});
+    Tensor yt = Tensor::make(y.data(), DType::kF32, Device::kCPU, {M, N});
+    ASSERT_TRUE(cpu::linear_bf16_gemm(ctx, xt, w, nullptr, yt));
+    std::printf("[bf16 gemm] 1 + 0 - 1 + 2^-24 = %g (%s)\n", static_cast<double>(y[0]),
+                y[0] == 0.0f ? "odd product first, two roundings" : "k order or one rounding");
+    EXPECT_TRUE(y[0] == 0.0f || y[0] == 0x1p-24f) << y[0];
+    for (float v : y) EXPECT_EQ(v, y[0]);
+}
+
 }  // namespace
 }  // namespace voxrt
