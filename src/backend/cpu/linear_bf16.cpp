@@ -14,7 +14,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -31,14 +30,6 @@ namespace voxrt::cpu {
 namespace {
 
 std::atomic<bool> g_enabled{true};
-
-bool env_allows() {
-    static const bool allows = [] {
-        const char* v = std::getenv("VOXRT_CPU_BF16_GEMM");
-        return !(v && std::strcmp(v, "0") == 0);
-    }();
-    return allows;
-}
 
 #if defined(VOXRT_BF16_X86)
 
@@ -178,7 +169,7 @@ bool bf16_gemm_supported() {
 }
 
 bool bf16_gemm_enabled() {
-    return bf16_gemm_supported() && env_allows() && g_enabled.load(std::memory_order_relaxed);
+    return bf16_gemm_supported() && g_enabled.load(std::memory_order_relaxed);
 }
 
 void set_bf16_gemm_enabled(bool on) {
@@ -215,15 +206,19 @@ bool linear_bf16_gemm(const ops::Context& ctx, const Tensor& x, const Tensor& w,
                     for (int64_t p = 0; p < Pp; ++p) dst[p * 16 + r] = 0;
                     continue;
                 }
-                const uint32_t* row = reinterpret_cast<const uint32_t*>(xp + m * K);
+                const float* row = xp + m * K;
                 for (int64_t p = 0; p < P; ++p) {
-                    const uint32_t lo = row[2 * p], hi = row[2 * p + 1];
+                    uint32_t lo, hi;
+                    std::memcpy(&lo, row + 2 * p, 4);
+                    std::memcpy(&hi, row + 2 * p + 1, 4);
                     low |= (lo | hi) & 0xffffu;
                     dst[p * 16 + r] = (hi & 0xffff0000u) | (lo >> 16);
                 }
                 if (Pp > P) {
-                    low |= row[K - 1] & 0xffffu;
-                    dst[P * 16 + r] = row[K - 1] >> 16;
+                    uint32_t last;
+                    std::memcpy(&last, row + K - 1, 4);
+                    low |= last & 0xffffu;
+                    dst[P * 16 + r] = last >> 16;
                 }
             }
             inexact[static_cast<size_t>(blk)] = low != 0;
@@ -240,7 +235,7 @@ bool linear_bf16_gemm(const ops::Context& ctx, const Tensor& x, const Tensor& w,
     std::vector<float> b(static_cast<size_t>(N), 0.0f);
     if (bias)
         for (int64_t n = 0; n < N; ++n) b[static_cast<size_t>(n)] = load(*bias, n);
-    const uint16_t* wp = static_cast<const uint16_t*>(w.data);
+    const uint16_t* wp = quantized ? nullptr : static_cast<const uint16_t*>(w.data);
     float* yp = act(y);
     const Rounder rnd = rounder(ctx);
     const int64_t ld = nv * 16;  // partial sums: [weight row of the block][row of x]
@@ -253,11 +248,12 @@ bool linear_bf16_gemm(const ops::Context& ctx, const Tensor& x, const Tensor& w,
             t_wq.resize(static_cast<size_t>(kRowBlock * K));
         for (int64_t task = t0; task < t1; ++task) {
             const int64_t n0 = task * kRowBlock, n1 = std::min(N, n0 + kRowBlock);
-            const uint16_t* wblk = wp + n0 * K;
+            const uint16_t* wblk = t_wq.data();
             if (quantized) {
                 codes_to_bf16(w.dtype, static_cast<const uint8_t*>(w.data) + n0 * K, (n1 - n0) * K,
                               t_wq.data());
-                wblk = t_wq.data();
+            } else {
+                wblk = wp + n0 * K;
             }
             for (int64_t p0 = 0; p0 < Pp; p0 += kPairBlock) {
                 const int64_t p1 = std::min(Pp, p0 + kPairBlock);

@@ -42,8 +42,8 @@ constexpr int64_t kBf16GemmMinRows = 9;
 
 // Whether this host and build have the instruction (cpuid: AVX512F, AVX512BW, AVX512_BF16).
 bool bf16_gemm_supported();
-// Whether linear() uses it: supported, not disabled by VOXRT_CPU_BF16_GEMM=0 in the environment
-// (read once), and not turned off by set_bf16_gemm_enabled(false) (tests, benchmarks).
+// Whether linear() uses it: supported and not turned off by set_bf16_gemm_enabled(false) (a
+// process-wide switch for tests and benchmarks, which then measure the fp32 fallback).
 bool bf16_gemm_enabled();
 void set_bf16_gemm_enabled(bool on);
 
