@@ -3,7 +3,8 @@
 //
 // Four sequences with prompts of different lengths (so their positions differ at every step) are
 // decoded greedily alone (forward(), one step at a time) and then together, while the batch changes
-// under them: one joins late, one leaves early, and the order of the rows changes from step to step.
+// under them: one joins late, one leaves early, and the order of the rows changes from step to
+// step.
 // - fp32: every sequence's greedy tokens identical to its run alone, and every step's output within
 //   1e-5 relative L2 of the lone run's. On the CPU, whose linear kernels give a row the same bits
 //   whatever the number of rows, the outputs must be bit for bit the lone run's (0); on CUDA the
@@ -28,6 +29,7 @@
 #include "core/arena.h"
 #include "core/thread_pool.h"
 #include "io/safetensors.h"
+#include "model/audio_head.h"
 #include "model/config.h"
 #include "model/lfm2.h"
 #include "model/weights.h"
@@ -63,6 +65,13 @@ protected:
         d.buf = Buffer::allocate(ctx_.device, probe.nbytes());
         d.t = d.buf.view(dt, shape);
         return d;
+    }
+    std::vector<int32_t> download_i32(const Tensor& t) {
+        std::vector<int32_t> v(static_cast<size_t>(t.numel()));
+        Tensor h = Tensor::make(v.data(), DType::kI32, Device::kCPU, {t.numel()});
+        ops::copy(ctx_, t, h);
+        EXPECT_TRUE(ops::synchronize(ctx_).is_ok());
+        return v;
     }
     std::vector<float> download(const Tensor& t) {
         std::vector<float> v(static_cast<size_t>(t.numel()));
@@ -117,8 +126,8 @@ protected:
 
     // One engine step for the sequences `which` (rows in that order). `forced`: per sequence, the
     // tokens to feed instead of their own argmax (teacher forcing), indexed by step.
-    void step(std::vector<Seq*> which, bool batched, const std::vector<std::vector<int32_t>>* forced,
-              const std::vector<int>& ids) {
+    void step(std::vector<Seq*> which, bool batched,
+              const std::vector<std::vector<int32_t>>* forced, const std::vector<int>& ids) {
         const int64_t B = static_cast<int64_t>(which.size()), D = cfg_.lfm.hidden_size;
         std::vector<int32_t> tok, pos;
         for (size_t i = 0; i < which.size(); ++i) {
@@ -134,7 +143,8 @@ protected:
         ops::embedding(ctx_, net_->embed_tokens(), t.t, x.t);
         if (batched) {
             std::vector<model::Lfm2Network::Memory> mems;
-            for (Seq* s : which) mems.push_back({&s->st.conv_state, &s->st.k_cache, &s->st.v_cache});
+            for (Seq* s : which)
+                mems.push_back({&s->st.conv_state, &s->st.k_cache, &s->st.v_cache});
             net_->forward_batch(ctx_, mems, x.t, p.t, *arena_, o.t);
         } else {
             ASSERT_EQ(B, 1);
@@ -253,6 +263,105 @@ TEST_P(BatchStep, Bf16TeacherForcedWithinBar) {
     if (GetParam() == Device::kCPU) EXPECT_EQ(worst, 0.0);
 }
 
+// AudioHead::sample_frames: the depthformer's frame for several sequences at once. Three sequences
+// (two greedy, one sampling top-k with its own draw counters) over four frames, one of them absent
+// from the second frame, against sample_frame of each alone: the same codes, and on the CPU the
+// same logits bit for bit (fp32 and bf16); on CUDA within the fused frame kernel's bars
+// (tests/cuda/fused_cuda_test.cpp: fp32 1e-5, bf16 2e-2 relative L2), since a lone frame there
+// takes the fused kernel. A frame's cache is rewritten within the frame (positions 0..Q-1), so what
+// must not happen is two rows sharing one cache: that changes the logits by order 1 (checked by
+// hand: 0.73 relative L2 with every row on the first state).
+TEST_P(BatchStep, DepthformerFramesEqualAlone) {
+    for (ops::Precision prec : {ops::Precision::kF32, ops::Precision::kBF16}) {
+        if (GetParam() == Device::kCUDA) {
+            auto c = backend::create_context(Device::kCUDA, prec);
+            ASSERT_TRUE(c.is_ok()) << c.status().message();
+            ctx_ = *c;
+        } else {
+            ctx_ = ops::Context{};
+            ctx_.precision = prec;
+            ctx_.pool = &pool_;
+        }
+        double worst = 0;
+        {
+            model::WeightStore store(ctx_);
+            auto head = model::AudioHead::load(cfg_, *file_, store);
+            ASSERT_TRUE(head.is_ok()) << head.status().message();
+            const int64_t D = cfg_.lfm.hidden_size, Q = head->codebooks(), V = head->vocab();
+            constexpr int kB = 3, kFrames = 4;
+            Arena arena;
+            ASSERT_TRUE(arena.reserve(ctx_.device, head->scratch_bytes(ctx_, kB) + (1u << 20)));
+            std::vector<model::AudioHeadState> alone, tog;
+            for (int b = 0; b < kB; ++b) {
+                auto a = head->new_state(ctx_), t = head->new_state(ctx_);
+                ASSERT_TRUE(a.is_ok() && t.is_ok());
+                alone.push_back(std::move(*a));
+                tog.push_back(std::move(*t));
+            }
+            test::Rng rng(4242);
+            for (int fr = 0; fr < kFrames; ++fr) {
+                std::vector<int> rows;
+                for (int b = 0; b < kB; ++b)
+                    if (!(fr == 1 && b == 2)) rows.push_back(b);
+                const int64_t B = static_cast<int64_t>(rows.size());
+                std::vector<float> hh(static_cast<size_t>(B * D));
+                for (float& v : hh) v = rng.normal();
+                std::vector<int32_t> ctr(static_cast<size_t>(Q));
+                for (int64_t q = 0; q < Q; ++q) ctr[static_cast<size_t>(q)] = fr * 16 + q;
+                Dev h = alloc(ctx_.act_dtype(), {B, D}), counters = alloc(DType::kI32, {Q});
+                ops::copy(ctx_, Tensor::make(hh.data(), DType::kF32, Device::kCPU, {B, D}), h.t);
+                ops::copy(ctx_, Tensor::make(ctr.data(), DType::kI32, Device::kCPU, {Q}),
+                          counters.t);
+                std::vector<model::FrameSampling> samp;
+                for (int b : rows) {
+                    model::FrameSampling fs;
+                    if (b == 1) {
+                        fs.temperature = 0.8f;
+                        fs.top_k = 4;
+                        fs.seed = 99;
+                        fs.counters = &counters.t;
+                    }
+                    samp.push_back(fs);
+                }
+                // Alone, one sequence at a time.
+                std::vector<int32_t> codes_alone;
+                std::vector<float> logits_alone;
+                for (size_t r = 0; r < rows.size(); ++r) {
+                    Dev c = alloc(DType::kI32, {Q}), lg = alloc(ctx_.act_dtype(), {Q, V});
+                    const Tensor hb =
+                        h.t.rows(static_cast<int64_t>(r), static_cast<int64_t>(r) + 1);
+                    head->sample_frame(ctx_, alone[static_cast<size_t>(rows[r])], hb, samp[r],
+                                       arena, c.t, &lg.t, nullptr);
+                    const std::vector<int32_t> cv = download_i32(c.t);
+                    const std::vector<float> lv = download(lg.t);
+                    codes_alone.insert(codes_alone.end(), cv.begin(), cv.end());
+                    logits_alone.insert(logits_alone.end(), lv.begin(), lv.end());
+                }
+                // Together.
+                std::vector<model::AudioHeadState*> sts;
+                for (int b : rows) sts.push_back(&tog[static_cast<size_t>(b)]);
+                Dev c = alloc(DType::kI32, {B, Q}), lg = alloc(ctx_.act_dtype(), {B, Q, V});
+                head->sample_frames(ctx_, sts, h.t, samp, arena, c.t, &lg.t);
+                const std::vector<int32_t> codes_tog = download_i32(c.t);
+                const std::vector<float> lv = download(lg.t);
+                EXPECT_EQ(codes_tog, codes_alone) << "frame " << fr;
+                // Codes are codes (in range), and the rows differ from one another.
+                for (int32_t v : codes_tog) EXPECT_TRUE(v >= 0 && v < V) << v;
+                EXPECT_NE(std::vector<int32_t>(codes_tog.begin(), codes_tog.begin() + Q),
+                          std::vector<int32_t>(codes_tog.begin() + Q, codes_tog.begin() + 2 * Q));
+                worst = std::max(worst,
+                                 test::compare(lv.data(), logits_alone.data(), lv.size()).rel_l2);
+            }
+        }
+        if (GetParam() == Device::kCUDA) backend::destroy_context(ctx_);
+        const bool f32 = prec == ops::Precision::kF32;
+        std::printf("[batch frame %s %s] worst logits rel L2 vs alone %.3g\n",
+                    device_name(GetParam()), f32 ? "fp32" : "bf16", worst);
+        if (GetParam() == Device::kCPU) EXPECT_EQ(worst, 0.0);
+        EXPECT_LE(worst, f32 ? 1e-5 : 2e-2);
+    }
+}
+
 // What batching buys: a backbone decode step for B sequences against B lone steps, on the model in
 // VOXRT_BATCH_BENCH_MODEL (a checkpoint directory, e.g. the full-size random one; skipped when
 // unset), in bf16 and int8. Prints ms per engine step and sequence-steps per second.
@@ -304,7 +413,8 @@ TEST_P(BatchStep, Throughput) {
                 net->forward_batch(ctx_, mems, x.t, p.t, arena, o.t);  // untimed first
                 EXPECT_TRUE(ops::synchronize(ctx_).is_ok());
                 const auto t0 = std::chrono::steady_clock::now();
-                for (int r = 0; r < kReps; ++r) net->forward_batch(ctx_, mems, x.t, p.t, arena, o.t);
+                for (int r = 0; r < kReps; ++r)
+                    net->forward_batch(ctx_, mems, x.t, p.t, arena, o.t);
                 EXPECT_TRUE(ops::synchronize(ctx_).is_ok());
                 const double ms =
                     std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
@@ -316,6 +426,40 @@ TEST_P(BatchStep, Throughput) {
                     "(%.2fx B lone steps)\n",
                     device_name(GetParam()), q == model::WeightQuant::kI8 ? "int8" : "bf16", B, ms,
                     1000.0 * B / ms, B * lone_ms / ms);
+            }
+            // The depthformer's frame for B sequences (greedy).
+            auto head = model::AudioHead::load(*cfg, *f, store);
+            ASSERT_TRUE(head.is_ok()) << head.status().message();
+            Arena harena;
+            ASSERT_TRUE(harena.reserve(ctx_.device, head->scratch_bytes(ctx_, kMax) + (1u << 20)));
+            std::vector<model::AudioHeadState> hs;
+            for (int i = 0; i < kMax; ++i) {
+                auto h1 = head->new_state(ctx_);
+                ASSERT_TRUE(h1.is_ok());
+                hs.push_back(std::move(*h1));
+            }
+            double lone_frame_ms = 0;
+            for (int B : {1, 2, 4, 8}) {
+                Dev hx = alloc(ctx_.act_dtype(), {B, D}), codes = alloc(DType::kI32, {B, 8});
+                std::vector<model::AudioHeadState*> sts;
+                for (int i = 0; i < B; ++i) sts.push_back(&hs[static_cast<size_t>(i)]);
+                const std::vector<model::FrameSampling> samp(static_cast<size_t>(B));
+                head->sample_frames(ctx_, sts, hx.t, samp, harena, codes.t, nullptr);
+                EXPECT_TRUE(ops::synchronize(ctx_).is_ok());
+                const auto t0 = std::chrono::steady_clock::now();
+                for (int r = 0; r < kReps; ++r)
+                    head->sample_frames(ctx_, sts, hx.t, samp, harena, codes.t, nullptr);
+                EXPECT_TRUE(ops::synchronize(ctx_).is_ok());
+                const double ms =
+                    std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
+                        .count() /
+                    kReps;
+                if (B == 1) lone_frame_ms = ms;
+                std::printf(
+                    "[batch frame %s %s] B=%d: %.1f ms for B depthformer frames, %.1f frames/s "
+                    "(%.2fx B lone frames)\n",
+                    device_name(GetParam()), q == model::WeightQuant::kI8 ? "int8" : "bf16", B, ms,
+                    1000.0 * B / ms, B * lone_frame_ms / ms);
             }
         }
         if (GetParam() == Device::kCUDA) backend::destroy_context(ctx_);
