@@ -29,6 +29,8 @@ import os
 import statistics
 import sys
 import time
+import urllib.parse
+import urllib.request
 import wave
 
 import websockets
@@ -146,6 +148,22 @@ async def level(url, pcm, speech_end, n, args):
     return row
 
 
+def wait_idle(ws_url, limit_s):
+    """Waits until the server reports no active sessions (voxrt_sessions_active 0), or limit_s."""
+    u = urllib.parse.urlparse(ws_url)
+    metrics = f"http://{u.hostname}:{u.port or 80}/metrics"
+    t_end = time.monotonic() + limit_s
+    while time.monotonic() < t_end:
+        try:
+            with urllib.request.urlopen(metrics, timeout=2) as r:
+                for ln in r.read().decode().splitlines():
+                    if ln.startswith("voxrt_sessions_active ") and float(ln.split()[1]) == 0:
+                        return
+        except (OSError, ValueError):
+            return  # no metrics endpoint: nothing to wait for
+        time.sleep(0.2)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--url", default="ws://127.0.0.1:8080/v1/realtime")
@@ -156,6 +174,9 @@ def main():
     ap.add_argument("--jitter-ms", type=float, default=200, help="client playback buffer before underrun")
     ap.add_argument("--timeout", type=float, default=120)
     ap.add_argument("--out", help="write the rows as JSON here")
+    ap.add_argument("--settle-s", type=float, default=15,
+                    help="before each level, wait up to this long for the server's /metrics to show no "
+                         "active sessions (slots are freed when the server notices a closed socket)")
     args = ap.parse_args()
     pcm = load_pcm24(args.wav)
     end = speech_end_sample(pcm)
@@ -165,6 +186,7 @@ def main():
     print("| sessions | answered | TTFA p50 ms | TTFA max ms | after speech_stopped p50 / max ms | real time | worst late ms |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for n in [int(v) for v in args.concurrency.split(",")]:
+        wait_idle(args.url, args.settle_s)
         row = asyncio.run(level(args.url, pcm, end, n, args))
         rows.append(row)
         if row["answered"]:

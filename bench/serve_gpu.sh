@@ -6,6 +6,7 @@
 # same work.
 #
 #   bench/serve_gpu.sh OUT_DIR [CONCURRENCY]      (default 1,2,4,8,16,24,32)
+#   PRECISION=int8|fp8 (default bf16): the weights the server loads
 #
 # Needs build-gpu/voxrt (scripts/gpu_session.sh build) and the websockets wheel in .carry/pyserve
 # (pip download websockets==17.4 for CPython 3.12) when the image lacks it.
@@ -24,7 +25,7 @@ if ! python3 -c "import websockets" 2>/dev/null; then
     export PYTHONPATH=/tmp/voxrt-pyserve${PYTHONPATH:+:$PYTHONPATH}
 fi
 max=$(echo "$LEVELS" | tr ',' '\n' | sort -n | tail -1)
-build-gpu/voxrt serve -m "$MODEL" --device cuda --port "$PORT" --max-sessions "$max" \
+build-gpu/voxrt serve -m "$MODEL" --device cuda --precision "${PRECISION:-bf16}" --port "$PORT" --max-sessions "$max" \
   --bench-no-early-end > "$OUT/serve.log" 2>&1 &
 pid=$!
 for _ in $(seq 120); do

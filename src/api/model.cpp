@@ -49,16 +49,6 @@ Expected<model::ModelOptions> internal_options(const ModelOptions& o) {
                           "ModelOptions.precision must be bf16, fp32, int8 or fp8, got \"%s\"",
                           o.precision.c_str());
     }
-    // The CUDA kernels for 8-bit weights (backend/cuda: linear, the fused backbone step and
-    // depthformer frame) and their tests (tests/cuda/quant_cuda_test.cpp) are in the build, but
-    // those tests have not yet run on a GPU; until they have, a CUDA model refuses these modes
-    // rather than risk wrong answers.
-    if (m.weight_quant != model::WeightQuant::kNone && m.device == Device::kCUDA)
-        return make_error(StatusCode::kUnsupported,
-                          "ModelOptions.precision \"%s\" is not available on CUDA yet (its kernels "
-                          "are not yet verified on a GPU): use bf16 or fp32 on CUDA, or device "
-                          "cpu for 8-bit weights",
-                          o.precision.c_str());
     if (o.threads < 0 || o.threads > 1024)
         return make_error(StatusCode::kInvalidArgument,
                           "ModelOptions.threads must be in [0, 1024], got %d", o.threads);

@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "core/check.h"
+
 namespace voxrt::model {
 
 namespace {
@@ -134,11 +136,11 @@ Expected<AudioHeadState> AudioHead::new_state(const ops::Context& ctx) const {
     return st;
 }
 
-size_t AudioHead::scratch_bytes(const ops::Context& ctx) const {
+size_t AudioHead::scratch_bytes(const ops::Context& ctx, int64_t B) const {
     const DType dt = ctx.act_dtype();
-    return arena_bytes(dt, Q_ * Dd_) + arena_bytes(dt, Dd_) * 6 +
-           arena_bytes(dt, Dd_ + 2 * Hkv_ * Dh_) + arena_bytes(dt, 2 * F_) + arena_bytes(dt, V_) +
-           4096;
+    return arena_bytes(dt, B * Q_ * Dd_) + arena_bytes(dt, B * Dd_) * 6 +
+           arena_bytes(dt, B * (Dd_ + 2 * Hkv_ * Dh_)) + arena_bytes(dt, B * 2 * F_) +
+           arena_bytes(dt, B * V_) + 4096;
 }
 
 void AudioHead::sample_frame(const ops::Context& ctx, AudioHeadState& st, const Tensor& h,
@@ -232,6 +234,96 @@ void AudioHead::sample_frame(const ops::Context& ctx, AudioHeadState& st, const 
         }
         const Tensor& fed = forced ? forced->rows(i, i + 1) : ci;
         ops::embedding(ctx, emb_[static_cast<size_t>(i)], fed, prev);
+    }
+    scratch.release(mark);
+}
+
+void AudioHead::sample_frames(const ops::Context& ctx, const std::vector<AudioHeadState*>& st,
+                              const Tensor& h, const std::vector<FrameSampling>& s, Arena& scratch,
+                              Tensor& codes, Tensor* logits_out) const {
+    ops::ProfileRange range(ctx, "audio frames (batch)");
+    const int64_t B = h.shape[0];
+    VOXRT_ASSERT(static_cast<int64_t>(st.size()) == B && static_cast<int64_t>(s.size()) == B,
+                 "sample_frames: %lld rows, %zu states, %zu samplings", static_cast<long long>(B),
+                 st.size(), s.size());
+    const DType dt = ctx.act_dtype();
+    const int64_t QKV = Dd_ + 2 * Hkv_ * Dh_;
+    const size_t esz = dtype_size(dt);
+    const size_t mark = scratch.mark();
+    Tensor dall = scratch.alloc(dt, {B, Q_ * Dd_});
+    ops::linear(ctx, h, depth_w_, &depth_b_, dall);
+    Tensor prev = scratch.alloc(dt, {B, Dd_});
+    Tensor x = scratch.alloc(dt, {B, Dd_});
+    Tensor n = scratch.alloc(dt, {B, Dd_});
+    Tensor qkv = scratch.alloc(dt, {B, QKV});
+    Tensor att = scratch.alloc(dt, {B, H_ * Dh_});
+    Tensor o = scratch.alloc(dt, {B, Dd_});
+    Tensor g1 = scratch.alloc(dt, {B, F_}), g3 = scratch.alloc(dt, {B, F_});
+    Tensor logits = scratch.alloc(dt, {B, V_});
+    ops::zero(ctx, prev);
+    const Tensor codes2 = codes.reshape({B, Q_});
+    for (int i = 0; i < Q_; ++i) {
+        // x[b] = depthformer_in[b][i] + previous code embedding[b]
+        for (int64_t b = 0; b < B; ++b) {
+            const Tensor di = Tensor::make(
+                static_cast<char*>(dall.data) + static_cast<size_t>(b * Q_ * Dd_ + i * Dd_) * esz,
+                dt, ctx.device, {1, Dd_});
+            const Tensor pb = prev.rows(b, b + 1);
+            Tensor xb = x.rows(b, b + 1);
+            ops::add(ctx, di, pb, xb);
+        }
+        for (size_t l = 0; l < layers_.size(); ++l) {
+            const DepthLayerWeights& L = layers_[l];
+            ops::rms_norm(ctx, x, L.operator_norm, eps_, ops::RmsStyle::kFused, n);
+            ops::linear(ctx, n, L.qkv, nullptr, qkv);
+            for (int64_t b = 0; b < B; ++b) {  // each sequence's own frame cache
+                AudioHeadState& sb = *st[static_cast<size_t>(b)];
+                char* row = static_cast<char*>(qkv.data) + static_cast<size_t>(b * QKV) * esz;
+                Tensor q = Tensor::make(row, dt, ctx.device, {1, H_, Dh_});
+                Tensor k = Tensor::make(row + static_cast<size_t>(Dd_) * esz, dt, ctx.device,
+                                        {1, Hkv_, Dh_});
+                Tensor v = Tensor::make(row + static_cast<size_t>(Dd_ + Hkv_ * Dh_) * esz, dt,
+                                        ctx.device, {1, Hkv_, Dh_});
+                Tensor qr = q.reshape({H_, Dh_}), kr = k.reshape({Hkv_, Dh_});
+                Tensor pos = sb.positions.rows(i, i + 1);
+                Tensor ab = att.rows(b, b + 1).reshape({1, H_, Dh_});
+                ops::rms_norm(ctx, qr, L.q_norm, eps_, ops::RmsStyle::kFused, qr);
+                ops::rms_norm(ctx, kr, L.k_norm, eps_, ops::RmsStyle::kFused, kr);
+                ops::rope(ctx, q, pos, rope_cos_, rope_sin_, ops::RopeStyle::kPairs);
+                ops::rope(ctx, k, pos, rope_cos_, rope_sin_, ops::RopeStyle::kPairs);
+                ops::kv_write(ctx, k, v, pos, sb.k_cache[l], sb.v_cache[l]);
+                ops::attention(ctx, q, sb.k_cache[l], sb.v_cache[l], pos,
+                               1.0f / std::sqrt(static_cast<float>(Dh_)), 0, ab);
+            }
+            ops::linear(ctx, att, L.out_proj, nullptr, o);
+            ops::add(ctx, o, x, x);
+            ops::rms_norm(ctx, x, L.ffn_norm, eps_, ops::RmsStyle::kFused, n);
+            ops::linear(ctx, n, L.w1, nullptr, g1);
+            ops::linear(ctx, n, L.w3, nullptr, g3);
+            ops::swiglu(ctx, g1, g3, g1);
+            ops::linear(ctx, g1, L.w2, nullptr, o);
+            ops::add(ctx, x, o, x);
+        }
+        ops::rms_norm(ctx, x, emb_norm_[static_cast<size_t>(i)], eps_, ops::RmsStyle::kFused, n);
+        ops::linear(ctx, n, to_logits_[static_cast<size_t>(i)], nullptr, logits);
+        for (int64_t b = 0; b < B; ++b) {
+            const FrameSampling& sb = s[static_cast<size_t>(b)];
+            Tensor lg = logits.rows(b, b + 1);
+            if (sb.suppress_eos) ops::set_value(ctx, lg, V_ - 1, -INFINITY);
+            Tensor ci = codes2.row(b).rows(i, i + 1);
+            if (sb.greedy()) {
+                ops::argmax(ctx, lg, ci);
+            } else {
+                Tensor ctr = sb.counters->rows(i, i + 1);
+                ops::sample_top_k(ctx, lg, sb.temperature, sb.top_k, sb.seed, ctr, ci);
+            }
+            if (logits_out) {
+                Tensor dst = logits_out->reshape({B, Q_, V_}).row(b).rows(i, i + 1);
+                ops::copy(ctx, lg, dst);
+            }
+            Tensor pb = prev.rows(b, b + 1);
+            ops::embedding(ctx, emb_[static_cast<size_t>(i)], ci, pb);
+        }
     }
     scratch.release(mark);
 }

@@ -65,7 +65,8 @@ public:
     int vocab() const { return V_; }  // 2049
 
     Expected<AudioHeadState> new_state(const ops::Context& ctx) const;
-    size_t scratch_bytes(const ops::Context& ctx) const;
+    // Scratch for sample_frame (B = 1) or sample_frames of B sequences.
+    size_t scratch_bytes(const ops::Context& ctx, int64_t B = 1) const;
 
     // h [1, D] → codes (device I32 [Q]). logits_out (optional, [Q, V] activation dtype) receives
     // each codebook's logits. forced (optional, device I32 [Q]): feed these codes back instead of
@@ -73,6 +74,16 @@ public:
     void sample_frame(const ops::Context& ctx, AudioHeadState& st, const Tensor& h,
                       const FrameSampling& s, Arena& scratch, Tensor& codes, Tensor* logits_out,
                       const Tensor* forced) const;
+
+    // One frame for each of B sequences at once (continuous batching): h [B, D] (row i:
+    // sequence i's backbone output) → codes [B, Q] (device I32), each sequence with its own state
+    // (st[i]) and sampling (s[i], counters included). The projections, FFNs and codebook heads
+    // run once over the B rows; q/k norms, RoPE, the KV writes, attention and sampling per row.
+    // Row i equals sample_frame() of that sequence alone up to summation order (the op
+    // sequence, not the fused frame kernel). logits_out (optional): [B, Q, V].
+    void sample_frames(const ops::Context& ctx, const std::vector<AudioHeadState*>& st,
+                       const Tensor& h, const std::vector<FrameSampling>& s, Arena& scratch,
+                       Tensor& codes, Tensor* logits_out) const;
 
     // codes [N, Q] (device I32) → y [N, D] = Σ_i audio_embedding[codes[n,i] + 2049·i]
     void embed_frames(const ops::Context& ctx, const Tensor& codes, Tensor& y) const;

@@ -1,8 +1,9 @@
 // A session's streaming detokenizer on its own thread (and, on CUDA, its own stream), so that
 // generation never waits for it: chunks of frames go in, in order; their PCM comes out in the same
-// order, picked up by the generating thread at its next step boundary (session.cpp). A worker that
-// has fallen behind computes the queued chunks together, in steps of up to
-// Detokenizer::max_step_frames() frames, and hands each chunk its own samples back.
+// order, picked up by the generating thread at its next step boundary (session.cpp). On the CPU, a
+// worker that has fallen behind computes the queued chunks together, in steps of up to
+// Detokenizer::max_step_frames() frames, and hands each chunk its own samples back; on CUDA it
+// runs them one by one, so that the PCM never depends on timing (detok_worker.cpp says why).
 #pragma once
 
 #include <array>

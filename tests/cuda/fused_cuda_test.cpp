@@ -59,6 +59,10 @@ Dev dev_alloc(Device d, DType dt, std::initializer_list<int64_t> shape) {
     return r;
 }
 
+const char* quant_name(model::WeightQuant q) {
+    return q == model::WeightQuant::kI8 ? " int8" : q == model::WeightQuant::kF8E4M3 ? " fp8" : "";
+}
+
 class FusedDepthformer : public ::testing::Test {
 protected:
     void SetUp() override {
@@ -82,7 +86,7 @@ protected:
         ops::Context ctx = *c;
         ctx.fused = fused;
         {
-            model::WeightStore store(ctx);
+            model::WeightStore store(ctx, quant_);
             auto head = model::AudioHead::load(cfg_, *file_, store);
             EXPECT_TRUE(head.is_ok()) << head.status().message();
             auto st = head->new_state(ctx);
@@ -164,7 +168,8 @@ protected:
     void compare(ops::Precision prec, const model::FrameSampling& s, double max_rel_l2,
                  double min_code_agree) {
         const int frames = 12;
-        const char* tag = prec == ops::Precision::kF32 ? "fp32" : "bf16";
+        const std::string tag =
+            std::string(prec == ops::Precision::kF32 ? "fp32" : "bf16") + quant_name(quant_);
         FrameRun ref = run(prec, /*fused=*/false, s, frames, {});
         ASSERT_EQ(ref.codes.size(), static_cast<size_t>(frames * cfg_.codebooks));
         // Teacher-forced with the op sequence's codes: the same inputs for every codebook.
@@ -188,7 +193,7 @@ protected:
         std::printf(
             "[fused depthformer %s T=%g k=%d] logits rel L2 %.3g, codes equal %zu/%zu; "
             "graph replay: op sequence %.1f us/frame, fused %.1f us/frame\n",
-            tag, s.temperature, s.top_k, rel, agree, ref.codes.size(), ref_tf.us_per_frame,
+            tag.c_str(), s.temperature, s.top_k, rel, agree, ref.codes.size(), ref_tf.us_per_frame,
             fused.us_per_frame);
         EXPECT_LE(rel, max_rel_l2);
         EXPECT_GE(frac, min_code_agree);
@@ -199,6 +204,7 @@ protected:
     std::string dir_;
     model::AudioModelConfig cfg_;
     std::unique_ptr<io::SafeTensorsFile> file_;
+    model::WeightQuant quant_ = model::WeightQuant::kNone;  // 8-bit weights, quantized at load
 };
 
 // fp32: the same arithmetic up to summation order → logits equal to ~1e-6, every code equal.
@@ -229,6 +235,16 @@ TEST_F(FusedDepthformer, GreedyBf16) {
 }
 TEST_F(FusedDepthformer, TopKBf16) {
     compare(ops::Precision::kBF16, sampled(1.0f, 4, 7), 2e-2, 0.8);
+}
+// 8-bit weights (the checkpoint's matrices quantized at load, as ModelOptions.precision int8 / fp8
+// loads them): fused and op sequence read the same codes, so the bf16 bars apply.
+TEST_F(FusedDepthformer, GreedyBf16Int8) {
+    quant_ = model::WeightQuant::kI8;
+    compare(ops::Precision::kBF16, {}, 2e-2, 0.8);
+}
+TEST_F(FusedDepthformer, GreedyBf16Fp8) {
+    quant_ = model::WeightQuant::kF8E4M3;
+    compare(ops::Precision::kBF16, {}, 2e-2, 0.8);
 }
 
 }  // namespace
@@ -265,9 +281,10 @@ protected:
         ctx.fused = fused;
         ctx.fused_backbone = fused;
         {
-            model::WeightStore store(ctx);
+            model::WeightStore store(ctx, quant_);
             model::Lfm2Network::Options opt;
             opt.max_positions = 1024;
+            opt.quantize = quant_ != model::WeightQuant::kNone;
             auto net = model::Lfm2Network::load(cfg_.lfm, *file_, "lfm.", store, opt);
             EXPECT_TRUE(net.is_ok()) << net.status().message();
             if (!net.is_ok()) return outs;
@@ -343,15 +360,17 @@ protected:
             worst = std::max(worst, std::sqrt(num / std::max(den, 1e-30)));
         }
         std::printf(
-            "[fused lfm2 step %s] worst step rel L2 %.3g over %d steps after %d positions; "
+            "[fused lfm2 step %s%s] worst step rel L2 %.3g over %d steps after %d positions; "
             "graph replay: op sequence %.1f us/step, fused %.1f us/step\n",
-            prec == ops::Precision::kF32 ? "fp32" : "bf16", worst, steps, prompt, us_ref, us_fused);
+            prec == ops::Precision::kF32 ? "fp32" : "bf16", quant_name(quant_), worst, steps,
+            prompt, us_ref, us_fused);
         EXPECT_LE(worst, max_rel_l2);
     }
 
     model::AudioModelConfig cfg_;
     std::unique_ptr<io::SafeTensorsFile> file_;
     backend::ContextOptions options_;  // of both contexts
+    model::WeightQuant quant_ = model::WeightQuant::kNone;
 };
 
 // fp32: the op sequence's arithmetic up to summation order. bf16: occasional bf16 rounding flips
@@ -360,6 +379,15 @@ TEST_F(FusedLfm2Step, Fp32) {
     compare(ops::Precision::kF32, 1e-5);
 }
 TEST_F(FusedLfm2Step, Bf16) {
+    compare(ops::Precision::kBF16, 3e-2);
+}
+// 8-bit weights quantized at load: fused and op sequence read the same codes (bf16 bar).
+TEST_F(FusedLfm2Step, Bf16Int8) {
+    quant_ = model::WeightQuant::kI8;
+    compare(ops::Precision::kBF16, 3e-2);
+}
+TEST_F(FusedLfm2Step, Bf16Fp8) {
+    quant_ = model::WeightQuant::kF8E4M3;
     compare(ops::Precision::kBF16, 3e-2);
 }
 // The GPU options that change the persistent kernel's launch (fewer blocks) and its loads (L2

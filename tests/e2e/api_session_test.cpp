@@ -37,19 +37,6 @@ TEST(ApiTasks, DefaultsAreTheReferencePrompts) {
     EXPECT_EQ(parse_task("asr"), Task::kAsr);
 }
 
-// 8-bit weights on CUDA are refused (their kernels have not yet run on a GPU), by name.
-TEST(ApiModel, EightBitWeightsOnCudaAreRefused) {
-    for (const char* prec : {"int8", "fp8"}) {
-        ModelOptions o;
-        o.device = "cuda";
-        o.precision = prec;
-        auto m = Model::load(test::data_dir() + "/tiny/model", o);
-        ASSERT_FALSE(m.is_ok());
-        EXPECT_NE(m.status().message().find("ModelOptions.precision"), std::string::npos)
-            << m.status().message();
-    }
-}
-
 // ModelOptions::warm_up: load() runs a throwaway turn (timed in ModelInfo::warm_up_ms) and the
 // model's sessions are unaffected by it: the same conversation gives the same answer, PCM included,
 // as on a model loaded without it.

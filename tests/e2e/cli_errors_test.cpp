@@ -285,6 +285,18 @@ TEST(CliErrors, GoodRunsSucceed) {
     EXPECT_EQ(r.exit_code, 0) << r.err;
 }
 
+// The load line says how long the warm-up turn took; --no-warm-up skips it.
+TEST(CliErrors, NoWarmUpSkipsTheLoadsTurn) {
+    const std::string args = "asr --device cpu -n 4 -m " + tiny() + " -i " + question();
+    CliResult r = run_cli(args);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.err.find("warm-up turn"), std::string::npos) << r.err;
+    r = run_cli(args + " --no-warm-up");
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.err.find("voxrt: loaded"), std::string::npos) << r.err;
+    EXPECT_EQ(r.err.find("warm-up turn"), std::string::npos) << r.err;
+}
+
 // A mono 16-bit WAV of a wavering tone (so that the encoder sees something other than silence).
 std::string tone_wav(double seconds, int rate) {
     const auto n = static_cast<uint32_t>(seconds * rate);

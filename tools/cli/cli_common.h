@@ -23,6 +23,7 @@ struct CommonArgs {
     std::string precision = "bf16";  // bf16 | fp32 | int8 | fp8
     int context = 4096;
     bool quiet = false;
+    bool no_warm_up = false;  // skip the throwaway turn at load (ModelOptions::warm_up)
     // For comparisons (hidden from the subcommands' --help; shown by voxrt bench --help).
     bool no_fused = false;           // CUDA: the op sequences instead of the fused decode kernels
     bool no_fused_backbone = false;  // CUDA: the backbone step op by op (depthformer stays fused)

@@ -141,6 +141,8 @@ Expected<Loaded> load(const CommonArgs& c, bool need_detok) {
         if (mi.quantization_saved_bytes > 0)
             std::fprintf(stderr, ", quantized weights %.1f MB smaller",
                          mi.quantization_saved_bytes / 1e6);
+        if (mi.warm_up_ms > 0)
+            std::fprintf(stderr, " (of which warm-up turn %.0f ms)", mi.warm_up_ms);
         std::fprintf(stderr, "\n");
     }
     return l;
@@ -254,6 +256,7 @@ ModelOptions model_options(const CommonArgs& c) {
     o.threads = c.threads;
     o.max_context = c.context;
     o.detokenizer_device = c.detok_device;
+    o.warm_up = !c.no_warm_up;
     return o;
 }
 
@@ -283,6 +286,9 @@ void add_common(CLI::App* app, CommonArgs& a, bool show_ab) {
         ->capture_default_str()
         ->check(CLI::Range(16, kMaxContextPositions));
     app->add_flag("-q,--quiet", a.quiet, "no progress or timing on stderr");
+    app->add_flag("--no-warm-up", a.no_warm_up,
+                  "skip the short throwaway turn at load (faster load; the first turn then pays "
+                  "one-time costs such as CUDA graph capture)");
     // A/B switches for comparisons: accepted everywhere, listed only by voxrt bench --help.
     const std::string ab = kAbGroup;
     if (!show_ab) hide_ab_in_help(app);

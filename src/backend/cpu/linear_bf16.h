@@ -37,7 +37,10 @@
 
 namespace voxrt::cpu {
 
-// Products of more rows than this take the bf16 GEMM (when it applies); fewer, the GEMV.
+// Products of this many rows or more take the bf16 GEMM (when it applies); fewer, the GEMV. Decode
+// steps of up to 8 rows (batched sequences, Lfm2Network::forward_batch) thus keep the GEMV, which
+// gives a row the same bits whatever the row count; a caller that needs that for more rows turns
+// ops::Context::cpu_packed_gemm off, which turns this path off as well.
 constexpr int64_t kBf16GemmMinRows = 9;
 
 // Whether this host and build have the instruction (cpuid: AVX512F, AVX512BW, AVX512_BF16).

@@ -170,10 +170,21 @@ __global__ void __launch_bounds__(kThreads, 1) lfm2_step_kernel(const __grid_con
             if (a.prefetch) prefetch_rows(static_cast<const W*>(P.o), D, D, gw, nw, lane);
             {
                 const W* w = static_cast<const W*>(P.in_proj);
-                for (int r = gw; r < 3 * D; r += nw) {
+                // The first row from its preloaded pieces, then the others two at a time.
+                for (int r = gw; r < 3 * D;) {
                     const W* row = w + static_cast<int64_t>(r) * D;
-                    const float y = r == gw ? warp_dot_pre(pa, row, xs, D, lane) : warp_dot(row, xs, D, lane);
-                    if (lane == 0) put_word(a.w_proj + r, act<T>(row_scaled<W>(y, P.s_in, r)), tag);
+                    if (r == gw || r + nw >= 3 * D) {
+                        const float y = r == gw ? warp_dot_pre(pa, row, xs, D, lane) : warp_dot(row, xs, D, lane);
+                        if (lane == 0) put_word(a.w_proj + r, act<T>(row_scaled<W>(y, P.s_in, r)), tag);
+                        r += nw;
+                    } else {
+                        const float2 y = warp_dot2(row, row + static_cast<int64_t>(nw) * D, xs, D, lane);
+                        if (lane == 0) {
+                            put_word(a.w_proj + r, act<T>(row_scaled<W>(y.x, P.s_in, r)), tag);
+                            put_word(a.w_proj + r + nw, act<T>(row_scaled<W>(y.y, P.s_in, r + nw)), tag);
+                        }
+                        r += 2 * nw;
+                    }
                 }
             }
             mark(kADone);
@@ -471,11 +482,17 @@ __global__ void __launch_bounds__(kThreads, 1) lfm2_step_kernel(const __grid_con
             for (int r = gw; r < F; r += nw) {
                 const W* r1 = w1 + static_cast<int64_t>(r) * D;
                 const W* r3 = w3 + static_cast<int64_t>(r) * D;
-                const bool first = r == gw;
-                const float y1 =
-                    act<T>(row_scaled<W>(first ? warp_dot_pre(pa, r1, xs, D, lane) : warp_dot(r1, xs, D, lane), P.s_w1, r));
-                const float y3 =
-                    act<T>(row_scaled<W>(first ? warp_dot_pre(pb, r3, xs, D, lane) : warp_dot(r3, xs, D, lane), P.s_w3, r));
+                float y1, y3;
+                if (r == gw) {  // from the pieces preloaded before the wait
+                    y1 = warp_dot_pre(pa, r1, xs, D, lane);
+                    y3 = warp_dot_pre(pb, r3, xs, D, lane);
+                } else {  // both rows' loads in flight together
+                    const float2 y = warp_dot2(r1, r3, xs, D, lane);
+                    y1 = y.x;
+                    y3 = y.y;
+                }
+                y1 = act<T>(row_scaled<W>(y1, P.s_w1, r));
+                y3 = act<T>(row_scaled<W>(y3, P.s_w3, r));
                 if (lane == 0) put_word(a.w_g + r, act<T>(act<T>(y1 / (1.0f + expf(-y1))) * y3), tag);
             }
         }

@@ -325,31 +325,40 @@ TEST(QuantizedModel, OutlierRowsKeepInt8WithinBound) {
     fs::remove_all(dir);
 }
 
-// Through the public API: int8 and fp8 load, say what they are, and run a turn.
+// Through the public API: int8 and fp8 load, say what they are, and run a turn, on the CPU and
+// (where there is one) on a GPU, whose kernels for these weights tests/cuda/quant_cuda_test.cpp
+// checks against dequantized weights and tests/parity (BackboneParityEightBit) against the
+// reference.
 TEST(QuantizedModel, PublicApiLoadsAndRunsATurn) {
-    for (const char* p : {"int8", "fp8"}) {
-        auto m = test::load_tiny("cpu", p, 512);
-        ASSERT_TRUE(m) << p;
-        EXPECT_EQ(m->info().precision, p);
-        // (The tiny checkpoint's quantized copy of its tied 65,536-row text head outweighs what
-        // its small matrices save, so quantization_saved_bytes is 0 here; the bytes a step
-        // reads still shrink.)
-        auto bf = test::load_tiny("cpu", "bf16", 512);
-        ASSERT_TRUE(bf);
-        EXPECT_LT(m->info().text_step_bytes, bf->info().text_step_bytes) << p;
-        EXPECT_LT(m->info().audio_frame_bytes, bf->info().audio_frame_bytes) << p;
-        auto s = Session::create(m);
-        ASSERT_TRUE(s.is_ok()) << s.status().message();
-        ASSERT_TRUE((*s)->add_turn(Role::kUser, "Hello there").is_ok());
-        // Interleaved: 6 text tokens, then audio frames through the depthformer and the
-        // detokenizer.
-        ResponseOptions o = ResponseOptions::for_task(Task::kSpeechChat);
-        o.max_steps = 20;
-        o.suppress_end = true;
-        test::Response r = test::respond(**s, o);
-        EXPECT_TRUE(r.status.is_ok()) << r.status.message();
-        EXPECT_EQ(r.steps, 20) << p;
-        EXPECT_FALSE(r.pcm.empty()) << p;
+    for (const char* device : {"cpu", "cuda"}) {
+        if (std::string(device) == "cuda" && !gpu_available()) {
+            std::printf("[quantized model] no GPU: the cuda case is not run\n");
+            continue;
+        }
+        for (const char* p : {"int8", "fp8"}) {
+            auto m = test::load_tiny(device, p, 512);
+            ASSERT_TRUE(m) << device << " " << p;
+            EXPECT_EQ(m->info().precision, p);
+            // (The tiny checkpoint's quantized copy of its tied 65,536-row text head outweighs
+            // what its small matrices save, so quantization_saved_bytes is 0 here; the bytes a
+            // step reads still shrink.)
+            auto bf = test::load_tiny(device, "bf16", 512);
+            ASSERT_TRUE(bf);
+            EXPECT_LT(m->info().text_step_bytes, bf->info().text_step_bytes) << p;
+            EXPECT_LT(m->info().audio_frame_bytes, bf->info().audio_frame_bytes) << p;
+            auto s = Session::create(m);
+            ASSERT_TRUE(s.is_ok()) << s.status().message();
+            ASSERT_TRUE((*s)->add_turn(Role::kUser, "Hello there").is_ok());
+            // Interleaved: 6 text tokens, then audio frames through the depthformer and the
+            // detokenizer.
+            ResponseOptions o = ResponseOptions::for_task(Task::kSpeechChat);
+            o.max_steps = 20;
+            o.suppress_end = true;
+            test::Response r = test::respond(**s, o);
+            EXPECT_TRUE(r.status.is_ok()) << r.status.message();
+            EXPECT_EQ(r.steps, 20) << device << " " << p;
+            EXPECT_FALSE(r.pcm.empty()) << device << " " << p;
+        }
     }
 }
 
