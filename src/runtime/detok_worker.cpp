@@ -88,12 +88,13 @@ void DetokWorker::loop() {
             if (jobs_.empty()) return;  // stop_ with nothing left
             // A worker that has fallen behind takes every queued chunk that fits one step: a step
             // costs about the same launches and one synchronize whatever its rows
-            // (audio_decoder.h). Only on the CPU, whose linear layers give a row the same bits
-            // whatever the number of rows: on CUDA a joined step's products take another kernel
-            // (the GEMV up to 8 rows, a cuBLAS GEMM above, whose algorithm depends on the row
-            // count), so the PCM would depend on how far behind the worker happened to be, and
-            // a conversation's audio on the load beside it (measured: 9 of 30 rounds of
-            // ApiThreads.EachSessionEqualsItselfAlone on an H100 differed in PCM, never in codes).
+            // (audio_decoder.h). Only on the CPU, where the detokenizer's fp32 products give a row
+            // the same bits whatever the number of rows (docs/detokenizer.md; tested): on CUDA a
+            // joined step's products take another kernel (the GEMV up to 8 rows, a cuBLAS GEMM
+            // above, whose algorithm depends on the row count), so the PCM would depend on how far
+            // behind the worker happened to be, and a conversation's audio on the load beside it
+            // (measured: 9 of 30 rounds of ApiThreads.EachSessionEqualsItselfAlone on an H100
+            // differed in PCM, never in codes).
             const bool may_join = ctx_.device == Device::kCPU;
             int frames = 0;
             while (!jobs_.empty()) {

@@ -7,7 +7,8 @@
 // step.
 // - fp32: every sequence's greedy tokens identical to its run alone, and every step's output within
 //   1e-5 relative L2 of the lone run's. On the CPU, whose linear kernels give a row the same bits
-//   whatever the number of rows, the outputs must be bit for bit the lone run's (0); on CUDA the
+//   for 1 to 8 rows (the batches here have at most 4), the outputs must be bit for bit the lone
+//   run's (0); on CUDA the
 //   batch takes the op sequence and GEMM kernels where a lone step takes the fused kernel, so
 //   only summation order differs (~1e-7 relative).
 // - bf16: teacher-forced on the fp32 tokens, each step's output within the bf16 bar of
