@@ -177,64 +177,17 @@ void AudioHead::sample_frame(const ops::Context& ctx, AudioHeadState& st, const 
         scratch.release(mark);
         return;
     }
-
-    Tensor prev = scratch.alloc(dt, {1, Dd_});
-    Tensor x = scratch.alloc(dt, {1, Dd_});
-    Tensor n = scratch.alloc(dt, {1, Dd_});
-    // q, k, v come out of one GEMV as adjacent slices of one row.
-    Tensor qkv = scratch.alloc(dt, {1, Dd_ + 2 * Hkv_ * Dh_});
-    Tensor q = Tensor::make(qkv.data, dt, ctx.device, {1, H_, Dh_});
-    Tensor k =
-        Tensor::make(static_cast<char*>(qkv.data) + static_cast<size_t>(Dd_) * dtype_size(dt), dt,
-                     ctx.device, {1, Hkv_, Dh_});
-    Tensor v = Tensor::make(
-        static_cast<char*>(qkv.data) + static_cast<size_t>(Dd_ + Hkv_ * Dh_) * dtype_size(dt), dt,
-        ctx.device, {1, Hkv_, Dh_});
-    Tensor att = scratch.alloc(dt, {1, H_, Dh_});
-    Tensor o = scratch.alloc(dt, {1, Dd_});
-    Tensor g1 = scratch.alloc(dt, {1, F_}), g3 = scratch.alloc(dt, {1, F_});
-    Tensor logits = scratch.alloc(dt, {1, V_});
-    ops::zero(ctx, prev);
-    Tensor qr = q.reshape({H_, Dh_}), kr = k.reshape({Hkv_, Dh_});
-    Tensor att2 = att.reshape({1, H_ * Dh_});
-    for (int i = 0; i < Q_; ++i) {
-        Tensor pos = st.positions.rows(i, i + 1);
-        Tensor di = dall.reshape({Q_, Dd_}).rows(i, i + 1);
-        ops::add(ctx, di, prev, x);  // depthformer_in[i] + previous code embedding
-        for (size_t l = 0; l < layers_.size(); ++l) {
-            const DepthLayerWeights& L = layers_[l];
-            ops::rms_norm(ctx, x, L.operator_norm, eps_, ops::RmsStyle::kFused, n);
-            ops::linear(ctx, n, L.qkv, nullptr, qkv);
-            ops::rms_norm(ctx, qr, L.q_norm, eps_, ops::RmsStyle::kFused, qr);
-            ops::rms_norm(ctx, kr, L.k_norm, eps_, ops::RmsStyle::kFused, kr);
-            ops::rope(ctx, q, pos, rope_cos_, rope_sin_, ops::RopeStyle::kPairs);
-            ops::rope(ctx, k, pos, rope_cos_, rope_sin_, ops::RopeStyle::kPairs);
-            ops::kv_write(ctx, k, v, pos, st.k_cache[l], st.v_cache[l]);
-            ops::attention(ctx, q, st.k_cache[l], st.v_cache[l], pos,
-                           1.0f / std::sqrt(static_cast<float>(Dh_)), 0, att);
-            ops::linear(ctx, att2, L.out_proj, nullptr, o);
-            ops::add(ctx, o, x, x);  // h = op(norm(x)) + x
-            ops::rms_norm(ctx, x, L.ffn_norm, eps_, ops::RmsStyle::kFused, n);
-            ops::linear(ctx, n, L.w1, nullptr, g1);
-            ops::linear(ctx, n, L.w3, nullptr, g3);
-            ops::swiglu(ctx, g1, g3, g1);
-            ops::linear(ctx, g1, L.w2, nullptr, o);
-            ops::add(ctx, x, o, x);  // out = h + glu(norm(h))
-        }
-        ops::rms_norm(ctx, x, emb_norm_[static_cast<size_t>(i)], eps_, ops::RmsStyle::kFused, n);
-        Tensor lg = logits_out ? logits_out->reshape({Q_, V_}).rows(i, i + 1) : logits;
-        ops::linear(ctx, n, to_logits_[static_cast<size_t>(i)], nullptr, lg);
-        if (s.suppress_eos) ops::set_value(ctx, lg, V_ - 1, -INFINITY);
-        Tensor ci = codes.rows(i, i + 1);
-        if (s.greedy()) {
-            ops::argmax(ctx, lg, ci);
-        } else {
-            Tensor ctr = s.counters->rows(i, i + 1);
-            ops::sample_top_k(ctx, lg, s.temperature, s.top_k, s.seed, ctr, ci);
-        }
-        const Tensor& fed = forced ? forced->rows(i, i + 1) : ci;
-        ops::embedding(ctx, emb_[static_cast<size_t>(i)], fed, prev);
-    }
+    // The op sequence: the frame of one row, as sample_frames runs it for many.
+    AudioHeadState* one[] = {&st};
+    const std::vector<AudioHeadState*> sts(one, one + 1);
+    const std::vector<FrameSampling> ss(1, s);
+    Tensor codes1 = codes.reshape({1, Q_});
+    Tensor lg1;
+    if (logits_out) lg1 = logits_out->reshape({1, Q_, V_});
+    Tensor forced1;
+    if (forced) forced1 = forced->reshape({1, Q_});
+    run_frames(ctx, sts, dall, ss, scratch, codes1, logits_out ? &lg1 : nullptr,
+               forced ? &forced1 : nullptr);
     scratch.release(mark);
 }
 
@@ -242,7 +195,20 @@ void AudioHead::sample_frames(const ops::Context& ctx, const std::vector<AudioHe
                               const Tensor& h, const std::vector<FrameSampling>& s, Arena& scratch,
                               Tensor& codes, Tensor* logits_out) const {
     ops::ProfileRange range(ctx, "audio frames (batch)");
-    const int64_t B = h.shape[0];
+    const size_t mark = scratch.mark();
+    Tensor dall = scratch.alloc(ctx.act_dtype(), {h.shape[0], Q_ * Dd_});
+    ops::linear(ctx, h, depth_w_, &depth_b_, dall);
+    run_frames(ctx, st, dall, s, scratch, codes, logits_out, nullptr);
+    scratch.release(mark);
+}
+
+// The op sequence of a frame for B rows (sample_frame is B = 1, sample_frames any B), from
+// dall [B, Q·Dd] = depth_linear(h). forced: [B, Q] codes fed back instead of the chosen ones
+// (teacher forcing), or null.
+void AudioHead::run_frames(const ops::Context& ctx, const std::vector<AudioHeadState*>& st,
+                           const Tensor& dall, const std::vector<FrameSampling>& s, Arena& scratch,
+                           Tensor& codes, Tensor* logits_out, const Tensor* forced) const {
+    const int64_t B = dall.shape[0];
     VOXRT_ASSERT(static_cast<int64_t>(st.size()) == B && static_cast<int64_t>(s.size()) == B,
                  "sample_frames: %lld rows, %zu states, %zu samplings", static_cast<long long>(B),
                  st.size(), s.size());
@@ -250,8 +216,6 @@ void AudioHead::sample_frames(const ops::Context& ctx, const std::vector<AudioHe
     const int64_t QKV = Dd_ + 2 * Hkv_ * Dh_;
     const size_t esz = dtype_size(dt);
     const size_t mark = scratch.mark();
-    Tensor dall = scratch.alloc(dt, {B, Q_ * Dd_});
-    ops::linear(ctx, h, depth_w_, &depth_b_, dall);
     Tensor prev = scratch.alloc(dt, {B, Dd_});
     Tensor x = scratch.alloc(dt, {B, Dd_});
     Tensor n = scratch.alloc(dt, {B, Dd_});
@@ -322,7 +286,8 @@ void AudioHead::sample_frames(const ops::Context& ctx, const std::vector<AudioHe
                 ops::copy(ctx, lg, dst);
             }
             Tensor pb = prev.rows(b, b + 1);
-            ops::embedding(ctx, emb_[static_cast<size_t>(i)], ci, pb);
+            const Tensor fed = forced ? forced->reshape({B, Q_}).row(b).rows(i, i + 1) : ci;
+            ops::embedding(ctx, emb_[static_cast<size_t>(i)], fed, pb);
         }
     }
     scratch.release(mark);

@@ -89,6 +89,9 @@ public:
     void embed_frames(const ops::Context& ctx, const Tensor& codes, Tensor& y) const;
 
 private:
+    void run_frames(const ops::Context& ctx, const std::vector<AudioHeadState*>& st,
+                    const Tensor& dall, const std::vector<FrameSampling>& s, Arena& scratch,
+                    Tensor& codes, Tensor* logits_out, const Tensor* forced) const;
     int Q_ = 8, V_ = 2049, Dd_ = 0, H_ = 0, Hkv_ = 0, Dh_ = 0, F_ = 0, D_ = 0;
     float eps_ = 1e-5f;
     Tensor depth_w_, depth_b_;  // [Q·Dd, D], [Q·Dd]

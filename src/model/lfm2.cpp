@@ -217,6 +217,32 @@ void Lfm2Network::forward(const ops::Context& ctx, Lfm2State& st, Tensor& x, con
 void Lfm2Network::forward_rows(const ops::Context& ctx, const Memory& mem, Tensor& x,
                                const Tensor& rope_pos, const Tensor& cos, const Tensor& sin,
                                const Tensor& rows, Arena& scratch, Tensor& out) const {
+    const Segment seg{&mem, 0, x.shape[0]};
+    forward_segments(ctx, &seg, 1, x, rope_pos, cos, sin, rows, scratch, out);
+}
+
+void Lfm2Network::forward_batch(const ops::Context& ctx, const std::vector<Memory>& mems, Tensor& x,
+                                const Tensor& pos, Arena& scratch, Tensor& out) const {
+    ops::ProfileRange range(ctx, "backbone batch step");
+    const int64_t B = x.shape[0];
+    VOXRT_ASSERT(static_cast<int64_t>(mems.size()) == B && pos.numel() == B,
+                 "forward_batch: %lld rows, %zu memories, %lld positions",
+                 static_cast<long long>(B), mems.size(), static_cast<long long>(pos.numel()));
+    std::vector<Segment> segs;
+    segs.reserve(mems.size());
+    for (int64_t i = 0; i < B; ++i)
+        segs.push_back(Segment{&mems[static_cast<size_t>(i)], i, i + 1});
+    forward_segments(ctx, segs.data(), segs.size(), x, pos, rope_cos_, rope_sin_, pos, scratch,
+                     out);
+}
+
+// The network over T rows that belong to one or more sequences (segments: consecutive rows with
+// their memory). Everything but the short convolutions, the KV writes and attention runs once
+// over all rows; those run per segment on its own memory.
+void Lfm2Network::forward_segments(const ops::Context& ctx, const Segment* segs, size_t n_segs,
+                                   Tensor& x, const Tensor& rope_pos, const Tensor& cos,
+                                   const Tensor& sin, const Tensor& rows, Arena& scratch,
+                                   Tensor& out) const {
     const Tensor& pos = rows;
     const int64_t T = x.shape[0], D = cfg_.hidden_size, F = cfg_.ff_dim;
     const int64_t H = cfg_.num_heads, Hkv = cfg_.num_kv_heads, Dh = cfg_.head_dim;
@@ -248,7 +274,12 @@ void Lfm2Network::forward_rows(const ops::Context& ctx, const Memory& mem, Tenso
                 ops::linear(ctx, h, L.in_x, nullptr, xx);
             }
             ops::mul(ctx, b, xx, b);
-            ops::short_conv(ctx, b, L.conv, (*mem.conv_state)[l], pos, xx);
+            for (size_t i = 0; i < n_segs; ++i) {  // each sequence's own conv history
+                const Segment& g = segs[i];
+                const Tensor bi = b.rows(g.begin, g.end), pi = pos.rows(g.begin, g.end);
+                Tensor yi = xx.rows(g.begin, g.end);
+                ops::short_conv(ctx, bi, L.conv, (*g.mem->conv_state)[l], pi, yi);
+            }
             ops::mul(ctx, c, xx, c);
             ops::linear(ctx, c, L.out_proj, nullptr, o);
         } else {
@@ -266,90 +297,24 @@ void Lfm2Network::forward_rows(const ops::Context& ctx, const Memory& mem, Tenso
             ops::rms_norm(ctx, kr, L.k_norm, eps, ops::RmsStyle::kLfm2, kr);
             ops::rope(ctx, q, rope_pos, cos, sin, ops::RopeStyle::kNeox);
             ops::rope(ctx, k, rope_pos, cos, sin, ops::RopeStyle::kNeox);
-            ops::kv_write(ctx, k, v, pos, (*mem.k_cache)[l], (*mem.v_cache)[l]);
             Tensor a3 = a.reshape({T, H, Dh});
-            ops::attention(ctx, q, (*mem.k_cache)[l], (*mem.v_cache)[l], pos,
-                           1.0f / std::sqrt(static_cast<float>(Dh)), window_, a3);
+            const float scale = 1.0f / std::sqrt(static_cast<float>(Dh));
+            for (size_t i = 0; i < n_segs; ++i) {  // each sequence's own cache
+                const Segment& g = segs[i];
+                const Tensor pi = pos.rows(g.begin, g.end);
+                const Tensor qi = q.rows(g.begin, g.end), ki = k.rows(g.begin, g.end),
+                             vi = v.rows(g.begin, g.end);
+                Tensor ai = a3.rows(g.begin, g.end);
+                ops::kv_write(ctx, ki, vi, pi, (*g.mem->k_cache)[l], (*g.mem->v_cache)[l]);
+                ops::attention(ctx, qi, (*g.mem->k_cache)[l], (*g.mem->v_cache)[l], pi, scale,
+                               window_, ai);
+            }
             ops::linear(ctx, a, L.out_proj, nullptr, o);
         }
         ops::add(ctx, o, x, x);
         scratch.release(inner);  // the operator's temporaries are dead: the FFN reuses the space
         ops::rms_norm(ctx, x, L.ffn_norm, eps, ops::RmsStyle::kLfm2, h);
         Tensor g1 = scratch.alloc(dt, {T, F}), g3 = scratch.alloc(dt, {T, F});
-        ops::linear(ctx, h, L.w1, nullptr, g1);
-        ops::linear(ctx, h, L.w3, nullptr, g3);
-        ops::swiglu(ctx, g1, g3, g1);
-        ops::linear(ctx, g1, L.w2, nullptr, o);
-        ops::add(ctx, x, o, x);
-        scratch.release(inner);
-    }
-    ops::rms_norm(ctx, x, final_norm_, eps, ops::RmsStyle::kLfm2, out);
-    scratch.release(mark);
-}
-
-void Lfm2Network::forward_batch(const ops::Context& ctx, const std::vector<Memory>& mems, Tensor& x,
-                                const Tensor& pos, Arena& scratch, Tensor& out) const {
-    ops::ProfileRange range(ctx, "backbone batch step");
-    const int64_t B = x.shape[0], D = cfg_.hidden_size, F = cfg_.ff_dim;
-    const int64_t H = cfg_.num_heads, Hkv = cfg_.num_kv_heads, Dh = cfg_.head_dim;
-    VOXRT_ASSERT(static_cast<int64_t>(mems.size()) == B && pos.numel() == B,
-                 "forward_batch: %lld rows, %zu memories, %lld positions",
-                 static_cast<long long>(B), mems.size(), static_cast<long long>(pos.numel()));
-    const float eps = static_cast<float>(cfg_.norm_eps);
-    const DType dt = ctx.act_dtype();
-    const size_t mark = scratch.mark();
-    Tensor h = scratch.alloc(dt, {B, D});
-    Tensor o = scratch.alloc(dt, {B, D});
-    for (size_t l = 0; l < layers_.size(); ++l) {
-        const Lfm2LayerWeights& L = layers_[l];
-        const size_t inner = scratch.mark();
-        ops::rms_norm(ctx, x, L.operator_norm, eps, ops::RmsStyle::kLfm2, h);
-        if (L.kind == LayerKind::kConv) {
-            Tensor b = scratch.alloc(dt, {B, D}), c = scratch.alloc(dt, {B, D}),
-                   xx = scratch.alloc(dt, {B, D});
-            ops::linear(ctx, h, L.in_b, nullptr, b);
-            ops::linear(ctx, h, L.in_c, nullptr, c);
-            ops::linear(ctx, h, L.in_x, nullptr, xx);
-            ops::mul(ctx, b, xx, b);
-            for (int64_t i = 0; i < B; ++i) {  // each sequence's own conv history
-                const Tensor bi = b.rows(i, i + 1), pi = pos.rows(i, i + 1);
-                Tensor yi = xx.rows(i, i + 1);
-                ops::short_conv(ctx, bi, L.conv, (*mems[static_cast<size_t>(i)].conv_state)[l], pi,
-                                yi);
-            }
-            ops::mul(ctx, c, xx, c);
-            ops::linear(ctx, c, L.out_proj, nullptr, o);
-        } else {
-            Tensor q = scratch.alloc(dt, {B, H, Dh});
-            Tensor k = scratch.alloc(dt, {B, Hkv, Dh});
-            Tensor v = scratch.alloc(dt, {B, Hkv, Dh});
-            Tensor a = scratch.alloc(dt, {B, H * Dh});
-            Tensor q2 = q.reshape({B, H * Dh}), k2 = k.reshape({B, Hkv * Dh}),
-                   v2 = v.reshape({B, Hkv * Dh});
-            ops::linear(ctx, h, L.q_proj, nullptr, q2);
-            ops::linear(ctx, h, L.k_proj, nullptr, k2);
-            ops::linear(ctx, h, L.v_proj, nullptr, v2);
-            Tensor qr = q.reshape({B * H, Dh}), kr = k.reshape({B * Hkv, Dh});
-            ops::rms_norm(ctx, qr, L.q_norm, eps, ops::RmsStyle::kLfm2, qr);
-            ops::rms_norm(ctx, kr, L.k_norm, eps, ops::RmsStyle::kLfm2, kr);
-            ops::rope(ctx, q, pos, rope_cos_, rope_sin_, ops::RopeStyle::kNeox);
-            ops::rope(ctx, k, pos, rope_cos_, rope_sin_, ops::RopeStyle::kNeox);
-            Tensor a3 = a.reshape({B, H, Dh});
-            const float scale = 1.0f / std::sqrt(static_cast<float>(Dh));
-            for (int64_t i = 0; i < B; ++i) {  // each sequence's own cache
-                const Memory& m = mems[static_cast<size_t>(i)];
-                const Tensor pi = pos.rows(i, i + 1);
-                const Tensor qi = q.rows(i, i + 1), ki = k.rows(i, i + 1), vi = v.rows(i, i + 1);
-                Tensor ai = a3.rows(i, i + 1);
-                ops::kv_write(ctx, ki, vi, pi, (*m.k_cache)[l], (*m.v_cache)[l]);
-                ops::attention(ctx, qi, (*m.k_cache)[l], (*m.v_cache)[l], pi, scale, window_, ai);
-            }
-            ops::linear(ctx, a, L.out_proj, nullptr, o);
-        }
-        ops::add(ctx, o, x, x);
-        scratch.release(inner);
-        ops::rms_norm(ctx, x, L.ffn_norm, eps, ops::RmsStyle::kLfm2, h);
-        Tensor g1 = scratch.alloc(dt, {B, F}), g3 = scratch.alloc(dt, {B, F});
         ops::linear(ctx, h, L.w1, nullptr, g1);
         ops::linear(ctx, h, L.w3, nullptr, g3);
         ops::swiglu(ctx, g1, g3, g1);

@@ -110,6 +110,14 @@ public:
                        const Tensor& pos, Arena& scratch, Tensor& out) const;
 
 private:
+    struct Segment {  // rows [begin, end) of a forward_segments call belong to *mem
+        const Memory* mem;
+        int64_t begin, end;
+    };
+    void forward_segments(const ops::Context& ctx, const Segment* segs, size_t n_segs, Tensor& x,
+                          const Tensor& rope_pos, const Tensor& cos, const Tensor& sin,
+                          const Tensor& rows, Arena& scratch, Tensor& out) const;
+
     Lfm2Config cfg_;
     Tensor embed_tokens_;
     Tensor text_head_;
