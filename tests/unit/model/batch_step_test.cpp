@@ -67,6 +67,18 @@ protected:
         d.t = d.buf.view(dt, shape);
         return d;
     }
+    // Mean ms of `reps` calls of fn after one untimed call, the device drained before and after.
+    template <class Fn>
+    double time_ms(int reps, Fn fn) {
+        fn();
+        EXPECT_TRUE(ops::synchronize(ctx_).is_ok());
+        const auto t0 = std::chrono::steady_clock::now();
+        for (int r = 0; r < reps; ++r) fn();
+        EXPECT_TRUE(ops::synchronize(ctx_).is_ok());
+        return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
+                   .count() /
+               reps;
+    }
     std::vector<int32_t> download_i32(const Tensor& t) {
         std::vector<int32_t> v(static_cast<size_t>(t.numel()));
         Tensor h = Tensor::make(v.data(), DType::kI32, Device::kCPU, {t.numel()});
@@ -411,16 +423,8 @@ TEST_P(BatchStep, Throughput) {
                     mems.push_back({&st[static_cast<size_t>(i)].conv_state,
                                     &st[static_cast<size_t>(i)].k_cache,
                                     &st[static_cast<size_t>(i)].v_cache});
-                net->forward_batch(ctx_, mems, x.t, p.t, arena, o.t);  // untimed first
-                EXPECT_TRUE(ops::synchronize(ctx_).is_ok());
-                const auto t0 = std::chrono::steady_clock::now();
-                for (int r = 0; r < kReps; ++r)
-                    net->forward_batch(ctx_, mems, x.t, p.t, arena, o.t);
-                EXPECT_TRUE(ops::synchronize(ctx_).is_ok());
                 const double ms =
-                    std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
-                        .count() /
-                    kReps;
+                    time_ms(kReps, [&] { net->forward_batch(ctx_, mems, x.t, p.t, arena, o.t); });
                 if (B == 1) lone_ms = ms;
                 std::printf(
                     "[batch step %s %s] B=%d: %.1f ms an engine step, %.1f sequence-steps/s "
@@ -445,16 +449,9 @@ TEST_P(BatchStep, Throughput) {
                 std::vector<model::AudioHeadState*> sts;
                 for (int i = 0; i < B; ++i) sts.push_back(&hs[static_cast<size_t>(i)]);
                 const std::vector<model::FrameSampling> samp(static_cast<size_t>(B));
-                head->sample_frames(ctx_, sts, hx.t, samp, harena, codes.t, nullptr);
-                EXPECT_TRUE(ops::synchronize(ctx_).is_ok());
-                const auto t0 = std::chrono::steady_clock::now();
-                for (int r = 0; r < kReps; ++r)
+                const double ms = time_ms(kReps, [&] {
                     head->sample_frames(ctx_, sts, hx.t, samp, harena, codes.t, nullptr);
-                EXPECT_TRUE(ops::synchronize(ctx_).is_ok());
-                const double ms =
-                    std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
-                        .count() /
-                    kReps;
+                });
                 if (B == 1) lone_frame_ms = ms;
                 std::printf(
                     "[batch frame %s %s] B=%d: %.1f ms for B depthformer frames, %.1f frames/s "
