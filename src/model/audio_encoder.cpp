@@ -203,8 +203,8 @@ int64_t AudioEncoder::output_frames(int64_t n_mel_frames) const {
 }
 
 Expected<AudioEncoder> AudioEncoder::load(const AudioModelConfig& config,
-                                          const io::SafeTensorsFile& model_file,
-                                          WeightStore& store) {
+                                          const io::SafeTensorsFile& model_file, WeightStore& store,
+                                          bool bf16_pos_table) {
     const EncoderConfig& ec = config.encoder;
     if (ec.subsampling != "dw_striding") return unsupported("subsampling", ec.subsampling);
     if (ec.self_attention_model != "rel_pos")
@@ -234,6 +234,7 @@ Expected<AudioEncoder> AudioEncoder::load(const AudioModelConfig& config,
     e.conv_kernel_ = ec.conv_kernel_size;
     e.adapter_dim_ = config.lfm.hidden_size;
     e.pos_emb_max_len_ = ec.pos_emb_max_len;
+    e.bf16_pos_table_ = bf16_pos_table;
     e.max_mel_frames_ = std::max<int64_t>(ec.pos_emb_max_len, longest_segment(config.preprocessor));
 
     const int64_t D = e.d_model_, C = e.conv_channels_, Dff = e.d_ff_, H = e.n_heads_;
@@ -483,8 +484,9 @@ Status AudioEncoder::encode(const ops::Context& ctx, const Tensor& mel, Arena& s
     }
 
     // Positional table slice for positions n-1 … -(n-1). The reference's pe buffer is in the model
-    // dtype (bf16 as loaded) and is rebuilt in the parameter dtype only past pos_emb_max_len.
-    const bool round_table = ctx.round_bf16() || T <= pos_emb_max_len_;
+    // dtype (bf16 in the bf16 load, exact in the float32 load) and is rebuilt in the parameter
+    // dtype past pos_emb_max_len; the bf16 load cast to float keeps its rounded buffer below that.
+    const bool round_table = ctx.round_bf16() || (bf16_pos_table_ && T <= pos_emb_max_len_);
     Tensor pos = b.pos;
     ops::rel_pos_embed(ctx, pos_table_, d.n, round_table, pos);
 

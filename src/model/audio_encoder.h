@@ -16,8 +16,10 @@
 //
 // Precision. With ctx.precision == kBF16 the forward rounds to bfloat16 wherever the official
 // bf16 model (LFM2AudioModel.from_pretrained) holds a bf16 tensor, starting with the mel itself.
-// With kF32 nothing is rounded except the positional table, which the reference keeps as the bf16
-// buffer it was cast to at load (`.to(bf16)` then `.float()`), for segments of up to
+// With kF32 nothing is rounded: the official float32 load
+// (LFM2AudioModel.from_pretrained(dir, dtype=torch.float32)) keeps the positional table exact.
+// bf16_pos_table (internal, tests only) reproduces the bf16 load cast back to float
+// (`.to(bf16)` then `.float()`), whose pe buffer is bf16-rounded for segments of up to
 // pos_emb_max_len mel frames.
 //
 // Immutable after load; encode() is const and may run concurrently from several threads as long
@@ -43,7 +45,8 @@ public:
     // Fails (kUnsupported) for encoder variants this implementation does not cover (anything but
     // dw_striding subsampling, rel_pos attention, batch_norm conv norm, xscaling off, no out_proj).
     static Expected<AudioEncoder> load(const AudioModelConfig& config,
-                                       const io::SafeTensorsFile& model_file, WeightStore& store);
+                                       const io::SafeTensorsFile& model_file, WeightStore& store,
+                                       bool bf16_pos_table = false);
 
     // Number of output frames for T mel frames: ceil(T / subsampling_factor).
     int64_t output_frames(int64_t n_mel_frames) const;
@@ -100,15 +103,16 @@ private:
     void conformer_layer(const ops::Context& ctx, const Layer& l, const Buffers& b,
                          Tensor& x) const;
 
-    int feat_in_ = 0;          // F (128)
-    int d_model_ = 0;          // D (512)
-    int d_ff_ = 0;             // Dff (2048)
-    int n_heads_ = 0;          // H (8)
-    int conv_channels_ = 0;    // C (256)
-    int n_stages_ = 0;         // log2(subsampling_factor) (3)
-    int conv_kernel_ = 0;      // K (9)
-    int adapter_dim_ = 0;      // lfm.hidden_size (2048)
-    int pos_emb_max_len_ = 0;  // reference pe buffer length (5000)
+    int feat_in_ = 0;              // F (128)
+    int d_model_ = 0;              // D (512)
+    int d_ff_ = 0;                 // Dff (2048)
+    int n_heads_ = 0;              // H (8)
+    int conv_channels_ = 0;        // C (256)
+    int n_stages_ = 0;             // log2(subsampling_factor) (3)
+    int conv_kernel_ = 0;          // K (9)
+    int adapter_dim_ = 0;          // lfm.hidden_size (2048)
+    int pos_emb_max_len_ = 0;      // reference pe buffer length (5000)
+    bool bf16_pos_table_ = false;  // kF32: round the table as the bf16-then-float load does
     int64_t max_mel_frames_ = 0;
 
     // pre_encode

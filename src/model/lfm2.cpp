@@ -84,7 +84,8 @@ Expected<Lfm2Network> Lfm2Network::load(const Lfm2Config& cfg, const io::SafeTen
         n.layers_.push_back(L);
     }
     // RoPE tables, as transformers computes them: inv_freq = 1 / θ^(2i/Dh) in fp32 (bf16-rounded
-    // when the module was cast to bf16), freqs = inv_freq · position in fp32, then cos/sin.
+    // when the module was built in bf16; exact in the float32 load), freqs = inv_freq · position in
+    // fp32, then cos/sin.
     const int64_t half = Dh / 2;
     const int P = opt.max_positions;
     n.window_ = opt.sliding_window;

@@ -50,8 +50,9 @@ struct Lfm2State {
 class Lfm2Network {
 public:
     struct Options {
-        // The reference casts the model (and with it the RoPE inv_freq buffer) to bf16; the
-        // detokenizer stays fp32. true: round inv_freq to bf16 before building cos/sin.
+        // The official bf16 load builds the model (and with it the RoPE inv_freq buffer) in bf16,
+        // its float32 load in fp32; the detokenizer stays fp32. true: round inv_freq to bf16
+        // before building cos/sin (LfmAudioModel sets it for kBF16 only).
         bool bf16_inv_freq = true;
         int max_positions = 4096;  // rows of the cos/sin tables (0: none; callers of forward_rows
                                    // bring their own)

@@ -124,11 +124,14 @@ Expected<std::unique_ptr<LfmAudioModel>> LfmAudioModel::load(const std::string& 
                            io::SafeTensorsFile::open(dir + "/model.safetensors"));
     m->model_file_ = std::make_unique<io::SafeTensorsFile>(std::move(mf));
     m->store_ = std::make_unique<WeightStore>(m->load_ctx_, opt.weight_quant);
-    VOXRT_ASSIGN_OR_RETURN(AudioEncoder enc,
-                           AudioEncoder::load(m->cfg_, *m->model_file_, *m->store_));
+    VOXRT_ASSIGN_OR_RETURN(
+        AudioEncoder enc,
+        AudioEncoder::load(m->cfg_, *m->model_file_, *m->store_, opt.bf16_rounded_tables));
     m->encoder_ = std::make_unique<AudioEncoder>(std::move(enc));
     Lfm2Network::Options bo;
-    bo.bf16_inv_freq = true;  // liquid-audio casts the whole model, RoPE buffer included, to bf16
+    // The official loader builds the model in the requested dtype, the RoPE buffer included: bf16
+    // rounds inv_freq, float32 keeps it exact.
+    bo.bf16_inv_freq = opt.precision == ops::Precision::kBF16 || opt.bf16_rounded_tables;
     bo.max_positions = opt.max_context;
     bo.quantize = opt.weight_quant != WeightQuant::kNone;
     VOXRT_ASSIGN_OR_RETURN(Lfm2Network net,

@@ -40,6 +40,10 @@ struct ModelOptions {
     // GPU models: keep the detokenizer on the host (views of its weights, the CPU backend), where
     // a session runs it on otherwise idle cores beside the GPU's decode instead of sharing the GPU.
     bool detokenizer_on_cpu = false;
+    // Internal, for parity tests only: with kF32, reproduce the official bf16 load cast back to
+    // float (from_pretrained(dir).float()), whose RoPE inv_freq and the encoder's positional table
+    // are bf16-rounded. Default (false): kF32 equals from_pretrained(dir, dtype=torch.float32).
+    bool bf16_rounded_tables = false;
 };
 
 // Token ids the generation loop needs, resolved by name from the tokenizer at load.

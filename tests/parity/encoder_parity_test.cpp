@@ -74,8 +74,9 @@ struct Output {
 
 // Runs voxrt's encoder on every case's mel from `mel_dump` (the reference's input in that
 // precision) on `device`.
+// bf16_pos_table: the positional table bf16-rounded, as in the bf16 load cast back to float.
 std::vector<Output> run(Device device, ops::Precision prec, const io::SafeTensorsFile& mel_dump,
-                        ThreadPool* pool) {
+                        ThreadPool* pool, bool bf16_pos_table = false) {
     const std::string dir = fixture_dir();
     ops::Context ctx;
     if (device == Device::kCUDA) {
@@ -95,7 +96,7 @@ std::vector<Output> run(Device device, ops::Precision prec, const io::SafeTensor
         EXPECT_TRUE(file.is_ok()) << file.status().message();
         if (!cfg.is_ok() || !file.is_ok()) return {};
         WeightStore store(ctx);
-        auto enc = AudioEncoder::load(*cfg, *file, store);
+        auto enc = AudioEncoder::load(*cfg, *file, store, bf16_pos_table);
         EXPECT_TRUE(enc.is_ok()) << enc.status().message();
         if (!enc.is_ok()) return {};
         const DType at = ctx.act_dtype();
@@ -200,6 +201,27 @@ void check_parity(Device device) {
     if (!std::getenv("VOXRT_ENCODER_PARITY_DIR")) {
         EXPECT_GE(bit_exact_cases, 1) << "no case reproduces the bf16 reference bit for bit";
     }
+    // The fp32 gate can fail: with the bf16-rounded positional table (the bf16 load cast to float)
+    // the encoder's distance from the float32 reference grows on every case (tiny fixture, CPU:
+    // 1.3e-6 to 7.9e-6 against 2.5e-7 to 3.3e-7 with the exact table) and misses the gate on some
+    // (the 2-layer fixture barely propagates the table's error; 3x is well under the 4x seen).
+    const std::vector<Output> old32 = run(device, ops::Precision::kF32, *ref32, &pool, true);
+    ASSERT_EQ(old32.size(), cases.size());
+    int rounded_over_gate = 0;
+    for (size_t ci = 0; ci < cases.size(); ++ci) {
+        const std::string key = "enc." + cases[ci];
+        const std::vector<float> v32 = test::read_f32(*ref32, key);
+        ASSERT_EQ(old32[ci].enc.size(), v32.size()) << key;
+        const test::ErrorStats e = test::compare(old32[ci].enc.data(), v32.data(), v32.size());
+        const test::ErrorStats exact = test::compare(got32[ci].enc.data(), v32.data(), v32.size());
+        std::printf(
+            "%-9s enc with bf16-rounded pos table vs ref fp32: relL2 %.2e maxabs/max %.2e\n",
+            cases[ci].c_str(), e.rel_l2, max_rel(e));
+        EXPECT_GT(e.rel_l2, 3.0 * exact.rel_l2)
+            << key << " rounded table as close as the exact one";
+        rounded_over_gate += e.rel_l2 > kF32RelL2 || max_rel(e) > kF32MaxRel;
+    }
+    EXPECT_GE(rounded_over_gate, 1) << "the bf16-rounded table passes the fp32 gate on every case";
     for (size_t ci = 0; ci < cases.size(); ++ci)
         std::printf("encode %-9s T'=%-5lld wall/cpu ms: fp32 %7.1f / %7.1f   bf16 %7.1f / %7.1f\n",
                     cases[ci].c_str(), static_cast<long long>(got32[ci].n), got32[ci].ms,

@@ -5,9 +5,11 @@
         --precision both [--device cpu|cuda] [--steps 64] [--cases question,asr,...]
 
 Precisions (see docs/reference-dumps.md):
-  fp32  LFM2AudioModel.from_pretrained(dir) (which casts everything, incl. the non-persistent
-        buffers lfm.rotary_emb.inv_freq and conformer.pos_enc.pe, to bf16), then .float();
-        mel passed in fp32 (ChatState(dtype=torch.float32)).
+  fp32  LFM2AudioModel.from_pretrained(dir, dtype=torch.float32): the official float32 load, with
+        exact non-persistent buffers (lfm.rotary_emb.inv_freq, conformer.pos_enc.pe); mel passed
+        in fp32 (ChatState(dtype=torch.float32)). --fp32-load bf16cast instead makes the older
+        from_pretrained(dir).float() (those two buffers bf16-rounded; tools/reference/diff_loads.py
+        lists what differs).
   bf16  exactly as from_pretrained leaves the model; ChatState default dtype (bf16).
 The detokenizer always runs in fp32 (as in the official code).
 
@@ -59,10 +61,12 @@ FORCE_EOS_FRAME = 24    # the 24th frame is forced to all-2048 (end of audio), t
 
 # --------------------------------------------------------------------------------------------------
 
-def load_model(model_dir: Path, device: str, prec: str) -> LFM2AudioModel:
-    model = LFM2AudioModel.from_pretrained(model_dir, device=device).eval()  # bf16, like the official loader
+def load_model(model_dir: Path, device: str, prec: str, fp32_load: str = "float32") -> LFM2AudioModel:
+    if prec == "fp32" and fp32_load == "float32":
+        return LFM2AudioModel.from_pretrained(model_dir, device=device, dtype=torch.float32).eval()
+    model = LFM2AudioModel.from_pretrained(model_dir, device=device).eval()  # bf16, the default
     if prec == "fp32":
-        model = model.float()
+        model = model.float()  # bf16cast: the bf16 load cast back to float
     return model
 
 
@@ -266,6 +270,8 @@ def main() -> None:
     ap.add_argument("--cases", default=",".join(CASES), help="audio cases for stages_*")
     ap.add_argument("--modes", default="s2s,asr,tts")
     ap.add_argument("--seed", type=int, default=1234, help="seed of the detokenizer codes")
+    ap.add_argument("--fp32-load", choices=["float32", "bf16cast"], default="float32",
+                    help="fp32 reference: from_pretrained(dtype=float32), or the bf16 load .float()")
     args = ap.parse_args()
 
     # A true fp32 reference on CUDA: no TF32 (cuDNN convs default to TF32 in PyTorch).
@@ -292,7 +298,7 @@ def main() -> None:
         "steps": args.steps, "greedy_steps": args.greedy_steps,
         "force": {"text_before_audio_start": FORCE_TEXT_BEFORE, "eos_frame_index": FORCE_EOS_FRAME},
         "prompts": {"system": SYSTEM, "tts_user_text": TTS_TEXT, "user_audio": USER_AUDIO},
-        "detok_seed": args.seed, "cases": cases, "files": {}, "checks": {},
+        "fp32_load": args.fp32_load, "detok_seed": args.seed, "cases": cases, "files": {}, "checks": {},
     }
     proc = LFM2AudioProcessor.from_pretrained(model_dir, device=args.device).eval()
     t0 = time.time()
@@ -319,7 +325,7 @@ def main() -> None:
     for prec in precs:
         dtype = torch.float32 if prec == "fp32" else torch.bfloat16
         print(f"[{prec}] loading model ({time.time() - t0:.1f}s)", flush=True)
-        model = load_model(model_dir, args.device, prec)
+        model = load_model(model_dir, args.device, prec, args.fp32_load)
         save(out / f"stages_{prec}.safetensors", stages(model, proc, dtype, cases), manifest)
         for mode in modes:
             chat = make_chat(proc, mode, dtype)
