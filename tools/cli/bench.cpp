@@ -171,7 +171,18 @@ Status run_bench(const CommonArgs& c, const BenchArgs& a) {
                 info.detokenizer_device.c_str(), info.on_gpu && !c.host_mel ? "cuda" : "cpu", gbs,
                 median(col(&RunResult::text_step_ms)), median(col(&RunResult::audio_frame_ms)),
                 info.text_step_bytes, info.audio_frame_bytes);
-            json << line;
+            // Every run's turn, in order: with --warmup 0 the first input's first entry is the
+            // first turn of the process.
+            std::string l(line);
+            l.pop_back();  // "}\n"
+            l.pop_back();
+            l += ",\"total_ms_runs\":[";
+            for (size_t i = 0; i < tot.size(); ++i) {
+                char v[32];
+                std::snprintf(v, sizeof v, "%s%.3f", i ? "," : "", tot[i]);
+                l += v;
+            }
+            json << l << "]}\n";
         }
     }
     return Status::ok();
