@@ -487,7 +487,7 @@ Status Session::run_step(const GenerateOptions& opt, bool text, bool forward, in
     }
     if (forward) {
         ++n_past_;
-        snapshot_conv(n_past_ - resp_start_);
+        snapshot_conv(ctx_, n_past_ - resp_start_);
     }
     const Tensor choice = text ? token_ : codes_.reshape({Q});
     Tensor choice_host = choice_host_.rows(0, choice.numel());
@@ -511,10 +511,10 @@ Status Session::run_step(const GenerateOptions& opt, bool text, bool forward, in
 // Conv layers' state after the response's first `index` positions, kept so that
 // truncate_last_turn() can restore it (KV entries need no copy: positions past the cut are simply
 // overwritten later). Queued on the session's stream like the step itself.
-void Session::snapshot_conv(int index) {
+void Session::snapshot_conv(const ops::Context& ctx, int index) {
     if (conv_layers_ == 0 || index < 0 || index >= conv_hist_cap_) return;
     Tensor dst = conv_slot(index);
-    ops::copy(ctx_, conv_all(), dst);
+    ops::copy(ctx, conv_all(), dst);
     conv_hist_n_ = std::max(conv_hist_n_, index + 1);
 }
 
@@ -607,7 +607,7 @@ Status Session::start_response() {
     VOXRT_RETURN_IF_ERROR(prefill(&stats_));
     stats_.prefill_ms = ms_since(t0_);
     resp_start_ = n_past_;
-    snapshot_conv(0);
+    snapshot_conv(ctx_, 0);
     const int Q = model_.config().codebooks;
     if (use_graphs_) {
         const GenerateOptions& opt = gopt_;
@@ -639,7 +639,22 @@ Status Session::fail(Status st) {
     return st;
 }
 
-Expected<bool> Session::step(std::vector<Event>& out) {
+void Session::pcm_events(std::vector<Event>& out) {
+    for (DetokStream::Chunk& c : chunks_) {
+        if (c.pcm.empty()) continue;
+        Event e;
+        e.kind = EventKind::kPcm;
+        e.step = c.step;
+        e.pcm = std::move(c.pcm);
+        e.t_ms = ms_since(t0_);
+        if (stats_.first_pcm_ms < 0) stats_.first_pcm_ms = e.t_ms;
+        out.push_back(std::move(e));
+    }
+    chunks_.clear();
+}
+
+Expected<Session::StepPlan> Session::step_prepare(std::vector<Event>& out) {
+    StepPlan plan;
     if (!responding_)
         return make_error(StatusCode::kInvalidArgument, "no response is running (begin() first)");
     if (!started_) {
@@ -647,44 +662,33 @@ Expected<bool> Session::step(std::vector<Event>& out) {
         if (!st) return fail(st);
     }
     if (cancel_.load(std::memory_order_relaxed)) turn_.cancel();
-    auto pcm_events = [&]() {
-        for (DetokStream::Chunk& c : chunks_) {
-            if (c.pcm.empty()) continue;
-            Event e;
-            e.kind = EventKind::kPcm;
-            e.step = c.step;
-            e.pcm = std::move(c.pcm);
-            e.t_ms = ms_since(t0_);
-            if (stats_.first_pcm_ms < 0) stats_.first_pcm_ms = e.t_ms;
-            out.push_back(std::move(e));
-        }
-        chunks_.clear();
-    };
     {
         const Status st = detok_.poll(chunks_);
-        pcm_events();
+        pcm_events(out);
         if (!st) return fail(st);
     }
     if (turn_.done()) {
         const Status st = finish_response(out);
         if (!st) return fail(st);
-        return true;
+        plan.done = true;
+        return plan;
     }
+    plan.text = turn_.text_next();
+    plan.forward = need_forward_;
+    need_forward_ = false;
+    plan.step = turn_.steps();
+    plan.detok_before = detok_.wait_ms();
+    return plan;
+}
 
-    // One step: its wall time, in-step detokenization excluded, goes to its kind's total.
+Expected<bool> Session::step_complete(const StepPlan& plan, int32_t tok,
+                                      const std::array<int32_t, 8>& chosen, double step_ms,
+                                      std::vector<Event>& out) {
     const model::AudioModelConfig& cfg = model_.config();
     const int Q = cfg.codebooks;
-    const int step = turn_.steps();
-    const auto t_it = Clock::now();
-    const double detok_before = detok_.wait_ms();
-    const bool text_step = turn_.text_next();
-    const bool forward = need_forward_;
-    need_forward_ = false;
+    const int step = plan.step;
     TurnState::Outcome o;
-    if (text_step) {
-        int32_t tok = 0;
-        const Status st = run_step(gopt_, /*text=*/true, forward, &tok, nullptr);
-        if (!st) return fail(st);
+    if (plan.text) {
         o = turn_.on_text(tok);
         if (o.keep) {
             last_turn_.push_back(GeneratedItem{false, tok, {}});
@@ -697,9 +701,7 @@ Expected<bool> Session::step(std::vector<Event>& out) {
             out.push_back(std::move(e));
         }
     } else {
-        std::array<int32_t, 8> codes{};
-        const Status st = run_step(gopt_, /*text=*/false, forward, nullptr, &codes);
-        if (!st) return fail(st);
+        std::array<int32_t, 8> codes = chosen;
         // The device made an end-of-audio frame whole before embedding it (step_ops); what is
         // yielded does not depend on that.
         const bool eos = codes[0] == cfg.audio_vocab - 1;
@@ -723,19 +725,34 @@ Expected<bool> Session::step(std::vector<Event>& out) {
         for (int q = 0; q < Q; ++q)
             decodable = decodable && codes[static_cast<size_t>(q)] < cfg.audio_vocab - 1;
         if (decodable) {
+            const auto t_push = Clock::now();
             const Status dst = detok_.push(codes.data(), step, chunks_);
-            pcm_events();
+            step_ms += ms_since(t_push);  // less its wait for the detokenizer, below
+            pcm_events(out);
             if (!dst) return fail(dst);
         }
     }
     need_forward_ = o.keep;
-    const double ms = ms_since(t_it) - (detok_.wait_ms() - detok_before);
-    (text_step ? stats_.text_step_ms : stats_.audio_step_ms) += ms;
+    // The step's wall time, in-step detokenization excluded, goes to its kind's total.
+    const double ms = step_ms - (detok_.wait_ms() - plan.detok_before);
+    (plan.text ? stats_.text_step_ms : stats_.audio_step_ms) += ms;
     step_ms_ += ms;
     if (!turn_.done()) return false;
     const Status st = finish_response(out);
     if (!st) return fail(st);
     return true;
+}
+
+Expected<bool> Session::step(std::vector<Event>& out) {
+    VOXRT_ASSIGN_OR_RETURN(const StepPlan plan, step_prepare(out));
+    if (plan.done) return true;
+    const auto t_it = Clock::now();
+    int32_t tok = 0;
+    std::array<int32_t, 8> codes{};
+    const Status st = run_step(gopt_, plan.text, plan.forward, plan.text ? &tok : nullptr,
+                               plan.text ? nullptr : &codes);
+    if (!st) return fail(st);
+    return step_complete(plan, tok, codes, ms_since(t_it), out);
 }
 
 Status Session::finish_response(std::vector<Event>& out) {
@@ -751,17 +768,7 @@ Status Session::finish_response(std::vector<Event>& out) {
     VOXRT_RETURN_IF_ERROR(ops::synchronize(ctx_));
     const int steps = turn_.steps();
     VOXRT_RETURN_IF_ERROR(detok_.finish(steps, chunks_));
-    for (DetokStream::Chunk& c : chunks_) {
-        if (c.pcm.empty()) continue;
-        Event e;
-        e.kind = EventKind::kPcm;
-        e.step = c.step;
-        e.pcm = std::move(c.pcm);
-        e.t_ms = ms_since(t0_);
-        if (stats_.first_pcm_ms < 0) stats_.first_pcm_ms = e.t_ms;
-        out.push_back(std::move(e));
-    }
-    chunks_.clear();
+    pcm_events(out);
     stats_.steps = steps;
     stats_.detok_ms = detok_.wait_ms();
     stats_.detok_busy_ms = detok_.busy_ms();

@@ -192,6 +192,26 @@ public:
     const std::vector<float>& captured_text_logits() const { return cap_logits_; }
 
 private:
+    friend class BatchStepper;  // steps many sessions together (batch.h)
+
+    // step() in three parts, so that BatchStepper can run the middle one for many sessions at
+    // once: step_prepare() (the first also prefills; polls the detokenizer; ends a finished or
+    // cancelled response: done), the step's device work (run_step, or BatchStepper's batch), then
+    // step_complete() with the choice (events, the turn state, the detokenizer).
+    struct StepPlan {
+        bool done = false;     // the response ended (its kEndOfTurn is in the events)
+        bool text = false;     // the step chooses a text token (else an audio frame)
+        bool forward = false;  // x_ row 0 holds the last item, to run through the backbone first
+        int step = 0;
+        double detok_before = 0;
+    };
+    Expected<StepPlan> step_prepare(std::vector<Event>& out);
+    // step_ms: the step's device work, wall time.
+    Expected<bool> step_complete(const StepPlan& plan, int32_t token,
+                                 const std::array<int32_t, 8>& codes, double step_ms,
+                                 std::vector<Event>& out);
+    void pcm_events(std::vector<Event>& out);
+
     struct Pending {
         enum Kind : uint8_t { kText, kAudioIn, kFrame } kind;
         std::vector<int32_t> ids;  // kText
@@ -215,7 +235,8 @@ private:
                     std::array<int32_t, 8>* codes);
     Status start_response();  // the first step(): prefill, graph keys, device counters
     Status finish_response(std::vector<Event>& out);
-    void snapshot_conv(int index);  // conv state after the response's forwarded positions
+    void snapshot_conv(const ops::Context& ctx,
+                       int index);  // conv state after the response's forwarded positions
     Tensor conv_all() const;
     Tensor conv_slot(int index) const;
     size_t conv_first_layer() const;
