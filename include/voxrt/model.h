@@ -124,6 +124,7 @@ public:
 
 private:
     friend class Session;
+    friend class Batch;
     const model::LfmAudioModel& impl() const { return *impl_; }
     Model() = default;
     static Status warm_up(const std::shared_ptr<const Model>& m);  // ModelOptions::warm_up

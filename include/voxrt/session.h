@@ -29,8 +29,8 @@
 // time, so sessions on different threads take turns inside each op (throughput is shared, not
 // multiplied). On CUDA, each session has its own stream, KV cache and scratch (create() allocates
 // them); the fused decode kernels are persistent kernels that occupy every SM, so steps of sessions
-// on one GPU run one after another rather than side by side. Batching sessions into one step is not
-// done yet.
+// on one GPU run one after another rather than side by side. voxrt/batch.h steps many sessions
+// together instead (one weight read per step for all of them).
 //
 // Memory per session: the KV cache of its context (context × attention layers × 2 × kv-heads ×
 // head-dim × 2 bytes in bf16; 4096 positions of the 1.5B model: ~50 MB), the conv-state history
@@ -246,6 +246,7 @@ public:
     struct Impl;
 
 private:
+    friend class Batch;
     explicit Session(std::unique_ptr<Impl> impl);
     std::unique_ptr<Impl> impl_;
 };

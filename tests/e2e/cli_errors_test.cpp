@@ -356,6 +356,24 @@ TEST(CliErrors, UsageErrorsForBadValues) {
     EXPECT_EQ(r.exit_code, 0) << r.err;
 }
 
+// voxrt bench --sessions: one table row and one JSON line per count, every conversation decoding
+// (frames come out), and a count out of range refused naming the option.
+TEST(CliBench, SessionsRampReportsEachCount) {
+    const std::string dir = test::make_temp_dir("bench");
+    const std::string json = dir + "/s.jsonl";
+    CliResult r = run_cli("bench --device cpu -m " + tiny() + " -i " + question() +
+                          " -n 24 --sessions 1,3 --json " + json);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const std::string j = slurp(json);
+    fs::remove_all(dir);
+    EXPECT_NE(j.find("\"sessions\":1,"), std::string::npos) << j;
+    EXPECT_NE(j.find("\"sessions\":3,"), std::string::npos) << j;
+    EXPECT_EQ(j.find("\"frames_per_s\":0.0,"), std::string::npos) << j;
+    EXPECT_NE(r.out.find("| 3 |"), std::string::npos) << r.out;
+    expect_error(run_cli("bench --device cpu -m " + tiny() + " -i " + question() + " --sessions 0"),
+                 "--sessions", 2);
+}
+
 TEST(CliErrors, OutputThatIsNotARegularFileIsWrittenThrough) {
     const std::string in = tone_wav(1.0);
     const std::string base = "s2s --device cpu -q -n 40 -m " + tiny() + " -i " + in;

@@ -52,7 +52,168 @@ void add_bench(CLI::App* app, BenchArgs& b) {
                     "audio frames per detokenizer call after the first")
         ->capture_default_str()
         ->check(CLI::Range(1, 32));
+    app->add_option("--sessions", b.sessions,
+                    "conversations stepped together (continuous batching): each count in turn, "
+                    "e.g. --sessions 1,8,64")
+        ->delimiter(',')
+        ->check(CLI::Range(1, 4096));
+    app->add_option("--max-rows", b.max_rows, "with --sessions: rows per batched call")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 4096));
+    app->add_flag("--no-audio", b.no_audio, "with --sessions: no detokenizer (decode only)");
 }
+
+namespace {
+
+double percentile(std::vector<double> v, double p) {
+    if (v.empty()) return 0;
+    std::sort(v.begin(), v.end());
+    const size_t i = std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())));
+    return v[i];
+}
+
+// N conversations on the first input, answered together through voxrt::Batch (bench/protocol.md's
+// workload per conversation: the input as a spoken question, `steps` steps with end tokens
+// suppressed). The N prefills run first (each alone, in the batch's first step); then every engine
+// step advances all N by one step. Reported per N: the engine step's time (p50, p99), each
+// conversation's audio frames per second (real time needs 12.5 with its text steps), the
+// aggregate, and the weights' GB/s. Then one more conversation joins the running batch: its time
+// to first audio and the longest step the others waited meanwhile.
+Status run_sessions_bench(const CommonArgs& c, const BenchArgs& a, const std::shared_ptr<Model>& m,
+                          std::ofstream& json) {
+    const ModelInfo& info = m->info();
+    VOXRT_ASSIGN_OR_RETURN(AudioClip wav, read_wav_file(a.inputs.front()));
+    const TaskDefaults task = task_defaults(Task::kSpeechChat);
+    VOXRT_ASSIGN_OR_RETURN(std::unique_ptr<Batch> batch, Batch::create(m, a.max_rows));
+    auto make = [&](int i) -> Expected<std::unique_ptr<Session>> {
+        VOXRT_ASSIGN_OR_RETURN(std::unique_ptr<Session> s, Session::create(m, session_options(c)));
+        VOXRT_RETURN_IF_ERROR(s->add_turn(Role::kSystem, task.system_prompt));
+        VOXRT_RETURN_IF_ERROR(s->begin_user_turn());
+        VOXRT_RETURN_IF_ERROR(
+            s->append_audio(wav.samples.data(), wav.samples.size(), wav.sample_rate));
+        VOXRT_RETURN_IF_ERROR(s->end_user_turn());
+        ResponseOptions g = ResponseOptions::for_task(Task::kSpeechChat);
+        g.max_steps = a.steps;
+        g.audio = !a.no_audio;
+        g.detok_async = !a.detok_sync;
+        g.detok_chunk_frames = a.detok_chunk;
+        g.seed = static_cast<uint64_t>(i);
+        g.suppress_end = true;
+        VOXRT_RETURN_IF_ERROR(s->start_response(g));
+        return s;
+    };
+    std::printf(
+        "| sessions | engine steps | step ms p50 | step ms p99 | frames/s per session | real time "
+        "| aggregate frames/s | aggregate text tok/s | weights GB/s | prefill of all ms | newcomer "
+        "first audio ms | longest step meanwhile ms |\n");
+    std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    for (const int n : a.sessions) {
+        std::vector<std::unique_ptr<Session>> owned;
+        std::vector<Session*> live;
+        for (int i = 0; i < n; ++i) {
+            VOXRT_ASSIGN_OR_RETURN(std::unique_ptr<Session> s, make(i));
+            live.push_back(s.get());
+            owned.push_back(std::move(s));
+        }
+        std::vector<std::vector<Event>> ev;
+        std::vector<BatchResult> res;
+        auto count = [&](size_t k, int* text, int* frames) {
+            for (const Event& e : ev[k]) {
+                if (e.kind == EventKind::kTextDelta && e.token >= 0) ++*text;
+                if (e.kind == EventKind::kAudioFrame) ++*frames;
+            }
+        };
+        // The first step prefills every conversation (alone, one after another).
+        const auto tp = Clock::now();
+        VOXRT_RETURN_IF_ERROR(batch->step(live, ev, res));
+        const double prefill_ms = ms_since(tp);
+        int text = 0, frames = 0;
+        std::vector<double> step_ms;
+        size_t bytes = 0;
+        std::unique_ptr<Session> newcomer;
+        double join_t0 = -1, newcomer_first_audio = -1, longest_meanwhile = 0;
+        const int join_at = std::max(1, a.steps / 4);
+        const auto t0 = Clock::now();
+        for (int t = 1;; ++t) {
+            std::vector<Session*> step_list;
+            for (size_t k = 0; k < live.size(); ++k)
+                if (!res[k].done) step_list.push_back(live[k]);
+            if (t == join_at && !newcomer) {
+                VOXRT_ASSIGN_OR_RETURN(newcomer, make(n));
+                join_t0 = ms_since(t0);
+            }
+            const bool with_newcomer = newcomer && newcomer->responding();
+            if (with_newcomer) step_list.push_back(newcomer.get());
+            if (step_list.empty()) break;
+            const auto ts = Clock::now();
+            VOXRT_RETURN_IF_ERROR(batch->step(step_list, ev, res));
+            const double ms = ms_since(ts);
+            for (size_t k = 0; k < res.size(); ++k)
+                if (!res[k].status.is_ok())
+                    return make_error(StatusCode::kInternal, "sessions bench: %s",
+                                      res[k].status.message().c_str());
+            const Batch::Shape sh = batch->last_shape();
+            bytes += sh.frames > 0 ? std::max(info.text_step_bytes, info.audio_frame_bytes)
+                                   : info.text_step_bytes;
+            if (with_newcomer) {
+                const size_t k = step_list.size() - 1;
+                for (const Event& e : ev[k])
+                    if (e.kind == EventKind::kAudioFrame && newcomer_first_audio < 0 && a.no_audio)
+                        newcomer_first_audio = ms_since(t0) - join_t0;
+                for (const Event& e : ev[k])
+                    if (e.kind == EventKind::kAudio && newcomer_first_audio < 0)
+                        newcomer_first_audio = ms_since(t0) - join_t0;
+                if (newcomer_first_audio < 0) longest_meanwhile = std::max(longest_meanwhile, ms);
+                ev.pop_back();
+                res.pop_back();
+                step_list.pop_back();
+            }
+            // res/ev now line up with step_list (the original conversations still running)
+            std::vector<BatchResult> full(live.size());
+            for (size_t k = 0, j = 0; k < live.size(); ++k) {
+                if (j < step_list.size() && step_list[j] == live[k]) {
+                    count(j, &text, &frames);
+                    full[k] = res[j];
+                    ++j;
+                } else {
+                    full[k].done = true;
+                }
+            }
+            res = std::move(full);
+            step_ms.push_back(ms);
+        }
+        const double wall_s = ms_since(t0) / 1000.0;
+        const double per_session = frames / wall_s / n;
+        const double gbs = bytes / wall_s / 1e9;
+        const bool real_time = per_session >= 12.5 && percentile(step_ms, 0.99) <= 40.0;
+        std::printf(
+            "| %d | %zu | %.2f | %.2f | %.1f | %s | %.0f | %.0f | %.0f | %.0f | %.1f | %.1f |\n", n,
+            step_ms.size(), percentile(step_ms, 0.5), percentile(step_ms, 0.99), per_session,
+            real_time ? "yes" : "no", frames / wall_s, text / wall_s, gbs, prefill_ms,
+            newcomer_first_audio, longest_meanwhile);
+        std::fflush(stdout);
+        if (json.is_open()) {
+            char line[1024];
+            std::snprintf(
+                line, sizeof line,
+                "{\"engine\":\"voxrt\",\"bench\":\"sessions\",\"device\":\"%s\","
+                "\"precision\":\"%s\",\"sessions\":%d,\"max_rows\":%d,\"audio\":%s,"
+                "\"engine_steps\":%zu,\"step_ms_p50\":%.3f,\"step_ms_p99\":%.3f,"
+                "\"frames_per_s_per_session\":%.2f,\"real_time\":%s,\"frames_per_s\":%.1f,"
+                "\"text_tokens_per_s\":%.1f,\"weights_gb_s\":%.1f,\"prefill_all_ms\":%.1f,"
+                "\"newcomer_first_audio_ms\":%.2f,\"longest_step_meanwhile_ms\":%.2f}\n",
+                info.device.c_str(), c.precision.c_str(), n, a.max_rows,
+                a.no_audio ? "false" : "true", step_ms.size(), percentile(step_ms, 0.5),
+                percentile(step_ms, 0.99), per_session, real_time ? "true" : "false",
+                frames / wall_s, text / wall_s, gbs, prefill_ms, newcomer_first_audio,
+                longest_meanwhile);
+            json << line;
+        }
+    }
+    return Status::ok();
+}
+
+}  // namespace
 
 Status run_bench(const CommonArgs& c, const BenchArgs& a) {
     const ModelOptions o = model_options(c);
@@ -69,6 +230,7 @@ Status run_bench(const CommonArgs& c, const BenchArgs& a) {
         if (!json)
             return make_error(StatusCode::kInvalidArgument, "%s: cannot write", a.json_out.c_str());
     }
+    if (!a.sessions.empty()) return run_sessions_bench(c, a, m, json);
     // Medians over the runs. "decode GB/s": the weight bytes every text step and audio frame of the
     // turn must read, over the whole decode's wall time. "text step ms" and "audio frame ms": the
     // wall time of one text step and one audio-frame step (TurnStats::text_step_ms / text_tokens,

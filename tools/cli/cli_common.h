@@ -79,6 +79,11 @@ struct BenchArgs {
     std::string json_out;
     bool detok_sync = false;  // ResponseOptions::detok_async = false
     int detok_chunk = 8;      // ResponseOptions::detok_chunk_frames
+    // Continuous batching: conversation counts to measure, one after another (empty: the
+    // single-conversation turn benchmark).
+    std::vector<int> sessions;
+    int max_rows = 64;      // Batch::create's max_rows
+    bool no_audio = false;  // sessions: no detokenizer (the decode alone)
 };
 
 // Validators shared by the subcommands: a path that is not empty, a finite number in [lo, hi].

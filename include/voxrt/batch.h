@@ -1,0 +1,79 @@
+// voxrt/batch.h — many conversations advanced together (continuous batching).
+//
+// A decode step at one conversation reads every weight of the model to produce one token or one
+// audio frame. Batch::step() advances every given session that has a response running by one step
+// at once: the backbone runs once over all their rows, the text head once over those choosing a
+// text token, the depthformer once over those choosing an audio frame. Sessions join (after
+// start_response()) and leave (their response ends, or they are simply left out of the list) at
+// any step; each keeps its own state, options, events and detokenizer.
+//
+//   auto batch = Batch::create(model).value();
+//   std::vector<Session*> live = {a.get(), b.get(), c.get()};   // each after start_response()
+//   std::vector<std::vector<Event>> ev;
+//   std::vector<BatchResult> res;
+//   while (!live.empty()) {
+//       batch->step(live, ev, res);                // ev[i], res[i]: live[i]'s events and outcome
+//       /* deliver ev[i] to each; drop the sessions whose res[i].done */
+//   }
+//
+// Results: a session's events are what its own step() would have produced (tokens and frames
+// identical in fp32; the batched products sum in another order than the single-conversation
+// kernels on CUDA, within the precision's parity bars otherwise). A batch of one session takes the
+// session's own step, so one conversation is as fast as it is alone.
+//
+// Costs: one step costs about one weight read plus each row's own work (its attention over its
+// history, its conv state, the depthformer's per-row parts). A session's first step prefills its
+// new input alone before it joins (prefill is not yet split between steps). docs/batching.md has
+// the measurements.
+//
+// Threads: a Batch and the sessions it steps are driven by one thread; cancel() from any thread.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "voxrt/model.h"
+#include "voxrt/session.h"
+#include "voxrt/status.h"
+
+namespace voxrt {
+
+struct BatchResult {
+    Status status;      // this session's error: its response is over (the others go on)
+    bool done = false;  // its response is over (its kEndOfTurn is in its events), or none ran
+};
+
+class Batch {
+public:
+    // max_rows: sessions per batched call (more are stepped in several calls); 1 .. 4096. Allocates
+    // the batch's activations for max_rows rows (on CUDA a stream). Errors: kInvalidArgument,
+    // kOutOfMemory.
+    static Expected<std::unique_ptr<Batch>> create(std::shared_ptr<const Model> model,
+                                                   int max_rows = 64);
+    ~Batch();
+    Batch(const Batch&) = delete;
+    Batch& operator=(const Batch&) = delete;
+
+    // One step of every session in `sessions` with a response running; out[i] and results[i]
+    // (resized to sessions.size()) are session i's events (appended) and outcome. A session of
+    // another model, or listed twice, is an error (kInvalidArgument, nothing stepped).
+    Status step(const std::vector<Session*>& sessions, std::vector<std::vector<Event>>& out,
+                std::vector<BatchResult>& results);
+
+    int max_rows() const;
+    // Rows of the last step: backbone rows, text-head rows, depthformer rows, and whether a single
+    // session took its own step.
+    struct Shape {
+        int backbone = 0, text = 0, frames = 0;
+        bool alone = false;
+    };
+    Shape last_shape() const;
+
+    struct Impl;
+
+private:
+    explicit Batch(std::unique_ptr<Impl> impl);
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace voxrt

@@ -1,0 +1,304 @@
+#include "runtime/batch.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include "backend/device.h"
+
+namespace voxrt::runtime {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+double ms_since(Clock::time_point t0) {
+    return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+}  // namespace
+
+Expected<std::unique_ptr<BatchStepper>> BatchStepper::create(const model::LfmAudioModel& model,
+                                                             int max_rows) {
+    if (max_rows < 1 || max_rows > 4096)
+        return make_error(StatusCode::kInvalidArgument,
+                          "batch: max_rows must be in [1, 4096], got %d", max_rows);
+    std::unique_ptr<BatchStepper> b(new BatchStepper(model));
+    VOXRT_RETURN_IF_ERROR(b->init(max_rows));
+    return b;
+}
+
+BatchStepper::~BatchStepper() {
+    buffers_.clear();
+    scratch_ = Arena();
+    backend::destroy_context(ctx_);
+}
+
+Status BatchStepper::init(int max_rows) {
+    const model::ModelOptions& mo = model_.options();
+    if (mo.device == Device::kCUDA) {
+        VOXRT_ASSIGN_OR_RETURN(ctx_, backend::create_context(Device::kCUDA, mo.precision));
+    } else {
+        ctx_.device = Device::kCPU;
+        ctx_.precision = mo.precision;
+    }
+    ctx_.pool = model_.pool();
+    max_rows_ = max_rows;
+    const size_t bytes = model_.backbone().scratch_bytes(ctx_, max_rows) +
+                         model_.audio_head().scratch_bytes(ctx_, max_rows) + (1u << 20);
+    if (!scratch_.reserve(ctx_.device, bytes))
+        return make_error(StatusCode::kOutOfMemory, "batch: cannot allocate %zu bytes of scratch",
+                          bytes);
+    const model::AudioModelConfig& c = model_.config();
+    const int64_t D = c.lfm.hidden_size, Q = c.codebooks, V = c.lfm.vocab_size, B = max_rows;
+    const DType dt = ctx_.act_dtype();
+    auto alloc = [&](DType t, std::initializer_list<int64_t> dims, Tensor* out) -> Status {
+        Tensor probe = Tensor::make(nullptr, t, ctx_.device, dims);
+        Buffer b = Buffer::allocate(ctx_.device, probe.nbytes());
+        if (!b.data())
+            return make_error(StatusCode::kOutOfMemory, "batch: cannot allocate %s",
+                              probe.describe().c_str());
+        *out = b.view(t, dims);
+        buffers_.push_back(std::move(b));
+        return Status::ok();
+    };
+    VOXRT_RETURN_IF_ERROR(alloc(dt, {B, D}, &x_));
+    VOXRT_RETURN_IF_ERROR(alloc(dt, {B, D}, &h_));
+    VOXRT_RETURN_IF_ERROR(alloc(dt, {B, D}, &hb_));
+    VOXRT_RETURN_IF_ERROR(alloc(dt, {B, D}, &emb_));
+    VOXRT_RETURN_IF_ERROR(alloc(DType::kI32, {B}, &pos_));
+    VOXRT_RETURN_IF_ERROR(alloc(dt, {B, V}, &logits_));
+    VOXRT_RETURN_IF_ERROR(alloc(DType::kI32, {B}, &tokens_));
+    VOXRT_RETURN_IF_ERROR(alloc(DType::kI32, {B, Q}, &codes_));
+    Buffer pinned = Buffer::allocate_pinned(static_cast<size_t>(B * Q) * sizeof(int32_t));
+    if (!pinned.data())
+        return make_error(StatusCode::kOutOfMemory, "batch: cannot allocate page-locked memory");
+    choice_host_ = pinned.view(DType::kI32, {B * Q});
+    buffers_.push_back(std::move(pinned));
+    return Status::ok();
+}
+
+Status BatchStepper::step(const std::vector<Session*>& sessions,
+                          std::vector<std::vector<Event>>& out,
+                          std::vector<BatchStepResult>& results) {
+    const size_t n = sessions.size();
+    out.resize(n);
+    results.assign(n, BatchStepResult{});
+    shape_ = Shape{};
+    std::vector<Row> rows;
+    rows.reserve(n);
+    for (size_t i = 0; i < n; ++i) {
+        Session* s = sessions[i];
+        if (s == nullptr || &s->model_ != &model_) {
+            results[i].status = make_error(StatusCode::kInvalidArgument,
+                                           "batch: session %zu is %s", i,
+                                           s ? "of another model" : "null");
+            results[i].done = true;
+            continue;
+        }
+        if (!s->responding_) {
+            results[i].done = true;
+            continue;
+        }
+        Expected<Session::StepPlan> plan = s->step_prepare(out[i]);
+        if (!plan.is_ok()) {
+            results[i].status = plan.status();
+            results[i].done = true;
+            continue;
+        }
+        if (plan->done) {
+            results[i].done = true;
+            continue;
+        }
+        rows.push_back(Row{s, i, *plan});
+    }
+    for (size_t a = 0; a < rows.size(); ++a)
+        for (size_t b = a + 1; b < rows.size(); ++b)
+            if (rows[a].s == rows[b].s)
+                return make_error(StatusCode::kInvalidArgument,
+                                  "batch: sessions %zu and %zu are the same session", rows[a].index,
+                                  rows[b].index);
+
+    auto complete = [&](const Row& r, int32_t tok, const std::array<int32_t, 8>& codes,
+                        double ms) {
+        Expected<bool> done = r.s->step_complete(r.plan, tok, codes, ms, out[r.index]);
+        if (!done.is_ok()) {
+            results[r.index].status = done.status();
+            results[r.index].done = true;
+        } else {
+            results[r.index].done = *done;
+        }
+    };
+
+    if (rows.size() == 1) {  // alone: the session's own step (fused kernels, graphs)
+        const Row& r = rows[0];
+        shape_.alone = 1;
+        const auto t0 = Clock::now();
+        int32_t tok = 0;
+        std::array<int32_t, 8> codes{};
+        const Status st = r.s->run_step(r.s->gopt_, r.plan.text, r.plan.forward,
+                                        r.plan.text ? &tok : nullptr,
+                                        r.plan.text ? nullptr : &codes);
+        if (!st) {
+            results[r.index].status = r.s->fail(st);
+            results[r.index].done = true;
+            return Status::ok();
+        }
+        complete(r, tok, codes, ms_since(t0));
+        return Status::ok();
+    }
+
+    for (size_t first = 0; first < rows.size(); first += static_cast<size_t>(max_rows_)) {
+        const size_t last = std::min(rows.size(), first + static_cast<size_t>(max_rows_));
+        std::vector<Row> part(rows.begin() + static_cast<std::ptrdiff_t>(first),
+                              rows.begin() + static_cast<std::ptrdiff_t>(last));
+        // Text rows first, then frame rows (the heads read contiguous rows).
+        std::stable_partition(part.begin(), part.end(), [](const Row& r) { return r.plan.text; });
+        std::vector<int32_t> tokens;
+        std::vector<std::array<int32_t, 8>> codes;
+        const auto t0 = Clock::now();
+        const Status st = run(part, tokens, codes);
+        const double ms = ms_since(t0);
+        for (size_t k = 0; k < part.size(); ++k) {
+            const Row& r = part[k];
+            if (!st) {
+                results[r.index].status = r.s->fail(st);
+                results[r.index].done = true;
+                continue;
+            }
+            complete(r, tokens[k], codes[k], ms);
+        }
+    }
+    return Status::ok();
+}
+
+Status BatchStepper::run(std::vector<Row>& rows, std::vector<int32_t>& tokens,
+                         std::vector<std::array<int32_t, 8>>& codes) {
+    const model::AudioModelConfig& cfg = model_.config();
+    const int Q = cfg.codebooks;
+    const int64_t B = static_cast<int64_t>(rows.size());
+    int64_t nt = 0;
+    while (nt < B && rows[static_cast<size_t>(nt)].plan.text) ++nt;
+    const int64_t nf = B - nt;
+
+    // The backbone step of every row with an item to run.
+    std::vector<model::Lfm2Network::Memory> mems;
+    mems.reserve(rows.size());
+    for (const Row& r : rows) {
+        if (!r.plan.forward) continue;
+        const int64_t k = static_cast<int64_t>(mems.size());
+        Tensor xk = x_.rows(k, k + 1), pk = pos_.rows(k, k + 1);
+        ops::copy(ctx_, r.s->x_.rows(0, 1), xk);
+        ops::copy(ctx_, r.s->pos_.rows(0, 1), pk);
+        model::Lfm2State& st = r.s->lfm_state_;
+        mems.push_back(model::Lfm2Network::Memory{&st.conv_state, &st.k_cache, &st.v_cache});
+    }
+    const int64_t nb = static_cast<int64_t>(mems.size());
+    shape_.backbone += static_cast<int>(nb);
+    shape_.text += static_cast<int>(nt);
+    shape_.frames += static_cast<int>(nf);
+    if (nb > 0) {
+        Tensor x = x_.rows(0, nb), p = pos_.rows(0, nb), h = hb_.rows(0, nb);
+        model_.backbone().forward_batch(ctx_, mems, x, p, scratch_, h);
+    }
+    // The heads' inputs: the backbone's rows, or (a response's first step) the prefill's last.
+    Tensor heads = hb_.rows(0, B);
+    if (nb != B) {
+        heads = h_.rows(0, B);
+        int64_t k = 0;
+        for (int64_t i = 0; i < B; ++i) {
+            const Row& r = rows[static_cast<size_t>(i)];
+            Tensor dst = heads.rows(i, i + 1);
+            if (r.plan.forward) {
+                ops::copy(ctx_, hb_.rows(k, k + 1), dst);
+                ++k;
+            } else {
+                ops::copy(ctx_, r.s->h_, dst);
+            }
+        }
+    }
+    for (const Row& r : rows) {
+        if (!r.plan.forward) continue;
+        Tensor p1 = r.s->pos_.rows(0, 1);
+        ops::increment(ctx_, p1, 1);  // the next step's position
+        ++r.s->n_past_;
+        r.s->snapshot_conv(ctx_, r.s->n_past_ - r.s->resp_start_);
+    }
+
+    // Text rows: the text head over all of them, then each row's choice.
+    if (nt > 0) {
+        Tensor ht = heads.rows(0, nt), logits = logits_.rows(0, nt), tok = tokens_.rows(0, nt);
+        ops::linear(ctx_, ht, model_.backbone().text_head(), nullptr, logits);
+        bool all_greedy = true;
+        for (int64_t i = 0; i < nt; ++i) {
+            const GenerateOptions& o = rows[static_cast<size_t>(i)].s->gopt_;
+            if (o.suppress_end) {
+                Tensor li = logits.rows(i, i + 1);
+                ops::set_value(ctx_, li, model_.special().im_end, -INFINITY);
+            }
+            all_greedy = all_greedy && (o.text_temperature <= 0 || o.text_top_k == 1);
+        }
+        if (all_greedy) {
+            ops::argmax(ctx_, logits, tok);
+        } else {
+            for (int64_t i = 0; i < nt; ++i) {
+                Session& s = *rows[static_cast<size_t>(i)].s;
+                const GenerateOptions& o = s.gopt_;
+                Tensor li = logits.rows(i, i + 1), ti = tok.rows(i, i + 1);
+                if (o.text_temperature <= 0 || o.text_top_k == 1) {
+                    ops::argmax(ctx_, li, ti);
+                } else {
+                    Tensor ctr = s.counters_.rows(Q, Q + 1);
+                    ops::sample_top_k(ctx_, li, o.text_temperature, o.text_top_k, o.seed, ctr,
+                                      ti);
+                }
+            }
+        }
+        Tensor e = emb_.rows(0, nt);
+        ops::embedding(ctx_, model_.backbone().embed_tokens(), tok, e);
+    }
+    // Frame rows: one depthformer pass over all of them.
+    if (nf > 0) {
+        std::vector<model::AudioHeadState*> states;
+        std::vector<model::FrameSampling> samplings;
+        for (int64_t i = nt; i < B; ++i) {
+            Session& s = *rows[static_cast<size_t>(i)].s;
+            const GenerateOptions& o = s.gopt_;
+            model::FrameSampling fs;
+            fs.temperature = o.audio_temperature;
+            fs.top_k = o.audio_top_k;
+            fs.seed = o.seed ^ 0xa0d10c0de5ull;  // as Session::step_ops
+            fs.counters = &s.counters_;
+            fs.suppress_eos = o.suppress_end;
+            states.push_back(&s.head_state_);
+            samplings.push_back(fs);
+        }
+        Tensor hf = heads.rows(nt, B), c = codes_.rows(0, nf), e = emb_.rows(nt, B);
+        model_.audio_head().sample_frames(ctx_, states, hf, samplings, scratch_, c, nullptr);
+        ops::fill_rows_led_by(ctx_, c, cfg.audio_vocab - 1);
+        model_.audio_head().embed_frames(ctx_, c, e);
+    }
+    // Each choice's embedding is its session's next input; the sampling counters advance.
+    for (int64_t i = 0; i < B; ++i) {
+        Session& s = *rows[static_cast<size_t>(i)].s;
+        Tensor x1 = s.x_.rows(0, 1);
+        ops::copy(ctx_, emb_.rows(i, i + 1), x1);
+        ops::increment(ctx_, s.counters_, Q + 1);
+    }
+    if (nt > 0) {
+        Tensor dst = choice_host_.rows(0, nt);
+        ops::copy_to_host_async(ctx_, tokens_.rows(0, nt), dst);
+    }
+    if (nf > 0) {
+        Tensor dst = choice_host_.rows(nt, nt + nf * Q);
+        ops::copy_to_host_async(ctx_, codes_.rows(0, nf).reshape({nf * Q}), dst);
+    }
+    VOXRT_RETURN_IF_ERROR(ops::synchronize(ctx_));
+    const int32_t* got = choice_host_.ptr<int32_t>();
+    tokens.assign(rows.size(), 0);
+    codes.assign(rows.size(), std::array<int32_t, 8>{});
+    for (int64_t i = 0; i < nt; ++i) tokens[static_cast<size_t>(i)] = got[i];
+    for (int64_t i = 0; i < nf; ++i)
+        std::copy(got + nt + i * Q, got + nt + (i + 1) * Q,
+                  codes[static_cast<size_t>(nt + i)].begin());
+    return Status::ok();
+}
+
+}  // namespace voxrt::runtime

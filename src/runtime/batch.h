@@ -1,0 +1,87 @@
+// BatchStepper: advances many sessions of one model by one generation step each, together
+// (continuous batching). The backbone step of every session that has an item to run is one
+// Lfm2Network::forward_batch call, the text head one linear over the sessions choosing a text
+// token, and the depthformer one AudioHead::sample_frames call over the sessions choosing an audio
+// frame: each weight is read once per engine step for the whole batch. Everything that belongs to
+// one conversation (prefill, the turn state, events, the detokenizer, truncation history) stays in
+// its Session, which does the first and last part of its step (Session::step_prepare /
+// step_complete) exactly as when it steps alone.
+//
+// A session's output does not depend on who shares its batch: the batched ops give a row what the
+// same ops give it alone (bit for bit on the CPU up to 8 rows, where the linear kernels are
+// row-invariant; to summation order on CUDA and for larger CPU batches). A batch of one session
+// takes the session's own step (fused kernels and graphs on CUDA), so one conversation is never
+// slower than stepping alone.
+//
+// A session's first step prefills what was added since its last response, alone, before it joins
+// the batch (the prefill is not yet chunked between steps).
+//
+// Not thread-safe; the sessions must not be stepped by anyone else while a step() runs.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "core/arena.h"
+#include "core/status.h"
+#include "model/lfm_audio.h"
+#include "runtime/session.h"
+
+namespace voxrt::runtime {
+
+struct BatchStepResult {
+    Status status;      // this session's error (the others go on)
+    bool done = false;  // its response ended in this step (or had already ended / not begun)
+};
+
+class BatchStepper {
+public:
+    // max_rows: sessions per batched call; a step over more sessions runs several calls.
+    static Expected<std::unique_ptr<BatchStepper>> create(const model::LfmAudioModel& model,
+                                                          int max_rows = 64);
+    ~BatchStepper();
+    BatchStepper(const BatchStepper&) = delete;
+    BatchStepper& operator=(const BatchStepper&) = delete;
+
+    // One step of every session in `sessions` that is responding (the others: done, nothing
+    // appended). out[i] receives session i's events, results[i] its outcome. The sessions must
+    // belong to this stepper's model and be distinct.
+    Status step(const std::vector<Session*>& sessions, std::vector<std::vector<Event>>& out,
+                std::vector<BatchStepResult>& results);
+
+    int max_rows() const { return max_rows_; }
+    // Rows of the last step's batched calls (backbone rows, text rows, frame rows), for benches.
+    struct Shape {
+        int backbone = 0, text = 0, frames = 0, alone = 0;
+    };
+    const Shape& last_shape() const { return shape_; }
+
+private:
+    explicit BatchStepper(const model::LfmAudioModel& m) : model_(m) {}
+    Status init(int max_rows);
+    struct Row {
+        Session* s;
+        size_t index;  // in the step's session list
+        Session::StepPlan plan;
+    };
+    // The device work of one batch of prepared rows; fills tokens / codes per row.
+    Status run(std::vector<Row>& rows, std::vector<int32_t>& tokens,
+               std::vector<std::array<int32_t, 8>>& codes);
+
+    const model::LfmAudioModel& model_;
+    ops::Context ctx_;
+    int max_rows_ = 0;
+    Arena scratch_;
+    std::vector<Buffer> buffers_;
+    Tensor x_, h_, hb_;   // [max_rows, D]: backbone inputs, head inputs, backbone outputs
+    Tensor pos_;          // I32 [max_rows]
+    Tensor logits_;       // [max_rows, V]
+    Tensor tokens_;       // I32 [max_rows]
+    Tensor codes_;        // I32 [max_rows, Q]
+    Tensor emb_;          // [max_rows, D] the choices' embeddings
+    Tensor choice_host_;  // I32 [max_rows · Q] page-locked
+    Shape shape_;
+};
+
+}  // namespace voxrt::runtime

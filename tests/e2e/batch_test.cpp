@@ -1,0 +1,223 @@
+// voxrt::Batch (continuous batching) on the tiny checkpoint: a conversation's output does not
+// depend on who shares its batch.
+//
+// Six conversations of every task (speech chat, ASR, TTS, text chat; greedy and sampled) are run
+// alone, then together through Batch::step while the batch changes under them: they join at
+// different steps, one is cancelled mid-batch, and the rows are split over several batched calls
+// (max_rows below the batch). Then each conversation takes a second turn alone, which shows that
+// the batched steps left its state (KV cache, conv state, position, sampling counters) exactly as
+// its own steps would have.
+// - CPU (fp32 and bf16): items, text and PCM equal to the lone runs bit for bit (the CPU linear
+//   kernels give a row the same bits for 1 to 8 rows; the batches here have at most 6).
+// - CUDA (fp32): the lone runs take the fused kernels and the batch the op sequence, which differ
+//   in summation order only (~1e-7): the items (hence text and PCM) must still be identical.
+// A row given another session's state (a wrong slot) changes its output entirely: caught.
+#include <gtest/gtest.h>
+#include <voxrt/voxrt.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "util/api_util.h"
+#include "util/test_paths.h"
+
+namespace voxrt {
+namespace {
+
+struct Job {
+    Task task;
+    std::string input;  // WAV under tests/data/audio, or text
+    uint64_t seed;
+    bool sampled;
+};
+
+const std::vector<Job>& jobs() {
+    static const std::vector<Job> j = {
+        {Task::kSpeechChat, "question.wav", 1, false}, {Task::kSpeechChat, "question.wav", 2, true},
+        {Task::kAsr, "asr.wav", 3, false},             {Task::kTts, "Hello there, how are you?", 4, true},
+        {Task::kTextChat, "What is a chair?", 5, true}, {Task::kSpeechChat, "st48k.wav", 6, false},
+    };
+    return j;
+}
+
+Status add_prompt(Session& s, const Job& j) {
+    const TaskDefaults d = task_defaults(j.task, Voice::kUkMale);
+    if (d.audio_in) return test::add_audio_prompt(s, j.task, test::read_clip(j.input));
+    if (!d.system_prompt.empty()) VOXRT_RETURN_IF_ERROR(s.add_turn(Role::kSystem, d.system_prompt));
+    return s.add_turn(Role::kUser, j.input);
+}
+
+ResponseOptions options(const Job& j, int steps = 40) {
+    ResponseOptions o = ResponseOptions::for_task(j.task);
+    o.max_steps = steps;
+    o.seed = j.seed;
+    if (j.sampled) {
+        o.sampling.text_temperature = 0.7f;
+        o.sampling.text_top_k = 20;
+        o.sampling.audio_temperature = 0.8f;
+        o.sampling.audio_top_k = 4;
+    }
+    return o;
+}
+
+// Collects one response's events (as test::respond does).
+void collect(test::Response& r, const std::vector<Event>& ev) {
+    for (const Event& e : ev) {
+        if (e.kind == EventKind::kTextDelta) r.text += e.text;
+        if (e.kind == EventKind::kAudio) r.pcm.insert(r.pcm.end(), e.pcm.begin(), e.pcm.end());
+        if (e.kind == EventKind::kEndOfTurn) {
+            r.reason = e.reason;
+            r.steps = e.stats.steps;
+        }
+    }
+}
+
+struct Conversation {
+    test::Response first, second;
+};
+
+// Alone: the first response (cut by cancel() after `cancel_at` steps when >= 0), then a second
+// text turn answered greedily.
+Conversation alone(const std::shared_ptr<Model>& m, const Job& j, int cancel_at) {
+    Conversation c;
+    auto s = Session::create(m);
+    EXPECT_TRUE(s.is_ok()) << s.status().message();
+    if (!s.is_ok()) return c;
+    EXPECT_TRUE(add_prompt(**s, j).is_ok());
+    EXPECT_TRUE((*s)->start_response(options(j)).is_ok());
+    std::vector<Event> ev;
+    for (int k = 0;; ++k) {
+        if (k == cancel_at) (*s)->cancel();
+        ev.clear();
+        Expected<bool> done = (*s)->step(ev);
+        EXPECT_TRUE(done.is_ok()) << done.status().message();
+        if (!done.is_ok()) return c;
+        collect(c.first, ev);
+        if (*done) break;
+    }
+    c.first.items = (*s)->last_response();
+    EXPECT_TRUE((*s)->add_turn(Role::kUser, "Tell me more.").is_ok());
+    c.second = test::respond(**s, options(Job{Task::kTextChat, "", 9, false}, 16));
+    return c;
+}
+
+struct Case {
+    std::string device, precision;
+    int max_rows;
+};
+
+class BatchApi : public ::testing::TestWithParam<Case> {};
+
+TEST_P(BatchApi, EachConversationEqualsItselfAlone) {
+    const Case& c = GetParam();
+    if (c.device == "cuda" && !gpu_available()) GTEST_SKIP() << "no CUDA device";
+    auto m = test::load_tiny(c.device, c.precision);
+    ASSERT_TRUE(m);
+    const std::vector<Job>& js = jobs();
+    const int kCancelled = 2, kCancelAt = 9;  // conversation 2 is cancelled at its 9th step
+    std::vector<Conversation> ref;
+    for (size_t i = 0; i < js.size(); ++i)
+        ref.push_back(alone(m, js[i], static_cast<int>(i) == kCancelled ? kCancelAt : -1));
+
+    auto batch = Batch::create(m, c.max_rows);
+    ASSERT_TRUE(batch.is_ok()) << batch.status().message();
+    std::vector<std::unique_ptr<Session>> ss;
+    for (const Job& j : js) {
+        auto s = Session::create(m);
+        ASSERT_TRUE(s.is_ok());
+        ASSERT_TRUE(add_prompt(**s, j).is_ok());
+        ss.push_back(std::move(*s));
+    }
+    // Conversation i joins at engine step 3·i; the batch holds those still responding.
+    std::vector<Conversation> got(js.size());
+    std::vector<int> own_steps(js.size(), 0);
+    std::vector<bool> joined(js.size(), false), over(js.size(), false);
+    std::vector<std::vector<Event>> ev;
+    std::vector<BatchResult> res;
+    int max_rows_seen = 0;
+    for (int t = 0; t < 400; ++t) {
+        std::vector<Session*> live;
+        std::vector<size_t> who;
+        for (size_t i = 0; i < js.size(); ++i) {
+            if (!joined[i] && t >= 3 * static_cast<int>(i)) {
+                ASSERT_TRUE(ss[i]->start_response(options(js[i])).is_ok());
+                joined[i] = true;
+            }
+            if (joined[i] && !over[i]) {
+                if (static_cast<int>(i) == kCancelled && own_steps[i] == kCancelAt)
+                    ss[i]->cancel();
+                live.push_back(ss[i].get());
+                who.push_back(i);
+            }
+        }
+        if (live.empty()) break;
+        ev.clear();
+        ASSERT_TRUE(batch.value()->step(live, ev, res).is_ok());
+        ASSERT_EQ(ev.size(), live.size());
+        max_rows_seen = std::max(max_rows_seen, batch.value()->last_shape().backbone);
+        for (size_t k = 0; k < live.size(); ++k) {
+            const size_t i = who[k];
+            ASSERT_TRUE(res[k].status.is_ok()) << "conversation " << i << ": "
+                                               << res[k].status.message();
+            collect(got[i].first, ev[k]);
+            ++own_steps[i];
+            if (res[k].done) over[i] = true;
+        }
+    }
+    EXPECT_GE(max_rows_seen, 4) << "the batch never held several conversations";
+    for (size_t i = 0; i < js.size(); ++i) {
+        ASSERT_TRUE(over[i]) << "conversation " << i << " never ended";
+        got[i].first.items = ss[i]->last_response();
+        ASSERT_TRUE(ss[i]->add_turn(Role::kUser, "Tell me more.").is_ok());
+        got[i].second = test::respond(*ss[i], options(Job{Task::kTextChat, "", 9, false}, 16));
+        ASSERT_TRUE(got[i].second.status.is_ok()) << got[i].second.status.message();
+        EXPECT_EQ(got[i].first.items, ref[i].first.items) << "conversation " << i;
+        EXPECT_EQ(got[i].first.text, ref[i].first.text) << "conversation " << i;
+        EXPECT_EQ(got[i].first.pcm, ref[i].first.pcm) << "conversation " << i;
+        EXPECT_EQ(got[i].first.reason, ref[i].first.reason) << "conversation " << i;
+        EXPECT_EQ(got[i].second.items, ref[i].second.items) << "conversation " << i;
+        EXPECT_EQ(got[i].second.text, ref[i].second.text) << "conversation " << i;
+    }
+    // Not trivially equal: the conversations differ, one was cut, and audio came out.
+    EXPECT_NE(ref[0].first.items, ref[1].first.items);
+    EXPECT_EQ(ref[kCancelled].first.reason, EndReason::kCancelled);
+    EXPECT_FALSE(ref[0].first.pcm.empty());
+}
+
+INSTANTIATE_TEST_SUITE_P(Devices, BatchApi,
+                         ::testing::Values(Case{"cpu", "fp32", 64}, Case{"cpu", "bf16", 64},
+                                           Case{"cpu", "fp32", 4}, Case{"cuda", "fp32", 64},
+                                           Case{"cuda", "fp32", 4}),
+                         [](const ::testing::TestParamInfo<Case>& i) {
+                             return i.param.device + "_" + i.param.precision + "_rows" +
+                                    std::to_string(i.param.max_rows);
+                         });
+
+TEST(BatchApiErrors, RefusesWhatItCannotStep) {
+    auto m = test::load_tiny("cpu", "fp32");
+    auto other = test::load_tiny("cpu", "fp32");
+    ASSERT_TRUE(m && other);
+    EXPECT_FALSE(Batch::create(m, 0).is_ok());
+    EXPECT_FALSE(Batch::create(nullptr).is_ok());
+    auto batch = Batch::create(m);
+    ASSERT_TRUE(batch.is_ok());
+    auto a = Session::create(m);
+    auto b = Session::create(other);
+    ASSERT_TRUE(a.is_ok() && b.is_ok());
+    std::vector<std::vector<Event>> ev;
+    std::vector<BatchResult> res;
+    // Nothing to respond to: done at once, no events.
+    ASSERT_TRUE(batch.value()->step({a->get()}, ev, res).is_ok());
+    EXPECT_TRUE(res[0].done);
+    EXPECT_TRUE(ev[0].empty());
+    const Status dup = batch.value()->step({a->get(), a->get()}, ev, res);
+    EXPECT_FALSE(dup.is_ok());
+    EXPECT_NE(dup.message().find("same session"), std::string::npos) << dup.message();
+    const Status foreign = batch.value()->step({a->get(), b->get()}, ev, res);
+    EXPECT_FALSE(foreign.is_ok());
+    EXPECT_NE(foreign.message().find("another model"), std::string::npos) << foreign.message();
+}
+
+}  // namespace
+}  // namespace voxrt
