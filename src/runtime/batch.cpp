@@ -87,9 +87,8 @@ Status BatchStepper::step(const std::vector<Session*>& sessions,
     for (size_t i = 0; i < n; ++i) {
         Session* s = sessions[i];
         if (s == nullptr || &s->model_ != &model_) {
-            results[i].status = make_error(StatusCode::kInvalidArgument,
-                                           "batch: session %zu is %s", i,
-                                           s ? "of another model" : "null");
+            results[i].status = make_error(StatusCode::kInvalidArgument, "batch: session %zu is %s",
+                                           i, s ? "of another model" : "null");
             results[i].done = true;
             continue;
         }
@@ -116,8 +115,7 @@ Status BatchStepper::step(const std::vector<Session*>& sessions,
                                   "batch: sessions %zu and %zu are the same session", rows[a].index,
                                   rows[b].index);
 
-    auto complete = [&](const Row& r, int32_t tok, const std::array<int32_t, 8>& codes,
-                        double ms) {
+    auto complete = [&](const Row& r, int32_t tok, const std::array<int32_t, 8>& codes, double ms) {
         Expected<bool> done = r.s->step_complete(r.plan, tok, codes, ms, out[r.index]);
         if (!done.is_ok()) {
             results[r.index].status = done.status();
@@ -133,9 +131,9 @@ Status BatchStepper::step(const std::vector<Session*>& sessions,
         const auto t0 = Clock::now();
         int32_t tok = 0;
         std::array<int32_t, 8> codes{};
-        const Status st = r.s->run_step(r.s->gopt_, r.plan.text, r.plan.forward,
-                                        r.plan.text ? &tok : nullptr,
-                                        r.plan.text ? nullptr : &codes);
+        const Status st =
+            r.s->run_step(r.s->gopt_, r.plan.text, r.plan.forward, r.plan.text ? &tok : nullptr,
+                          r.plan.text ? nullptr : &codes);
         if (!st) {
             results[r.index].status = r.s->fail(st);
             results[r.index].done = true;
@@ -246,8 +244,7 @@ Status BatchStepper::run(std::vector<Row>& rows, std::vector<int32_t>& tokens,
                     ops::argmax(ctx_, li, ti);
                 } else {
                     Tensor ctr = s.counters_.rows(Q, Q + 1);
-                    ops::sample_top_k(ctx_, li, o.text_temperature, o.text_top_k, o.seed, ctr,
-                                      ti);
+                    ops::sample_top_k(ctx_, li, o.text_temperature, o.text_top_k, o.seed, ctr, ti);
                 }
             }
         }

@@ -34,9 +34,12 @@ struct Job {
 
 const std::vector<Job>& jobs() {
     static const std::vector<Job> j = {
-        {Task::kSpeechChat, "question.wav", 1, false}, {Task::kSpeechChat, "question.wav", 2, true},
-        {Task::kAsr, "asr.wav", 3, false},             {Task::kTts, "Hello there, how are you?", 4, true},
-        {Task::kTextChat, "What is a chair?", 5, true}, {Task::kSpeechChat, "st48k.wav", 6, false},
+        {Task::kSpeechChat, "question.wav", 1, false},
+        {Task::kSpeechChat, "question.wav", 2, true},
+        {Task::kAsr, "asr.wav", 3, false},
+        {Task::kTts, "Hello there, how are you?", 4, true},
+        {Task::kTextChat, "What is a chair?", 5, true},
+        {Task::kSpeechChat, "st48k.wav", 6, false},
     };
     return j;
 }
@@ -145,8 +148,7 @@ TEST_P(BatchApi, EachConversationEqualsItselfAlone) {
                 joined[i] = true;
             }
             if (joined[i] && !over[i]) {
-                if (static_cast<int>(i) == kCancelled && own_steps[i] == kCancelAt)
-                    ss[i]->cancel();
+                if (static_cast<int>(i) == kCancelled && own_steps[i] == kCancelAt) ss[i]->cancel();
                 live.push_back(ss[i].get());
                 who.push_back(i);
             }
@@ -158,8 +160,8 @@ TEST_P(BatchApi, EachConversationEqualsItselfAlone) {
         max_rows_seen = std::max(max_rows_seen, batch.value()->last_shape().backbone);
         for (size_t k = 0; k < live.size(); ++k) {
             const size_t i = who[k];
-            ASSERT_TRUE(res[k].status.is_ok()) << "conversation " << i << ": "
-                                               << res[k].status.message();
+            ASSERT_TRUE(res[k].status.is_ok())
+                << "conversation " << i << ": " << res[k].status.message();
             collect(got[i].first, ev[k]);
             ++own_steps[i];
             if (res[k].done) over[i] = true;
