@@ -115,6 +115,38 @@ class OpenAISdk(unittest.TestCase):
                                                  messages=msgs, max_tokens=20)
         self.assertGreater(c2.usage.prompt_tokens, c.usage.prompt_tokens)
 
+    def test_concurrent_answers_are_batched_and_equal_alone(self):
+        """Answers running at once advance in one batched engine step each round; each still
+        comes out exactly as it would alone (same seed, same messages: same text and audio)."""
+        def ask(out, i):
+            c = self.client.chat.completions.create(model=self.model, modalities=["text", "audio"],
+                                                    audio={"voice": "default", "format": "pcm16"},
+                                                    messages=self._audio_message(), max_tokens=40,
+                                                    seed=7, temperature=0.8)
+            out[i] = (c.choices[0].message.audio.transcript, c.choices[0].message.audio.data)
+
+        alone = [None]
+        ask(alone, 0)
+        self.server.wait_idle()
+        before = self.server.metrics()
+        together = [None] * 4
+        threads = [threading.Thread(target=ask, args=(together, i)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        after = self.server.metrics()
+        for got in together:
+            self.assertIsNotNone(got)
+            self.assertEqual(got[0], alone[0][0])
+            self.assertEqual(got[1], alone[0][1])
+        rows = after["voxrt_batch_rows_count"] - before["voxrt_batch_rows_count"]
+        alone_rows = after['voxrt_batch_rows_bucket{le="1"}'] - before['voxrt_batch_rows_bucket{le="1"}']
+        self.assertGreater(rows - alone_rows, 0, "no step advanced more than one answer")
+        # steps count answers advanced; step rounds are fewer than that
+        steps = after["voxrt_steps_total"] - before["voxrt_steps_total"]
+        self.assertLess(rows, steps)
+
     def test_chat_streamed(self):
         stream = self.client.chat.completions.create(model=self.model, modalities=["text", "audio"],
                                                      audio={"voice": "default", "format": "pcm16"},

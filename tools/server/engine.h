@@ -85,6 +85,17 @@ public:
     virtual int output_rate() const { return 24000; }
     virtual std::string open(const ConversationOptions& opt,
                              std::unique_ptr<Conversation>* out) = 0;
+    // One step of each of `convs` (conversations this engine opened, each with an answer running);
+    // out[i] and more[i] as convs[i]->step(out[i]) would give them. An engine that batches runs
+    // them together (one weight read for all); this default steps them one after another.
+    // Returns how many answers the last device pass advanced together (1: no batching).
+    virtual int step_many(const std::vector<Conversation*>& convs,
+                          std::vector<std::vector<EngineEvent>>& out, std::vector<char>& more) {
+        out.resize(convs.size());
+        more.assign(convs.size(), 0);
+        for (size_t i = 0; i < convs.size(); ++i) more[i] = convs[i]->step(out[i]) ? 1 : 0;
+        return 1;
+    }
 };
 
 }  // namespace voxrt::server

@@ -90,6 +90,11 @@ std::string Metrics::render() const {
         "histogram\n";
     step_seconds.render(out, "voxrt_step_seconds");
     out +=
+        "# HELP voxrt_batch_rows Answers the engine advanced in one device pass, per step "
+        "round.\n# TYPE "
+        "voxrt_batch_rows histogram\n";
+    batch_rows.render(out, "voxrt_batch_rows");
+    out +=
         "# HELP voxrt_time_to_first_audio_seconds From the start of an answer (after the user's "
         "turn "
         "ended) to its first audio.\n# TYPE voxrt_time_to_first_audio_seconds histogram\n";

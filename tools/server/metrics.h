@@ -40,6 +40,8 @@ struct Metrics {
     std::atomic<uint64_t> client_errors{0};  // 4xx answers and error events
     std::atomic<int64_t> slots{0};           // --max-sessions
     Histogram step_seconds{{0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64}};
+    // Answers the engine advanced in one device pass, per step round (continuous batching).
+    Histogram batch_rows{{1, 2, 4, 8, 16, 32, 64, 128}};
     Histogram first_audio_seconds{{0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 2, 5, 10}};
 
     std::string render() const;  // steps/s over the last window is computed here

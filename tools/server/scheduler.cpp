@@ -117,6 +117,35 @@ std::shared_ptr<Slot> Scheduler::acquire() {
 void Scheduler::run() {
     size_t rr = 0;
     std::vector<EngineEvent> out;
+    // An answer ends: the slot's books.
+    auto finish_answer = [&](Slot* s, bool cancelled) {
+        s->generating_ = false;
+        s->responding_ = false;
+        responding_--;
+        metrics_.responses_total++;
+        if (cancelled) metrics_.responses_cancelled++;
+        s->sink_ = nullptr;
+    };
+    // Hands a slot's events to its sink (and clears them).
+    auto deliver = [&](Slot* s, std::vector<EngineEvent>& out) {
+        for (auto& ev : out) {
+            const bool done = ev.kind == EngineEvent::kDone;
+            const bool cancelled = done && ev.finish == "cancelled";
+            if (ev.kind == EngineEvent::kAudio && !s->got_audio_) {
+                s->got_audio_ = true;
+                metrics_.first_audio_seconds.observe(
+                    std::chrono::duration<double>(std::chrono::steady_clock::now() - s->t_start_)
+                        .count());
+            }
+            if (s->sink_) s->sink_(std::move(ev));
+            if (done && s->generating_) finish_answer(s, cancelled);
+        }
+        out.clear();
+    };
+    std::vector<Slot*> stepping;
+    std::vector<Conversation*> convs;
+    std::vector<std::vector<EngineEvent>> outs;
+    std::vector<char> more;
     for (;;) {
         std::vector<std::shared_ptr<Slot>> order;
         {
@@ -150,36 +179,12 @@ void Scheduler::run() {
                 s->cancel_ = false;
                 released = s->released_;
             }
-            auto finish_answer = [&](bool cancelled) {
-                s->generating_ = false;
-                s->responding_ = false;
-                responding_--;
-                metrics_.responses_total++;
-                if (cancelled) metrics_.responses_cancelled++;
-                s->sink_ = nullptr;
-            };
-            auto deliver = [&] {
-                for (auto& ev : out) {
-                    const bool done = ev.kind == EngineEvent::kDone;
-                    const bool cancelled = done && ev.finish == "cancelled";
-                    if (ev.kind == EngineEvent::kAudio && !s->got_audio_) {
-                        s->got_audio_ = true;
-                        metrics_.first_audio_seconds.observe(
-                            std::chrono::duration<double>(std::chrono::steady_clock::now() -
-                                                          s->t_start_)
-                                .count());
-                    }
-                    if (s->sink_) s->sink_(std::move(ev));
-                    if (done && s->generating_) finish_answer(cancelled);
-                }
-                out.clear();
-            };
             if (released) {
                 if (s->generating_ && s->conv_) {
                     s->conv_->cancel(out);
                     s->sink_ = nullptr;  // nobody listens any more
                     out.clear();
-                    finish_answer(true);
+                    finish_answer(s.get(), true);
                 }
                 s->conv_.reset();
                 {
@@ -194,30 +199,38 @@ void Scheduler::run() {
             // one the commands start.
             if (cancel && s->generating_ && s->conv_) {
                 s->conv_->cancel(out);
-                deliver();
+                deliver(s.get(), out);
                 if (s->generating_) {  // the engine reports the cancellation at its next step
                     s->conv_->step(out);
-                    deliver();
+                    deliver(s.get(), out);
                 }
             }
             for (auto& c : cmds) c();
-            if (s->generating_) {
-                auto t0 = std::chrono::steady_clock::now();
-                bool more = s->conv_->step(out);
-                double dt =
-                    std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-                metrics_.steps_total++;
-                metrics_.step_seconds.observe(dt);
-                if (!more && (out.empty() || out.back().kind != EngineEvent::kDone)) {
-                    EngineEvent ev;
-                    ev.kind = EngineEvent::kDone;
-                    ev.finish = "error";
-                    ev.error = "the engine ended the answer without saying why";
-                    out.push_back(std::move(ev));
-                }
-                deliver();
-            }
+            if (s->generating_) stepping.push_back(s.get());
         }
+        // Every answer in progress advances by one step, together (the engine batches them).
+        if (stepping.empty()) continue;
+        convs.clear();
+        for (Slot* s : stepping) convs.push_back(s->conv_.get());
+        const auto t0 = std::chrono::steady_clock::now();
+        const int rows = engine_.step_many(convs, outs, more);
+        const double dt =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        metrics_.steps_total += stepping.size();
+        metrics_.step_seconds.observe(dt);
+        metrics_.batch_rows.observe(double(rows));
+        for (size_t i = 0; i < stepping.size(); ++i) {
+            std::vector<EngineEvent>& o = outs[i];
+            if (!more[i] && (o.empty() || o.back().kind != EngineEvent::kDone)) {
+                EngineEvent ev;
+                ev.kind = EngineEvent::kDone;
+                ev.finish = "error";
+                ev.error = "the engine ended the answer without saying why";
+                o.push_back(std::move(ev));
+            }
+            deliver(stepping[i], o);
+        }
+        stepping.clear();
     }
     // Shutting down: drop every conversation on this thread.
     std::lock_guard<std::mutex> lk(mu_);

@@ -1,13 +1,13 @@
 // Scheduler: the one thread that runs the engine. Every Conversation lives on it; network threads
 // hand it commands and read answers back through sinks.
 //
-// Why one engine thread stepping sessions round-robin (and not a thread per session with a fair
-// lock): the engine has one device queue, so steps of different sessions run one after another
-// anyway; with one thread the interleaving is explicit (each session with an answer in progress
-// gets exactly one step per round, so N conversations share the steps evenly), a session whose
-// client left is dropped between two steps (its slot is free within one step), and no engine
-// state is ever touched from two threads. Continuous batching would replace the round with one
-// batched step of every active session; the interface stays the same.
+// Why one engine thread working in rounds (and not a thread per session with a fair lock): the
+// engine has one device queue, so work of different sessions is serialised anyway; with one thread
+// each round is explicit: every session's commands run, then every session with an answer in
+// progress advances by exactly one step, all of them in one batched engine call
+// (Engine::step_many, continuous batching: a session joins the batch the round its answer starts
+// and leaves it the round it ends). A session whose client left is dropped between two rounds
+// (its slot is free within one step), and no engine state is ever touched from two threads.
 #pragma once
 
 #include <atomic>

@@ -87,7 +87,14 @@ public:
     bool step(std::vector<EngineEvent>& out) override {
         evs_.clear();
         auto r = s_->step(evs_);
-        for (auto& e : evs_) {
+        return translate(r.is_ok() ? ::voxrt::Status::ok() : r.status(), r.is_ok() && *r, evs_,
+                         out);
+    }
+    // What a step produced (its status, whether the answer is over, its events) as the server's
+    // events; false once the answer has ended.
+    static bool translate(const ::voxrt::Status& st, bool over, std::vector<::voxrt::Event>& evs,
+                          std::vector<EngineEvent>& out) {
+        for (auto& e : evs) {
             EngineEvent ev;
             switch (e.kind) {
                 case ::voxrt::EventKind::kTextDelta:
@@ -113,16 +120,17 @@ public:
             }
             out.push_back(std::move(ev));
         }
-        if (!r) {
+        if (!st) {
             EngineEvent ev;
             ev.kind = EngineEvent::kDone;
             ev.finish = "error";
-            ev.error = r.status().message();
+            ev.error = st.message();
             out.push_back(std::move(ev));
             return false;
         }
-        return !r.value();
+        return !over;
     }
+    ::voxrt::Session* session() { return s_.get(); }
     void cancel(std::vector<EngineEvent>&) override { s_->cancel(); }
     std::string truncate(int64_t audio_ms) override {
         if (s_->responding()) return "cannot truncate while an answer is running";
@@ -172,10 +180,45 @@ public:
         return {};
     }
 
+    // Every conversation with an answer running advances in one batched step (voxrt::Batch).
+    int step_many(const std::vector<Conversation*>& convs,
+                  std::vector<std::vector<EngineEvent>>& out, std::vector<char>& more) override {
+        out.resize(convs.size());
+        more.assign(convs.size(), 0);
+        if (!batch_) {
+            auto b = ::voxrt::Batch::create(model_);
+            if (!b) return Engine::step_many(convs, out, more);  // cannot batch: one by one
+            batch_ = std::move(b).value();
+        }
+        sessions_.clear();
+        for (auto& e : events_) e.clear();
+        for (Conversation* c : convs)
+            sessions_.push_back(static_cast<VoxrtConversation*>(c)->session());
+        const ::voxrt::Status st = batch_->step(sessions_, events_, results_);
+        if (!st) {  // a bad list (a bug here): every answer ends with the error
+            for (size_t i = 0; i < convs.size(); ++i) {
+                std::vector<::voxrt::Event> none;
+                VoxrtConversation::translate(st, true, none, out[i]);
+            }
+            return 1;
+        }
+        for (size_t i = 0; i < convs.size(); ++i)
+            more[i] = VoxrtConversation::translate(results_[i].status, results_[i].done, events_[i],
+                                                   out[i])
+                          ? 1
+                          : 0;
+        const ::voxrt::Batch::Shape shape = batch_->last_shape();
+        return shape.alone ? 1 : std::max(1, shape.backbone);
+    }
+
 private:
     std::shared_ptr<::voxrt::Model> model_;
     int context_;
     bool suppress_end_;
+    std::unique_ptr<::voxrt::Batch> batch_;
+    std::vector<::voxrt::Session*> sessions_;
+    std::vector<std::vector<::voxrt::Event>> events_;
+    std::vector<::voxrt::BatchResult> results_;
 };
 
 }  // namespace
