@@ -87,6 +87,48 @@ void block_avx2(const float* const* x, const uint8_t* const* q, int64_t K, const
         for (int j = 0; j < kTileRows; ++j)
             out[r][j] = hsum256(acc[r][j]) + tail(x[r], q[j], k, K, lut);
 }
+// int4 (core/quant.h): per block of 32 codes, byte b holds code b (low nibble) and b + 16 (high),
+// as nibble = code + 8. A code widens to n - 8 in float and its weight is fma(n, s, -8·s), which
+// is s · (n - 8) rounded once: the dequantized weight bit for bit (s · (n - 8) is exact before
+// rounding, and so is -8·s while |w| < 2.9e38). Each weight is then FMA-ed against x.
+// out[r][j] = Σ_k x[r][k] · w[j][k] for R rows of x and kTileRows rows of codes; s[j] points at
+// row j's group scales. K is a multiple of 32.
+inline __m256 i4_weights8(__m256i nibbles, __m256 s, __m256 neg8s) {
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(nibbles), s, neg8s);
+}
+
+template <int R>
+void block_i4_avx2(const float* const* x, const uint8_t* const* q, const float* const* s, int64_t K,
+                   float (*out)[kTileRows]) {
+    __m256 acc[R][kTileRows];
+    for (int r = 0; r < R; ++r)
+        for (int j = 0; j < kTileRows; ++j) acc[r][j] = _mm256_setzero_ps();
+    const __m256i lo4 = _mm256_set1_epi32(0xf);
+    for (int64_t k = 0; k < K; k += 32) {
+        for (int half = 0; half < 2; ++half) {  // codes k+8h .. +8 (low), k+16+8h .. +8 (high)
+            const int64_t kl = k + 8 * half, kh = kl + 16;
+            __m256 xl[R], xh[R];
+            for (int r = 0; r < R; ++r) {
+                xl[r] = _mm256_loadu_ps(x[r] + kl);
+                xh[r] = _mm256_loadu_ps(x[r] + kh);
+            }
+            for (int j = 0; j < kTileRows; ++j) {
+                const __m256i b = _mm256_cvtepu8_epi32(
+                    _mm_loadl_epi64(reinterpret_cast<const __m128i*>(q[j] + k / 2 + 8 * half)));
+                const __m256 sv = _mm256_set1_ps(s[j][k / kI4Group]);
+                const __m256 n8 = _mm256_mul_ps(sv, _mm256_set1_ps(-8.0f));
+                const __m256 wl = i4_weights8(_mm256_and_si256(b, lo4), sv, n8);
+                const __m256 wh = i4_weights8(_mm256_srli_epi32(b, 4), sv, n8);
+                for (int r = 0; r < R; ++r) {
+                    acc[r][j] = _mm256_fmadd_ps(xl[r], wl, acc[r][j]);
+                    acc[r][j] = _mm256_fmadd_ps(xh[r], wh, acc[r][j]);
+                }
+            }
+        }
+    }
+    for (int r = 0; r < R; ++r)
+        for (int j = 0; j < kTileRows; ++j) out[r][j] = hsum256(acc[r][j]);
+}
 #endif  // AVX2 && FMA
 
 #if defined(VOXRT_QUANT_X86)
@@ -138,7 +180,59 @@ VOXRT_AVX512 void block_avx512(const float* const* x, const uint8_t* const* q, i
         for (int j = 0; j < kTileRows; ++j)
             out[r][j] = hsum512(acc[r][j]) + tail(x[r], q[j], k, K, lut);
 }
+// As block_i4_avx2 with 16 lanes: one 16-byte load widens to codes k .. k+16 (low nibbles) and
+// k+16 .. k+32 (high nibbles).
+template <int R>
+VOXRT_AVX512 void block_i4_avx512(const float* const* x, const uint8_t* const* q,
+                                  const float* const* s, int64_t K, float (*out)[kTileRows]) {
+    __m512 acc[R][kTileRows];
+    for (int r = 0; r < R; ++r)
+        for (int j = 0; j < kTileRows; ++j) acc[r][j] = _mm512_setzero_ps();
+    const __m512i lo4 = _mm512_set1_epi32(0xf);
+    for (int64_t k = 0; k < K; k += 32) {
+        __m512 xl[R], xh[R];
+        for (int r = 0; r < R; ++r) {
+            xl[r] = _mm512_loadu_ps(x[r] + k);
+            xh[r] = _mm512_loadu_ps(x[r] + k + 16);
+        }
+        for (int j = 0; j < kTileRows; ++j) {
+            const __m512i b = _mm512_cvtepu8_epi32(
+                _mm_loadu_si128(reinterpret_cast<const __m128i*>(q[j] + k / 2)));
+            const __m512 sv = _mm512_set1_ps(s[j][k / kI4Group]);
+            const __m512 n8 = _mm512_mul_ps(sv, _mm512_set1_ps(-8.0f));
+            const __m512 wl = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_and_si512(b, lo4)), sv, n8);
+            const __m512 wh = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(b, 4)), sv, n8);
+            for (int r = 0; r < R; ++r) {
+                acc[r][j] = _mm512_fmadd_ps(xl[r], wl, acc[r][j]);
+                acc[r][j] = _mm512_fmadd_ps(xh[r], wh, acc[r][j]);
+            }
+        }
+    }
+    for (int r = 0; r < R; ++r)
+        for (int j = 0; j < kTileRows; ++j) out[r][j] = hsum512(acc[r][j]);
+}
 #endif  // x86
+
+using I4BlockFn = void (*)(const float* const*, const uint8_t* const*, const float* const*, int64_t,
+                           float (*)[kTileRows]);
+
+// The int4 block kernels of one ISA, indexed by rows of x - 1.
+bool i4_block_kernels(QuantIsa isa, I4BlockFn (&fns)[kXRows]) {
+    switch (isa) {
+#if defined(__AVX2__) && defined(__FMA__)
+        case QuantIsa::kAvx2:
+            fns[0] = block_i4_avx2<1>, fns[1] = block_i4_avx2<2>, fns[2] = block_i4_avx2<3>;
+            return true;
+#endif
+#if defined(VOXRT_QUANT_X86)
+        case QuantIsa::kAvx512:
+            fns[0] = block_i4_avx512<1>, fns[1] = block_i4_avx512<2>, fns[2] = block_i4_avx512<3>;
+            return true;
+#endif
+        default:
+            return false;
+    }
+}
 
 using BlockFn = void (*)(const float* const*, const uint8_t* const*, int64_t, const float*,
                          float (*)[kTileRows]);
@@ -209,16 +303,78 @@ const char* quant_isa_name(QuantIsa isa) {
 
 void dequantize_row(const Tensor& w, int64_t row, float* dst) {
     const int64_t K = w.shape[w.ndim - 1];
+    if (w.dtype == DType::kI4) {
+        quant::dequantize_rows_i4(static_cast<const uint8_t*>(w.data) + row * (K / 2),
+                                  w.scale + row * (K / kI4Group), 1, K, kI4Group, dst);
+        return;
+    }
     const uint8_t* q = static_cast<const uint8_t*>(w.data) + row * K;
     const float s = w.scale[row];
     const float* lut = decode_table(w.dtype);
     for (int64_t k = 0; k < K; ++k) dst[k] = s * lut[q[k]];
 }
 
+namespace {
+
+// linear_quantized_gemv for kI4: as the 8-bit GEMV, with each tile's group scales beside its codes.
+void gemv_i4(const ops::Context& ctx, QuantIsa isa, const Tensor& x, const Tensor& w,
+             const Tensor* bias, Tensor& y) {
+    const int64_t M = rows_of(x), K = cols_of(x), N = w.shape[0];
+    VOXRT_ASSERT(K % kI4Group == 0, "linear: int4 weights %s: K not a multiple of %lld",
+                 w.describe().c_str(), static_cast<long long>(kI4Group));
+    const float* xp = act(x);
+    float* yp = act(y);
+    const Rounder rnd = rounder(ctx);
+    const uint8_t* codes = static_cast<const uint8_t*>(w.data);
+    const int64_t row_bytes = K / 2, row_scales = K / kI4Group;
+    I4BlockFn fns[kXRows] = {};
+    const bool simd = i4_block_kernels(isa, fns);
+    const int64_t tiles = (N + kTileRows - 1) / kTileRows;
+    parallel(ctx, tiles, 4, [&](int64_t t0, int64_t t1) {
+        float* wbuf = simd ? nullptr : thread_scratch(0, static_cast<size_t>(kTileRows * K));
+        for (int64_t t = t0; t < t1; ++t) {
+            const int64_t n0 = t * kTileRows;
+            const int n = static_cast<int>(std::min<int64_t>(kTileRows, N - n0));
+            float b[kTileRows] = {};
+            for (int j = 0; j < n; ++j) b[j] = bias ? load(*bias, n0 + j) : 0.0f;
+            if (!simd) {
+                for (int j = 0; j < n; ++j) dequantize_row(w, n0 + j, wbuf + j * K);
+                for (int64_t m = 0; m < M; ++m)
+                    for (int j = 0; j < n; ++j)
+                        yp[m * N + n0 + j] = rnd(dot(xp + m * K, wbuf + j * K, K) + b[j]);
+                continue;
+            }
+            // A short last tile repeats its last row; those outputs are dropped.
+            const uint8_t* q[kTileRows];
+            const float* s[kTileRows];
+            for (int j = 0; j < kTileRows; ++j) {
+                const int64_t row = n0 + std::min(j, n - 1);
+                q[j] = codes + row * row_bytes;
+                s[j] = w.scale + row * row_scales;
+            }
+            float out[kXRows][kTileRows];
+            for (int64_t m = 0; m < M; m += kXRows) {
+                const int rows = static_cast<int>(std::min<int64_t>(kXRows, M - m));
+                const float* xr[kXRows];
+                for (int r = 0; r < rows; ++r) xr[r] = xp + (m + r) * K;
+                fns[rows - 1](xr, q, s, K, out);
+                for (int r = 0; r < rows; ++r)
+                    for (int j = 0; j < n; ++j) yp[(m + r) * N + n0 + j] = rnd(out[r][j] + b[j]);
+            }
+        }
+    });
+}
+
+}  // namespace
+
 void linear_quantized_gemv(const ops::Context& ctx, QuantIsa isa, const Tensor& x, const Tensor& w,
                            const Tensor* bias, Tensor& y) {
     VOXRT_ASSERT(w.quantized() && quant::is_quantized_dtype(w.dtype) && w.ndim == 2,
                  "linear: quantized weights expected, got %s", w.describe().c_str());
+    if (w.dtype == DType::kI4) {
+        gemv_i4(ctx, isa, x, w, bias, y);
+        return;
+    }
     const int64_t M = rows_of(x), K = cols_of(x), N = w.shape[0];
     const float* xp = act(x);
     float* yp = act(y);
