@@ -42,7 +42,8 @@ int main(int argc, char** argv) {
                 sums[static_cast<size_t>(t)] = o[0] + o[7];
             });
         for (auto& th : pool) th.join();
-        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        const double s =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         const double gbs = static_cast<double>(share) * 4 * threads / s / 1e9;
         std::printf("pass %d: %.2f GB/s\n", p, gbs);
         if (gbs > best) best = gbs;

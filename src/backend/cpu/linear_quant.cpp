@@ -3,6 +3,8 @@
 #include "backend/cpu/linear_quant.h"
 
 #include <algorithm>
+#include <bit>
+#include <vector>
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
@@ -36,6 +38,7 @@ const float* decode_table(DType dt) {
 
 constexpr int kTileRows = 4;  // weight rows per tile: each k-chunk of x is loaded once for them
 constexpr int kXRows = 3;     // rows of x per block: 3 × 4 accumulators (+ 3 x + 1 w registers)
+constexpr int64_t kI4PrefetchTiles = 2;  // int4 kernels: software prefetch distance in tiles
 
 // The scalar end of one product: the codes past the vector loop, in order.
 inline float tail(const float* x, const uint8_t* q, int64_t k, int64_t K, const float* lut) {
@@ -105,6 +108,9 @@ void block_i4_avx2(const float* const* x, const uint8_t* const* q, const float* 
         for (int j = 0; j < kTileRows; ++j) acc[r][j] = _mm256_setzero_ps();
     const __m256i lo4 = _mm256_set1_epi32(0xf);
     for (int64_t k = 0; k < K; k += 32) {
+        // The tile kI4PrefetchTiles ahead, 64 bytes a step (as block_i4_bf16).
+        _mm_prefetch(reinterpret_cast<const char*>(q[0]) + kI4PrefetchTiles * 2 * K + k * 2,
+                     _MM_HINT_T0);
         for (int half = 0; half < 2; ++half) {  // codes k+8h .. +8 (low), k+16+8h .. +8 (high)
             const int64_t kl = k + 8 * half, kh = kl + 16;
             __m256 xl[R], xh[R];
@@ -195,6 +201,11 @@ VOXRT_AVX512 void block_i4_avx512(const float* const* x, const uint8_t* const* q
             xl[r] = _mm512_loadu_ps(x[r] + k);
             xh[r] = _mm512_loadu_ps(x[r] + k + 16);
         }
+        if (k % 64 == 0)  // as block_i4_bf16: the tile kI4PrefetchTiles ahead, 128 bytes a step
+            for (int l = 0; l < 2; ++l)
+                _mm_prefetch(
+                    reinterpret_cast<const char*>(q[0]) + kI4PrefetchTiles * 2 * K + k * 2 + 64 * l,
+                    _MM_HINT_T0);
         for (int j = 0; j < kTileRows; ++j) {
             const __m512i b = _mm512_cvtepu8_epi32(
                 _mm_loadu_si128(reinterpret_cast<const __m128i*>(q[j] + k / 2)));
@@ -211,7 +222,66 @@ VOXRT_AVX512 void block_i4_avx512(const float* const* x, const uint8_t* const* q
     for (int r = 0; r < R; ++r)
         for (int j = 0; j < kTileRows; ++j) out[r][j] = hsum512(acc[r][j]);
 }
+// int4 against bf16 activations with the AVX-512 bf16 dot product (vdpbf16ps): x is packed once
+// per call as bf16 pairs, and per chunk of 64 codes a 32-byte load widens to 32 words whose low
+// and high nibbles become the bf16 values of codes - 8 through one vpermw each (a 32-entry table
+// indexed by the word's low 5 bits, entry i = bf16((i & 15) - 8); the codes are small integers, so
+// exact). Two dot products give per-lane sums over the chunk (lanes 0–7: its first 32 codes,
+// 8–15: the next 32), which are scaled by their group's scale and added to the row's
+// accumulator. Products are exact, so the result differs from the fp32 kernels by the sum order
+// only. Packed x order per chunk c: lo = x[64c .. +16), x[64c+32 .. +16); hi = x[64c+16 .. +16),
+// x[64c+48 .. +16) (the order of the codes' low and high nibbles). K is a multiple of 64.
+#define VOXRT_I4_BF16 __attribute__((target("avx512f,avx512bw,avx512bf16")))
+
+template <int R>
+VOXRT_I4_BF16 void block_i4_bf16(const uint16_t* const* xp, const uint8_t* const* q,
+                                 const float* const* s, int64_t K, float (*out)[kTileRows]) {
+    alignas(64) static const uint16_t kTable[32] = {
+        0xc100, 0xc0e0, 0xc0c0, 0xc0a0, 0xc080, 0xc040, 0xc000, 0xbf80,  // -8 .. -1
+        0x0000, 0x3f80, 0x4000, 0x4040, 0x4080, 0x40a0, 0x40c0, 0x40e0,  // 0 .. 7
+        0xc100, 0xc0e0, 0xc0c0, 0xc0a0, 0xc080, 0xc040, 0xc000, 0xbf80,
+        0x0000, 0x3f80, 0x4000, 0x4040, 0x4080, 0x40a0, 0x40c0, 0x40e0};
+    const __m512i table = _mm512_load_si512(kTable);
+    const __m512i halves = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+    __m512 acc[R][kTileRows];
+    for (int r = 0; r < R; ++r)
+        for (int j = 0; j < kTileRows; ++j) acc[r][j] = _mm512_setzero_ps();
+    for (int64_t c = 0; c < K / 64; ++c) {
+        __m512bh xl[R], xh[R];
+        for (int r = 0; r < R; ++r) {
+            xl[r] = (__m512bh)_mm512_loadu_si512(xp[r] + c * 64);
+            xh[r] = (__m512bh)_mm512_loadu_si512(xp[r] + c * 64 + 32);
+        }
+        // The tile kI4PrefetchTiles ahead (rows are contiguous: 4 rows × K / 2 bytes per tile),
+        // walked in step with this one: 128 bytes per chunk.
+        const char* pf = reinterpret_cast<const char*>(q[0]) + kI4PrefetchTiles * 2 * K + c * 128;
+        _mm_prefetch(pf, _MM_HINT_T0);
+        _mm_prefetch(pf + 64, _MM_HINT_T0);
+        for (int j = 0; j < kTileRows; ++j) {
+            const __m512i wd = _mm512_cvtepu8_epi16(
+                _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q[j] + c * 32)));
+            const __m512bh wl = (__m512bh)_mm512_permutexvar_epi16(wd, table);
+            const __m512bh wh = (__m512bh)_mm512_permutexvar_epi16(_mm512_srli_epi16(wd, 4), table);
+            const float* sg = s[j] + (c * 64) / kI4Group;
+            const __m512 sv = kI4Group >= 64
+                                  ? _mm512_set1_ps(sg[0])
+                                  : _mm512_permutexvar_ps(
+                                        halves, _mm512_castps128_ps512(_mm_castpd_ps(_mm_load_sd(
+                                                    reinterpret_cast<const double*>(sg)))));
+            for (int r = 0; r < R; ++r) {
+                __m512 d = _mm512_dpbf16_ps(_mm512_setzero_ps(), xl[r], wl);
+                d = _mm512_dpbf16_ps(d, xh[r], wh);
+                acc[r][j] = _mm512_fmadd_ps(d, sv, acc[r][j]);
+            }
+        }
+    }
+    for (int r = 0; r < R; ++r)
+        for (int j = 0; j < kTileRows; ++j) out[r][j] = hsum512(acc[r][j]);
+}
 #endif  // x86
+
+using I4Bf16BlockFn = void (*)(const uint16_t* const*, const uint8_t* const*, const float* const*,
+                               int64_t, float (*)[kTileRows]);
 
 using I4BlockFn = void (*)(const float* const*, const uint8_t* const*, const float* const*, int64_t,
                            float (*)[kTileRows]);
@@ -316,8 +386,21 @@ void dequantize_row(const Tensor& w, int64_t row, float* dst) {
 
 namespace {
 
+bool i4_bf16_supported() {
+#if defined(VOXRT_QUANT_X86)
+    static const bool ok = [] {
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512bf16");
+    }();
+    return ok;
+#else
+    return false;
+#endif
+}
+
 // linear_quantized_gemv for kI4: as the 8-bit GEMV, with each tile's group scales beside its codes.
-void gemv_i4(const ops::Context& ctx, QuantIsa isa, const Tensor& x, const Tensor& w,
+void gemv_i4(const ops::Context& ctx, QuantIsa isa, bool bf16_dot, const Tensor& x, const Tensor& w,
              const Tensor* bias, Tensor& y) {
     const int64_t M = rows_of(x), K = cols_of(x), N = w.shape[0];
     VOXRT_ASSERT(K % kI4Group == 0, "linear: int4 weights %s: K not a multiple of %lld",
@@ -330,6 +413,53 @@ void gemv_i4(const ops::Context& ctx, QuantIsa isa, const Tensor& x, const Tenso
     I4BlockFn fns[kXRows] = {};
     const bool simd = i4_block_kernels(isa, fns);
     const int64_t tiles = (N + kTileRows - 1) / kTileRows;
+#if defined(VOXRT_QUANT_X86)
+    // bf16 activations on a host with the bf16 dot product: x packed once, then block_i4_bf16.
+    if (bf16_dot && isa == QuantIsa::kAvx512 && K % 64 == 0 && i4_bf16_supported()) {
+        thread_local std::vector<uint16_t> t_xpk;
+        if (t_xpk.size() < static_cast<size_t>(M * K)) t_xpk.resize(static_cast<size_t>(M * K));
+        uint16_t* xpk = t_xpk.data();
+        bool exact = true;
+        for (int64_t m = 0; m < M && exact; ++m)
+            for (int64_t c = 0; c < K / 64 && exact; ++c)
+                for (int i = 0; i < 64; ++i) {
+                    // lo: codes 0–15 and 32–47 of the chunk; hi: 16–31 and 48–63
+                    const int src = (i < 32 ? 0 : 16) + (i % 32 < 16 ? i % 16 : 32 + i % 16);
+                    const uint32_t b = std::bit_cast<uint32_t>(xp[m * K + c * 64 + src]);
+                    exact = exact && (b & 0xffffu) == 0;
+                    xpk[m * K + c * 64 + i] = static_cast<uint16_t>(b >> 16);
+                }
+        if (exact) {
+            I4Bf16BlockFn bfns[kXRows] = {block_i4_bf16<1>, block_i4_bf16<2>, block_i4_bf16<3>};
+            parallel(ctx, tiles, 4, [&](int64_t t0, int64_t t1) {
+                for (int64_t t = t0; t < t1; ++t) {
+                    const int64_t n0 = t * kTileRows;
+                    const int n = static_cast<int>(std::min<int64_t>(kTileRows, N - n0));
+                    const uint8_t* q[kTileRows];
+                    const float* s[kTileRows];
+                    for (int j = 0; j < kTileRows; ++j) {
+                        const int64_t row = n0 + std::min(j, n - 1);
+                        q[j] = codes + row * row_bytes;
+                        s[j] = w.scale + row * row_scales;
+                    }
+                    float out[kXRows][kTileRows];
+                    for (int64_t m = 0; m < M; m += kXRows) {
+                        const int rows = static_cast<int>(std::min<int64_t>(kXRows, M - m));
+                        const uint16_t* xr[kXRows];
+                        for (int r = 0; r < rows; ++r) xr[r] = xpk + (m + r) * K;
+                        bfns[rows - 1](xr, q, s, K, out);
+                        for (int r = 0; r < rows; ++r)
+                            for (int j = 0; j < n; ++j) {
+                                const float b = bias ? load(*bias, n0 + j) : 0.0f;
+                                yp[(m + r) * N + n0 + j] = rnd(out[r][j] + b);
+                            }
+                    }
+                }
+            });
+            return;
+        }
+    }
+#endif
     parallel(ctx, tiles, 4, [&](int64_t t0, int64_t t1) {
         float* wbuf = simd ? nullptr : thread_scratch(0, static_cast<size_t>(kTileRows * K));
         for (int64_t t = t0; t < t1; ++t) {
@@ -367,12 +497,23 @@ void gemv_i4(const ops::Context& ctx, QuantIsa isa, const Tensor& x, const Tenso
 
 }  // namespace
 
+bool int4_bf16_dot_supported() {
+    return i4_bf16_supported();
+}
+
+void linear_int4_gemv(const ops::Context& ctx, QuantIsa isa, bool bf16_dot, const Tensor& x,
+                      const Tensor& w, const Tensor* bias, Tensor& y) {
+    VOXRT_ASSERT(w.quantized() && w.dtype == DType::kI4 && w.ndim == 2,
+                 "linear: int4 weights expected, got %s", w.describe().c_str());
+    gemv_i4(ctx, isa, bf16_dot, x, w, bias, y);
+}
+
 void linear_quantized_gemv(const ops::Context& ctx, QuantIsa isa, const Tensor& x, const Tensor& w,
                            const Tensor* bias, Tensor& y) {
     VOXRT_ASSERT(w.quantized() && quant::is_quantized_dtype(w.dtype) && w.ndim == 2,
                  "linear: quantized weights expected, got %s", w.describe().c_str());
     if (w.dtype == DType::kI4) {
-        gemv_i4(ctx, isa, x, w, bias, y);
+        gemv_i4(ctx, isa, ctx.round_bf16(), x, w, bias, y);
         return;
     }
     const int64_t M = rows_of(x), K = cols_of(x), N = w.shape[0];

@@ -38,6 +38,14 @@ const char* quant_isa_name(QuantIsa isa);
 void linear_quantized_gemv(const ops::Context& ctx, QuantIsa isa, const Tensor& x, const Tensor& w,
                            const Tensor* bias, Tensor& y);
 
+// int4 weights: as linear_quantized_gemv (which passes bf16_dot = ctx.round_bf16()); with
+// bf16_dot, x whose values are all bf16 and K a multiple of 64 take the AVX-512 bf16 dot-product
+// kernel where the host has it (isa kAvx512 and int4_bf16_dot_supported()), else the fp32 FMA
+// kernels. Either way each row's result is one fixed chain whatever the number of rows.
+void linear_int4_gemv(const ops::Context& ctx, QuantIsa isa, bool bf16_dot, const Tensor& x,
+                      const Tensor& w, const Tensor* bias, Tensor& y);
+bool int4_bf16_dot_supported();
+
 // dst[k] = scale[row] · decode(q[row][k]) for the K codes of one row of a quantized matrix; equal
 // bit for bit to quant::dequantize_rows.
 void dequantize_row(const Tensor& w, int64_t row, float* dst);

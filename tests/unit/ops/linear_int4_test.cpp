@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "backend/cpu/linear_quant.h"
+#include "core/bf16.h"
 #include "core/quant.h"
 #include "core/thread_pool.h"
 #include "model/quantize.h"
@@ -193,9 +194,8 @@ TEST(Int4, VectorDecodeIsExactForEveryCode) {
             ops::Context ctx;
             cpu::linear_quantized_gemv(ctx, isa, xt, w, nullptr, yt);
             for (int64_t n = 0; n < N; ++n) {
-                const float want =
-                    scale[static_cast<size_t>(n * (K / kI4Group) + col / kI4Group)] *
-                    static_cast<float>(quant::i4_code(q.data() + n * K / 2, col));
+                const float want = scale[static_cast<size_t>(n * (K / kI4Group) + col / kI4Group)] *
+                                   static_cast<float>(quant::i4_code(q.data() + n * K / 2, col));
                 ASSERT_EQ(y[static_cast<size_t>(n)], want)
                     << "row " << n << " col " << col << " " << cpu::quant_isa_name(isa);
             }
@@ -280,6 +280,48 @@ TEST(Int4, RowsIndependentOfBatch) {
                         << cpu::quant_isa_name(isa) << " row " << m << " of " << M;
             }
         }
+    }
+}
+
+// The bf16 dot-product kernel (bf16 activations, AVX-512 BF16 hosts): against the dequantized
+// fp32 weights (rel L2 ≤ 1e-6: products are exact, only the sum order differs), rows 1..8 and
+// row-invariant; x that is not all bf16 falls back to the fp32 kernel, which must agree too.
+TEST(Int4, Bf16DotKernelMatchesDequantizedWeights) {
+    if (!cpu::int4_bf16_dot_supported() || cpu::best_quant_isa() != cpu::QuantIsa::kAvx512)
+        GTEST_SKIP() << "host lacks AVX512_BF16";
+    ThreadPool pool(2);
+    for (auto [K, N] : {std::array<int64_t, 2>{64, 19}, {2048, 41}, {1024, 70}, {96, 5}}) {
+        std::vector<float> x = randn(static_cast<size_t>(8 * K), 51),
+                           b = randn(static_cast<size_t>(N), 53);
+        for (float& v : x) v = round_bf16(v);
+        Quantized qw = quantize(randn(static_cast<size_t>(N * K), 52), N, K);
+        Tensor bt = Tensor::make(b.data(), DType::kF32, Device::kCPU, {N});
+        ops::Context ctx;  // fp32 outputs: nothing rounded, so the sums are compared as they are
+        ctx.pool = &pool;
+        const std::vector<float> ref_all = reference(ctx, x, 8, K, qw, &bt);
+        std::vector<float> one(static_cast<size_t>(N));
+        for (int64_t M = 1; M <= 8; ++M) {
+            std::vector<float> y(static_cast<size_t>(M * N));
+            Tensor xt = f32(x, M, K), yt = f32(y, M, N);
+            cpu::linear_int4_gemv(ctx, cpu::QuantIsa::kAvx512, true, xt, qw.w, &bt, yt);
+            const std::vector<float> ref(ref_all.begin(), ref_all.begin() + M * N);
+            EXPECT_LE(rel_l2(y, ref), 1e-6) << "M=" << M << " K=" << K << " N=" << N;
+            for (int64_t m = 0; m < M; ++m) {
+                Tensor xr = Tensor::make(x.data() + m * K, DType::kF32, Device::kCPU, {1, K});
+                Tensor yr = f32(one, 1, N);
+                cpu::linear_int4_gemv(ctx, cpu::QuantIsa::kAvx512, true, xr, qw.w, &bt, yr);
+                for (int64_t n = 0; n < N; ++n)
+                    ASSERT_EQ(one[static_cast<size_t>(n)], y[static_cast<size_t>(m * N + n)])
+                        << "row " << m << " of " << M << " K=" << K;
+            }
+        }
+        // One value that is not bf16: the fp32 kernel, bit for bit.
+        x[3] = 1.0f + 0x1p-20f;
+        std::vector<float> y(static_cast<size_t>(2 * N)), y32(y.size());
+        Tensor xt = f32(x, 2, K), yt = f32(y, 2, N), y32t = f32(y32, 2, N);
+        cpu::linear_int4_gemv(ctx, cpu::QuantIsa::kAvx512, true, xt, qw.w, &bt, yt);
+        cpu::linear_int4_gemv(ctx, cpu::QuantIsa::kAvx512, false, xt, qw.w, &bt, y32t);
+        EXPECT_EQ(y, y32) << "K=" << K;
     }
 }
 
