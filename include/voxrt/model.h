@@ -40,6 +40,8 @@ struct ModelOptions {
     //   "int8"  int8 codes with one fp32 scale per output row (CPU and CUDA);
     //   "fp8"   e4m3 codes with one fp32 scale per output row (meant for Hopper GPUs; the CPU runs
     //           it too, through the same kernels as int8).
+    // and one weight-only 4-bit mode, CPU only ("cuda" is refused; "auto" picks the CPU):
+    //   "int4"  4-bit codes with one fp32 scale per group of 32 inputs (docs/quantization.md).
     // Quantized: the backbone's projections, the depthformer and its input projection, the text
     // head and the codebook heads. Embeddings, norms, conv taps, the encoder and the detokenizer
     // stay as stored. docs/quantization.md has the format and the measured error.
@@ -66,7 +68,7 @@ struct ModelInfo {
     std::string name;                   // the directory's last component
     std::string device;                 // "cpu" or the GPU's name
     bool on_gpu = false;                // the model's weights and sessions are on a GPU
-    std::string precision;              // "bf16" | "fp32" | "int8" | "fp8"
+    std::string precision;              // "bf16" | "fp32" | "int8" | "fp8" | "int4"
     std::string detokenizer_device;     // "cpu" | "cuda" | "" (not loaded)
     int input_sample_rate = 16000;      // what audio is resampled to (any rate is accepted)
     int output_sample_rate = 24000;     // PCM in Event::pcm
@@ -85,8 +87,8 @@ struct ModelInfo {
     int tokenizer_size = 0;
     // Bytes.
     size_t weight_bytes = 0;  // weights resident on the model's device
-    // int8 / fp8: bytes the quantized matrices take less than their bf16 originals would (codes
-    // and scales counted); 0 otherwise.
+    // int8 / fp8 / int4: bytes the quantized matrices take less than their bf16 originals would
+    // (codes and scales counted); 0 otherwise.
     size_t quantization_saved_bytes = 0;
     size_t text_step_bytes = 0;    // weights one text step reads (the decode roofline)
     size_t audio_frame_bytes = 0;  // weights one audio-frame step reads

@@ -44,10 +44,20 @@ Expected<model::ModelOptions> internal_options(const ModelOptions& o) {
     } else if (o.precision == "fp8") {
         m.precision = ops::Precision::kBF16;
         m.weight_quant = model::WeightQuant::kF8E4M3;
+    } else if (o.precision == "int4") {
+        m.precision = ops::Precision::kBF16;
+        m.weight_quant = model::WeightQuant::kI4;
+        if (o.device == "auto") m.device = Device::kCPU;  // the one device int4 has kernels for
+        if (m.device != Device::kCPU)
+            return make_error(StatusCode::kInvalidArgument,
+                              "ModelOptions.precision int4 runs on the CPU only (device \"%s\" "
+                              "is a GPU); use int8 or fp8 there",
+                              o.device.c_str());
     } else {
-        return make_error(StatusCode::kInvalidArgument,
-                          "ModelOptions.precision must be bf16, fp32, int8 or fp8, got \"%s\"",
-                          o.precision.c_str());
+        return make_error(
+            StatusCode::kInvalidArgument,
+            "ModelOptions.precision must be bf16, fp32, int8, fp8 or int4, got \"%s\"",
+            o.precision.c_str());
     }
     if (o.threads < 0 || o.threads > 1024)
         return make_error(StatusCode::kInvalidArgument,
@@ -114,6 +124,7 @@ Expected<std::shared_ptr<Model>> Model::load(const std::string& dir, const Model
     i.device = i.on_gpu ? backend::hardware_name(Device::kCUDA) : "cpu";
     i.precision = mo.weight_quant == model::WeightQuant::kI8       ? "int8"
                   : mo.weight_quant == model::WeightQuant::kF8E4M3 ? "fp8"
+                  : mo.weight_quant == model::WeightQuant::kI4     ? "int4"
                   : mo.precision == ops::Precision::kBF16          ? "bf16"
                                                                    : "fp32";
     i.detokenizer_device =

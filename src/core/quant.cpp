@@ -38,7 +38,42 @@ uint8_t float_to_e4m3(float v) {
     return code == 0 ? 0 : static_cast<uint8_t>(sign | code);  // no negative zero
 }
 
+void quantize_rows_i4(const float* w, int64_t rows, int64_t cols, int64_t group, uint8_t* q,
+                      float* scale) {
+    const int64_t groups = cols / group;
+    for (int64_t r = 0; r < rows; ++r) {
+        uint8_t* o = q + r * (cols / 2);
+        std::memset(o, 0x88, static_cast<size_t>(cols / 2));  // every code 0
+        for (int64_t g = 0; g < groups; ++g) {
+            const float* x = w + r * cols + g * group;
+            float amax = 0.0f;
+            for (int64_t c = 0; c < group; ++c) amax = std::fmax(amax, std::fabs(x[c]));
+            const float s = amax / 7.0f;
+            scale[r * groups + g] = s;
+            if (s == 0.0f || !std::isfinite(s)) continue;
+            for (int64_t c = 0; c < group; ++c) {
+                float t = std::nearbyint(x[c] / s);  // default rounding mode: half to even
+                t = std::fmin(7.0f, std::fmax(-7.0f, t));
+                set_i4_code(o, g * group + c, static_cast<int>(t));
+            }
+        }
+    }
+}
+
+void dequantize_rows_i4(const uint8_t* q, const float* scale, int64_t rows, int64_t cols,
+                        int64_t group, float* w) {
+    const int64_t groups = cols / group;
+    for (int64_t r = 0; r < rows; ++r)
+        for (int64_t c = 0; c < cols; ++c)
+            w[r * cols + c] =
+                scale[r * groups + c / group] * static_cast<float>(i4_code(q + r * (cols / 2), c));
+}
+
 void quantize_rows(DType dt, const float* w, int64_t rows, int64_t cols, void* q, float* scale) {
+    if (dt == DType::kI4) {
+        quantize_rows_i4(w, rows, cols, kI4Group, static_cast<uint8_t*>(q), scale);
+        return;
+    }
     uint8_t* out = static_cast<uint8_t*>(q);
     const float top = dt == DType::kI8 ? 127.0f : 448.0f;
     for (int64_t r = 0; r < rows; ++r) {
@@ -67,6 +102,10 @@ void quantize_rows(DType dt, const float* w, int64_t rows, int64_t cols, void* q
 
 void dequantize_rows(DType dt, const void* q, const float* scale, int64_t rows, int64_t cols,
                      float* w) {
+    if (dt == DType::kI4) {
+        dequantize_rows_i4(static_cast<const uint8_t*>(q), scale, rows, cols, kI4Group, w);
+        return;
+    }
     const uint8_t* in = static_cast<const uint8_t*>(q);
     for (int64_t r = 0; r < rows; ++r)
         for (int64_t c = 0; c < cols; ++c)

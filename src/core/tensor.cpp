@@ -31,6 +31,8 @@ size_t dtype_size(DType dt) {
             return 1;
         case DType::kF8E4M3:
             return 1;
+        case DType::kI4:
+            return 1;
     }
     return 0;
 }
@@ -59,6 +61,8 @@ const char* dtype_name(DType dt) {
             return "BOOL";
         case DType::kF8E4M3:
             return "F8_E4M3";
+        case DType::kI4:
+            return "I4";
     }
     return "?";
 }
@@ -83,7 +87,9 @@ Tensor Tensor::reshape(std::initializer_list<int64_t> dims) const {
     Tensor t = make(data, dtype, device, dims);
     VOXRT_ASSERT(t.numel() == numel(), "reshape %s to %lld elements", describe().c_str(),
                  static_cast<long long>(t.numel()));
-    if (scale && ndim >= 1 && t.ndim >= 1 && t.shape[0] == shape[0]) t.scale = scale;
+    if (scale && ndim >= 1 && t.ndim >= 1 && t.shape[0] == shape[0] &&
+        (dtype != DType::kI4 || t.scales_per_row() == scales_per_row()))
+        t.scale = scale;
     return t;
 }
 
@@ -94,7 +100,7 @@ Tensor Tensor::rows(int64_t begin, int64_t end) const {
     Tensor t = *this;
     size_t row_bytes = shape[0] ? nbytes() / static_cast<size_t>(shape[0]) : 0;
     t.data = static_cast<char*>(data) + static_cast<size_t>(begin) * row_bytes;
-    if (scale) t.scale = scale + begin;
+    if (scale) t.scale = scale + begin * scales_per_row();
     t.shape[0] = end - begin;
     return t;
 }

@@ -17,11 +17,29 @@ namespace voxrt {
 
 // kF8E4M3: OCP 8-bit float (1 sign, 4 exponent bits with bias 7, 3 mantissa bits; no infinities,
 // S.1111.111 is NaN, largest finite ±448), used for weight-only quantized matrices (core/quant.h).
-enum class DType : uint8_t { kF32, kBF16, kF16, kF64, kI64, kI32, kI16, kU8, kI8, kBool, kF8E4M3 };
+// kI4: 4-bit weight codes, two per byte, with one F32 scale per group of kI4Group codes along the
+// last dimension (core/quant.h); a row of K codes takes K / 2 bytes.
+enum class DType : uint8_t {
+    kF32,
+    kBF16,
+    kF16,
+    kF64,
+    kI64,
+    kI32,
+    kI16,
+    kU8,
+    kI8,
+    kBool,
+    kF8E4M3,
+    kI4
+};
+// Codes of a kI4 matrix that share one scale (consecutive along K; K must be a multiple).
+constexpr int64_t kI4Group = 32;
 // Device kinds, one per backend (backend/entry_points.h): the host, and NVIDIA GPUs.
 enum class Device : uint8_t { kCPU, kCUDA };
 constexpr size_t kDeviceKinds = 2;  // the number of Device values
 
+// Bytes per element; kI4 (half a byte) reports 1, so byte counts go through Tensor::nbytes().
 size_t dtype_size(DType dt);
 const char* dtype_name(DType dt);
 const char* device_name(Device dev);
@@ -36,8 +54,10 @@ struct Tensor {
     int64_t shape[kMaxDims] = {0, 0, 0, 0};
     // Weight-only quantized matrices (dtype kI8 or kF8E4M3, shape [N, K], core/quant.h): one F32
     // scale per row (dimension 0), on the same device, so that the matrix stands for
-    // w[n][k] = scale[n] · float(q[n][k]). Null for every other tensor. rows() and row() keep it
-    // pointing at their first row's scale; reshape() keeps it only while dimension 0 is unchanged.
+    // w[n][k] = scale[n] · float(q[n][k]). kI4: K / kI4Group scales per row, row-major
+    // ([N, K / kI4Group]), w[n][k] = scale[n][k / kI4Group] · (code - 8). Null for every other
+    // tensor. rows() and row() keep it pointing at their first row's scales; reshape() keeps it
+    // only while dimension 0 is unchanged.
     const float* scale = nullptr;
 
     static Tensor make(void* data, DType dt, Device dev, std::initializer_list<int64_t> dims);
@@ -51,7 +71,14 @@ struct Tensor {
         for (int i = 0; i < ndim; ++i) n *= shape[i];
         return n;
     }
-    size_t nbytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype); }
+    size_t nbytes() const {
+        return dtype == DType::kI4 ? static_cast<size_t>((numel() + 1) / 2)
+                                   : static_cast<size_t>(numel()) * dtype_size(dtype);
+    }
+    // F32 scales per row of a quantized matrix: K / kI4Group for kI4, one otherwise.
+    int64_t scales_per_row() const {
+        return dtype == DType::kI4 && ndim >= 1 ? shape[ndim - 1] / kI4Group : 1;
+    }
     bool empty() const { return data == nullptr; }
     bool quantized() const { return scale != nullptr; }
 

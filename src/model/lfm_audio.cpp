@@ -166,8 +166,11 @@ Expected<std::unique_ptr<LfmAudioModel>> LfmAudioModel::load(const std::string& 
     const Lfm2Config& c = m->cfg_.lfm;
     const size_t es = 2;  // bf16 checkpoints
     const bool q8 = opt.weight_quant != WeightQuant::kNone;
-    // A matrix [rows, cols] as one step reads it: bf16, or one-byte codes + an F32 scale per row.
+    const bool q4 = opt.weight_quant == WeightQuant::kI4;
+    // A matrix [rows, cols] as one step reads it: bf16, one-byte codes + an F32 scale per row, or
+    // half-byte codes + an F32 scale per kI4Group inputs.
     auto mat = [&](size_t rows, size_t cols) {
+        if (q4) return rows * cols / 2 + rows * (cols / kI4Group) * sizeof(float);
         return q8 ? rows * cols + rows * sizeof(float) : rows * cols * es;
     };
     size_t layers = 0;

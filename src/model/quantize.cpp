@@ -36,9 +36,64 @@ inline uint8_t e4m3_code(float v) {
     return static_cast<uint8_t>(code);
 }
 
+// max |v| over n floats, NaN ignored (as std::fmax does in the reference). Non-negative floats
+// order as their bit patterns do, so the maximum is taken on integers, eight lanes at a time.
+inline float abs_max(const float* v, int64_t n) {
+    auto abs_bits = [](float f) {
+        const uint32_t b = bits_of(f) & 0x7fffffffu;
+        return b > 0x7f800000u ? 0u : b;  // NaN counts as 0
+    };
+    uint32_t lanes[8] = {};
+    int64_t c0 = 0;
+    for (; c0 + 8 <= n; c0 += 8)
+        for (int j = 0; j < 8; ++j) {
+            const uint32_t b = abs_bits(v[c0 + j]);
+            lanes[j] = b > lanes[j] ? b : lanes[j];
+        }
+    uint32_t amax_bits = 0;
+    for (int j = 0; j < 8; ++j) amax_bits = lanes[j] > amax_bits ? lanes[j] : amax_bits;
+    for (; c0 < n; ++c0) {
+        const uint32_t b = abs_bits(v[c0]);
+        amax_bits = b > amax_bits ? b : amax_bits;
+    }
+    return std::bit_cast<float>(amax_bits);
+}
+
+// quant::quantize_rows_i4 for one row with group kI4Group: per group s = max|w| / 7, codes
+// round-half-even(w / s) clamped to [-7, 7] (NaN → -7 as the reference's clamps give), packed
+// 32 codes to 16 bytes (code b low, code b + 16 high).
+void quantize_row_i4(const float* row, int64_t cols, uint8_t* q, float* scale) {
+    for (int64_t g = 0; g < cols / kI4Group; ++g) {
+        const float* x = row + g * kI4Group;
+        uint8_t* o = q + g * (kI4Group / 2);
+        const float s = abs_max(x, kI4Group) / 7.0f;
+        scale[g] = s;
+        if (s == 0.0f || !std::isfinite(s)) {
+            std::memset(o, 0x88, kI4Group / 2);  // every code 0
+            continue;
+        }
+        for (int64_t b0 = 0; b0 < kI4Group; b0 += 32) {
+            uint8_t n[32];
+            for (int c = 0; c < 32; ++c) {
+                const float y = x[b0 + c] / s;
+                float t = (y + 12582912.0f) - 12582912.0f;  // half to even, as nearbyint
+                t = t > -7.0f ? t : -7.0f;
+                t = t < 7.0f ? t : 7.0f;
+                n[c] = static_cast<uint8_t>(static_cast<int>(t) + 8);
+            }
+            for (int b = 0; b < 16; ++b)
+                o[b0 / 2 + b] = static_cast<uint8_t>(n[b] | (n[b + 16] << 4));
+        }
+    }
+}
+
 }  // namespace
 
 void quantize_row(DType dt, const float* row, int64_t cols, uint8_t* q, float* scale) {
+    if (dt == DType::kI4) {
+        quantize_row_i4(row, cols, q, scale);
+        return;
+    }
     // max |w|, NaN ignored (as std::fmax does in the reference). Non-negative floats order as
     // their bit patterns do, so the maximum is taken on integers, eight lanes at a time.
     auto abs_bits = [](float v) {

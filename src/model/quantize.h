@@ -11,7 +11,8 @@
 
 namespace voxrt::model {
 
-// row[0..cols) → q[0..cols) codes of dtype dt (kI8 or kF8E4M3) and *scale.
+// row[0..cols) → q[0..cols) codes of dtype dt (kI8 or kF8E4M3) and *scale. kI4: q[0..cols / 2)
+// packed codes and scale[0..cols / kI4Group) (cols a multiple of kI4Group).
 void quantize_row(DType dt, const float* row, int64_t cols, uint8_t* q, float* scale);
 
 }  // namespace voxrt::model

@@ -14,6 +14,8 @@ const char* weight_quant_name(WeightQuant q) {
             return "int8";
         case WeightQuant::kF8E4M3:
             return "fp8";
+        case WeightQuant::kI4:
+            return "int4";
         default:
             return "none";
     }
@@ -97,10 +99,27 @@ Expected<Tensor> WeightStore::quantize(const Tensor& t, const std::string& name,
     if (t.ndim != 2 || t.device != Device::kCPU)
         return make_error(StatusCode::kInternal, "%s: cannot quantize %s (a host matrix is needed)",
                           name.c_str(), t.describe().c_str());
-    const DType dt = quant_ == WeightQuant::kI8 ? DType::kI8 : DType::kF8E4M3;
+    const DType dt = quant_ == WeightQuant::kI8   ? DType::kI8
+                     : quant_ == WeightQuant::kI4 ? DType::kI4
+                                                  : DType::kF8E4M3;
     const int64_t N = t.shape[0], K = t.shape[1];
-    std::vector<uint8_t> codes(static_cast<size_t>(N * K));
-    std::vector<float> scales(static_cast<size_t>(N));
+    if (dt == DType::kI4) {
+        if (ctx_.device != Device::kCPU)
+            return make_error(StatusCode::kInvalidArgument,
+                              "%s: int4 runs on the CPU only (the model's device is %s)",
+                              name.c_str(), device_name(ctx_.device));
+        if (K % kI4Group != 0)
+            return make_error(StatusCode::kInvalidFile,
+                              "%s: int4 needs the input dimension to be a multiple of the group "
+                              "size %lld, got shape [%lld, %lld]",
+                              name.c_str(), static_cast<long long>(kI4Group),
+                              static_cast<long long>(N), static_cast<long long>(K));
+    }
+    // Codes per row (bytes) and scales per row.
+    const int64_t row_bytes = dt == DType::kI4 ? K / 2 : K;
+    const int64_t row_scales = dt == DType::kI4 ? K / kI4Group : 1;
+    std::vector<uint8_t> codes(static_cast<size_t>(N * row_bytes));
+    std::vector<float> scales(static_cast<size_t>(N * row_scales));
     // Rows are independent: each worker converts a row to F32 and quantizes it.
     auto work = [&](int64_t r0, int64_t r1) {
         std::vector<float> row(static_cast<size_t>(K));
@@ -114,7 +133,8 @@ Expected<Tensor> WeightStore::quantize(const Tensor& t, const std::string& name,
                 Tensor src = t.row(r);
                 ops::copy(cpu, src, dst);
             }
-            quantize_row(dt, row.data(), K, codes.data() + r * K, scales.data() + r);
+            quantize_row(dt, row.data(), K, codes.data() + r * row_bytes,
+                         scales.data() + r * row_scales);
         }
     };
     if (ctx_.pool) {
@@ -128,7 +148,7 @@ Expected<Tensor> WeightStore::quantize(const Tensor& t, const std::string& name,
     ++quantized_matrices_;
 
     Tensor host_q = Tensor::make(codes.data(), dt, Device::kCPU, {N, K});
-    Tensor host_s = Tensor::make(scales.data(), DType::kF32, Device::kCPU, {N});
+    Tensor host_s = Tensor::make(scales.data(), DType::kF32, Device::kCPU, {N * row_scales});
     if (ctx_.device == Device::kCPU) {
         owned_bytes_ += quantized;
         host_u8_.push_back(std::move(codes));

@@ -22,10 +22,11 @@
 namespace voxrt::model {
 
 // Weight-only quantization of the matrices a model reads through fetch_matrix (core/quant.h):
-// none (as stored), int8 or e4m3 codes with one F32 scale per output row.
-enum class WeightQuant : uint8_t { kNone, kI8, kF8E4M3 };
+// none (as stored), int8 or e4m3 codes with one F32 scale per output row, or int4 codes with one
+// F32 scale per group of kI4Group inputs (host only: a device context refuses it).
+enum class WeightQuant : uint8_t { kNone, kI8, kF8E4M3, kI4 };
 
-const char* weight_quant_name(WeightQuant q);  // "none" | "int8" | "fp8"
+const char* weight_quant_name(WeightQuant q);  // "none" | "int8" | "fp8" | "int4"
 
 class WeightStore {
 public:

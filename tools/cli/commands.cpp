@@ -279,9 +279,10 @@ void add_common(CLI::App* app, CommonArgs& a, bool show_ab) {
         ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
     app->add_option("--precision", a.precision,
                     "bf16 (as the reference runs), fp32, or weight-only 8-bit quantized at load "
-                    "with bf16 activations: int8 (CPU and CUDA) or fp8 (e4m3, for Hopper GPUs)")
+                    "with bf16 activations: int8 (CPU and CUDA) or fp8 (e4m3, for Hopper GPUs), "
+                    "or 4-bit int4 (CPU only, one scale per 32 inputs)")
         ->capture_default_str()
-        ->check(CLI::IsMember({"bf16", "fp32", "int8", "fp8"}));
+        ->check(CLI::IsMember({"bf16", "fp32", "int8", "fp8", "int4"}));
     app->add_option("--context", a.context, "positions a conversation may hold")
         ->capture_default_str()
         ->check(CLI::Range(16, kMaxContextPositions));

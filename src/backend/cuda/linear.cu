@@ -586,6 +586,8 @@ void linear(const ops::Context& ctx, const Tensor& x, const Tensor& w, const Ten
     const int64_t M = rows_of(x), K = cols_of(x), N = w.shape[0];
     if (M == 0 || N == 0) return;
     VOXRT_ASSERT(M < (1LL << 31) && N < (1LL << 31) && K < (1LL << 31), "linear: shape too large");
+    // int4 has CPU kernels only; loading refuses it on a GPU, so this is a caller's error.
+    VOXRT_ASSERT(w.dtype != DType::kI4, "linear: int4 weights %s run on the CPU only", w.describe().c_str());
     if (w.dtype == DType::kI8 || w.dtype == DType::kF8E4M3) {
         quant_linear(ctx, x, w, bias, y, int(M), int(N), int(K));
         return;
