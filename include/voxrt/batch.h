@@ -22,9 +22,10 @@
 // session's own step, so one conversation is as fast as it is alone.
 //
 // Costs: one step costs about one weight read plus each row's own work (its attention over its
-// history, its conv state, the depthformer's per-row parts). A session's first step prefills its
-// new input alone before it joins (prefill is not yet split between steps). docs/batching.md has
-// the measurements.
+// history, its conv state, the depthformer's per-row parts). A session's first steps prefill its
+// new input alone, one chunk of at most 256 positions per step(), before it joins the batch, so a
+// newcomer with a long turn delays the others by at most one chunk per step (a cancel() is honoured
+// once its prefill is over). docs/batching.md has the measurements.
 //
 // Threads: a Batch and the sessions it steps are driven by one thread; cancel() from any thread.
 #pragma once
@@ -68,6 +69,23 @@ public:
         bool alone = false;
     };
     Shape last_shape() const;
+
+    // Profiling: with set_profile(true) every step synchronizes the device between its phases
+    // and phases() sums each phase's time (ms) over the steps since reset_phases(). A step that
+    // one session took alone counts as backbone time. Slows the steps a little.
+    struct Phases {
+        double prepare = 0;   // the sessions' own preparation (detokenizer polls, prefill chunks)
+        double gather = 0;    // each row's input and position copied into the batch
+        double backbone = 0;  // the backbone over all rows
+        double text = 0;      // text head, sampling, embedding of the text rows
+        double frames = 0;    // depthformer over the frame rows, their embedding
+        double scatter = 0;   // per-row bookkeeping on the device, the choices back to the host
+        double complete = 0;  // the sessions' events and detokenizer hand-off
+        int steps = 0;
+    };
+    void set_profile(bool on);
+    Phases phases() const;
+    void reset_phases();
 
     struct Impl;
 

@@ -199,10 +199,11 @@ public:
     Status add_assistant_items(const std::vector<ResponseItem>& items);
 
     // ---- responding ----
-    // Opens the assistant turn and arms a response. Nothing runs yet: the first step() prefills
-    // what was added since the last response (its cost), each later step() runs one text token
-    // or one audio frame through the backbone and heads (on CUDA one graph launch and one
-    // synchronize).
+    // Opens the assistant turn and arms a response. Nothing runs yet: the first step()s prefill
+    // what was added since the last response, at most 256 positions per step() (no events; the
+    // step() that ends the prefill also makes the first token), each later step() runs one text
+    // token or one audio frame through the backbone and heads (on CUDA one graph launch and one
+    // synchronize). A cancel() during the prefill takes effect once it is over.
     Status start_response(const ResponseOptions& options);
     // Advances the response by one step and appends its events to `out` (appends; never clears).
     // Returns true once the response is over (its kEndOfTurn is in `out`); further calls are an
@@ -214,6 +215,7 @@ public:
     // audio already generated is detokenized and emitted. No effect when no response runs.
     void cancel();
     bool responding() const;  // a response is armed and not over
+    bool prefilling() const;  // of which the prefill is not over yet (step() runs its chunks)
 
     // ---- barge-in: forget what the listener never heard ----
     // Cut the most recent response back to its first `ms` of output audio (frames whose audio

@@ -33,6 +33,20 @@ int Batch::max_rows() const {
     return impl_->stepper->max_rows();
 }
 
+void Batch::set_profile(bool on) {
+    impl_->stepper->set_profile(on);
+}
+
+Batch::Phases Batch::phases() const {
+    const runtime::BatchStepper::Phases& p = impl_->stepper->phases();
+    return Phases{p.prepare, p.gather,  p.backbone, p.text,
+                  p.frames,  p.scatter, p.complete, p.steps};
+}
+
+void Batch::reset_phases() {
+    impl_->stepper->reset_phases();
+}
+
 Batch::Shape Batch::last_shape() const {
     const runtime::BatchStepper::Shape& s = impl_->stepper->last_shape();
     return Shape{s.backbone, s.text, s.frames, s.alone > 0};

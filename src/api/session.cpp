@@ -346,6 +346,10 @@ bool Session::responding() const {
     return impl_->turn == Impl::Turn::kResponse;
 }
 
+bool Session::prefilling() const {
+    return impl_->turn == Impl::Turn::kResponse && impl_->rt->prefilling();
+}
+
 Status Session::Impl::truncate(size_t keep) {
     if (turn != Turn::kResponded || restored)
         return make_error(StatusCode::kInvalidArgument,

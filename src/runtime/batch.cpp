@@ -82,6 +82,8 @@ Status BatchStepper::step(const std::vector<Session*>& sessions,
     out.resize(n);
     results.assign(n, BatchStepResult{});
     shape_ = Shape{};
+    auto t_phase = Clock::now();
+    if (profile_) ++phases_.steps;
     std::vector<Row> rows;
     rows.reserve(n);
     for (size_t i = 0; i < n; ++i) {
@@ -106,6 +108,7 @@ Status BatchStepper::step(const std::vector<Session*>& sessions,
             results[i].done = true;
             continue;
         }
+        if (plan->prefill) continue;  // a chunk of its prefill ran; it joins once that is over
         rows.push_back(Row{s, i, *plan});
     }
     for (size_t a = 0; a < rows.size(); ++a)
@@ -115,6 +118,7 @@ Status BatchStepper::step(const std::vector<Session*>& sessions,
                                   "batch: sessions %zu and %zu are the same session", rows[a].index,
                                   rows[b].index);
 
+    VOXRT_RETURN_IF_ERROR(lap(&phases_.prepare, &t_phase));
     auto complete = [&](const Row& r, int32_t tok, const std::array<int32_t, 8>& codes, double ms) {
         Expected<bool> done = r.s->step_complete(r.plan, tok, codes, ms, out[r.index]);
         if (!done.is_ok()) {
@@ -140,6 +144,7 @@ Status BatchStepper::step(const std::vector<Session*>& sessions,
             return Status::ok();
         }
         complete(r, tok, codes, ms_since(t0));
+        if (profile_) phases_.backbone += ms_since(t0);  // alone: the whole fused step
         return Status::ok();
     }
 
@@ -154,6 +159,7 @@ Status BatchStepper::step(const std::vector<Session*>& sessions,
         const auto t0 = Clock::now();
         const Status st = run(part, tokens, codes);
         const double ms = ms_since(t0);
+        t_phase = Clock::now();
         for (size_t k = 0; k < part.size(); ++k) {
             const Row& r = part[k];
             if (!st) {
@@ -163,7 +169,17 @@ Status BatchStepper::step(const std::vector<Session*>& sessions,
             }
             complete(r, tokens[k], codes[k], ms);
         }
+        if (profile_) phases_.complete += ms_since(t_phase);
     }
+    return Status::ok();
+}
+
+Status BatchStepper::lap(double* acc, Clock::time_point* t) {
+    if (!profile_) return Status::ok();
+    VOXRT_RETURN_IF_ERROR(ops::synchronize(ctx_));
+    const Clock::time_point now = Clock::now();
+    *acc += std::chrono::duration<double, std::milli>(now - *t).count();
+    *t = now;
     return Status::ok();
 }
 
@@ -176,6 +192,7 @@ Status BatchStepper::run(std::vector<Row>& rows, std::vector<int32_t>& tokens,
     while (nt < B && rows[static_cast<size_t>(nt)].plan.text) ++nt;
     const int64_t nf = B - nt;
 
+    auto t = Clock::now();
     // The backbone step of every row with an item to run.
     std::vector<model::Lfm2Network::Memory> mems;
     mems.reserve(rows.size());
@@ -192,10 +209,12 @@ Status BatchStepper::run(std::vector<Row>& rows, std::vector<int32_t>& tokens,
     shape_.backbone += static_cast<int>(nb);
     shape_.text += static_cast<int>(nt);
     shape_.frames += static_cast<int>(nf);
+    VOXRT_RETURN_IF_ERROR(lap(&phases_.gather, &t));
     if (nb > 0) {
         Tensor x = x_.rows(0, nb), p = pos_.rows(0, nb), h = hb_.rows(0, nb);
         model_.backbone().forward_batch(ctx_, mems, x, p, scratch_, h);
     }
+    VOXRT_RETURN_IF_ERROR(lap(&phases_.backbone, &t));
     // The heads' inputs: the backbone's rows, or (a response's first step) the prefill's last.
     Tensor heads = hb_.rows(0, B);
     if (nb != B) {
@@ -220,6 +239,7 @@ Status BatchStepper::run(std::vector<Row>& rows, std::vector<int32_t>& tokens,
         r.s->snapshot_conv(ctx_, r.s->n_past_ - r.s->resp_start_);
     }
 
+    VOXRT_RETURN_IF_ERROR(lap(&phases_.scatter, &t));
     // Text rows: the text head over all of them, then each row's choice.
     if (nt > 0) {
         Tensor ht = heads.rows(0, nt), logits = logits_.rows(0, nt), tok = tokens_.rows(0, nt);
@@ -251,6 +271,7 @@ Status BatchStepper::run(std::vector<Row>& rows, std::vector<int32_t>& tokens,
         Tensor e = emb_.rows(0, nt);
         ops::embedding(ctx_, model_.backbone().embed_tokens(), tok, e);
     }
+    VOXRT_RETURN_IF_ERROR(lap(&phases_.text, &t));
     // Frame rows: one depthformer pass over all of them.
     if (nf > 0) {
         std::vector<model::AudioHeadState*> states;
@@ -272,6 +293,7 @@ Status BatchStepper::run(std::vector<Row>& rows, std::vector<int32_t>& tokens,
         ops::fill_rows_led_by(ctx_, c, cfg.audio_vocab - 1);
         model_.audio_head().embed_frames(ctx_, c, e);
     }
+    VOXRT_RETURN_IF_ERROR(lap(&phases_.frames, &t));
     // Each choice's embedding is its session's next input; the sampling counters advance.
     for (int64_t i = 0; i < B; ++i) {
         Session& s = *rows[static_cast<size_t>(i)].s;
@@ -288,6 +310,7 @@ Status BatchStepper::run(std::vector<Row>& rows, std::vector<int32_t>& tokens,
         ops::copy_to_host_async(ctx_, codes_.rows(0, nf).reshape({nf * Q}), dst);
     }
     VOXRT_RETURN_IF_ERROR(ops::synchronize(ctx_));
+    VOXRT_RETURN_IF_ERROR(lap(&phases_.scatter, &t));
     const int32_t* got = choice_host_.ptr<int32_t>();
     tokens.assign(rows.size(), 0);
     codes.assign(rows.size(), std::array<int32_t, 8>{});

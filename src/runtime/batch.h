@@ -19,6 +19,8 @@
 // Not thread-safe; the sessions must not be stepped by anyone else while a step() runs.
 #pragma once
 
+#include <chrono>
+
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -56,6 +58,21 @@ public:
         int backbone = 0, text = 0, frames = 0, alone = 0;
     };
     const Shape& last_shape() const { return shape_; }
+    // Where the steps' time went, summed since reset_phases(), in ms. Only with set_profile(true),
+    // which synchronizes the device between the phases (so the total is a little slower).
+    struct Phases {
+        double prepare = 0;   // the sessions' step_prepare (detokenizer polls; prefill chunks)
+        double gather = 0;    // copying each row's input and position into the batch
+        double backbone = 0;  // forward_batch
+        double text = 0;      // text head, sampling, embedding
+        double frames = 0;    // the depthformer over the frame rows, their embedding
+        double scatter = 0;   // per-row positions, conv snapshots, next inputs, counters, copy back
+        double complete = 0;  // the sessions' step_complete (events, detokenizer hand-off)
+        int steps = 0;
+    };
+    void set_profile(bool on) { profile_ = on; }
+    const Phases& phases() const { return phases_; }
+    void reset_phases() { phases_ = Phases{}; }
 
 private:
     explicit BatchStepper(const model::LfmAudioModel& m) : model_(m) {}
@@ -82,6 +99,10 @@ private:
     Tensor emb_;          // [max_rows, D] the choices' embeddings
     Tensor choice_host_;  // I32 [max_rows · Q] page-locked
     Shape shape_;
+    bool profile_ = false;
+    Phases phases_;
+    // With profile_: synchronizes and adds the time since *t to *acc, then restarts *t.
+    Status lap(double* acc, std::chrono::steady_clock::time_point* t);
 };
 
 }  // namespace voxrt::runtime

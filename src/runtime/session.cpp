@@ -376,42 +376,38 @@ Status Session::forward_rows(Tensor& x, int64_t rows) {
     return Status::ok();
 }
 
-Status Session::prefill(TurnStats* stats) {
+Status Session::prefill_chunk(bool* done) {
+    // Fills x_ from the front of pending_ up to chunk_ rows (across items, as one whole prefill
+    // would: the same backbone calls whether the rows go in one step() or several), runs them,
+    // and drops what they consumed from pending_.
     int64_t row = 0;
-    int64_t total = 0;
+    size_t whole = 0;     // items consumed entirely
+    int64_t partial = 0;  // rows consumed of pending_[whole]
     const model::Lfm2Network& bb = model_.backbone();
-    auto flush = [&]() -> Status {
-        if (row == 0) return Status::ok();
-        VOXRT_RETURN_IF_ERROR(forward_rows(x_, row));
-        total += row;
-        row = 0;
-        return Status::ok();
-    };
-    for (Pending& p : pending_) {
+    for (; whole < pending_.size() && row < chunk_; ++whole) {
+        Pending& p = pending_[whole];
         if (p.kind == Pending::kText) {
-            size_t i = 0;
-            while (i < p.ids.size()) {
-                const int64_t k =
-                    std::min<int64_t>(chunk_ - row, static_cast<int64_t>(p.ids.size() - i));
-                Tensor ids = ids_.rows(0, k);
-                ops::copy(ctx_, host_i32(p.ids.data() + i, k), ids);
-                Tensor dst = x_.rows(row, row + k);
-                ops::embedding(ctx_, bb.embed_tokens(), ids, dst);
-                // The ids buffer is reused by the next copy; on CUDA both are stream-ordered.
-                row += k;
-                i += static_cast<size_t>(k);
-                if (row == chunk_) VOXRT_RETURN_IF_ERROR(flush());
+            const int64_t n = static_cast<int64_t>(p.ids.size());
+            const int64_t k = std::min<int64_t>(chunk_ - row, n);
+            Tensor ids = ids_.rows(0, k);
+            ops::copy(ctx_, host_i32(p.ids.data(), k), ids);
+            Tensor dst = x_.rows(row, row + k);
+            ops::embedding(ctx_, bb.embed_tokens(), ids, dst);
+            // The ids buffer is reused by the next copy; on CUDA both are stream-ordered.
+            row += k;
+            if (k < n) {
+                partial = k;
+                break;
             }
         } else if (p.kind == Pending::kAudioIn) {
-            int64_t r = 0;
-            while (r < p.audio_rows) {
-                const int64_t k = std::min<int64_t>(chunk_ - row, p.audio_rows - r);
-                Tensor src = audio_in_.rows(p.audio_row + r, p.audio_row + r + k);
-                Tensor dst = x_.rows(row, row + k);
-                ops::copy(ctx_, src, dst);
-                row += k;
-                r += k;
-                if (row == chunk_) VOXRT_RETURN_IF_ERROR(flush());
+            const int64_t k = std::min<int64_t>(chunk_ - row, p.audio_rows);
+            Tensor src = audio_in_.rows(p.audio_row, p.audio_row + k);
+            Tensor dst = x_.rows(row, row + k);
+            ops::copy(ctx_, src, dst);
+            row += k;
+            if (k < p.audio_rows) {
+                partial = k;
+                break;
             }
         } else {
             const int Q = model_.config().codebooks;
@@ -420,13 +416,23 @@ Status Session::prefill(TurnStats* stats) {
             Tensor dst = x_.rows(row, row + 1);
             model_.audio_head().embed_frames(ctx_, codes_, dst);
             row += 1;
-            if (row == chunk_) VOXRT_RETURN_IF_ERROR(flush());
         }
     }
-    VOXRT_RETURN_IF_ERROR(flush());
-    pending_.clear();
+    if (row > 0) VOXRT_RETURN_IF_ERROR(forward_rows(x_, row));
+    stats_.prefill_positions += static_cast<int>(row);
+    if (partial > 0) {
+        Pending& p = pending_[whole];
+        if (p.kind == Pending::kText) {
+            p.ids.erase(p.ids.begin(), p.ids.begin() + partial);
+        } else {
+            p.audio_row += partial;
+            p.audio_rows -= partial;
+        }
+    }
+    pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(whole));
+    *done = pending_.empty();
+    if (!*done) return Status::ok();
     audio_rows_used_ = 0;
-    if (stats) stats->prefill_positions = static_cast<int>(total);
     return ops::synchronize(ctx_);
 }
 
@@ -595,6 +601,7 @@ Status Session::begin(const GenerateOptions& opt) {
     cancel_.store(false, std::memory_order_relaxed);
     need_forward_ = false;
     started_ = false;
+    prefilling_ = false;
     step_ms_ = 0;
     can_truncate_ = false;
     conv_hist_n_ = 0;
@@ -603,8 +610,6 @@ Status Session::begin(const GenerateOptions& opt) {
 }
 
 Status Session::start_response() {
-    t0_ = Clock::now();
-    VOXRT_RETURN_IF_ERROR(prefill(&stats_));
     stats_.prefill_ms = ms_since(t0_);
     resp_start_ = n_past_;
     snapshot_conv(ctx_, 0);
@@ -658,7 +663,21 @@ Expected<Session::StepPlan> Session::step_prepare(std::vector<Event>& out) {
     if (!responding_)
         return make_error(StatusCode::kInvalidArgument, "no response is running (begin() first)");
     if (!started_) {
-        const Status st = start_response();
+        // The prefill, one chunk (<= chunk_ positions) per call, so that a batch's other sessions
+        // wait at most one chunk for this one; the call that ends it also makes the first step.
+        if (!prefilling_) {
+            t0_ = Clock::now();
+            prefilling_ = true;
+        }
+        bool prefilled = false;
+        Status st = prefill_chunk(&prefilled);
+        if (!st) return fail(st);
+        if (!prefilled) {
+            plan.prefill = true;
+            return plan;
+        }
+        prefilling_ = false;
+        st = start_response();
         if (!st) return fail(st);
     }
     if (cancel_.load(std::memory_order_relaxed)) turn_.cancel();
@@ -746,6 +765,7 @@ Expected<bool> Session::step_complete(const StepPlan& plan, int32_t tok,
 Expected<bool> Session::step(std::vector<Event>& out) {
     VOXRT_ASSIGN_OR_RETURN(const StepPlan plan, step_prepare(out));
     if (plan.done) return true;
+    if (plan.prefill) return false;
     const auto t_it = Clock::now();
     int32_t tok = 0;
     std::array<int32_t, 8> codes{};

@@ -161,12 +161,14 @@ public:
 
     // Arms a response (validates opt; nothing runs). The assistant turn must be open.
     Status begin(const GenerateOptions& opt);
-    // One generation step (the first also prefills): appends its events to `out`; true once the
-    // response is over (its kEndOfTurn in `out`). On an error the response is over.
+    // One generation step (the first calls prefill, one chunk of <= 256 positions each, no events;
+    // the one that ends the prefill also makes the first step): appends its events to `out`; true
+    // once the response is over (its kEndOfTurn in `out`). On an error the response is over.
     Expected<bool> step(std::vector<Event>& out);
     // The response ends (kCancelled) at the next step(). Any thread.
     void cancel() { cancel_.store(true, std::memory_order_relaxed); }
     bool responding() const { return responding_; }
+    bool prefilling() const { return responding_ && !started_; }  // the prefill is not over
     // Stats of the last finished response.
     const TurnStats& last_stats() const { return stats_; }
     // begin() + step() until done; each event to sink (false: cancel after it).
@@ -195,11 +197,12 @@ private:
     friend class BatchStepper;  // steps many sessions together (batch.h)
 
     // step() in three parts, so that BatchStepper can run the middle one for many sessions at
-    // once: step_prepare() (the first also prefills; polls the detokenizer; ends a finished or
-    // cancelled response: done), the step's device work (run_step, or BatchStepper's batch), then
-    // step_complete() with the choice (events, the turn state, the detokenizer).
+    // once: step_prepare() (the first calls prefill, a chunk each; polls the detokenizer; ends a
+    // finished or cancelled response: done), the step's device work (run_step, or BatchStepper's
+    // batch), then step_complete() with the choice (events, the turn state, the detokenizer).
     struct StepPlan {
         bool done = false;     // the response ended (its kEndOfTurn is in the events)
+        bool prefill = false;  // the call ran a chunk of the prefill and nothing else
         bool text = false;     // the step chooses a text token (else an audio frame)
         bool forward = false;  // x_ row 0 holds the last item, to run through the backbone first
         int step = 0;
@@ -222,8 +225,9 @@ private:
 
     explicit Session(const model::LfmAudioModel& m) : model_(m) {}
     Status init(const SessionOptions& opt);
-    // Runs the pending items through the backbone; leaves the last output row in h_.
-    Status prefill(TurnStats* stats);
+    // Runs up to chunk_ of the pending positions through the backbone (the last one's output row
+    // in h_) and drops them from pending_; *done once none is left.
+    Status prefill_chunk(bool* done);
     Status forward_rows(Tensor& x, int64_t rows);
     // One generation step: (if `forward`) run the item embedded in x_ row 0 through the backbone
     // at position pos_[0], then choose the next text token or audio frame from h_, embed it into
@@ -233,7 +237,7 @@ private:
     // page-locked memory, one synchronize).
     Status run_step(const GenerateOptions& opt, bool text, bool forward, int32_t* token,
                     std::array<int32_t, 8>* codes);
-    Status start_response();  // the first step(): prefill, graph keys, device counters
+    Status start_response();  // after the prefill's last chunk: graph keys, device counters
     Status finish_response(std::vector<Event>& out);
     void snapshot_conv(const ops::Context& ctx,
                        int index);  // conv state after the response's forwarded positions
@@ -250,7 +254,8 @@ private:
     bool own_detok_ctx_ = false;
     int capacity_ = 0;
     int n_past_ = 0;
-    int chunk_ = 256;  // prefill rows per backbone call
+    int chunk_ = 256;  // prefill rows per backbone call (and per step() while prefilling)
+    bool prefilling_ = false;
     std::vector<Pending> pending_;
     int64_t audio_rows_used_ = 0;
     std::vector<GeneratedItem> last_turn_;

@@ -32,6 +32,14 @@ struct Job {
     bool sampled;
 };
 
+// ~700 positions with the tiny tokenizer: more than two prefill chunks (256 positions).
+std::string long_text() {
+    std::string t;
+    for (int i = 0; i < 20; ++i)
+        t += "The quick brown fox jumps over the lazy dog, number " + std::to_string(i) + ". ";
+    return t;
+}
+
 const std::vector<Job>& jobs() {
     static const std::vector<Job> j = {
         {Task::kSpeechChat, "question.wav", 1, false},
@@ -40,6 +48,7 @@ const std::vector<Job>& jobs() {
         {Task::kTts, "Hello there, how are you?", 4, true},
         {Task::kTextChat, "What is a chair?", 5, true},
         {Task::kSpeechChat, "st48k.wav", 6, false},
+        {Task::kTextChat, long_text(), 7, false},  // its prefill takes several steps
     };
     return j;
 }
@@ -195,6 +204,56 @@ INSTANTIATE_TEST_SUITE_P(Devices, BatchApi,
                              return i.param.device + "_" + i.param.precision + "_rows" +
                                     std::to_string(i.param.max_rows);
                          });
+
+// A prefill longer than one chunk runs over several step()s (no events, prefilling()), the last
+// of which also makes the first step; a cancel() during it ends the response once it is over, and
+// the conversation goes on.
+TEST(BatchApiPrefill, LongTurnPrefillsOneChunkPerStep) {
+    auto m = test::load_tiny("cpu", "fp32");
+    ASSERT_TRUE(m);
+    for (const bool cancel : {false, true}) {
+        auto s = Session::create(m);
+        ASSERT_TRUE(s.is_ok());
+        Session& ses = **s;
+        const Status added = ses.add_turn(Role::kUser, long_text());
+        ASSERT_TRUE(added.is_ok()) << added.message();
+        ASSERT_TRUE(ses.start_response(options(Job{Task::kTextChat, "", 1, false}, 8)).is_ok());
+        const int positions = ses.positions();  // all pending: nothing ran yet
+        ASSERT_GT(positions, 2 * 256);
+        const int chunks = (positions + 255) / 256;
+        std::vector<Event> ev;
+        int empty_steps = 0;
+        bool over = false;
+        while (ses.prefilling()) {
+            ev.clear();
+            auto r = ses.step(ev);
+            ASSERT_TRUE(r.is_ok()) << r.status().message();
+            over = *r;
+            if (ses.prefilling()) {
+                EXPECT_FALSE(*r);
+                EXPECT_TRUE(ev.empty());
+                ++empty_steps;
+                if (cancel) ses.cancel();
+            }
+        }
+        EXPECT_EQ(empty_steps, chunks - 1) << positions << " positions";
+        test::Response rest;
+        collect(rest, ev);
+        for (bool done = over; !done;) {
+            ev.clear();
+            auto r = ses.step(ev);
+            ASSERT_TRUE(r.is_ok()) << r.status().message();
+            collect(rest, ev);
+            done = *r;
+        }
+        if (cancel) EXPECT_EQ(rest.reason, EndReason::kCancelled);
+        if (!cancel) EXPECT_NE(rest.reason, EndReason::kCancelled);
+        ASSERT_TRUE(ses.add_turn(Role::kUser, "Tell me more.").is_ok());
+        test::Response next = test::respond(ses, options(Job{Task::kTextChat, "", 2, false}, 8));
+        EXPECT_TRUE(next.status.is_ok()) << next.status.message();
+        EXPECT_FALSE(next.items.empty());
+    }
+}
 
 TEST(BatchApiErrors, RefusesWhatItCannotStep) {
     auto m = test::load_tiny("cpu", "fp32");

@@ -61,6 +61,8 @@ void add_bench(CLI::App* app, BenchArgs& b) {
         ->capture_default_str()
         ->check(CLI::Range(1, 4096));
     app->add_flag("--no-audio", b.no_audio, "with --sessions: no detokenizer (decode only)");
+    app->add_flag("--profile", b.profile,
+                  "with --sessions: where a step's time goes (synchronizes between the phases)");
 }
 
 namespace {
@@ -74,7 +76,7 @@ double percentile(std::vector<double> v, double p) {
 
 // N conversations on the first input, answered together through voxrt::Batch (bench/protocol.md's
 // workload per conversation: the input as a spoken question, `steps` steps with end tokens
-// suppressed). The N prefills run first (each alone, in the batch's first step); then every engine
+// suppressed). The N prefills run first (each alone, in the batch's first steps); then every engine
 // step advances all N by one step. Reported per N: the engine step's time (p50, p99), each
 // conversation's audio frames per second (real time needs 12.5 with its text steps), the
 // aggregate, and the weights' GB/s. Then one more conversation joins the running batch: its time
@@ -123,9 +125,19 @@ Status run_sessions_bench(const CommonArgs& c, const BenchArgs& a, const std::sh
                 if (e.kind == EventKind::kAudioFrame) ++*frames;
             }
         };
-        // The first step prefills every conversation (alone, one after another).
+        // The first steps prefill every conversation (alone, one after another, a chunk of at
+        // most 256 positions per step; the step that ends a prefill also makes its first step).
         const auto tp = Clock::now();
-        VOXRT_RETURN_IF_ERROR(batch->step(live, ev, res));
+        for (bool again = true; again;) {
+            VOXRT_RETURN_IF_ERROR(batch->step(live, ev, res));
+            again = false;
+            for (size_t k = 0; k < live.size(); ++k) {
+                if (!res[k].status.is_ok())
+                    return make_error(StatusCode::kInternal, "sessions bench: %s",
+                                      res[k].status.message().c_str());
+                again = again || live[k]->prefilling();
+            }
+        }
         const double prefill_ms = ms_since(tp);
         int text = 0, frames = 0;
         std::vector<double> step_ms;
@@ -133,6 +145,8 @@ Status run_sessions_bench(const CommonArgs& c, const BenchArgs& a, const std::sh
         std::unique_ptr<Session> newcomer;
         double join_t0 = -1, newcomer_first_audio = -1, longest_meanwhile = 0;
         const int join_at = std::max(1, a.steps / 4);
+        batch->set_profile(a.profile);
+        batch->reset_phases();
         const auto t0 = Clock::now();
         for (int t = 1;; ++t) {
             std::vector<Session*> step_list;
@@ -145,6 +159,7 @@ Status run_sessions_bench(const CommonArgs& c, const BenchArgs& a, const std::sh
             const bool with_newcomer = newcomer && newcomer->responding();
             if (with_newcomer) step_list.push_back(newcomer.get());
             if (step_list.empty()) break;
+            for (std::vector<Event>& e : ev) e.clear();  // step() appends
             const auto ts = Clock::now();
             VOXRT_RETURN_IF_ERROR(batch->step(step_list, ev, res));
             const double ms = ms_since(ts);
@@ -191,9 +206,25 @@ Status run_sessions_bench(const CommonArgs& c, const BenchArgs& a, const std::sh
             step_ms.size(), percentile(step_ms, 0.5), percentile(step_ms, 0.99), per_session,
             real_time ? "yes" : "no", frames / wall_s, text / wall_s, gbs, prefill_ms,
             newcomer_first_audio, longest_meanwhile);
+        const Batch::Phases ph = batch->phases();
+        const double per = ph.steps > 0 ? 1.0 / ph.steps : 0;
+        char phases[512] = "";
+        if (a.profile) {
+            std::printf(
+                "|   | per step (ms): prepare %.2f, gather %.2f, backbone %.2f, text %.2f, "
+                "depthformer %.2f, scatter %.2f, complete %.2f |\n",
+                ph.prepare * per, ph.gather * per, ph.backbone * per, ph.text * per,
+                ph.frames * per, ph.scatter * per, ph.complete * per);
+            std::snprintf(phases, sizeof phases,
+                          ",\"phases_ms_per_step\":{\"prepare\":%.3f,\"gather\":%.3f,"
+                          "\"backbone\":%.3f,\"text\":%.3f,\"depthformer\":%.3f,"
+                          "\"scatter\":%.3f,\"complete\":%.3f}",
+                          ph.prepare * per, ph.gather * per, ph.backbone * per, ph.text * per,
+                          ph.frames * per, ph.scatter * per, ph.complete * per);
+        }
         std::fflush(stdout);
         if (json.is_open()) {
-            char line[1024];
+            char line[1536];
             std::snprintf(
                 line, sizeof line,
                 "{\"engine\":\"voxrt\",\"bench\":\"sessions\",\"device\":\"%s\","
@@ -201,12 +232,12 @@ Status run_sessions_bench(const CommonArgs& c, const BenchArgs& a, const std::sh
                 "\"engine_steps\":%zu,\"step_ms_p50\":%.3f,\"step_ms_p99\":%.3f,"
                 "\"frames_per_s_per_session\":%.2f,\"real_time\":%s,\"frames_per_s\":%.1f,"
                 "\"text_tokens_per_s\":%.1f,\"weights_gb_s\":%.1f,\"prefill_all_ms\":%.1f,"
-                "\"newcomer_first_audio_ms\":%.2f,\"longest_step_meanwhile_ms\":%.2f}\n",
+                "\"newcomer_first_audio_ms\":%.2f,\"longest_step_meanwhile_ms\":%.2f%s}\n",
                 info.device.c_str(), c.precision.c_str(), n, a.max_rows,
                 a.no_audio ? "false" : "true", step_ms.size(), percentile(step_ms, 0.5),
                 percentile(step_ms, 0.99), per_session, real_time ? "true" : "false",
                 frames / wall_s, text / wall_s, gbs, prefill_ms, newcomer_first_audio,
-                longest_meanwhile);
+                longest_meanwhile, phases);
             json << line;
         }
     }

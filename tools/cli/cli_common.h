@@ -84,6 +84,7 @@ struct BenchArgs {
     std::vector<int> sessions;
     int max_rows = 64;      // Batch::create's max_rows
     bool no_audio = false;  // sessions: no detokenizer (the decode alone)
+    bool profile = false;   // sessions: where a step's time goes (Batch::set_profile)
 };
 
 // Validators shared by the subcommands: a path that is not empty, a finite number in [lo, hi].

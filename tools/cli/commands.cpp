@@ -120,10 +120,6 @@ std::string fmt_ms(double ms) {
     return buf;
 }
 
-Status usage(const std::string& what) {
-    return Status(StatusCode::kInvalidArgument, "usage: " + what);
-}
-
 }  // namespace
 
 Expected<Loaded> load(const CommonArgs& c, bool need_detok) {

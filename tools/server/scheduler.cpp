@@ -137,8 +137,14 @@ void Scheduler::run() {
                     std::chrono::duration<double>(std::chrono::steady_clock::now() - s->t_start_)
                         .count());
             }
-            if (s->sink_) s->sink_(std::move(ev));
-            if (done && s->generating_) finish_answer(s, cancelled);
+            if (done && s->generating_) {
+                // The books first, so that whoever the last event wakes sees the answer over.
+                Slot::Sink sink = std::move(s->sink_);
+                finish_answer(s, cancelled);
+                if (sink) sink(std::move(ev));
+            } else if (s->sink_) {
+                s->sink_(std::move(ev));
+            }
         }
         out.clear();
     };
