@@ -138,127 +138,164 @@ Expected<AudioHeadState> AudioHead::new_state(const ops::Context& ctx) const {
 
 size_t AudioHead::scratch_bytes(const ops::Context& ctx, int64_t B) const {
     const DType dt = ctx.act_dtype();
-    return arena_bytes(dt, B * Q_ * Dd_) + arena_bytes(dt, B * Dd_) * 6 +
+    return arena_bytes(dt, B * Q_ * Dd_) + arena_bytes(dt, B * Dd_) * 7 +
            arena_bytes(dt, B * (Dd_ + 2 * Hkv_ * Dh_)) + arena_bytes(dt, B * 2 * F_) +
-           arena_bytes(dt, B * V_) + 4096;
+           arena_bytes(dt, B * V_) + 2 * arena_bytes(DType::kI32, B * Q_) + 8192;
+}
+
+Expected<AudioHeadBatchState> AudioHead::new_batch_state(const ops::Context& ctx,
+                                                         int64_t max_rows) const {
+    AudioHeadBatchState bs;
+    bs.max_rows = max_rows;
+    const DType dt = ctx.act_dtype();
+    const int64_t S = max_rows * Q_;
+    for (size_t l = 0; l < layers_.size(); ++l) {
+        const size_t bytes = static_cast<size_t>(Hkv_ * S * Dh_) * dtype_size(dt);
+        Buffer kb = Buffer::allocate(ctx.device, bytes), vb = Buffer::allocate(ctx.device, bytes);
+        if (!kb.data() || !vb.data())
+            return make_error(StatusCode::kOutOfMemory,
+                              "[depthformer] cannot allocate a batch frame cache of %lld rows",
+                              static_cast<long long>(max_rows));
+        bs.k_cache.push_back(kb.view(dt, {Hkv_, S, Dh_}));
+        bs.v_cache.push_back(vb.view(dt, {Hkv_, S, Dh_}));
+        bs.buffers.push_back(std::move(kb));
+        bs.buffers.push_back(std::move(vb));
+    }
+    Buffer pb = Buffer::allocate(ctx.device, static_cast<size_t>(2 * S) * 4);
+    if (!pb.data())
+        return make_error(StatusCode::kOutOfMemory, "[depthformer] cannot allocate positions");
+    std::vector<int32_t> host(static_cast<size_t>(2 * S));
+    for (int64_t i = 0; i < Q_; ++i)
+        for (int64_t b = 0; b < max_rows; ++b) {
+            host[static_cast<size_t>(i * max_rows + b)] = static_cast<int32_t>(b * Q_ + i);
+            host[static_cast<size_t>(S + i * max_rows + b)] = static_cast<int32_t>(i);
+        }
+    Tensor both = pb.view(DType::kI32, {2 * Q_, max_rows});
+    ops::copy(ctx, Tensor::make(host.data(), DType::kI32, Device::kCPU, {2 * Q_, max_rows}), both);
+    bs.positions = both.rows(0, Q_);
+    bs.rope_positions = both.rows(Q_, 2 * Q_);
+    VOXRT_RETURN_IF_ERROR(ops::synchronize(ctx));
+    bs.buffers.push_back(std::move(pb));
+    return bs;
 }
 
 void AudioHead::sample_frame(const ops::Context& ctx, AudioHeadState& st, const Tensor& h,
                              const FrameSampling& s, Arena& scratch, Tensor& codes,
                              Tensor* logits_out, const Tensor* forced) const {
     ops::ProfileRange range(ctx, "audio frame");
-    const DType dt = ctx.act_dtype();
-    const size_t mark = scratch.mark();
-    Tensor dall = scratch.alloc(dt, {1, Q_ * Dd_});
-    ops::linear(ctx, h, depth_w_, &depth_b_, dall);
+    if (ctx.fused && ctx.device != Device::kCPU) {  // the CPU has no fused frame kernel
+        const DType dt = ctx.act_dtype();
+        const size_t mark = scratch.mark();
+        Tensor dall = scratch.alloc(dt, {1, Q_ * Dd_});
+        ops::linear(ctx, h, depth_w_, &depth_b_, dall);
 
-    // The loop below as one kernel where the backend has it (ops/fused_ops.h).
-    ops::DepthformerFrame f;
-    f.layers = st.fused.data();
-    f.n_layers = static_cast<int>(st.fused.size());
-    f.emb = emb_.data();
-    f.emb_norm = emb_norm_.data();
-    f.to_logits = to_logits_.data();
-    f.rope_cos = rope_cos_;
-    f.rope_sin = rope_sin_;
-    f.n_heads = H_;
-    f.n_kv_heads = Hkv_;
-    f.eps = eps_;
-    f.in = dall.reshape({Q_, Dd_});
-    f.temperature = s.temperature;
-    f.top_k = s.top_k;
-    f.seed = s.seed;
-    f.counters = s.counters;
-    f.suppress_eos = s.suppress_eos;
-    f.codes = codes;
-    f.logits_out = logits_out;
-    f.forced = forced;
-    if (ops::depthformer_frame(ctx, f)) {
+        // The loop below as one kernel where the backend has it (ops/fused_ops.h).
+        ops::DepthformerFrame f;
+        f.layers = st.fused.data();
+        f.n_layers = static_cast<int>(st.fused.size());
+        f.emb = emb_.data();
+        f.emb_norm = emb_norm_.data();
+        f.to_logits = to_logits_.data();
+        f.rope_cos = rope_cos_;
+        f.rope_sin = rope_sin_;
+        f.n_heads = H_;
+        f.n_kv_heads = Hkv_;
+        f.eps = eps_;
+        f.in = dall.reshape({Q_, Dd_});
+        f.temperature = s.temperature;
+        f.top_k = s.top_k;
+        f.seed = s.seed;
+        f.counters = s.counters;
+        f.suppress_eos = s.suppress_eos;
+        f.codes = codes;
+        f.logits_out = logits_out;
+        f.forced = forced;
+        const bool ran = ops::depthformer_frame(ctx, f);
         scratch.release(mark);
-        return;
+        if (ran) return;
     }
-    // The op sequence: the frame of one row, as sample_frames runs it for many.
-    AudioHeadState* one[] = {&st};
-    const std::vector<AudioHeadState*> sts(one, one + 1);
+    // The op sequence: the frame of one row, as sample_frames runs it for many (on this
+    // sequence's own cache).
     const std::vector<FrameSampling> ss(1, s);
     Tensor codes1 = codes.reshape({1, Q_});
     Tensor lg1;
     if (logits_out) lg1 = logits_out->reshape({1, Q_, V_});
     Tensor forced1;
     if (forced) forced1 = forced->reshape({1, Q_});
-    run_frames(ctx, sts, dall, ss, scratch, codes1, logits_out ? &lg1 : nullptr,
+    const Tensor p1 = st.positions.reshape({Q_, 1});
+    const FrameCache fc{&st.k_cache, &st.v_cache, p1, p1, false};
+    run_frames(ctx, fc, h, ss, scratch, codes1, logits_out ? &lg1 : nullptr,
                forced ? &forced1 : nullptr);
-    scratch.release(mark);
 }
 
-void AudioHead::sample_frames(const ops::Context& ctx, const std::vector<AudioHeadState*>& st,
-                              const Tensor& h, const std::vector<FrameSampling>& s, Arena& scratch,
-                              Tensor& codes, Tensor* logits_out) const {
+void AudioHead::sample_frames(const ops::Context& ctx, AudioHeadBatchState& bs, const Tensor& h,
+                              const std::vector<FrameSampling>& s, Arena& scratch, Tensor& codes,
+                              Tensor* logits_out) const {
     ops::ProfileRange range(ctx, "audio frames (batch)");
-    const size_t mark = scratch.mark();
-    Tensor dall = scratch.alloc(ctx.act_dtype(), {h.shape[0], Q_ * Dd_});
-    ops::linear(ctx, h, depth_w_, &depth_b_, dall);
-    run_frames(ctx, st, dall, s, scratch, codes, logits_out, nullptr);
-    scratch.release(mark);
+    VOXRT_ASSERT(h.shape[0] <= bs.max_rows, "sample_frames: %lld rows, batch state of %lld",
+                 static_cast<long long>(h.shape[0]), static_cast<long long>(bs.max_rows));
+    const FrameCache fc{&bs.k_cache, &bs.v_cache, bs.positions, bs.rope_positions, true};
+    run_frames(ctx, fc, h, s, scratch, codes, logits_out, nullptr);
 }
 
-// The op sequence of a frame for B rows (sample_frame is B = 1, sample_frames any B), from
-// dall [B, Q·Dd] = depth_linear(h). forced: [B, Q] codes fed back instead of the chosen ones
-// (teacher forcing), or null.
-void AudioHead::run_frames(const ops::Context& ctx, const std::vector<AudioHeadState*>& st,
-                           const Tensor& dall, const std::vector<FrameSampling>& s, Arena& scratch,
-                           Tensor& codes, Tensor* logits_out, const Tensor* forced) const {
-    const int64_t B = dall.shape[0];
-    VOXRT_ASSERT(static_cast<int64_t>(st.size()) == B && static_cast<int64_t>(s.size()) == B,
-                 "sample_frames: %lld rows, %zu states, %zu samplings", static_cast<long long>(B),
-                 st.size(), s.size());
+// The op sequence of a frame for B rows (sample_frame is B = 1 on its own cache, sample_frames
+// any B on the batch's). forced: [B, Q] codes fed back instead of the chosen ones (teacher
+// forcing), or null.
+void AudioHead::run_frames(const ops::Context& ctx, const FrameCache& fc, const Tensor& h,
+                           const std::vector<FrameSampling>& s, Arena& scratch, Tensor& codes,
+                           Tensor* logits_out, const Tensor* forced) const {
+    const int64_t B = h.shape[0];
+    VOXRT_ASSERT(static_cast<int64_t>(s.size()) == B, "sample_frames: %lld rows, %zu samplings",
+                 static_cast<long long>(B), s.size());
     const DType dt = ctx.act_dtype();
-    const int64_t QKV = Dd_ + 2 * Hkv_ * Dh_;
-    const size_t esz = dtype_size(dt);
+    const int64_t KV = Hkv_ * Dh_;
     const size_t mark = scratch.mark();
     Tensor prev = scratch.alloc(dt, {B, Dd_});
+    Tensor di = scratch.alloc(dt, {B, Dd_});
     Tensor x = scratch.alloc(dt, {B, Dd_});
     Tensor n = scratch.alloc(dt, {B, Dd_});
-    Tensor qkv = scratch.alloc(dt, {B, QKV});
+    Tensor q = scratch.alloc(dt, {B, H_, Dh_});
+    Tensor k = scratch.alloc(dt, {B, Hkv_, Dh_});
+    Tensor v = scratch.alloc(dt, {B, Hkv_, Dh_});
     Tensor att = scratch.alloc(dt, {B, H_ * Dh_});
     Tensor o = scratch.alloc(dt, {B, Dd_});
     Tensor g1 = scratch.alloc(dt, {B, F_}), g3 = scratch.alloc(dt, {B, F_});
     Tensor logits = scratch.alloc(dt, {B, V_});
+    Tensor chosen = scratch.alloc(DType::kI32, {Q_, B});  // codebook-major: row i = codebook i
+    Tensor fed_t;
+    if (forced) {
+        fed_t = scratch.alloc(DType::kI32, {Q_, B});
+        ops::transpose(ctx, forced->reshape({B, Q_}), fed_t);
+    }
+    Tensor q2 = q.reshape({B, H_ * Dh_}), k2 = k.reshape({B, KV}), v2 = v.reshape({B, KV});
+    Tensor qr = q.reshape({B * H_, Dh_}), kr = k.reshape({B * Hkv_, Dh_});
+    const float scale = 1.0f / std::sqrt(static_cast<float>(Dh_));
+    bool all_greedy = true;
+    for (const FrameSampling& sb : s) all_greedy = all_greedy && sb.greedy();
     ops::zero(ctx, prev);
-    const Tensor codes2 = codes.reshape({B, Q_});
     for (int i = 0; i < Q_; ++i) {
-        // x[b] = depthformer_in[b][i] + previous code embedding[b]
-        for (int64_t b = 0; b < B; ++b) {
-            const Tensor di = Tensor::make(
-                static_cast<char*>(dall.data) + static_cast<size_t>(b * Q_ * Dd_ + i * Dd_) * esz,
-                dt, ctx.device, {1, Dd_});
-            const Tensor pb = prev.rows(b, b + 1);
-            Tensor xb = x.rows(b, b + 1);
-            ops::add(ctx, di, pb, xb);
-        }
+        // x = depth_linear(h)[:, codebook i] + the previous code's embedding
+        const Tensor wi = depth_w_.rows(i * Dd_, (i + 1) * Dd_);
+        const Tensor bi = depth_b_.rows(i * Dd_, (i + 1) * Dd_);
+        ops::linear(ctx, h, wi, &bi, di);
+        ops::add(ctx, di, prev, x);
+        const Tensor pos = fc.positions.row(i).rows(0, B);
+        const Tensor rpos = fc.rope_positions.row(i).rows(0, B);
         for (size_t l = 0; l < layers_.size(); ++l) {
             const DepthLayerWeights& L = layers_[l];
             ops::rms_norm(ctx, x, L.operator_norm, eps_, ops::RmsStyle::kFused, n);
-            ops::linear(ctx, n, L.qkv, nullptr, qkv);
-            for (int64_t b = 0; b < B; ++b) {  // each sequence's own frame cache
-                AudioHeadState& sb = *st[static_cast<size_t>(b)];
-                char* row = static_cast<char*>(qkv.data) + static_cast<size_t>(b * QKV) * esz;
-                Tensor q = Tensor::make(row, dt, ctx.device, {1, H_, Dh_});
-                Tensor k = Tensor::make(row + static_cast<size_t>(Dd_) * esz, dt, ctx.device,
-                                        {1, Hkv_, Dh_});
-                Tensor v = Tensor::make(row + static_cast<size_t>(Dd_ + Hkv_ * Dh_) * esz, dt,
-                                        ctx.device, {1, Hkv_, Dh_});
-                Tensor qr = q.reshape({H_, Dh_}), kr = k.reshape({Hkv_, Dh_});
-                Tensor pos = sb.positions.rows(i, i + 1);
-                Tensor ab = att.rows(b, b + 1).reshape({1, H_, Dh_});
-                ops::rms_norm(ctx, qr, L.q_norm, eps_, ops::RmsStyle::kFused, qr);
-                ops::rms_norm(ctx, kr, L.k_norm, eps_, ops::RmsStyle::kFused, kr);
-                ops::rope(ctx, q, pos, rope_cos_, rope_sin_, ops::RopeStyle::kPairs);
-                ops::rope(ctx, k, pos, rope_cos_, rope_sin_, ops::RopeStyle::kPairs);
-                ops::kv_write(ctx, k, v, pos, sb.k_cache[l], sb.v_cache[l]);
-                ops::attention(ctx, q, sb.k_cache[l], sb.v_cache[l], pos,
-                               1.0f / std::sqrt(static_cast<float>(Dh_)), 0, ab);
-            }
+            ops::linear(ctx, n, L.qkv.rows(0, Dd_), nullptr, q2);
+            ops::linear(ctx, n, L.qkv.rows(Dd_, Dd_ + KV), nullptr, k2);
+            ops::linear(ctx, n, L.qkv.rows(Dd_ + KV, Dd_ + 2 * KV), nullptr, v2);
+            ops::rms_norm(ctx, qr, L.q_norm, eps_, ops::RmsStyle::kFused, qr);
+            ops::rms_norm(ctx, kr, L.k_norm, eps_, ops::RmsStyle::kFused, kr);
+            ops::rope(ctx, q, rpos, rope_cos_, rope_sin_, ops::RopeStyle::kPairs);
+            ops::rope(ctx, k, rpos, rope_cos_, rope_sin_, ops::RopeStyle::kPairs);
+            Tensor& kc = (*fc.k)[l];
+            Tensor& vc = (*fc.v)[l];
+            ops::kv_write(ctx, k, v, pos, kc, vc);
+            Tensor a3 = att.reshape({B, H_, Dh_});
+            ops::attention(ctx, q, kc, vc, pos, scale, fc.windowed ? i + 1 : 0, a3);
             ops::linear(ctx, att, L.out_proj, nullptr, o);
             ops::add(ctx, o, x, x);
             ops::rms_norm(ctx, x, L.ffn_norm, eps_, ops::RmsStyle::kFused, n);
@@ -270,25 +307,41 @@ void AudioHead::run_frames(const ops::Context& ctx, const std::vector<AudioHeadS
         }
         ops::rms_norm(ctx, x, emb_norm_[static_cast<size_t>(i)], eps_, ops::RmsStyle::kFused, n);
         ops::linear(ctx, n, to_logits_[static_cast<size_t>(i)], nullptr, logits);
+        Tensor ci = chosen.row(i).rows(0, B);
         for (int64_t b = 0; b < B; ++b) {
-            const FrameSampling& sb = s[static_cast<size_t>(b)];
+            if (!s[static_cast<size_t>(b)].suppress_eos) continue;
             Tensor lg = logits.rows(b, b + 1);
-            if (sb.suppress_eos) ops::set_value(ctx, lg, V_ - 1, -INFINITY);
-            Tensor ci = codes2.row(b).rows(i, i + 1);
-            if (sb.greedy()) {
-                ops::argmax(ctx, lg, ci);
-            } else {
-                Tensor ctr = sb.counters->rows(i, i + 1);
-                ops::sample_top_k(ctx, lg, sb.temperature, sb.top_k, sb.seed, ctr, ci);
-            }
-            if (logits_out) {
-                Tensor dst = logits_out->reshape({B, Q_, V_}).row(b).rows(i, i + 1);
-                ops::copy(ctx, lg, dst);
-            }
-            Tensor pb = prev.rows(b, b + 1);
-            const Tensor fed = forced ? forced->reshape({B, Q_}).row(b).rows(i, i + 1) : ci;
-            ops::embedding(ctx, emb_[static_cast<size_t>(i)], fed, pb);
+            ops::set_value(ctx, lg, V_ - 1, -INFINITY);
         }
+        if (all_greedy) {
+            ops::argmax(ctx, logits, ci);
+        } else {
+            for (int64_t b = 0; b < B; ++b) {  // each row's own draw (seed, counter, row 0)
+                const FrameSampling& sb = s[static_cast<size_t>(b)];
+                Tensor lg = logits.rows(b, b + 1);
+                Tensor cb = ci.rows(b, b + 1);
+                if (sb.greedy()) {
+                    ops::argmax(ctx, lg, cb);
+                } else {
+                    Tensor ctr = sb.counters->rows(i, i + 1);
+                    ops::sample_top_k(ctx, lg, sb.temperature, sb.top_k, sb.seed, ctr, cb);
+                }
+            }
+        }
+        if (logits_out) {
+            for (int64_t b = 0; b < B; ++b) {
+                Tensor dst = logits_out->reshape({B, Q_, V_}).row(b).rows(i, i + 1);
+                ops::copy(ctx, logits.rows(b, b + 1), dst);
+            }
+        }
+        const Tensor fed = forced ? fed_t.row(i).rows(0, B) : ci;
+        ops::embedding(ctx, emb_[static_cast<size_t>(i)], fed, prev);
+    }
+    Tensor out = codes.reshape({B, Q_});
+    if (B == 1) {
+        ops::copy(ctx, chosen.reshape({1, Q_}), out);
+    } else {
+        ops::transpose(ctx, chosen.rows(0, Q_), out);
     }
     scratch.release(mark);
 }

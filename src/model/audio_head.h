@@ -43,6 +43,17 @@ struct AudioHeadState {
     std::vector<ops::DepthformerLayer> fused;  // weights + these caches, for ops::depthformer_frame
 };
 
+// The depthformer's frame cache for a batch of up to max_rows sequences (sample_frames): the
+// cache lives only within one frame, so a batch keeps one for all its rows instead of touching
+// each sequence's own. Row b's codebook i sits at cache position b·Q + i.
+struct AudioHeadBatchState {
+    std::vector<Buffer> buffers;
+    std::vector<Tensor> k_cache, v_cache;  // per layer [Hkv, max_rows·Q, Dh]
+    Tensor positions;                      // device I32 [Q, max_rows]: b·Q + i (cache slots)
+    Tensor rope_positions;                 // device I32 [Q, max_rows]: i (RoPE angles)
+    int64_t max_rows = 0;
+};
+
 // How codes are chosen for one frame. Greedy when temperature <= 0 or top_k == 1 (as the
 // reference). counters: device I32 [Q], the draw counter for each codebook (see ops::sample_top_k).
 struct FrameSampling {
@@ -65,6 +76,7 @@ public:
     int vocab() const { return V_; }  // 2049
 
     Expected<AudioHeadState> new_state(const ops::Context& ctx) const;
+    Expected<AudioHeadBatchState> new_batch_state(const ops::Context& ctx, int64_t max_rows) const;
     // Scratch for sample_frame (B = 1) or sample_frames of B sequences.
     size_t scratch_bytes(const ops::Context& ctx, int64_t B = 1) const;
 
@@ -75,23 +87,34 @@ public:
                       const FrameSampling& s, Arena& scratch, Tensor& codes, Tensor* logits_out,
                       const Tensor* forced) const;
 
-    // One frame for each of B sequences at once (continuous batching): h [B, D] (row i:
-    // sequence i's backbone output) → codes [B, Q] (device I32), each sequence with its own state
-    // (st[i]) and sampling (s[i], counters included). The projections, FFNs and codebook heads
-    // run once over the B rows; q/k norms, RoPE, the KV writes, attention and sampling per row.
-    // Row i equals sample_frame() of that sequence alone up to summation order (the op
-    // sequence, not the fused frame kernel). logits_out (optional): [B, Q, V].
-    void sample_frames(const ops::Context& ctx, const std::vector<AudioHeadState*>& st,
-                       const Tensor& h, const std::vector<FrameSampling>& s, Arena& scratch,
-                       Tensor& codes, Tensor* logits_out) const;
+    // One frame for each of B <= bs.max_rows sequences at once (continuous batching): h [B, D]
+    // (row i: sequence i's backbone output) → codes [B, Q] (device I32), each sequence with its own
+    // sampling (s[i], counters included); the frame cache is the batch's (bs). Every op runs once
+    // over the B rows (attention: each row sees only its own cache positions) except the
+    // end-of-audio suppression and top-k draws, per row. Row i equals sample_frame() of that
+    // sequence alone up to summation order (the op sequence, not the fused frame kernel).
+    // logits_out (optional): [B, Q, V].
+    void sample_frames(const ops::Context& ctx, AudioHeadBatchState& bs, const Tensor& h,
+                       const std::vector<FrameSampling>& s, Arena& scratch, Tensor& codes,
+                       Tensor* logits_out) const;
 
     // codes [N, Q] (device I32) → y [N, D] = Σ_i audio_embedding[codes[n,i] + 2049·i]
     void embed_frames(const ops::Context& ctx, const Tensor& codes, Tensor& y) const;
 
 private:
-    void run_frames(const ops::Context& ctx, const std::vector<AudioHeadState*>& st,
-                    const Tensor& dall, const std::vector<FrameSampling>& s, Arena& scratch,
-                    Tensor& codes, Tensor* logits_out, const Tensor* forced) const;
+    // The frame cache and positions run_frames uses: per layer [Hkv, S, Dh]; positions [Q, >= B]
+    // (row i: each row's position for codebook i); window: attention sees only positions
+    // p - i .. p (a batch's rows share the cache), 0 for a lone sequence's own cache.
+    struct FrameCache {
+        std::vector<Tensor>* k;
+        std::vector<Tensor>* v;
+        Tensor positions;       // cache slots
+        Tensor rope_positions;  // RoPE angles (the codebook index)
+        bool windowed;
+    };
+    void run_frames(const ops::Context& ctx, const FrameCache& fc, const Tensor& h,
+                    const std::vector<FrameSampling>& s, Arena& scratch, Tensor& codes,
+                    Tensor* logits_out, const Tensor* forced) const;
     int Q_ = 8, V_ = 2049, Dd_ = 0, H_ = 0, Hkv_ = 0, Dh_ = 0, F_ = 0, D_ = 0;
     float eps_ = 1e-5f;
     Tensor depth_w_, depth_b_;  // [Q·Dd, D], [Q·Dd]

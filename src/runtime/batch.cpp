@@ -72,6 +72,7 @@ Status BatchStepper::init(int max_rows) {
         return make_error(StatusCode::kOutOfMemory, "batch: cannot allocate page-locked memory");
     choice_host_ = pinned.view(DType::kI32, {B * Q});
     buffers_.push_back(std::move(pinned));
+    VOXRT_ASSIGN_OR_RETURN(frames_, model_.audio_head().new_batch_state(ctx_, B));
     return Status::ok();
 }
 
@@ -274,7 +275,6 @@ Status BatchStepper::run(std::vector<Row>& rows, std::vector<int32_t>& tokens,
     VOXRT_RETURN_IF_ERROR(lap(&phases_.text, &t));
     // Frame rows: one depthformer pass over all of them.
     if (nf > 0) {
-        std::vector<model::AudioHeadState*> states;
         std::vector<model::FrameSampling> samplings;
         for (int64_t i = nt; i < B; ++i) {
             Session& s = *rows[static_cast<size_t>(i)].s;
@@ -285,11 +285,10 @@ Status BatchStepper::run(std::vector<Row>& rows, std::vector<int32_t>& tokens,
             fs.seed = o.seed ^ 0xa0d10c0de5ull;  // as Session::step_ops
             fs.counters = &s.counters_;
             fs.suppress_eos = o.suppress_end;
-            states.push_back(&s.head_state_);
             samplings.push_back(fs);
         }
         Tensor hf = heads.rows(nt, B), c = codes_.rows(0, nf), e = emb_.rows(nt, B);
-        model_.audio_head().sample_frames(ctx_, states, hf, samplings, scratch_, c, nullptr);
+        model_.audio_head().sample_frames(ctx_, frames_, hf, samplings, scratch_, c, nullptr);
         ops::fill_rows_led_by(ctx_, c, cfg.audio_vocab - 1);
         model_.audio_head().embed_frames(ctx_, c, e);
     }

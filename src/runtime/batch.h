@@ -98,6 +98,7 @@ private:
     Tensor codes_;        // I32 [max_rows, Q]
     Tensor emb_;          // [max_rows, D] the choices' embeddings
     Tensor choice_host_;  // I32 [max_rows · Q] page-locked
+    model::AudioHeadBatchState frames_;  // the depthformer's frame cache for the batch
     Shape shape_;
     bool profile_ = false;
     Phases phases_;

@@ -304,13 +304,14 @@ TEST_P(BatchStep, DepthformerFramesEqualAlone) {
             constexpr int kB = 3, kFrames = 4;
             Arena arena;
             ASSERT_TRUE(arena.reserve(ctx_.device, head->scratch_bytes(ctx_, kB) + (1u << 20)));
-            std::vector<model::AudioHeadState> alone, tog;
+            std::vector<model::AudioHeadState> alone;
             for (int b = 0; b < kB; ++b) {
-                auto a = head->new_state(ctx_), t = head->new_state(ctx_);
-                ASSERT_TRUE(a.is_ok() && t.is_ok());
+                auto a = head->new_state(ctx_);
+                ASSERT_TRUE(a.is_ok());
                 alone.push_back(std::move(*a));
-                tog.push_back(std::move(*t));
             }
+            auto tog = head->new_batch_state(ctx_, kB);
+            ASSERT_TRUE(tog.is_ok()) << tog.status().message();
             test::Rng rng(4242);
             for (int fr = 0; fr < kFrames; ++fr) {
                 std::vector<int> rows;
@@ -351,10 +352,8 @@ TEST_P(BatchStep, DepthformerFramesEqualAlone) {
                     logits_alone.insert(logits_alone.end(), lv.begin(), lv.end());
                 }
                 // Together.
-                std::vector<model::AudioHeadState*> sts;
-                for (int b : rows) sts.push_back(&tog[static_cast<size_t>(b)]);
                 Dev c = alloc(DType::kI32, {B, Q}), lg = alloc(ctx_.act_dtype(), {B, Q, V});
-                head->sample_frames(ctx_, sts, h.t, samp, arena, c.t, &lg.t);
+                head->sample_frames(ctx_, *tog, h.t, samp, arena, c.t, &lg.t);
                 const std::vector<int32_t> codes_tog = download_i32(c.t);
                 const std::vector<float> lv = download(lg.t);
                 EXPECT_EQ(codes_tog, codes_alone) << "frame " << fr;
@@ -437,20 +436,14 @@ TEST_P(BatchStep, Throughput) {
             ASSERT_TRUE(head.is_ok()) << head.status().message();
             Arena harena;
             ASSERT_TRUE(harena.reserve(ctx_.device, head->scratch_bytes(ctx_, kMax) + (1u << 20)));
-            std::vector<model::AudioHeadState> hs;
-            for (int i = 0; i < kMax; ++i) {
-                auto h1 = head->new_state(ctx_);
-                ASSERT_TRUE(h1.is_ok());
-                hs.push_back(std::move(*h1));
-            }
+            auto hs = head->new_batch_state(ctx_, kMax);
+            ASSERT_TRUE(hs.is_ok()) << hs.status().message();
             double lone_frame_ms = 0;
             for (int B : {1, 2, 4, 8}) {
                 Dev hx = alloc(ctx_.act_dtype(), {B, D}), codes = alloc(DType::kI32, {B, 8});
-                std::vector<model::AudioHeadState*> sts;
-                for (int i = 0; i < B; ++i) sts.push_back(&hs[static_cast<size_t>(i)]);
                 const std::vector<model::FrameSampling> samp(static_cast<size_t>(B));
                 const double ms = time_ms(kReps, [&] {
-                    head->sample_frames(ctx_, sts, hx.t, samp, harena, codes.t, nullptr);
+                    head->sample_frames(ctx_, *hs, hx.t, samp, harena, codes.t, nullptr);
                 });
                 if (B == 1) lone_frame_ms = ms;
                 std::printf(
