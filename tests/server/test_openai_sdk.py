@@ -117,7 +117,9 @@ class OpenAISdk(unittest.TestCase):
 
     def test_concurrent_answers_are_batched_and_equal_alone(self):
         """Answers running at once advance in one batched engine step each round; each still
-        comes out exactly as it would alone (same seed, same messages: same text and audio)."""
+        comes out exactly as it would alone (same seed, same messages: same text and audio) where
+        the server says batching is exact (/v1/models: CPU, or CUDA in fp32; in bf16 on CUDA the
+        batched products sum in another order than the lone fused kernels)."""
         def ask(out, i):
             c = self.client.chat.completions.create(model=self.model, modalities=["text", "audio"],
                                                     audio={"voice": "default", "format": "pcm16"},
@@ -136,10 +138,13 @@ class OpenAISdk(unittest.TestCase):
         for t in threads:
             t.join()
         after = self.server.metrics()
+        info = self.client.models.list().data[0].model_dump().get("voxrt", {})
         for got in together:
             self.assertIsNotNone(got)
-            self.assertEqual(got[0], alone[0][0])
-            self.assertEqual(got[1], alone[0][1])
+            self.assertTrue(got[0] and got[1])
+            if info.get("batch_exact", True):  # CPU, or CUDA fp32: bit for bit
+                self.assertEqual(got[0], alone[0][0])
+                self.assertEqual(got[1], alone[0][1])
         rows = after["voxrt_batch_rows_count"] - before["voxrt_batch_rows_count"]
         alone_rows = after['voxrt_batch_rows_bucket{le="1"}'] - before['voxrt_batch_rows_bucket{le="1"}']
         self.assertGreater(rows - alone_rows, 0, "no step advanced more than one answer")

@@ -83,6 +83,13 @@ public:
     virtual std::vector<std::string> voices() const = 0;
     virtual std::vector<std::string> chat_voices() const = 0;
     virtual int output_rate() const { return 24000; }
+    // Where the engine runs and in which precision (shown in /v1/models).
+    virtual std::string device() const { return "cpu"; }
+    virtual std::string precision() const { return "fp32"; }
+    // Whether an answer advanced in a batch equals the same answer alone bit for bit (CPU; CUDA
+    // in fp32). Elsewhere (CUDA bf16/8-bit) the batched products sum in another order than a lone
+    // session's fused kernels, so a sampled or near-tied choice may differ.
+    virtual bool batch_exact() const { return true; }
     virtual std::string open(const ConversationOptions& opt,
                              std::unique_ptr<Conversation>* out) = 0;
     // One step of each of `convs` (conversations this engine opened, each with an answer running);

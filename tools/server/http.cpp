@@ -547,7 +547,10 @@ json model_entry(const ServerState& st) {
                  {"checkpoint", nullptr},
                  {"voices", st.voices},
                  {"chat_voices", st.chat_voices},
-                 {"sample_rate", st.engine.output_rate()}};
+                 {"sample_rate", st.engine.output_rate()},
+                 {"device", st.engine.device()},
+                 {"precision", st.engine.precision()},
+                 {"batch_exact", st.engine.batch_exact()}};
     if (!st.opt.model_dir.empty()) {
         const auto path = std::filesystem::path(st.opt.model_dir) / "checkpoint_info.json";
         std::error_code ec;

@@ -158,6 +158,11 @@ public:
     // The interleaved speech-chat prompt names no voice: the model answers in its one chat voice.
     std::vector<std::string> chat_voices() const override { return {"default"}; }
     int output_rate() const override { return model_->info().output_sample_rate; }
+    std::string device() const override { return model_->info().device; }
+    std::string precision() const override { return model_->info().precision; }
+    bool batch_exact() const override {
+        return model_->info().device == "cpu" || model_->info().precision == "fp32";
+    }
     std::string open(const ConversationOptions& opt, std::unique_ptr<Conversation>* out) override {
         ::voxrt::SessionOptions so;
         so.context = context_;
