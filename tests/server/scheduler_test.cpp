@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstdio>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
@@ -181,4 +182,51 @@ TEST(Scheduler, EngineErrorsReachTheSink) {
     ASSERT_TRUE(e.wait());
     EXPECT_EQ(e.events.back().finish, "error");
     EXPECT_NE(e.events.back().error.find("no conversation"), std::string::npos);
+}
+
+// Admission control: with a 40 ms round budget and an engine whose round costs 5 ms per answer
+// (the fake engine steps the answers one after another), at most 8 conversations answering at once
+// fit; the ninth client is refused with a reason, though slots remain. Without a budget the
+// same load is admitted up to the slots.
+TEST(Scheduler, AdmissionControlRefusesBeyondTheMeasuredCapacity) {
+    for (const double budget : {40.0, 0.0}) {
+        FakeEngine engine({5.0, 100000});
+        Metrics m;
+        Scheduler sched(engine, 24, m, budget);
+        std::vector<std::shared_ptr<Slot>> held;
+        std::vector<std::unique_ptr<Collector>> cs;
+        std::string why;
+        for (;;) {
+            auto s = sched.acquire(&why);
+            if (!s) break;
+            s->open({Task::kSpeechChat, "", ""});
+            add_user_text(*s, "hi");
+            cs.push_back(std::make_unique<Collector>());
+            s->respond({Task::kSpeechChat}, cs.back()->sink());
+            held.push_back(std::move(s));
+            // let the rounds with this many answers be measured
+            ASSERT_TRUE(wait_for([&] { return sched.responding() == int(held.size()); }));
+            std::this_thread::sleep_for(150ms);
+        }
+        std::printf("[admission] budget %.0f ms: %zu admitted, capacity %d\n", budget, held.size(),
+                    sched.capacity());
+        if (budget > 0) {
+            // a round of n answers takes >= 5n ms, so the fit forbids a ninth; a loaded machine
+            // (longer sleeps) may refuse sooner
+            EXPECT_LE(held.size(), 8u);
+            EXPECT_GE(held.size(), 2u);
+            EXPECT_NE(why.find("measured capacity"), std::string::npos) << why;
+            EXPECT_EQ(m.sessions_refused_capacity.load(), 1u);
+            EXPECT_GE(sched.capacity(), 1);
+            EXPECT_LE(sched.capacity(), 8);
+        } else {
+            EXPECT_EQ(held.size(), 24u);
+            EXPECT_NE(why.find("every session slot"), std::string::npos) << why;
+            EXPECT_EQ(m.sessions_refused_capacity.load(), 0u);
+            EXPECT_EQ(sched.capacity(), -1);
+        }
+        for (auto& s : held) s->cancel();
+        held.clear();
+        ASSERT_TRUE(wait_for([&] { return sched.in_use() == 0; }, 10s));
+    }
 }

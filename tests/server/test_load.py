@@ -146,8 +146,56 @@ class Load(unittest.TestCase):
         self.assertEqual(srv.stop(), 0)
 
     def test_rounds(self):
-        with Server(BIN, "--engine", "fake", "--fake-step-ms", "0.5", "--max-sessions", str(SLOTS)) as srv:
+        # --round-budget-ms 0: this test is about the slot limit; admission control by measured
+        # round time (on by default) is tested in scheduler_test and test_admission_control
+        with Server(BIN, "--engine", "fake", "--fake-step-ms", "0.5", "--max-sessions", str(SLOTS),
+                    "--round-budget-ms", "0") as srv:
             self.run_rounds(srv, SLOTS, RT_CLIENTS, REST_CLIENTS, RT_TURNS)
+
+    def test_admission_control(self):
+        """With a 40 ms round budget and an engine step of 10 ms per answer (the fake engine steps
+        answers one after another), the server admits Realtime sessions while the measured rounds
+        say every held slot could answer within 40 ms, then refuses the next with a reason, though
+        slots remain; a session that leaves makes room again."""
+        tone = base64.b64encode(bytes(9600)).decode()
+        with Server(BIN, "--engine", "fake", "--fake-step-ms", "10", "--max-sessions", "16",
+                    "--round-budget-ms", "40") as srv:
+            url = srv.base.replace("http", "ws") + "/v1/realtime"
+            held, refusal = [], None
+            for _ in range(16):
+                ws = connect(url, open_timeout=30)
+                first = json.loads(ws.recv(timeout=30))
+                if first["type"] == "error":
+                    refusal = first["error"]
+                    ws.close()
+                    break
+                held.append(ws)
+                ws.send(json.dumps({"type": "session.update", "session": {"turn_detection": None}}))
+                ws.send(json.dumps({"type": "input_audio_buffer.append", "audio": tone}))
+                ws.send(json.dumps({"type": "input_audio_buffer.commit"}))
+                ws.send(json.dumps({"type": "response.create"}))
+                while json.loads(ws.recv(timeout=60))["type"] != "response.done":
+                    pass
+            # rounds of one 10 ms answer: (n + 1) · 10 ms > 40 ms from n = 4 (sooner if the
+            # machine is slow)
+            self.assertIsNotNone(refusal, f"{len(held)} sessions admitted, none refused")
+            self.assertGreaterEqual(len(held), 2)
+            self.assertLessEqual(len(held), 4)
+            self.assertEqual(refusal["code"], "session_limit_reached")
+            self.assertIn("measured capacity", refusal["message"])
+            m = srv.metrics()
+            self.assertEqual(m["voxrt_sessions_refused_capacity_total"], 1)
+            self.assertGreaterEqual(m["voxrt_capacity_sessions"], 1)
+            held.pop().close()
+            deadline = time.time() + 10
+            while srv.metrics()["voxrt_sessions_active"] >= len(held) + 1 and time.time() < deadline:
+                time.sleep(0.05)
+            again = connect(url, open_timeout=30)
+            self.assertEqual(json.loads(again.recv(timeout=30))["type"], "session.created")
+            again.close()
+            for ws in held:
+                ws.close()
+            self.assertEqual(srv.stop(), 0)
 
     @unittest.skipUnless(MODEL, "VOXRT_MODEL names no checkpoint")
     def test_rounds_on_the_model(self):
@@ -158,7 +206,8 @@ class Load(unittest.TestCase):
         env = dict(os.environ)
         if env.get("ASAN_OPTIONS") is not None:
             env["ASAN_OPTIONS"] = env["ASAN_OPTIONS"] + ":quarantine_size_mb=16"
-        with Server(BIN, "-m", MODEL, "--max-sessions", str(MODEL_SLOTS), "-t", "2", env=env) as srv:
+        with Server(BIN, "-m", MODEL, "--max-sessions", str(MODEL_SLOTS), "-t", "2", "--round-budget-ms", "0",
+                    env=env) as srv:
             self.run_rounds(srv, MODEL_SLOTS, MODEL_RT_CLIENTS, MODEL_REST_CLIENTS, MODEL_RT_TURNS,
                             MODEL_MAX_TOKENS)
 

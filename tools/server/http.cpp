@@ -41,12 +41,12 @@ http::response<http::string_body> error_response(ServerState& st, const Request&
     return res;
 }
 
-ApiError busy_error() {
+ApiError busy_error(const std::string& why) {
     ApiError e;
     e.status = 429;
     e.type = "rate_limit_error";
     e.code = "server_busy";
-    e.message = "every session slot is in use; retry shortly";
+    e.message = why.empty() ? "every session slot is in use; retry shortly" : why;
     return e;
 }
 
@@ -204,14 +204,15 @@ struct Ctx {
 
 // 429 (every slot in use) or 503 (draining). (Built outside any co_await expression: GCC 12
 // destroys temporaries of a conditional inside one twice.)
-http::response<http::string_body> refusal(ServerState& st, const Request& req) {
-    return error_response(st, req, st.draining ? draining_error() : busy_error());
+http::response<http::string_body> refusal(ServerState& st, const Request& req,
+                                          const std::string& why) {
+    return error_response(st, req, st.draining ? draining_error() : busy_error(why));
 }
 
 // Acquires a slot; null → the caller answers 429.
-std::shared_ptr<Slot> take_slot(ServerState& st) {
+std::shared_ptr<Slot> take_slot(ServerState& st, std::string* why) {
     if (st.draining) return nullptr;
-    return st.sched.acquire();
+    return st.sched.acquire(why);
 }
 
 // Runs one answer. `on_event` is called per text/audio event (streaming); returns false when the
@@ -256,9 +257,10 @@ awaitable<bool> handle_transcription(Ctx& c) {
         co_return co_await send(st, c.stream, std::move(res_));
     }
     auto& r = std::get<TranscriptionRequest>(parsed);
-    auto slot = take_slot(st);
+    std::string why;
+    auto slot = take_slot(st, &why);
     if (!slot) {
-        auto res_ = refusal(st, c.req);
+        auto res_ = refusal(st, c.req, why);
         co_return co_await send(st, c.stream, std::move(res_));
     }
     const double duration = double(r.audio.pcm.size()) / r.audio.sample_rate;
@@ -341,9 +343,10 @@ awaitable<bool> handle_speech(Ctx& c) {
         co_return co_await send(st, c.stream, std::move(res_));
     }
     auto& r = std::get<SpeechRequest>(parsed);
-    auto slot = take_slot(st);
+    std::string why;
+    auto slot = take_slot(st, &why);
     if (!slot) {
-        auto res_ = refusal(st, c.req);
+        auto res_ = refusal(st, c.req, why);
         co_return co_await send(st, c.stream, std::move(res_));
     }
     ConversationOptions co;
@@ -421,9 +424,10 @@ awaitable<bool> handle_chat(Ctx& c) {
         co_return co_await send(st, c.stream, std::move(res_));
     }
     auto& r = std::get<ChatRequest>(parsed);
-    auto slot = take_slot(st);
+    std::string why;
+    auto slot = take_slot(st, &why);
     if (!slot) {
-        auto res_ = refusal(st, c.req);
+        auto res_ = refusal(st, c.req, why);
         co_return co_await send(st, c.stream, std::move(res_));
     }
     ConversationOptions co;
@@ -829,7 +833,7 @@ int serve(Engine& engine, const ServerOptions& opt,
           const std::function<void(uint16_t)>& on_listening) {
     net::io_context ioc(1);
     Metrics metrics;
-    Scheduler sched(engine, opt.max_sessions, metrics);
+    Scheduler sched(engine, opt.max_sessions, metrics, opt.round_budget_ms);
     ServerState st{ioc, engine, sched, metrics, opt, engine.voices(), engine.chat_voices()};
     tcp::acceptor acceptor(ioc);
     beast::error_code ec;

@@ -61,6 +61,14 @@ std::string Metrics::render() const {
     line(out, "voxrt_sessions_refused_total", "counter",
          "Requests and sockets refused because every slot was in use.",
          double(sessions_refused.load()));
+    line(out, "voxrt_sessions_refused_capacity_total", "counter",
+         "Of those, refused by admission control (the measured rounds said one more conversation "
+         "would exceed the step budget).",
+         double(sessions_refused_capacity.load()));
+    line(out, "voxrt_capacity_sessions", "gauge",
+         "Conversations the measured rounds say fit the step budget (-1: not measured yet, or "
+         "admission control off).",
+         double(capacity_sessions.load()));
     line(out, "voxrt_queue_depth", "gauge",
          "Sessions with an answer in progress waiting for the engine.", double(queue_depth.load()));
     const uint64_t steps = steps_total.load();

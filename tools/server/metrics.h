@@ -28,13 +28,15 @@ private:
 };
 
 struct Metrics {
-    std::atomic<int64_t> sessions_active{0};    // slots in use (REST requests and sockets)
-    std::atomic<int64_t> realtime_active{0};    // of those, Realtime sockets
-    std::atomic<uint64_t> sessions_total{0};    // slots ever granted
-    std::atomic<uint64_t> sessions_refused{0};  // 429s and refused sockets
-    std::atomic<int64_t> queue_depth{0};        // sessions with an answer waiting for its step
-    std::atomic<uint64_t> steps_total{0};       // generation steps run
-    std::atomic<uint64_t> responses_total{0};   // answers finished (any finish reason)
+    std::atomic<int64_t> sessions_active{0};             // slots in use (REST requests and sockets)
+    std::atomic<int64_t> realtime_active{0};             // of those, Realtime sockets
+    std::atomic<uint64_t> sessions_total{0};             // slots ever granted
+    std::atomic<uint64_t> sessions_refused{0};           // 429s and refused sockets
+    std::atomic<uint64_t> sessions_refused_capacity{0};  // of those, by admission control
+    std::atomic<int64_t> capacity_sessions{-1};          // measured capacity (-1: not yet / off)
+    std::atomic<int64_t> queue_depth{0};       // sessions with an answer waiting for its step
+    std::atomic<uint64_t> steps_total{0};      // generation steps run
+    std::atomic<uint64_t> responses_total{0};  // answers finished (any finish reason)
     std::atomic<uint64_t> responses_cancelled{0};
     std::atomic<uint64_t> http_requests{0};
     std::atomic<uint64_t> client_errors{0};  // 4xx answers and error events

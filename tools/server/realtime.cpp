@@ -218,12 +218,12 @@ awaitable<void> RealtimeSession::run(http::request<http::string_body> req) {
     session_id_ = st_.new_id("sess_");
     voice_ = st_.chat_voices.empty() ? std::string() : st_.chat_voices.front();
     net::co_spawn(ws_.get_executor(), writer(), net::detached);
-    if (st_.draining || !(slot_ = st_.sched.acquire())) {
+    std::string why;
+    if (st_.draining || !(slot_ = st_.sched.acquire(&why))) {
         ApiError e;
         e.type = st_.draining ? "server_error" : "rate_limit_error";
         e.code = st_.draining ? "shutting_down" : "session_limit_reached";
-        e.message = st_.draining ? "the server is shutting down"
-                                 : "every session slot is in use; try again shortly";
+        e.message = st_.draining ? "the server is shutting down" : why;
         error(e);
         request_close(websocket::close_code::try_again_later,
                       st_.draining ? "shutting down" : "no free session slot");

@@ -1,6 +1,7 @@
 #include "scheduler.h"
 
 #include <algorithm>
+#include <cstdio>
 
 namespace voxrt::server {
 
@@ -75,8 +76,8 @@ void Slot::release() {
     sched_.wake();
 }
 
-Scheduler::Scheduler(Engine& engine, int slots, Metrics& metrics)
-    : engine_(engine), slots_(slots), metrics_(metrics) {
+Scheduler::Scheduler(Engine& engine, int slots, Metrics& metrics, double round_budget_ms)
+    : engine_(engine), slots_(slots), metrics_(metrics), budget_ms_(round_budget_ms) {
     metrics_.slots = slots;
     thread_ = std::thread([this] { run(); });
 }
@@ -94,11 +95,78 @@ void Scheduler::wake() {
     cv_.notify_all();
 }
 
-std::shared_ptr<Slot> Scheduler::acquire() {
+bool Scheduler::fit(double* a, double* b) const {
+    const size_t n = rounds_.size();
+    if (n < static_cast<size_t>(kMinRounds)) return false;
+    double sx = 0, sy = 0, sxx = 0, sxy = 0;
+    for (const Round& r : rounds_) {
+        sx += r.answers;
+        sy += r.ms;
+        sxx += double(r.answers) * r.answers;
+        sxy += r.answers * r.ms;
+    }
+    const double var = sxx - sx * sx / double(n);
+    if (var > 1e-9) {
+        *b = (sxy - sx * sy / double(n)) / var;
+        *a = (sy - *b * sx) / double(n);
+    } else {  // one batch size only: charge it all per answer (conservative)
+        *a = 0;
+        *b = sy / sx;
+    }
+    if (*a < 0) {  // through the origin
+        *a = 0;
+        *b = sxy / sxx;
+    }
+    if (*b < 0) {  // no growth seen: the mean round
+        *b = 0;
+        *a = sy / double(n);
+    }
+    return true;
+}
+
+void Scheduler::record_round(int answers, double ms) {
+    std::lock_guard<std::mutex> lk(adm_mu_);
+    if (rounds_.size() < static_cast<size_t>(kRounds)) {
+        rounds_.push_back(Round{answers, ms});
+    } else {
+        rounds_[round_next_] = Round{answers, ms};
+        round_next_ = (round_next_ + 1) % rounds_.size();
+    }
+}
+
+int Scheduler::capacity() const {
+    if (budget_ms_ <= 0) return -1;
+    std::lock_guard<std::mutex> lk(adm_mu_);
+    double a = 0, b = 0;
+    if (!fit(&a, &b)) return -1;
+    if (a > budget_ms_) return 0;
+    if (b <= 0) return slots_;
+    return std::min<int>(slots_, static_cast<int>((budget_ms_ - a) / b));
+}
+
+std::shared_ptr<Slot> Scheduler::acquire(std::string* why) {
     int n = in_use_.load();
+    if (budget_ms_ > 0 && n >= 1) {
+        std::lock_guard<std::mutex> lk(adm_mu_);
+        double a = 0, b = 0;
+        if (fit(&a, &b) && a + b * (n + 1) > budget_ms_) {
+            metrics_.sessions_refused++;
+            metrics_.sessions_refused_capacity++;
+            if (why) {
+                char m[200];
+                std::snprintf(m, sizeof m,
+                              "the engine is at its measured capacity (%d conversations within a "
+                              "%.0f ms step); retry shortly",
+                              n, budget_ms_);
+                *why = m;
+            }
+            return nullptr;
+        }
+    }
     do {
         if (n >= slots_) {
             metrics_.sessions_refused++;
+            if (why) *why = "every session slot is in use; retry shortly";
             return nullptr;
         }
     } while (!in_use_.compare_exchange_weak(n, n + 1));
@@ -225,6 +293,8 @@ void Scheduler::run() {
         metrics_.steps_total += stepping.size();
         metrics_.step_seconds.observe(dt);
         metrics_.batch_rows.observe(double(rows));
+        record_round(static_cast<int>(stepping.size()), dt * 1000.0);
+        metrics_.capacity_sessions = capacity();
         for (size_t i = 0; i < stepping.size(); ++i) {
             std::vector<EngineEvent>& o = outs[i];
             if (!more[i] && (o.empty() || o.back().kind != EngineEvent::kDone)) {

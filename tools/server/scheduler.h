@@ -71,10 +71,21 @@ private:
 
 class Scheduler {
 public:
-    Scheduler(Engine& engine, int slots, Metrics& metrics);
+    // round_budget_ms > 0: admission control. A session is admitted only while the rounds measured
+    // so far say that one more would keep a round (one step of every answer) within the budget:
+    // each round's time and size go into a least-squares fit ms = a + b·answers over the last
+    // kRounds rounds, and the next client is refused when a + b·(slots in use + 1) exceeds the
+    // budget (every held slot may be answering at once). Until kMinRounds rounds are measured
+    // only the slot count limits. 40 ms is the real-time bound: a conversation needs ~12.5 audio
+    // frames a second plus its text steps, i.e. a step about every 40-50 ms.
+    Scheduler(Engine& engine, int slots, Metrics& metrics, double round_budget_ms = 0);
     ~Scheduler();
-    // A free slot, or null when all are in use (the caller refuses the client).
-    std::shared_ptr<Slot> acquire();
+    // A free slot, or null (the caller refuses the client): every slot in use, or the measured
+    // capacity reached; *why (optional) says which, for the client.
+    std::shared_ptr<Slot> acquire(std::string* why = nullptr);
+    // Sessions the measured rounds say fit the budget (-1: no budget, or too few rounds yet).
+    int capacity() const;
+    static constexpr int kRounds = 256, kMinRounds = 16;
     int slots() const { return slots_; }
     int in_use() const { return in_use_.load(); }
     int responding() const { return responding_.load(); }
@@ -85,9 +96,21 @@ private:
     void run();
     void wake();
 
+    // Under adm_mu_: the fit's intercept and slope (ms, ms per answer); false: too few rounds.
+    bool fit(double* a, double* b) const;
+    void record_round(int answers, double ms);
+
     Engine& engine_;
     const int slots_;
     Metrics& metrics_;
+    const double budget_ms_;
+    mutable std::mutex adm_mu_;
+    struct Round {
+        int answers;
+        double ms;
+    };
+    std::vector<Round> rounds_;  // a ring of the last kRounds
+    size_t round_next_ = 0;
     std::atomic<int> in_use_{0};
     std::atomic<int> responding_{0};
     std::mutex mu_;

@@ -25,6 +25,12 @@ int serve_main(int argc, char** argv) {
                    "conversations served at once; the next client gets 429")
         ->capture_default_str()
         ->check(CLI::Range(1, 4096));
+    app.add_option("--round-budget-ms", opt.round_budget_ms,
+                   "admission control: refuse a new conversation when the measured engine rounds "
+                   "say one more would make a round (one step of every answer) longer than this; "
+                   "0: off")
+        ->capture_default_str()
+        ->check(CLI::Range(0.0, 10000.0));
     app.add_option("--device", eo.device, "auto, cpu or cuda")
         ->capture_default_str()
         ->check(CLI::IsMember({"auto", "cpu", "cuda"}));

@@ -18,6 +18,9 @@ struct ServerOptions {
     std::string host = "127.0.0.1";
     uint16_t port = 8080;  // 0: any free port (printed on stderr)
     int max_sessions = 4;
+    // Admission control (Scheduler): refuse a new session when the measured rounds say one more
+    // would push an engine round past this many ms; 0: off (only max_sessions limits).
+    double round_budget_ms = 40;
     Limits limits;
     size_t max_body_bytes = 32u << 20;  // one HTTP request body
     size_t max_ws_message = 16u << 20;  // one WebSocket message
