@@ -4,7 +4,8 @@
 // table of ctx.device. Semantics are documented once, where the caller-facing function is declared:
 // ops/ops.h, ops/conformer_ops.h, ops/fused_ops.h, ops/istft_ops.h, ops/mel_ops.h and
 // backend/device.h. Entries a backend has no implementation for still exist and say so:
-// depthformer_frame / lfm2_decode_step return false (the caller runs the op sequence), log_mel and
+// depthformer_frame / lfm2_decode_step / kv_write_rows / attention_rows return false (the caller
+// runs the op sequence or a per-row loop), log_mel and
 // the graph entries return kUnsupported, range_push / range_pop do nothing.
 #pragma once
 
@@ -142,6 +143,10 @@ struct Lfm2Step;
     X(Status, log_mel, (const ops::Context& ctx, const LogMelArgs& a))                             \
     /* ---- ops/fused_ops.h: false when there is no fused kernel for these shapes/options ---- */  \
     X(bool, depthformer_frame, (const ops::Context& ctx, const ops::DepthformerFrame& f))          \
+    X(bool, kv_write_rows, (const ops::Context& ctx, const Tensor& k, const Tensor& v,             \
+                            const Tensor& pos, const ops::RowCaches& c))                           \
+    X(bool, attention_rows, (const ops::Context& ctx, const Tensor& q, const ops::RowCaches& c,    \
+                             const Tensor& pos, float scale, int window, Tensor& out))             \
     X(bool, lfm2_decode_step, (const ops::Context& ctx, const ops::Lfm2Step& s))
 // clang-format on
 

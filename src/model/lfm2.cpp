@@ -1,5 +1,6 @@
 #include "model/lfm2.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/bf16.h"
@@ -188,6 +189,7 @@ size_t Lfm2Network::scratch_bytes(const ops::Context& ctx, int64_t T) const {
     b += arena_bytes(dt, T * D) * 5;                                 // h, b, c, xx/conv, out
     b += arena_bytes(dt, T * Hd) * 2 + arena_bytes(dt, T * Kd) * 2;  // q, attn, k, v
     b += arena_bytes(dt, T * F) * 2;                                 // w1, w3 outputs
+    b += arena_bytes(DType::kI64, static_cast<int64_t>(layers_.size()) * T * 3);  // row tables
     return b + 4096;
 }
 
@@ -233,8 +235,47 @@ void Lfm2Network::forward_batch(const ops::Context& ctx, const std::vector<Memor
     segs.reserve(mems.size());
     for (int64_t i = 0; i < B; ++i)
         segs.push_back(Segment{&mems[static_cast<size_t>(i)], i, i + 1});
-    forward_segments(ctx, segs.data(), segs.size(), x, pos, rope_cos_, rope_sin_, pos, scratch,
-                     out);
+    // Each attention layer's per-row caches, for one KV write and one attention over all rows
+    // (ops::kv_write_rows / attention_rows); on a GPU with a device table of their addresses.
+    const size_t L = layers_.size(), mark = scratch.mark();
+    std::vector<std::vector<Tensor>> ks(L), vs(L);
+    std::vector<ops::RowCaches> rows(L);
+    std::vector<int64_t> host;
+    const bool table = ctx.device != Device::kCPU;
+    if (table) host.resize(L * static_cast<size_t>(B) * 3);
+    for (size_t l = 0; l < L; ++l) {
+        if (layers_[l].kind == LayerKind::kConv) continue;
+        int64_t max_s = 0;
+        for (int64_t i = 0; i < B; ++i) {
+            const Memory& m = mems[static_cast<size_t>(i)];
+            ks[l].push_back((*m.k_cache)[l]);
+            vs[l].push_back((*m.v_cache)[l]);
+            const int64_t S = (*m.k_cache)[l].shape[1];
+            max_s = std::max(max_s, S);
+            if (table) {
+                int64_t* e =
+                    host.data() + (l * static_cast<size_t>(B) + static_cast<size_t>(i)) * 3;
+                e[0] = reinterpret_cast<int64_t>((*m.k_cache)[l].data);
+                e[1] = reinterpret_cast<int64_t>((*m.v_cache)[l].data);
+                e[2] = S;
+            }
+        }
+        rows[l] = ops::RowCaches{ks[l].data(), vs[l].data(), B, nullptr, max_s};
+    }
+    Tensor dev;
+    std::vector<Tensor> tabs(L);
+    if (table) {
+        dev = scratch.alloc(DType::kI64, {static_cast<int64_t>(L) * B * 3});
+        ops::copy(ctx, Tensor::make(host.data(), DType::kI64, Device::kCPU, {dev.shape[0]}), dev);
+        for (size_t l = 0; l < L; ++l) {
+            tabs[l] =
+                dev.rows(static_cast<int64_t>(l) * B * 3, static_cast<int64_t>(l + 1) * B * 3);
+            rows[l].table = &tabs[l];
+        }
+    }
+    forward_segments(ctx, segs.data(), segs.size(), x, pos, rope_cos_, rope_sin_, pos, scratch, out,
+                     &rows);
+    scratch.release(mark);
 }
 
 // The network over T rows that belong to one or more sequences (segments: consecutive rows with
@@ -243,7 +284,8 @@ void Lfm2Network::forward_batch(const ops::Context& ctx, const std::vector<Memor
 void Lfm2Network::forward_segments(const ops::Context& ctx, const Segment* segs, size_t n_segs,
                                    Tensor& x, const Tensor& rope_pos, const Tensor& cos,
                                    const Tensor& sin, const Tensor& rows, Arena& scratch,
-                                   Tensor& out) const {
+                                   Tensor& out,
+                                   const std::vector<ops::RowCaches>* row_caches) const {
     const Tensor& pos = rows;
     const int64_t T = x.shape[0], D = cfg_.hidden_size, F = cfg_.ff_dim;
     const int64_t H = cfg_.num_heads, Hkv = cfg_.num_kv_heads, Dh = cfg_.head_dim;
@@ -300,15 +342,21 @@ void Lfm2Network::forward_segments(const ops::Context& ctx, const Segment* segs,
             ops::rope(ctx, k, rope_pos, cos, sin, ops::RopeStyle::kNeox);
             Tensor a3 = a.reshape({T, H, Dh});
             const float scale = 1.0f / std::sqrt(static_cast<float>(Dh));
-            for (size_t i = 0; i < n_segs; ++i) {  // each sequence's own cache
-                const Segment& g = segs[i];
-                const Tensor pi = pos.rows(g.begin, g.end);
-                const Tensor qi = q.rows(g.begin, g.end), ki = k.rows(g.begin, g.end),
-                             vi = v.rows(g.begin, g.end);
-                Tensor ai = a3.rows(g.begin, g.end);
-                ops::kv_write(ctx, ki, vi, pi, (*g.mem->k_cache)[l], (*g.mem->v_cache)[l]);
-                ops::attention(ctx, qi, (*g.mem->k_cache)[l], (*g.mem->v_cache)[l], pi, scale,
-                               window_, ai);
+            if (row_caches) {  // a decode batch: one row per sequence, all at once
+                const ops::RowCaches& rc = (*row_caches)[l];
+                ops::kv_write_rows(ctx, k, v, pos, rc);
+                ops::attention_rows(ctx, q, rc, pos, scale, window_, a3);
+            } else {
+                for (size_t i = 0; i < n_segs; ++i) {  // each sequence's own cache
+                    const Segment& g = segs[i];
+                    const Tensor pi = pos.rows(g.begin, g.end);
+                    const Tensor qi = q.rows(g.begin, g.end), ki = k.rows(g.begin, g.end),
+                                 vi = v.rows(g.begin, g.end);
+                    Tensor ai = a3.rows(g.begin, g.end);
+                    ops::kv_write(ctx, ki, vi, pi, (*g.mem->k_cache)[l], (*g.mem->v_cache)[l]);
+                    ops::attention(ctx, qi, (*g.mem->k_cache)[l], (*g.mem->v_cache)[l], pi, scale,
+                                   window_, ai);
+                }
             }
             ops::linear(ctx, a, L.out_proj, nullptr, o);
         }

@@ -115,9 +115,12 @@ private:
         const Memory* mem;
         int64_t begin, end;
     };
+    // row_caches (forward_batch: one row per segment): each attention layer's per-row caches, so
+    // that its KV writes and attention run once over all rows.
     void forward_segments(const ops::Context& ctx, const Segment* segs, size_t n_segs, Tensor& x,
                           const Tensor& rope_pos, const Tensor& cos, const Tensor& sin,
-                          const Tensor& rows, Arena& scratch, Tensor& out) const;
+                          const Tensor& rows, Arena& scratch, Tensor& out,
+                          const std::vector<ops::RowCaches>* row_caches = nullptr) const;
 
     Lfm2Config cfg_;
     Tensor embed_tokens_;

@@ -161,6 +161,29 @@ void attention(const Context& ctx, const Tensor& q, const Tensor& k_cache, const
     VOXRT_DISPATCH(attention(ctx, q, k_cache, v_cache, pos, scale, window, out));
 }
 
+void kv_write_rows(const Context& ctx, const Tensor& k, const Tensor& v, const Tensor& pos,
+                   const RowCaches& c) {
+    VOXRT_ASSERT(k.ndim == 3 && k.shape[0] == c.rows && pos.numel() == c.rows && c.k && c.v,
+                 "kv_write_rows: k %s, %lld rows, pos %s", k.describe().c_str(),
+                 static_cast<long long>(c.rows), pos.describe().c_str());
+    if (c.table && VOXRT_DISPATCH(kv_write_rows(ctx, k, v, pos, c))) return;
+    for (int64_t b = 0; b < c.rows; ++b)
+        kv_write(ctx, k.rows(b, b + 1), v.rows(b, b + 1), pos.rows(b, b + 1), c.k[b], c.v[b]);
+}
+
+void attention_rows(const Context& ctx, const Tensor& q, const RowCaches& c, const Tensor& pos,
+                    float scale, int window, Tensor& out) {
+    VOXRT_ASSERT(q.ndim == 3 && q.shape[0] == c.rows && pos.numel() == c.rows &&
+                     out.numel() == q.numel() && c.k && c.v,
+                 "attention_rows: q %s, %lld rows, pos %s out %s", q.describe().c_str(),
+                 static_cast<long long>(c.rows), pos.describe().c_str(), out.describe().c_str());
+    if (c.table && VOXRT_DISPATCH(attention_rows(ctx, q, c, pos, scale, window, out))) return;
+    for (int64_t b = 0; b < c.rows; ++b) {
+        Tensor ob = out.rows(b, b + 1);
+        attention(ctx, q.rows(b, b + 1), c.k[b], c.v[b], pos.rows(b, b + 1), scale, window, ob);
+    }
+}
+
 void short_conv(const Context& ctx, const Tensor& x, const Tensor& w, Tensor& state,
                 const Tensor& pos, Tensor& y) {
     VOXRT_ASSERT(x.ndim == 2 && w.numel() % x.shape[1] == 0 && state.ndim == 2 &&

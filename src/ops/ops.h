@@ -107,6 +107,26 @@ void kv_write(const Context& ctx, const Tensor& k, const Tensor& v, const Tensor
 void attention(const Context& ctx, const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
                const Tensor& pos, float scale, int window, Tensor& out);
 
+// The per-row KV caches of a decode batch for one attention layer: row b's caches are k[b], v[b]
+// ([Hkv, S_b, Dh], each row its own buffer). `table` (optional, on the context's device, I64
+// [B, 3]: k pointer, v pointer, S_b per row) lets a backend write and attend for all rows with one
+// kernel each; without it (or where the backend has none) the ops below run per row.
+struct RowCaches {
+    Tensor* k = nullptr;  // [B]
+    Tensor* v = nullptr;  // [B]
+    int64_t rows = 0;
+    const Tensor* table = nullptr;
+    int64_t max_s = 0;  // the largest S_b
+};
+
+// kv_write / attention for a decode batch: row b of k, v [B,Hkv,Dh] (q [B,H,Dh], out [B,H,Dh])
+// goes to / attends over row b's own caches at position pos[b]. Each row's result equals
+// kv_write / attention of that row alone.
+void kv_write_rows(const Context& ctx, const Tensor& k, const Tensor& v, const Tensor& pos,
+                   const RowCaches& c);
+void attention_rows(const Context& ctx, const Tensor& q, const RowCaches& c, const Tensor& pos,
+                    float scale, int window, Tensor& out);
+
 // Causal depthwise short convolution with carried state (LFM2 ShortConv):
 //   y[t,c] = Σ_k w[c,k] · xe[t+k, c]   with xe = [state (K-1 rows); x (T rows)]
 // then state ← last K-1 rows of xe. x,y [T,C]; w [C,K] (the checkpoint's [C,1,K] viewed);

@@ -61,6 +61,17 @@ bool lfm2_decode_step(const ops::Context&, const ops::Lfm2Step&) {
     return false;
 }
 
+// The per-row loop in ops:: is what the CPU would do anyway.
+bool kv_write_rows(const ops::Context&, const Tensor&, const Tensor&, const Tensor&,
+                   const ops::RowCaches&) {
+    return false;
+}
+
+bool attention_rows(const ops::Context&, const Tensor&, const ops::RowCaches&, const Tensor&, float,
+                    int, Tensor&) {
+    return false;
+}
+
 }  // namespace voxrt::cpu
 
 namespace voxrt::backend {

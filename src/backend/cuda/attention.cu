@@ -9,6 +9,7 @@
 // - prefill: a tiled SIMT flash-attention kernel (32 queries x 32 keys per step, online softmax in
 //   fp32), for head dims 32, 64 and 128.
 // Both compute softmax in fp32 and round the output once.
+#include <algorithm>
 #include <climits>
 #include <mutex>
 
@@ -58,6 +59,22 @@ __global__ void kv_write_kernel(const E* k, const E* v, const int32_t* pos, E* k
     }
 }
 
+// Row t of k, v into its own caches (rows[3t], rows[3t+1], length rows[3t+2]) at pos[t].
+template <class E>
+__global__ void kv_write_rows_kernel(const E* k, const E* v, const int32_t* pos, const int64_t* rows, int64_t T,
+                                     int64_t Hkv, int64_t Dh) {
+    const int64_t n = T * Hkv * Dh, stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+    for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < n; idx += stride) {
+        const int64_t d = idx % Dh, th = idx / Dh, h = th % Hkv, t = th / Hkv;
+        const int64_t p = pos[t], S = rows[3 * t + 2];
+        if (p < 0 || p >= S) continue;
+        E* kc = reinterpret_cast<E*>(rows[3 * t]);
+        E* vc = reinterpret_cast<E*>(rows[3 * t + 1]);
+        kc[(h * S + p) * Dh + d] = k[idx];
+        vc[(h * S + p) * Dh + d] = v[idx];
+    }
+}
+
 // ---- attention: shared helpers ----------------------------------------------------------------------
 
 __device__ __forceinline__ void load8t(const __nv_bfloat16* p, float (&f)[8]) {
@@ -86,11 +103,18 @@ struct AttnArgs {
     bool round;
     int n_split;  // decode: chunks of the cache
     int gb;       // decode: query heads per block (<= kMaxGroup)
+    // decode over per-row caches (attention_rows): [T][3] = k pointer, v pointer, S of row t;
+    // null: every query uses kc / vc / S.
+    const int64_t* rows = nullptr;
 };
+
+__device__ __forceinline__ int cache_len(const AttnArgs& a, int t) {
+    return a.rows ? static_cast<int>(a.rows[3 * t + 2]) : a.S;
+}
 
 // Query t's visible keys are [j0, p] (empty when p < j0).
 __device__ __forceinline__ void visible_range(const AttnArgs& a, int t, int& j0, int& p) {
-    p = min(a.pos[t], a.S - 1);
+    p = min(a.pos[t], cache_len(a, t) - 1);
     j0 = a.window > 0 ? max(0, p - a.window + 1) : 0;
 }
 
@@ -110,8 +134,9 @@ __global__ void __launch_bounds__(kDecThreads) attn_decode_partial(AttnArgs a) {
     float* stat_m = sc + a.gb * kChunk;    // [GB]
     int j0, p;
     visible_range(a, t, j0, p);
+    const int S = cache_len(a, t);
     const int c0 = split * kChunk;
-    const int lo = max(c0, j0), hi = min(min(c0 + kChunk, a.S) - 1, p);
+    const int lo = max(c0, j0), hi = min(min(c0 + kChunk, S) - 1, p);
     float* part = a.part + (static_cast<int64_t>(t) * a.H + h0) * a.n_split * (Dh + 2) +
                   static_cast<int64_t>(split) * (Dh + 2);
     const int64_t head_stride = static_cast<int64_t>(a.n_split) * (Dh + 2);
@@ -127,8 +152,10 @@ __global__ void __launch_bounds__(kDecThreads) attn_decode_partial(AttnArgs a) {
         qs[g * Dh + d] = a.q.load((static_cast<int64_t>(t) * a.H + h0 + g) * Dh + d);
     }
     __syncthreads();
-    const T* kc = static_cast<const T*>(a.kc) + static_cast<int64_t>(hk) * a.S * Dh;
-    const T* vc = static_cast<const T*>(a.vc) + static_cast<int64_t>(hk) * a.S * Dh;
+    const void* kbase = a.rows ? reinterpret_cast<const void*>(a.rows[3 * t]) : a.kc;
+    const void* vbase = a.rows ? reinterpret_cast<const void*>(a.rows[3 * t + 1]) : a.vc;
+    const T* kc = static_cast<const T*>(kbase) + static_cast<int64_t>(hk) * S * Dh;
+    const T* vc = static_cast<const T*>(vbase) + static_cast<int64_t>(hk) * S * Dh;
     {
         const int j = c0 + threadIdx.x;
         float s[kMaxGroup];
@@ -392,6 +419,39 @@ bool launch_attention(const ops::Context& ctx, AttnArgs a) {
     return true;
 }
 
+// attention_rows: the decode kernels over per-row caches, in groups of rows whose partials fit the
+// scratch. Each row's blocks and chunks are those of attention() on that row alone (chunks are
+// absolute cache positions; chunks past a row's position contribute nothing), so the result is
+// the same bits.
+template <class T>
+bool launch_attention_rows(const ops::Context& ctx, AttnArgs a, int64_t max_s) {
+    const Handles& h = handles(ctx);
+    const int G = a.H / a.Hkv;
+    a.n_split = static_cast<int>((max_s + kChunk - 1) / kChunk);
+    a.gb = G < kMaxGroup ? G : kMaxGroup;
+    if (a.Dh % 8 != 0 || a.Dh > 256 || a.n_split < 1) return false;
+    const size_t row_bytes = sizeof(float) * static_cast<size_t>(a.H) * a.n_split * (a.Dh + 2);
+    const int per = static_cast<int>(std::min<size_t>(h.scratch_bytes / row_bytes, 1u << 16));
+    if (per < 1) return false;
+    a.part = static_cast<float*>(h.scratch);
+    const int n_gb = (G + a.gb - 1) / a.gb;
+    const size_t smem = sizeof(float) * (a.gb * a.Dh + a.gb * kChunk + a.gb);
+    const int rows_total = a.T;
+    for (int t0 = 0; t0 < rows_total; t0 += per) {
+        AttnArgs g = a;
+        g.T = std::min(per, rows_total - t0);
+        g.q.p = static_cast<char*>(a.q.p) + static_cast<size_t>(t0) * a.H * a.Dh * (a.q.bf16 ? 2 : 4);
+        g.out.p = static_cast<char*>(a.out.p) + static_cast<size_t>(t0) * a.H * a.Dh * (a.out.bf16 ? 2 : 4);
+        g.pos = a.pos + t0;
+        g.rows = a.rows + 3 * t0;
+        const dim3 grid(g.n_split, g.Hkv * n_gb, g.T);
+        attn_decode_partial<T><<<grid, kDecThreads, smem, h.stream>>>(g);
+        attn_decode_combine<<<g.T * g.H, g.Dh < 32 ? 32 : (g.Dh > 256 ? 256 : g.Dh), 0, h.stream>>>(g);
+    }
+    check_launch(ctx, "attention_rows");
+    return true;
+}
+
 }  // namespace
 
 void rope(const ops::Context& ctx, Tensor& x, const Tensor& pos, const Tensor& cos, const Tensor& sin,
@@ -450,6 +510,51 @@ void attention(const ops::Context& ctx, const Tensor& q, const Tensor& k_cache, 
                                      "[cuda] attention: head dim %d with T=%d has no kernel (scratch %zu bytes)",
                                      a.Dh, a.T, handles(ctx).scratch_bytes));
     }
+}
+
+bool kv_write_rows(const ops::Context& ctx, const Tensor& k, const Tensor& v, const Tensor& pos,
+                   const ops::RowCaches& c) {
+    if (!c.table || c.table->dtype != DType::kI64 || c.table->device != Device::kCUDA) return false;
+    const int64_t T = k.shape[0], Hkv = k.shape[1], Dh = k.shape[2], n = T * Hkv * Dh;
+    if (n == 0) return true;
+    const int32_t* pp = static_cast<const int32_t*>(pos.data);
+    const int64_t* rows = static_cast<const int64_t*>(c.table->data);
+    cudaStream_t s = stream_of(ctx);
+    if (dtype_size(k.dtype) == 2) {
+        kv_write_rows_kernel<<<grid_for(n, 256), 256, 0, s>>>(static_cast<const uint16_t*>(k.data),
+                                                               static_cast<const uint16_t*>(v.data), pp, rows, T,
+                                                               Hkv, Dh);
+    } else if (dtype_size(k.dtype) == 4) {
+        kv_write_rows_kernel<<<grid_for(n, 256), 256, 0, s>>>(static_cast<const uint32_t*>(k.data),
+                                                               static_cast<const uint32_t*>(v.data), pp, rows, T,
+                                                               Hkv, Dh);
+    } else {
+        return false;
+    }
+    check_launch(ctx, "kv_write_rows");
+    return true;
+}
+
+bool attention_rows(const ops::Context& ctx, const Tensor& q, const ops::RowCaches& c, const Tensor& pos,
+                    float scale, int window, Tensor& out) {
+    if (!c.table || c.table->dtype != DType::kI64 || c.table->device != Device::kCUDA || c.rows == 0) return false;
+    const Tensor& k0 = c.k[0];
+    if (k0.dtype != DType::kBF16 && k0.dtype != DType::kF32) return false;
+    AttnArgs a{};
+    a.q = ptr_of(q);
+    a.out = ptr_of(out);
+    a.pos = static_cast<const int32_t*>(pos.data);
+    a.T = static_cast<int>(q.shape[0]);
+    a.H = static_cast<int>(q.shape[1]);
+    a.Dh = static_cast<int>(q.shape[2]);
+    a.Hkv = static_cast<int>(k0.shape[0]);
+    a.S = static_cast<int>(c.max_s);
+    a.window = window;
+    a.scale = scale;
+    a.round = ctx.round_bf16();
+    a.rows = static_cast<const int64_t*>(c.table->data);
+    return k0.dtype == DType::kBF16 ? launch_attention_rows<__nv_bfloat16>(ctx, a, c.max_s)
+                                    : launch_attention_rows<float>(ctx, a, c.max_s);
 }
 
 }  // namespace voxrt::cuda
