@@ -5,15 +5,9 @@
 #include <cmath>
 
 #include "backend/device.h"
+#include "runtime/util.h"
 
 namespace voxrt::runtime {
-
-namespace {
-using Clock = std::chrono::steady_clock;
-double ms_since(Clock::time_point t0) {
-    return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-}
-}  // namespace
 
 Expected<std::unique_ptr<BatchStepper>> BatchStepper::create(const model::LfmAudioModel& model,
                                                              int max_rows) {
@@ -49,15 +43,8 @@ Status BatchStepper::init(int max_rows) {
     const model::AudioModelConfig& c = model_.config();
     const int64_t D = c.lfm.hidden_size, Q = c.codebooks, V = c.lfm.vocab_size, B = max_rows;
     const DType dt = ctx_.act_dtype();
-    auto alloc = [&](DType t, std::initializer_list<int64_t> dims, Tensor* out) -> Status {
-        Tensor probe = Tensor::make(nullptr, t, ctx_.device, dims);
-        Buffer b = Buffer::allocate(ctx_.device, probe.nbytes());
-        if (!b.data())
-            return make_error(StatusCode::kOutOfMemory, "batch: cannot allocate %s",
-                              probe.describe().c_str());
-        *out = b.view(t, dims);
-        buffers_.push_back(std::move(b));
-        return Status::ok();
+    auto alloc = [&](DType t, std::initializer_list<int64_t> dims, Tensor* out) {
+        return alloc_tensor(ctx_.device, t, dims, buffers_, out, "batch");
     };
     VOXRT_RETURN_IF_ERROR(alloc(dt, {B, D}, &x_));
     VOXRT_RETURN_IF_ERROR(alloc(dt, {B, D}, &h_));

@@ -3,14 +3,9 @@
 #include <algorithm>
 #include <chrono>
 
-namespace voxrt::runtime {
+#include "runtime/util.h"
 
-namespace {
-using Clock = std::chrono::steady_clock;
-double ms_since(Clock::time_point t0) {
-    return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-}
-}  // namespace
+namespace voxrt::runtime {
 
 void DetokStream::init(const model::Detokenizer* det, const ops::Context* ctx,
                        model::DetokenizerState* st, DetokWorker* worker) {

@@ -10,15 +10,11 @@
 #include "backend/device.h"
 #include "core/check.h"
 #include "ops/mel_ops.h"
+#include "runtime/util.h"
 
 namespace voxrt::runtime {
 
 namespace {
-
-using Clock = std::chrono::steady_clock;
-double ms_since(Clock::time_point t0) {
-    return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-}
 
 Tensor host_i32(int32_t* p, int64_t n) {
     return Tensor::make(p, DType::kI32, Device::kCPU, {n});
@@ -124,15 +120,8 @@ Status Session::init(const SessionOptions& opt) {
     const model::AudioModelConfig& c = model_.config();
     const int64_t D = c.lfm.hidden_size, Q = c.codebooks, V = c.lfm.vocab_size;
     const DType dt = ctx_.act_dtype();
-    auto alloc = [&](DType t, std::initializer_list<int64_t> dims, Tensor* out) -> Status {
-        Tensor probe = Tensor::make(nullptr, t, ctx_.device, dims);
-        Buffer b = Buffer::allocate(ctx_.device, probe.nbytes());
-        if (!b.data())
-            return make_error(StatusCode::kOutOfMemory, "session: cannot allocate %s",
-                              probe.describe().c_str());
-        *out = b.view(t, dims);
-        buffers_.push_back(std::move(b));
-        return Status::ok();
+    auto alloc = [&](DType t, std::initializer_list<int64_t> dims, Tensor* out) {
+        return alloc_tensor(ctx_.device, t, dims, buffers_, out, "session");
     };
     VOXRT_RETURN_IF_ERROR(alloc(dt, {capacity_, D}, &audio_in_));
     VOXRT_RETURN_IF_ERROR(alloc(dt, {chunk_, D}, &x_));

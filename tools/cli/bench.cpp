@@ -67,6 +67,26 @@ void add_bench(CLI::App* app, BenchArgs& b) {
 
 namespace {
 
+// The protocol's question: the speech-chat system prompt, then the input as the user's turn.
+Status ask(Session& s, const TaskDefaults& task, const AudioClip& wav) {
+    VOXRT_RETURN_IF_ERROR(s.add_turn(Role::kSystem, task.system_prompt));
+    VOXRT_RETURN_IF_ERROR(s.begin_user_turn());
+    VOXRT_RETURN_IF_ERROR(s.append_audio(wav.samples.data(), wav.samples.size(), wav.sample_rate));
+    return s.end_user_turn();
+}
+
+// The protocol's answer: `steps` steps, end tokens suppressed (random weights: the same amount of
+// work for every engine and run).
+ResponseOptions workload(const BenchArgs& a, uint64_t seed) {
+    ResponseOptions g = ResponseOptions::for_task(Task::kSpeechChat);
+    g.max_steps = a.steps;
+    g.detok_async = !a.detok_sync;
+    g.detok_chunk_frames = a.detok_chunk;
+    g.seed = seed;
+    g.suppress_end = true;
+    return g;
+}
+
 double percentile(std::vector<double> v, double p) {
     if (v.empty()) return 0;
     std::sort(v.begin(), v.end());
@@ -89,18 +109,9 @@ Status run_sessions_bench(const CommonArgs& c, const BenchArgs& a, const std::sh
     VOXRT_ASSIGN_OR_RETURN(std::unique_ptr<Batch> batch, Batch::create(m, a.max_rows));
     auto make = [&](int i) -> Expected<std::unique_ptr<Session>> {
         VOXRT_ASSIGN_OR_RETURN(std::unique_ptr<Session> s, Session::create(m, session_options(c)));
-        VOXRT_RETURN_IF_ERROR(s->add_turn(Role::kSystem, task.system_prompt));
-        VOXRT_RETURN_IF_ERROR(s->begin_user_turn());
-        VOXRT_RETURN_IF_ERROR(
-            s->append_audio(wav.samples.data(), wav.samples.size(), wav.sample_rate));
-        VOXRT_RETURN_IF_ERROR(s->end_user_turn());
-        ResponseOptions g = ResponseOptions::for_task(Task::kSpeechChat);
-        g.max_steps = a.steps;
+        VOXRT_RETURN_IF_ERROR(ask(*s, task, wav));
+        ResponseOptions g = workload(a, static_cast<uint64_t>(i));
         g.audio = !a.no_audio;
-        g.detok_async = !a.detok_sync;
-        g.detok_chunk_frames = a.detok_chunk;
-        g.seed = static_cast<uint64_t>(i);
-        g.suppress_end = true;
         VOXRT_RETURN_IF_ERROR(s->start_response(g));
         return s;
     };
@@ -280,17 +291,8 @@ Status run_bench(const CommonArgs& c, const BenchArgs& a) {
                                    Session::create(m, session_options(c)));
             const auto t0 = Clock::now();
             // From decoded samples in memory to the last output sample (bench/protocol.md).
-            VOXRT_RETURN_IF_ERROR(s->add_turn(Role::kSystem, task.system_prompt));
-            VOXRT_RETURN_IF_ERROR(s->begin_user_turn());
-            VOXRT_RETURN_IF_ERROR(
-                s->append_audio(wav.samples.data(), wav.samples.size(), wav.sample_rate));
-            VOXRT_RETURN_IF_ERROR(s->end_user_turn());
-            ResponseOptions g = ResponseOptions::for_task(Task::kSpeechChat);
-            g.max_steps = a.steps;
-            g.detok_async = !a.detok_sync;
-            g.detok_chunk_frames = a.detok_chunk;
-            g.seed = static_cast<uint64_t>(r);
-            g.suppress_end = true;  // random weights: same amount of work for every engine
+            VOXRT_RETURN_IF_ERROR(ask(*s, task, wav));
+            const ResponseOptions g = workload(a, static_cast<uint64_t>(r));
             TurnStats st;
             double first_pcm_abs = -1;
             const double before_gen = ms_since(t0);
