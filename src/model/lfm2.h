@@ -104,7 +104,8 @@ public:
     // One decode step for each of B sequences at once (continuous batching): row i of x [B, D]
     // is sequence i's input at position pos[i] (device I32 [B]), appended to mems[i]; out [B, D].
     // The projections and the FFN run once over the B rows (the weights are read once for the
-    // batch); the short convolutions, KV writes and attention run per sequence on its own memory.
+    // batch); each attention layer's KV writes and attention run once over all rows, each row on
+    // its own cache (ops::kv_write_rows / attention_rows); the short convolutions per sequence.
     // Row i equals forward() of that sequence alone up to summation order (the op sequence, not
     // the fused decode kernel). x is clobbered. Uses scratch_bytes(ctx, B).
     void forward_batch(const ops::Context& ctx, const std::vector<Memory>& mems, Tensor& x,
