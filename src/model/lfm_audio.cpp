@@ -202,4 +202,16 @@ Expected<std::unique_ptr<LfmAudioModel>> LfmAudioModel::load(const std::string& 
     return m;
 }
 
+Expected<ops::Context> LfmAudioModel::new_context() const {
+    ops::Context ctx;
+    if (opt_.device == Device::kCUDA) {
+        VOXRT_ASSIGN_OR_RETURN(ctx, backend::create_context(Device::kCUDA, opt_.precision));
+    } else {
+        ctx.device = Device::kCPU;
+        ctx.precision = opt_.precision;
+    }
+    ctx.pool = pool_.get();
+    return ctx;
+}
+
 }  // namespace voxrt::model

@@ -74,6 +74,10 @@ public:
     // Where the detokenizer's weights live (and so where it runs).
     Device detokenizer_device() const { return detok_on_host_ ? Device::kCPU : opt_.device; }
     ThreadPool* pool() const { return pool_.get(); }
+    // A new context to run this model on (a session's or a batch's): on a GPU its own queue, on
+    // the CPU the model's thread pool; the model's precision. Free a GPU one with
+    // backend::destroy_context.
+    Expected<ops::Context> new_context() const;
     // The context used for uploads (on a GPU: its queue); sessions make their own.
     const ops::Context& load_context() const { return load_ctx_; }
 

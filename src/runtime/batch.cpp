@@ -26,14 +26,7 @@ BatchStepper::~BatchStepper() {
 }
 
 Status BatchStepper::init(int max_rows) {
-    const model::ModelOptions& mo = model_.options();
-    if (mo.device == Device::kCUDA) {
-        VOXRT_ASSIGN_OR_RETURN(ctx_, backend::create_context(Device::kCUDA, mo.precision));
-    } else {
-        ctx_.device = Device::kCPU;
-        ctx_.precision = mo.precision;
-    }
-    ctx_.pool = model_.pool();
+    VOXRT_ASSIGN_OR_RETURN(ctx_, model_.new_context());
     max_rows_ = max_rows;
     const size_t bytes = model_.backbone().scratch_bytes(ctx_, max_rows) +
                          model_.audio_head().scratch_bytes(ctx_, max_rows) + (1u << 20);

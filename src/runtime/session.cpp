@@ -44,13 +44,7 @@ Status Session::init(const SessionOptions& opt) {
     if (capacity_ < 16)
         return make_error(StatusCode::kInvalidArgument, "context of %d positions is too small",
                           capacity_);
-    if (mo.device == Device::kCUDA) {
-        VOXRT_ASSIGN_OR_RETURN(ctx_, backend::create_context(Device::kCUDA, mo.precision));
-    } else {
-        ctx_.device = Device::kCPU;
-        ctx_.precision = mo.precision;
-    }
-    ctx_.pool = model_.pool();
+    VOXRT_ASSIGN_OR_RETURN(ctx_, model_.new_context());
     ctx_.fused = opt.fused_kernels;
     ctx_.fused_backbone = opt.fused_backbone;
     use_graphs_ = ctx_.device == Device::kCUDA && opt.device_graphs;
