@@ -118,6 +118,7 @@ struct Lfm2Step;
     /* between two tensors of this backend's device, or between it and the host */               \
     X(void, copy, (const ops::Context& ctx, const Tensor& src, Tensor& dst))                       \
     X(void, copy_to_host_async, (const ops::Context& ctx, const Tensor& src, Tensor& dst))         \
+    X(void, upload_async, (const ops::Context& ctx, const Tensor& src, Tensor& dst))               \
     X(void, zero, (const ops::Context& ctx, Tensor& t))                                            \
     X(void, round_to_act, (const ops::Context& ctx, Tensor& t))                                    \
     X(void, transpose, (const ops::Context& ctx, const Tensor& x, Tensor& y))                      \
@@ -147,6 +148,14 @@ struct Lfm2Step;
                             const Tensor& pos, const ops::RowCaches& c))                           \
     X(bool, attention_rows, (const ops::Context& ctx, const Tensor& q, const ops::RowCaches& c,    \
                              const Tensor& pos, float scale, int window, Tensor& out))             \
+    /* a decode batch's per-row ops (ops.h), from a device table; false: the per-row loop */    \
+    X(bool, copy_many, (const ops::Context& ctx, const Tensor& table, int64_t n))                  \
+    X(bool, increment_many, (const ops::Context& ctx, const Tensor& table, int64_t n,              \
+                             int32_t delta))                                                       \
+    X(bool, short_conv_rows, (const ops::Context& ctx, const Tensor& x, const Tensor& w,           \
+                              const Tensor& table, DType state_dtype, Tensor& y))                  \
+    X(bool, sample_rows, (const ops::Context& ctx, Tensor& logits, const Tensor& table,            \
+                          int counter_index, Tensor& out))                                         \
     X(bool, lfm2_decode_step, (const ops::Context& ctx, const ops::Lfm2Step& s))
 // clang-format on
 

@@ -140,7 +140,8 @@ size_t AudioHead::scratch_bytes(const ops::Context& ctx, int64_t B) const {
     const DType dt = ctx.act_dtype();
     return arena_bytes(dt, B * Q_ * Dd_) + arena_bytes(dt, B * Dd_) * 7 +
            arena_bytes(dt, B * (Dd_ + 2 * Hkv_ * Dh_)) + arena_bytes(dt, B * 2 * F_) +
-           arena_bytes(dt, B * V_) + 2 * arena_bytes(DType::kI32, B * Q_) + 8192;
+           arena_bytes(dt, B * V_) + 2 * arena_bytes(DType::kI32, B * Q_) +
+           arena_bytes(DType::kI64, 4 * B) + 8192;  // + the rows' sampling table
 }
 
 Expected<AudioHeadBatchState> AudioHead::new_batch_state(const ops::Context& ctx,
@@ -270,8 +271,19 @@ void AudioHead::run_frames(const ops::Context& ctx, const FrameCache& fc, const 
     Tensor q2 = q.reshape({B, H_ * Dh_}), k2 = k.reshape({B, KV}), v2 = v.reshape({B, KV});
     Tensor qr = q.reshape({B * H_, Dh_}), kr = k.reshape({B * Hkv_, Dh_});
     const float scale = 1.0f / std::sqrt(static_cast<float>(Dh_));
-    bool all_greedy = true;
-    for (const FrameSampling& sb : s) all_greedy = all_greedy && sb.greedy();
+    // Each row's choice (its own temperature, top-k, seed and counters; end of audio forbidden or
+    // not), uploaded once for the 8 codebooks.
+    std::vector<ops::RowSampling> rs(static_cast<size_t>(B));
+    for (int64_t b = 0; b < B; ++b) {
+        const FrameSampling& sb = s[static_cast<size_t>(b)];
+        ops::RowSampling& r = rs[static_cast<size_t>(b)];
+        r.temperature = sb.greedy() ? 0.0f : sb.temperature;
+        r.top_k = sb.top_k;
+        r.seed = sb.seed;
+        r.counters = sb.counters;
+        r.forbid = sb.suppress_eos ? V_ - 1 : -1;
+    }
+    const ops::SampleRows rows = ops::upload_sample_rows(ctx, rs.data(), B, scratch);
     ops::zero(ctx, prev);
     for (int i = 0; i < Q_; ++i) {
         // x = depth_linear(h)[:, codebook i] + the previous code's embedding
@@ -308,26 +320,7 @@ void AudioHead::run_frames(const ops::Context& ctx, const FrameCache& fc, const 
         ops::rms_norm(ctx, x, emb_norm_[static_cast<size_t>(i)], eps_, ops::RmsStyle::kFused, n);
         ops::linear(ctx, n, to_logits_[static_cast<size_t>(i)], nullptr, logits);
         Tensor ci = chosen.row(i).rows(0, B);
-        for (int64_t b = 0; b < B; ++b) {
-            if (!s[static_cast<size_t>(b)].suppress_eos) continue;
-            Tensor lg = logits.rows(b, b + 1);
-            ops::set_value(ctx, lg, V_ - 1, -INFINITY);
-        }
-        if (all_greedy) {
-            ops::argmax(ctx, logits, ci);
-        } else {
-            for (int64_t b = 0; b < B; ++b) {  // each row's own draw (seed, counter, row 0)
-                const FrameSampling& sb = s[static_cast<size_t>(b)];
-                Tensor lg = logits.rows(b, b + 1);
-                Tensor cb = ci.rows(b, b + 1);
-                if (sb.greedy()) {
-                    ops::argmax(ctx, lg, cb);
-                } else {
-                    Tensor ctr = sb.counters->rows(i, i + 1);
-                    ops::sample_top_k(ctx, lg, sb.temperature, sb.top_k, sb.seed, ctr, cb);
-                }
-            }
-        }
+        ops::sample_rows(ctx, logits, rows, i, ci);
         if (logits_out) {
             for (int64_t b = 0; b < B; ++b) {
                 Tensor dst = logits_out->reshape({B, Q_, V_}).row(b).rows(i, i + 1);

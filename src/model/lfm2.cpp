@@ -189,7 +189,8 @@ size_t Lfm2Network::scratch_bytes(const ops::Context& ctx, int64_t T) const {
     b += arena_bytes(dt, T * D) * 5;                                 // h, b, c, xx/conv, out
     b += arena_bytes(dt, T * Hd) * 2 + arena_bytes(dt, T * Kd) * 2;  // q, attn, k, v
     b += arena_bytes(dt, T * F) * 2;                                 // w1, w3 outputs
-    b += arena_bytes(DType::kI64, static_cast<int64_t>(layers_.size()) * T * 3);  // row tables
+    b += arena_bytes(DType::kI64, static_cast<int64_t>(layers_.size()) * T * 3);  // KV tables
+    b += arena_bytes(DType::kI64, T);  // a conv layer's state table
     return b + 4096;
 }
 
@@ -266,7 +267,8 @@ void Lfm2Network::forward_batch(const ops::Context& ctx, const std::vector<Memor
     std::vector<Tensor> tabs(L);
     if (table) {
         dev = scratch.alloc(DType::kI64, {static_cast<int64_t>(L) * B * 3});
-        ops::copy(ctx, Tensor::make(host.data(), DType::kI64, Device::kCPU, {dev.shape[0]}), dev);
+        ops::upload_async(ctx, Tensor::make(host.data(), DType::kI64, Device::kCPU, {dev.shape[0]}),
+                          dev);
         for (size_t l = 0; l < L; ++l) {
             tabs[l] =
                 dev.rows(static_cast<int64_t>(l) * B * 3, static_cast<int64_t>(l + 1) * B * 3);
@@ -280,7 +282,8 @@ void Lfm2Network::forward_batch(const ops::Context& ctx, const std::vector<Memor
 
 // The network over T rows that belong to one or more sequences (segments: consecutive rows with
 // their memory). Everything but the short convolutions, the KV writes and attention runs once
-// over all rows; those run per segment on its own memory.
+// over all rows; those run per segment on its own memory, or (row_caches: a decode batch) once
+// over all rows with each row's own state.
 void Lfm2Network::forward_segments(const ops::Context& ctx, const Segment* segs, size_t n_segs,
                                    Tensor& x, const Tensor& rope_pos, const Tensor& cos,
                                    const Tensor& sin, const Tensor& rows, Arena& scratch,
@@ -317,11 +320,17 @@ void Lfm2Network::forward_segments(const ops::Context& ctx, const Segment* segs,
                 ops::linear(ctx, h, L.in_x, nullptr, xx);
             }
             ops::mul(ctx, b, xx, b);
-            for (size_t i = 0; i < n_segs; ++i) {  // each sequence's own conv history
-                const Segment& g = segs[i];
-                const Tensor bi = b.rows(g.begin, g.end), pi = pos.rows(g.begin, g.end);
-                Tensor yi = xx.rows(g.begin, g.end);
-                ops::short_conv(ctx, bi, L.conv, (*g.mem->conv_state)[l], pi, yi);
+            if (row_caches) {  // a decode batch: one row per sequence, all at once
+                std::vector<Tensor> states(n_segs);
+                for (size_t i = 0; i < n_segs; ++i) states[i] = (*segs[i].mem->conv_state)[l];
+                ops::short_conv_rows(ctx, b, L.conv, states.data(), xx, scratch);
+            } else {
+                for (size_t i = 0; i < n_segs; ++i) {  // each sequence's own conv history
+                    const Segment& g = segs[i];
+                    const Tensor bi = b.rows(g.begin, g.end), pi = pos.rows(g.begin, g.end);
+                    Tensor yi = xx.rows(g.begin, g.end);
+                    ops::short_conv(ctx, bi, L.conv, (*g.mem->conv_state)[l], pi, yi);
+                }
             }
             ops::mul(ctx, c, xx, c);
             ops::linear(ctx, c, L.out_proj, nullptr, o);

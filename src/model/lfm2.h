@@ -104,8 +104,9 @@ public:
     // One decode step for each of B sequences at once (continuous batching): row i of x [B, D]
     // is sequence i's input at position pos[i] (device I32 [B]), appended to mems[i]; out [B, D].
     // The projections and the FFN run once over the B rows (the weights are read once for the
-    // batch); each attention layer's KV writes and attention run once over all rows, each row on
-    // its own cache (ops::kv_write_rows / attention_rows); the short convolutions per sequence.
+    // batch); each attention layer's KV writes and attention, and each conv layer's short
+    // convolution, run once over all rows, each row on its own cache or conv state
+    // (ops::kv_write_rows / attention_rows / short_conv_rows).
     // Row i equals forward() of that sequence alone up to summation order (the op sequence, not
     // the fused decode kernel). x is clobbered. Uses scratch_bytes(ctx, B).
     void forward_batch(const ops::Context& ctx, const std::vector<Memory>& mems, Tensor& x,
@@ -117,7 +118,7 @@ private:
         int64_t begin, end;
     };
     // row_caches (forward_batch: one row per segment): each attention layer's per-row caches, so
-    // that its KV writes and attention run once over all rows.
+    // that its KV writes and attention (and the short convolutions) run once over all rows.
     void forward_segments(const ops::Context& ctx, const Segment* segs, size_t n_segs, Tensor& x,
                           const Tensor& rope_pos, const Tensor& cos, const Tensor& sin,
                           const Tensor& rows, Arena& scratch, Tensor& out,

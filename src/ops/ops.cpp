@@ -1,5 +1,9 @@
 #include "ops/ops.h"
 
+#include <cmath>
+#include <cstring>
+#include <vector>
+
 #include "core/check.h"
 #include "core/quant.h"
 #include "ops/dispatch.h"
@@ -184,6 +188,149 @@ void attention_rows(const Context& ctx, const Tensor& q, const RowCaches& c, con
     }
 }
 
+namespace {
+// The table of a per-row op on a GPU: `values` staged up into scratch (I64 [n]).
+Tensor upload_table(const Context& ctx, const std::vector<int64_t>& values, Arena& scratch) {
+    const int64_t n = static_cast<int64_t>(values.size());
+    Tensor dev = scratch.alloc(DType::kI64, {n});
+    upload_async(ctx,
+                 Tensor::make(const_cast<int64_t*>(values.data()), DType::kI64, Device::kCPU, {n}),
+                 dev);
+    return dev;
+}
+int64_t address(const void* p) {
+    return static_cast<int64_t>(reinterpret_cast<intptr_t>(p));
+}
+}  // namespace
+
+void copy_many(const Context& ctx, const Tensor* src, const Tensor* dst, size_t n, Arena& scratch) {
+    if (n == 0) return;
+    for (size_t i = 0; i < n; ++i) {
+        VOXRT_ASSERT(src[i].dtype == dst[i].dtype && src[i].numel() == dst[i].numel() &&
+                         src[i].device == ctx.device && dst[i].device == ctx.device,
+                     "copy_many: pair %zu: %s to %s", i, src[i].describe().c_str(),
+                     dst[i].describe().c_str());
+    }
+    if (ctx.device != Device::kCPU) {
+        std::vector<int64_t> v(3 * n);
+        for (size_t i = 0; i < n; ++i) {
+            v[3 * i] = address(src[i].data);
+            v[3 * i + 1] = address(dst[i].data);
+            v[3 * i + 2] = static_cast<int64_t>(src[i].nbytes());
+        }
+        const Tensor table = upload_table(ctx, v, scratch);
+        if (VOXRT_DISPATCH(copy_many(ctx, table, static_cast<int64_t>(n)))) return;
+    }
+    for (size_t i = 0; i < n; ++i) {
+        Tensor d = dst[i];
+        copy(ctx, src[i], d);
+    }
+}
+
+void increment_many(const Context& ctx, const Tensor* t, size_t n, int32_t delta, Arena& scratch) {
+    if (n == 0) return;
+    for (size_t i = 0; i < n; ++i) {
+        check_device(ctx, t[i], "increment_many", "t");
+        VOXRT_ASSERT(t[i].dtype == DType::kI32, "increment_many: t[%zu] %s", i,
+                     t[i].describe().c_str());
+    }
+    if (ctx.device != Device::kCPU) {
+        std::vector<int64_t> v(2 * n);
+        for (size_t i = 0; i < n; ++i) {
+            v[2 * i] = address(t[i].data);
+            v[2 * i + 1] = t[i].numel();
+        }
+        const Tensor table = upload_table(ctx, v, scratch);
+        if (VOXRT_DISPATCH(increment_many(ctx, table, static_cast<int64_t>(n), delta))) return;
+    }
+    for (size_t i = 0; i < n; ++i) {
+        Tensor ti = t[i];
+        increment(ctx, ti, delta);
+    }
+}
+
+void short_conv_rows(const Context& ctx, const Tensor& x, const Tensor& w, const Tensor* states,
+                     Tensor& y, Arena& scratch) {
+    const int64_t B = x.ndim == 2 ? x.shape[0] : 0;
+    VOXRT_ASSERT(x.ndim == 2 && y.numel() == x.numel(), "short_conv_rows: x %s y %s",
+                 x.describe().c_str(), y.describe().c_str());
+    for (int64_t b = 0; b < B; ++b) {
+        const Tensor& st = states[b];
+        VOXRT_ASSERT(st.ndim == 2 && st.shape[1] == x.shape[1] &&
+                         st.shape[0] + 1 == w.numel() / x.shape[1] && st.dtype == states[0].dtype,
+                     "short_conv_rows: row %lld state %s, x %s w %s", static_cast<long long>(b),
+                     st.describe().c_str(), x.describe().c_str(), w.describe().c_str());
+    }
+    if (B == 0) return;
+    if (ctx.device != Device::kCPU) {
+        std::vector<int64_t> v(static_cast<size_t>(B));
+        for (int64_t b = 0; b < B; ++b) v[static_cast<size_t>(b)] = address(states[b].data);
+        const Tensor table = upload_table(ctx, v, scratch);
+        if (VOXRT_DISPATCH(short_conv_rows(ctx, x, w, table, states[0].dtype, y))) return;
+    }
+    const Tensor none;
+    for (int64_t b = 0; b < B; ++b) {
+        Tensor st = states[b], yb = y.rows(b, b + 1);
+        short_conv(ctx, x.rows(b, b + 1), w, st, none, yb);
+    }
+}
+
+SampleRows upload_sample_rows(const Context& ctx, const RowSampling* rows, int64_t n,
+                              Arena& scratch) {
+    SampleRows r;
+    r.host = rows;
+    r.rows = n;
+    if (ctx.device == Device::kCPU || n == 0) return r;
+    std::vector<int64_t> v(static_cast<size_t>(4 * n));
+    for (int64_t b = 0; b < n; ++b) {
+        const RowSampling& s = rows[b];
+        uint32_t tbits = 0;
+        std::memcpy(&tbits, &s.temperature, 4);
+        const size_t o = static_cast<size_t>(4 * b);
+        v[o] = static_cast<int64_t>(static_cast<uint64_t>(tbits) |
+                                    (static_cast<uint64_t>(static_cast<uint32_t>(s.top_k)) << 32));
+        v[o + 1] = static_cast<int64_t>(s.seed);
+        v[o + 2] = s.counters ? address(s.counters->data) : 0;
+        v[o + 3] = s.forbid;
+    }
+    r.table = upload_table(ctx, v, scratch).reshape({n, 4});
+    return r;
+}
+
+void sample_rows(const Context& ctx, Tensor& logits, const SampleRows& rows, int counter_index,
+                 Tensor& out) {
+    const int64_t B = rows_of(logits), N = cols_of(logits);
+    check_act(ctx, logits, "sample_rows", "logits");
+    VOXRT_ASSERT(rows.rows == B && out.dtype == DType::kI32 && out.numel() == B,
+                 "sample_rows: logits %s, %lld rows, out %s", logits.describe().c_str(),
+                 static_cast<long long>(rows.rows), out.describe().c_str());
+    for (int64_t b = 0; b < B; ++b) {
+        const RowSampling& s = rows.host[b];
+        const bool greedy = s.temperature <= 0.0f || s.top_k == 1;
+        VOXRT_ASSERT(s.forbid < N && (greedy || (s.counters && s.counters->dtype == DType::kI32 &&
+                                                 s.counters->numel() > counter_index)),
+                     "sample_rows: row %lld forbids %lld of %lld, counters %s",
+                     static_cast<long long>(b), static_cast<long long>(s.forbid),
+                     static_cast<long long>(N),
+                     s.counters ? s.counters->describe().c_str() : "none");
+    }
+    if (B == 0) return;
+    if (!rows.table.empty() &&
+        VOXRT_DISPATCH(sample_rows(ctx, logits, rows.table, counter_index, out)))
+        return;
+    for (int64_t b = 0; b < B; ++b) {
+        const RowSampling& s = rows.host[b];
+        Tensor lg = logits.rows(b, b + 1), ob = out.rows(b, b + 1);
+        if (s.forbid >= 0) set_value(ctx, lg, s.forbid, -INFINITY);
+        if (s.temperature <= 0.0f || s.top_k == 1) {
+            argmax(ctx, lg, ob);
+        } else {
+            const Tensor ctr = s.counters->rows(counter_index, counter_index + 1);
+            sample_top_k(ctx, lg, s.temperature, s.top_k, s.seed, ctr, ob);
+        }
+    }
+}
+
 void short_conv(const Context& ctx, const Tensor& x, const Tensor& w, Tensor& state,
                 const Tensor& pos, Tensor& y) {
     VOXRT_ASSERT(x.ndim == 2 && w.numel() % x.shape[1] == 0 && state.ndim == 2 &&
@@ -245,6 +392,13 @@ void copy(const Context& ctx, const Tensor& src, Tensor& dst) {
         src.device == dst.device || src.device == Device::kCPU || dst.device == Device::kCPU,
         "copy: %s to %s", device_name(src.device), device_name(dst.device));
     backend::entry_points_of(side).copy(ctx, src, dst);
+}
+
+void upload_async(const Context& ctx, const Tensor& src, Tensor& dst) {
+    check_device(ctx, dst, "upload_async", "dst");
+    VOXRT_ASSERT(src.device == Device::kCPU && src.dtype == dst.dtype && src.numel() == dst.numel(),
+                 "upload_async: src %s dst %s", src.describe().c_str(), dst.describe().c_str());
+    VOXRT_DISPATCH(upload_async(ctx, src, dst));
 }
 
 void zero(const Context& ctx, Tensor& t) {

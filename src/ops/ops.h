@@ -18,6 +18,7 @@
 
 #include <cstdint>
 
+#include "core/arena.h"
 #include "core/status.h"
 #include "core/tensor.h"
 
@@ -127,6 +128,45 @@ void kv_write_rows(const Context& ctx, const Tensor& k, const Tensor& v, const T
 void attention_rows(const Context& ctx, const Tensor& q, const RowCaches& c, const Tensor& pos,
                     float scale, int window, Tensor& out);
 
+// ---- Per-row ops of a decode batch ----------------------------------------------------------
+// Each runs as one kernel over all rows where the backend has one (a GPU: the rows' addresses go
+// up in a small table, staged through upload_async and placed in `scratch`, which the caller
+// keeps until the stream has passed), else as a loop of the single-row ops; either way row b's
+// result equals the single-row op of that row alone.
+
+// dst[i] = src[i] for n pairs of tensors of equal dtype and size on ctx.device.
+void copy_many(const Context& ctx, const Tensor* src, const Tensor* dst, size_t n, Arena& scratch);
+// Adds delta to every element of each of the n I32 tensors t[i] (as increment()).
+void increment_many(const Context& ctx, const Tensor* t, size_t n, int32_t delta, Arena& scratch);
+// short_conv of a decode batch: row b of x [B, C] with its own state states[b] ([K-1, C]) into
+// row b of y.
+void short_conv_rows(const Context& ctx, const Tensor& x, const Tensor& w, const Tensor* states,
+                     Tensor& y, Arena& scratch);
+
+// How row b of a batch's logits is chosen (sample_rows): greedy (argmax) when temperature <= 0 or
+// top_k == 1, else sample_top_k with this row's temperature, top_k, seed and draw counter
+// counters[counter_index] (keyed as row 0: the draw of this row launched alone). forbid >= 0:
+// that index is set to -inf first, in the logits themselves (as set_value).
+struct RowSampling {
+    float temperature = 0.0f;
+    int top_k = 0;
+    uint64_t seed = 0;
+    const Tensor* counters = nullptr;  // device I32 [>= counter_index + 1]
+    int64_t forbid = -1;
+};
+// The per-row choices of a batch, uploaded once and used for several sample_rows calls (the 8
+// codebooks of a frame, each with its counter_index).
+struct SampleRows {
+    const RowSampling* host = nullptr;
+    int64_t rows = 0;
+    Tensor table;  // on a GPU: I64 [rows, 4] (temperature | top_k, seed, counters address, forbid)
+};
+SampleRows upload_sample_rows(const Context& ctx, const RowSampling* rows, int64_t n,
+                              Arena& scratch);
+// logits [B, N] → out I32 [B], row b as rows.host[b] says.
+void sample_rows(const Context& ctx, Tensor& logits, const SampleRows& rows, int counter_index,
+                 Tensor& out);
+
 // Causal depthwise short convolution with carried state (LFM2 ShortConv):
 //   y[t,c] = Σ_k w[c,k] · xe[t+k, c]   with xe = [state (K-1 rows); x (T rows)]
 // then state ← last K-1 rows of xe. x,y [T,C]; w [C,K] (the checkpoint's [C,1,K] viewed);
@@ -165,6 +205,11 @@ void copy(const Context& ctx, const Tensor& src, Tensor& dst);
 // (Buffer::allocate_pinned) for the copy to be asynchronous, and must not be touched before that
 // synchronize. On the CPU the copy is done at once.
 void copy_to_host_async(const Context& ctx, const Tensor& src, Tensor& dst);
+// Queues a copy of the host tensor src into dst (on ctx.device; same dtype and numel) without
+// waiting for the device: src may change as soon as this returns (a GPU backend stages it in
+// page-locked memory of its own). Meant for the small tables of a batch step; not for use while a
+// graph is being captured.
+void upload_async(const Context& ctx, const Tensor& src, Tensor& dst);
 // Sets every byte of t to zero.
 void zero(const Context& ctx, Tensor& t);
 // Rounds every element to bfloat16 in place when ctx.round_bf16() (no-op otherwise / for BF16).

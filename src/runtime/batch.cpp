@@ -29,7 +29,8 @@ Status BatchStepper::init(int max_rows) {
     VOXRT_ASSIGN_OR_RETURN(ctx_, model_.new_context());
     max_rows_ = max_rows;
     const size_t bytes = model_.backbone().scratch_bytes(ctx_, max_rows) +
-                         model_.audio_head().scratch_bytes(ctx_, max_rows) + (1u << 20);
+                         model_.audio_head().scratch_bytes(ctx_, max_rows) + (1u << 20) +
+                         static_cast<size_t>(max_rows) * 256;  // the per-row ops' tables
     if (!scratch_.reserve(ctx_.device, bytes))
         return make_error(StatusCode::kOutOfMemory, "batch: cannot allocate %zu bytes of scratch",
                           bytes);
@@ -173,19 +174,31 @@ Status BatchStepper::run(std::vector<Row>& rows, std::vector<int32_t>& tokens,
     while (nt < B && rows[static_cast<size_t>(nt)].plan.text) ++nt;
     const int64_t nf = B - nt;
 
+    // The per-row ops' tables live in scratch_ until the step's end (the stream has used them by
+    // then).
+    const size_t mark = scratch_.mark();
+    struct Release {
+        Arena& a;
+        size_t m;
+        ~Release() { a.release(m); }
+    } release{scratch_, mark};
     auto t = Clock::now();
-    // The backbone step of every row with an item to run.
+    // The backbone step of every row with an item to run: its input and position gathered into
+    // the batch's rows with one copy_many.
     std::vector<model::Lfm2Network::Memory> mems;
     mems.reserve(rows.size());
+    std::vector<Tensor> src, dst;
     for (const Row& r : rows) {
         if (!r.plan.forward) continue;
         const int64_t k = static_cast<int64_t>(mems.size());
-        Tensor xk = x_.rows(k, k + 1), pk = pos_.rows(k, k + 1);
-        ops::copy(ctx_, r.s->x_.rows(0, 1), xk);
-        ops::copy(ctx_, r.s->pos_.rows(0, 1), pk);
+        src.push_back(r.s->x_.rows(0, 1));
+        dst.push_back(x_.rows(k, k + 1));
+        src.push_back(r.s->pos_.rows(0, 1));
+        dst.push_back(pos_.rows(k, k + 1));
         model::Lfm2State& st = r.s->lfm_state_;
         mems.push_back(model::Lfm2Network::Memory{&st.conv_state, &st.k_cache, &st.v_cache});
     }
+    ops::copy_many(ctx_, src.data(), dst.data(), src.size(), scratch_);
     const int64_t nb = static_cast<int64_t>(mems.size());
     shape_.backbone += static_cast<int>(nb);
     shape_.text += static_cast<int>(nt);
@@ -198,57 +211,51 @@ Status BatchStepper::run(std::vector<Row>& rows, std::vector<int32_t>& tokens,
     VOXRT_RETURN_IF_ERROR(lap(&phases_.backbone, &t));
     // The heads' inputs: the backbone's rows, or (a response's first step) the prefill's last.
     Tensor heads = hb_.rows(0, B);
+    src.clear();
+    dst.clear();
     if (nb != B) {
         heads = h_.rows(0, B);
         int64_t k = 0;
         for (int64_t i = 0; i < B; ++i) {
             const Row& r = rows[static_cast<size_t>(i)];
-            Tensor dst = heads.rows(i, i + 1);
-            if (r.plan.forward) {
-                ops::copy(ctx_, hb_.rows(k, k + 1), dst);
-                ++k;
-            } else {
-                ops::copy(ctx_, r.s->h_, dst);
-            }
+            src.push_back(r.plan.forward ? hb_.rows(k, k + 1) : r.s->h_);
+            dst.push_back(heads.rows(i, i + 1));
+            if (r.plan.forward) ++k;
         }
     }
+    // The forwarded rows' next positions, and their conv state kept for truncation.
+    std::vector<Tensor> stepped;
     for (const Row& r : rows) {
         if (!r.plan.forward) continue;
-        Tensor p1 = r.s->pos_.rows(0, 1);
-        ops::increment(ctx_, p1, 1);  // the next step's position
+        stepped.push_back(r.s->pos_.rows(0, 1));
         ++r.s->n_past_;
-        r.s->snapshot_conv(ctx_, r.s->n_past_ - r.s->resp_start_);
+        Tensor from, to;
+        if (r.s->conv_snapshot(r.s->n_past_ - r.s->resp_start_, &from, &to)) {
+            src.push_back(from);
+            dst.push_back(to);
+        }
     }
+    ops::copy_many(ctx_, src.data(), dst.data(), src.size(), scratch_);
+    ops::increment_many(ctx_, stepped.data(), stepped.size(), 1, scratch_);
 
     VOXRT_RETURN_IF_ERROR(lap(&phases_.scatter, &t));
     // Text rows: the text head over all of them, then each row's choice.
     if (nt > 0) {
         Tensor ht = heads.rows(0, nt), logits = logits_.rows(0, nt), tok = tokens_.rows(0, nt);
         ops::linear(ctx_, ht, model_.backbone().text_head(), nullptr, logits);
-        bool all_greedy = true;
+        std::vector<ops::RowSampling> rs(static_cast<size_t>(nt));
         for (int64_t i = 0; i < nt; ++i) {
-            const GenerateOptions& o = rows[static_cast<size_t>(i)].s->gopt_;
-            if (o.suppress_end) {
-                Tensor li = logits.rows(i, i + 1);
-                ops::set_value(ctx_, li, model_.special().im_end, -INFINITY);
-            }
-            all_greedy = all_greedy && (o.text_temperature <= 0 || o.text_top_k == 1);
+            Session& s = *rows[static_cast<size_t>(i)].s;
+            const GenerateOptions& o = s.gopt_;
+            ops::RowSampling& r = rs[static_cast<size_t>(i)];
+            r.temperature = o.text_temperature;
+            r.top_k = o.text_top_k;
+            r.seed = o.seed;
+            r.counters = &s.counters_;  // the text draw's counter is counters_[Q]
+            r.forbid = o.suppress_end ? model_.special().im_end : -1;
         }
-        if (all_greedy) {
-            ops::argmax(ctx_, logits, tok);
-        } else {
-            for (int64_t i = 0; i < nt; ++i) {
-                Session& s = *rows[static_cast<size_t>(i)].s;
-                const GenerateOptions& o = s.gopt_;
-                Tensor li = logits.rows(i, i + 1), ti = tok.rows(i, i + 1);
-                if (o.text_temperature <= 0 || o.text_top_k == 1) {
-                    ops::argmax(ctx_, li, ti);
-                } else {
-                    Tensor ctr = s.counters_.rows(Q, Q + 1);
-                    ops::sample_top_k(ctx_, li, o.text_temperature, o.text_top_k, o.seed, ctr, ti);
-                }
-            }
-        }
+        const ops::SampleRows sr = ops::upload_sample_rows(ctx_, rs.data(), nt, scratch_);
+        ops::sample_rows(ctx_, logits, sr, Q, tok);
         Tensor e = emb_.rows(0, nt);
         ops::embedding(ctx_, model_.backbone().embed_tokens(), tok, e);
     }
@@ -274,12 +281,17 @@ Status BatchStepper::run(std::vector<Row>& rows, std::vector<int32_t>& tokens,
     }
     VOXRT_RETURN_IF_ERROR(lap(&phases_.frames, &t));
     // Each choice's embedding is its session's next input; the sampling counters advance.
+    src.clear();
+    dst.clear();
+    std::vector<Tensor> counters;
     for (int64_t i = 0; i < B; ++i) {
         Session& s = *rows[static_cast<size_t>(i)].s;
-        Tensor x1 = s.x_.rows(0, 1);
-        ops::copy(ctx_, emb_.rows(i, i + 1), x1);
-        ops::increment(ctx_, s.counters_, Q + 1);
+        src.push_back(emb_.rows(i, i + 1));
+        dst.push_back(s.x_.rows(0, 1));
+        counters.push_back(s.counters_);
     }
+    ops::copy_many(ctx_, src.data(), dst.data(), src.size(), scratch_);
+    ops::increment_many(ctx_, counters.data(), counters.size(), Q + 1, scratch_);
     if (nt > 0) {
         Tensor dst = choice_host_.rows(0, nt);
         ops::copy_to_host_async(ctx_, tokens_.rows(0, nt), dst);

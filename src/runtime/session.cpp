@@ -501,10 +501,16 @@ Status Session::run_step(const GenerateOptions& opt, bool text, bool forward, in
 // truncate_last_turn() can restore it (KV entries need no copy: positions past the cut are simply
 // overwritten later). Queued on the session's stream like the step itself.
 void Session::snapshot_conv(const ops::Context& ctx, int index) {
-    if (conv_layers_ == 0 || index < 0 || index >= conv_hist_cap_) return;
-    Tensor dst = conv_slot(index);
-    ops::copy(ctx, conv_all(), dst);
+    Tensor src, dst;
+    if (conv_snapshot(index, &src, &dst)) ops::copy(ctx, src, dst);
+}
+
+bool Session::conv_snapshot(int index, Tensor* src, Tensor* dst) {
+    if (conv_layers_ == 0 || index < 0 || index >= conv_hist_cap_) return false;
+    *src = conv_all();
+    *dst = conv_slot(index);
     conv_hist_n_ = std::max(conv_hist_n_, index + 1);
+    return true;
 }
 
 // The whole conv block as one tensor, and history slot `index` shaped like it.

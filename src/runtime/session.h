@@ -241,6 +241,9 @@ private:
     Status finish_response(std::vector<Event>& out);
     void snapshot_conv(const ops::Context& ctx,
                        int index);  // conv state after the response's forwarded positions
+    // snapshot_conv as a copy for the caller to queue (a batch queues all its rows' at once):
+    // false when there is nothing to keep.
+    bool conv_snapshot(int index, Tensor* src, Tensor* dst);
     Tensor conv_all() const;
     Tensor conv_slot(int index) const;
     size_t conv_first_layer() const;

@@ -638,6 +638,94 @@ TEST_F(CudaOps, SampleTopK) {
     }
 }
 
+// ---- a decode batch's per-row ops (one kernel over rows against the per-row loop) ---------------
+
+TEST_F(CudaOps, BatchRowOps) {
+    const int C = 2048, K = 3, B = 5;
+    for (Precision p : kBoth) {
+        Env e = env(p);
+        Rng rng(9500 + int(p));
+        Arena gpu_scratch, cpu_scratch;
+        ASSERT_TRUE(gpu_scratch.reserve(Device::kCUDA, 1 << 20));
+        // short_conv_rows: each row on its own state, two steps in a row.
+        auto w = e.param({C, K}, rng, DType::kBF16, 0.5f);
+        std::vector<Env::Pair> states;
+        for (int b = 0; b < B; ++b) states.push_back(e.act({K - 1, C}, rng));
+        std::vector<Tensor> sh, sd;
+        for (auto& st : states) {
+            sh.push_back(st.h);
+            sd.push_back(st.d);
+        }
+        for (int call = 0; call < 2; ++call) {
+            auto x = e.act({B, C}, rng);
+            auto y = e.out({B, C});
+            ops::short_conv_rows(e.cpu(), x.h, w.h, sh.data(), y.h, cpu_scratch);
+            ops::short_conv_rows(e.gpu(), x.d, w.d, sd.data(), y.d, gpu_scratch);
+            e.check("short_conv_rows y", "B5 C2048 call" + std::to_string(call), y.d, y.h, 1e-6, 1);
+            for (int b = 0; b < B; ++b)
+                e.check_exact("short_conv_rows state", "row " + std::to_string(b), sd[b], sh[b]);
+        }
+        // sample_rows: greedy and sampled rows, with and without a forbidden index, each with its
+        // own seed and counters.
+        const int N = 2049, Q = 3;
+        std::vector<Env::Pair> counters;
+        for (int b = 0; b < 6; ++b) counters.push_back(e.ids({b, 10 + b, 20 + 3 * b}, {Q}));
+        std::vector<ops::RowSampling> hr(6), dr(6);
+        const float temps[6] = {0.0f, 0.0f, 0.8f, 1.0f, 1.2f, 0.9f};
+        const int ks[6] = {0, 1, 4, 0, 50, 1};
+        for (int b = 0; b < 6; ++b) {
+            for (auto* r : {&hr[b], &dr[b]}) {
+                r->temperature = temps[b];
+                r->top_k = ks[b];
+                r->seed = 0x5EEDull + 977u * static_cast<uint64_t>(b);
+                r->forbid = b % 2 ? N - 1 : -1;
+            }
+            hr[b].counters = &counters[b].h;
+            dr[b].counters = &counters[b].d;
+        }
+        auto lg = e.act({6, N}, rng, 2.0f);
+        // make the forbidden index the largest in rows 1 and 3, so forbidding it matters
+        std::vector<float> v = Env::values(lg.h);
+        for (int b : {1, 3}) v[static_cast<size_t>(b * N + N - 1)] = 50.0f;
+        lg = e.act_from(v, {6, N});
+        for (int ci = 0; ci < Q; ++ci) {
+            auto oh = e.ids(std::vector<int32_t>(6, -1), {6});
+            auto od = e.ids(std::vector<int32_t>(6, -1), {6});
+            const ops::SampleRows rh = ops::upload_sample_rows(e.cpu(), hr.data(), 6, cpu_scratch);
+            const ops::SampleRows rd = ops::upload_sample_rows(e.gpu(), dr.data(), 6, gpu_scratch);
+            ops::sample_rows(e.cpu(), lg.h, rh, ci, oh.h);
+            ops::sample_rows(e.gpu(), lg.d, rd, ci, od.d);
+            e.check_exact("sample_rows", "6 rows, counter " + std::to_string(ci), od.d, oh.h);
+            e.check_exact("sample_rows logits", "forbidden set", lg.d, lg.h);
+            EXPECT_NE(oh.h.ptr<int32_t>()[1], N - 1);
+            EXPECT_NE(oh.h.ptr<int32_t>()[3], N - 1);
+        }
+        // copy_many and increment_many: sizes that are and are not multiples of 16 bytes.
+        std::vector<Env::Pair> from, to;
+        for (int n : {3, 2048, 5, 64}) {
+            std::vector<int32_t> a(static_cast<size_t>(n)), z(static_cast<size_t>(n), 0);
+            for (auto& x : a) x = rng.below(1000);
+            from.push_back(e.ids(a, {n}));
+            to.push_back(e.ids(z, {n}));
+        }
+        std::vector<Tensor> fh, th, fd, td;
+        for (size_t i = 0; i < from.size(); ++i) {
+            fh.push_back(from[i].h);
+            th.push_back(to[i].h);
+            fd.push_back(from[i].d);
+            td.push_back(to[i].d);
+        }
+        ops::copy_many(e.cpu(), fh.data(), th.data(), fh.size(), cpu_scratch);
+        ops::copy_many(e.gpu(), fd.data(), td.data(), fd.size(), gpu_scratch);
+        ops::increment_many(e.cpu(), th.data(), th.size(), 7, cpu_scratch);
+        ops::increment_many(e.gpu(), td.data(), td.size(), 7, gpu_scratch);
+        for (size_t i = 0; i < to.size(); ++i) {
+            e.check_exact("copy_many+increment", "tensor " + std::to_string(i), td[i], th[i]);
+            EXPECT_EQ(th[i].ptr<int32_t>()[0], from[i].h.ptr<int32_t>()[0] + 7);
+        }
+    }
+}
+
 // ---- copies, conversion, transpose, zero, round, set_value
 // -------------------------------------------
 

@@ -48,6 +48,10 @@ void copy_to_host_async(const ops::Context& ctx, const Tensor& src, Tensor& dst)
     cpu::copy(ctx, src, dst);  // already on the host: done at once
 }
 
+void upload_async(const ops::Context& ctx, const Tensor& src, Tensor& dst) {
+    cpu::copy(ctx, src, dst);  // host to host: done at once
+}
+
 Status log_mel(const ops::Context&, const LogMelArgs&) {
     return make_error(StatusCode::kUnsupported,
                       "[mel] no cpu implementation (use MelFrontend::compute)");
@@ -69,6 +73,23 @@ bool kv_write_rows(const ops::Context&, const Tensor&, const Tensor&, const Tens
 
 bool attention_rows(const ops::Context&, const Tensor&, const ops::RowCaches&, const Tensor&, float,
                     int, Tensor&) {
+    return false;
+}
+
+bool copy_many(const ops::Context&, const Tensor&, int64_t) {
+    return false;
+}
+
+bool increment_many(const ops::Context&, const Tensor&, int64_t, int32_t) {
+    return false;
+}
+
+bool short_conv_rows(const ops::Context&, const Tensor&, const Tensor&, const Tensor&, DType,
+                     Tensor&) {
+    return false;
+}
+
+bool sample_rows(const ops::Context&, Tensor&, const Tensor&, int, Tensor&) {
     return false;
 }
 

@@ -74,6 +74,32 @@ __global__ void short_conv_state_kernel(Ptr x, Ptr state, int64_t T, int64_t C, 
     }
 }
 
+// One decode position for each row b of x [B, C], with row b's own state at rows[b] ([K-1, C]):
+// short_conv_seq_kernel's arithmetic for T = 1.
+__global__ void short_conv_rows_kernel(Ptr x, Ptr w, const int64_t* rows, bool state_bf16, Ptr y, int64_t C, int K,
+                                       bool round) {
+    const int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+    const int64_t b = blockIdx.y;
+    if (c >= C) return;
+    const Ptr state{reinterpret_cast<void*>(rows[b]), state_bf16};
+    const int Ks = K - 1;
+    const float xv = x.load(b * C + c);
+    float win[kMaxK];
+#pragma unroll
+    for (int k = 0; k < kMaxK; ++k) win[k] = k < Ks ? state.load(k * C + c) : 0.0f;
+    float s = 0.0f;
+#pragma unroll
+    for (int k = 0; k < kMaxK; ++k)
+        if (k < Ks) s = fmaf(w.load(c * K + k), win[k], s);
+    s = fmaf(w.load(c * K + Ks), xv, s);
+    y.store(b * C + c, s, round);
+#pragma unroll
+    for (int k = 0; k < kMaxK; ++k) {
+        if (k + 1 < Ks) state.store(k * C + c, win[k + 1], false);
+        if (k == Ks - 1) state.store(k * C + c, xv, false);
+    }
+}
+
 }  // namespace
 
 void short_conv(const ops::Context& ctx, const Tensor& x, const Tensor& w, Tensor& state, const Tensor& /*pos*/,
@@ -103,6 +129,21 @@ void short_conv(const ops::Context& ctx, const Tensor& x, const Tensor& w, Tenso
                                                                        K, ctx.round_bf16());
     short_conv_state_kernel<<<ch_blocks, 128, 0, h.stream>>>(xs, ptr_of(state), T, C, K);
     check_launch(ctx, "short_conv");
+}
+
+bool short_conv_rows(const ops::Context& ctx, const Tensor& x, const Tensor& w, const Tensor& table, DType state_dtype,
+                     Tensor& y) {
+    const int64_t B = x.shape[0], C = x.shape[1];
+    const int K = static_cast<int>(w.numel() / C);
+    if (K < 1 || K > kMaxK || B > 65535 || (state_dtype != DType::kBF16 && state_dtype != DType::kF32)) return false;
+    if (B == 0 || C == 0) return true;
+    const dim3 grid(grid_for(C, 128, 1LL << 31), static_cast<unsigned>(B));
+    short_conv_rows_kernel<<<grid, 128, 0, stream_of(ctx)>>>(ptr_of(x), ptr_of(w),
+                                                             static_cast<const int64_t*>(table.data),
+                                                             state_dtype == DType::kBF16, ptr_of(y), C, K,
+                                                             ctx.round_bf16());
+    check_launch(ctx, "short_conv_rows");
+    return true;
 }
 
 }  // namespace voxrt::cuda

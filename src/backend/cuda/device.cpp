@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <mutex>
 #include <shared_mutex>
 #include <utility>
@@ -91,6 +92,7 @@ Status synchronize(const ops::Context& ctx) {
     Status recorded;
     if (ctx.backend_state) {
         Handles& h = *static_cast<Handles*>(ctx.backend_state);
+        if (st.is_ok()) h.upload_used = 0;  // every staged upload has been consumed
         std::lock_guard<std::mutex> lock(h.error_mu);
         recorded = std::exchange(h.first_error, Status());
     } else {
@@ -98,6 +100,48 @@ Status synchronize(const ops::Context& ctx) {
         recorded = std::exchange(g_orphan_error, Status());
     }
     return recorded.is_ok() ? st : recorded;
+}
+
+// Staged through the context's page-locked ring, so the copy is queued without waiting and src is
+// free at once. A full ring waits for the stream (its copies are done) and starts over, growing if
+// one table is larger than it.
+void upload_async(const ops::Context& ctx, const Tensor& src, Tensor& dst) {
+    const size_t n = src.nbytes();
+    if (n == 0) return;
+    if (!ctx.backend_state) {  // no context of ours: an ordinary (waiting) upload
+        cuda::copy(ctx, src, dst);
+        return;
+    }
+    Handles& h = *static_cast<Handles*>(ctx.backend_state);
+    cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
+    if (cudaStreamIsCapturing(h.stream, &cap) == cudaSuccess && cap != cudaStreamCaptureStatusNone) {
+        record_error(ctx, make_error(StatusCode::kInternal, "[cuda] upload_async during a graph capture"));
+        return;
+    }
+    const size_t need = (n + 255) / 256 * 256;
+    if (h.upload_used + need > h.upload_bytes) {
+        if (!check(ctx, cudaStreamSynchronize(h.stream), "cudaStreamSynchronize (upload ring full)")) return;
+        h.upload_used = 0;
+        if (need > h.upload_bytes) {
+            std::unique_lock<std::shared_mutex> guard(capture_guard());
+            if (h.upload_ring) cudaFreeHost(h.upload_ring);
+            h.upload_ring = nullptr;
+            h.upload_bytes = 0;
+            const size_t bytes = std::max(need, size_t{2} << 20);
+            if (cudaMallocHost(&h.upload_ring, bytes) != cudaSuccess) {
+                (void)cudaGetLastError();
+                h.upload_ring = nullptr;
+                record_error(ctx, make_error(StatusCode::kOutOfMemory,
+                                             "[cuda] cannot allocate %zu bytes of page-locked memory", bytes));
+                return;
+            }
+            h.upload_bytes = bytes;
+        }
+    }
+    char* stage = static_cast<char*>(h.upload_ring) + h.upload_used;
+    std::memcpy(stage, src.data, n);
+    h.upload_used += need;
+    check(ctx, cudaMemcpyAsync(dst.data, stage, n, cudaMemcpyHostToDevice, h.stream), "cudaMemcpyAsync (upload)");
 }
 
 namespace {
@@ -150,6 +194,7 @@ void destroy_handles_locked(Handles* h) {
     if (h->gemm_workspace) cudaFree(h->gemm_workspace);
     if (h->scratch) cudaFree(h->scratch);
     if (h->exchange) cudaFree(h->exchange);
+    if (h->upload_ring) cudaFreeHost(h->upload_ring);
     if (h->stream) cudaStreamDestroy(h->stream);
     delete h;
 }

@@ -120,6 +120,31 @@ __global__ void increment_kernel(uint32_t* t, int64_t n, uint32_t delta) {
     for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) t[i] += delta;
 }
 
+// Copy i of table [n, 3] (src, dst, bytes) in block row blockIdx.y: 16-byte words where all three
+// allow, else bytes.
+__global__ void copy_many_kernel(const int64_t* table) {
+    const int64_t* e = table + 3 * static_cast<int64_t>(blockIdx.y);
+    const char* src = reinterpret_cast<const char*>(e[0]);
+    char* dst = reinterpret_cast<char*>(e[1]);
+    const int64_t bytes = e[2];
+    const int64_t start = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+    const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+    if (((e[0] | e[1] | bytes) & 15) == 0) {
+        const uint4* s4 = reinterpret_cast<const uint4*>(src);
+        uint4* d4 = reinterpret_cast<uint4*>(dst);
+        for (int64_t i = start; i < bytes / 16; i += stride) d4[i] = s4[i];
+    } else {
+        for (int64_t i = start; i < bytes; i += stride) dst[i] = src[i];
+    }
+}
+
+// Tensor i of table [n, 2] (address, count) in block blockIdx.x.
+__global__ void increment_many_kernel(const int64_t* table, uint32_t delta) {
+    uint32_t* t = reinterpret_cast<uint32_t*>(table[2 * blockIdx.x]);
+    const int64_t n = table[2 * blockIdx.x + 1];
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) t[i] += delta;
+}
+
 // One thread per row: it alone reads the row's first element and writes the row.
 __global__ void fill_rows_led_by_kernel(int32_t* t, int64_t M, int64_t N, int32_t value) {
     const int64_t m = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -219,6 +244,25 @@ void increment(const ops::Context& ctx, Tensor& t, int32_t delta) {
     increment_kernel<<<grid_for(n, kThreads), kThreads, 0, stream_of(ctx)>>>(static_cast<uint32_t*>(t.data), n,
                                                                              static_cast<uint32_t>(delta));
     check_launch(ctx, "increment");
+}
+
+bool copy_many(const ops::Context& ctx, const Tensor& table, int64_t n) {
+    if (n > 65535) return false;
+    if (n == 0) return true;
+    // Batch rows are a few KB: 4 blocks of 256 threads move 64 KB per pass.
+    copy_many_kernel<<<dim3(4, static_cast<unsigned>(n)), 256, 0, stream_of(ctx)>>>(
+        static_cast<const int64_t*>(table.data));
+    check_launch(ctx, "copy_many");
+    return true;
+}
+
+bool increment_many(const ops::Context& ctx, const Tensor& table, int64_t n, int32_t delta) {
+    if (n > 65535) return false;
+    if (n == 0) return true;
+    increment_many_kernel<<<static_cast<unsigned>(n), 32, 0, stream_of(ctx)>>>(static_cast<const int64_t*>(table.data),
+                                                                               static_cast<uint32_t>(delta));
+    check_launch(ctx, "increment_many");
+    return true;
 }
 
 void fill_rows_led_by(const ops::Context& ctx, Tensor& t, int32_t value) {

@@ -60,6 +60,12 @@ struct Handles {
     void* exchange = nullptr;
     size_t exchange_bytes = 0;
 
+    // upload_async's page-locked staging area (allocated at first use): bytes [0, upload_used)
+    // hold sources of copies that may still be queued; synchronize() frees them all.
+    void* upload_ring = nullptr;
+    size_t upload_bytes = 0;
+    size_t upload_used = 0;
+
     // First failure recorded by an op since the last synchronize(); returned (and cleared) there.
     std::mutex error_mu;
     Status first_error;

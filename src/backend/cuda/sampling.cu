@@ -15,9 +15,9 @@ namespace {
 
 constexpr int kArgmaxThreads = 512;
 
-__global__ void __launch_bounds__(kArgmaxThreads) argmax_kernel(Ptr logits, int64_t N, int32_t* out) {
+// The first index of the largest value of row [base, base + N) into *out, by the whole block.
+__device__ void argmax_row(Ptr logits, int64_t base, int64_t N, int32_t* out) {
     __shared__ Best red[32];
-    const int64_t base = static_cast<int64_t>(blockIdx.x) * N;
     Best b{-INFINITY, INT_MAX};
     for (int64_t n = threadIdx.x; n < N; n += blockDim.x) b = better(b, Best{logits.load(base + n), int(n)});
 #pragma unroll
@@ -29,14 +29,18 @@ __global__ void __launch_bounds__(kArgmaxThreads) argmax_kernel(Ptr logits, int6
     if (lane == 0) red[warp] = b;
     __syncthreads();
     if (warp == 0) {
-        b = lane < (kArgmaxThreads >> 5) ? red[lane] : Best{-INFINITY, INT_MAX};
+        b = lane < static_cast<int>(blockDim.x >> 5) ? red[lane] : Best{-INFINITY, INT_MAX};
 #pragma unroll
         for (int o = 16; o > 0; o >>= 1) {
             Best other{__shfl_xor_sync(0xffffffffu, b.v, o), __shfl_xor_sync(0xffffffffu, b.i, o)};
             b = better(b, other);
         }
-        if (lane == 0) out[blockIdx.x] = b.i == INT_MAX ? 0 : b.i;
+        if (lane == 0) *out = b.i == INT_MAX ? 0 : b.i;
     }
+}
+
+__global__ void __launch_bounds__(kArgmaxThreads) argmax_kernel(Ptr logits, int64_t N, int32_t* out) {
+    argmax_row(logits, static_cast<int64_t>(blockIdx.x) * N, N, out + blockIdx.x);
 }
 
 // ---- sampling --------------------------------------------------------------------------------------
@@ -87,18 +91,20 @@ __device__ T block_exclusive_scan(T v, T* tot, T& total) {
     return tot[warp] + excl;
 }
 
+// One row's draw: row `row` of logits [.., N] with these choices; `key` is the row index the
+// draw's uniform is keyed by (uniform_from_key(seed, counter, key)).
 struct SampleArgs {
     Ptr logits;
     int64_t N;
     float temperature;
     int top_k;
     uint64_t seed;
-    const int32_t* counter;
-    int32_t* out;
+    uint32_t counter;
+    int32_t* out;  // this row's output
     bool round;
 };
 
-__global__ void __launch_bounds__(kSampleThreads) sample_kernel(SampleArgs a) {
+__device__ void sample_row(const SampleArgs& a, int m, uint32_t key) {
     __shared__ unsigned hist[256];
     __shared__ uint32_t sel[3];
     __shared__ float redf[32];
@@ -106,7 +112,7 @@ __global__ void __launch_bounds__(kSampleThreads) sample_kernel(SampleArgs a) {
     __shared__ double redd_tot[33];
     __shared__ int list_idx[kListCap];
     __shared__ float list_v[kListCap];
-    const int tid = threadIdx.x, m = blockIdx.x;
+    const int tid = threadIdx.x;
     const int64_t N = a.N, base = static_cast<int64_t>(m) * N;
     auto value = [&](int64_t n) { return rnd(a.logits.load(base + n) / a.temperature, a.round); };
 
@@ -160,7 +166,7 @@ __global__ void __launch_bounds__(kSampleThreads) sample_kernel(SampleArgs a) {
     mx = block_max(mx, redf);
     int total = 0;
     const int offset = block_exclusive_scan(cnt, redi_tot, total);
-    const float u01 = ops::uniform_from_key(a.seed, static_cast<uint32_t>(a.counter[0]), static_cast<uint32_t>(m));
+    const float u01 = ops::uniform_from_key(a.seed, a.counter, key);
 
     if (total <= kListCap) {
         // 3a. Few candidates: gather them in index order and draw exactly as the CPU does.
@@ -185,7 +191,7 @@ __global__ void __launch_bounds__(kSampleThreads) sample_kernel(SampleArgs a) {
                 pick = list_idx[i];
                 if (c > u) break;
             }
-            a.out[m] = pick < 0 ? 0 : pick;
+            *a.out = pick < 0 ? 0 : pick;
         }
         return;
     }
@@ -231,8 +237,40 @@ __global__ void __launch_bounds__(kSampleThreads) sample_kernel(SampleArgs a) {
             lastk = max(lastk, wmax[w]);
         }
         const int pick = best != INT_MAX ? best : lastk;
-        a.out[m] = pick < 0 ? 0 : pick;
+        *a.out = pick < 0 ? 0 : pick;
     }
+}
+
+__global__ void __launch_bounds__(kSampleThreads)
+    sample_kernel(Ptr logits, int64_t N, float temperature, int top_k, uint64_t seed, const int32_t* counter,
+                  int32_t* out, bool round) {
+    const int m = blockIdx.x;
+    const SampleArgs a{logits, N, temperature, top_k, seed, static_cast<uint32_t>(counter[0]), out + m, round};
+    sample_row(a, m, static_cast<uint32_t>(m));
+}
+
+// Row m of a batch by its own entry of table [B, 4] (ops::upload_sample_rows): forbid, then argmax
+// or its own draw, keyed as row 0 (as sample_top_k of that row alone).
+__global__ void __launch_bounds__(kSampleThreads)
+    sample_rows_kernel(Ptr logits, int64_t N, const int64_t* table, int counter_index, int32_t* out, bool round) {
+    const int m = blockIdx.x;
+    const int64_t* e = table + 4 * static_cast<int64_t>(m);
+    const uint64_t tk = static_cast<uint64_t>(e[0]);
+    const float temperature = __uint_as_float(static_cast<uint32_t>(tk));
+    const int top_k = static_cast<int>(static_cast<uint32_t>(tk >> 32));
+    const int64_t base = static_cast<int64_t>(m) * N, forbid = e[3];
+    if (forbid >= 0) {
+        if (threadIdx.x == 0) logits.store(base + forbid, -INFINITY, false);
+        __syncthreads();
+    }
+    if (temperature <= 0.0f || top_k == 1) {
+        argmax_row(logits, base, N, out + m);
+        return;
+    }
+    const int32_t* counters = reinterpret_cast<const int32_t*>(e[2]);
+    const SampleArgs a{logits, N, temperature, top_k, static_cast<uint64_t>(e[1]),
+                       static_cast<uint32_t>(counters[counter_index]), out + m, round};
+    sample_row(a, m, 0u);
 }
 
 }  // namespace
@@ -256,10 +294,21 @@ void sample_top_k(const ops::Context& ctx, const Tensor& logits, float temperatu
     const int64_t M = rows_of(logits), N = cols_of(logits);
     if (M == 0) return;
     VOXRT_ASSERT(N < INT_MAX, "sample_top_k: row of %lld", static_cast<long long>(N));
-    SampleArgs a{ptr_of(logits), N, temperature, top_k, seed, static_cast<const int32_t*>(counter.data),
-                 static_cast<int32_t*>(out.data), ctx.round_bf16()};
-    sample_kernel<<<static_cast<unsigned>(M), kSampleThreads, 0, stream_of(ctx)>>>(a);
+    sample_kernel<<<static_cast<unsigned>(M), kSampleThreads, 0, stream_of(ctx)>>>(
+        ptr_of(logits), N, temperature, top_k, seed, static_cast<const int32_t*>(counter.data),
+        static_cast<int32_t*>(out.data), ctx.round_bf16());
     check_launch(ctx, "sample_top_k");
+}
+
+bool sample_rows(const ops::Context& ctx, Tensor& logits, const Tensor& table, int counter_index, Tensor& out) {
+    const int64_t M = rows_of(logits), N = cols_of(logits);
+    if (N >= INT_MAX) return false;
+    if (M == 0) return true;
+    sample_rows_kernel<<<static_cast<unsigned>(M), kSampleThreads, 0, stream_of(ctx)>>>(
+        ptr_of(logits), N, static_cast<const int64_t*>(table.data), counter_index,
+        static_cast<int32_t*>(out.data), ctx.round_bf16());
+    check_launch(ctx, "sample_rows");
+    return true;
 }
 
 }  // namespace voxrt::cuda
