@@ -13,6 +13,11 @@ Status no_backend_status(Device device, const char* what) {
 }
 }  // namespace
 
+size_t context_device_bytes(Device device, const ContextOptions& options) {
+    if (device == Device::kCPU) return 0;
+    return options.scratch_bytes + options.gemm_workspace_bytes + kPersistentExchangeBytes;
+}
+
 bool device_available(Device device) {
     const EntryPoints* e = entry_points(device);
     return e != nullptr && e->available();

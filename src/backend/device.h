@@ -47,6 +47,14 @@ struct ContextOptions {
     GpuOptions gpu;
 };
 
+// Device memory a GPU context holds besides its queue and library handles: the persistent kernels'
+// exchange block (fixed) plus the options' op scratch and GEMM workspace.
+inline constexpr size_t kPersistentExchangeBytes = size_t{2} << 20;
+// Bytes create_context(device, …, options) allocates on the device for itself (the op scratch,
+// the GEMM workspace and the exchange block); 0 for the CPU, whose contexts own no memory. The GEMM
+// libraries' handles may allocate a little more that is not counted here.
+size_t context_device_bytes(Device device, const ContextOptions& options);
+
 // True when this build has a backend for `device` and at least one such device is visible
 // (always true for Device::kCPU).
 bool device_available(Device device);

@@ -58,13 +58,9 @@ Status Session::init(const SessionOptions& opt) {
         detok_ctx_.precision = ops::Precision::kF32;
         detok_ctx_.pool = model_.pool();
     } else if (ctx_.device == Device::kCUDA && model_.detokenizer()) {
-        // Small: the detokenizer's ops work on at most 48 rows.
-        backend::ContextOptions dopt;
-        dopt.scratch_bytes = size_t{16} << 20;
-        dopt.gemm_workspace_bytes = size_t{8} << 20;
-        dopt.high_priority = true;
-        VOXRT_ASSIGN_OR_RETURN(
-            detok_ctx_, backend::create_context(Device::kCUDA, ops::Precision::kF32, 0, dopt));
+        VOXRT_ASSIGN_OR_RETURN(detok_ctx_,
+                               backend::create_context(Device::kCUDA, ops::Precision::kF32, 0,
+                                                       detok_context_options()));
         own_detok_ctx_ = true;
         detok_ctx_.pool = model_.pool();
         detok_ctx_.fused = ctx_.fused;
@@ -137,6 +133,47 @@ Status Session::init(const SessionOptions& opt) {
         buffers_.push_back(std::move(b));
     }
     return add_text("<|startoftext|>");
+}
+
+SessionMemory Session::memory() const {
+    SessionMemory m;
+    auto bytes = [](const std::vector<Buffer>& v) {
+        size_t n = 0;
+        for (const Buffer& b : v) n += b.size();
+        return n;
+    };
+    for (size_t l = 0; l < lfm_state_.k_cache.size(); ++l) {
+        const Tensor& k = lfm_state_.k_cache[l];
+        if (k.empty()) continue;
+        m.kv += 2 * k.nbytes();
+        m.kv_full +=
+            2 * k.nbytes() / static_cast<size_t>(k.dim(1)) * static_cast<size_t>(capacity_);
+    }
+    // The state's buffers: the KV cache and the per-layer conv states (unused: conv_block_).
+    m.conv_state = bytes(lfm_state_.buffers) - m.kv + conv_block_.size();
+    m.conv_history = conv_hist_buf_.size();
+    m.conv_step = conv_snapshot_bytes_;
+    m.buffers = 0;
+    for (const Buffer& b : buffers_)
+        if (b.device() == ctx_.device) m.buffers += b.size();
+    m.scratch = scratch_.capacity();
+    m.encoder_scratch = enc_scratch_.capacity();
+    m.head_state = bytes(head_state_.buffers);
+    m.detok_state = detok_state_ ? detok_state_->device_bytes() : 0;
+    m.context = backend::context_device_bytes(ctx_.device, backend::ContextOptions{});
+    m.detok_context =
+        own_detok_ctx_ ? backend::context_device_bytes(detok_ctx_.device, detok_context_options())
+                       : 0;
+    return m;
+}
+
+backend::ContextOptions Session::detok_context_options() {
+    // Small: the detokenizer's ops work on at most 6 · kDetokMaxStepFrames rows.
+    backend::ContextOptions dopt;
+    dopt.scratch_bytes = size_t{16} << 20;
+    dopt.gemm_workspace_bytes = size_t{8} << 20;
+    dopt.high_priority = true;
+    return dopt;
 }
 
 int Session::pending_positions() const {

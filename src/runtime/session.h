@@ -21,6 +21,7 @@
 // Not thread-safe: one thread drives a session; many sessions may share one model.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -129,6 +130,35 @@ struct TurnStats {
     int steps = 0;
 };
 
+// Device bytes one session holds, by component (Session::memory()): the accounting behind
+// docs/batching.md "Memory per session" and the server's --max-sessions default. Counted from
+// the session's own buffers on its device; a CPU session has no device context, so `context` and
+// `detok_context` are 0 there (backend::context_device_bytes gives a GPU context's).
+struct SessionMemory {
+    size_t kv = 0;               // the backbone's KV cache as allocated now
+    size_t kv_full = 0;          // the KV cache at the context limit
+    size_t conv_state = 0;       // the backbone's conv state
+    size_t conv_history = 0;     // truncation: conv-state snapshots as allocated now
+    size_t conv_step = 0;        // one response step's snapshot
+    size_t buffers = 0;          // pending audio rows, step inputs / outputs, logits
+    size_t scratch = 0;          // backbone + heads scratch held by this session
+    size_t encoder_scratch = 0;  // audio encoder scratch held by this session
+    size_t head_state = 0;       // depthformer cache
+    size_t detok_state = 0;      // detokenizer streaming state and its step buffers
+    size_t context = 0;          // the session's device context (GPU: op scratch, GEMM workspace)
+    size_t detok_context = 0;    // the detokenizer's own device context
+    size_t total() const {
+        return kv + conv_state + conv_history + buffers + scratch + encoder_scratch + head_state +
+               detok_state + context + detok_context;
+    }
+    // What the session holds once its KV cache has reached the context limit and it has run a
+    // response of `response_steps` steps (their conv snapshots): what admission must budget.
+    size_t at_full_context(int response_steps) const {
+        const size_t hist = conv_step * static_cast<size_t>(response_steps + 1);
+        return total() - kv + kv_full - conv_history + std::max(conv_history, hist);
+    }
+};
+
 // One item of the conversation that generate() produced, in order.
 struct GeneratedItem {
     bool is_frame = false;
@@ -187,6 +217,11 @@ public:
     int capacity() const { return capacity_; }
     const std::vector<GeneratedItem>& last_turn() const { return last_turn_; }
     const ops::Context& context() const { return ctx_; }
+    SessionMemory memory() const;
+    // Whether the session's device context is its own (else shared with other sessions).
+    bool owns_context() const { return true; }
+    // The options of the detokenizer's own context (CUDA, detokenizer on the GPU).
+    static backend::ContextOptions detok_context_options();
 
     // Teacher-forcing hook for tests: the text logits [V] and the last hidden state of the most
     // recent step (host copies), when enabled.

@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "backend/cuda/handles.h"
+#include "backend/device.h"
 #include "backend/entry_points.h"
 #include "core/check.h"
 
@@ -251,7 +252,7 @@ Expected<ops::Context> create_context(ops::Precision precision, int device_index
         st = alloc_or_fail(&h->scratch, h->scratch_bytes, "op scratch");
         if (!st) return fail(st);
     }
-    h->exchange_bytes = size_t{2} << 20;
+    h->exchange_bytes = backend::kPersistentExchangeBytes;
     st = alloc_or_fail(&h->exchange, h->exchange_bytes, "persistent-kernel exchange");
     if (!st) return fail(st);
     st = cuda_status(cudaMemset(h->exchange, 0, h->exchange_bytes), "cudaMemset(exchange)");
