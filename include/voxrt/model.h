@@ -15,6 +15,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -26,6 +27,9 @@ namespace voxrt {
 
 namespace model {
 class LfmAudioModel;
+}
+namespace runtime {
+class DeviceLane;
 }
 
 // The most positions a session may hold (ModelOptions::max_context, SessionOptions::context); a
@@ -124,12 +128,22 @@ public:
     int audio_turn_positions(size_t samples, int sample_rate) const;
     int response_positions(int max_steps) const;
 
+    // Free memory on the model's device now, in bytes: the GPU's (what its driver reports), or on
+    // the CPU the host's available RAM; 0 when unknown. With Session::memory() this sizes how
+    // many sessions fit (voxrt serve's --max-sessions default).
+    size_t free_memory_bytes() const;
+
 private:
     friend class Session;
     friend class Batch;
     const model::LfmAudioModel& impl() const { return *impl_; }
     Model() = default;
     static Status warm_up(const std::shared_ptr<const Model>& m);  // ModelOptions::warm_up
+    // The lane of the sessions made with SessionOptions::share_device_context: made by the first
+    // of them, gone with the last.
+    Expected<std::shared_ptr<runtime::DeviceLane>> shared_lane() const;
+    mutable std::mutex lane_mu_;
+    mutable std::weak_ptr<runtime::DeviceLane> lane_;
     std::unique_ptr<model::LfmAudioModel> impl_;
     ModelOptions options_;
     ModelInfo info_;

@@ -32,10 +32,19 @@
 // on one GPU run one after another rather than side by side. voxrt/batch.h steps many sessions
 // together instead (one weight read per step for all of them).
 //
-// Memory per session: the KV cache of its context (context × attention layers × 2 × kv-heads ×
-// head-dim × 2 bytes in bf16; 4096 positions of the 1.5B model: ~50 MB), the conv-state history
-// that truncation needs (see truncate_*), the encoder's scratch for the longest user turn so far,
-// and a few MB of scratch.
+// Memory per session, by need (docs/batching.md "Memory per session"; Session::memory() counts it):
+// - the KV cache grows with the conversation, 256 positions at a time, up to the context
+//   (attention layers × 2 × kv-heads × head-dim × 2 bytes in bf16 per position: 12 KB for the
+//   1.5B model, so ~3 MB at first and ~50 MB at 4096 positions); a growth that the device cannot
+//   hold fails that session's step with kOutOfMemory (the others go on); reset() shrinks it back;
+// - the conv-state history that truncation needs (see truncate_*) grows with the response, 64
+//   steps at a time, up to the longest response so far;
+// - the user's encoded audio not yet prefilled, sized by the longest user turn so far;
+// - the detokenizer's streaming state and, on CUDA, its own context;
+// - the device context (on CUDA: a stream, GEMM handles and workspace, op scratch) and the
+//   scratch of a prefill chunk and of the audio encoder: the session's own, unless
+//   SessionOptions::share_device_context puts them in one lane shared by the model's sessions
+//   that set it (on CUDA ~100 MB less per session).
 #pragma once
 
 #include <array>
@@ -58,6 +67,13 @@ struct SessionOptions {
     // The longest text one add_turn()/append_text() call accepts, in bytes (longer is an error
     // naming the field). The context is the real limit; this bounds the tokenizer's work first.
     size_t max_text_bytes = size_t{512} << 10;
+    // Share one device context (on CUDA: a stream, GEMM handles and workspace, op scratch) and the
+    // scratch of prefill chunks and of the audio encoder with the model's other sessions that set
+    // this, instead of holding them per session (see "Memory per session" above). Such sessions
+    // must never run at the same time: drive them from one thread (as voxrt serve's engine thread
+    // does, e.g. through a voxrt::Batch); their device work is ordered on one queue. The output is
+    // the same either way.
+    bool share_device_context = false;
 
     // For comparisons and benchmarks only (the defaults are what a frontend wants).
     struct Tuning {
@@ -231,12 +247,23 @@ public:
     Status truncate_to_audio_ms(double ms);
     Status truncate_to_text(size_t chars);
 
-    // Forgets the conversation (back to the empty history); keeps the allocations.
+    // Forgets the conversation (back to the empty history); the KV cache and the conv-state history
+    // shrink back to a fresh session's.
     Status reset();
 
     // ---- inspection ----
     int positions() const;  // positions the conversation holds (prefilled + pending)
     int capacity() const;   // SessionOptions::context, resolved
+    // Device bytes (host bytes on the CPU) the session holds, for capacity planning.
+    struct Memory {
+        size_t now = 0;              // held now
+        size_t at_full_context = 0;  // once the KV cache holds capacity() positions and a
+                                     // response of `response_steps` steps has run
+        size_t kv = 0;               // of `now`: the KV cache
+        size_t shared = 0;           // the shared lane (share_device_context), held once for all
+                                     // its sessions and counted in neither number above
+    };
+    Memory memory(int response_steps = 512) const;
     const std::vector<ResponseItem>& last_response() const;  // what the last response produced
     const std::shared_ptr<const Model>& model() const;
 

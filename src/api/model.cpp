@@ -10,6 +10,7 @@
 #include "backend/device.h"
 #include "io/safetensors.h"
 #include "model/lfm_audio.h"
+#include "runtime/lane.h"
 #include "voxrt/session.h"
 
 namespace voxrt {
@@ -229,6 +230,20 @@ int Model::audio_turn_positions(size_t samples, int sample_rate) const {
     const int64_t rows = impl_->encoder().output_frames(impl_->mel().shape(n16).frames);
     return static_cast<int>(t.encode(role_header(Role::kUser)).size() + rows +
                             t.encode("<|im_end|>\n").size());
+}
+
+size_t Model::free_memory_bytes() const {
+    return backend::free_memory_bytes(impl_->options().device);
+}
+
+Expected<std::shared_ptr<runtime::DeviceLane>> Model::shared_lane() const {
+    std::lock_guard<std::mutex> lock(lane_mu_);
+    std::shared_ptr<runtime::DeviceLane> lane = lane_.lock();
+    if (!lane) {
+        VOXRT_ASSIGN_OR_RETURN(lane, runtime::DeviceLane::create(*impl_));
+        lane_ = lane;
+    }
+    return lane;
 }
 
 int Model::response_positions(int max_steps) const {

@@ -76,9 +76,22 @@ Expected<std::unique_ptr<Session>> Session::create(std::shared_ptr<const Model> 
     so.fused_kernels = options.tuning.fused_kernels;
     so.fused_backbone = options.tuning.fused_backbone;
     so.mel_on_device = options.tuning.mel_on_device;
+    if (options.share_device_context) {
+        VOXRT_ASSIGN_OR_RETURN(so.lane, impl->model->shared_lane());
+    }
     VOXRT_ASSIGN_OR_RETURN(impl->rt, runtime::Session::create(*impl->m, so));
     impl->text = std::make_unique<text::StreamDecoder>(impl->m->tokenizer());
     return std::unique_ptr<Session>(new Session(std::move(impl)));
+}
+
+Session::Memory Session::memory(int response_steps) const {
+    const runtime::SessionMemory m = impl_->rt->memory();
+    Memory out;
+    out.now = m.total();
+    out.at_full_context = m.at_full_context(std::max(response_steps, 0));
+    out.kv = m.kv;
+    out.shared = m.shared;
+    return out;
 }
 
 Status Session::add_turn(Role role, std::string_view text) {

@@ -1,5 +1,9 @@
 #include "backend/device.h"
 
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
 #include <utility>
 
 #include "backend/entry_points.h"
@@ -12,6 +16,42 @@ Status no_backend_status(Device device, const char* what) {
                       device_name(device), what, device_name(device));
 }
 }  // namespace
+
+size_t context_device_bytes(Device device, const ContextOptions& options) {
+    if (device == Device::kCPU) return 0;
+    return options.scratch_bytes + options.gemm_workspace_bytes + kPersistentExchangeBytes;
+}
+
+namespace {
+std::atomic<size_t (*)(int)> g_free_query[kDeviceKinds] = {};
+
+size_t host_available_bytes() {
+    if (std::FILE* f = std::fopen("/proc/meminfo", "r")) {
+        char line[256];
+        unsigned long long kb = 0;
+        bool found = false;
+        while (!found && std::fgets(line, sizeof line, f))
+            found = std::sscanf(line, "MemAvailable: %llu kB", &kb) == 1;
+        std::fclose(f);
+        if (found) return static_cast<size_t>(kb) * 1024;
+    }
+#if defined(_SC_AVPHYS_PAGES) && defined(_SC_PAGESIZE)
+    const long pages = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (pages > 0 && page > 0) return static_cast<size_t>(pages) * static_cast<size_t>(page);
+#endif
+    return 0;
+}
+}  // namespace
+
+void set_free_memory_query(Device device, size_t (*query)(int index)) {
+    g_free_query[static_cast<int>(device)].store(query);
+}
+
+size_t free_memory_bytes(Device device, int index) {
+    if (device == Device::kCPU) return host_available_bytes();
+    size_t (*q)(int) = g_free_query[static_cast<int>(device)].load();
+    return q ? q(index) : 0;
+}
 
 bool device_available(Device device) {
     const EntryPoints* e = entry_points(device);

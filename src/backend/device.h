@@ -47,6 +47,22 @@ struct ContextOptions {
     GpuOptions gpu;
 };
 
+// Device memory a GPU context holds besides its queue and library handles: the persistent kernels'
+// exchange block (fixed) plus the options' op scratch and GEMM workspace.
+inline constexpr size_t kPersistentExchangeBytes = size_t{2} << 20;
+// Bytes create_context(device, …, options) allocates on the device for itself (the op scratch,
+// the GEMM workspace and the exchange block); 0 for the CPU, whose contexts own no memory. The GEMM
+// libraries' handles may allocate a little more that is not counted here.
+size_t context_device_bytes(Device device, const ContextOptions& options);
+
+// Free memory of device `index` of kind `device` now, in bytes: for a GPU what its driver reports
+// (known once the backend has made a context: the query is installed with its allocator), for the
+// CPU the host's available RAM (MemAvailable of /proc/meminfo, else the free pages); 0 when
+// unknown.
+size_t free_memory_bytes(Device device, int index = 0);
+// Installed by a GPU backend (like its allocator): the query behind free_memory_bytes().
+void set_free_memory_query(Device device, size_t (*query)(int index));
+
 // True when this build has a backend for `device` and at least one such device is visible
 // (always true for Device::kCPU).
 bool device_available(Device device);

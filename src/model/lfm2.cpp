@@ -133,8 +133,8 @@ Expected<Lfm2State> Lfm2Network::new_state(const ops::Context& ctx, int capacity
             st.k_cache.push_back(kb.view(dt, {Hkv, capacity, Dh}));
             st.v_cache.push_back(vb.view(dt, {Hkv, capacity, Dh}));
             st.conv_state.emplace_back();
-            st.buffers.push_back(std::move(kb));
-            st.buffers.push_back(std::move(vb));
+            st.kv_buffers.push_back(std::move(kb));
+            st.kv_buffers.push_back(std::move(vb));
         } else {
             Buffer cb =
                 Buffer::allocate(ctx.device, static_cast<size_t>((K - 1) * D) * dtype_size(dt));
@@ -170,6 +170,53 @@ Expected<Lfm2State> Lfm2Network::new_state(const ops::Context& ctx, int capacity
     }
     reset_state(ctx, st);
     return st;
+}
+
+Status Lfm2Network::resize_kv(const ops::Context& ctx, Lfm2State& st, int capacity) const {
+    if (capacity == st.capacity) return Status::ok();
+    if (capacity < 1 || capacity > max_positions_)
+        return make_error(StatusCode::kOutOfRange,
+                          "[lfm2] KV capacity %d outside 1 .. the %d positions prepared", capacity,
+                          max_positions_);
+    const DType dt = ctx.act_dtype();
+    const int64_t Hkv = cfg_.num_kv_heads, Dh = cfg_.head_dim,
+                  keep = std::min(capacity, st.capacity);
+    const size_t bytes = static_cast<size_t>(Hkv * capacity * Dh) * dtype_size(dt);
+    std::vector<Buffer> fresh;  // every new buffer first: a failure changes nothing
+    for (size_t l = 0; l < layers_.size(); ++l) {
+        if (layers_[l].kind != LayerKind::kAttention) continue;
+        for (int kv = 0; kv < 2; ++kv) {
+            fresh.push_back(Buffer::allocate(ctx.device, bytes));  // zeroed
+            if (!fresh.back().data())
+                return make_error(StatusCode::kOutOfMemory,
+                                  "[lfm2] cannot grow the KV cache to %d positions (2 x %zu bytes "
+                                  "per attention layer)",
+                                  capacity, bytes);
+        }
+    }
+    size_t b = 0;
+    for (size_t l = 0; l < layers_.size(); ++l) {
+        if (layers_[l].kind != LayerKind::kAttention) continue;
+        Tensor* caches[2] = {&st.k_cache[l], &st.v_cache[l]};
+        for (Tensor* old : caches) {
+            Tensor now = fresh[b++].view(dt, {Hkv, capacity, Dh});
+            for (int64_t h = 0; h < Hkv && keep > 0; ++h) {  // a head's rows are contiguous
+                const Tensor src = old->rows(h, h + 1).reshape({st.capacity, Dh}).rows(0, keep);
+                Tensor dst = now.rows(h, h + 1).reshape({capacity, Dh}).rows(0, keep);
+                ops::copy(ctx, src, dst);
+            }
+            *old = now;
+        }
+        if (l < st.fused.size()) {
+            st.fused[l].k_cache = st.k_cache[l];
+            st.fused[l].v_cache = st.v_cache[l];
+        }
+    }
+    // The copies read the old caches: done before those are freed.
+    const Status done = ops::synchronize(ctx);
+    st.kv_buffers = std::move(fresh);
+    st.capacity = capacity;
+    return done;
 }
 
 void Lfm2Network::reset_state(const ops::Context& ctx, Lfm2State& st) const {

@@ -40,10 +40,11 @@ struct Lfm2LayerWeights {
 };
 
 struct Lfm2State {
-    std::vector<Buffer> buffers;
+    std::vector<Buffer> buffers;            // conv states
+    std::vector<Buffer> kv_buffers;         // per attention layer: its K, then its V
     std::vector<Tensor> k_cache, v_cache;   // per layer (empty for conv layers) [Hkv, S, Dh]
     std::vector<Tensor> conv_state;         // per layer (empty for attention layers) [K-1, D]
-    int capacity = 0;                       // S: positions the caches hold
+    int capacity = 0;                       // S: positions the caches hold now
     std::vector<ops::Lfm2StepLayer> fused;  // weights + this state, for ops::lfm2_decode_step
 };
 
@@ -77,6 +78,11 @@ public:
 
     // Allocates a state with room for `capacity` positions (activation dtype of ctx).
     Expected<Lfm2State> new_state(const ops::Context& ctx, int capacity) const;
+    // Reallocates the KV caches to S = `capacity` rows, keeping the first min(old S, capacity)
+    // rows of every head (queued on ctx, then synchronized so that the old caches can go) and
+    // zeroing the rest. The caches' addresses change: anything that captured them (a replayed
+    // graph) must be made again. kOutOfMemory leaves the state as it was.
+    Status resize_kv(const ops::Context& ctx, Lfm2State& st, int capacity) const;
     void reset_state(const ops::Context& ctx, Lfm2State& st) const;
 
     // Scratch bytes forward() needs for T rows.

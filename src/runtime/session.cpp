@@ -28,7 +28,7 @@ Session::~Session() {
     frame_graph_.reset();
     detok_state_.reset();
     if (own_detok_ctx_) backend::destroy_context(detok_ctx_);
-    backend::destroy_context(ctx_);
+    lane_.reset();  // the last of its sessions destroys the context
 }
 
 Expected<std::unique_ptr<Session>> Session::create(const model::LfmAudioModel& model,
@@ -44,7 +44,14 @@ Status Session::init(const SessionOptions& opt) {
     if (capacity_ < 16)
         return make_error(StatusCode::kInvalidArgument, "context of %d positions is too small",
                           capacity_);
-    VOXRT_ASSIGN_OR_RETURN(ctx_, model_.new_context());
+    if (opt.lane) {
+        lane_ = opt.lane;
+        own_lane_ = false;
+    } else {
+        VOXRT_ASSIGN_OR_RETURN(lane_, DeviceLane::create(model_));
+        own_lane_ = true;
+    }
+    ctx_ = lane_->context();
     ctx_.fused = opt.fused_kernels;
     ctx_.fused_backbone = opt.fused_backbone;
     use_graphs_ = ctx_.device == Device::kCUDA && opt.device_graphs;
@@ -58,23 +65,21 @@ Status Session::init(const SessionOptions& opt) {
         detok_ctx_.precision = ops::Precision::kF32;
         detok_ctx_.pool = model_.pool();
     } else if (ctx_.device == Device::kCUDA && model_.detokenizer()) {
-        // Small: the detokenizer's ops work on at most 48 rows.
-        backend::ContextOptions dopt;
-        dopt.scratch_bytes = size_t{16} << 20;
-        dopt.gemm_workspace_bytes = size_t{8} << 20;
-        dopt.high_priority = true;
-        VOXRT_ASSIGN_OR_RETURN(
-            detok_ctx_, backend::create_context(Device::kCUDA, ops::Precision::kF32, 0, dopt));
+        VOXRT_ASSIGN_OR_RETURN(detok_ctx_,
+                               backend::create_context(Device::kCUDA, ops::Precision::kF32, 0,
+                                                       detok_context_options()));
         own_detok_ctx_ = true;
         detok_ctx_.pool = model_.pool();
         detok_ctx_.fused = ctx_.fused;
         detok_ctx_.fused_backbone = ctx_.fused_backbone;
     }
-    chunk_ = std::min(chunk_, capacity_);
+    chunk_ = std::min(DeviceLane::kChunk, capacity_);
 
-    VOXRT_ASSIGN_OR_RETURN(lfm_state_, model_.backbone().new_state(ctx_, capacity_));
+    // The KV cache starts with one chunk of positions and grows by need (ensure_kv).
+    const int kv0 = std::min(opt.kv_reserve > 0 ? opt.kv_reserve : kKvChunk, capacity_);
+    VOXRT_ASSIGN_OR_RETURN(lfm_state_, model_.backbone().new_state(ctx_, kv0));
     VOXRT_ASSIGN_OR_RETURN(head_state_, model_.audio_head().new_state(ctx_));
-    // Every conv layer's state in one block (the state's own per-layer buffers stay unused), so
+    // Every conv layer's state in one block (the state's own per-layer buffers are freed), so
     // that a step's snapshot for truncation, and a restore, are one copy each.
     conv_layers_ = 0;
     conv_snapshot_bytes_ = 0;
@@ -98,6 +103,7 @@ Status Session::init(const SessionOptions& opt) {
             t = moved;
             if (l < lfm_state_.fused.size()) lfm_state_.fused[l].conv_state = moved;
         }
+        lfm_state_.buffers.clear();  // the per-layer conv states, now unused
     }
     if (const model::Detokenizer* det = model_.detokenizer()) {
         VOXRT_ASSIGN_OR_RETURN(model::DetokenizerState ds, det->new_state(detok_ctx_));
@@ -105,24 +111,15 @@ Status Session::init(const SessionOptions& opt) {
         detok_worker_ = std::make_unique<DetokWorker>(*det, detok_ctx_, *detok_state_);
         detok_.init(det, &detok_ctx_, detok_state_.get(), detok_worker_.get());
     }
-    const size_t bb = model_.backbone().scratch_bytes(ctx_, chunk_) +
-                      model_.audio_head().scratch_bytes(ctx_) + (1u << 20);
-    if (!scratch_.reserve(ctx_.device, bb))
-        return make_error(StatusCode::kOutOfMemory, "session: cannot allocate %zu bytes of scratch",
-                          bb);
-
     const model::AudioModelConfig& c = model_.config();
     const int64_t D = c.lfm.hidden_size, Q = c.codebooks, V = c.lfm.vocab_size;
     const DType dt = ctx_.act_dtype();
     auto alloc = [&](DType t, std::initializer_list<int64_t> dims, Tensor* out) {
         return alloc_tensor(ctx_.device, t, dims, buffers_, out, "session");
     };
-    VOXRT_RETURN_IF_ERROR(alloc(dt, {capacity_, D}, &audio_in_));
-    VOXRT_RETURN_IF_ERROR(alloc(dt, {chunk_, D}, &x_));
-    VOXRT_RETURN_IF_ERROR(alloc(dt, {chunk_, D}, &out_));
+    VOXRT_RETURN_IF_ERROR(alloc(dt, {1, D}, &x_));
     VOXRT_RETURN_IF_ERROR(alloc(dt, {1, D}, &h_));
-    VOXRT_RETURN_IF_ERROR(alloc(DType::kI32, {chunk_}, &pos_));
-    VOXRT_RETURN_IF_ERROR(alloc(DType::kI32, {chunk_}, &ids_));
+    VOXRT_RETURN_IF_ERROR(alloc(DType::kI32, {1}, &pos_));
     VOXRT_RETURN_IF_ERROR(alloc(DType::kI32, {1, Q}, &codes_));
     VOXRT_RETURN_IF_ERROR(alloc(DType::kI32, {1}, &token_));
     VOXRT_RETURN_IF_ERROR(alloc(DType::kI32, {Q + 1}, &counters_));
@@ -137,6 +134,55 @@ Status Session::init(const SessionOptions& opt) {
         buffers_.push_back(std::move(b));
     }
     return add_text("<|startoftext|>");
+}
+
+SessionMemory Session::memory() const {
+    SessionMemory m;
+    auto bytes = [](const std::vector<Buffer>& v) {
+        size_t n = 0;
+        for (const Buffer& b : v) n += b.size();
+        return n;
+    };
+    for (size_t l = 0; l < lfm_state_.k_cache.size(); ++l) {
+        const Tensor& k = lfm_state_.k_cache[l];
+        if (k.empty()) continue;
+        m.kv += 2 * k.nbytes();
+        m.kv_full +=
+            2 * k.nbytes() / static_cast<size_t>(k.dim(1)) * static_cast<size_t>(capacity_);
+    }
+    // The state's buffers: the KV cache and the per-layer conv states (unused: conv_block_).
+    m.conv_state = bytes(lfm_state_.buffers) + conv_block_.size();
+    m.conv_history = bytes(conv_hist_);
+    m.conv_step = conv_snapshot_bytes_;
+    m.buffers = 0;
+    for (const Buffer& b : buffers_)
+        if (b.device() == ctx_.device) m.buffers += b.size();
+    m.buffers += audio_buf_.size();
+    DeviceLane& lane = *lane_;
+    const size_t lane_ctx =
+        backend::context_device_bytes(ctx_.device, DeviceLane::context_options());
+    if (own_lane_) {
+        m.encoder_scratch = lane.encoder_scratch().capacity();
+        m.context = lane_ctx;
+        m.scratch = lane.device_bytes() - m.encoder_scratch - m.context;
+    } else {
+        m.shared = lane.device_bytes();
+    }
+    m.head_state = bytes(head_state_.buffers);
+    m.detok_state = detok_state_ ? detok_state_->device_bytes() : 0;
+    m.detok_context =
+        own_detok_ctx_ ? backend::context_device_bytes(detok_ctx_.device, detok_context_options())
+                       : 0;
+    return m;
+}
+
+backend::ContextOptions Session::detok_context_options() {
+    // Small: the detokenizer's ops work on at most 6 · kDetokMaxStepFrames rows.
+    backend::ContextOptions dopt;
+    dopt.scratch_bytes = size_t{16} << 20;
+    dopt.gemm_workspace_bytes = size_t{8} << 20;
+    dopt.high_priority = true;
+    return dopt;
 }
 
 int Session::pending_positions() const {
@@ -155,7 +201,18 @@ Status Session::reset() {
         responding_ = false;
     }
     can_truncate_ = false;
+    // Back to the memory of a fresh session: one chunk of KV positions, no snapshots.
+    const int kv0 = std::min(kKvChunk, capacity_);
+    if (lfm_state_.capacity > kv0) {
+        VOXRT_RETURN_IF_ERROR(model_.backbone().resize_kv(ctx_, lfm_state_, kv0));
+        text_graph_.reset();
+        frame_graph_.reset();
+    }
     model_.backbone().reset_state(ctx_, lfm_state_);  // zeroes the conv block too (its views)
+    VOXRT_RETURN_IF_ERROR(ops::synchronize(ctx_));
+    conv_hist_.clear();
+    conv_hist_cap_ = 0;
+    conv_hist_n_ = 0;
     n_past_ = 0;
     pending_.clear();
     audio_rows_used_ = 0;
@@ -257,21 +314,19 @@ Status Session::add_audio(const float* pcm, size_t n, int sample_rate) {
                                       arena_bytes(DType::kF32, mf.features() * T)
                                 : 0) +
                       (1u << 20);
-    if (ws > enc_scratch_.capacity()) {
-        if (!enc_scratch_.reserve(ctx_.device, ws))
-            return make_error(StatusCode::kOutOfMemory,
-                              "audio encoder: cannot allocate %zu bytes of scratch", ws);
-    }
-    enc_scratch_.reset();
-    Tensor enc_out = enc_scratch_.alloc(ctx_.act_dtype(), {rows, model_.config().encoder.d_model});
+    VOXRT_RETURN_IF_ERROR(lane_->reserve_encoder(ws));
+    VOXRT_RETURN_IF_ERROR(ensure_audio_rows(audio_rows_used_ + rows));
+    Arena& enc_scratch = lane_->encoder_scratch();
+    enc_scratch.reset();
+    Tensor enc_out = enc_scratch.alloc(ctx_.act_dtype(), {rows, model_.config().encoder.d_model});
     Tensor adapter_out = audio_in_.rows(audio_rows_used_, audio_rows_used_ + rows);
     double mel_ms = 0;
     Clock::time_point t1;
     Status on_device = make_error(StatusCode::kUnsupported, "mel on the host");
     if (mel_here) {
         // The spectrogram on the GPU (ops::log_mel): only the samples are uploaded.
-        Tensor pcm_dev = enc_scratch_.alloc(DType::kF32, {static_cast<int64_t>(n16)});
-        Tensor mel_dev = enc_scratch_.alloc(DType::kF32, {mf.features(), T});
+        Tensor pcm_dev = enc_scratch.alloc(DType::kF32, {static_cast<int64_t>(n16)});
+        Tensor mel_dev = enc_scratch.alloc(DType::kF32, {mf.features(), T});
         ops::copy(ctx_,
                   Tensor::make(const_cast<float*>(p16), DType::kF32, Device::kCPU,
                                {static_cast<int64_t>(n16)}),
@@ -281,7 +336,7 @@ Status Session::add_audio(const float* pcm, size_t n, int sample_rate) {
             VOXRT_RETURN_IF_ERROR(on_device);
             mel_ms = ms_since(t0);
             t1 = Clock::now();
-            VOXRT_RETURN_IF_ERROR(enc.encode(ctx_, mel_dev, enc_scratch_, enc_out, adapter_out));
+            VOXRT_RETURN_IF_ERROR(enc.encode(ctx_, mel_dev, enc_scratch, enc_out, adapter_out));
         }
     }
     if (on_device.code() == StatusCode::kUnsupported) {
@@ -291,7 +346,7 @@ Status Session::add_audio(const float* pcm, size_t n, int sample_rate) {
         mel_ms = ms_since(t0);
         t1 = Clock::now();
         VOXRT_RETURN_IF_ERROR(
-            enc.encode(ctx_, mel.data.data(), T, enc_scratch_, enc_out, adapter_out));
+            enc.encode(ctx_, mel.data.data(), T, enc_scratch, enc_out, adapter_out));
     }
     VOXRT_RETURN_IF_ERROR(ops::synchronize(ctx_));
     Pending p{Pending::kAudioIn, {}, audio_rows_used_, rows, {}};
@@ -324,15 +379,13 @@ Status Session::add_mel(const audio::MelSpectrogram& mel, double mel_ms, double 
     const size_t ws = enc.workspace_bytes(T, ctx_) +
                       arena_bytes(ctx_.act_dtype(), rows * model_.config().encoder.d_model) +
                       (1u << 20);
-    if (ws > enc_scratch_.capacity()) {
-        if (!enc_scratch_.reserve(ctx_.device, ws))
-            return make_error(StatusCode::kOutOfMemory,
-                              "audio encoder: cannot allocate %zu bytes of scratch", ws);
-    }
-    enc_scratch_.reset();
-    Tensor enc_out = enc_scratch_.alloc(ctx_.act_dtype(), {rows, model_.config().encoder.d_model});
+    VOXRT_RETURN_IF_ERROR(lane_->reserve_encoder(ws));
+    VOXRT_RETURN_IF_ERROR(ensure_audio_rows(audio_rows_used_ + rows));
+    Arena& enc_scratch = lane_->encoder_scratch();
+    enc_scratch.reset();
+    Tensor enc_out = enc_scratch.alloc(ctx_.act_dtype(), {rows, model_.config().encoder.d_model});
     Tensor adapter_out = audio_in_.rows(audio_rows_used_, audio_rows_used_ + rows);
-    VOXRT_RETURN_IF_ERROR(enc.encode(ctx_, mel.data.data(), T, enc_scratch_, enc_out, adapter_out));
+    VOXRT_RETURN_IF_ERROR(enc.encode(ctx_, mel.data.data(), T, enc_scratch, enc_out, adapter_out));
     VOXRT_RETURN_IF_ERROR(ops::synchronize(ctx_));
     Pending p{Pending::kAudioIn, {}, audio_rows_used_, rows, {}};
     pending_.push_back(std::move(p));
@@ -346,13 +399,14 @@ Status Session::forward_rows(Tensor& x, int64_t rows) {
     std::vector<int32_t> pos(static_cast<size_t>(rows));
     for (int64_t i = 0; i < rows; ++i)
         pos[static_cast<size_t>(i)] = static_cast<int32_t>(n_past_ + i);
-    Tensor pos_dev = pos_.rows(0, rows);
+    DeviceLane& lane = *lane_;
+    Tensor pos_dev = lane.pos.rows(0, rows);
     ops::copy(ctx_, host_i32(pos.data(), rows), pos_dev);
     Tensor xr = x.rows(0, rows);
-    Tensor out = rows == 1 ? h_ : out_.rows(0, rows);
-    model_.backbone().forward(ctx_, lfm_state_, xr, pos_dev, scratch_, out);
+    Tensor out = rows == 1 ? h_ : lane.out.rows(0, rows);
+    model_.backbone().forward(ctx_, lfm_state_, xr, pos_dev, lane.scratch(), out);
     if (rows > 1) {
-        Tensor last = out_.rows(rows - 1, rows);
+        Tensor last = lane.out.rows(rows - 1, rows);
         ops::copy(ctx_, last, h_);
     }
     n_past_ += static_cast<int>(rows);
@@ -367,14 +421,16 @@ Status Session::prefill_chunk(bool* done) {
     size_t whole = 0;     // items consumed entirely
     int64_t partial = 0;  // rows consumed of pending_[whole]
     const model::Lfm2Network& bb = model_.backbone();
+    VOXRT_RETURN_IF_ERROR(ensure_kv(n_past_ + std::min(chunk_, pending_positions())));
+    Tensor& x = lane_->x;  // the chunk's rows (lane_->x: shared by the lane's sessions)
     for (; whole < pending_.size() && row < chunk_; ++whole) {
         Pending& p = pending_[whole];
         if (p.kind == Pending::kText) {
             const int64_t n = static_cast<int64_t>(p.ids.size());
             const int64_t k = std::min<int64_t>(chunk_ - row, n);
-            Tensor ids = ids_.rows(0, k);
+            Tensor ids = lane_->ids.rows(0, k);
             ops::copy(ctx_, host_i32(p.ids.data(), k), ids);
-            Tensor dst = x_.rows(row, row + k);
+            Tensor dst = x.rows(row, row + k);
             ops::embedding(ctx_, bb.embed_tokens(), ids, dst);
             // The ids buffer is reused by the next copy; on CUDA both are stream-ordered.
             row += k;
@@ -385,7 +441,7 @@ Status Session::prefill_chunk(bool* done) {
         } else if (p.kind == Pending::kAudioIn) {
             const int64_t k = std::min<int64_t>(chunk_ - row, p.audio_rows);
             Tensor src = audio_in_.rows(p.audio_row, p.audio_row + k);
-            Tensor dst = x_.rows(row, row + k);
+            Tensor dst = x.rows(row, row + k);
             ops::copy(ctx_, src, dst);
             row += k;
             if (k < p.audio_rows) {
@@ -396,12 +452,12 @@ Status Session::prefill_chunk(bool* done) {
             const int Q = model_.config().codebooks;
             ops::copy(ctx_, Tensor::make(p.codes.data(), DType::kI32, Device::kCPU, {1, Q}),
                       codes_);
-            Tensor dst = x_.rows(row, row + 1);
+            Tensor dst = x.rows(row, row + 1);
             model_.audio_head().embed_frames(ctx_, codes_, dst);
             row += 1;
         }
     }
-    if (row > 0) VOXRT_RETURN_IF_ERROR(forward_rows(x_, row));
+    if (row > 0) VOXRT_RETURN_IF_ERROR(forward_rows(x, row));
     stats_.prefill_positions += static_cast<int>(row);
     if (partial > 0) {
         Pending& p = pending_[whole];
@@ -423,7 +479,7 @@ void Session::step_ops(const GenerateOptions& opt, bool text, bool forward) {
     Tensor x1 = x_.rows(0, 1);
     if (forward) {
         Tensor p1 = pos_.rows(0, 1);
-        model_.backbone().forward(ctx_, lfm_state_, x1, p1, scratch_, h_);
+        model_.backbone().forward(ctx_, lfm_state_, x1, p1, lane_->scratch(), h_);
         ops::increment(ctx_, p1, 1);  // the next step's position
     }
     const model::AudioModelConfig& cfg = model_.config();
@@ -450,8 +506,8 @@ void Session::step_ops(const GenerateOptions& opt, bool text, bool forward) {
         fs.counters = &counters_;
         fs.suppress_eos = opt.suppress_end;
         Tensor codes_1d = codes_.reshape({Q});
-        model_.audio_head().sample_frame(ctx_, head_state_, h_, fs, scratch_, codes_1d, nullptr,
-                                         nullptr);
+        model_.audio_head().sample_frame(ctx_, head_state_, h_, fs, lane_->scratch(), codes_1d,
+                                         nullptr, nullptr);
         // An end-of-audio choice in codebook 0 makes it an end-of-audio frame (every code 2048):
         // fed back, and read back, as such (generate() yields the same).
         ops::fill_rows_led_by(ctx_, codes_, cfg.audio_vocab - 1);
@@ -522,8 +578,62 @@ Tensor Session::conv_all() const {
 
 Tensor Session::conv_slot(int index) const {
     const Tensor all = conv_all();
-    return conv_hist_buf_.view(all.dtype, {all.numel()},
-                               static_cast<size_t>(index) * conv_snapshot_bytes_);
+    return conv_hist_[static_cast<size_t>(index / kSnapshotChunk)].view(
+        all.dtype, {all.numel()},
+        static_cast<size_t>(index % kSnapshotChunk) * conv_snapshot_bytes_);
+}
+
+Status Session::ensure_snapshot(int index) {
+    while (conv_layers_ > 0 && index >= conv_hist_cap_) {
+        const size_t bytes = static_cast<size_t>(kSnapshotChunk) * conv_snapshot_bytes_;
+        Buffer b = Buffer::allocate(ctx_.device, bytes);
+        if (!b.data())
+            return make_error(StatusCode::kOutOfMemory,
+                              "session: cannot allocate %zu bytes of conv-state history for "
+                              "step %d",
+                              bytes, index);
+        conv_hist_.push_back(std::move(b));
+        conv_hist_cap_ += kSnapshotChunk;
+    }
+    return Status::ok();
+}
+
+Status Session::ensure_kv(int positions) {
+    if (positions <= lfm_state_.capacity) return Status::ok();
+    if (positions > capacity_)
+        return make_error(StatusCode::kOutOfRange,
+                          "conversation needs %d positions but the context holds %d", positions,
+                          capacity_);
+    const int rows = std::min(capacity_, (positions + kKvChunk - 1) / kKvChunk * kKvChunk);
+    const Status st = model_.backbone().resize_kv(ctx_, lfm_state_, rows);
+    if (!st)
+        return make_error(st.code(), "session: KV cache of %d positions: %s", rows,
+                          st.message().c_str());
+    // The captured steps hold the old caches' addresses.
+    text_graph_.reset();
+    frame_graph_.reset();
+    return Status::ok();
+}
+
+Status Session::ensure_audio_rows(int64_t rows) {
+    if (rows <= (audio_in_.empty() ? 0 : audio_in_.dim(0))) return Status::ok();
+    const int64_t n = std::min<int64_t>(capacity_, (rows + kKvChunk - 1) / kKvChunk * kKvChunk);
+    const int64_t D = model_.config().lfm.hidden_size;
+    const DType dt = ctx_.act_dtype();
+    Buffer b = Buffer::allocate(ctx_.device, static_cast<size_t>(n * D) * dtype_size(dt));
+    if (!b.data())
+        return make_error(StatusCode::kOutOfMemory,
+                          "session: cannot allocate %lld rows for the user's audio",
+                          static_cast<long long>(n));
+    Tensor grown = b.view(dt, {n, D});
+    if (audio_rows_used_ > 0) {  // the rows not yet prefilled move along
+        Tensor dst = grown.rows(0, audio_rows_used_);
+        ops::copy(ctx_, audio_in_.rows(0, audio_rows_used_), dst);
+        VOXRT_RETURN_IF_ERROR(ops::synchronize(ctx_));
+    }
+    audio_buf_ = std::move(b);
+    audio_in_ = grown;
+    return Status::ok();
 }
 
 size_t Session::conv_first_layer() const {
@@ -557,18 +667,9 @@ Status Session::begin(const GenerateOptions& opt) {
                           need, n_past_ + pending_positions(), opt.max_new_tokens, capacity_);
     if (pending_.empty())
         return make_error(StatusCode::kInvalidArgument, "nothing to respond to: add a turn first");
-    // Room for the conv state after each position the response can run (and the start).
-    if (conv_layers_ > 0 && conv_hist_cap_ < opt.max_new_tokens + 1) {
-        const int64_t cap = opt.max_new_tokens + 1;
-        const size_t bytes = static_cast<size_t>(cap) * conv_snapshot_bytes_;
-        conv_hist_buf_ = Buffer();
-        conv_hist_cap_ = 0;
-        conv_hist_buf_ = Buffer::allocate(ctx_.device, bytes);
-        if (!conv_hist_buf_.data())
-            return make_error(StatusCode::kOutOfMemory,
-                              "session: cannot allocate %zu bytes of conv-state history", bytes);
-        conv_hist_cap_ = cap;
-    }
+    // Room for the conv state at the response's start; the steps add room as they go
+    // (ensure_snapshot in step_prepare).
+    VOXRT_RETURN_IF_ERROR(ensure_snapshot(0));
     gopt_ = opt;
     const model::AudioModelConfig& cfg = model_.config();
     const model::SpecialTokens& sp = model_.special();
@@ -682,6 +783,11 @@ Expected<Session::StepPlan> Session::step_prepare(std::vector<Event>& out) {
         return plan;
     }
     plan.text = turn_.text_next();
+    if (need_forward_) {  // the step runs one more position: room for its KV and its snapshot
+        Status st = ensure_kv(n_past_ + 1);
+        if (st) st = ensure_snapshot(n_past_ + 1 - resp_start_);
+        if (!st) return fail(st);
+    }
     plan.forward = need_forward_;
     need_forward_ = false;
     plan.step = turn_.steps();

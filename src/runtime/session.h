@@ -1,7 +1,11 @@
-// Session: one conversation with an LfmAudioModel. Owns every mutable thing — the backbone's KV and
-// conv state, the depthformer cache, the detokenizer's streaming state, scratch arenas, device
-// buffers for positions / ids / codes, the sampling counters — sized once at creation so that the
-// generation loop never allocates.
+// Session: one conversation with an LfmAudioModel. Owns every mutable thing of the conversation —
+// the backbone's KV and conv state, the depthformer cache, the detokenizer's streaming state,
+// device buffers for positions / ids / codes, the sampling counters — sized by need: the KV cache
+// grows 256 positions at a time up to the context, the truncation snapshots 64 steps at a time, the
+// pending audio rows with the longest user turn (each growth one allocation, between steps; a
+// failure is kOutOfMemory for this session). What only matters while the session's own work runs
+// (the device context, prefill-chunk and encoder scratch) is in a DeviceLane (lane.h): its own, or
+// one shared with sessions that are never driven at the same time. memory() counts it all.
 //
 // A conversation is built like liquid-audio's ChatState (each call is its own tokenizer segment):
 //   s.add_text("<|startoftext|>") is done by create(); then
@@ -21,6 +25,7 @@
 // Not thread-safe: one thread drives a session; many sessions may share one model.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -37,6 +42,7 @@
 #include "model/lfm_audio.h"
 #include "runtime/detok_stream.h"
 #include "runtime/detok_worker.h"
+#include "runtime/lane.h"
 #include "runtime/turn_state.h"
 
 namespace voxrt::runtime {
@@ -48,7 +54,13 @@ enum class GenerationMode : uint8_t {
 };
 
 struct SessionOptions {
-    int context = 0;            // positions the conversation may hold; 0 = the model's max_context
+    int context = 0;  // positions the conversation may hold; 0 = the model's max_context
+    // The device context and the scratch of one session's own work (lane.h), shared with other
+    // sessions that are never driven at the same time; null: the session makes its own.
+    std::shared_ptr<DeviceLane> lane;
+    // KV positions allocated at creation (0: one growth step, 256; the cache grows by need up to
+    // the context either way). For tests and the accounting: context = the old up-front cache.
+    int kv_reserve = 0;
     bool device_graphs = true;  // GPU: replay each decode step as one captured graph
     // CUDA: run the backbone step and the depthformer frame as single persistent kernels
     // (ops/fused_ops.h); false: op by op (the definition; for comparisons).
@@ -129,6 +141,39 @@ struct TurnStats {
     int steps = 0;
 };
 
+// Device bytes one session holds, by component (Session::memory()): the accounting behind
+// docs/batching.md "Memory per session" and the server's --max-sessions default. Counted from
+// the session's own buffers on its device; a CPU session has no device context, so `context` and
+// `detok_context` are 0 there (backend::context_device_bytes gives a GPU context's).
+struct SessionMemory {
+    size_t kv = 0;               // the backbone's KV cache as allocated now
+    size_t kv_full = 0;          // the KV cache at the context limit
+    size_t conv_state = 0;       // the backbone's conv state
+    size_t conv_history = 0;     // truncation: conv-state snapshots as allocated now
+    size_t conv_step = 0;        // one response step's snapshot
+    size_t buffers = 0;          // pending audio rows, step inputs / outputs, logits
+    size_t scratch = 0;          // backbone + heads scratch and prefill-chunk rows held by this
+                                 // session (0 when its lane is shared)
+    size_t encoder_scratch = 0;  // audio encoder scratch held by this session (0: shared lane)
+    size_t head_state = 0;       // depthformer cache
+    size_t detok_state = 0;      // detokenizer streaming state and its step buffers
+    size_t context = 0;          // the session's device context (GPU: op scratch, GEMM workspace;
+                                 // 0 when its lane is shared)
+    size_t detok_context = 0;    // the detokenizer's own device context
+    size_t shared = 0;           // a shared lane's bytes, held once for all its sessions (not in
+                                 // total())
+    size_t total() const {
+        return kv + conv_state + conv_history + buffers + scratch + encoder_scratch + head_state +
+               detok_state + context + detok_context;
+    }
+    // What the session holds once its KV cache has reached the context limit and it has run a
+    // response of `response_steps` steps (their conv snapshots): what admission must budget.
+    size_t at_full_context(int response_steps) const {
+        const size_t hist = conv_step * static_cast<size_t>(response_steps + 1);
+        return total() - kv + kv_full - conv_history + std::max(conv_history, hist);
+    }
+};
+
 // One item of the conversation that generate() produced, in order.
 struct GeneratedItem {
     bool is_frame = false;
@@ -187,6 +232,13 @@ public:
     int capacity() const { return capacity_; }
     const std::vector<GeneratedItem>& last_turn() const { return last_turn_; }
     const ops::Context& context() const { return ctx_; }
+    SessionMemory memory() const;
+    // Whether the session's device context is its own (else shared with other sessions).
+    bool owns_context() const { return own_lane_; }
+    // Positions the KV cache holds now (it grows by need up to capacity()).
+    int kv_positions() const { return lfm_state_.capacity; }
+    // The options of the detokenizer's own context (CUDA, detokenizer on the GPU).
+    static backend::ContextOptions detok_context_options();
 
     // Teacher-forcing hook for tests: the text logits [V] and the last hidden state of the most
     // recent step (host copies), when enabled.
@@ -229,6 +281,11 @@ private:
     // in h_) and drops them from pending_; *done once none is left.
     Status prefill_chunk(bool* done);
     Status forward_rows(Tensor& x, int64_t rows);
+    // Memory by need: the KV cache to hold `positions` (in kKvChunk steps; graphs made again),
+    // room for truncation snapshot `index`, audio_in_ to hold `rows` pending rows.
+    Status ensure_kv(int positions);
+    Status ensure_snapshot(int index);
+    Status ensure_audio_rows(int64_t rows);
     // One generation step: (if `forward`) run the item embedded in x_ row 0 through the backbone
     // at position pos_[0], then choose the next text token or audio frame from h_, embed it into
     // x_ row 0 (the next step's input) and advance pos_[0] (if `forward`) and counters_ on the
@@ -250,8 +307,13 @@ private:
     Status fail(Status st);
     void step_ops(const GenerateOptions& opt, bool text, bool forward);
 
+    static constexpr int kKvChunk = 256;       // KV positions added at a time
+    static constexpr int kSnapshotChunk = 64;  // truncation snapshots per history buffer
+
     const model::LfmAudioModel& model_;
-    ops::Context ctx_;        // the session's stream (CUDA) / thread pool (CPU)
+    std::shared_ptr<DeviceLane> lane_;  // context, scratch, prefill-chunk rows (own or shared)
+    bool own_lane_ = true;
+    ops::Context ctx_;        // the lane's context (the session's own fused / graph flags)
     ops::Context detok_ctx_;  // fp32 (the reference runs the detokenizer in fp32); on CUDA its own
                               // context (stream, scratch), so the worker runs beside generation
     bool own_detok_ctx_ = false;
@@ -269,16 +331,12 @@ private:
     model::AudioHeadState head_state_;
     std::unique_ptr<model::DetokenizerState> detok_state_;
     std::unique_ptr<DetokWorker> detok_worker_;  // runs on detok_ctx_ / detok_state_
-    Arena scratch_;                              // backbone + heads
-    Arena enc_scratch_;                          // audio encoder
-    Arena detok_scratch_;
     std::vector<Buffer> buffers_;
-    Tensor audio_in_;     // [capacity, D] adapter outputs not yet prefilled
-    Tensor x_;            // [chunk, D] backbone input rows
-    Tensor out_;          // [chunk, D] backbone output rows
+    Buffer audio_buf_;    // audio_in_'s; grows by need
+    Tensor audio_in_;     // [rows, D] adapter outputs not yet prefilled (rows <= capacity)
+    Tensor x_;            // [1, D] the next step's input (the prefill's rows: lane_->x)
     Tensor h_;            // [1, D] last output row
-    Tensor pos_;          // I32 [chunk] prefill positions; during generate(), row 0 = n_past_
-    Tensor ids_;          // I32 [chunk]
+    Tensor pos_;          // I32 [1] the next step's position, n_past_
     Tensor codes_;        // I32 [1, Q] frame to embed / chosen frame
     Tensor token_;        // I32 [1] chosen token
     Tensor counters_;     // I32 [Q + 1] sampling counters of the current step: s·(Q+1) + i
@@ -309,7 +367,7 @@ private:
     int64_t conv_layers_ = 0;
     Buffer conv_block_;  // every conv layer's state, back to back (lfm_state_.conv_state views)
     size_t conv_snapshot_bytes_ = 0;  // all conv layers' state, one position
-    Buffer conv_hist_buf_;
+    std::vector<Buffer> conv_hist_;   // kSnapshotChunk snapshots each, allocated as steps need
     int64_t conv_hist_cap_ = 0;
     int conv_hist_n_ = 0;  // snapshots taken
     int resp_start_ = 0;   // n_past_ when the last response's generation began

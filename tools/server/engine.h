@@ -90,6 +90,16 @@ public:
     // in fp32). Elsewhere (CUDA bf16/8-bit) the batched products sum in another order than a lone
     // session's fused kernels, so a sampled or near-tied choice may differ.
     virtual bool batch_exact() const { return true; }
+    // How many conversations fit in the memory of the engine's device (voxrt serve's
+    // --max-sessions default): `sessions` = the free memory after load, less a tenth for headroom,
+    // over what one conversation holds at its full context; 0 when the engine cannot tell.
+    struct MemoryCapacity {
+        int sessions = 0;
+        size_t free_bytes = 0;         // free on the device now
+        size_t per_session_bytes = 0;  // one conversation at its full context
+        size_t shared_bytes = 0;       // held once for all conversations (already in use)
+    };
+    virtual MemoryCapacity memory_capacity(int /*max_sessions_cap*/) { return {}; }
     virtual std::string open(const ConversationOptions& opt,
                              std::unique_ptr<Conversation>* out) = 0;
     // One step of each of `convs` (conversations this engine opened, each with an answer running);

@@ -554,7 +554,13 @@ json model_entry(const ServerState& st) {
                  {"sample_rate", st.engine.output_rate()},
                  {"device", st.engine.device()},
                  {"precision", st.engine.precision()},
-                 {"batch_exact", st.engine.batch_exact()}};
+                 {"batch_exact", st.engine.batch_exact()},
+                 {"max_sessions", st.opt.max_sessions},
+                 {"max_sessions_from", st.opt.max_sessions_from}};
+    if (st.opt.session_bytes > 0) {
+        info["session_bytes"] = st.opt.session_bytes;
+        info["free_memory_bytes"] = st.opt.free_memory_bytes;
+    }
     if (!st.opt.model_dir.empty()) {
         const auto path = std::filesystem::path(st.opt.model_dir) / "checkpoint_info.json";
         std::error_code ec;

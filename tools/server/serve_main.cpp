@@ -3,12 +3,16 @@
 
 #include <cstdio>
 #include <memory>
+#include <string>
 
 #include "fake_engine.h"
 #include "server.h"
 #include "voxrt_engine.h"
 
 namespace voxrt::server {
+
+// The most conversations --max-sessions' derived default allows (the goal: ~1,000 per GPU).
+constexpr int kDerivedSessionsCap = 1024;
 
 int serve_main(int argc, char** argv) {
     CLI::App app{"voxrt serve: OpenAI-compatible speech server (HTTP + WebSocket)", "voxrt serve"};
@@ -22,8 +26,9 @@ int serve_main(int argc, char** argv) {
     app.add_option("--port", opt.port, "port (0: any free port, printed on stderr)")
         ->capture_default_str();
     app.add_option("--max-sessions", opt.max_sessions,
-                   "conversations served at once; the next client gets 429")
-        ->capture_default_str()
+                   "conversations served at once; the next client gets 429 (default: as many as "
+                   "fit in the device's free memory at the full --context, at most " +
+                       std::to_string(kDerivedSessionsCap) + "; the fake engine: 4)")
         ->check(CLI::Range(1, 4096));
     app.add_option("--round-budget-ms", opt.round_budget_ms,
                    "admission control: refuse a new conversation when the measured engine rounds "
@@ -93,6 +98,24 @@ int serve_main(int argc, char** argv) {
         if (!err.empty()) {
             std::fprintf(stderr, "error: %s\n", err.c_str());
             return 1;
+        }
+    }
+    if (app.count("--max-sessions") > 0) {
+        opt.max_sessions_from = "flag";
+    } else {
+        const Engine::MemoryCapacity c = engine->memory_capacity(kDerivedSessionsCap);
+        if (c.sessions > 0) {
+            opt.max_sessions = c.sessions;
+            opt.max_sessions_from = "memory";
+            opt.free_memory_bytes = c.free_bytes;
+            opt.session_bytes = c.per_session_bytes;
+            std::fprintf(stderr,
+                         "voxrt serve: --max-sessions %d from free memory: %.0f MiB free, %.1f MiB "
+                         "per conversation at its full context, %.0f MiB shared; a tenth kept "
+                         "free, at most %d\n",
+                         c.sessions, double(c.free_bytes) / (1 << 20),
+                         double(c.per_session_bytes) / (1 << 20),
+                         double(c.shared_bytes) / (1 << 20), kDerivedSessionsCap);
         }
     }
     return serve(*engine, opt);

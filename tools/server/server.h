@@ -18,6 +18,11 @@ struct ServerOptions {
     std::string host = "127.0.0.1";
     uint16_t port = 8080;  // 0: any free port (printed on stderr)
     int max_sessions = 4;
+    // How max_sessions was chosen ("flag", "memory": derived from free memory, "default"), and the
+    // numbers behind "memory" (shown at startup and in /v1/models).
+    std::string max_sessions_from = "default";
+    size_t free_memory_bytes = 0;
+    size_t session_bytes = 0;  // one conversation at its full context
     // Admission control (Scheduler): refuse a new session when the measured rounds say one more
     // would push an engine round past this many ms; 0: off (only max_sessions limits).
     double round_budget_ms = 40;

@@ -163,9 +163,34 @@ public:
     bool batch_exact() const override {
         return model_->info().device == "cpu" || model_->info().precision == "fp32";
     }
+    // A probe conversation, made the way open() makes them, reports its memory at the full
+    // context; the device's free memory is read while it (and the lane all conversations share)
+    // is allocated.
+    MemoryCapacity memory_capacity(int max_sessions_cap) override {
+        MemoryCapacity c;
+        ::voxrt::SessionOptions so;
+        so.context = context_;
+        so.share_device_context = true;
+        auto s = ::voxrt::Session::create(model_, so);
+        if (!s) return c;
+        const ::voxrt::Session::Memory m = s.value()->memory(::voxrt::ResponseOptions{}.max_steps);
+        c.free_bytes = model_->free_memory_bytes();
+        c.per_session_bytes = m.at_full_context;
+        c.shared_bytes = m.shared;
+        if (c.free_bytes == 0 || c.per_session_bytes == 0) return c;
+        const size_t usable = c.free_bytes - c.free_bytes / 10;
+        c.sessions = int(std::clamp<size_t>(usable / c.per_session_bytes, 1,
+                                            size_t(std::max(max_sessions_cap, 1))));
+        return c;
+    }
+
     std::string open(const ConversationOptions& opt, std::unique_ptr<Conversation>* out) override {
         ::voxrt::SessionOptions so;
         so.context = context_;
+        // Every conversation is driven by the scheduler's one engine thread: they share one
+        // device context and the prefill / encoder scratch (docs/batching.md "Memory per
+        // session").
+        so.share_device_context = true;
         auto s = ::voxrt::Session::create(model_, so);
         if (!s) return s.status().message();
         auto voice = ::voxrt::parse_voice(opt.voice.empty() ? "us-female" : opt.voice);

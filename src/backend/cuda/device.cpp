@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "backend/cuda/handles.h"
+#include "backend/device.h"
 #include "backend/entry_points.h"
 #include "core/check.h"
 
@@ -163,6 +164,24 @@ void* device_alloc(size_t bytes) {
     return p;
 }
 
+// backend::free_memory_bytes for CUDA devices: what the driver reports free on device `index`.
+size_t free_memory_query(int index) {
+    int current = 0;
+    if (cudaGetDevice(&current) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return 0;
+    }
+    if (current != index && cudaSetDevice(index) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return 0;
+    }
+    size_t free = 0, total = 0;
+    const bool ok = cudaMemGetInfo(&free, &total) == cudaSuccess;
+    if (!ok) (void)cudaGetLastError();
+    if (current != index) cudaSetDevice(current);
+    return ok ? free : 0;
+}
+
 void device_free(void* p) {
     std::unique_lock<std::shared_mutex> guard(capture_guard());
     cudaFree(p);
@@ -251,6 +270,7 @@ Expected<ops::Context> create_context(ops::Precision precision, int device_index
     std::call_once(allocator_once, [] {
         set_device_allocator(Device::kCUDA, {&device_alloc, &device_free});
         set_pinned_host_allocator({&pinned_alloc, &pinned_free});
+        backend::set_free_memory_query(Device::kCUDA, &free_memory_query);
     });
 
     // Stream, handles and allocations: calls that may synchronize the device (capture_guard()).
@@ -296,7 +316,7 @@ Expected<ops::Context> create_context(ops::Precision precision, int device_index
         st = alloc_or_fail(&h->scratch, h->scratch_bytes, "op scratch");
         if (!st) return fail(st);
     }
-    h->exchange_bytes = size_t{2} << 20;
+    h->exchange_bytes = backend::kPersistentExchangeBytes;
     st = alloc_or_fail(&h->exchange, h->exchange_bytes, "persistent-kernel exchange");
     if (!st) return fail(st);
     st = cuda_status(cudaMemset(h->exchange, 0, h->exchange_bytes), "cudaMemset(exchange)");
