@@ -34,8 +34,9 @@ import tempfile
 import threading
 import time
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from talk_files import SKIP, Track, levels, speak  # noqa: E402
+from talk_files import SKIP, Track, device_env, levels, speak  # noqa: E402
 
 SPEAKER_RATE = 48000  # the speaker sink's rate (what parec records); voxrt plays 24 kHz into it
 SILENCE_MS = 500      # --silence-ms
@@ -174,7 +175,7 @@ def audible_regions(raw, rate, db=-45.0, gap_ms=1000):
 def main():
     voxrt, model = sys.argv[1], sys.argv[2]
     r = subprocess.run([voxrt, "talk", "--list-devices"], capture_output=True, text=True,
-                       timeout=60)
+                       timeout=60, env=device_env())
     if r.returncode == 1 and "built without audio devices" in r.stderr:
         print("SKIP: this voxrt was built without PortAudio (portaudio19-dev): no device path")
         sys.exit(SKIP)
@@ -198,7 +199,7 @@ def main():
 
 
 def run(voxrt, model, tmp, daemon, procs):
-    env = daemon.env
+    env = device_env(daemon.env)
 
     print("== talk_device list-devices")
     r = subprocess.run([voxrt, "talk", "--list-devices"], env=env, capture_output=True, text=True,
