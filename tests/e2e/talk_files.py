@@ -37,6 +37,18 @@ BARGE_STOP_MS = 400
 SKIP = 77  # ctest SKIP_RETURN_CODE
 
 
+def device_env(env=None):
+    """The environment for a voxrt that opens audio devices: under AddressSanitizer, no leak check.
+    ALSA's plugins (PortAudio loads them; with libasound2-plugins, the PulseAudio and libav ones)
+    keep ~12 KB in their own statics and are unloaded by Pa_Terminate(), after which LeakSanitizer
+    reports that memory from "<unknown module>", where no suppression can name it. ASan's other
+    checks and UBSan stay on; every other test still checks voxrt's own code for leaks."""
+    env = dict(os.environ if env is None else env)
+    asan = env.get("ASAN_OPTIONS", "")
+    env["ASAN_OPTIONS"] = (asan + ":" if asan else "") + "detect_leaks=0"
+    return env
+
+
 def speak(text, tmp):
     path = os.path.join(tmp, "espeak.wav")
     subprocess.run(["espeak-ng", "-v", "en-us", "-s", "170", "-w", path, text], check=True)
@@ -266,7 +278,8 @@ def test_context(voxrt, model, tmp):
 
 def test_usage(voxrt, model, tmp):
     def run(*args):
-        return subprocess.run([voxrt, "talk", *args], capture_output=True, text=True, timeout=60)
+        return subprocess.run([voxrt, "talk", *args], capture_output=True, text=True, timeout=60,
+                              env=device_env())
     r = run("-m", model, "--in", os.path.join(tmp, "x.wav"))
     assert r.returncode == 2 and "--in and --out go together" in r.stderr, r.stderr
     r = run("-m", model, "--voice", "us-male", "--in", "a.wav", "--out", "b.wav")

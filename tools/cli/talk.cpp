@@ -239,6 +239,9 @@ public:
             return pa_error(std::string("open output '") + out_info->name + "'", e);
         if (PaError e = Pa_StartStream(p->in_stream_); e != paNoError)
             return pa_error("start input", e);
+        // the conversation's clock starts with the input: the VAD's times count input samples,
+        // and the latency line subtracts them from now_ms() (opening the devices takes a while)
+        p->t0_ = Clock::now();
         if (PaError e = Pa_StartStream(p->out_stream_); e != paNoError)
             return pa_error("start output", e);
         std::fprintf(stderr, "voxrt: listening on '%s' (%d Hz), speaking on '%s'\n", in_info->name,
