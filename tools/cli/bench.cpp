@@ -107,8 +107,11 @@ Status run_sessions_bench(const CommonArgs& c, const BenchArgs& a, const std::sh
     VOXRT_ASSIGN_OR_RETURN(AudioClip wav, read_wav_file(a.inputs.front()));
     const TaskDefaults task = task_defaults(Task::kSpeechChat);
     VOXRT_ASSIGN_OR_RETURN(std::unique_ptr<Batch> batch, Batch::create(m, a.max_rows));
+    // As the server makes them: driven by this one thread, so they share one device lane.
+    SessionOptions so = session_options(c);
+    so.share_device_context = true;
     auto make = [&](int i) -> Expected<std::unique_ptr<Session>> {
-        VOXRT_ASSIGN_OR_RETURN(std::unique_ptr<Session> s, Session::create(m, session_options(c)));
+        VOXRT_ASSIGN_OR_RETURN(std::unique_ptr<Session> s, Session::create(m, so));
         VOXRT_RETURN_IF_ERROR(ask(*s, task, wav));
         ResponseOptions g = workload(a, static_cast<uint64_t>(i));
         g.audio = !a.no_audio;
@@ -119,9 +122,10 @@ Status run_sessions_bench(const CommonArgs& c, const BenchArgs& a, const std::sh
         "| sessions | engine steps | step ms p50 | step ms p99 | step ms p50 without the newcomer "
         "| frames/s per session | real time "
         "| aggregate frames/s | aggregate text tok/s | weights GB/s | prefill of all ms | newcomer "
-        "first audio ms | longest step meanwhile ms |\n");
-    std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+        "first audio ms | longest step meanwhile ms | device MB per session |\n");
+    std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (const int n : a.sessions) {
+        const size_t free_before = m->free_memory_bytes();
         std::vector<std::unique_ptr<Session>> owned;
         std::vector<Session*> live;
         for (int i = 0; i < n; ++i) {
@@ -211,15 +215,24 @@ Status run_sessions_bench(const CommonArgs& c, const BenchArgs& a, const std::sh
             if (!with_newcomer) own_ms.push_back(ms);
         }
         const double wall_s = ms_since(t0) / 1000.0;
+        // What the n conversations hold at the end of their answers (the newcomer's included,
+        // still alive): device memory gone since before they were made, per conversation.
+        const size_t free_after = m->free_memory_bytes();
+        const double mb_per_session =
+            free_before > free_after && free_after > 0
+                ? static_cast<double>(free_before - free_after) / 1e6 / (n + (newcomer ? 1 : 0))
+                : 0.0;
         const double per_session = frames / wall_s / n;
         const double gbs = bytes / wall_s / 1e9;
         const bool real_time = per_session >= 12.5 && percentile(step_ms, 0.99) <= 40.0;
         std::printf(
             "| %d | %zu | %.2f | %.2f | %.2f | %.1f | %s | %.0f | %.0f | %.0f | %.0f | %.1f | %.1f "
-            "|\n",
+            "| "
+            "%.1f |\n",
             n, step_ms.size(), percentile(step_ms, 0.5), percentile(step_ms, 0.99),
             percentile(own_ms, 0.5), per_session, real_time ? "yes" : "no", frames / wall_s,
-            text / wall_s, gbs, prefill_ms, newcomer_first_audio, longest_meanwhile);
+            text / wall_s, gbs, prefill_ms, newcomer_first_audio, longest_meanwhile,
+            mb_per_session);
         const Batch::Phases ph = batch->phases();
         const double per = ph.steps > 0 ? 1.0 / ph.steps : 0;
         char phases[512] = "";
@@ -247,12 +260,13 @@ Status run_sessions_bench(const CommonArgs& c, const BenchArgs& a, const std::sh
                 "\"step_ms_p50_without_newcomer\":%.3f,"
                 "\"frames_per_s_per_session\":%.2f,\"real_time\":%s,\"frames_per_s\":%.1f,"
                 "\"text_tokens_per_s\":%.1f,\"weights_gb_s\":%.1f,\"prefill_all_ms\":%.1f,"
-                "\"newcomer_first_audio_ms\":%.2f,\"longest_step_meanwhile_ms\":%.2f%s}\n",
+                "\"newcomer_first_audio_ms\":%.2f,\"longest_step_meanwhile_ms\":%.2f,"
+                "\"device_mb_per_session\":%.1f%s}\n",
                 info.device.c_str(), c.precision.c_str(), n, a.max_rows,
                 a.no_audio ? "false" : "true", step_ms.size(), percentile(step_ms, 0.5),
                 percentile(step_ms, 0.99), percentile(own_ms, 0.5), per_session,
                 real_time ? "true" : "false", frames / wall_s, text / wall_s, gbs, prefill_ms,
-                newcomer_first_audio, longest_meanwhile, phases);
+                newcomer_first_audio, longest_meanwhile, mb_per_session, phases);
             json << line;
         }
     }
