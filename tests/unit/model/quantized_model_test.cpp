@@ -270,8 +270,10 @@ void write_safetensors(const std::string& path, const io::SafeTensorsFile& src,
         }
         if (header.size() > 1) header += ",";
         header += "\"" + t.name + "\":{\"dtype\":\"" + t.dtype_name + "\",\"shape\":[";
-        for (size_t i = 0; i < t.shape.size(); ++i)
-            header += (i ? "," : "") + std::to_string(t.shape[i]);
+        for (size_t i = 0; i < t.shape.size(); ++i) {
+            if (i) header += ",";
+            header += std::to_string(t.shape[i]);
+        }
         header += "],\"data_offsets\":[" + std::to_string(off) + "," +
                   std::to_string(off + bytes->size()) + "]}";
         off += bytes->size();
