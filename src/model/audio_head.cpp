@@ -272,7 +272,8 @@ void AudioHead::run_frames(const ops::Context& ctx, const FrameCache& fc, const 
     Tensor qr = q.reshape({B * H_, Dh_}), kr = k.reshape({B * Hkv_, Dh_});
     const float scale = 1.0f / std::sqrt(static_cast<float>(Dh_));
     // Each row's choice (its own temperature, top-k, seed and counters; end of audio forbidden or
-    // not), uploaded once for the 8 codebooks.
+    // not), uploaded once for the 8 codebooks. A lone sequence (sample_frame, whose step a session
+    // may be capturing into a graph, where nothing may be uploaded) takes the single-row ops.
     std::vector<ops::RowSampling> rs(static_cast<size_t>(B));
     for (int64_t b = 0; b < B; ++b) {
         const FrameSampling& sb = s[static_cast<size_t>(b)];
@@ -283,7 +284,8 @@ void AudioHead::run_frames(const ops::Context& ctx, const FrameCache& fc, const 
         r.counters = sb.counters;
         r.forbid = sb.suppress_eos ? V_ - 1 : -1;
     }
-    const ops::SampleRows rows = ops::upload_sample_rows(ctx, rs.data(), B, scratch);
+    const ops::SampleRows rows = B > 1 ? ops::upload_sample_rows(ctx, rs.data(), B, scratch)
+                                       : ops::SampleRows{rs.data(), B, Tensor()};
     ops::zero(ctx, prev);
     for (int i = 0; i < Q_; ++i) {
         // x = depth_linear(h)[:, codebook i] + the previous code's embedding

@@ -163,7 +163,8 @@ struct SampleRows {
 };
 SampleRows upload_sample_rows(const Context& ctx, const RowSampling* rows, int64_t n,
                               Arena& scratch);
-// logits [B, N] → out I32 [B], row b as rows.host[b] says.
+// logits [B, N] → out I32 [B], row b as rows.host[b] says. Without a table (the CPU, or rows made
+// by hand for a step being captured into a graph) it runs the single-row ops row by row.
 void sample_rows(const Context& ctx, Tensor& logits, const SampleRows& rows, int counter_index,
                  Tensor& out);
 
