@@ -45,6 +45,19 @@ private:
     size_t high_water_ = 0;
 };
 
+// Returns an arena to the mark it was made at when it goes out of scope (early returns included).
+class ArenaMark {
+public:
+    explicit ArenaMark(Arena& a) : arena_(a), mark_(a.mark()) {}
+    ~ArenaMark() { arena_.release(mark_); }
+    ArenaMark(const ArenaMark&) = delete;
+    ArenaMark& operator=(const ArenaMark&) = delete;
+
+private:
+    Arena& arena_;
+    size_t mark_;
+};
+
 // Bytes an arena needs for a tensor of this shape (with the arena's 256-byte alignment).
 inline size_t arena_bytes(DType dt, int64_t numel) {
     return (static_cast<size_t>(numel) * dtype_size(dt) + 255) / 256 * 256;

@@ -71,13 +71,6 @@ Status check_window(const std::vector<float>& w) {
     return Status::ok();
 }
 
-// Returns an arena to a mark on scope exit (decode's early error returns included).
-struct ScratchRelease {
-    Arena& arena;
-    size_t mark;
-    ~ScratchRelease() { arena.release(mark); }
-};
-
 }  // namespace
 
 // ---- loading --------------------------------------------------------------------------------
@@ -220,7 +213,7 @@ Status Detokenizer::decode(const ops::Context& ctx_in, const int32_t* codes, int
 
     const int64_t T = kDetokUpsample * Tc, D = cfg_.hidden_size, half = cfg_.head_dim / 2;
     const int64_t Q = kDetokCodebooks;
-    const ScratchRelease release{scratch, scratch.mark()};
+    const ArenaMark release(scratch);  // decode's early error returns included
 
     // Upsampled ids (nearest-exact ×6 of the embedding = the embedding of repeated ids), positions
     // 0..T-1 (RoPE rows = cache rows), RoPE table.

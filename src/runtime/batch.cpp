@@ -176,12 +176,7 @@ Status BatchStepper::run(std::vector<Row>& rows, std::vector<int32_t>& tokens,
 
     // The per-row ops' tables live in scratch_ until the step's end (the stream has used them by
     // then).
-    const size_t mark = scratch_.mark();
-    struct Release {
-        Arena& a;
-        size_t m;
-        ~Release() { a.release(m); }
-    } release{scratch_, mark};
+    const ArenaMark release(scratch_);
     auto t = Clock::now();
     // The backbone step of every row with an item to run: its input and position gathered into
     // the batch's rows with one copy_many.
