@@ -202,10 +202,12 @@ Expected<std::unique_ptr<LfmAudioModel>> LfmAudioModel::load(const std::string& 
     return m;
 }
 
-Expected<ops::Context> LfmAudioModel::new_context() const {
+Expected<ops::Context> LfmAudioModel::new_context(bool high_priority) const {
     ops::Context ctx;
     if (opt_.device == Device::kCUDA) {
-        VOXRT_ASSIGN_OR_RETURN(ctx, backend::create_context(Device::kCUDA, opt_.precision));
+        backend::ContextOptions o;
+        o.high_priority = high_priority;
+        VOXRT_ASSIGN_OR_RETURN(ctx, backend::create_context(Device::kCUDA, opt_.precision, 0, o));
     } else {
         ctx.device = Device::kCPU;
         ctx.precision = opt_.precision;

@@ -75,9 +75,10 @@ public:
     Device detokenizer_device() const { return detok_on_host_ ? Device::kCPU : opt_.device; }
     ThreadPool* pool() const { return pool_.get(); }
     // A new context to run this model on (a session's or a batch's): on a GPU its own queue, on
-    // the CPU the model's thread pool; the model's precision. Free a GPU one with
+    // the CPU the model's thread pool; the model's precision. `high_priority`: the GPU queue gets
+    // the device's highest priority (backend::ContextOptions). Free a GPU one with
     // backend::destroy_context.
-    Expected<ops::Context> new_context() const;
+    Expected<ops::Context> new_context(bool high_priority = false) const;
     // The context used for uploads (on a GPU: its queue); sessions make their own.
     const ops::Context& load_context() const { return load_ctx_; }
 

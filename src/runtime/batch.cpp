@@ -26,7 +26,8 @@ BatchStepper::~BatchStepper() {
 }
 
 Status BatchStepper::init(int max_rows) {
-    VOXRT_ASSIGN_OR_RETURN(ctx_, model_.new_context());
+    // The batch's queue comes before the sessions' detokenizers (Session::detok_context_options).
+    VOXRT_ASSIGN_OR_RETURN(ctx_, model_.new_context(/*high_priority=*/true));
     max_rows_ = max_rows;
     const size_t bytes = model_.backbone().scratch_bytes(ctx_, max_rows) +
                          model_.audio_head().scratch_bytes(ctx_, max_rows) + (1u << 20) +

@@ -15,9 +15,10 @@ void DetokStream::init(const model::Detokenizer* det, const ops::Context* ctx,
     worker_ = worker;
 }
 
-void DetokStream::begin(bool enabled, int chunk_frames, bool async, bool ramp) {
+void DetokStream::begin(bool enabled, int chunk_frames, bool async, bool ramp, bool first_async) {
     enabled_ = enabled && det_ != nullptr;
     async_ = async && worker_ != nullptr;
+    first_async_ = async_ && first_async;
     chunk_frames_ = chunk_frames;
     target_ = ramp ? std::min(2, chunk_frames) : chunk_frames;
     pending_ = 0;
@@ -43,12 +44,14 @@ Status DetokStream::take_results(std::vector<DetokWorker::Result>& results,
 
 // Detokenizes the buffered frames in one call, or hands them to the worker. The turn's first frame
 // is detokenized here even with a worker (idle then): its samples are the first the listener hears,
-// and on a GPU the worker's kernels would wait behind decode kernels.
+// and on a GPU the worker's kernels would wait behind decode kernels. Not with first_async_ (a
+// session in a batch): there the first frame of one session would hold up the step of all.
 Status DetokStream::drain(std::vector<Chunk>& out) {
     if (pending_ == 0) return Status::ok();
-    if (async_ && started_) {
+    if (async_ && (started_ || first_async_)) {
         worker_->submit(codes_.data(), pending_, last_step_);
         pending_ = 0;
+        started_ = true;
         return Status::ok();
     }
     const auto t0 = Clock::now();

@@ -32,8 +32,11 @@ public:
               DetokWorker* worker);
 
     // Starts a response; `enabled` false: push/poll/finish do nothing.
-    // `ramp`: chunks after the first frame grow 2, 4, … up to `chunk_frames`.
-    void begin(bool enabled, int chunk_frames, bool async, bool ramp = false);
+    // `ramp`: chunks after the first frame grow 2, 4, … up to `chunk_frames`. `first_async`
+    // (with a worker): the turn's first frame goes to the worker too, instead of being
+    // detokenized at once on the caller's thread.
+    void begin(bool enabled, int chunk_frames, bool async, bool ramp = false,
+               bool first_async = false);
     bool enabled() const { return enabled_; }
 
     // A decodable frame's first kDetokCodebooks codes, chosen at `step`.
@@ -59,6 +62,7 @@ private:
     DetokWorker* worker_ = nullptr;
     bool enabled_ = false;
     bool async_ = false;
+    bool first_async_ = false;
     int chunk_frames_ = 8;
     int target_ = 8;  // frames the next chunk takes
     std::array<int32_t, model::kDetokMaxStepFrames * model::kDetokCodebooks> codes_{};

@@ -67,7 +67,7 @@ Status Session::init(const SessionOptions& opt) {
     } else if (ctx_.device == Device::kCUDA && model_.detokenizer()) {
         VOXRT_ASSIGN_OR_RETURN(detok_ctx_,
                                backend::create_context(Device::kCUDA, ops::Precision::kF32, 0,
-                                                       detok_context_options()));
+                                                       detok_context_options(!own_lane_)));
         own_detok_ctx_ = true;
         detok_ctx_.pool = model_.pool();
         detok_ctx_.fused = ctx_.fused;
@@ -170,18 +170,20 @@ SessionMemory Session::memory() const {
     }
     m.head_state = bytes(head_state_.buffers);
     m.detok_state = detok_state_ ? detok_state_->device_bytes() : 0;
-    m.detok_context =
-        own_detok_ctx_ ? backend::context_device_bytes(detok_ctx_.device, detok_context_options())
-                       : 0;
+    m.detok_context = own_detok_ctx_ ? backend::context_device_bytes(
+                                           detok_ctx_.device, detok_context_options(!own_lane_))
+                                     : 0;
     return m;
 }
 
-backend::ContextOptions Session::detok_context_options() {
+backend::ContextOptions Session::detok_context_options(bool batched) {
     // Small: the detokenizer's ops work on at most 6 · kDetokMaxStepFrames rows.
     backend::ContextOptions dopt;
     dopt.scratch_bytes = size_t{16} << 20;
     dopt.gemm_workspace_bytes = size_t{8} << 20;
-    dopt.high_priority = true;
+    // Alone, the session's audio comes before its own next step. In a batch (a shared lane) the
+    // step that every session waits for comes first; each session's audio fills the gaps.
+    dopt.high_priority = !batched;
     return dopt;
 }
 
@@ -682,7 +684,10 @@ Status Session::begin(const GenerateOptions& opt) {
     tc.text_end = sp.text_end;
     tc.audio_start = sp.audio_start;
     turn_.start(tc);
-    detok_.begin(opt.decode_audio, opt.detok_chunk_frames, opt.detok_async, opt.detok_ramp);
+    // A session on a shared lane steps in a batch: its first frame goes to the worker as well, so
+    // that no session's first audio holds up the step of the others.
+    detok_.begin(opt.decode_audio, opt.detok_chunk_frames, opt.detok_async, opt.detok_ramp,
+                 /*first_async=*/!own_lane_);
     stats_ = TurnStats{};
     stats_.mel_ms = pending_mel_ms_;
     stats_.encoder_ms = pending_enc_ms_;

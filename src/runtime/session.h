@@ -95,8 +95,10 @@ struct GenerateOptions {
     // Run the detokenizer on its own thread (on CUDA: its own context and stream) while generation
     // goes on; a chunk's kPcm event comes at the first step boundary after it is done (and all
     // are in before kEndOfTurn). The turn's first frame is still detokenized in the loop, at once,
-    // for the first sample's sake. false: every chunk is detokenized inside the loop, its event
-    // right after its last frame. The PCM is the same either way.
+    // for the first sample's sake, except in a session on a shared lane (SessionOptions::lane:
+    // stepped in a batch), whose first frame goes to the worker too. false: every chunk is
+    // detokenized inside the loop, its event right after its last frame. The PCM is the same either
+    // way.
     bool detok_async = true;
     // Benchmarks on random weights: never pick <|im_end|> or an end-of-audio frame, so every engine
     // does the same amount of work.
@@ -237,8 +239,9 @@ public:
     bool owns_context() const { return own_lane_; }
     // Positions the KV cache holds now (it grows by need up to capacity()).
     int kv_positions() const { return lfm_state_.capacity; }
-    // The options of the detokenizer's own context (CUDA, detokenizer on the GPU).
-    static backend::ContextOptions detok_context_options();
+    // The options of the detokenizer's own context (CUDA, detokenizer on the GPU); `batched`: of a
+    // session on a shared lane (its queue does not get the high priority).
+    static backend::ContextOptions detok_context_options(bool batched = false);
 
     // Teacher-forcing hook for tests: the text logits [V] and the last hidden state of the most
     // recent step (host copies), when enabled.

@@ -564,9 +564,16 @@ std::unique_ptr<model::LfmAudioModel> load_tiny(Device dev = Device::kCPU,
 // A TTS-style turn on the tiny model (interleaved, so text and audio alternate); stops when
 // `stop_after_frames` audio frames have been seen (0 = never).
 Turn run_turn(const model::LfmAudioModel& m, int chunk, int steps, int stop_after_frames = 0,
-              bool async = true, bool ramp = false) {
+              bool async = true, bool ramp = false, bool shared_lane = false) {
     Turn t;
-    auto s = runtime::Session::create(m, runtime::SessionOptions{});
+    runtime::SessionOptions so;
+    if (shared_lane) {  // as in a batch: the first frame goes to the worker too
+        auto lane = runtime::DeviceLane::create(m);
+        EXPECT_TRUE(lane.is_ok()) << lane.status().message();
+        if (!lane.is_ok()) return t;
+        so.lane = *lane;
+    }
+    auto s = runtime::Session::create(m, so);
     EXPECT_TRUE(s.is_ok()) << s.status().message();
     if (!s.is_ok()) return t;
     runtime::Session& ss = **s;
@@ -720,11 +727,18 @@ TEST(DetokenizerStreaming, SessionAsyncEqualsSync) {
     for (int chunk : {1, kDetokMaxStepFrames}) {
         const Turn sync = run_turn(*m, chunk, 96, 0, /*async=*/false);
         const Turn async = run_turn(*m, chunk, 96, 0, /*async=*/true);
+        const Turn lane = run_turn(*m, chunk, 96, 0, true, false, /*shared_lane=*/true);
         ASSERT_TRUE(sync.status.is_ok()) << sync.status.message();
         ASSERT_TRUE(async.status.is_ok()) << async.status.message();
+        ASSERT_TRUE(lane.status.is_ok()) << lane.status.message();
         ASSERT_EQ(async.frames, sync.frames);
         expect_identical(async.pcm, sync.pcm, "async vs sync");
         EXPECT_EQ(async.pcm_events, sync.pcm_events);
+        // On a shared lane the first frame is detokenized on the worker too: same samples, same
+        // chunks.
+        ASSERT_EQ(lane.frames, sync.frames);
+        expect_identical(lane.pcm, sync.pcm, "shared lane (first frame on the worker) vs sync");
+        EXPECT_EQ(lane.pcm_events, sync.pcm_events);
         EXPECT_GT(async.stats.detok_busy_ms, 0.0);
         for (const Turn* t : {&sync, &async}) {  // per-step times: inside decode, both kinds seen
             EXPECT_GT(t->stats.text_step_ms, 0.0);
@@ -738,6 +752,47 @@ TEST(DetokenizerStreaming, SessionAsyncEqualsSync) {
         ASSERT_TRUE(sa.status.is_ok()) << sa.status.message();
         ASSERT_EQ(sa.frames, ss.frames);
         expect_identical(sa.pcm, ss.pcm, "async vs sync, stopped at the 6th frame");
+    }
+}
+
+// Where a turn's first frame is detokenized: a session alone does it at once, in the step that
+// chose the frame (its kPcm is among that step's events); a session on a shared lane (stepped in a
+// batch) hands it to its worker, whose result comes at a later step's start, so that one session's
+// first audio does not hold up the step every session of the batch waits for.
+TEST(DetokenizerStreaming, SharedLaneSessionHandsTheFirstFrameToItsWorker) {
+    auto m = load_tiny();
+    ASSERT_TRUE(m);
+    auto lane = runtime::DeviceLane::create(*m);
+    ASSERT_TRUE(lane.is_ok()) << lane.status().message();
+    for (const bool shared : {false, true}) {
+        runtime::SessionOptions so;
+        if (shared) so.lane = *lane;
+        auto s = runtime::Session::create(*m, so);
+        ASSERT_TRUE(s.is_ok()) << s.status().message();
+        runtime::Session& ss = **s;
+        ASSERT_TRUE(test::open_s2s_turn(ss, "Say something long, please.").is_ok());
+        runtime::GenerateOptions g;
+        g.max_new_tokens = 64;
+        g.suppress_end = true;
+        ASSERT_TRUE(ss.begin(g).is_ok());
+        int frame_step = -1, pcm_step = -1, calls = 0;
+        std::vector<runtime::Event> ev;
+        for (bool done = false; !done; ++calls) {
+            ev.clear();
+            auto r = ss.step(ev);
+            ASSERT_TRUE(r.is_ok()) << r.status().message();
+            done = *r;
+            for (const runtime::Event& e : ev) {
+                if (e.kind == runtime::EventKind::kAudioFrame && frame_step < 0) frame_step = calls;
+                if (e.kind == runtime::EventKind::kPcm && pcm_step < 0) pcm_step = calls;
+            }
+        }
+        ASSERT_GE(frame_step, 0) << "no audio frame";
+        ASSERT_GE(pcm_step, 0) << "no PCM";
+        if (shared)
+            EXPECT_GT(pcm_step, frame_step) << "shared lane: the first frame went to the worker";
+        else
+            EXPECT_EQ(pcm_step, frame_step) << "alone: the first frame is detokenized at once";
     }
 }
 

@@ -157,6 +157,12 @@ Status run_sessions_bench(const CommonArgs& c, const BenchArgs& a, const std::sh
         const double prefill_ms = ms_since(tp);
         int text = 0, frames = 0;
         std::vector<double> step_ms, own_ms;  // own_ms: the steps the newcomer was not part of
+        struct StepNote {
+            double ms;
+            int index, rows, frames;
+            bool newcomer;
+        };
+        std::vector<StepNote> notes;  // every step, for the longest ones in the report
         size_t bytes = 0;
         std::unique_ptr<Session> newcomer;
         double join_t0 = -1, newcomer_first_audio = -1, longest_meanwhile = 0;
@@ -184,6 +190,7 @@ Status run_sessions_bench(const CommonArgs& c, const BenchArgs& a, const std::sh
                     return make_error(StatusCode::kInternal, "sessions bench: %s",
                                       res[k].status.message().c_str());
             const Batch::Shape sh = batch->last_shape();
+            notes.push_back(StepNote{ms, t, sh.backbone, sh.frames, with_newcomer});
             bytes += sh.frames > 0 ? std::max(info.text_step_bytes, info.audio_frame_bytes)
                                    : info.text_step_bytes;
             if (with_newcomer) {
@@ -249,9 +256,31 @@ Status run_sessions_bench(const CommonArgs& c, const BenchArgs& a, const std::sh
                           ph.prepare * per, ph.gather * per, ph.backbone * per, ph.text * per,
                           ph.frames * per, ph.scatter * per, ph.complete * per);
         }
+        // The longest steps: which step, its rows and frame rows, and whether the newcomer was in
+        // it.
+        std::sort(notes.begin(), notes.end(),
+                  [](const StepNote& x, const StepNote& y) { return x.ms > y.ms; });
+        notes.resize(std::min<size_t>(notes.size(), 4));
+        std::string longest;
+        for (const StepNote& s : notes) {
+            char one[128];
+            std::snprintf(one, sizeof one,
+                          "%s{\"step\":%d,\"ms\":%.2f,\"rows\":%d,\"frame_rows\":%d,"
+                          "\"newcomer\":%s}",
+                          longest.empty() ? "" : ",", s.index, s.ms, s.rows, s.frames,
+                          s.newcomer ? "true" : "false");
+            longest += one;
+        }
+        if (a.profile) {
+            std::printf("|   | longest steps:");
+            for (const StepNote& s : notes)
+                std::printf(" #%d %.1f ms (%d rows, %d frames%s)", s.index, s.ms, s.rows, s.frames,
+                            s.newcomer ? ", newcomer" : "");
+            std::printf(" |\n");
+        }
         std::fflush(stdout);
         if (json.is_open()) {
-            char line[1536];
+            char line[2048];
             std::snprintf(
                 line, sizeof line,
                 "{\"engine\":\"voxrt\",\"bench\":\"sessions\",\"device\":\"%s\","
@@ -261,12 +290,12 @@ Status run_sessions_bench(const CommonArgs& c, const BenchArgs& a, const std::sh
                 "\"frames_per_s_per_session\":%.2f,\"real_time\":%s,\"frames_per_s\":%.1f,"
                 "\"text_tokens_per_s\":%.1f,\"weights_gb_s\":%.1f,\"prefill_all_ms\":%.1f,"
                 "\"newcomer_first_audio_ms\":%.2f,\"longest_step_meanwhile_ms\":%.2f,"
-                "\"device_mb_per_session\":%.1f%s}\n",
+                "\"device_mb_per_session\":%.1f,\"longest_steps\":[%s]%s}\n",
                 info.device.c_str(), c.precision.c_str(), n, a.max_rows,
                 a.no_audio ? "false" : "true", step_ms.size(), percentile(step_ms, 0.5),
                 percentile(step_ms, 0.99), percentile(own_ms, 0.5), per_session,
                 real_time ? "true" : "false", frames / wall_s, text / wall_s, gbs, prefill_ms,
-                newcomer_first_audio, longest_meanwhile, mb_per_session, phases);
+                newcomer_first_audio, longest_meanwhile, mb_per_session, longest.c_str(), phases);
             json << line;
         }
     }
