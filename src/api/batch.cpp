@@ -37,6 +37,10 @@ void Batch::set_profile(bool on) {
     impl_->stepper->set_profile(on);
 }
 
+void Batch::set_device_graphs(bool on) {
+    impl_->stepper->set_device_graphs(on);
+}
+
 Batch::Phases Batch::phases() const {
     const runtime::BatchStepper::Phases& p = impl_->stepper->phases();
     return Phases{p.prepare, p.gather,  p.backbone, p.text,
@@ -49,7 +53,7 @@ void Batch::reset_phases() {
 
 Batch::Shape Batch::last_shape() const {
     const runtime::BatchStepper::Shape& s = impl_->stepper->last_shape();
-    return Shape{s.backbone, s.text, s.frames, s.alone > 0};
+    return Shape{s.backbone, s.text, s.frames, s.alone > 0, s.frame_graphs > 0};
 }
 
 Status Batch::step(const std::vector<Session*>& sessions, std::vector<std::vector<Event>>& out,

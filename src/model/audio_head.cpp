@@ -217,7 +217,8 @@ void AudioHead::sample_frame(const ops::Context& ctx, AudioHeadState& st, const 
     }
     // The op sequence: the frame of one row, as sample_frames runs it for many (on this
     // sequence's own cache).
-    const std::vector<FrameSampling> ss(1, s);
+    const ops::RowSampling rs = row_sampling(s);
+    const ops::SampleRows rows{&rs, 1, Tensor()};  // the single-row ops: nothing uploaded
     Tensor codes1 = codes.reshape({1, Q_});
     Tensor lg1;
     if (logits_out) lg1 = logits_out->reshape({1, Q_, V_});
@@ -225,8 +226,27 @@ void AudioHead::sample_frame(const ops::Context& ctx, AudioHeadState& st, const 
     if (forced) forced1 = forced->reshape({1, Q_});
     const Tensor p1 = st.positions.reshape({Q_, 1});
     const FrameCache fc{&st.k_cache, &st.v_cache, p1, p1, false};
-    run_frames(ctx, fc, h, ss, scratch, codes1, logits_out ? &lg1 : nullptr,
+    run_frames(ctx, fc, h, rows, scratch, codes1, logits_out ? &lg1 : nullptr,
                forced ? &forced1 : nullptr);
+}
+
+ops::RowSampling AudioHead::row_sampling(const FrameSampling& s) const {
+    ops::RowSampling r;
+    r.temperature = s.greedy() ? 0.0f : s.temperature;
+    r.top_k = s.top_k;
+    r.seed = s.seed;
+    r.counters = s.counters;
+    r.forbid = s.suppress_eos ? V_ - 1 : -1;
+    return r;
+}
+
+ops::SampleRows AudioHead::upload_frame_rows(const ops::Context& ctx,
+                                             const std::vector<FrameSampling>& s,
+                                             std::vector<ops::RowSampling>& host,
+                                             Arena& scratch) const {
+    host.clear();
+    for (const FrameSampling& f : s) host.push_back(row_sampling(f));
+    return ops::upload_sample_rows(ctx, host.data(), static_cast<int64_t>(host.size()), scratch);
 }
 
 void AudioHead::sample_frames(const ops::Context& ctx, AudioHeadBatchState& bs, const Tensor& h,
@@ -235,19 +255,36 @@ void AudioHead::sample_frames(const ops::Context& ctx, AudioHeadBatchState& bs, 
     ops::ProfileRange range(ctx, "audio frames (batch)");
     VOXRT_ASSERT(h.shape[0] <= bs.max_rows, "sample_frames: %lld rows, batch state of %lld",
                  static_cast<long long>(h.shape[0]), static_cast<long long>(bs.max_rows));
+    // Each row's choice (its own temperature, top-k, seed and counters; end of audio forbidden or
+    // not), uploaded once for the 8 codebooks; kept in scratch until the frame's end.
+    const size_t mark = scratch.mark();
+    std::vector<ops::RowSampling> host;
+    const ops::SampleRows rows = upload_frame_rows(ctx, s, host, scratch);
+    sample_frames(ctx, bs, h, rows, scratch, codes, logits_out);
+    scratch.release(mark);
+}
+
+void AudioHead::sample_frames(const ops::Context& ctx, AudioHeadBatchState& bs, const Tensor& h,
+                              const ops::SampleRows& rows, Arena& scratch, Tensor& codes,
+                              Tensor* logits_out) const {
+    ops::ProfileRange range(ctx, "audio frames (batch)");
+    VOXRT_ASSERT(h.shape[0] <= bs.max_rows && rows.rows == h.shape[0],
+                 "sample_frames: %lld rows, %lld samplings, batch state of %lld",
+                 static_cast<long long>(h.shape[0]), static_cast<long long>(rows.rows),
+                 static_cast<long long>(bs.max_rows));
     const FrameCache fc{&bs.k_cache, &bs.v_cache, bs.positions, bs.rope_positions, true};
-    run_frames(ctx, fc, h, s, scratch, codes, logits_out, nullptr);
+    run_frames(ctx, fc, h, rows, scratch, codes, logits_out, nullptr);
 }
 
 // The op sequence of a frame for B rows (sample_frame is B = 1 on its own cache, sample_frames
 // any B on the batch's). forced: [B, Q] codes fed back instead of the chosen ones (teacher
 // forcing), or null.
 void AudioHead::run_frames(const ops::Context& ctx, const FrameCache& fc, const Tensor& h,
-                           const std::vector<FrameSampling>& s, Arena& scratch, Tensor& codes,
+                           const ops::SampleRows& rows, Arena& scratch, Tensor& codes,
                            Tensor* logits_out, const Tensor* forced) const {
     const int64_t B = h.shape[0];
-    VOXRT_ASSERT(static_cast<int64_t>(s.size()) == B, "sample_frames: %lld rows, %zu samplings",
-                 static_cast<long long>(B), s.size());
+    VOXRT_ASSERT(rows.rows == B, "sample_frames: %lld rows, %lld samplings",
+                 static_cast<long long>(B), static_cast<long long>(rows.rows));
     const DType dt = ctx.act_dtype();
     const int64_t KV = Hkv_ * Dh_;
     const size_t mark = scratch.mark();
@@ -271,21 +308,8 @@ void AudioHead::run_frames(const ops::Context& ctx, const FrameCache& fc, const 
     Tensor q2 = q.reshape({B, H_ * Dh_}), k2 = k.reshape({B, KV}), v2 = v.reshape({B, KV});
     Tensor qr = q.reshape({B * H_, Dh_}), kr = k.reshape({B * Hkv_, Dh_});
     const float scale = 1.0f / std::sqrt(static_cast<float>(Dh_));
-    // Each row's choice (its own temperature, top-k, seed and counters; end of audio forbidden or
-    // not), uploaded once for the 8 codebooks. A lone sequence (sample_frame, whose step a session
-    // may be capturing into a graph, where nothing may be uploaded) takes the single-row ops.
-    std::vector<ops::RowSampling> rs(static_cast<size_t>(B));
-    for (int64_t b = 0; b < B; ++b) {
-        const FrameSampling& sb = s[static_cast<size_t>(b)];
-        ops::RowSampling& r = rs[static_cast<size_t>(b)];
-        r.temperature = sb.greedy() ? 0.0f : sb.temperature;
-        r.top_k = sb.top_k;
-        r.seed = sb.seed;
-        r.counters = sb.counters;
-        r.forbid = sb.suppress_eos ? V_ - 1 : -1;
-    }
-    const ops::SampleRows rows = B > 1 ? ops::upload_sample_rows(ctx, rs.data(), B, scratch)
-                                       : ops::SampleRows{rs.data(), B, Tensor()};
+    // rows: each row's choice, uploaded by the caller (a lone sequence, whose step a session may
+    // be capturing into a graph, has no table: the single-row ops).
     ops::zero(ctx, prev);
     for (int i = 0; i < Q_; ++i) {
         // x = depth_linear(h)[:, codebook i] + the previous code's embedding

@@ -97,6 +97,16 @@ public:
     void sample_frames(const ops::Context& ctx, AudioHeadBatchState& bs, const Tensor& h,
                        const std::vector<FrameSampling>& s, Arena& scratch, Tensor& codes,
                        Tensor* logits_out) const;
+    // The rows' sampling as sample_frames uses it, uploaded once (on a GPU a table in `scratch`,
+    // which must stay until the stream has passed the frame); `host` keeps the rows' entries.
+    // Uploaded before a graph capture, it lets the frame itself be captured and replayed: the
+    // table is data, so a replay takes the new rows' temperatures, seeds and counters.
+    ops::SampleRows upload_frame_rows(const ops::Context& ctx, const std::vector<FrameSampling>& s,
+                                      std::vector<ops::RowSampling>& host, Arena& scratch) const;
+    // sample_frames with rows from upload_frame_rows: nothing is uploaded, so it may be captured.
+    void sample_frames(const ops::Context& ctx, AudioHeadBatchState& bs, const Tensor& h,
+                       const ops::SampleRows& rows, Arena& scratch, Tensor& codes,
+                       Tensor* logits_out) const;
 
     // codes [N, Q] (device I32) → y [N, D] = Σ_i audio_embedding[codes[n,i] + 2049·i]
     void embed_frames(const ops::Context& ctx, const Tensor& codes, Tensor& y) const;
@@ -113,8 +123,9 @@ private:
         bool windowed;
     };
     void run_frames(const ops::Context& ctx, const FrameCache& fc, const Tensor& h,
-                    const std::vector<FrameSampling>& s, Arena& scratch, Tensor& codes,
-                    Tensor* logits_out, const Tensor* forced) const;
+                    const ops::SampleRows& rows, Arena& scratch, Tensor& codes, Tensor* logits_out,
+                    const Tensor* forced) const;
+    ops::RowSampling row_sampling(const FrameSampling& s) const;
     int Q_ = 8, V_ = 2049, Dd_ = 0, H_ = 0, Hkv_ = 0, Dh_ = 0, F_ = 0, D_ = 0;
     float eps_ = 1e-5f;
     Tensor depth_w_, depth_b_;  // [Q·Dd, D], [Q·Dd]

@@ -55,7 +55,63 @@ Status BatchStepper::init(int max_rows) {
     choice_host_ = pinned.view(DType::kI32, {B * Q});
     buffers_.push_back(std::move(pinned));
     VOXRT_ASSIGN_OR_RETURN(frames_, model_.audio_head().new_batch_state(ctx_, B));
+    if (ctx_.device != Device::kCPU) {
+        // The frame's own arena, so that its table and activations sit at the same addresses
+        // every time B rows come (a graph replays those addresses).
+        VOXRT_RETURN_IF_ERROR(alloc(dt, {B, D}, &hf_));
+        const size_t fb = model_.audio_head().scratch_bytes(ctx_, B) + (1u << 16) +
+                          static_cast<size_t>(B) * 64;  // the sampling table
+        if (!frame_scratch_.reserve(ctx_.device, fb))
+            return make_error(StatusCode::kOutOfMemory,
+                              "batch: cannot allocate %zu bytes of frame scratch", fb);
+        frame_graphs_.resize(static_cast<size_t>(B) + 1);
+        frame_runs_.assign(static_cast<size_t>(B) + 1, 0);
+        frame_graph_failed_.assign(static_cast<size_t>(B) + 1, 0);
+    }
     return Status::ok();
+}
+
+Status BatchStepper::run_frames(Tensor hf, const std::vector<model::FrameSampling>& samplings,
+                                Tensor& codes) {
+    const model::AudioHead& head = model_.audio_head();
+    const int64_t nf = hf.shape[0];
+    const int vocab = model_.config().audio_vocab;
+    if (ctx_.device == Device::kCPU || !graphs_) {
+        head.sample_frames(ctx_, frames_, hf, samplings, scratch_, codes, nullptr);
+        ops::fill_rows_led_by(ctx_, codes, vocab - 1);
+        return Status::ok();
+    }
+    // Fixed addresses for what the frame reads: its inputs in hf_, its sampling table and
+    // activations from the start of frame_scratch_ (the stream has passed them by the step's end,
+    // which synchronizes).
+    const size_t n = static_cast<size_t>(nf);
+    Tensor in = hf_.rows(0, nf);
+    ops::copy(ctx_, hf, in);
+    const ArenaMark release(frame_scratch_);
+    std::vector<ops::RowSampling> host;
+    const ops::SampleRows rows = head.upload_frame_rows(ctx_, samplings, host, frame_scratch_);
+    auto frame = [&] {
+        head.sample_frames(ctx_, frames_, in, rows, frame_scratch_, codes, nullptr);
+        ops::fill_rows_led_by(ctx_, codes, vocab - 1);
+    };
+    backend::Graph& g = frame_graphs_[n];
+    // The first time: op by op (the GEMM library makes its plans outside any capture).
+    if (!g.captured() && (frame_runs_[n] == 0 || frame_graph_failed_[n])) {
+        frame_runs_[n] = 1;
+        frame();
+        return Status::ok();
+    }
+    if (!g.captured()) {
+        VOXRT_RETURN_IF_ERROR(g.begin(ctx_));
+        frame();
+        if (!g.end(ctx_).is_ok()) {  // nothing ran: op by op, now and from then on
+            frame_graph_failed_[n] = 1;
+            frame();
+            return Status::ok();
+        }
+    }
+    ++shape_.frame_graphs;
+    return g.replay(ctx_);
 }
 
 Status BatchStepper::step(const std::vector<Session*>& sessions,
@@ -271,8 +327,7 @@ Status BatchStepper::run(std::vector<Row>& rows, std::vector<int32_t>& tokens,
             samplings.push_back(fs);
         }
         Tensor hf = heads.rows(nt, B), c = codes_.rows(0, nf), e = emb_.rows(nt, B);
-        model_.audio_head().sample_frames(ctx_, frames_, hf, samplings, scratch_, c, nullptr);
-        ops::fill_rows_led_by(ctx_, c, cfg.audio_vocab - 1);
+        VOXRT_RETURN_IF_ERROR(run_frames(hf, samplings, c));
         model_.audio_head().embed_frames(ctx_, c, e);
     }
     VOXRT_RETURN_IF_ERROR(lap(&phases_.frames, &t));

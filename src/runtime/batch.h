@@ -25,6 +25,7 @@
 #include <memory>
 #include <vector>
 
+#include "backend/device.h"
 #include "core/arena.h"
 #include "core/status.h"
 #include "model/lfm_audio.h"
@@ -56,6 +57,7 @@ public:
     // Rows of the last step's batched calls (backbone rows, text rows, frame rows), for benches.
     struct Shape {
         int backbone = 0, text = 0, frames = 0, alone = 0;
+        int frame_graphs = 0;  // batched calls whose frame rows replayed a graph
     };
     const Shape& last_shape() const { return shape_; }
     // Where the steps' time went, summed since reset_phases(), in ms. Only with set_profile(true),
@@ -71,6 +73,11 @@ public:
         int steps = 0;
     };
     void set_profile(bool on) { profile_ = on; }
+    // GPU: the depthformer's frame over B rows is captured into a CUDA graph the second time B
+    // frame rows come (the first runs op by op, which also makes the GEMM plans), then replayed
+    // (~860 launches become one). On by default; false: always op by op (for comparisons).
+    void set_device_graphs(bool on) { graphs_ = on; }
+    bool device_graphs() const { return graphs_; }
     const Phases& phases() const { return phases_; }
     void reset_phases() { phases_ = Phases{}; }
 
@@ -99,6 +106,14 @@ private:
     Tensor emb_;          // [max_rows, D] the choices' embeddings
     Tensor choice_host_;  // I32 [max_rows · Q] page-locked
     model::AudioHeadBatchState frames_;  // the depthformer's frame cache for the batch
+    // The frame rows' step, op by op or as a graph per row count (run_frames).
+    Status run_frames(Tensor hf, const std::vector<model::FrameSampling>& samplings, Tensor& codes);
+    bool graphs_ = true;
+    Tensor hf_;                                 // [max_rows, D]: the frame rows' inputs
+    Arena frame_scratch_;                       // the frame's sampling table and activations
+    std::vector<backend::Graph> frame_graphs_;  // [max_rows + 1], by frame rows
+    std::vector<uint8_t> frame_runs_;           // op-by-op runs so far, by frame rows
+    std::vector<uint8_t> frame_graph_failed_;   // a capture failed: op by op from then on
     Shape shape_;
     bool profile_ = false;
     Phases phases_;

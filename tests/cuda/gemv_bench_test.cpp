@@ -84,6 +84,21 @@ TEST(GemvBench, DecodeShapes) {
         {"w1/w3 M=4", 4, 8192, 2048},
         {"w1/w3 M=8", 8, 8192, 2048},
         {"text head M=8", 8, 65536, 2048},
+        // A batch of conversations (continuous batching): M rows over the same weights.
+        {"w1/w3 M=16", 16, 8192, 2048},
+        {"w1/w3 M=32", 32, 8192, 2048},
+        {"w1/w3 M=64", 64, 8192, 2048},
+        {"w1/w3 M=128", 128, 8192, 2048},
+        {"w2 M=64", 64, 2048, 8192},
+        {"in_proj M=64", 64, 6144, 2048},
+        {"out/o_proj M=64", 64, 2048, 2048},
+        {"out/o_proj M=128", 128, 2048, 2048},
+        {"text head M=64", 64, 65536, 2048},
+        {"depthformer qkv M=64", 64, 1536, 1024},
+        {"depthformer w1/w3 M=16", 16, 2816, 1024},
+        {"depthformer w1/w3 M=64", 64, 2816, 1024},
+        {"depthformer w2 M=64", 64, 1024, 2816},
+        {"codebook head M=64", 64, 2049, 1024},
     };
     std::printf("[gemv_bench] %-22s %3s %6s %5s %9s %9s %9s %7s\n", "shape", "M", "N", "K", "MB",
                 "eager us", "graph us", "GB/s");

@@ -114,26 +114,18 @@ Conversation alone(const std::shared_ptr<Model>& m, const Job& j, int cancel_at)
     return c;
 }
 
-struct Case {
-    std::string device, precision;
-    int max_rows;
-};
+// The jobs through one Batch: conversation i joins at engine step 3·i, conversation kCancelled is
+// cancelled at its kCancelAt-th step, the batch holds those still responding; then each takes a
+// second text turn alone. *frame_graphs: the steps whose frame rows replayed a graph.
+constexpr int kCancelled = 2, kCancelAt = 9;
 
-class BatchApi : public ::testing::TestWithParam<Case> {};
-
-TEST_P(BatchApi, EachConversationEqualsItselfAlone) {
-    const Case& c = GetParam();
-    if (c.device == "cuda" && !gpu_available()) GTEST_SKIP() << "no CUDA device";
-    auto m = test::load_tiny(c.device, c.precision);
-    ASSERT_TRUE(m);
+void run_batched(const std::shared_ptr<Model>& m, int max_rows, bool graphs,
+                 std::vector<Conversation>& got, int* frame_graphs) {
     const std::vector<Job>& js = jobs();
-    const int kCancelled = 2, kCancelAt = 9;  // conversation 2 is cancelled at its 9th step
-    std::vector<Conversation> ref;
-    for (size_t i = 0; i < js.size(); ++i)
-        ref.push_back(alone(m, js[i], static_cast<int>(i) == kCancelled ? kCancelAt : -1));
-
-    auto batch = Batch::create(m, c.max_rows);
+    *frame_graphs = 0;
+    auto batch = Batch::create(m, max_rows);
     ASSERT_TRUE(batch.is_ok()) << batch.status().message();
+    batch.value()->set_device_graphs(graphs);
     std::vector<std::unique_ptr<Session>> ss;
     for (const Job& j : js) {
         auto s = Session::create(m);
@@ -141,8 +133,7 @@ TEST_P(BatchApi, EachConversationEqualsItselfAlone) {
         ASSERT_TRUE(add_prompt(**s, j).is_ok());
         ss.push_back(std::move(*s));
     }
-    // Conversation i joins at engine step 3·i; the batch holds those still responding.
-    std::vector<Conversation> got(js.size());
+    got.assign(js.size(), Conversation{});
     std::vector<int> own_steps(js.size(), 0);
     std::vector<bool> joined(js.size(), false), over(js.size(), false);
     std::vector<std::vector<Event>> ev;
@@ -167,6 +158,7 @@ TEST_P(BatchApi, EachConversationEqualsItselfAlone) {
         ASSERT_TRUE(batch.value()->step(live, ev, res).is_ok());
         ASSERT_EQ(ev.size(), live.size());
         max_rows_seen = std::max(max_rows_seen, batch.value()->last_shape().backbone);
+        if (batch.value()->last_shape().frame_graph) ++*frame_graphs;
         for (size_t k = 0; k < live.size(); ++k) {
             const size_t i = who[k];
             ASSERT_TRUE(res[k].status.is_ok())
@@ -183,6 +175,30 @@ TEST_P(BatchApi, EachConversationEqualsItselfAlone) {
         ASSERT_TRUE(ss[i]->add_turn(Role::kUser, "Tell me more.").is_ok());
         got[i].second = test::respond(*ss[i], options(Job{Task::kTextChat, "", 9, false}, 16));
         ASSERT_TRUE(got[i].second.status.is_ok()) << got[i].second.status.message();
+    }
+}
+
+struct Case {
+    std::string device, precision;
+    int max_rows;
+};
+
+class BatchApi : public ::testing::TestWithParam<Case> {};
+
+TEST_P(BatchApi, EachConversationEqualsItselfAlone) {
+    const Case& c = GetParam();
+    if (c.device == "cuda" && !gpu_available()) GTEST_SKIP() << "no CUDA device";
+    auto m = test::load_tiny(c.device, c.precision);
+    ASSERT_TRUE(m);
+    const std::vector<Job>& js = jobs();
+    std::vector<Conversation> ref;
+    for (size_t i = 0; i < js.size(); ++i)
+        ref.push_back(alone(m, js[i], static_cast<int>(i) == kCancelled ? kCancelAt : -1));
+
+    std::vector<Conversation> got;
+    int frame_graphs = 0;
+    ASSERT_NO_FATAL_FAILURE(run_batched(m, c.max_rows, /*graphs=*/true, got, &frame_graphs));
+    for (size_t i = 0; i < js.size(); ++i) {
         EXPECT_EQ(got[i].first.items, ref[i].first.items) << "conversation " << i;
         EXPECT_EQ(got[i].first.text, ref[i].first.text) << "conversation " << i;
         EXPECT_EQ(got[i].first.pcm, ref[i].first.pcm) << "conversation " << i;
@@ -190,6 +206,8 @@ TEST_P(BatchApi, EachConversationEqualsItselfAlone) {
         EXPECT_EQ(got[i].second.items, ref[i].second.items) << "conversation " << i;
         EXPECT_EQ(got[i].second.text, ref[i].second.text) << "conversation " << i;
     }
+    // On a GPU the frame rows' step was replayed from graphs (the row counts repeat).
+    if (c.device == "cuda") EXPECT_GT(frame_graphs, 0);
     // Not trivially equal: the conversations differ, one was cut, and audio came out.
     EXPECT_NE(ref[0].first.items, ref[1].first.items);
     EXPECT_EQ(ref[kCancelled].first.reason, EndReason::kCancelled);
@@ -204,6 +222,29 @@ INSTANTIATE_TEST_SUITE_P(Devices, BatchApi,
                              return i.param.device + "_" + i.param.precision + "_rows" +
                                     std::to_string(i.param.max_rows);
                          });
+
+// The batched frame replayed from CUDA graphs gives what the same ops give run one by one, bit
+// for bit (the same kernels; a graph only launches them), in fp32 and bf16.
+TEST(BatchGraphs, ReplayEqualsOpByOp) {
+    if (!gpu_available()) GTEST_SKIP() << "no CUDA device";
+    for (const char* prec : {"fp32", "bf16"}) {
+        auto m = test::load_tiny("cuda", prec);
+        ASSERT_TRUE(m);
+        std::vector<Conversation> eager, graphed;
+        int none = 0, replays = 0;
+        ASSERT_NO_FATAL_FAILURE(run_batched(m, 64, /*graphs=*/false, eager, &none));
+        ASSERT_NO_FATAL_FAILURE(run_batched(m, 64, /*graphs=*/true, graphed, &replays));
+        EXPECT_EQ(none, 0);
+        EXPECT_GT(replays, 0) << prec;
+        for (size_t i = 0; i < eager.size(); ++i) {
+            EXPECT_EQ(graphed[i].first.items, eager[i].first.items)
+                << prec << " conversation " << i;
+            EXPECT_EQ(graphed[i].first.pcm, eager[i].first.pcm) << prec << " conversation " << i;
+            EXPECT_EQ(graphed[i].second.items, eager[i].second.items)
+                << prec << " conversation " << i;
+        }
+    }
+}
 
 // A prefill longer than one chunk runs over several step()s (no events, prefilling()), the last
 // of which also makes the first step; a cancel() during it ends the response once it is over, and

@@ -63,6 +63,8 @@ void add_bench(CLI::App* app, BenchArgs& b) {
     app->add_flag("--no-audio", b.no_audio, "with --sessions: no detokenizer (decode only)");
     app->add_flag("--profile", b.profile,
                   "with --sessions: where a step's time goes (synchronizes between the phases)");
+    app->add_flag("--no-batch-graphs", b.no_batch_graphs,
+                  "with --sessions: run the batched audio frame op by op, not as a CUDA graph");
 }
 
 namespace {
@@ -107,6 +109,7 @@ Status run_sessions_bench(const CommonArgs& c, const BenchArgs& a, const std::sh
     VOXRT_ASSIGN_OR_RETURN(AudioClip wav, read_wav_file(a.inputs.front()));
     const TaskDefaults task = task_defaults(Task::kSpeechChat);
     VOXRT_ASSIGN_OR_RETURN(std::unique_ptr<Batch> batch, Batch::create(m, a.max_rows));
+    batch->set_device_graphs(!a.no_batch_graphs);
     // As the server makes them: driven by this one thread, so they share one device lane.
     SessionOptions so = session_options(c);
     so.share_device_context = true;
@@ -161,6 +164,7 @@ Status run_sessions_bench(const CommonArgs& c, const BenchArgs& a, const std::sh
             double ms;
             int index, rows, frames;
             bool newcomer;
+            Batch::Phases ph;  // with --profile: this step's phases
         };
         std::vector<StepNote> notes;  // every step, for the longest ones in the report
         size_t bytes = 0;
@@ -183,6 +187,7 @@ Status run_sessions_bench(const CommonArgs& c, const BenchArgs& a, const std::sh
             if (step_list.empty()) break;
             for (std::vector<Event>& e : ev) e.clear();  // step() appends
             const auto ts = Clock::now();
+            const Batch::Phases before = batch->phases();
             VOXRT_RETURN_IF_ERROR(batch->step(step_list, ev, res));
             const double ms = ms_since(ts);
             for (size_t k = 0; k < res.size(); ++k)
@@ -190,7 +195,12 @@ Status run_sessions_bench(const CommonArgs& c, const BenchArgs& a, const std::sh
                     return make_error(StatusCode::kInternal, "sessions bench: %s",
                                       res[k].status.message().c_str());
             const Batch::Shape sh = batch->last_shape();
-            notes.push_back(StepNote{ms, t, sh.backbone, sh.frames, with_newcomer});
+            Batch::Phases d = batch->phases();
+            d.prepare -= before.prepare;
+            d.backbone -= before.backbone;
+            d.frames -= before.frames;
+            d.complete -= before.complete;
+            notes.push_back(StepNote{ms, t, sh.backbone, sh.frames, with_newcomer, d});
             bytes += sh.frames > 0 ? std::max(info.text_step_bytes, info.audio_frame_bytes)
                                    : info.text_step_bytes;
             if (with_newcomer) {
@@ -274,8 +284,11 @@ Status run_sessions_bench(const CommonArgs& c, const BenchArgs& a, const std::sh
         if (a.profile) {
             std::printf("|   | longest steps:");
             for (const StepNote& s : notes)
-                std::printf(" #%d %.1f ms (%d rows, %d frames%s)", s.index, s.ms, s.rows, s.frames,
-                            s.newcomer ? ", newcomer" : "");
+                std::printf(
+                    " #%d %.1f ms (%d rows, %d frames%s; prepare %.1f, backbone %.1f, "
+                    "depthformer %.1f, complete %.1f)",
+                    s.index, s.ms, s.rows, s.frames, s.newcomer ? ", newcomer" : "", s.ph.prepare,
+                    s.ph.backbone, s.ph.frames, s.ph.complete);
             std::printf(" |\n");
         }
         std::fflush(stdout);

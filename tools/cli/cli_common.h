@@ -82,9 +82,10 @@ struct BenchArgs {
     // Continuous batching: conversation counts to measure, one after another (empty: the
     // single-conversation turn benchmark).
     std::vector<int> sessions;
-    int max_rows = 64;      // Batch::create's max_rows
-    bool no_audio = false;  // sessions: no detokenizer (the decode alone)
-    bool profile = false;   // sessions: where a step's time goes (Batch::set_profile)
+    int max_rows = 64;             // Batch::create's max_rows
+    bool no_audio = false;         // sessions: no detokenizer (the decode alone)
+    bool profile = false;          // sessions: where a step's time goes (Batch::set_profile)
+    bool no_batch_graphs = false;  // sessions: Batch::set_device_graphs(false)
 };
 
 // Validators shared by the subcommands: a path that is not empty, a finite number in [lo, hi].
