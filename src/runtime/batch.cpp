@@ -147,7 +147,8 @@ Status BatchStepper::step(const std::vector<Session*>& sessions,
             results[i].done = true;
             continue;
         }
-        if (plan->prefill) continue;  // a chunk of its prefill ran; it joins once that is over
+        if (plan->prefill) continue;   // a chunk of its prefill ran; it joins once that is over
+        if (plan->draining) continue;  // its answer is over; its detokenizer is finishing
         rows.push_back(Row{s, i, *plan});
     }
     for (size_t a = 0; a < rows.size(); ++a)

@@ -103,6 +103,28 @@ Status DetokStream::finish(int step, std::vector<Chunk>& out) {
     return Status::ok();
 }
 
+Status DetokStream::finish_begin(int step, std::vector<Chunk>& out) {
+    if (!enabled_ || !async_) return finish(step, out);
+    VOXRT_RETURN_IF_ERROR(drain(out));
+    worker_->submit_flush(step);
+    return Status::ok();
+}
+
+Expected<bool> DetokStream::finish_poll(std::vector<Chunk>& out) {
+    if (!enabled_ || !async_) return true;
+    const bool all = worker_->finished(results_);
+    VOXRT_RETURN_IF_ERROR(take_results(results_, out));
+    return all;
+}
+
+Status DetokStream::finish_wait(std::vector<Chunk>& out) {
+    if (!enabled_ || !async_) return Status::ok();
+    const auto t0 = Clock::now();
+    worker_->wait(results_);
+    wait_ms_ += ms_since(t0);
+    return take_results(results_, out);
+}
+
 void DetokStream::abort() {
     if (worker_) {
         std::vector<DetokWorker::Result> rest;

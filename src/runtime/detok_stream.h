@@ -46,6 +46,13 @@ public:
     // The end of the response: the buffered frames, the flush, and everything the worker still
     // has. `step`: the response's step count.
     Status finish(int step, std::vector<Chunk>& out);
+    // The same end without waiting for the worker (a session in a batch, whose wait would hold up
+    // every session of the step): finish_begin hands the buffered frames and the flush to the
+    // worker; finish_poll appends what is done and says whether everything is in; finish_wait
+    // waits for the rest. Without a worker, finish_begin is finish() and finish_poll is true.
+    Status finish_begin(int step, std::vector<Chunk>& out);
+    Expected<bool> finish_poll(std::vector<Chunk>& out);
+    Status finish_wait(std::vector<Chunk>& out);
     // After an error: waits until the worker is idle and drops what is buffered.
     void abort();
 

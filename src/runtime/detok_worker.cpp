@@ -53,6 +53,13 @@ void DetokWorker::take(std::vector<Result>& out) {
     done_.clear();
 }
 
+bool DetokWorker::finished(std::vector<Result>& out) {
+    std::lock_guard<std::mutex> lk(mu_);
+    for (Result& r : done_) out.push_back(std::move(r));
+    done_.clear();
+    return jobs_.empty() && !running_;
+}
+
 void DetokWorker::wait(std::vector<Result>& out) {
     std::unique_lock<std::mutex> lk(mu_);
     cv_done_.wait(lk, [this] { return jobs_.empty() && !running_; });

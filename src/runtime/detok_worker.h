@@ -49,6 +49,9 @@ public:
     // Waits until every submitted job has finished, then appends the remaining results (not while
     // paused).
     void wait(std::vector<Result>& out);
+    // Appends the finished results without waiting; true when every submitted job has finished
+    // (all results are then in `out`).
+    bool finished(std::vector<Result>& out);
     // While paused, jobs queue up and none starts (tests use it to queue several at once).
     void pause();
     void resume();

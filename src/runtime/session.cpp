@@ -201,6 +201,7 @@ Status Session::reset() {
     if (responding_) {
         detok_.abort();
         responding_ = false;
+        draining_ = false;
     }
     can_truncate_ = false;
     // Back to the memory of a fresh session: one chunk of KV positions, no snapshots.
@@ -736,6 +737,7 @@ Status Session::start_response() {
 Status Session::fail(Status st) {
     detok_.abort();
     responding_ = false;
+    draining_ = false;
     return st;
 }
 
@@ -757,6 +759,13 @@ Expected<Session::StepPlan> Session::step_prepare(std::vector<Event>& out) {
     StepPlan plan;
     if (!responding_)
         return make_error(StatusCode::kInvalidArgument, "no response is running (begin() first)");
+    if (draining_) {
+        const Status st = drain(out, /*wait=*/false);
+        if (!st) return fail(st);
+        plan.done = !draining_;
+        plan.draining = draining_;
+        return plan;
+    }
     if (!started_) {
         // The prefill, one chunk (<= chunk_ positions) per call, so that a batch's other sessions
         // wait at most one chunk for this one; the call that ends it also makes the first step.
@@ -784,7 +793,8 @@ Expected<Session::StepPlan> Session::step_prepare(std::vector<Event>& out) {
     if (turn_.done()) {
         const Status st = finish_response(out);
         if (!st) return fail(st);
-        plan.done = true;
+        plan.done = !draining_;
+        plan.draining = draining_;
         return plan;
     }
     plan.text = turn_.text_next();
@@ -859,13 +869,18 @@ Expected<bool> Session::step_complete(const StepPlan& plan, int32_t tok,
     if (!turn_.done()) return false;
     const Status st = finish_response(out);
     if (!st) return fail(st);
-    return true;
+    return !draining_;
 }
 
 Expected<bool> Session::step(std::vector<Event>& out) {
     VOXRT_ASSIGN_OR_RETURN(const StepPlan plan, step_prepare(out));
     if (plan.done) return true;
     if (plan.prefill) return false;
+    if (plan.draining) {  // stepped on its own: nothing else to do than wait for the detokenizer
+        const Status st = drain(out, /*wait=*/true);
+        if (!st) return fail(st);
+        return true;
+    }
     const auto t_it = Clock::now();
     int32_t tok = 0;
     std::array<int32_t, 8> codes{};
@@ -887,8 +902,35 @@ Status Session::finish_response(std::vector<Event>& out) {
     }
     VOXRT_RETURN_IF_ERROR(ops::synchronize(ctx_));
     const int steps = turn_.steps();
+    if (!own_lane_) {
+        // In a batch: the other sessions' next step does not wait for this one's detokenizer.
+        VOXRT_RETURN_IF_ERROR(detok_.finish_begin(steps, chunks_));
+        pcm_events(out);
+        draining_ = true;
+        return drain(out, /*wait=*/false);
+    }
     VOXRT_RETURN_IF_ERROR(detok_.finish(steps, chunks_));
     pcm_events(out);
+    end_response(out);
+    return Status::ok();
+}
+
+Status Session::drain(std::vector<Event>& out, bool wait) {
+    bool all = true;
+    if (wait) {
+        VOXRT_RETURN_IF_ERROR(detok_.finish_wait(chunks_));
+    } else {
+        VOXRT_ASSIGN_OR_RETURN(all, detok_.finish_poll(chunks_));
+    }
+    pcm_events(out);
+    if (!all) return Status::ok();
+    draining_ = false;
+    end_response(out);
+    return Status::ok();
+}
+
+void Session::end_response(std::vector<Event>& out) {
+    const int steps = turn_.steps();
     stats_.steps = steps;
     stats_.detok_ms = detok_.wait_ms();
     stats_.detok_busy_ms = detok_.busy_ms();
@@ -902,7 +944,6 @@ Status Session::finish_response(std::vector<Event>& out) {
     out.push_back(std::move(e));
     responding_ = false;
     can_truncate_ = true;
-    return Status::ok();
 }
 
 Status Session::generate(const GenerateOptions& opt, const EventSink& sink, TurnStats* stats_out) {

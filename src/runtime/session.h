@@ -258,6 +258,9 @@ private:
     struct StepPlan {
         bool done = false;     // the response ended (its kEndOfTurn is in the events)
         bool prefill = false;  // the call ran a chunk of the prefill and nothing else
+        // The answer is over but its detokenizer is still finishing (a session on a shared lane
+        // does not wait for it): nothing to run; a later step ends the response.
+        bool draining = false;
         bool text = false;     // the step chooses a text token (else an audio frame)
         bool forward = false;  // x_ row 0 holds the last item, to run through the backbone first
         int step = 0;
@@ -298,7 +301,11 @@ private:
     Status run_step(const GenerateOptions& opt, bool text, bool forward, int32_t* token,
                     std::array<int32_t, 8>* codes);
     Status start_response();  // after the prefill's last chunk: graph keys, device counters
+    // The end of the response: on a shared lane (a batch) without waiting for the detokenizer
+    // (draining_ until drain() finds it done), else at once.
     Status finish_response(std::vector<Event>& out);
+    Status drain(std::vector<Event>& out, bool wait);
+    void end_response(std::vector<Event>& out);
     void snapshot_conv(const ops::Context& ctx,
                        int index);  // conv state after the response's forwarded positions
     // snapshot_conv as a copy for the caller to queue (a batch queues all its rows' at once):
@@ -355,7 +362,8 @@ private:
     // The response in progress.
     GenerateOptions gopt_;
     bool responding_ = false;
-    bool started_ = false;  // the first step() ran
+    bool draining_ = false;  // responding_, the answer over, the detokenizer finishing
+    bool started_ = false;   // the first step() ran
     std::atomic<bool> cancel_{false};
     TurnState turn_;
     DetokStream detok_;

@@ -120,15 +120,17 @@ Conversation alone(const std::shared_ptr<Model>& m, const Job& j, int cancel_at)
 constexpr int kCancelled = 2, kCancelAt = 9;
 
 void run_batched(const std::shared_ptr<Model>& m, int max_rows, bool graphs,
-                 std::vector<Conversation>& got, int* frame_graphs) {
+                 std::vector<Conversation>& got, int* frame_graphs, bool shared_lane = false) {
     const std::vector<Job>& js = jobs();
     *frame_graphs = 0;
     auto batch = Batch::create(m, max_rows);
     ASSERT_TRUE(batch.is_ok()) << batch.status().message();
     batch.value()->set_device_graphs(graphs);
     std::vector<std::unique_ptr<Session>> ss;
+    SessionOptions so;
+    so.share_device_context = shared_lane;
     for (const Job& j : js) {
-        auto s = Session::create(m);
+        auto s = Session::create(m, so);
         ASSERT_TRUE(s.is_ok());
         ASSERT_TRUE(add_prompt(**s, j).is_ok());
         ss.push_back(std::move(*s));
@@ -181,6 +183,9 @@ void run_batched(const std::shared_ptr<Model>& m, int max_rows, bool graphs,
 struct Case {
     std::string device, precision;
     int max_rows;
+    // Sessions sharing one device lane, as the server makes them: their first frame and their
+    // end go to the detokenizer's worker without waiting (the answer ends at a later step).
+    bool shared_lane = false;
 };
 
 class BatchApi : public ::testing::TestWithParam<Case> {};
@@ -197,7 +202,8 @@ TEST_P(BatchApi, EachConversationEqualsItselfAlone) {
 
     std::vector<Conversation> got;
     int frame_graphs = 0;
-    ASSERT_NO_FATAL_FAILURE(run_batched(m, c.max_rows, /*graphs=*/true, got, &frame_graphs));
+    ASSERT_NO_FATAL_FAILURE(
+        run_batched(m, c.max_rows, /*graphs=*/true, got, &frame_graphs, c.shared_lane));
     for (size_t i = 0; i < js.size(); ++i) {
         EXPECT_EQ(got[i].first.items, ref[i].first.items) << "conversation " << i;
         EXPECT_EQ(got[i].first.text, ref[i].first.text) << "conversation " << i;
@@ -216,11 +222,13 @@ TEST_P(BatchApi, EachConversationEqualsItselfAlone) {
 
 INSTANTIATE_TEST_SUITE_P(Devices, BatchApi,
                          ::testing::Values(Case{"cpu", "fp32", 64}, Case{"cpu", "bf16", 64},
-                                           Case{"cpu", "fp32", 4}, Case{"cuda", "fp32", 64},
-                                           Case{"cuda", "fp32", 4}),
+                                           Case{"cpu", "fp32", 4}, Case{"cpu", "fp32", 64, true},
+                                           Case{"cuda", "fp32", 64}, Case{"cuda", "fp32", 4},
+                                           Case{"cuda", "fp32", 64, true}),
                          [](const ::testing::TestParamInfo<Case>& i) {
                              return i.param.device + "_" + i.param.precision + "_rows" +
-                                    std::to_string(i.param.max_rows);
+                                    std::to_string(i.param.max_rows) +
+                                    (i.param.shared_lane ? "_shared_lane" : "");
                          });
 
 // The batched frame replayed from CUDA graphs gives what the same ops give run one by one, bit
