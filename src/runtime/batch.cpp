@@ -159,7 +159,14 @@ Status BatchStepper::step(const std::vector<Session*>& sessions,
                                   rows[b].index);
 
     VOXRT_RETURN_IF_ERROR(lap(&phases_.prepare, &t_phase));
+    // A conversation's first audio frame is detokenized at once, inline, for the first sample's
+    // sake, but only for a few per step: a step in which many answers reach audio together (they
+    // started together) hands the others' first frames to their workers, so that the step is not
+    // held up by one detokenizer call per conversation.
+    int inline_first = kInlineFirstFrames;
     auto complete = [&](const Row& r, int32_t tok, const std::array<int32_t, 8>& codes, double ms) {
+        DetokStream& d = r.s->detok_;
+        if (!r.plan.text && d.enabled() && !d.started()) d.set_first_async(inline_first-- <= 0);
         Expected<bool> done = r.s->step_complete(r.plan, tok, codes, ms, out[r.index]);
         if (!done.is_ok()) {
             results[r.index].status = done.status();

@@ -54,6 +54,8 @@ public:
                 std::vector<BatchStepResult>& results);
 
     int max_rows() const { return max_rows_; }
+    // First audio frames per step detokenized inline (the rest go to the sessions' workers).
+    static constexpr int kInlineFirstFrames = 2;
     // Rows of the last step's batched calls (backbone rows, text rows, frame rows), for benches.
     struct Shape {
         int backbone = 0, text = 0, frames = 0, alone = 0;

@@ -44,8 +44,8 @@ Status DetokStream::take_results(std::vector<DetokWorker::Result>& results,
 
 // Detokenizes the buffered frames in one call, or hands them to the worker. The turn's first frame
 // is detokenized here even with a worker (idle then): its samples are the first the listener hears,
-// and on a GPU the worker's kernels would wait behind decode kernels. Not with first_async_ (a
-// session in a batch): there the first frame of one session would hold up the step of all.
+// and on a GPU the worker's kernels would wait behind decode kernels. Not with first_async_ (set
+// by a batch step in which many conversations reach audio at once, which would all wait for them).
 Status DetokStream::drain(std::vector<Chunk>& out) {
     if (pending_ == 0) return Status::ok();
     if (async_ && (started_ || first_async_)) {

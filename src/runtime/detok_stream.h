@@ -38,6 +38,10 @@ public:
     void begin(bool enabled, int chunk_frames, bool async, bool ramp = false,
                bool first_async = false);
     bool enabled() const { return enabled_; }
+    // Whether the turn's first frame has gone in (to the worker or through the detokenizer).
+    bool started() const { return started_; }
+    // Changes begin()'s first_async for the turn's first frame (before it is pushed).
+    void set_first_async(bool on) { first_async_ = async_ && on; }
 
     // A decodable frame's first kDetokCodebooks codes, chosen at `step`.
     Status push(const int32_t* codes, int step, std::vector<Chunk>& out);

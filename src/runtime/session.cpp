@@ -685,10 +685,9 @@ Status Session::begin(const GenerateOptions& opt) {
     tc.text_end = sp.text_end;
     tc.audio_start = sp.audio_start;
     turn_.start(tc);
-    // A session on a shared lane steps in a batch: its first frame goes to the worker as well, so
-    // that no session's first audio holds up the step of the others.
-    detok_.begin(opt.decode_audio, opt.detok_chunk_frames, opt.detok_async, opt.detok_ramp,
-                 /*first_async=*/!own_lane_);
+    // The first frame is detokenized inline; a batch step may hand it to the worker instead
+    // (BatchStepper::kInlineFirstFrames).
+    detok_.begin(opt.decode_audio, opt.detok_chunk_frames, opt.detok_async, opt.detok_ramp);
     stats_ = TurnStats{};
     stats_.mel_ms = pending_mel_ms_;
     stats_.encoder_ms = pending_enc_ms_;

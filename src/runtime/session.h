@@ -95,8 +95,8 @@ struct GenerateOptions {
     // Run the detokenizer on its own thread (on CUDA: its own context and stream) while generation
     // goes on; a chunk's kPcm event comes at the first step boundary after it is done (and all
     // are in before kEndOfTurn). The turn's first frame is still detokenized in the loop, at once,
-    // for the first sample's sake, except in a session on a shared lane (SessionOptions::lane:
-    // stepped in a batch), whose first frame goes to the worker too. false: every chunk is
+    // for the first sample's sake (in a batch step, for at most BatchStepper::kInlineFirstFrames
+    // sessions a step; the others' first frames go to their workers). false: every chunk is
     // detokenized inside the loop, its event right after its last frame. The PCM is the same either
     // way.
     bool detok_async = true;

@@ -304,6 +304,68 @@ TEST(BatchApiPrefill, LongTurnPrefillsOneChunkPerStep) {
     }
 }
 
+// Conversations that reach audio in the same step: the first frames of at most two of them are
+// detokenized inline (their first samples come in that step's events); the others' go to their
+// detokenizer workers and come at a later step, so the step does not wait for one detokenizer call
+// per conversation. Their audio is the same either way.
+TEST(BatchApiFirstAudio, AtMostTwoFirstFramesInlinePerStep) {
+    auto m = test::load_tiny("cpu", "fp32");
+    ASSERT_TRUE(m);
+    const Job j{Task::kSpeechChat, "question.wav", 1, false};
+    const int kSessions = 5;
+    auto batch = Batch::create(m);
+    ASSERT_TRUE(batch.is_ok()) << batch.status().message();
+    std::vector<std::unique_ptr<Session>> ss;
+    std::vector<Session*> live;
+    for (int i = 0; i < kSessions; ++i) {
+        auto s = Session::create(m);
+        ASSERT_TRUE(s.is_ok());
+        ASSERT_TRUE(add_prompt(**s, j).is_ok());
+        ASSERT_TRUE((*s)->start_response(options(j)).is_ok());
+        live.push_back(s->get());
+        ss.push_back(std::move(*s));
+    }
+    std::vector<int> frame_step(kSessions, -1), pcm_step(kSessions, -1);
+    std::vector<test::Response> got(kSessions);
+    std::vector<bool> over(kSessions, false);
+    std::vector<std::vector<Event>> ev;
+    std::vector<BatchResult> res;
+    for (int t = 0; t < 200; ++t) {
+        std::vector<Session*> step_list;
+        std::vector<int> who;
+        for (int i = 0; i < kSessions; ++i)
+            if (!over[static_cast<size_t>(i)]) {
+                step_list.push_back(live[static_cast<size_t>(i)]);
+                who.push_back(i);
+            }
+        if (step_list.empty()) break;
+        ev.clear();
+        ASSERT_TRUE(batch.value()->step(step_list, ev, res).is_ok());
+        for (size_t k = 0; k < step_list.size(); ++k) {
+            const size_t i = static_cast<size_t>(who[k]);
+            ASSERT_TRUE(res[k].status.is_ok()) << res[k].status.message();
+            for (const Event& e : ev[k]) {
+                if (e.kind == EventKind::kAudioFrame && frame_step[i] < 0) frame_step[i] = t;
+                if (e.kind == EventKind::kAudio && pcm_step[i] < 0) pcm_step[i] = t;
+            }
+            collect(got[i], ev[k]);
+            if (res[k].done) over[i] = true;
+        }
+    }
+    int inline_first = 0;
+    for (int i = 0; i < kSessions; ++i) {
+        const size_t u = static_cast<size_t>(i);
+        ASSERT_GE(frame_step[u], 0) << "session " << i << " made no audio frame";
+        ASSERT_GE(pcm_step[u], frame_step[u]) << "session " << i;
+        EXPECT_EQ(frame_step[u], frame_step[0]) << "the same answer reaches audio at the same step";
+        if (pcm_step[u] == frame_step[u]) ++inline_first;
+        EXPECT_EQ(got[u].pcm, got[0].pcm) << "session " << i;
+        ASSERT_TRUE(over[u]);
+    }
+    EXPECT_EQ(inline_first, 2);
+    EXPECT_FALSE(got[0].pcm.empty());
+}
+
 TEST(BatchApiErrors, RefusesWhatItCannotStep) {
     auto m = test::load_tiny("cpu", "fp32");
     auto other = test::load_tiny("cpu", "fp32");
