@@ -1,4 +1,5 @@
-// voxrt-kprof (bench tooling): GPU kernel time by kernel name for any CUDA program, without a profiler GUI.
+// voxrt-kprof (bench tooling): GPU kernel time by kernel name for any CUDA program, without a
+// profiler GUI.
 //
 // A CUDA injection library: the driver loads it into the process named by CUDA_INJECTION64_PATH
 // and calls InitializeInjection(), which turns on CUPTI's kernel activity records. At exit it
