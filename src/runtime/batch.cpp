@@ -125,6 +125,7 @@ Status BatchStepper::step(const std::vector<Session*>& sessions,
     if (profile_) ++phases_.steps;
     std::vector<Row> rows;
     rows.reserve(n);
+    size_t first_draining = n;  // a session whose answer is over, its detokenizer finishing
     for (size_t i = 0; i < n; ++i) {
         Session* s = sessions[i];
         if (s == nullptr || &s->model_ != &model_) {
@@ -147,8 +148,11 @@ Status BatchStepper::step(const std::vector<Session*>& sessions,
             results[i].done = true;
             continue;
         }
-        if (plan->prefill) continue;   // a chunk of its prefill ran; it joins once that is over
-        if (plan->draining) continue;  // its answer is over; its detokenizer is finishing
+        if (plan->prefill) continue;  // a chunk of its prefill ran; it joins once that is over
+        if (plan->draining) {         // its answer is over; its detokenizer is finishing
+            first_draining = std::min(first_draining, i);
+            continue;
+        }
         rows.push_back(Row{s, i, *plan});
     }
     for (size_t a = 0; a < rows.size(); ++a)
@@ -158,6 +162,14 @@ Status BatchStepper::step(const std::vector<Session*>& sessions,
                                   "batch: sessions %zu and %zu are the same session", rows[a].index,
                                   rows[b].index);
 
+    if (rows.empty() && first_draining < n) {
+        // Nothing to run but detokenizers finishing: wait for one (a caller stepping only such
+        // sessions would otherwise spin until they are done).
+        Session* s = sessions[first_draining];
+        const Status st = s->drain(out[first_draining], /*wait=*/true);
+        if (!st) results[first_draining].status = s->fail(st);
+        results[first_draining].done = true;
+    }
     VOXRT_RETURN_IF_ERROR(lap(&phases_.prepare, &t_phase));
     // A conversation's first audio frame is detokenized at once, inline, for the first sample's
     // sake, but only for a few per step: a step in which many answers reach audio together (they
