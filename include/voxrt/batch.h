@@ -27,6 +27,11 @@
 // newcomer with a long turn delays the others by at most one chunk per step (a cancel() is honoured
 // once its prefill is over). docs/batching.md has the measurements.
 //
+// No session holds up the others: at most two sessions a step get their first audio frame
+// detokenized at once (the others' on their detokenizer threads, their first kAudio a step or two
+// later), and a session made with SessionOptions::share_device_context ends without waiting for its
+// detokenizer (its kEndOfTurn, and results[i].done, come at a later step).
+//
 // Threads: a Batch and the sessions it steps are driven by one thread; cancel() from any thread.
 #pragma once
 
