@@ -213,7 +213,9 @@ TEST_P(BatchApi, EachConversationEqualsItselfAlone) {
         EXPECT_EQ(got[i].second.text, ref[i].second.text) << "conversation " << i;
     }
     // On a GPU the frame rows' step was replayed from graphs (the row counts repeat).
-    if (c.device == "cuda") EXPECT_GT(frame_graphs, 0);
+    if (c.device == "cuda") {
+        EXPECT_GT(frame_graphs, 0);
+    }
     // Not trivially equal: the conversations differ, one was cut, and audio came out.
     EXPECT_NE(ref[0].first.items, ref[1].first.items);
     EXPECT_EQ(ref[kCancelled].first.reason, EndReason::kCancelled);
