@@ -15,10 +15,10 @@ void DetokStream::init(const model::Detokenizer* det, const ops::Context* ctx,
     worker_ = worker;
 }
 
-void DetokStream::begin(bool enabled, int chunk_frames, bool async, bool ramp, bool first_async) {
+void DetokStream::begin(bool enabled, int chunk_frames, bool async, bool ramp) {
     enabled_ = enabled && det_ != nullptr;
     async_ = async && worker_ != nullptr;
-    first_async_ = async_ && first_async;
+    first_async_ = false;
     chunk_frames_ = chunk_frames;
     target_ = ramp ? std::min(2, chunk_frames) : chunk_frames;
     pending_ = 0;
@@ -86,14 +86,12 @@ Status DetokStream::poll(std::vector<Chunk>& out) {
 
 Status DetokStream::finish(int step, std::vector<Chunk>& out) {
     if (!enabled_) return Status::ok();
+    if (async_) {
+        VOXRT_RETURN_IF_ERROR(finish_begin(step, out));
+        return finish_wait(out);
+    }
     VOXRT_RETURN_IF_ERROR(drain(out));
     const auto t0 = Clock::now();
-    if (async_) {
-        worker_->submit_flush(step);
-        worker_->wait(results_);
-        wait_ms_ += ms_since(t0);
-        return take_results(results_, out);
-    }
     Chunk c{step, {}};
     VOXRT_RETURN_IF_ERROR(det_->flush(*ctx_, *st_, c.pcm));
     const double ms = ms_since(t0);

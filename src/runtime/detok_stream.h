@@ -32,15 +32,13 @@ public:
               DetokWorker* worker);
 
     // Starts a response; `enabled` false: push/poll/finish do nothing.
-    // `ramp`: chunks after the first frame grow 2, 4, … up to `chunk_frames`. `first_async`
-    // (with a worker): the turn's first frame goes to the worker too, instead of being
-    // detokenized at once on the caller's thread.
-    void begin(bool enabled, int chunk_frames, bool async, bool ramp = false,
-               bool first_async = false);
+    // `ramp`: chunks after the first frame grow 2, 4, … up to `chunk_frames`.
+    void begin(bool enabled, int chunk_frames, bool async, bool ramp = false);
     bool enabled() const { return enabled_; }
     // Whether the turn's first frame has gone in (to the worker or through the detokenizer).
     bool started() const { return started_; }
-    // Changes begin()'s first_async for the turn's first frame (before it is pushed).
+    // With a worker, before the turn's first frame is pushed: true hands it to the worker too
+    // instead of detokenizing it at once on the caller's thread (begin() resets it to false).
     void set_first_async(bool on) { first_async_ = async_ && on; }
 
     // A decodable frame's first kDetokCodebooks codes, chosen at `step`.
