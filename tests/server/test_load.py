@@ -26,7 +26,7 @@ MODEL = os.environ.get("VOXRT_MODEL", "")
 SLOTS = 40
 RT_CLIENTS, RT_TURNS = 32, 5
 REST_CLIENTS = 48
-ROUNDS = 3
+ROUNDS = int(os.environ.get("VOXRT_LOAD_ROUNDS", "3"))
 # Against the model: its answers are capped (the tiny checkpoint's random weights never end a turn
 # on their own), so a turn ends "incomplete" at max_output_tokens.
 MODEL_SLOTS, MODEL_RT_CLIENTS, MODEL_RT_TURNS, MODEL_REST_CLIENTS, MODEL_MAX_TOKENS = 6, 6, 3, 8, 24
@@ -142,7 +142,14 @@ class Load(unittest.TestCase):
         # After the first round (warm-up: allocator pools, thread stacks and, under
         # AddressSanitizer, its quarantine of freed memory, which alone grows RSS by ~100 MiB in
         # round 0), RSS stays within 8 MiB from round to round.
-        self.assertLess(max(rss[1:]) - rss[1], 8 * 1024, rss)
+        # Under AddressSanitizer the bound is 24 MiB: its allocator never hands freed chunks back to
+        # the system and keeps per-thread caches, so RSS wanders by itself (8 rounds on the tiny
+        # checkpoint: 169.0-174.4 MiB with no trend; one CI run saw a single jump of 14 MiB with
+        # other tests beside it). There, a leak by ownership is LeakSanitizer's to find when the
+        # server exits (detect_leaks=1 makes the exit status non-zero, checked below); the
+        # uninstrumented build keeps the 8 MiB bound (flat to 0.1 MiB over 8 rounds).
+        bound_mib = 24 if os.environ.get("ASAN_OPTIONS") is not None else 8
+        self.assertLess(max(rss[1:]) - rss[1], bound_mib * 1024, rss)
         self.assertEqual(srv.stop(), 0)
 
     def test_rounds(self):
