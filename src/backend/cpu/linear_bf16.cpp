@@ -13,6 +13,7 @@
 #include "backend/cpu/linear_bf16.h"
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstring>
 #include <vector>
@@ -35,7 +36,8 @@ std::atomic<bool> g_enabled{true};
 
 constexpr int64_t kRowBlock = 48;    // weight rows per task (a multiple of every NW below)
 constexpr int64_t kPairBlock = 256;  // k-pairs per k block (512 values of k)
-constexpr int kMaxV = 4;             // 16-row blocks of x per register tile
+static_assert(kPairBlock % (kI4Group / 2) == 0, "a k block holds whole int4 groups");
+constexpr int kMaxV = 4;  // 16-row blocks of x per register tile
 
 #define VOXRT_BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512bf16")))
 // GCC 12 reports its own AVX-512 intrinsics' _mm512_undefined_* placeholders as uninitialized.
@@ -95,6 +97,53 @@ VOXRT_BF16_TARGET void tile(const uint16_t* w, int64_t K, const uint32_t* x, int
         for (int v = 0; v < V; ++v) _mm512_storeu_ps(acc + j * ld + v * 16, a[j][v]);
 }
 
+// int4 weights (groups of kI4Group along k, one fp32 scale each): per group, the NW × V dot
+// products of its 16 k-pairs are summed from zero in registers, then multiplied by the group's
+// scale and added to the partial sums in acc (acc = partial · s for the first group of the
+// product):
+//   acc[j][m] = Σ_g s[j][g] · Σ_{k in g} x[m][k] · q[j][k]
+// The codes are exact bf16 values and x is bf16, so every product is exact. [p0, p1) is a whole
+// number of groups; s points at row j0's scales, ss scales per row.
+template <int V, int NW>
+VOXRT_BF16_TARGET void tile_grouped(const uint16_t* w, int64_t K, const uint32_t* x, int64_t xs,
+                                    int64_t p0, int64_t p1, const float* s, int64_t ss, float* acc,
+                                    int64_t ld, bool first) {
+    constexpr int64_t kGroupPairs = kI4Group / 2;
+    for (int64_t g0 = p0; g0 < p1; g0 += kGroupPairs) {
+        __m512 a[NW][V];
+#pragma GCC unroll 16
+        for (int j = 0; j < NW; ++j)
+#pragma GCC unroll 4
+            for (int v = 0; v < V; ++v) a[j][v] = _mm512_setzero_ps();
+        for (int64_t p = g0; p < g0 + kGroupPairs; ++p) {
+            __m512i xv[V];
+#pragma GCC unroll 4
+            for (int v = 0; v < V; ++v) xv[v] = _mm512_loadu_si512(x + v * xs + p * 16);
+#pragma GCC unroll 16
+            for (int j = 0; j < NW; ++j) {
+                uint32_t pair;
+                std::memcpy(&pair, w + j * K + 2 * p, 4);
+                const __m512i b = _mm512_set1_epi32(static_cast<int>(pair));
+#pragma GCC unroll 4
+                for (int v = 0; v < V; ++v)
+                    a[j][v] = _mm512_dpbf16_ps(a[j][v], (__m512bh)xv[v], (__m512bh)b);
+            }
+        }
+        const int64_t g = g0 / kGroupPairs;
+        const bool init = first && g0 == p0;
+#pragma GCC unroll 16
+        for (int j = 0; j < NW; ++j) {
+            const __m512 sv = _mm512_set1_ps(s[j * ss + g]);
+#pragma GCC unroll 4
+            for (int v = 0; v < V; ++v) {
+                float* o = acc + j * ld + v * 16;
+                _mm512_storeu_ps(o, init ? _mm512_mul_ps(a[j][v], sv)
+                                         : _mm512_fmadd_ps(a[j][v], sv, _mm512_loadu_ps(o)));
+            }
+        }
+    }
+}
+
 struct TileArgs {
     const uint16_t* w;
     int64_t K;
@@ -103,6 +152,8 @@ struct TileArgs {
     float* acc;
     int64_t ld;
     bool first;
+    const float* s = nullptr;  // int4: row j0's group scales (tile_grouped), ss per row
+    int64_t ss = 0;
 };
 
 // tile<V, nw> for nw <= NW (the last rows of the matrix).
@@ -111,7 +162,10 @@ VOXRT_BF16_TARGET void tile_n(int nw, const TileArgs& t) {
     if constexpr (NW > 1) {
         if (nw < NW) return tile_n<V, NW - 1>(nw, t);
     }
-    tile<V, NW>(t.w, t.K, t.x, t.xs, t.p0, t.p1, t.P, t.acc, t.ld, t.first);
+    if (t.s)
+        tile_grouped<V, NW>(t.w, t.K, t.x, t.xs, t.p0, t.p1, t.s, t.ss, t.acc, t.ld, t.first);
+    else
+        tile<V, NW>(t.w, t.K, t.x, t.xs, t.p0, t.p1, t.P, t.acc, t.ld, t.first);
 }
 
 VOXRT_BF16_TARGET void tile_vn(int v, int nw, const TileArgs& t) {
@@ -149,6 +203,28 @@ VOXRT_BF16_TARGET void codes_to_bf16(DType dt, const uint8_t* q, int64_t n, uint
     for (; i < n; ++i) dst[i] = f32_to_bf16(quant::decode(dt, q[i]));
 }
 
+// dst[k] = the bf16 value of int4 code k of n (a multiple of kI4Group): per block of 32 codes,
+// byte b holds code b in its low nibble and code b + 16 in its high one, stored as q + 8
+// (core/quant.h). A 16-byte load widens to 16 words; the low and the high nibbles side by side
+// index a table of bf16(i - 8) (vpermw), which gives the 32 values in order, exactly.
+VOXRT_BF16_TARGET void i4_codes_to_bf16(const uint8_t* q, int64_t n, uint16_t* dst) {
+    static const std::array<uint16_t, 32> kTable = [] {
+        std::array<uint16_t, 32> t{};
+        for (int i = 0; i < 16; ++i)
+            t[static_cast<size_t>(i)] = f32_to_bf16(static_cast<float>(i - 8));
+        return t;
+    }();
+    const __m512i table = _mm512_loadu_si512(kTable.data());
+    const __m256i nib = _mm256_set1_epi16(0x0f);
+    for (int64_t i = 0; i < n; i += kI4Group) {
+        const __m256i c =
+            _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + i / 2)));
+        const __m512i idx = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(c, nib)),
+                                               _mm256_srli_epi16(c, 4), 1);
+        _mm512_storeu_si512(dst + i, _mm512_permutexvar_epi16(idx, table));
+    }
+}
+
 #pragma GCC diagnostic pop
 
 #endif  // VOXRT_BF16_X86
@@ -179,11 +255,12 @@ void set_bf16_gemm_enabled(bool on) {
 bool linear_bf16_gemm(const ops::Context& ctx, const Tensor& x, const Tensor& w, const Tensor* bias,
                       Tensor& y) {
 #if defined(VOXRT_BF16_X86)
-    const bool quantized = w.dtype == DType::kI8 || w.dtype == DType::kF8E4M3;
+    const bool i4 = w.dtype == DType::kI4;
+    const bool quantized = i4 || w.dtype == DType::kI8 || w.dtype == DType::kF8E4M3;
     if (!bf16_gemm_supported() || !(w.dtype == DType::kBF16 || (quantized && w.scale)))
         return false;
     const int64_t M = rows_of(x), K = cols_of(x), N = w.shape[0];
-    if (M == 0 || N == 0 || K == 0) return false;
+    if (M == 0 || N == 0 || K == 0 || (i4 && K % kI4Group != 0)) return false;
     const float* xp = act(x);
     const int64_t P = K / 2, Pp = (K + 1) / 2;  // full pairs; pairs with the odd K's last one
     const int64_t nv = (M + 15) / 16;           // 16-row blocks of x
@@ -249,7 +326,10 @@ bool linear_bf16_gemm(const ops::Context& ctx, const Tensor& x, const Tensor& w,
         for (int64_t task = t0; task < t1; ++task) {
             const int64_t n0 = task * kRowBlock, n1 = std::min(N, n0 + kRowBlock);
             const uint16_t* wblk = t_wq.data();
-            if (quantized) {
+            if (i4) {
+                i4_codes_to_bf16(static_cast<const uint8_t*>(w.data) + n0 * (K / 2), (n1 - n0) * K,
+                                 t_wq.data());
+            } else if (quantized) {
                 codes_to_bf16(w.dtype, static_cast<const uint8_t*>(w.data) + n0 * K, (n1 - n0) * K,
                               t_wq.data());
             } else {
@@ -263,14 +343,17 @@ bool linear_bf16_gemm(const ops::Context& ctx, const Tensor& x, const Tensor& w,
                     const int nw_max = tile_rows(v);
                     for (int64_t j0 = n0; j0 < n1; j0 += nw_max) {
                         const int nw = static_cast<int>(std::min<int64_t>(nw_max, n1 - j0));
-                        const TileArgs t{
-                            wblk + (j0 - n0) * K,           K,  xpk + v0 * xs, xs, p0, p1, P,
-                            acc + (j0 - n0) * ld + v0 * 16, ld, p0 == 0};
+                        TileArgs t{wblk + (j0 - n0) * K,           K,  xpk + v0 * xs, xs, p0, p1, P,
+                                   acc + (j0 - n0) * ld + v0 * 16, ld, p0 == 0};
+                        if (i4) {
+                            t.ss = K / kI4Group;
+                            t.s = w.scale + j0 * t.ss;
+                        }
                         tile_vn(v, nw, t);
                     }
                 }
             }
-            if (quantized) {  // the row scale on the finished dot product, as the GEMV does
+            if (quantized && !i4) {  // the row scale on the finished dot product, as the GEMV does
                 for (int64_t m = 0; m < M; ++m) {
                     float* yr = yp + m * N;
                     for (int64_t n = n0; n < n1; ++n)

@@ -23,7 +23,9 @@
 // Quantized weights (int8 / e4m3 codes with a row scale, core/quant.h): every code is exactly a
 // bf16 value, so the kernel runs on the codes and applies the scale to the finished dot product,
 // y = scale[n] · Σ_k x·q (+ bias), as the quantized GEMV does (backend/cpu/linear_quant.h); it
-// differs from the product on the dequantized fp32 weights by fp32 rounding only.
+// differs from the product on the dequantized fp32 weights by fp32 rounding only. int4 codes
+// (groups of kI4Group along k, one scale each) are exact bf16 values too; each group's dot product
+// is summed from zero, then scaled and added: y = Σ_g scale[n][g] · Σ_{k in g} x·q (+ bias).
 //
 // Each output is one chain of vdpbf16ps over the k-pairs in order, then the bias and the output
 // rounding: the result does not depend on the row count or on how the rows are tiled, so a product
@@ -50,9 +52,10 @@ bool bf16_gemm_supported();
 bool bf16_gemm_enabled();
 void set_bf16_gemm_enabled(bool on);
 
-// y[M, N] = x[M, K] · wᵀ (+ bias), rounded as ctx says, for BF16 or quantized (I8 / F8E4M3 with
-// scales) w [N, K] and F32 x/y on the host. Returns false and writes nothing if the kernel does
-// not apply: the host lacks the instruction, w is neither, or an element of x is not a bf16 value.
+// y[M, N] = x[M, K] · wᵀ (+ bias), rounded as ctx says, for BF16 or quantized (I8 / F8E4M3 / I4
+// with scales) w [N, K] and F32 x/y on the host. Returns false and writes nothing if the kernel
+// does not apply: the host lacks the instruction, w is neither, or an element of x is not a bf16
+// value.
 bool linear_bf16_gemm(const ops::Context& ctx, const Tensor& x, const Tensor& w, const Tensor* bias,
                       Tensor& y);
 

@@ -14,9 +14,9 @@
 // fma(nibble, s, -8·s) = s · (code) exactly, then FMA-ed against x; the sum needs no scale after.
 // Prefill-sized products in Precision::kBF16 with bf16
 // activations take the bf16 dot-product GEMM (backend/cpu/linear_bf16.h) on the codes as bf16
-// values, the scale applied to the finished dot product as here; otherwise they dequantize weight
-// panels into the packed GEMM (backend/cpu/linear.cpp) and so equal the GEMM on dequantized
-// weights bit for bit (int4 always takes this path: a group-scaled weight is not a bf16 value).
+// values, the scale applied to the finished dot product as here (int4: to each group's dot
+// product); otherwise they dequantize weight panels into the packed GEMM (backend/cpu/linear.cpp)
+// and so equal the GEMM on dequantized weights bit for bit.
 #pragma once
 
 #include <cstdint>

@@ -25,7 +25,8 @@ void expect_each_once(ThreadPool& pool, int64_t n, int64_t min_chunk) {
         ASSERT_LE(e, n);
         for (int64_t i = b; i < e; ++i) hits[static_cast<size_t>(i)].fetch_add(1);
     });
-    for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[static_cast<size_t>(i)].load(), 1) << "index " << i << " of " << n;
+    for (int64_t i = 0; i < n; ++i)
+        ASSERT_EQ(hits[static_cast<size_t>(i)].load(), 1) << "index " << i << " of " << n;
 }
 
 TEST(ThreadPool, EveryIndexOnceForManySizes) {
@@ -56,7 +57,8 @@ TEST(ThreadPool, WorkersWakeAfterSleeping) {
         pool.parallel_for(64, 1, [&](int64_t b, int64_t e) {
             // long enough that the workers take chunks as well
             std::this_thread::sleep_for(std::chrono::microseconds(200));
-            for (int64_t i = b; i < e; ++i) who[static_cast<size_t>(i)] = std::this_thread::get_id();
+            for (int64_t i = b; i < e; ++i)
+                who[static_cast<size_t>(i)] = std::this_thread::get_id();
         });
         for (const auto& id : who) EXPECT_NE(id, std::thread::id());
     }
@@ -96,7 +98,8 @@ TEST(ThreadPool, CallsFromManyThreadsAreSerialized) {
         });
     for (auto& c : callers) c.join();
     EXPECT_EQ(bad.load(), 0);
-    for (int t = 0; t < kCallers; ++t) EXPECT_EQ(totals[static_cast<size_t>(t)], kCalls * (17 + 13 * t)) << t;
+    for (int t = 0; t < kCallers; ++t)
+        EXPECT_EQ(totals[static_cast<size_t>(t)], kCalls * (17 + 13 * t)) << t;
 }
 
 TEST(ThreadPool, NestedCallRunsSerially) {
@@ -126,7 +129,8 @@ TEST(ThreadPoolBench, CallOverhead) {
     const int threads = static_cast<int>(std::thread::hardware_concurrency());
     ThreadPool pool(threads);
     auto spin_us = [](double us) {
-        const auto until = std::chrono::steady_clock::now() + std::chrono::nanoseconds(static_cast<int64_t>(us * 1e3));
+        const auto until = std::chrono::steady_clock::now() +
+                           std::chrono::nanoseconds(static_cast<int64_t>(us * 1e3));
         while (std::chrono::steady_clock::now() < until) {
         }
     };
@@ -135,13 +139,20 @@ TEST(ThreadPoolBench, CallOverhead) {
             const int calls = 4000;
             const auto t0 = std::chrono::steady_clock::now();
             for (int c = 0; c < calls; ++c) {
-                pool.parallel_for(threads * 4, 1, [&](int64_t b, int64_t e) { spin_us(work_us * double(e - b) / 4.0); });
+                pool.parallel_for(threads * 4, 1, [&](int64_t b, int64_t e) {
+                    spin_us(work_us * double(e - b) / 4.0);
+                });
                 spin_us(gap_us);
             }
-            const double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / calls;
+            const double us =
+                std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0)
+                    .count() /
+                calls;
             // the ideal: the work split over the threads, plus the gap
-            std::printf("pool %d threads  work %5.1f us/thread  gap %5.1f us:  %7.2f us a call (ideal %6.2f)\n",
-                        threads, work_us, gap_us, us, work_us + gap_us);
+            std::printf(
+                "pool %d threads  work %5.1f us/thread  gap %5.1f us:  %7.2f us a call (ideal "
+                "%6.2f)\n",
+                threads, work_us, gap_us, us, work_us + gap_us);
         }
     }
 }
