@@ -229,7 +229,7 @@ __attribute__((target("avx512f"), noinline)) double fma512_peak_loop(int64_t ite
 // Prefill and encoder GEMMs in bf16 (x bf16 values, BF16 weights, Precision::kBF16): the fp32
 // packed GEMM (the bf16 GEMM turned off) against the vdpbf16ps GEMM, GFLOP/s and the share of the
 // instruction's peak on all cores (measured first; each time the fastest of 5 runs of ~0.2 s), and
-// the vdpbf16ps GEMM on int8 weights. Shapes: the
+// the vdpbf16ps GEMM on int8 and int4 weights. Shapes: the
 // backbone's at 73 and 300 positions, the audio encoder's (d 512, FF 2048, conv 2·512) at 125
 // frames (10 s of audio) and 375.
 TEST(GemvCpuBench, PrefillShapes) {
@@ -336,11 +336,26 @@ TEST(GemvCpuBench, PrefillShapes) {
             for (int i = 0; i < reps; ++i) ops::linear(ctx, xt, wq, nullptr, yq);
             tq = std::min(tq, std::chrono::duration<double>(Clock::now() - t0).count() / reps);
         }
+        // And on int4 weights (groups of 32, each group's dot product scaled and added)
+        std::vector<uint8_t> codes4(static_cast<size_t>(N * K / 2));
+        std::vector<float> scale4(static_cast<size_t>(N * K / kI4Group)), wf(static_cast<size_t>(N * K));
+        for (size_t i = 0; i < wf.size(); ++i) wf[i] = bf16_to_f32(wb[i]);
+        quant::quantize_rows(DType::kI4, wf.data(), N, K, codes4.data(), scale4.data());
+        Tensor w4 = Tensor::make(codes4.data(), DType::kI4, Device::kCPU, {N, K});
+        w4.scale = scale4.data();
+        double t4 = 1e30;
+        for (int round = 0; round < 5; ++round) {
+            const auto t0 = Clock::now();
+            for (int i = 0; i < reps; ++i) ops::linear(ctx, xt, w4, nullptr, yq);
+            t4 = std::min(t4, std::chrono::duration<double>(Clock::now() - t0).count() / reps);
+        }
         std::printf(
             "[gemm_cpu_bench] %-24s T %3lld | fp32 %7.2f ms %6.1f GFLOP/s | bf16 dp %7.2f ms %6.1f "
-            "GFLOP/s %4.0f%% of peak | speedup %.2fx | int8 dp %7.2f ms\n",
+            "GFLOP/s %4.0f%% of peak | speedup %.2fx | int8 dp %7.2f ms | int4 dp %7.2f ms %4.0f%% of "
+            "peak\n",
             sh.name, static_cast<long long>(T), tf * 1e3, flop / tf / 1e9, tb * 1e3,
-            flop / tb / 1e9, peak > 0 ? 100.0 * flop / tb / peak : 0.0, tf / tb, tq * 1e3);
+            flop / tb / 1e9, peak > 0 ? 100.0 * flop / tb / peak : 0.0, tf / tb, tq * 1e3,
+            t4 * 1e3, peak > 0 ? 100.0 * flop / t4 / peak : 0.0);
         // Same products, different summation order: the outputs agree to the bf16 rounding.
         double num = 0, den = 0;
         for (size_t i = 0; i < y_f.size(); ++i) {
