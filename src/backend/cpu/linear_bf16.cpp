@@ -22,8 +22,14 @@
 #include "core/quant.h"
 
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+#include <cpuid.h>
 #include <immintrin.h>
 #define VOXRT_BF16_X86 1
+#if defined(__x86_64__) && defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#define VOXRT_AMX 1
+#endif
 #endif
 
 namespace voxrt::cpu {
@@ -31,6 +37,7 @@ namespace voxrt::cpu {
 namespace {
 
 std::atomic<bool> g_enabled{true};
+std::atomic<bool> g_amx_enabled{true};
 
 #if defined(VOXRT_BF16_X86)
 
@@ -225,6 +232,122 @@ VOXRT_BF16_TARGET void i4_codes_to_bf16(const uint8_t* q, int64_t n, uint16_t* d
     }
 }
 
+#if defined(VOXRT_AMX)
+// AMX (tdpbf16ps on 16 × 16 fp32 tiles). The product is computed as in tile(): C[j][m] = weight
+// row j · x row m, with A = 16 weight rows × 32 k (the rows as they lie, stride K) and B = 16
+// k-pairs × 16 rows of x, which is one block of the packed x (stride 64 bytes). Tiles 0-3 are C
+// (weight rows j0 / j0 + 16 × x blocks 0 / 1), 4-5 A, 6-7 B. Every tile is 16 rows of 64 bytes,
+// configured once per thread.
+#define VOXRT_AMX_TARGET __attribute__((target("avx512f,avx512bw,avx512bf16,amx-tile,amx-bf16")))
+
+struct alignas(64) AmxTileConfig {
+    uint8_t palette = 1;
+    uint8_t start_row = 0;
+    uint8_t reserved[14] = {};
+    uint16_t colsb[16] = {};
+    uint8_t rows[16] = {};
+};
+
+VOXRT_AMX_TARGET void amx_configure_thread() {
+    thread_local bool configured = false;
+    if (configured) return;
+    AmxTileConfig c;
+    for (int t = 0; t < 8; ++t) {
+        c.colsb[t] = 64;
+        c.rows[t] = 16;
+    }
+    // Not _tile_loadconfig: GCC 12's macro hands the asm an 8-byte operand, so the compiler
+    // drops the stores to the rest of the 64-byte configuration as dead (measured: the tiles were
+    // left unconfigured and the first tile instruction raised SIGILL).
+    asm volatile("ldtilecfg %0" : : "m"(c));
+    configured = true;
+}
+
+// acc rows j0 .. j0 + 32 (stride ld floats) × x blocks 0 .. V (16 floats each) += the product over
+// pairs [p0, p1) (a multiple of 16). w: 32 weight rows (stride K), x: V packed blocks (stride xs).
+// Without group scales (bf16 / int8 codes) the sums run on in the C tiles (loaded from acc unless
+// first). With int4 group scales s (row j's at s + j·ss), each group's tiles start from zero and
+// are stored to tmp (4 KB), then scaled and added to acc with AVX-512, as tile_grouped does.
+template <int V>
+VOXRT_AMX_TARGET void amx_tile(const uint16_t* w, int64_t K, const uint32_t* x, int64_t xs,
+                               int64_t p0, int64_t p1, float* acc, int64_t ld, bool first,
+                               const float* s, int64_t ss, float* tmp) {
+    const int64_t wst = K * 2, cst = ld * 4;
+    if (!s) {
+        if (first) {
+            _tile_zero(0);
+            _tile_zero(2);
+            if constexpr (V == 2) {
+                _tile_zero(1);
+                _tile_zero(3);
+            }
+        } else {
+            _tile_loadd(0, acc, cst);
+            _tile_loadd(2, acc + 16 * ld, cst);
+            if constexpr (V == 2) {
+                _tile_loadd(1, acc + 16, cst);
+                _tile_loadd(3, acc + 16 * ld + 16, cst);
+            }
+        }
+        for (int64_t p = p0; p < p1; p += 16) {
+            _tile_loadd(4, w + 2 * p, wst);
+            _tile_loadd(5, w + 16 * K + 2 * p, wst);
+            _tile_loadd(6, x + p * 16, 64);
+            _tile_dpbf16ps(0, 4, 6);
+            _tile_dpbf16ps(2, 5, 6);
+            if constexpr (V == 2) {
+                _tile_loadd(7, x + xs + p * 16, 64);
+                _tile_dpbf16ps(1, 4, 7);
+                _tile_dpbf16ps(3, 5, 7);
+            }
+        }
+        _tile_stored(0, acc, cst);
+        _tile_stored(2, acc + 16 * ld, cst);
+        if constexpr (V == 2) {
+            _tile_stored(1, acc + 16, cst);
+            _tile_stored(3, acc + 16 * ld + 16, cst);
+        }
+        return;
+    }
+    constexpr int64_t kGroupPairs = kI4Group / 2;
+    static_assert(kGroupPairs == 16, "an AMX tile's k is one int4 group");
+    for (int64_t p = p0; p < p1; p += kGroupPairs) {
+        _tile_zero(0);
+        _tile_zero(2);
+        _tile_loadd(4, w + 2 * p, wst);
+        _tile_loadd(5, w + 16 * K + 2 * p, wst);
+        _tile_loadd(6, x + p * 16, 64);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_stored(0, tmp, 64);
+        _tile_stored(2, tmp + 512, 64);
+        if constexpr (V == 2) {
+            _tile_zero(1);
+            _tile_zero(3);
+            _tile_loadd(7, x + xs + p * 16, 64);
+            _tile_dpbf16ps(1, 4, 7);
+            _tile_dpbf16ps(3, 5, 7);
+            _tile_stored(1, tmp + 256, 64);
+            _tile_stored(3, tmp + 768, 64);
+        }
+        const int64_t g = p / kGroupPairs;
+        const bool init = first && p == p0;
+        for (int half = 0; half < 2; ++half) {
+            for (int r = 0; r < 16; ++r) {
+                const int j = half * 16 + r;
+                const __m512 sv = _mm512_set1_ps(s[j * ss + g]);
+                for (int v = 0; v < V; ++v) {
+                    const __m512 t = _mm512_loadu_ps(tmp + half * 512 + v * 256 + r * 16);
+                    float* o = acc + j * ld + v * 16;
+                    _mm512_storeu_ps(o, init ? _mm512_mul_ps(t, sv)
+                                             : _mm512_fmadd_ps(t, sv, _mm512_loadu_ps(o)));
+                }
+            }
+        }
+    }
+}
+#endif  // VOXRT_AMX
+
 #pragma GCC diagnostic pop
 
 #endif  // VOXRT_BF16_X86
@@ -250,6 +373,33 @@ bool bf16_gemm_enabled() {
 
 void set_bf16_gemm_enabled(bool on) {
     g_enabled.store(on, std::memory_order_relaxed);
+}
+
+bool bf16_gemm_amx_supported() {
+#if defined(VOXRT_AMX)
+    static const bool ok = [] {
+        unsigned a = 0, b = 0, c = 0, d = 0;
+        if (!bf16_gemm_supported() || !__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+        if (!(d & (1u << 24)) || !(d & (1u << 22))) return false;  // AMX-TILE, AMX-BF16
+        if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 27))) return false;  // OSXSAVE
+        unsigned lo = 0, hi = 0;
+        asm volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+        if ((lo & (3u << 17)) != (3u << 17)) return false;  // XTILECFG, XTILEDATA enabled
+        // Linux hands out the tile data state only on request (ARCH_REQ_XCOMP_PERM, feature 18)
+        return syscall(SYS_arch_prctl, 0x1023, 18) == 0;
+    }();
+    return ok;
+#else
+    return false;
+#endif
+}
+
+bool bf16_gemm_amx_enabled() {
+    return bf16_gemm_amx_supported() && g_amx_enabled.load(std::memory_order_relaxed);
+}
+
+void set_bf16_gemm_amx_enabled(bool on) {
+    g_amx_enabled.store(on, std::memory_order_relaxed);
 }
 
 bool linear_bf16_gemm(const ops::Context& ctx, const Tensor& x, const Tensor& w, const Tensor* bias,
@@ -304,18 +454,84 @@ bool linear_bf16_gemm(const ops::Context& ctx, const Tensor& x, const Tensor& w,
     for (uint8_t e : inexact)
         if (e) return false;
 
+    std::vector<float> b(static_cast<size_t>(N), 0.0f);
+    if (bias)
+        for (int64_t n = 0; n < N; ++n) b[static_cast<size_t>(n)] = load(*bias, n);
+    const Rounder rnd = rounder(ctx);
+    float* yp = act(y);
+    const int64_t ld = nv * 16;  // partial sums: [weight row of the block][row of x]
+    // y from the finished partial sums of weight rows [n0, n1): the row scale (int8 / e4m3), the
+    // bias and the output rounding.
+    auto finish = [&](const float* acc, int64_t n0, int64_t n1) {
+        for (int64_t m = 0; m < M; ++m) {
+            float* yr = yp + m * N;
+            if (quantized && !i4) {  // the row scale on the finished dot product, as the GEMV does
+                for (int64_t n = n0; n < n1; ++n)
+                    yr[n] = rnd(w.scale[n] * acc[(n - n0) * ld + m] + b[static_cast<size_t>(n)]);
+            } else {
+                for (int64_t n = n0; n < n1; ++n)
+                    yr[n] = rnd(acc[(n - n0) * ld + m] + b[static_cast<size_t>(n)]);
+            }
+        }
+    };
+
+#if defined(VOXRT_AMX)
+    if (K % 32 == 0 && bf16_gemm_amx_enabled()) {
+        // Tasks of 32 weight rows (two A tiles), widened to bf16 (codes) or copied (the last rows
+        // of a bf16 matrix) into a 32-row panel padded with zeros, so no tile reads past the
+        // matrix.
+        constexpr int64_t kAmxRows = 32;
+        const int64_t n_tasks = (N + kAmxRows - 1) / kAmxRows;
+        parallel(ctx, n_tasks, 1, [&](int64_t t0, int64_t t1) {
+            amx_configure_thread();
+            float* acc = thread_scratch(1, static_cast<size_t>(kAmxRows * ld + 1024));
+            float* tmp = acc + kAmxRows * ld;
+            thread_local std::vector<uint16_t> t_panel;
+            if (t_panel.size() < static_cast<size_t>(kAmxRows * K))
+                t_panel.resize(static_cast<size_t>(kAmxRows * K));
+            for (int64_t task = t0; task < t1; ++task) {
+                const int64_t n0 = task * kAmxRows, n1 = std::min(N, n0 + kAmxRows);
+                const uint16_t* wblk = t_panel.data();
+                if (i4) {
+                    i4_codes_to_bf16(static_cast<const uint8_t*>(w.data) + n0 * (K / 2),
+                                     (n1 - n0) * K, t_panel.data());
+                } else if (quantized) {
+                    codes_to_bf16(w.dtype, static_cast<const uint8_t*>(w.data) + n0 * K,
+                                  (n1 - n0) * K, t_panel.data());
+                } else if (n1 - n0 < kAmxRows) {
+                    std::memcpy(t_panel.data(), static_cast<const uint16_t*>(w.data) + n0 * K,
+                                static_cast<size_t>((n1 - n0) * K) * 2);
+                } else {
+                    wblk = static_cast<const uint16_t*>(w.data) + n0 * K;
+                }
+                if (wblk == t_panel.data() && n1 - n0 < kAmxRows)
+                    std::fill(t_panel.begin() + (n1 - n0) * K, t_panel.begin() + kAmxRows * K, 0);
+                const float* srow = i4 ? w.scale + n0 * (K / kI4Group) : nullptr;
+                for (int64_t p0 = 0; p0 < Pp; p0 += kPairBlock) {
+                    const int64_t p1 = std::min(Pp, p0 + kPairBlock);
+                    for (int64_t v0 = 0; v0 < nv; v0 += 2) {
+                        float* a = acc + v0 * 16;
+                        if (v0 + 1 < nv)
+                            amx_tile<2>(wblk, K, xpk + v0 * xs, xs, p0, p1, a, ld, p0 == 0, srow,
+                                        K / kI4Group, tmp);
+                        else
+                            amx_tile<1>(wblk, K, xpk + v0 * xs, xs, p0, p1, a, ld, p0 == 0, srow,
+                                        K / kI4Group, tmp);
+                    }
+                }
+                finish(acc, n0, n1);
+            }
+        });
+        return true;
+    }
+#endif
+
     // Groups of at most kMaxV blocks, as even as possible (73 rows: 5 blocks → 3 + 2).
     const int64_t n_groups = (nv + kMaxV - 1) / kMaxV;
     std::vector<int64_t> g_begin(static_cast<size_t>(n_groups + 1));
     for (int64_t g = 0; g <= n_groups; ++g) g_begin[static_cast<size_t>(g)] = g * nv / n_groups;
 
-    std::vector<float> b(static_cast<size_t>(N), 0.0f);
-    if (bias)
-        for (int64_t n = 0; n < N; ++n) b[static_cast<size_t>(n)] = load(*bias, n);
     const uint16_t* wp = quantized ? nullptr : static_cast<const uint16_t*>(w.data);
-    float* yp = act(y);
-    const Rounder rnd = rounder(ctx);
-    const int64_t ld = nv * 16;  // partial sums: [weight row of the block][row of x]
     const int64_t n_tasks = (N + kRowBlock - 1) / kRowBlock;
     parallel(ctx, n_tasks, 1, [&](int64_t t0, int64_t t1) {
         float* acc = thread_scratch(1, static_cast<size_t>(kRowBlock * ld));
@@ -353,20 +569,7 @@ bool linear_bf16_gemm(const ops::Context& ctx, const Tensor& x, const Tensor& w,
                     }
                 }
             }
-            if (quantized && !i4) {  // the row scale on the finished dot product, as the GEMV does
-                for (int64_t m = 0; m < M; ++m) {
-                    float* yr = yp + m * N;
-                    for (int64_t n = n0; n < n1; ++n)
-                        yr[n] =
-                            rnd(w.scale[n] * acc[(n - n0) * ld + m] + b[static_cast<size_t>(n)]);
-                }
-            } else {
-                for (int64_t m = 0; m < M; ++m) {
-                    float* yr = yp + m * N;
-                    for (int64_t n = n0; n < n1; ++n)
-                        yr[n] = rnd(acc[(n - n0) * ld + m] + b[static_cast<size_t>(n)]);
-                }
-            }
+            finish(acc, n0, n1);
         }
     });
     return true;

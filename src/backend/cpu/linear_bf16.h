@@ -52,6 +52,19 @@ bool bf16_gemm_supported();
 bool bf16_gemm_enabled();
 void set_bf16_gemm_enabled(bool on);
 
+// AMX (tdpbf16ps on tiles; Intel hosts since Sapphire Rapids, with the kernel's permission): when
+// supported and enabled, the same products (K a multiple of 32) run on the tile unit. Products stay
+// exact and each output is still one fixed chain per row of x (so rows remain independent of the
+// row count), but the chain is the tile unit's, not vdpbf16ps's: results differ from the AVX-512
+// path in the roundings of the additions (measured by tests/unit/ops/linear_test.cpp: within a pair
+// the tile unit adds in k order or rounds once, where vdpbf16ps adds the odd product first and
+// rounds twice; denormals are flushed as vdpbf16ps does). Tasks of 32 weight rows; int4 groups
+// are one tile's k (32), each group's tile stored and scaled with AVX-512 as above. A process-wide
+// switch as above, for tests and benchmarks.
+bool bf16_gemm_amx_supported();
+bool bf16_gemm_amx_enabled();
+void set_bf16_gemm_amx_enabled(bool on);
+
 // y[M, N] = x[M, K] · wᵀ (+ bias), rounded as ctx says, for BF16 or quantized (I8 / F8E4M3 / I4
 // with scales) w [N, K] and F32 x/y on the host. Returns false and writes nothing if the kernel
 // does not apply: the host lacks the instruction, w is neither, or an element of x is not a bf16

@@ -208,6 +208,42 @@ __attribute__((target("avx512f,avx512bw,avx512bf16"), noinline)) double dpbf16_p
     *sink = _mm512_reduce_add_ps(s);
     return static_cast<double>(iters) * 24 * 64;
 }
+// AMX: tdpbf16ps on four 16 × 16 fp32 tiles (16·16·32·2 = 16,384 FLOP each), the operands kept in
+// tiles (no loads), as the bf16 GEMM configures them. The caller checks bf16_gemm_amx_supported().
+__attribute__((target("amx-tile,amx-bf16"), noinline)) double amx_peak_loop(int64_t iters,
+                                                                            float* sink) {
+    struct alignas(64) {
+        uint8_t palette = 1, start_row = 0, reserved[14] = {};
+        uint16_t colsb[16] = {};
+        uint8_t rows[16] = {};
+    } cfg;
+    for (int t = 0; t < 8; ++t) {
+        cfg.colsb[t] = 64;
+        cfg.rows[t] = 16;
+    }
+    asm volatile("ldtilecfg %0" : : "m"(cfg));
+    alignas(64) uint16_t ones[16 * 32];
+    for (uint16_t& v : ones) v = 0x3f80;  // bf16 1.0
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    _tile_loadd(4, ones, 64);
+    _tile_loadd(5, ones, 64);
+    _tile_loadd(6, ones, 64);
+    _tile_loadd(7, ones, 64);
+    for (int64_t it = 0; it < iters; ++it) {
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+    }
+    alignas(64) float out[256];
+    _tile_stored(0, out, 64);
+    *sink = out[0];
+    _tile_release();
+    return static_cast<double>(iters) * 4 * 16384;
+}
 // The same for fp32 FMAs on 16 lanes (vfmadd231ps zmm, 32 FLOP per instruction), for comparison.
 __attribute__((target("avx512f"), noinline)) double fma512_peak_loop(int64_t iters, float* sink) {
     __m512 a[24];
@@ -261,6 +297,22 @@ TEST(GemvCpuBench, PrefillShapes) {
         "on all threads at once: %.1f)\n",
         peak1 / 1e9, peak1 * pool.size() / 1e9, pool.size(), peak / 1e9);
     peak = std::max(peak, peak1 * pool.size());
+    // Where the bf16 GEMM runs on AMX tiles, its share is of the tile unit's peak instead.
+    if (cpu::bf16_gemm_amx_supported()) {
+        double amx1 = 0;
+        for (int round = 0; round < 5; ++round) {
+            float sink = 0;
+            const auto t0 = Clock::now();
+            const double f = amx_peak_loop(200000, &sink);
+            amx1 = std::max(amx1, f / std::chrono::duration<double>(Clock::now() - t0).count());
+        }
+        std::printf(
+            "[gemm_cpu_bench] AMX tdpbf16ps peak: %.1f GFLOP/s on 1 thread -> %.1f on %d cores; "
+            "the "
+            "%% of peak below is of this\n",
+            amx1 / 1e9, amx1 * pool.size() / 1e9, pool.size());
+        peak = amx1 * pool.size();
+    }
     double fma1 = 0;
     for (int round = 0; round < 5; ++round) {
         float sink = 0;
@@ -338,7 +390,8 @@ TEST(GemvCpuBench, PrefillShapes) {
         }
         // And on int4 weights (groups of 32, each group's dot product scaled and added)
         std::vector<uint8_t> codes4(static_cast<size_t>(N * K / 2));
-        std::vector<float> scale4(static_cast<size_t>(N * K / kI4Group)), wf(static_cast<size_t>(N * K));
+        std::vector<float> scale4(static_cast<size_t>(N * K / kI4Group)),
+            wf(static_cast<size_t>(N * K));
         for (size_t i = 0; i < wf.size(); ++i) wf[i] = bf16_to_f32(wb[i]);
         quant::quantize_rows(DType::kI4, wf.data(), N, K, codes4.data(), scale4.data());
         Tensor w4 = Tensor::make(codes4.data(), DType::kI4, Device::kCPU, {N, K});
@@ -351,11 +404,12 @@ TEST(GemvCpuBench, PrefillShapes) {
         }
         std::printf(
             "[gemm_cpu_bench] %-24s T %3lld | fp32 %7.2f ms %6.1f GFLOP/s | bf16 dp %7.2f ms %6.1f "
-            "GFLOP/s %4.0f%% of peak | speedup %.2fx | int8 dp %7.2f ms | int4 dp %7.2f ms %4.0f%% of "
+            "GFLOP/s %4.0f%% of peak | speedup %.2fx | int8 dp %7.2f ms | int4 dp %7.2f ms %4.0f%% "
+            "of "
             "peak\n",
             sh.name, static_cast<long long>(T), tf * 1e3, flop / tf / 1e9, tb * 1e3,
-            flop / tb / 1e9, peak > 0 ? 100.0 * flop / tb / peak : 0.0, tf / tb, tq * 1e3,
-            t4 * 1e3, peak > 0 ? 100.0 * flop / t4 / peak : 0.0);
+            flop / tb / 1e9, peak > 0 ? 100.0 * flop / tb / peak : 0.0, tf / tb, tq * 1e3, t4 * 1e3,
+            peak > 0 ? 100.0 * flop / t4 / peak : 0.0);
         // Same products, different summation order: the outputs agree to the bf16 rounding.
         double num = 0, den = 0;
         for (size_t i = 0; i < y_f.size(); ++i) {

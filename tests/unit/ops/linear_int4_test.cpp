@@ -334,43 +334,49 @@ TEST(Int4, Bf16DotKernelMatchesDequantizedWeights) {
 TEST(Int4, Bf16GemmMatchesDequantizedWeights) {
     if (!cpu::bf16_gemm_supported()) GTEST_SKIP() << "host lacks AVX512_BF16";
     ThreadPool pool(2);
-    for (auto [K, N] : {std::array<int64_t, 2>{32, 7}, {96, 50}, {2048, 41}, {1536, 130}}) {
-        const int64_t M_all = 100;
-        std::vector<float> x = randn(static_cast<size_t>(M_all * K), 61),
-                           b = randn(static_cast<size_t>(N), 63);
-        for (float& v : x) v = round_bf16(v);
-        Quantized qw = quantize(randn(static_cast<size_t>(N * K), 62), N, K);
-        Tensor bt = Tensor::make(b.data(), DType::kF32, Device::kCPU, {N});
-        ops::Context ctx;  // fp32 outputs: the sums are compared as they are
-        ctx.pool = &pool;
-        const std::vector<float> ref = reference(ctx, x, M_all, K, qw, &bt);
-        std::vector<float> all(static_cast<size_t>(M_all * N));
-        {
-            Tensor xt = f32(x, M_all, K), yt = f32(all, M_all, N);
-            ASSERT_TRUE(cpu::linear_bf16_gemm(ctx, xt, qw.w, &bt, yt)) << "K=" << K;
+    std::vector<bool> kernels = {false};  // vdpbf16ps; and AMX tiles where the host has them
+    if (cpu::bf16_gemm_amx_supported()) kernels.push_back(true);
+    for (bool amx : kernels)
+        for (auto [K, N] : {std::array<int64_t, 2>{32, 7}, {96, 50}, {2048, 41}, {1536, 130}}) {
+            cpu::set_bf16_gemm_amx_enabled(amx);
+            SCOPED_TRACE(amx ? "amx" : "vdpbf16ps");
+            const int64_t M_all = 100;
+            std::vector<float> x = randn(static_cast<size_t>(M_all * K), 61),
+                               b = randn(static_cast<size_t>(N), 63);
+            for (float& v : x) v = round_bf16(v);
+            Quantized qw = quantize(randn(static_cast<size_t>(N * K), 62), N, K);
+            Tensor bt = Tensor::make(b.data(), DType::kF32, Device::kCPU, {N});
+            ops::Context ctx;  // fp32 outputs: the sums are compared as they are
+            ctx.pool = &pool;
+            const std::vector<float> ref = reference(ctx, x, M_all, K, qw, &bt);
+            std::vector<float> all(static_cast<size_t>(M_all * N));
+            {
+                Tensor xt = f32(x, M_all, K), yt = f32(all, M_all, N);
+                ASSERT_TRUE(cpu::linear_bf16_gemm(ctx, xt, qw.w, &bt, yt)) << "K=" << K;
+            }
+            EXPECT_LE(rel_l2(all, ref), 1e-6) << "K=" << K << " N=" << N;
+            for (int64_t M : {9, 16, 17, 33, 64, 73}) {
+                std::vector<float> y(static_cast<size_t>(M * N));
+                Tensor xt = f32(x, M, K), yt = f32(y, M, N);
+                ASSERT_TRUE(cpu::linear_bf16_gemm(ctx, xt, qw.w, &bt, yt));
+                for (int64_t i = 0; i < M * N; ++i)
+                    ASSERT_EQ(y[static_cast<size_t>(i)], all[static_cast<size_t>(i)])
+                        << "row " << i / N << " of " << M << " K=" << K << " N=" << N;
+            }
+            // Through ops::linear in bf16: the same sums, rounded to bf16
+            ctx.precision = ops::Precision::kBF16;
+            std::vector<float> y(static_cast<size_t>(M_all * N));
+            Tensor xt = f32(x, M_all, K), yt = f32(y, M_all, N);
+            ops::linear(ctx, xt, qw.w, &bt, yt);
+            for (size_t i = 0; i < y.size(); ++i) ASSERT_EQ(y[i], round_bf16(all[i])) << i;
+            // One value that is not bf16: declined, nothing written
+            x[5] = 1.0f + 0x1p-20f;
+            std::vector<float> untouched(static_cast<size_t>(M_all * N), -3.0f);
+            Tensor xt2 = f32(x, M_all, K), yt2 = f32(untouched, M_all, N);
+            EXPECT_FALSE(cpu::linear_bf16_gemm(ctx, xt2, qw.w, &bt, yt2));
+            for (float v : untouched) ASSERT_EQ(v, -3.0f);
         }
-        EXPECT_LE(rel_l2(all, ref), 1e-6) << "K=" << K << " N=" << N;
-        for (int64_t M : {9, 16, 17, 33, 64, 73}) {
-            std::vector<float> y(static_cast<size_t>(M * N));
-            Tensor xt = f32(x, M, K), yt = f32(y, M, N);
-            ASSERT_TRUE(cpu::linear_bf16_gemm(ctx, xt, qw.w, &bt, yt));
-            for (int64_t i = 0; i < M * N; ++i)
-                ASSERT_EQ(y[static_cast<size_t>(i)], all[static_cast<size_t>(i)])
-                    << "row " << i / N << " of " << M << " K=" << K << " N=" << N;
-        }
-        // Through ops::linear in bf16: the same sums, rounded to bf16
-        ctx.precision = ops::Precision::kBF16;
-        std::vector<float> y(static_cast<size_t>(M_all * N));
-        Tensor xt = f32(x, M_all, K), yt = f32(y, M_all, N);
-        ops::linear(ctx, xt, qw.w, &bt, yt);
-        for (size_t i = 0; i < y.size(); ++i) ASSERT_EQ(y[i], round_bf16(all[i])) << i;
-        // One value that is not bf16: declined, nothing written
-        x[5] = 1.0f + 0x1p-20f;
-        std::vector<float> untouched(static_cast<size_t>(M_all * N), -3.0f);
-        Tensor xt2 = f32(x, M_all, K), yt2 = f32(untouched, M_all, N);
-        EXPECT_FALSE(cpu::linear_bf16_gemm(ctx, xt2, qw.w, &bt, yt2));
-        for (float v : untouched) ASSERT_EQ(v, -3.0f);
-    }
+    cpu::set_bf16_gemm_amx_enabled(true);
 }
 
 // rows() of an int4 matrix keeps its group scales with its codes.

@@ -145,58 +145,83 @@ struct Bf16GemmSwitch {
     ~Bf16GemmSwitch() { cpu::set_bf16_gemm_enabled(true); }
 };
 
+// The bf16 GEMM's two kernels: vdpbf16ps, and AMX tiles where the host has them (K a multiple of
+// 32). Each test below runs on every kernel this host has.
+struct AmxSwitch {
+    explicit AmxSwitch(bool on) { cpu::set_bf16_gemm_amx_enabled(on); }
+    ~AmxSwitch() { cpu::set_bf16_gemm_amx_enabled(true); }
+};
+std::vector<bool> amx_modes() {
+    if (cpu::bf16_gemm_amx_supported()) return {false, true};
+    return {false};
+}
+const char* kernel_name(bool amx) {
+    return amx ? "amx" : "vdpbf16ps";
+}
+
 TEST(Linear, Bf16GemmMatchesFloat64OnOddShapes) {
     if (!cpu::bf16_gemm_supported()) GTEST_SKIP() << "host lacks AVX512_BF16";
     ThreadPool pool(2);
     // M, K, N: rows not multiples of 16 (tiles of 1–4 blocks of 16 rows), K odd (pairs of k) and
-    // beyond one k block (512), N not a multiple of the 48-row task or the 6/8/12-row tiles.
-    for (auto [M, K, N] : {std::array<int64_t, 3>{9, 1, 1},
-                           {13, 7, 5},
-                           {17, 33, 49},
-                           {73, 131, 61},
-                           {65, 1025, 97},
-                           {300, 517, 100},
-                           {40, 1024, 50}}) {
-        std::vector<float> x = randn(static_cast<size_t>(M * K), 11),
-                           wf = randn(static_cast<size_t>(N * K), 12),
-                           b = randn(static_cast<size_t>(N), 13);
-        for (float& v : x) v = round_bf16(v);  // kBF16 activations are bf16 values
-        std::vector<uint16_t> wb(wf.size());
-        for (size_t i = 0; i < wf.size(); ++i) {
-            wb[i] = f32_to_bf16(wf[i]);
-            wf[i] = bf16_to_f32(wb[i]);
-        }
-        Tensor w = Tensor::make(wb.data(), DType::kBF16, Device::kCPU, {N, K});
-        Tensor bt = Tensor::make(b.data(), DType::kF32, Device::kCPU, {N});
-        ops::Context ctx;
-        ctx.pool = &pool;
-        ctx.precision = ops::Precision::kBF16;
-        std::vector<float> y_direct(static_cast<size_t>(M * N));
-        {
-            Tensor xt = Tensor::make(x.data(), DType::kF32, Device::kCPU, {M, K});
-            Tensor yt = Tensor::make(y_direct.data(), DType::kF32, Device::kCPU, {M, N});
-            ASSERT_TRUE(cpu::linear_bf16_gemm(ctx, xt, w, &bt, yt)) << M << "x" << K << "x" << N;
-        }
-        const std::vector<float> y_on = linear_in_pieces(ctx, x, M, K, w, &bt, M);
-        // In pieces of 9 rows or more every piece takes the bf16 GEMM: the same bits.
-        const std::vector<float> y_pieces = linear_in_pieces(ctx, x, M, K, w, &bt, 9);
-        std::vector<float> y_off;
-        {
-            Bf16GemmSwitch off(false);
-            y_off = linear_in_pieces(ctx, x, M, K, w, &bt, M);
-        }
-        for (int64_t m = 0; m < M; ++m)
-            for (int64_t n = 0; n < N; ++n) {
-                const double ref = ref_dot(x, wf, b, K, m, n);
-                const double tol = std::fabs(ref) * (1.0 / 256) + 1e-4;  // bf16 output, half an ulp
-                const size_t i = static_cast<size_t>(m * N + n);
-                EXPECT_NEAR(y_direct[i], ref, tol) << M << "x" << K << "x" << N << " row " << m;
-                EXPECT_NEAR(y_off[i], ref, tol) << M << "x" << K << "x" << N << " row " << m;
-                EXPECT_EQ(y_direct[i], round_bf16(y_direct[i]));
-                EXPECT_EQ(y_on[i], y_direct[i]) << "linear() did not take the bf16 GEMM";
-                EXPECT_EQ(y_pieces[i], y_direct[i]) << M << "x" << K << "x" << N << " row " << m;
+    // beyond one k block (512), N not a multiple of the 48-row task or the 6/8/12-row tiles. The
+    // shapes with K a multiple of 32 take AMX where it is on: an odd number of 16-row blocks (73),
+    // a part of a 32-row weight task (61, 50, 7), more than one k block (2048).
+    for (bool amx : amx_modes())
+        for (auto [M, K, N] : {std::array<int64_t, 3>{9, 1, 1},
+                               {13, 7, 5},
+                               {17, 33, 49},
+                               {73, 131, 61},
+                               {65, 1025, 97},
+                               {300, 517, 100},
+                               {40, 1024, 50},
+                               {9, 32, 7},
+                               {73, 2048, 61},
+                               {33, 96, 130}}) {
+            AmxSwitch kernel(amx);
+            SCOPED_TRACE(kernel_name(amx));
+            std::vector<float> x = randn(static_cast<size_t>(M * K), 11),
+                               wf = randn(static_cast<size_t>(N * K), 12),
+                               b = randn(static_cast<size_t>(N), 13);
+            for (float& v : x) v = round_bf16(v);  // kBF16 activations are bf16 values
+            std::vector<uint16_t> wb(wf.size());
+            for (size_t i = 0; i < wf.size(); ++i) {
+                wb[i] = f32_to_bf16(wf[i]);
+                wf[i] = bf16_to_f32(wb[i]);
             }
-    }
+            Tensor w = Tensor::make(wb.data(), DType::kBF16, Device::kCPU, {N, K});
+            Tensor bt = Tensor::make(b.data(), DType::kF32, Device::kCPU, {N});
+            ops::Context ctx;
+            ctx.pool = &pool;
+            ctx.precision = ops::Precision::kBF16;
+            std::vector<float> y_direct(static_cast<size_t>(M * N));
+            {
+                Tensor xt = Tensor::make(x.data(), DType::kF32, Device::kCPU, {M, K});
+                Tensor yt = Tensor::make(y_direct.data(), DType::kF32, Device::kCPU, {M, N});
+                ASSERT_TRUE(cpu::linear_bf16_gemm(ctx, xt, w, &bt, yt))
+                    << M << "x" << K << "x" << N;
+            }
+            const std::vector<float> y_on = linear_in_pieces(ctx, x, M, K, w, &bt, M);
+            // In pieces of 9 rows or more every piece takes the bf16 GEMM: the same bits.
+            const std::vector<float> y_pieces = linear_in_pieces(ctx, x, M, K, w, &bt, 9);
+            std::vector<float> y_off;
+            {
+                Bf16GemmSwitch off(false);
+                y_off = linear_in_pieces(ctx, x, M, K, w, &bt, M);
+            }
+            for (int64_t m = 0; m < M; ++m)
+                for (int64_t n = 0; n < N; ++n) {
+                    const double ref = ref_dot(x, wf, b, K, m, n);
+                    const double tol =
+                        std::fabs(ref) * (1.0 / 256) + 1e-4;  // bf16 output, half an ulp
+                    const size_t i = static_cast<size_t>(m * N + n);
+                    EXPECT_NEAR(y_direct[i], ref, tol) << M << "x" << K << "x" << N << " row " << m;
+                    EXPECT_NEAR(y_off[i], ref, tol) << M << "x" << K << "x" << N << " row " << m;
+                    EXPECT_EQ(y_direct[i], round_bf16(y_direct[i]));
+                    EXPECT_EQ(y_on[i], y_direct[i]) << "linear() did not take the bf16 GEMM";
+                    EXPECT_EQ(y_pieces[i], y_direct[i])
+                        << M << "x" << K << "x" << N << " row " << m;
+                }
+        }
 }
 
 TEST(Linear, Bf16GemmDeclinesNonBf16Activations) {
@@ -235,38 +260,44 @@ TEST(Linear, Bf16GemmDeclinesNonBf16Activations) {
 // inputs plus 2^-126 per flushed partial sum, before the output's bf16 rounding.
 TEST(Linear, Bf16GemmDenormalsStayWithinTheFlushBound) {
     if (!cpu::bf16_gemm_supported()) GTEST_SKIP() << "host lacks AVX512_BF16";
-    const int64_t M = 16, K = 8, N = 2;
-    std::vector<float> x(static_cast<size_t>(M * K), 0.0f);
-    std::vector<float> wf(static_cast<size_t>(N * K), 0.0f);
-    const float denorm = 0x1p-130f;  // a bf16 denormal (bits 0x0008)
-    ASSERT_EQ(round_bf16(denorm), denorm);
-    for (int64_t m = 0; m < M; ++m) {
-        x[static_cast<size_t>(m * K)] = denorm;
-        x[static_cast<size_t>(m * K + 1)] = m % 2 ? 1.0f : 0.0f;
-    }
-    wf[0] = 0x1p100f;  // row 0: denormal · 2^100 = 2^-30 in IEEE arithmetic
-    wf[1] = 0x1p-60f;
-    wf[static_cast<size_t>(K)] = 0x1p-20f;  // row 1: denormal · 2^-20, itself below 2^-126
-    std::vector<uint16_t> wb(wf.size());
-    for (size_t i = 0; i < wf.size(); ++i) wb[i] = f32_to_bf16(wf[i]);
-    Tensor w = Tensor::make(wb.data(), DType::kBF16, Device::kCPU, {N, K});
-    ops::Context ctx;
-    ctx.precision = ops::Precision::kBF16;
-    std::vector<float> y(static_cast<size_t>(M * N));
-    Tensor xt = Tensor::make(x.data(), DType::kF32, Device::kCPU, {M, K});
-    Tensor yt = Tensor::make(y.data(), DType::kF32, Device::kCPU, {M, N});
-    ASSERT_TRUE(cpu::linear_bf16_gemm(ctx, xt, w, nullptr, yt));
-    std::printf("[bf16 gemm] denormal x 2^100: %g (IEEE %g); 2^-130 x 2^-20: %g\n",
-                static_cast<double>(y[0]), 0x1p-30, static_cast<double>(y[1]));
-    for (int64_t m = 0; m < M; ++m)
-        for (int64_t n = 0; n < N; ++n) {
-            double sum_w = 0;
-            for (int64_t k = 0; k < K; ++k) sum_w += std::fabs(wf[static_cast<size_t>(n * K + k)]);
-            const double ref = ref_dot(x, wf, {}, K, m, n);
-            const double bound = 0x1p-126 * (sum_w + K) + std::fabs(ref) / 256;
-            EXPECT_LE(std::fabs(y[static_cast<size_t>(m * N + n)] - ref), bound)
-                << "row " << m << " col " << n;
+    for (bool amx : amx_modes()) {
+        AmxSwitch kernel(amx);
+        SCOPED_TRACE(kernel_name(amx));
+        const int64_t M = 16, K = 32, N = 2;  // K = 32: the AMX kernel's unit (zeros past k = 1)
+        std::vector<float> x(static_cast<size_t>(M * K), 0.0f);
+        std::vector<float> wf(static_cast<size_t>(N * K), 0.0f);
+        const float denorm = 0x1p-130f;  // a bf16 denormal (bits 0x0008)
+        ASSERT_EQ(round_bf16(denorm), denorm);
+        for (int64_t m = 0; m < M; ++m) {
+            x[static_cast<size_t>(m * K)] = denorm;
+            x[static_cast<size_t>(m * K + 1)] = m % 2 ? 1.0f : 0.0f;
         }
+        wf[0] = 0x1p100f;  // row 0: denormal · 2^100 = 2^-30 in IEEE arithmetic
+        wf[1] = 0x1p-60f;
+        wf[static_cast<size_t>(K)] = 0x1p-20f;  // row 1: denormal · 2^-20, itself below 2^-126
+        std::vector<uint16_t> wb(wf.size());
+        for (size_t i = 0; i < wf.size(); ++i) wb[i] = f32_to_bf16(wf[i]);
+        Tensor w = Tensor::make(wb.data(), DType::kBF16, Device::kCPU, {N, K});
+        ops::Context ctx;
+        ctx.precision = ops::Precision::kBF16;
+        std::vector<float> y(static_cast<size_t>(M * N));
+        Tensor xt = Tensor::make(x.data(), DType::kF32, Device::kCPU, {M, K});
+        Tensor yt = Tensor::make(y.data(), DType::kF32, Device::kCPU, {M, N});
+        ASSERT_TRUE(cpu::linear_bf16_gemm(ctx, xt, w, nullptr, yt));
+        std::printf("[bf16 gemm, %s] denormal x 2^100: %g (IEEE %g); 2^-130 x 2^-20: %g\n",
+                    kernel_name(amx), static_cast<double>(y[0]), 0x1p-30,
+                    static_cast<double>(y[1]));
+        for (int64_t m = 0; m < M; ++m)
+            for (int64_t n = 0; n < N; ++n) {
+                double sum_w = 0;
+                for (int64_t k = 0; k < K; ++k)
+                    sum_w += std::fabs(wf[static_cast<size_t>(n * K + k)]);
+                const double ref = ref_dot(x, wf, {}, K, m, n);
+                const double bound = 0x1p-126 * (sum_w + K) + std::fabs(ref) / 256;
+                EXPECT_LE(std::fabs(y[static_cast<size_t>(m * N + n)] - ref), bound)
+                    << "row " << m << " col " << n;
+            }
+    }
 }
 
 // The order of additions inside one vdpbf16ps: the instruction's definition adds the pair's odd
@@ -275,24 +306,28 @@ TEST(Linear, Bf16GemmDenormalsStayWithinTheFlushBound) {
 // (a tie, to even) and the -1 then gives 0. A single rounding of the pair would give 2^-24 too.
 TEST(Linear, Bf16GemmPairOrderWithinTheInstruction) {
     if (!cpu::bf16_gemm_supported()) GTEST_SKIP() << "host lacks AVX512_BF16";
-    const int64_t M = 9, K = 4, N = 1;
-    std::vector<float> x(static_cast<size_t>(M * K));
-    for (int64_t m = 0; m < M; ++m) {
-        const float row[4] = {1.0f, 0.0f, -1.0f, 0x1p-24f};
-        std::memcpy(x.data() + m * K, row, sizeof row);
+    for (bool amx : amx_modes()) {
+        AmxSwitch kernel(amx);
+        const int64_t M = 9, K = 32, N = 1;  // zeros past k = 3 (K = 32: the AMX kernel's unit)
+        std::vector<float> x(static_cast<size_t>(M * K), 0.0f);
+        for (int64_t m = 0; m < M; ++m) {
+            const float row[4] = {1.0f, 0.0f, -1.0f, 0x1p-24f};
+            std::memcpy(x.data() + m * K, row, sizeof row);
+        }
+        std::vector<uint16_t> wb(static_cast<size_t>(K), f32_to_bf16(1.0f));
+        Tensor w = Tensor::make(wb.data(), DType::kBF16, Device::kCPU, {N, K});
+        ops::Context ctx;
+        ctx.precision = ops::Precision::kBF16;
+        std::vector<float> y(static_cast<size_t>(M * N));
+        Tensor xt = Tensor::make(x.data(), DType::kF32, Device::kCPU, {M, K});
+        Tensor yt = Tensor::make(y.data(), DType::kF32, Device::kCPU, {M, N});
+        ASSERT_TRUE(cpu::linear_bf16_gemm(ctx, xt, w, nullptr, yt));
+        std::printf("[bf16 gemm, %s] 1 + 0 - 1 + 2^-24 = %g (%s)\n", kernel_name(amx),
+                    static_cast<double>(y[0]),
+                    y[0] == 0.0f ? "odd product first, two roundings" : "k order or one rounding");
+        EXPECT_TRUE(y[0] == 0.0f || y[0] == 0x1p-24f) << y[0];
+        for (float v : y) EXPECT_EQ(v, y[0]);
     }
-    std::vector<uint16_t> wb(static_cast<size_t>(K), f32_to_bf16(1.0f));
-    Tensor w = Tensor::make(wb.data(), DType::kBF16, Device::kCPU, {N, K});
-    ops::Context ctx;
-    ctx.precision = ops::Precision::kBF16;
-    std::vector<float> y(static_cast<size_t>(M * N));
-    Tensor xt = Tensor::make(x.data(), DType::kF32, Device::kCPU, {M, K});
-    Tensor yt = Tensor::make(y.data(), DType::kF32, Device::kCPU, {M, N});
-    ASSERT_TRUE(cpu::linear_bf16_gemm(ctx, xt, w, nullptr, yt));
-    std::printf("[bf16 gemm] 1 + 0 - 1 + 2^-24 = %g (%s)\n", static_cast<double>(y[0]),
-                y[0] == 0.0f ? "odd product first, two roundings" : "k order or one rounding");
-    EXPECT_TRUE(y[0] == 0.0f || y[0] == 0x1p-24f) << y[0];
-    for (float v : y) EXPECT_EQ(v, y[0]);
 }
 
 }  // namespace
