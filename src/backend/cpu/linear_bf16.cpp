@@ -269,7 +269,8 @@ VOXRT_AMX_TARGET void amx_release_thread() {
 }
 
 // acc rows j0 .. j0 + 32 (stride ld floats) × x blocks 0 .. V (16 floats each) += the product over
-// pairs [p0, p1) (a multiple of 16). w: 32 weight rows (stride K), x: V packed blocks (stride xs).
+// pairs [p0, p1) (a multiple of 16). w: 32 weight rows as a panel (amx_panel: per 32 k, rows 0-15
+// then 16-31, 64 bytes a row, so a tile loads 1 KB in one piece), x: V packed blocks (stride xs).
 // Without group scales (bf16 / int8 codes) the sums run on in the C tiles (loaded from acc unless
 // first). With int4 group scales s (row j's at s + j·ss), each group's tiles start from zero and
 // are stored to tmp (4 KB), then scaled and added to acc with AVX-512, as tile_grouped does.
@@ -277,7 +278,7 @@ template <int V>
 VOXRT_AMX_TARGET void amx_tile(const uint16_t* w, int64_t K, const uint32_t* x, int64_t xs,
                                int64_t p0, int64_t p1, float* acc, int64_t ld, bool first,
                                const float* s, int64_t ss, float* tmp) {
-    const int64_t wst = K * 2, cst = ld * 4;
+    const int64_t cst = ld * 4;
     if (!s) {
         if (first) {
             _tile_zero(0);
@@ -295,8 +296,8 @@ VOXRT_AMX_TARGET void amx_tile(const uint16_t* w, int64_t K, const uint32_t* x, 
             }
         }
         for (int64_t p = p0; p < p1; p += 16) {
-            _tile_loadd(4, w + 2 * p, wst);
-            _tile_loadd(5, w + 16 * K + 2 * p, wst);
+            _tile_loadd(4, w + p * 64, 64);
+            _tile_loadd(5, w + p * 64 + 512, 64);
             _tile_loadd(6, x + p * 16, 64);
             _tile_dpbf16ps(0, 4, 6);
             _tile_dpbf16ps(2, 5, 6);
@@ -319,8 +320,8 @@ VOXRT_AMX_TARGET void amx_tile(const uint16_t* w, int64_t K, const uint32_t* x, 
     for (int64_t p = p0; p < p1; p += kGroupPairs) {
         _tile_zero(0);
         _tile_zero(2);
-        _tile_loadd(4, w + 2 * p, wst);
-        _tile_loadd(5, w + 16 * K + 2 * p, wst);
+        _tile_loadd(4, w + p * 64, 64);
+        _tile_loadd(5, w + p * 64 + 512, 64);
         _tile_loadd(6, x + p * 16, 64);
         _tile_dpbf16ps(0, 4, 6);
         _tile_dpbf16ps(2, 5, 6);
@@ -348,6 +349,34 @@ VOXRT_AMX_TARGET void amx_tile(const uint16_t* w, int64_t K, const uint32_t* x, 
                                              : _mm512_fmadd_ps(t, sv, _mm512_loadu_ps(o)));
                 }
             }
+        }
+    }
+}
+// The 32-row panel of weight rows [n0, n0 + rows) for amx_tile: for each 32 k (kb), the 32 rows'
+// 32 values (64 bytes each) one after another, so that the A tiles of one k step are 2 × 1 KB in
+// one piece (read in place, the rows lie K·2 bytes apart: 16 rows, 16 pages). Rows past `rows` are
+// zeros. bf16 weights are copied; int8 / e4m3 / int4 codes are widened to their bf16 values.
+VOXRT_AMX_TARGET void amx_panel(const Tensor& w, int64_t n0, int64_t rows, int64_t K,
+                                uint16_t* panel) {
+    const int64_t kbs = K / 32;
+    for (int64_t r = 0; r < 32; ++r) {
+        uint16_t* dst = panel + r * 32;
+        if (r >= rows) {
+            for (int64_t kb = 0; kb < kbs; ++kb) std::memset(dst + kb * 1024, 0, 64);
+            continue;
+        }
+        const int64_t n = n0 + r;
+        if (w.dtype == DType::kI4) {
+            const uint8_t* q = static_cast<const uint8_t*>(w.data) + n * (K / 2);
+            for (int64_t kb = 0; kb < kbs; ++kb) i4_codes_to_bf16(q + kb * 16, 32, dst + kb * 1024);
+        } else if (w.dtype == DType::kBF16) {
+            const uint16_t* src = static_cast<const uint16_t*>(w.data) + n * K;
+            for (int64_t kb = 0; kb < kbs; ++kb)
+                _mm512_storeu_si512(dst + kb * 1024, _mm512_loadu_si512(src + kb * 32));
+        } else {
+            const uint8_t* q = static_cast<const uint8_t*>(w.data) + n * K;
+            for (int64_t kb = 0; kb < kbs; ++kb)
+                codes_to_bf16(w.dtype, q + kb * 32, 32, dst + kb * 1024);
         }
     }
 }
@@ -496,21 +525,8 @@ bool linear_bf16_gemm(const ops::Context& ctx, const Tensor& x, const Tensor& w,
                 t_panel.resize(static_cast<size_t>(kAmxRows * K));
             for (int64_t task = t0; task < t1; ++task) {
                 const int64_t n0 = task * kAmxRows, n1 = std::min(N, n0 + kAmxRows);
+                amx_panel(w, n0, n1 - n0, K, t_panel.data());
                 const uint16_t* wblk = t_panel.data();
-                if (i4) {
-                    i4_codes_to_bf16(static_cast<const uint8_t*>(w.data) + n0 * (K / 2),
-                                     (n1 - n0) * K, t_panel.data());
-                } else if (quantized) {
-                    codes_to_bf16(w.dtype, static_cast<const uint8_t*>(w.data) + n0 * K,
-                                  (n1 - n0) * K, t_panel.data());
-                } else if (n1 - n0 < kAmxRows) {
-                    std::memcpy(t_panel.data(), static_cast<const uint16_t*>(w.data) + n0 * K,
-                                static_cast<size_t>((n1 - n0) * K) * 2);
-                } else {
-                    wblk = static_cast<const uint16_t*>(w.data) + n0 * K;
-                }
-                if (wblk == t_panel.data() && n1 - n0 < kAmxRows)
-                    std::fill(t_panel.begin() + (n1 - n0) * K, t_panel.begin() + kAmxRows * K, 0);
                 const float* srow = i4 ? w.scale + n0 * (K / kI4Group) : nullptr;
                 for (int64_t p0 = 0; p0 < Pp; p0 += kPairBlock) {
                     const int64_t p1 = std::min(Pp, p0 + kPairBlock);
