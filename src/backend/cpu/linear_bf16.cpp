@@ -273,11 +273,12 @@ VOXRT_AMX_TARGET void amx_release_thread() {
 // then 16-31, 64 bytes a row, so a tile loads 1 KB in one piece), x: V packed blocks (stride xs).
 // Without group scales (bf16 / int8 codes) the sums run on in the C tiles (loaded from acc unless
 // first). With int4 group scales s (row j's at s + j·ss), each group's tiles start from zero and
-// are stored to tmp (4 KB), then scaled and added to acc with AVX-512, as tile_grouped does.
+// are stored to tmp (4 KB), then scaled and added to acc with AVX-512, as tile_grouped does (rows
+// of acc past `rows`, the panel's zero padding, are left as they are).
 template <int V>
 VOXRT_AMX_TARGET void amx_tile(const uint16_t* w, int64_t K, const uint32_t* x, int64_t xs,
                                int64_t p0, int64_t p1, float* acc, int64_t ld, bool first,
-                               const float* s, int64_t ss, float* tmp) {
+                               const float* s, int64_t ss, int rows, float* tmp) {
     const int64_t cst = ld * 4;
     if (!s) {
         if (first) {
@@ -339,8 +340,8 @@ VOXRT_AMX_TARGET void amx_tile(const uint16_t* w, int64_t K, const uint32_t* x, 
         const int64_t g = p / kGroupPairs;
         const bool init = first && p == p0;
         for (int half = 0; half < 2; ++half) {
-            for (int r = 0; r < 16; ++r) {
-                const int j = half * 16 + r;
+            for (int r = 0; r < 16 && half * 16 + r < rows; ++r) {
+                const int j = half * 16 + r;  // the panel's zero rows past `rows` have no scales
                 const __m512 sv = _mm512_set1_ps(s[j * ss + g]);
                 for (int v = 0; v < V; ++v) {
                     const __m512 t = _mm512_loadu_ps(tmp + half * 512 + v * 256 + r * 16);
@@ -534,10 +535,10 @@ bool linear_bf16_gemm(const ops::Context& ctx, const Tensor& x, const Tensor& w,
                         float* a = acc + v0 * 16;
                         if (v0 + 1 < nv)
                             amx_tile<2>(wblk, K, xpk + v0 * xs, xs, p0, p1, a, ld, p0 == 0, srow,
-                                        K / kI4Group, tmp);
+                                        K / kI4Group, static_cast<int>(n1 - n0), tmp);
                         else
                             amx_tile<1>(wblk, K, xpk + v0 * xs, xs, p0, p1, a, ld, p0 == 0, srow,
-                                        K / kI4Group, tmp);
+                                        K / kI4Group, static_cast<int>(n1 - n0), tmp);
                     }
                 }
                 finish(acc, n0, n1);
