@@ -58,21 +58,13 @@ constexpr int tile_rows(int v) {
     return v == 1 ? 12 : v == 2 ? 12 : v == 3 ? 8 : 6;
 }
 
-// acc[j][v] (16 lanes = 16 rows of x) += Σ_{p in [p0, p1)} w[j][2p, 2p+1] · x[v][p] for NW weight
-// rows w (row stride K) and V blocks of packed x (stride xs words). Pair P (present when p1 > P)
-// is the last k of an odd K, paired with the zero that the packing put into x; the weight's half
-// of it is zero-extended (the next row's first element is not read).
+// a[j][v] += Σ_{p in [pb, pe)} w[j][2p, 2p+1] · x[v][p]: the register tile's chain of vdpbf16ps
+// over whole k-pairs, shared by tile() and tile_grouped().
 template <int V, int NW>
-VOXRT_BF16_TARGET void tile(const uint16_t* w, int64_t K, const uint32_t* x, int64_t xs, int64_t p0,
-                            int64_t p1, int64_t P, float* acc, int64_t ld, bool first) {
-    __m512 a[NW][V];
-#pragma GCC unroll 16
-    for (int j = 0; j < NW; ++j)
-#pragma GCC unroll 4
-        for (int v = 0; v < V; ++v)
-            a[j][v] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(acc + j * ld + v * 16);
-    const int64_t pe = std::min(p1, P);
-    for (int64_t p = p0; p < pe; ++p) {
+__attribute__((always_inline, target("avx512f,avx512bw,avx512bf16"))) inline void dot_pairs(
+    __m512 (&a)[NW][V], const uint16_t* w, int64_t K, const uint32_t* x, int64_t xs, int64_t pb,
+    int64_t pe) {
+    for (int64_t p = pb; p < pe; ++p) {
         __m512i xv[V];
 #pragma GCC unroll 4
         for (int v = 0; v < V; ++v) xv[v] = _mm512_loadu_si512(x + v * xs + p * 16);
@@ -86,6 +78,22 @@ VOXRT_BF16_TARGET void tile(const uint16_t* w, int64_t K, const uint32_t* x, int
                 a[j][v] = _mm512_dpbf16_ps(a[j][v], (__m512bh)xv[v], (__m512bh)b);
         }
     }
+}
+
+// acc[j][v] (16 lanes = 16 rows of x) += Σ_{p in [p0, p1)} w[j][2p, 2p+1] · x[v][p] for NW weight
+// rows w (row stride K) and V blocks of packed x (stride xs words). Pair P (present when p1 > P)
+// is the last k of an odd K, paired with the zero that the packing put into x; the weight's half
+// of it is zero-extended (the next row's first element is not read).
+template <int V, int NW>
+VOXRT_BF16_TARGET void tile(const uint16_t* w, int64_t K, const uint32_t* x, int64_t xs, int64_t p0,
+                            int64_t p1, int64_t P, float* acc, int64_t ld, bool first) {
+    __m512 a[NW][V];
+#pragma GCC unroll 16
+    for (int j = 0; j < NW; ++j)
+#pragma GCC unroll 4
+        for (int v = 0; v < V; ++v)
+            a[j][v] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(acc + j * ld + v * 16);
+    dot_pairs<V, NW>(a, w, K, x, xs, p0, std::min(p1, P));
     if (p1 > P) {
         __m512i xv[V];
 #pragma GCC unroll 4
@@ -122,20 +130,7 @@ VOXRT_BF16_TARGET void tile_grouped(const uint16_t* w, int64_t K, const uint32_t
         for (int j = 0; j < NW; ++j)
 #pragma GCC unroll 4
             for (int v = 0; v < V; ++v) a[j][v] = _mm512_setzero_ps();
-        for (int64_t p = g0; p < g0 + kGroupPairs; ++p) {
-            __m512i xv[V];
-#pragma GCC unroll 4
-            for (int v = 0; v < V; ++v) xv[v] = _mm512_loadu_si512(x + v * xs + p * 16);
-#pragma GCC unroll 16
-            for (int j = 0; j < NW; ++j) {
-                uint32_t pair;
-                std::memcpy(&pair, w + j * K + 2 * p, 4);
-                const __m512i b = _mm512_set1_epi32(static_cast<int>(pair));
-#pragma GCC unroll 4
-                for (int v = 0; v < V; ++v)
-                    a[j][v] = _mm512_dpbf16_ps(a[j][v], (__m512bh)xv[v], (__m512bh)b);
-            }
-        }
+        dot_pairs<V, NW>(a, w, K, x, xs, g0, g0 + kGroupPairs);
         const int64_t g = g0 / kGroupPairs;
         const bool init = first && g0 == p0;
 #pragma GCC unroll 16
