@@ -285,6 +285,11 @@ void linear(const ops::Context& ctx, const Tensor& x, const Tensor& w, const Ten
         linear_quantized_gemv(ctx, best_quant_isa(), x, w, bias, y);
         return;
     }
+    // bf16 weights and activations, fewer rows: the GEMV on the same dot-product instruction,
+    // which reads the weight rows in place (the loop below widens each to fp32 first).
+    if (ctx.round_bf16() && w.dtype == DType::kBF16 && bf16_gemm_enabled() &&
+        linear_bf16_gemv(ctx, x, w, bias, y))
+        return;
     const float* xp = act(x);
     float* yp = act(y);
     const Rounder rnd = rounder(ctx);

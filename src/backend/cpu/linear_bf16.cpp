@@ -227,6 +227,60 @@ VOXRT_BF16_TARGET void i4_codes_to_bf16(const uint8_t* q, int64_t n, uint16_t* d
     }
 }
 
+// ---- GEMV (fewer than kBf16GemmMinRows rows of x), BF16 weights ----------------------------
+// Tiles of kGemvRows weight rows (contiguous in the matrix); each row of x packed once as bf16 in
+// k order, so a 64-byte load of a weight row and of x hold the same 16 k-pairs. Per 32 values of
+// k: one load per weight row and one vdpbf16ps per (row of x, weight row). Lane l of an
+// accumulator sums pairs l, l + 16, l + 32, ... of its row in that order, then the 16 lanes are
+// summed as hsum16 does: one fixed chain per output, whatever M is.
+constexpr int kGemvRows = 4;
+constexpr int kGemvX = 4;                  // rows of x per call of gemv_tile
+constexpr int64_t kGemvPrefetchTiles = 2;  // tiles ahead (a thread's tiles are consecutive)
+
+VOXRT_BF16_TARGET inline float hsum16(__m512 v) {
+    const __m512 folded = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, 0xee));
+    const __m256 lo = _mm512_castps512_ps256(folded);
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(lo), _mm256_extractf128_ps(lo, 1));
+    s = _mm_hadd_ps(s, s);
+    s = _mm_hadd_ps(s, s);
+    return _mm_cvtss_f32(s);
+}
+
+// out[r][j] = Σ_k x[r][k] · w[j][k] for R rows of packed x and the kGemvRows rows of w starting at
+// w (row stride K; the tile's rows past the matrix are given as repeats of its last row).
+template <int R>
+VOXRT_BF16_TARGET void gemv_tile(const uint16_t* const* x, const uint16_t* const* w, int64_t K,
+                                 const char* prefetch, float (*out)[kGemvRows]) {
+    __m512 acc[R][kGemvRows];
+    for (int r = 0; r < R; ++r)
+        for (int j = 0; j < kGemvRows; ++j) acc[r][j] = _mm512_setzero_ps();
+    int64_t k = 0;
+    for (; k + 32 <= K; k += 32) {
+        // The tile kGemvPrefetchTiles ahead, walked in step with this one (4 lines a chunk).
+        for (int l = 0; l < kGemvRows; ++l)
+            _mm_prefetch(prefetch + k * 2 * kGemvRows + 64 * l, _MM_HINT_T0);
+        __m512bh xv[R];
+        for (int r = 0; r < R; ++r) xv[r] = (__m512bh)_mm512_loadu_si512(x[r] + k);
+        for (int j = 0; j < kGemvRows; ++j) {
+            const __m512bh wv = (__m512bh)_mm512_loadu_si512(w[j] + k);
+            for (int r = 0; r < R; ++r) acc[r][j] = _mm512_dpbf16_ps(acc[r][j], xv[r], wv);
+        }
+    }
+    if (k < K) {  // the last K % 32 values, zero past K (a zero pair adds +0)
+        const __mmask32 m = static_cast<__mmask32>((1ull << (K - k)) - 1);
+        __m512bh xv[R];
+        for (int r = 0; r < R; ++r) xv[r] = (__m512bh)_mm512_maskz_loadu_epi16(m, x[r] + k);
+        for (int j = 0; j < kGemvRows; ++j) {
+            const __m512bh wv = (__m512bh)_mm512_maskz_loadu_epi16(m, w[j] + k);
+            for (int r = 0; r < R; ++r) acc[r][j] = _mm512_dpbf16_ps(acc[r][j], xv[r], wv);
+        }
+    }
+    for (int r = 0; r < R; ++r)
+        for (int j = 0; j < kGemvRows; ++j) out[r][j] = hsum16(acc[r][j]);
+}
+using GemvTileFn = void (*)(const uint16_t* const*, const uint16_t* const*, int64_t, const char*,
+                            float (*)[kGemvRows]);
+
 #if defined(VOXRT_AMX)
 // AMX (tdpbf16ps on 16 × 16 fp32 tiles). The product is computed as in tile(): C[j][m] = weight
 // row j · x row m, with A = 16 weight rows × 32 k (the rows as they lie, stride K) and B = 16
@@ -588,6 +642,60 @@ bool linear_bf16_gemm(const ops::Context& ctx, const Tensor& x, const Tensor& w,
                 }
             }
             finish(acc, n0, n1);
+        }
+    });
+    return true;
+#else
+    (void)ctx, (void)x, (void)w, (void)bias, (void)y;
+    return false;
+#endif
+}
+
+bool linear_bf16_gemv(const ops::Context& ctx, const Tensor& x, const Tensor& w, const Tensor* bias,
+                      Tensor& y) {
+#if defined(VOXRT_BF16_X86)
+    if (!bf16_gemm_supported() || w.dtype != DType::kBF16 || w.ndim != 2) return false;
+    const int64_t M = rows_of(x), K = cols_of(x), N = w.shape[0];
+    if (M == 0 || N == 0 || K == 0) return false;
+    // x as bf16 in k order; a value whose low 16 bits are not zero is not a bf16 value: decline.
+    const float* xp = act(x);
+    thread_local std::vector<uint16_t> t_xpk;
+    if (t_xpk.size() < static_cast<size_t>(M * K)) t_xpk.resize(static_cast<size_t>(M * K));
+    uint16_t* const xpk = t_xpk.data();
+    uint32_t low = 0;
+    for (int64_t i = 0; i < M * K; ++i) {
+        uint32_t b;
+        std::memcpy(&b, xp + i, 4);
+        low |= b & 0xffffu;
+        xpk[i] = static_cast<uint16_t>(b >> 16);
+    }
+    if (low != 0) return false;
+    static constexpr GemvTileFn kFns[kGemvX] = {gemv_tile<1>, gemv_tile<2>, gemv_tile<3>,
+                                                gemv_tile<4>};
+    const uint16_t* wp = static_cast<const uint16_t*>(w.data);
+    const Rounder rnd = rounder(ctx);
+    float* yp = act(y);
+    const int64_t tiles = (N + kGemvRows - 1) / kGemvRows;
+    parallel(ctx, tiles, 4, [&](int64_t t0, int64_t t1) {
+        for (int64_t t = t0; t < t1; ++t) {
+            const int64_t n0 = t * kGemvRows;
+            const int n = static_cast<int>(std::min<int64_t>(kGemvRows, N - n0));
+            const uint16_t* wr[kGemvRows];  // a short last tile repeats its last row (dropped)
+            for (int j = 0; j < kGemvRows; ++j) wr[j] = wp + (n0 + std::min(j, n - 1)) * K;
+            // Past the matrix's end the prefetch address is only a hint (nothing is read).
+            const char* pf =
+                reinterpret_cast<const char*>(wp) + (n0 + kGemvPrefetchTiles * kGemvRows) * K * 2;
+            float b[kGemvRows] = {};
+            for (int j = 0; j < n; ++j) b[j] = bias ? load(*bias, n0 + j) : 0.0f;
+            float out[kGemvX][kGemvRows];
+            for (int64_t m = 0; m < M; m += kGemvX) {
+                const int rows = static_cast<int>(std::min<int64_t>(kGemvX, M - m));
+                const uint16_t* xr[kGemvX];
+                for (int r = 0; r < rows; ++r) xr[r] = xpk + (m + r) * K;
+                kFns[rows - 1](xr, wr, K, pf, out);
+                for (int r = 0; r < rows; ++r)
+                    for (int j = 0; j < n; ++j) yp[(m + r) * N + n0 + j] = rnd(out[r][j] + b[j]);
+            }
         }
     });
     return true;

@@ -72,4 +72,12 @@ void set_bf16_gemm_amx_enabled(bool on);
 bool linear_bf16_gemm(const ops::Context& ctx, const Tensor& x, const Tensor& w, const Tensor* bias,
                       Tensor& y);
 
+// The GEMV of the same arithmetic for BF16 weights (decode: fewer than kBf16GemmMinRows rows, or
+// any row count with cpu_packed_gemm off): each output one fixed chain of vdpbf16ps over k (lane
+// l of 16 sums pairs l, l + 16, ... in order, then the lanes are summed), the bias, the rounding;
+// a row gets the same bits whatever M is. Streams each weight row once in place (no fp32 copy of
+// the row, as the fp32 GEMV makes). Same conditions as linear_bf16_gemm (declines a non-bf16 x).
+bool linear_bf16_gemv(const ops::Context& ctx, const Tensor& x, const Tensor& w, const Tensor* bias,
+                      Tensor& y);
+
 }  // namespace voxrt::cpu

@@ -39,6 +39,7 @@ const float* decode_table(DType dt) {
 constexpr int kTileRows = 4;  // weight rows per tile: each k-chunk of x is loaded once for them
 constexpr int kXRows = 3;     // rows of x per block: 3 × 4 accumulators (+ 3 x + 1 w registers)
 constexpr int64_t kI4PrefetchTiles = 2;  // int4 kernels: software prefetch distance in tiles
+constexpr int64_t kPrefetchTiles = 2;    // int8 / e4m3 AVX-512 kernel: the same, in tiles
 
 // The scalar end of one product: the codes past the vector loop, in order.
 inline float tail(const float* x, const uint8_t* q, int64_t k, int64_t K, const float* lut) {
@@ -175,6 +176,12 @@ VOXRT_AVX512 void block_avx512(const float* const* x, const uint8_t* const* q, i
         for (int j = 0; j < kTileRows; ++j) acc[r][j] = _mm512_setzero_ps();
     int64_t k = 0;
     for (; k + 16 <= K; k += 16) {
+        // The tile kPrefetchTiles ahead (rows are contiguous: kTileRows × K codes per tile),
+        // walked in step with this one: 64 bytes per 16 codes. Past the matrix's end the address
+        // is only a hint.
+        _mm_prefetch(
+            reinterpret_cast<const char*>(q[0]) + kPrefetchTiles * kTileRows * K + k * kTileRows,
+            _MM_HINT_T0);
         __m512 xv[R];
         for (int r = 0; r < R; ++r) xv[r] = _mm512_loadu_ps(x[r] + k);
         for (int j = 0; j < kTileRows; ++j) {

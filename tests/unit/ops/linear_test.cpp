@@ -4,7 +4,7 @@
 // (ops::Context::cpu_packed_gemm, as the detokenizer runs), a product gives the same bits whatever
 // its row count. The bf16 dot-product GEMM (backend/cpu/linear_bf16.h, kBF16 with BF16 weights and
 // bf16 activations, where the host has AVX512_BF16) against the float64 reference on odd shapes,
-// and the fp32 fallback with it turned off.
+// and the fp32 fallback with it turned off; its GEMV for decode rows likewise.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -247,6 +247,86 @@ TEST(Linear, Bf16GemmDeclinesNonBf16Activations) {
     EXPECT_FALSE(cpu::linear_bf16_gemm(ctx, xt, w, nullptr, yt));
     for (float v : y) ASSERT_EQ(v, -7.0f) << "a declined product must write nothing";
     // linear() then takes the fp32 path: the exact activations, not their bf16 roundings.
+    ops::linear(ctx, xt, w, nullptr, yt);
+    for (int64_t m = 0; m < M; ++m)
+        for (int64_t n = 0; n < N; ++n) {
+            const double ref = ref_dot(x, wf, {}, K, m, n);
+            EXPECT_NEAR(y[static_cast<size_t>(m * N + n)], ref, std::fabs(ref) / 256 + 1e-5);
+        }
+}
+
+// The bf16 GEMV (decode rows): against the float64 reference, linear() takes it, a row gets the
+// same bits whatever the row count (rows go through the 1–4-row kernels), K's tail past the last
+// 32 (masked loads) and N's past the last 4-row tile; it declines a non-bf16 x without writing.
+TEST(Linear, Bf16GemvMatchesFloat64AndRowCountDoesNotMatter) {
+    if (!cpu::bf16_gemm_supported()) GTEST_SKIP() << "host lacks AVX512_BF16";
+    ThreadPool pool(2);
+    for (auto [M, K, N] : {std::array<int64_t, 3>{1, 1, 1},
+                           {2, 31, 3},
+                           {3, 32, 4},
+                           {5, 33, 5},
+                           {8, 100, 13},
+                           {7, 2048, 70},
+                           {1, 2048, 130}}) {
+        std::vector<float> x = randn(static_cast<size_t>(M * K), 31),
+                           wf = randn(static_cast<size_t>(N * K), 32),
+                           b = randn(static_cast<size_t>(N), 33);
+        for (float& v : x) v = round_bf16(v);
+        std::vector<uint16_t> wb(wf.size());
+        for (size_t i = 0; i < wf.size(); ++i) {
+            wb[i] = f32_to_bf16(wf[i]);
+            wf[i] = bf16_to_f32(wb[i]);
+        }
+        Tensor w = Tensor::make(wb.data(), DType::kBF16, Device::kCPU, {N, K});
+        Tensor bt = Tensor::make(b.data(), DType::kF32, Device::kCPU, {N});
+        ops::Context ctx;
+        ctx.pool = &pool;
+        ctx.precision = ops::Precision::kBF16;
+        std::vector<float> y_direct(static_cast<size_t>(M * N));
+        {
+            Tensor xt = Tensor::make(x.data(), DType::kF32, Device::kCPU, {M, K});
+            Tensor yt = Tensor::make(y_direct.data(), DType::kF32, Device::kCPU, {M, N});
+            ASSERT_TRUE(cpu::linear_bf16_gemv(ctx, xt, w, &bt, yt)) << M << "x" << K << "x" << N;
+        }
+        const std::vector<float> y_on = linear_in_pieces(ctx, x, M, K, w, &bt, M);
+        const std::vector<float> y_rows = linear_in_pieces(ctx, x, M, K, w, &bt, 1);
+        std::vector<float> y_off;
+        {
+            Bf16GemmSwitch off(false);
+            y_off = linear_in_pieces(ctx, x, M, K, w, &bt, M);
+        }
+        for (int64_t m = 0; m < M; ++m)
+            for (int64_t n = 0; n < N; ++n) {
+                const double ref = ref_dot(x, wf, b, K, m, n);
+                const double tol = std::fabs(ref) * (1.0 / 256) + 1e-4;  // bf16 output
+                const size_t i = static_cast<size_t>(m * N + n);
+                EXPECT_NEAR(y_direct[i], ref, tol) << M << "x" << K << "x" << N << " row " << m;
+                EXPECT_NEAR(y_off[i], ref, tol) << M << "x" << K << "x" << N << " row " << m;
+                EXPECT_EQ(y_direct[i], round_bf16(y_direct[i]));
+                EXPECT_EQ(y_on[i], y_direct[i]) << "linear() did not take the bf16 GEMV";
+                EXPECT_EQ(y_rows[i], y_direct[i]) << M << "x" << K << "x" << N << " row " << m;
+            }
+    }
+    // One value bf16 cannot hold: declined, nothing written; linear() then takes the fp32 path.
+    const int64_t M = 3, K = 40, N = 6;
+    std::vector<float> x = randn(static_cast<size_t>(M * K), 34),
+                       wf = randn(static_cast<size_t>(N * K), 35);
+    for (float& v : x) v = round_bf16(v);
+    x[static_cast<size_t>(2 * K + 39)] += 1e-4f;
+    std::vector<uint16_t> wb(wf.size());
+    for (size_t i = 0; i < wf.size(); ++i) {
+        wb[i] = f32_to_bf16(wf[i]);
+        wf[i] = bf16_to_f32(wb[i]);
+    }
+    Tensor w = Tensor::make(wb.data(), DType::kBF16, Device::kCPU, {N, K});
+    ops::Context ctx;
+    ctx.pool = &pool;
+    ctx.precision = ops::Precision::kBF16;
+    std::vector<float> y(static_cast<size_t>(M * N), -7.0f);
+    Tensor xt = Tensor::make(x.data(), DType::kF32, Device::kCPU, {M, K});
+    Tensor yt = Tensor::make(y.data(), DType::kF32, Device::kCPU, {M, N});
+    EXPECT_FALSE(cpu::linear_bf16_gemv(ctx, xt, w, nullptr, yt));
+    for (float v : y) ASSERT_EQ(v, -7.0f) << "a declined product must write nothing";
     ops::linear(ctx, xt, w, nullptr, yt);
     for (int64_t m = 0; m < M; ++m)
         for (int64_t n = 0; n < N; ++n) {
