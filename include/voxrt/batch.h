@@ -68,11 +68,13 @@ public:
 
     int max_rows() const;
     // Rows of the last step: backbone rows, text-head rows, depthformer rows, whether a single
-    // session took its own step, and whether the depthformer rows' step replayed a device graph.
+    // session took its own step, and whether the depthformer rows' step and the backbone step
+    // replayed a device graph.
     struct Shape {
         int backbone = 0, text = 0, frames = 0;
         bool alone = false;
         bool frame_graph = false;
+        bool backbone_graph = false;
     };
     Shape last_shape() const;
 
@@ -93,8 +95,9 @@ public:
     Phases phases() const;
     void reset_phases();
     // GPU: replay the depthformer's frame over the frame rows as a captured graph (one per row
-    // count, captured the second time that count comes). On by default; false runs it op by op
-    // (comparisons). The results are the same.
+    // count, captured the second time that count comes), and the backbone step likewise (one per
+    // row count and longest KV cache). On by default; false runs them op by op (comparisons).
+    // The results are the same.
     void set_device_graphs(bool on);
 
     struct Impl;

@@ -53,7 +53,8 @@ void Batch::reset_phases() {
 
 Batch::Shape Batch::last_shape() const {
     const runtime::BatchStepper::Shape& s = impl_->stepper->last_shape();
-    return Shape{s.backbone, s.text, s.frames, s.alone > 0, s.frame_graphs > 0};
+    return Shape{s.backbone,           s.text, s.frames, s.alone > 0, s.frame_graphs > 0,
+                 s.backbone_graphs > 0};
 }
 
 Status Batch::step(const std::vector<Session*>& sessions, std::vector<std::vector<Event>>& out,

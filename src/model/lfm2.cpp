@@ -236,8 +236,7 @@ size_t Lfm2Network::scratch_bytes(const ops::Context& ctx, int64_t T) const {
     b += arena_bytes(dt, T * D) * 5;                                 // h, b, c, xx/conv, out
     b += arena_bytes(dt, T * Hd) * 2 + arena_bytes(dt, T * Kd) * 2;  // q, attn, k, v
     b += arena_bytes(dt, T * F) * 2;                                 // w1, w3 outputs
-    b += arena_bytes(DType::kI64, static_cast<int64_t>(layers_.size()) * T * 3);  // KV tables
-    b += arena_bytes(DType::kI64, T);  // a conv layer's state table
+    b += arena_bytes(DType::kI64, batch_table_size(T));              // forward_batch's tables
     return b + 4096;
 }
 
@@ -272,70 +271,93 @@ void Lfm2Network::forward_rows(const ops::Context& ctx, const Memory& mem, Tenso
     forward_segments(ctx, &seg, 1, x, rope_pos, cos, sin, rows, scratch, out);
 }
 
+void Lfm2Network::batch_tables(const std::vector<Memory>& mems, BatchTables& t) const {
+    const size_t L = layers_.size(), b = mems.size();
+    t.host.assign(static_cast<size_t>(batch_table_size(static_cast<int64_t>(b))), 0);
+    t.max_s = 0;
+    for (size_t l = 0; l < L; ++l) {
+        for (size_t i = 0; i < b; ++i) {
+            const Memory& m = mems[i];
+            if (layers_[l].kind == LayerKind::kConv) {
+                t.host[3 * L * b + l * b + i] = reinterpret_cast<int64_t>((*m.conv_state)[l].data);
+                continue;
+            }
+            const Tensor& k = (*m.k_cache)[l];
+            int64_t* e = t.host.data() + (l * b + i) * 3;
+            e[0] = reinterpret_cast<int64_t>(k.data);
+            e[1] = reinterpret_cast<int64_t>((*m.v_cache)[l].data);
+            e[2] = k.shape[1];
+            t.max_s = std::max(t.max_s, k.shape[1]);
+        }
+    }
+}
+
 void Lfm2Network::forward_batch(const ops::Context& ctx, const std::vector<Memory>& mems, Tensor& x,
                                 const Tensor& pos, Arena& scratch, Tensor& out) const {
+    const size_t mark = scratch.mark();
+    BatchTables t;
+    batch_tables(mems, t);
+    Tensor dev;  // on the CPU the ops take the rows' tensors themselves
+    if (ctx.device != Device::kCPU) {
+        dev = scratch.alloc(DType::kI64, {static_cast<int64_t>(t.host.size())});
+        ops::upload_async(
+            ctx, Tensor::make(t.host.data(), DType::kI64, Device::kCPU, {dev.shape[0]}), dev);
+    }
+    forward_batch_tables(ctx, mems, dev, t.max_s, x, pos, scratch, out);
+    scratch.release(mark);
+}
+
+void Lfm2Network::forward_batch_tables(const ops::Context& ctx, const std::vector<Memory>& mems,
+                                       const Tensor& table, int64_t max_s, Tensor& x,
+                                       const Tensor& pos, Arena& scratch, Tensor& out) const {
     ops::ProfileRange range(ctx, "backbone batch step");
     const int64_t B = x.shape[0];
     VOXRT_ASSERT(static_cast<int64_t>(mems.size()) == B && pos.numel() == B,
                  "forward_batch: %lld rows, %zu memories, %lld positions",
                  static_cast<long long>(B), mems.size(), static_cast<long long>(pos.numel()));
+    const bool on_device = !table.empty();
+    VOXRT_ASSERT(!on_device || (table.dtype == DType::kI64 && table.numel() == batch_table_size(B)),
+                 "forward_batch: table %s for %lld rows", table.describe().c_str(),
+                 static_cast<long long>(B));
     std::vector<Segment> segs;
     segs.reserve(mems.size());
     for (int64_t i = 0; i < B; ++i)
         segs.push_back(Segment{&mems[static_cast<size_t>(i)], i, i + 1});
-    // Each attention layer's per-row caches, for one KV write and one attention over all rows
-    // (ops::kv_write_rows / attention_rows); on a GPU with a device table of their addresses.
-    const size_t L = layers_.size(), mark = scratch.mark();
-    std::vector<std::vector<Tensor>> ks(L), vs(L);
-    std::vector<ops::RowCaches> rows(L);
-    std::vector<int64_t> host;
-    const bool table = ctx.device != Device::kCPU;
-    if (table) host.resize(L * static_cast<size_t>(B) * 3);
-    for (size_t l = 0; l < L; ++l) {
-        if (layers_[l].kind == LayerKind::kConv) continue;
-        int64_t max_s = 0;
+    const int64_t L = static_cast<int64_t>(layers_.size());
+    std::vector<std::vector<Tensor>> ks(layers_.size()), vs(layers_.size());
+    std::vector<Tensor> kv_tabs(layers_.size());
+    RowTables rt;
+    rt.kv.resize(layers_.size());
+    if (on_device) rt.conv.resize(layers_.size());
+    for (int64_t l = 0; l < L; ++l) {
+        const size_t li = static_cast<size_t>(l);
+        if (layers_[li].kind == LayerKind::kConv) {
+            if (on_device) rt.conv[li] = table.rows(3 * L * B + l * B, 3 * L * B + (l + 1) * B);
+            continue;
+        }
         for (int64_t i = 0; i < B; ++i) {
             const Memory& m = mems[static_cast<size_t>(i)];
-            ks[l].push_back((*m.k_cache)[l]);
-            vs[l].push_back((*m.v_cache)[l]);
-            const int64_t S = (*m.k_cache)[l].shape[1];
-            max_s = std::max(max_s, S);
-            if (table) {
-                int64_t* e =
-                    host.data() + (l * static_cast<size_t>(B) + static_cast<size_t>(i)) * 3;
-                e[0] = reinterpret_cast<int64_t>((*m.k_cache)[l].data);
-                e[1] = reinterpret_cast<int64_t>((*m.v_cache)[l].data);
-                e[2] = S;
-            }
+            ks[li].push_back((*m.k_cache)[li]);
+            vs[li].push_back((*m.v_cache)[li]);
         }
-        rows[l] = ops::RowCaches{ks[l].data(), vs[l].data(), B, nullptr, max_s};
-    }
-    Tensor dev;
-    std::vector<Tensor> tabs(L);
-    if (table) {
-        dev = scratch.alloc(DType::kI64, {static_cast<int64_t>(L) * B * 3});
-        ops::upload_async(ctx, Tensor::make(host.data(), DType::kI64, Device::kCPU, {dev.shape[0]}),
-                          dev);
-        for (size_t l = 0; l < L; ++l) {
-            tabs[l] =
-                dev.rows(static_cast<int64_t>(l) * B * 3, static_cast<int64_t>(l + 1) * B * 3);
-            rows[l].table = &tabs[l];
+        rt.kv[li] = ops::RowCaches{ks[li].data(), vs[li].data(), B, nullptr, max_s};
+        if (on_device) {
+            kv_tabs[li] = table.rows(l * B * 3, (l + 1) * B * 3);
+            rt.kv[li].table = &kv_tabs[li];
         }
     }
     forward_segments(ctx, segs.data(), segs.size(), x, pos, rope_cos_, rope_sin_, pos, scratch, out,
-                     &rows);
-    scratch.release(mark);
+                     &rt);
 }
 
 // The network over T rows that belong to one or more sequences (segments: consecutive rows with
 // their memory). Everything but the short convolutions, the KV writes and attention runs once
-// over all rows; those run per segment on its own memory, or (row_caches: a decode batch) once
+// over all rows; those run per segment on its own memory, or (row_tables: a decode batch) once
 // over all rows with each row's own state.
 void Lfm2Network::forward_segments(const ops::Context& ctx, const Segment* segs, size_t n_segs,
                                    Tensor& x, const Tensor& rope_pos, const Tensor& cos,
                                    const Tensor& sin, const Tensor& rows, Arena& scratch,
-                                   Tensor& out,
-                                   const std::vector<ops::RowCaches>* row_caches) const {
+                                   Tensor& out, const RowTables* row_tables) const {
     const Tensor& pos = rows;
     const int64_t T = x.shape[0], D = cfg_.hidden_size, F = cfg_.ff_dim;
     const int64_t H = cfg_.num_heads, Hkv = cfg_.num_kv_heads, Dh = cfg_.head_dim;
@@ -367,10 +389,11 @@ void Lfm2Network::forward_segments(const ops::Context& ctx, const Segment* segs,
                 ops::linear(ctx, h, L.in_x, nullptr, xx);
             }
             ops::mul(ctx, b, xx, b);
-            if (row_caches) {  // a decode batch: one row per sequence, all at once
+            if (row_tables) {  // a decode batch: one row per sequence, all at once
                 std::vector<Tensor> states(n_segs);
                 for (size_t i = 0; i < n_segs; ++i) states[i] = (*segs[i].mem->conv_state)[l];
-                ops::short_conv_rows(ctx, b, L.conv, states.data(), xx, scratch);
+                const Tensor* tab = row_tables->conv.empty() ? nullptr : &row_tables->conv[l];
+                ops::short_conv_rows(ctx, b, L.conv, states.data(), xx, scratch, tab);
             } else {
                 for (size_t i = 0; i < n_segs; ++i) {  // each sequence's own conv history
                     const Segment& g = segs[i];
@@ -398,8 +421,8 @@ void Lfm2Network::forward_segments(const ops::Context& ctx, const Segment* segs,
             ops::rope(ctx, k, rope_pos, cos, sin, ops::RopeStyle::kNeox);
             Tensor a3 = a.reshape({T, H, Dh});
             const float scale = 1.0f / std::sqrt(static_cast<float>(Dh));
-            if (row_caches) {  // a decode batch: one row per sequence, all at once
-                const ops::RowCaches& rc = (*row_caches)[l];
+            if (row_tables) {  // a decode batch: one row per sequence, all at once
+                const ops::RowCaches& rc = row_tables->kv[l];
                 ops::kv_write_rows(ctx, k, v, pos, rc);
                 ops::attention_rows(ctx, q, rc, pos, scale, window_, a3);
             } else {

@@ -118,17 +118,41 @@ public:
     void forward_batch(const ops::Context& ctx, const std::vector<Memory>& mems, Tensor& x,
                        const Tensor& pos, Arena& scratch, Tensor& out) const;
 
+    // forward_batch in two halves, for a caller that replays the step from a graph (a GPU): the
+    // per-row tables made on the host, then the step reading them from a device tensor the caller
+    // uploaded them to, uploading nothing itself (so it can be captured). The tables are I64
+    // [batch_table_size(B)]: for layer l and row i, at (l·B + i)·3 an attention layer's K and V
+    // cache addresses and cache length S; at 3·L·B + l·B + i a conv layer's state address.
+    // max_s: the largest S of any row (the attention's chunk count depends on it, so a graph
+    // holds for one B and one max_s).
+    struct BatchTables {
+        std::vector<int64_t> host;
+        int64_t max_s = 0;
+    };
+    int64_t batch_table_size(int64_t B) const {
+        return static_cast<int64_t>(layers_.size()) * B * 4;
+    }
+    void batch_tables(const std::vector<Memory>& mems, BatchTables& t) const;
+    void forward_batch_tables(const ops::Context& ctx, const std::vector<Memory>& mems,
+                              const Tensor& table, int64_t max_s, Tensor& x, const Tensor& pos,
+                              Arena& scratch, Tensor& out) const;
+
 private:
     struct Segment {  // rows [begin, end) of a forward_segments call belong to *mem
         const Memory* mem;
         int64_t begin, end;
     };
-    // row_caches (forward_batch: one row per segment): each attention layer's per-row caches, so
-    // that its KV writes and attention (and the short convolutions) run once over all rows.
+    // A decode batch's per-row state (forward_batch: one row per segment): each attention
+    // layer's per-row caches, so that its KV writes and attention run once over all rows, and on
+    // a GPU each conv layer's table of state addresses (else empty: uploaded per call).
+    struct RowTables {
+        std::vector<ops::RowCaches> kv;
+        std::vector<Tensor> conv;
+    };
     void forward_segments(const ops::Context& ctx, const Segment* segs, size_t n_segs, Tensor& x,
                           const Tensor& rope_pos, const Tensor& cos, const Tensor& sin,
                           const Tensor& rows, Arena& scratch, Tensor& out,
-                          const std::vector<ops::RowCaches>* row_caches = nullptr) const;
+                          const RowTables* row_tables = nullptr) const;
 
     Lfm2Config cfg_;
     Tensor embed_tokens_;

@@ -250,7 +250,7 @@ void increment_many(const Context& ctx, const Tensor* t, size_t n, int32_t delta
 }
 
 void short_conv_rows(const Context& ctx, const Tensor& x, const Tensor& w, const Tensor* states,
-                     Tensor& y, Arena& scratch) {
+                     Tensor& y, Arena& scratch, const Tensor* table) {
     const int64_t B = x.ndim == 2 ? x.shape[0] : 0;
     VOXRT_ASSERT(x.ndim == 2 && y.numel() == x.numel(), "short_conv_rows: x %s y %s",
                  x.describe().c_str(), y.describe().c_str());
@@ -263,10 +263,18 @@ void short_conv_rows(const Context& ctx, const Tensor& x, const Tensor& w, const
     }
     if (B == 0) return;
     if (ctx.device != Device::kCPU) {
-        std::vector<int64_t> v(static_cast<size_t>(B));
-        for (int64_t b = 0; b < B; ++b) v[static_cast<size_t>(b)] = address(states[b].data);
-        const Tensor table = upload_table(ctx, v, scratch);
-        if (VOXRT_DISPATCH(short_conv_rows(ctx, x, w, table, states[0].dtype, y))) return;
+        if (table != nullptr) {
+            VOXRT_ASSERT(
+                table->dtype == DType::kI64 && table->numel() == B && table->device == ctx.device,
+                "short_conv_rows: table %s for %lld rows", table->describe().c_str(),
+                static_cast<long long>(B));
+            if (VOXRT_DISPATCH(short_conv_rows(ctx, x, w, *table, states[0].dtype, y))) return;
+        } else {
+            std::vector<int64_t> v(static_cast<size_t>(B));
+            for (int64_t b = 0; b < B; ++b) v[static_cast<size_t>(b)] = address(states[b].data);
+            const Tensor up = upload_table(ctx, v, scratch);
+            if (VOXRT_DISPATCH(short_conv_rows(ctx, x, w, up, states[0].dtype, y))) return;
+        }
     }
     const Tensor none;
     for (int64_t b = 0; b < B; ++b) {

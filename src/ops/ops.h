@@ -140,8 +140,10 @@ void copy_many(const Context& ctx, const Tensor* src, const Tensor* dst, size_t 
 void increment_many(const Context& ctx, const Tensor* t, size_t n, int32_t delta, Arena& scratch);
 // short_conv of a decode batch: row b of x [B, C] with its own state states[b] ([K-1, C]) into
 // row b of y.
+// table: the states' addresses already on the device (I64 [B], as Lfm2Network::batch_tables
+// lays them out): nothing is uploaded, so the call can be captured into a graph.
 void short_conv_rows(const Context& ctx, const Tensor& x, const Tensor& w, const Tensor* states,
-                     Tensor& y, Arena& scratch);
+                     Tensor& y, Arena& scratch, const Tensor* table = nullptr);
 
 // How row b of a batch's logits is chosen (sample_rows): greedy (argmax) when temperature <= 0 or
 // top_k == 1, else sample_top_k with this row's temperature, top_k, seed and draw counter

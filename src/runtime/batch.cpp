@@ -64,6 +64,13 @@ Status BatchStepper::init(int max_rows) {
         if (!frame_scratch_.reserve(ctx_.device, fb))
             return make_error(StatusCode::kOutOfMemory,
                               "batch: cannot allocate %zu bytes of frame scratch", fb);
+        // The backbone step's: its per-row tables and activations at fixed addresses too.
+        VOXRT_RETURN_IF_ERROR(
+            alloc(DType::kI64, {model_.backbone().batch_table_size(B)}, &backbone_table_));
+        const size_t bb = model_.backbone().scratch_bytes(ctx_, B) + (1u << 16);
+        if (!backbone_scratch_.reserve(ctx_.device, bb))
+            return make_error(StatusCode::kOutOfMemory,
+                              "batch: cannot allocate %zu bytes of backbone scratch", bb);
         frame_graphs_.resize(static_cast<size_t>(B) + 1);
         frame_runs_.assign(static_cast<size_t>(B) + 1, 0);
         frame_graph_failed_.assign(static_cast<size_t>(B) + 1, 0);
@@ -112,6 +119,47 @@ Status BatchStepper::run_frames(Tensor hf, const std::vector<model::FrameSamplin
     }
     ++shape_.frame_graphs;
     return g.replay(ctx_);
+}
+
+Status BatchStepper::run_backbone(const std::vector<model::Lfm2Network::Memory>& mems, Tensor x,
+                                  Tensor pos, Tensor out) {
+    const model::Lfm2Network& net = model_.backbone();
+    if (ctx_.device == Device::kCPU || !graphs_) {
+        net.forward_batch(ctx_, mems, x, pos, scratch_, out);
+        return Status::ok();
+    }
+    // The rows' cache and state addresses go up before the step, into a table at a fixed address;
+    // the step reads them there (so a graph replays with this step's rows), and its activations
+    // come from the start of backbone_scratch_ (the stream has passed them by the step's end,
+    // which synchronizes).
+    const int64_t B = x.shape[0];
+    net.batch_tables(mems, tables_);
+    Tensor table = backbone_table_.rows(0, net.batch_table_size(B));
+    ops::upload_async(
+        ctx_, Tensor::make(tables_.host.data(), DType::kI64, Device::kCPU, {table.shape[0]}),
+        table);
+    const ArenaMark release(backbone_scratch_);
+    auto step = [&] {
+        net.forward_batch_tables(ctx_, mems, table, tables_.max_s, x, pos, backbone_scratch_, out);
+    };
+    BackboneGraph& g = backbone_graphs_[{B, tables_.max_s}];
+    // The first time: op by op (the GEMM library makes its plans outside any capture).
+    if (!g.graph.captured() && (!g.ran || g.failed)) {
+        g.ran = true;
+        step();
+        return Status::ok();
+    }
+    if (!g.graph.captured()) {
+        VOXRT_RETURN_IF_ERROR(g.graph.begin(ctx_));
+        step();
+        if (!g.graph.end(ctx_).is_ok()) {  // nothing ran: op by op, now and from then on
+            g.failed = true;
+            step();
+            return Status::ok();
+        }
+    }
+    ++shape_.backbone_graphs;
+    return g.graph.replay(ctx_);
 }
 
 Status BatchStepper::step(const std::vector<Session*>& sessions,
@@ -278,7 +326,7 @@ Status BatchStepper::run(std::vector<Row>& rows, std::vector<int32_t>& tokens,
     VOXRT_RETURN_IF_ERROR(lap(&phases_.gather, &t));
     if (nb > 0) {
         Tensor x = x_.rows(0, nb), p = pos_.rows(0, nb), h = hb_.rows(0, nb);
-        model_.backbone().forward_batch(ctx_, mems, x, p, scratch_, h);
+        VOXRT_RETURN_IF_ERROR(run_backbone(mems, x, p, h));
     }
     VOXRT_RETURN_IF_ERROR(lap(&phases_.backbone, &t));
     // The heads' inputs: the backbone's rows, or (a response's first step) the prefill's last.

@@ -22,7 +22,9 @@
 #include <chrono>
 
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "backend/device.h"
@@ -59,7 +61,8 @@ public:
     // Rows of the last step's batched calls (backbone rows, text rows, frame rows), for benches.
     struct Shape {
         int backbone = 0, text = 0, frames = 0, alone = 0;
-        int frame_graphs = 0;  // batched calls whose frame rows replayed a graph
+        int frame_graphs = 0;     // batched calls whose frame rows replayed a graph
+        int backbone_graphs = 0;  // batched calls whose backbone step replayed a graph
     };
     const Shape& last_shape() const { return shape_; }
     // Where the steps' time went, summed since reset_phases(), in ms. Only with set_profile(true),
@@ -77,7 +80,8 @@ public:
     void set_profile(bool on) { profile_ = on; }
     // GPU: the depthformer's frame over B rows is captured into a CUDA graph the second time B
     // frame rows come (the first runs op by op, which also makes the GEMM plans), then replayed
-    // (~860 launches become one). On by default; false: always op by op (for comparisons).
+    // (~860 launches become one). So is the backbone step over B rows, per B and longest KV
+    // cache (~270 launches). On by default; false: always op by op (for comparisons).
     void set_device_graphs(bool on) { graphs_ = on; }
     bool device_graphs() const { return graphs_; }
     const Phases& phases() const { return phases_; }
@@ -116,6 +120,18 @@ private:
     std::vector<backend::Graph> frame_graphs_;  // [max_rows + 1], by frame rows
     std::vector<uint8_t> frame_runs_;           // op-by-op runs so far, by frame rows
     std::vector<uint8_t> frame_graph_failed_;   // a capture failed: op by op from then on
+    // The backbone step over the rows, op by op or as a graph per (rows, longest KV cache).
+    Status run_backbone(const std::vector<model::Lfm2Network::Memory>& mems, Tensor x, Tensor pos,
+                        Tensor out);
+    struct BackboneGraph {
+        backend::Graph graph;
+        bool ran = false;     // an op-by-op run came first (the GEMM plans are made)
+        bool failed = false;  // a capture failed: op by op from then on
+    };
+    std::map<std::pair<int64_t, int64_t>, BackboneGraph> backbone_graphs_;
+    model::Lfm2Network::BatchTables tables_;  // the last step's per-row tables, on the host
+    Tensor backbone_table_;                   // I64 [batch_table_size(max_rows)]: fixed address
+    Arena backbone_scratch_;                  // the step's activations, from its start each time
     Shape shape_;
     bool profile_ = false;
     Phases phases_;

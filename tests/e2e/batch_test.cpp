@@ -116,13 +116,17 @@ Conversation alone(const std::shared_ptr<Model>& m, const Job& j, int cancel_at)
 
 // The jobs through one Batch: conversation i joins at engine step 3·i, conversation kCancelled is
 // cancelled at its kCancelAt-th step, the batch holds those still responding; then each takes a
-// second text turn alone. *frame_graphs: the steps whose frame rows replayed a graph.
+// second text turn alone. *replays: the steps whose frame rows / backbone step replayed a graph.
 constexpr int kCancelled = 2, kCancelAt = 9;
 
+struct Replays {
+    int frames = 0, backbone = 0;
+};
+
 void run_batched(const std::shared_ptr<Model>& m, int max_rows, bool graphs,
-                 std::vector<Conversation>& got, int* frame_graphs, bool shared_lane = false) {
+                 std::vector<Conversation>& got, Replays* replays, bool shared_lane = false) {
     const std::vector<Job>& js = jobs();
-    *frame_graphs = 0;
+    *replays = Replays{};
     auto batch = Batch::create(m, max_rows);
     ASSERT_TRUE(batch.is_ok()) << batch.status().message();
     batch.value()->set_device_graphs(graphs);
@@ -160,7 +164,8 @@ void run_batched(const std::shared_ptr<Model>& m, int max_rows, bool graphs,
         ASSERT_TRUE(batch.value()->step(live, ev, res).is_ok());
         ASSERT_EQ(ev.size(), live.size());
         max_rows_seen = std::max(max_rows_seen, batch.value()->last_shape().backbone);
-        if (batch.value()->last_shape().frame_graph) ++*frame_graphs;
+        if (batch.value()->last_shape().frame_graph) ++replays->frames;
+        if (batch.value()->last_shape().backbone_graph) ++replays->backbone;
         for (size_t k = 0; k < live.size(); ++k) {
             const size_t i = who[k];
             ASSERT_TRUE(res[k].status.is_ok())
@@ -201,9 +206,9 @@ TEST_P(BatchApi, EachConversationEqualsItselfAlone) {
         ref.push_back(alone(m, js[i], static_cast<int>(i) == kCancelled ? kCancelAt : -1));
 
     std::vector<Conversation> got;
-    int frame_graphs = 0;
+    Replays replays;
     ASSERT_NO_FATAL_FAILURE(
-        run_batched(m, c.max_rows, /*graphs=*/true, got, &frame_graphs, c.shared_lane));
+        run_batched(m, c.max_rows, /*graphs=*/true, got, &replays, c.shared_lane));
     for (size_t i = 0; i < js.size(); ++i) {
         EXPECT_EQ(got[i].first.items, ref[i].first.items) << "conversation " << i;
         EXPECT_EQ(got[i].first.text, ref[i].first.text) << "conversation " << i;
@@ -212,9 +217,11 @@ TEST_P(BatchApi, EachConversationEqualsItselfAlone) {
         EXPECT_EQ(got[i].second.items, ref[i].second.items) << "conversation " << i;
         EXPECT_EQ(got[i].second.text, ref[i].second.text) << "conversation " << i;
     }
-    // On a GPU the frame rows' step was replayed from graphs (the row counts repeat).
+    // On a GPU the frame rows' step and the backbone step were replayed from graphs (the row
+    // counts repeat).
     if (c.device == "cuda") {
-        EXPECT_GT(frame_graphs, 0);
+        EXPECT_GT(replays.frames, 0);
+        EXPECT_GT(replays.backbone, 0);
     }
     // Not trivially equal: the conversations differ, one was cut, and audio came out.
     EXPECT_NE(ref[0].first.items, ref[1].first.items);
@@ -233,19 +240,20 @@ INSTANTIATE_TEST_SUITE_P(Devices, BatchApi,
                                     (i.param.shared_lane ? "_shared_lane" : "");
                          });
 
-// The batched frame replayed from CUDA graphs gives what the same ops give run one by one, bit
-// for bit (the same kernels; a graph only launches them), in fp32 and bf16.
+// The batched frame and backbone step replayed from CUDA graphs give what the same ops give run
+// one by one, bit for bit (the same kernels; a graph only launches them), in fp32 and bf16.
 TEST(BatchGraphs, ReplayEqualsOpByOp) {
     if (!gpu_available()) GTEST_SKIP() << "no CUDA device";
     for (const char* prec : {"fp32", "bf16"}) {
         auto m = test::load_tiny("cuda", prec);
         ASSERT_TRUE(m);
         std::vector<Conversation> eager, graphed;
-        int none = 0, replays = 0;
+        Replays none, replays;
         ASSERT_NO_FATAL_FAILURE(run_batched(m, 64, /*graphs=*/false, eager, &none));
         ASSERT_NO_FATAL_FAILURE(run_batched(m, 64, /*graphs=*/true, graphed, &replays));
-        EXPECT_EQ(none, 0);
-        EXPECT_GT(replays, 0) << prec;
+        EXPECT_EQ(none.frames + none.backbone, 0);
+        EXPECT_GT(replays.frames, 0) << prec;
+        EXPECT_GT(replays.backbone, 0) << prec;
         for (size_t i = 0; i < eager.size(); ++i) {
             EXPECT_EQ(graphed[i].first.items, eager[i].first.items)
                 << prec << " conversation " << i;
