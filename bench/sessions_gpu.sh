@@ -56,7 +56,7 @@ if has build; then
   log "build"
   # Both trees at once (ninja is incremental: on a machine still warm from a call, nothing to do).
   [[ -n $BASE ]] && { build_tree "$BASE" OFF voxrt_cli > "$OUT/build_base.log" 2>&1; echo $? > "$OUT/.base_rc"; } &
-  build_tree . ON voxrt_cli batch_test batch_step_test voxrt_kprof > "$OUT/build.log" 2>&1 ||
+  build_tree . ON ${TARGETS:-voxrt_cli batch_test batch_step_test voxrt_kprof} > "$OUT/build.log" 2>&1 ||
     { log "build failed"; tail -30 "$OUT/build.log"; exit 1; }
   wait
   if [[ -n $BASE && "$(cat "$OUT/.base_rc")" != 0 ]]; then

@@ -45,6 +45,8 @@ std::string short_name(const char* mangled) {
     char* d = abi::__cxa_demangle(mangled, nullptr, nullptr, &status);
     std::string s = (status == 0 && d) ? d : mangled;
     std::free(d);
+    // Anonymous namespaces would end the name at their parenthesis below: drop them.
+    for (size_t at; (at = s.find("(anonymous namespace)::")) != std::string::npos;) s.erase(at, 23);
     // Drop the argument list; keep the template arguments (they name the variant).
     int depth = 0;
     for (size_t i = 0; i < s.size(); ++i) {
