@@ -305,8 +305,12 @@ TEST(BatchApiPrefill, LongTurnPrefillsOneChunkPerStep) {
             collect(rest, ev);
             done = *r;
         }
-        if (cancel) EXPECT_EQ(rest.reason, EndReason::kCancelled);
-        if (!cancel) EXPECT_NE(rest.reason, EndReason::kCancelled);
+        if (cancel) {
+            EXPECT_EQ(rest.reason, EndReason::kCancelled);
+        }
+        if (!cancel) {
+            EXPECT_NE(rest.reason, EndReason::kCancelled);
+        }
         ASSERT_TRUE(ses.add_turn(Role::kUser, "Tell me more.").is_ok());
         test::Response next = test::respond(ses, options(Job{Task::kTextChat, "", 2, false}, 8));
         EXPECT_TRUE(next.status.is_ok()) << next.status.message();

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "backend/cpu/cpu_common.h"
+#include "backend/cpu/simd_x86.h"
 #include "core/quant.h"
 
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
@@ -232,19 +233,10 @@ VOXRT_BF16_TARGET void i4_codes_to_bf16(const uint8_t* q, int64_t n, uint16_t* d
 // k order, so a 64-byte load of a weight row and of x hold the same 16 k-pairs. Per 32 values of
 // k: one load per weight row and one vdpbf16ps per (row of x, weight row). Lane l of an
 // accumulator sums pairs l, l + 16, l + 32, ... of its row in that order, then the 16 lanes are
-// summed as hsum16 does: one fixed chain per output, whatever M is.
+// summed as hsum512 does: one fixed chain per output, whatever M is.
 constexpr int kGemvRows = 4;
 constexpr int kGemvX = 4;                  // rows of x per call of gemv_tile
 constexpr int64_t kGemvPrefetchTiles = 2;  // tiles ahead (a thread's tiles are consecutive)
-
-VOXRT_BF16_TARGET inline float hsum16(__m512 v) {
-    const __m512 folded = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, 0xee));
-    const __m256 lo = _mm512_castps512_ps256(folded);
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(lo), _mm256_extractf128_ps(lo, 1));
-    s = _mm_hadd_ps(s, s);
-    s = _mm_hadd_ps(s, s);
-    return _mm_cvtss_f32(s);
-}
 
 // out[r][j] = Σ_k x[r][k] · w[j][k] for R rows of packed x and the kGemvRows rows of w starting at
 // w (row stride K; the tile's rows past the matrix are given as repeats of its last row).
@@ -276,7 +268,7 @@ VOXRT_BF16_TARGET void gemv_tile(const uint16_t* const* x, const uint16_t* const
         }
     }
     for (int r = 0; r < R; ++r)
-        for (int j = 0; j < kGemvRows; ++j) out[r][j] = hsum16(acc[r][j]);
+        for (int j = 0; j < kGemvRows; ++j) out[r][j] = hsum512(acc[r][j]);
 }
 using GemvTileFn = void (*)(const uint16_t* const*, const uint16_t* const*, int64_t, const char*,
                             float (*)[kGemvRows]);

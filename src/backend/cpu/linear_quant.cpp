@@ -12,6 +12,7 @@
 #endif
 
 #include "backend/cpu/cpu_common.h"
+#include "backend/cpu/simd_x86.h"
 #include "core/quant.h"
 
 namespace voxrt::cpu {
@@ -155,17 +156,6 @@ VOXRT_AVX512 inline __m512 decode16_e4m3(const uint8_t* p) {  // as decode8_e4m3
     const __m512i mag = _mm512_slli_epi32(_mm512_and_si512(c, _mm512_set1_epi32(0x7f)), 20);
     const __m512i sign = _mm512_slli_epi32(_mm512_and_si512(c, _mm512_set1_epi32(0x80)), 24);
     return _mm512_mul_ps(_mm512_castsi512_ps(_mm512_or_si512(mag, sign)), _mm512_set1_ps(0x1p120f));
-}
-
-// The 16 lanes summed: the upper 8 folded onto the lower 8, then as hsum256. (Not
-// _mm512_reduce_add_ps, whose GCC 12 expansion warns about an uninitialized register.)
-VOXRT_AVX512 inline float hsum512(__m512 v) {
-    const __m512 folded = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, 0xee));
-    const __m256 lo = _mm512_castps512_ps256(folded);
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(lo), _mm256_extractf128_ps(lo, 1));
-    s = _mm_hadd_ps(s, s);
-    s = _mm_hadd_ps(s, s);
-    return _mm_cvtss_f32(s);
 }
 
 template <bool kE4m3, int R>

@@ -261,7 +261,9 @@ TEST_P(BatchStep, Fp32GreedyEqualsAlone) {
     std::printf("[batch step fp32 %s] worst step rel L2 vs alone %.3g\n", device_name(GetParam()),
                 worst);
     EXPECT_LE(worst, 1e-5);
-    if (GetParam() == Device::kCPU) EXPECT_EQ(worst, 0.0);
+    if (GetParam() == Device::kCPU) {
+        EXPECT_EQ(worst, 0.0);
+    }
     // The sequences are not all the same (so equality is not trivial).
     EXPECT_NE(tokens[0], tokens[2]);
 }
@@ -273,7 +275,9 @@ TEST_P(BatchStep, Bf16TeacherForcedWithinBar) {
     std::printf("[batch step bf16 %s] worst step rel L2 vs alone %.3g\n", device_name(GetParam()),
                 worst);
     EXPECT_LE(worst, 3e-2);
-    if (GetParam() == Device::kCPU) EXPECT_EQ(worst, 0.0);
+    if (GetParam() == Device::kCPU) {
+        EXPECT_EQ(worst, 0.0);
+    }
 }
 
 // AudioHead::sample_frames: the depthformer's frame for several sequences at once. Three sequences
@@ -369,7 +373,9 @@ TEST_P(BatchStep, DepthformerFramesEqualAlone) {
         const bool f32 = prec == ops::Precision::kF32;
         std::printf("[batch frame %s %s] worst logits rel L2 vs alone %.3g\n",
                     device_name(GetParam()), f32 ? "fp32" : "bf16", worst);
-        if (GetParam() == Device::kCPU) EXPECT_EQ(worst, 0.0);
+        if (GetParam() == Device::kCPU) {
+            EXPECT_EQ(worst, 0.0);
+        }
         EXPECT_LE(worst, f32 ? 1e-5 : 2e-2);
     }
 }
