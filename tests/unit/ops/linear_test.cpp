@@ -224,14 +224,18 @@ TEST(Linear, Bf16GemmMatchesFloat64OnOddShapes) {
         }
 }
 
-TEST(Linear, Bf16GemmDeclinesNonBf16Activations) {
-    if (!cpu::bf16_gemm_supported()) GTEST_SKIP() << "host lacks AVX512_BF16";
+// A bf16 dot-product kernel given x with one value bf16 cannot hold (row `bad_row`, last column)
+// declines and writes nothing; linear() then takes the fp32 path: the exact activations, not
+// their bf16 roundings.
+using Bf16Kernel = bool (*)(const ops::Context&, const Tensor&, const Tensor&, const Tensor*,
+                            Tensor&);
+void expect_declines_non_bf16(Bf16Kernel kernel, int64_t M, int64_t K, int64_t N, int64_t bad_row,
+                              uint32_t seed) {
     ThreadPool pool(2);
-    const int64_t M = 40, K = 33, N = 20;
-    std::vector<float> x = randn(static_cast<size_t>(M * K), 21),
-                       wf = randn(static_cast<size_t>(N * K), 22);
+    std::vector<float> x = randn(static_cast<size_t>(M * K), seed),
+                       wf = randn(static_cast<size_t>(N * K), seed + 1);
     for (float& v : x) v = round_bf16(v);
-    x[static_cast<size_t>(37 * K + 32)] += 1e-4f;  // one value that bf16 cannot hold
+    x[static_cast<size_t>(bad_row * K + K - 1)] += 1e-4f;
     std::vector<uint16_t> wb(wf.size());
     for (size_t i = 0; i < wf.size(); ++i) {
         wb[i] = f32_to_bf16(wf[i]);
@@ -244,15 +248,19 @@ TEST(Linear, Bf16GemmDeclinesNonBf16Activations) {
     std::vector<float> y(static_cast<size_t>(M * N), -7.0f);
     Tensor xt = Tensor::make(x.data(), DType::kF32, Device::kCPU, {M, K});
     Tensor yt = Tensor::make(y.data(), DType::kF32, Device::kCPU, {M, N});
-    EXPECT_FALSE(cpu::linear_bf16_gemm(ctx, xt, w, nullptr, yt));
+    EXPECT_FALSE(kernel(ctx, xt, w, nullptr, yt));
     for (float v : y) ASSERT_EQ(v, -7.0f) << "a declined product must write nothing";
-    // linear() then takes the fp32 path: the exact activations, not their bf16 roundings.
     ops::linear(ctx, xt, w, nullptr, yt);
     for (int64_t m = 0; m < M; ++m)
         for (int64_t n = 0; n < N; ++n) {
             const double ref = ref_dot(x, wf, {}, K, m, n);
             EXPECT_NEAR(y[static_cast<size_t>(m * N + n)], ref, std::fabs(ref) / 256 + 1e-5);
         }
+}
+
+TEST(Linear, Bf16GemmDeclinesNonBf16Activations) {
+    if (!cpu::bf16_gemm_supported()) GTEST_SKIP() << "host lacks AVX512_BF16";
+    expect_declines_non_bf16(cpu::linear_bf16_gemm, 40, 33, 20, 37, 21);
 }
 
 // The bf16 GEMV (decode rows): against the float64 reference, linear() takes it, a row gets the
@@ -307,32 +315,7 @@ TEST(Linear, Bf16GemvMatchesFloat64AndRowCountDoesNotMatter) {
                 EXPECT_EQ(y_rows[i], y_direct[i]) << M << "x" << K << "x" << N << " row " << m;
             }
     }
-    // One value bf16 cannot hold: declined, nothing written; linear() then takes the fp32 path.
-    const int64_t M = 3, K = 40, N = 6;
-    std::vector<float> x = randn(static_cast<size_t>(M * K), 34),
-                       wf = randn(static_cast<size_t>(N * K), 35);
-    for (float& v : x) v = round_bf16(v);
-    x[static_cast<size_t>(2 * K + 39)] += 1e-4f;
-    std::vector<uint16_t> wb(wf.size());
-    for (size_t i = 0; i < wf.size(); ++i) {
-        wb[i] = f32_to_bf16(wf[i]);
-        wf[i] = bf16_to_f32(wb[i]);
-    }
-    Tensor w = Tensor::make(wb.data(), DType::kBF16, Device::kCPU, {N, K});
-    ops::Context ctx;
-    ctx.pool = &pool;
-    ctx.precision = ops::Precision::kBF16;
-    std::vector<float> y(static_cast<size_t>(M * N), -7.0f);
-    Tensor xt = Tensor::make(x.data(), DType::kF32, Device::kCPU, {M, K});
-    Tensor yt = Tensor::make(y.data(), DType::kF32, Device::kCPU, {M, N});
-    EXPECT_FALSE(cpu::linear_bf16_gemv(ctx, xt, w, nullptr, yt));
-    for (float v : y) ASSERT_EQ(v, -7.0f) << "a declined product must write nothing";
-    ops::linear(ctx, xt, w, nullptr, yt);
-    for (int64_t m = 0; m < M; ++m)
-        for (int64_t n = 0; n < N; ++n) {
-            const double ref = ref_dot(x, wf, {}, K, m, n);
-            EXPECT_NEAR(y[static_cast<size_t>(m * N + n)], ref, std::fabs(ref) / 256 + 1e-5);
-        }
+    expect_declines_non_bf16(cpu::linear_bf16_gemv, 3, 40, 6, 2, 34);
 }
 
 // vdpbf16ps treats denormal inputs as zero and flushes denormal sums (it ignores MXCSR). Measured
