@@ -144,7 +144,8 @@ private:
     };
     // A decode batch's per-row state (forward_batch: one row per segment): each attention
     // layer's per-row caches, so that its KV writes and attention run once over all rows, and on
-    // a GPU each conv layer's table of state addresses (else empty: uploaded per call).
+    // a GPU each conv layer's table of state addresses (empty on the CPU, whose ops take the
+    // states themselves).
     struct RowTables {
         std::vector<ops::RowCaches> kv;
         std::vector<Tensor> conv;
