@@ -364,80 +364,266 @@ void Detokenizer::reset(DetokenizerState& st) const {
     st.istft_.reset();
 }
 
+Status Detokenizer::check_job(const ops::Context& ctx, const DetokenizerJob& job) const {
+    const DetokenizerState& st = *job.state;
+    if (st.device_ != ctx.device || st.conv_state_.size() != cfg_.layers.size())
+        return make_error(StatusCode::kInvalidArgument,
+                          "[detokenizer] state made for another model or device");
+    if (job.n_frames < 1 || job.n_frames > kDetokMaxStepFrames)
+        return make_error(StatusCode::kInvalidArgument,
+                          "[detokenizer] step of %lld frames (1 to %d per call)",
+                          static_cast<long long>(job.n_frames), kDetokMaxStepFrames);
+    VOXRT_RETURN_IF_ERROR(check_codes(job.codes, job.n_frames, st.frames_));
+    if (kDetokUpsample * (st.frames_ + job.n_frames) > kMaxPositions)
+        return make_error(StatusCode::kOutOfRange,
+                          "[detokenizer] utterance longer than %lld frames",
+                          static_cast<long long>(kMaxPositions / kDetokUpsample));
+    return Status::ok();
+}
+
 Status Detokenizer::step(const ops::Context& ctx_in, DetokenizerState& st, const int32_t* codes,
                          int64_t n_frames, std::vector<float>& pcm_out) const {
     const ops::Context ctx = fp32(ctx_in);
     ops::ProfileRange range(ctx, "detokenizer step");
-    const int64_t R = kDetokUpsample, D = cfg_.hidden_size, Q = kDetokCodebooks;
-    const int64_t half = cfg_.head_dim / 2, S = st.cache_rows_, keep = window_ - 1;
-    if (st.device_ != ctx.device || st.conv_state_.size() != cfg_.layers.size())
-        return make_error(StatusCode::kInvalidArgument,
-                          "[detokenizer] state made for another model or device");
-    if (n_frames < 1 || n_frames > kDetokMaxStepFrames)
-        return make_error(StatusCode::kInvalidArgument,
-                          "[detokenizer] step of %lld frames (1 to %d per call)",
-                          static_cast<long long>(n_frames), kDetokMaxStepFrames);
+    DetokenizerJob job{&st, codes, n_frames, &pcm_out, Status::ok()};
     // Everything is validated before the state is touched: a rejected step changes nothing.
-    VOXRT_RETURN_IF_ERROR(check_codes(codes, n_frames, st.frames_));
-    if (R * (st.frames_ + n_frames) > kMaxPositions)
+    VOXRT_RETURN_IF_ERROR(check_job(ctx, job));
+    StepBuffers b;
+    b.ids = st.ids_;
+    b.cos = st.cos_;
+    b.sin = st.sin_;
+    b.spec = st.spec_;
+    b.rope_idx = st.iota_;
+    b.scratch = &st.scratch_;
+    b.ids_host = &st.ids_host_;
+    b.rope_host = &st.rope_host_;
+    DetokenizerJob* one = &job;
+    return run_jobs(ctx, &one, 1, b);
+}
+
+Expected<DetokenizerBatch> Detokenizer::new_batch(const ops::Context& ctx_in,
+                                                  int64_t max_rows) const {
+    const ops::Context ctx = fp32(ctx_in);
+    const int64_t M = max_rows, Q = kDetokCodebooks, D = cfg_.hidden_size;
+    const int64_t half = cfg_.head_dim / 2;
+    if (M < kDetokUpsample * kDetokMaxStepFrames)
+        return make_error(StatusCode::kInvalidArgument,
+                          "[detokenizer] a batch of %lld rows cannot hold one step of %d frames",
+                          static_cast<long long>(M), kDetokMaxStepFrames);
+    DetokenizerBatch b;
+    b.device_ = ctx.device;
+    b.max_rows_ = M;
+    const size_t persist = arena_bytes(DType::kI32, M * Q) + 2 * arena_bytes(DType::kI32, M) +
+                           2 * arena_bytes(DType::kF32, M * half) +
+                           arena_bytes(DType::kF32, M * kDetokOut) +
+                           arena_bytes(DType::kF32, M * kDetokHop);
+    // The compaction copies' tables (copy_many) come first in the scratch, then the activations.
+    const size_t scratch =
+        (size_t{2} << 20) + 2 * arena_bytes(DType::kF32, M * D) + forward_scratch_bytes(M);
+    if (!b.persist_.reserve(ctx.device, persist) || !b.scratch_.reserve(ctx.device, scratch))
+        return make_error(StatusCode::kOutOfMemory,
+                          "[detokenizer] cannot allocate %zu bytes for a batch of %lld rows on %s",
+                          persist + scratch, static_cast<long long>(M), device_name(ctx.device));
+    b.ids_ = b.persist_.alloc(DType::kI32, {M, Q});
+    b.rows_ = b.persist_.alloc(DType::kI32, {M});
+    b.iota_ = b.persist_.alloc(DType::kI32, {M});
+    b.cos_ = b.persist_.alloc(DType::kF32, {M, half});
+    b.sin_ = b.persist_.alloc(DType::kF32, {M, half});
+    b.spec_ = b.persist_.alloc(DType::kF32, {M, kDetokOut});
+    b.pcm_ = b.persist_.alloc(DType::kF32, {M * kDetokHop});
+    b.ids_host_.resize(static_cast<size_t>(M * Q));
+    b.rows_host_.resize(static_cast<size_t>(M));
+    b.rope_host_.resize(static_cast<size_t>(2 * M * half));
+    b.pcm_host_.resize(static_cast<size_t>(M * kDetokHop));
+    std::vector<int32_t> iota(static_cast<size_t>(M));
+    for (int64_t i = 0; i < M; ++i) iota[static_cast<size_t>(i)] = static_cast<int32_t>(i);
+    upload(ctx, iota.data(), DType::kI32, b.iota_);
+    VOXRT_RETURN_IF_ERROR(ops::synchronize(ctx));
+    return b;
+}
+
+Status Detokenizer::step_many(const ops::Context& ctx_in, DetokenizerBatch& batch,
+                              DetokenizerJob* jobs, size_t n_jobs) const {
+    const ops::Context ctx = fp32(ctx_in);
+    ops::ProfileRange range(ctx, "detokenizer batch step");
+    if (batch.device_ != ctx.device || batch.max_rows_ == 0)
+        return make_error(StatusCode::kInvalidArgument,
+                          "[detokenizer] batch buffers made for another device");
+    std::vector<DetokenizerJob*> ok;
+    ok.reserve(n_jobs);
+    int64_t rows = 0;
+    for (size_t i = 0; i < n_jobs; ++i) {
+        DetokenizerJob& j = jobs[i];
+        j.status = j.state && j.pcm_out
+                       ? check_job(ctx, j)
+                       : make_error(StatusCode::kInvalidArgument,
+                                    "[detokenizer] job %zu has no state or output", i);
+        for (const DetokenizerJob* o : ok)
+            if (j.status.is_ok() && o->state == j.state)
+                j.status = make_error(StatusCode::kInvalidArgument,
+                                      "[detokenizer] job %zu: its state is another job's too", i);
+        if (!j.status.is_ok()) continue;
+        ok.push_back(&j);
+        rows += kDetokUpsample * j.n_frames;
+    }
+    if (rows > batch.max_rows_)
         return make_error(StatusCode::kOutOfRange,
-                          "[detokenizer] utterance longer than %lld frames",
-                          static_cast<long long>(kMaxPositions / R));
-    const int64_t T = R * n_frames;  // rows of this step
+                          "[detokenizer] batch step of %lld rows (at most %lld)",
+                          static_cast<long long>(rows), static_cast<long long>(batch.max_rows_));
+    if (ok.empty()) return Status::ok();
+    StepBuffers b;
+    b.ids = batch.ids_;
+    b.cos = batch.cos_;
+    b.sin = batch.sin_;
+    b.spec = batch.spec_;
+    b.rows = batch.rows_;
+    b.rope_idx = batch.iota_;
+    b.pcm = batch.pcm_;
+    b.scratch = &batch.scratch_;
+    b.ids_host = &batch.ids_host_;
+    b.rows_host = &batch.rows_host_;
+    b.rope_host = &batch.rope_host_;
+    b.pcm_host = &batch.pcm_host_;
+    const Status s = run_jobs(ctx, ok.data(), ok.size(), b);
+    if (!s.is_ok())
+        for (DetokenizerJob* j : ok) j->status = s;
+    return Status::ok();
+}
 
-    if (st.zero_conv_) {
-        for (Tensor& t : st.conv_state_)
-            if (!t.empty()) ops::zero(ctx, t);
-        st.zero_conv_ = false;
-    }
-    if (st.fill_ + T > S) {
-        // Compaction: the last W-1 keys/values move to rows [0, W-1). Source rows start at
-        // fill-keep >= keep (new_state's sizing), so the ranges never overlap.
-        const int64_t Hkv = cfg_.num_kv_heads, Dh = cfg_.head_dim, src = st.fill_ - keep;
-        VOXRT_ASSERT(src >= keep, "detokenizer cache compaction overlaps (%lld < %lld)",
-                     (long long)src, (long long)keep);
-        for (size_t l = 0; l < cfg_.layers.size(); ++l) {
-            if (cfg_.layers[l] != LayerKind::kAttention) continue;
-            for (Tensor* cache : {&st.k_cache_[l], &st.v_cache_[l]})
-                for (int64_t h = 0; h < Hkv; ++h) {
-                    float* base = cache->ptr<float>() + h * S * Dh;
-                    Tensor from =
-                        Tensor::make(base + src * Dh, DType::kF32, ctx.device, {keep, Dh});
-                    Tensor to = Tensor::make(base, DType::kF32, ctx.device, {keep, Dh});
-                    ops::copy(ctx, from, to);
-                }
+Status Detokenizer::run_jobs(const ops::Context& ctx, DetokenizerJob* const* jobs, size_t n,
+                             StepBuffers& b) const {
+    const int64_t R = kDetokUpsample, D = cfg_.hidden_size, Q = kDetokCodebooks;
+    const int64_t half = cfg_.head_dim / 2, keep = window_ - 1;
+    const int64_t Hkv = cfg_.num_kv_heads, Dh = cfg_.head_dim;
+    Arena& scratch = *b.scratch;
+    scratch.reset();
+
+    // A state's first step zeroes its conv states; a state whose cache cannot take the step's
+    // rows moves its last W-1 keys/values to rows [0, W-1) (compaction). Source rows start at
+    // fill-keep >= keep (new_state's sizing), so the ranges never overlap. All the moves of the
+    // step are one copy_many.
+    std::vector<Tensor> from, to;
+    int64_t T = 0;  // rows of the whole step
+    for (size_t i = 0; i < n; ++i) {
+        DetokenizerState& st = *jobs[i]->state;
+        const int64_t S = st.cache_rows_, Ti = R * jobs[i]->n_frames;
+        T += Ti;
+        if (st.zero_conv_) {
+            for (Tensor& t : st.conv_state_)
+                if (!t.empty()) ops::zero(ctx, t);
+            st.zero_conv_ = false;
         }
-        st.fill_ = keep;
+        if (st.fill_ + Ti > S) {
+            const int64_t src = st.fill_ - keep;
+            VOXRT_ASSERT(src >= keep, "detokenizer cache compaction overlaps (%lld < %lld)",
+                         (long long)src, (long long)keep);
+            for (size_t l = 0; l < cfg_.layers.size(); ++l) {
+                if (cfg_.layers[l] != LayerKind::kAttention) continue;
+                for (Tensor* cache : {&st.k_cache_[l], &st.v_cache_[l]})
+                    for (int64_t h = 0; h < Hkv; ++h) {
+                        float* base = cache->ptr<float>() + h * S * Dh;
+                        from.push_back(
+                            Tensor::make(base + src * Dh, DType::kF32, ctx.device, {keep, Dh}));
+                        to.push_back(Tensor::make(base, DType::kF32, ctx.device, {keep, Dh}));
+                    }
+            }
+            st.fill_ = keep;
+        }
+        VOXRT_ASSERT(st.fill_ + Ti <= S, "detokenizer cache too small (%lld + %lld > %lld)",
+                     (long long)st.fill_, (long long)Ti, (long long)S);
     }
-    VOXRT_ASSERT(st.fill_ + T <= S, "detokenizer cache too small (%lld + %lld > %lld)",
-                 (long long)st.fill_, (long long)T, (long long)S);
+    if (n == 1) {  // a lone step: no table to upload
+        for (size_t i = 0; i < from.size(); ++i) ops::copy(ctx, from[i], to[i]);
+    } else if (!from.empty()) {
+        ops::copy_many(ctx, from.data(), to.data(), from.size(), scratch);
+    }
+    VOXRT_ASSERT(T <= b.ids.dim(0), "detokenizer step of %lld rows, buffers for %lld", (long long)T,
+                 (long long)b.ids.dim(0));
 
-    // Each frame's codes repeated 6 times (the nearest ×6 upsample), RoPE for the absolute
-    // positions 6·frames .. 6·(frames + n) - 1.
-    for (int64_t r = 0; r < T; ++r)
-        std::memcpy(&st.ids_host_[static_cast<size_t>(r * Q)], codes + (r / R) * Q,
-                    Q * sizeof(int32_t));
-    Tensor ids = st.ids_.rows(0, T), cos_t = st.cos_.rows(0, T), sin_t = st.sin_.rows(0, T);
-    upload(ctx, st.ids_host_.data(), DType::kI32, ids);
-    rope_table(R * st.frames_, T, st.rope_host_.data(), st.rope_host_.data() + T * half);
-    upload(ctx, st.rope_host_.data(), DType::kF32, cos_t);
-    upload(ctx, st.rope_host_.data() + T * half, DType::kF32, sin_t);
+    // Each frame's codes repeated 6 times (the nearest ×6 upsample), RoPE for each state's
+    // absolute positions 6·frames .. 6·(frames + n) - 1, each row's cache row.
+    std::vector<int32_t>& ids_host = *b.ids_host;
+    float* cos_host = b.rope_host->data();
+    float* sin_host = cos_host + T * half;
+    std::vector<Lfm2Network::Segment> segs(n);
+    std::vector<Memory> mems(n);
+    int64_t r0 = 0;
+    for (size_t i = 0; i < n; ++i) {
+        const DetokenizerJob& j = *jobs[i];
+        DetokenizerState& st = *j.state;
+        const int64_t Ti = R * j.n_frames;
+        for (int64_t r = 0; r < Ti; ++r) {
+            std::memcpy(&ids_host[static_cast<size_t>((r0 + r) * Q)], j.codes + (r / R) * Q,
+                        Q * sizeof(int32_t));
+            if (b.rows_host)
+                (*b.rows_host)[static_cast<size_t>(r0 + r)] = static_cast<int32_t>(st.fill_ + r);
+        }
+        rope_table(R * st.frames_, Ti, cos_host + r0 * half, sin_host + r0 * half);
+        mems[i] = Memory{&st.conv_state_, &st.k_cache_, &st.v_cache_};
+        segs[i] = Lfm2Network::Segment{&mems[i], r0, r0 + Ti};
+        r0 += Ti;
+    }
+    Tensor ids = b.ids.rows(0, T), cos_t = b.cos.rows(0, T), sin_t = b.sin.rows(0, T);
+    upload(ctx, ids_host.data(), DType::kI32, ids);
+    upload(ctx, cos_host, DType::kF32, cos_t);
+    upload(ctx, sin_host, DType::kF32, sin_t);
+    Tensor cache_rows;
+    if (b.rows.empty()) {
+        VOXRT_ASSERT(n == 1, "a detokenizer step of %zu states needs a rows buffer", n);
+        cache_rows = jobs[0]->state->iota_.rows(jobs[0]->state->fill_, jobs[0]->state->fill_ + T);
+    } else {
+        cache_rows = b.rows.rows(0, T);
+        upload(ctx, b.rows_host->data(), DType::kI32, cache_rows);
+    }
 
-    st.scratch_.reset();
-    Tensor x = st.scratch_.alloc(DType::kF32, {T, D});
-    Tensor hidden = st.scratch_.alloc(DType::kF32, {T, D});
-    Tensor spec = st.spec_.rows(0, T);
+    Tensor x = scratch.alloc(DType::kF32, {T, D});
+    Tensor hidden = scratch.alloc(DType::kF32, {T, D});
+    Tensor spec = b.spec.rows(0, T);
     ops::embedding_bag(ctx, emb_, ids, kDetokCodebookSize, /*mean=*/true, x);
-    const Memory mem{&st.conv_state_, &st.k_cache_, &st.v_cache_};
-    const Tensor rope_rows = st.iota_.rows(0, T);
-    const Tensor cache_rows = st.iota_.rows(st.fill_, st.fill_ + T);
-    forward(ctx, x, rope_rows, cos_t, sin_t, cache_rows, mem, st.scratch_, hidden);
+    net_->forward_many(ctx, segs.data(), n, x, b.rope_idx.rows(0, T), cos_t, sin_t, cache_rows,
+                       scratch, hidden);
     head(ctx, hidden, spec, nullptr);
-    // The ISTFT where the spectra are; only the samples come back.
-    VOXRT_ASSIGN_OR_RETURN(const int64_t n, st.istft_.step(ctx, spec, st.pcm_));
-    VOXRT_RETURN_IF_ERROR(take_pcm(ctx, st, n, pcm_out));
-    st.fill_ += T;
-    st.frames_ += n_frames;
+
+    // Each state's ISTFT where the spectra are; only the samples come back.
+    if (b.pcm.empty()) {
+        DetokenizerState& st = *jobs[0]->state;
+        VOXRT_ASSIGN_OR_RETURN(const int64_t got, st.istft_.step(ctx, spec, st.pcm_));
+        VOXRT_RETURN_IF_ERROR(take_pcm(ctx, st, got, *jobs[0]->pcm_out));
+    } else {
+        std::vector<int64_t> count(n);
+        std::vector<Tensor> src, dst;
+        int64_t at = 0;
+        r0 = 0;
+        for (size_t i = 0; i < n; ++i) {
+            DetokenizerState& st = *jobs[i]->state;
+            const int64_t Ti = R * jobs[i]->n_frames;
+            VOXRT_ASSIGN_OR_RETURN(count[i], st.istft_.step(ctx, spec.rows(r0, r0 + Ti), st.pcm_));
+            if (count[i] > 0) {
+                src.push_back(st.pcm_.rows(0, count[i]));
+                dst.push_back(b.pcm.rows(at, at + count[i]));
+            }
+            at += count[i];
+            r0 += Ti;
+        }
+        if (!src.empty()) ops::copy_many(ctx, src.data(), dst.data(), src.size(), scratch);
+        if (at > 0) {
+            Tensor host = Tensor::make(b.pcm_host->data(), DType::kF32, Device::kCPU, {at});
+            ops::copy(ctx, b.pcm.rows(0, at), host);
+        }
+        VOXRT_RETURN_IF_ERROR(ops::synchronize(ctx));
+        at = 0;
+        for (size_t i = 0; i < n; ++i) {
+            const auto first = b.pcm_host->begin() + static_cast<std::ptrdiff_t>(at);
+            jobs[i]->pcm_out->insert(jobs[i]->pcm_out->end(), first,
+                                     first + static_cast<std::ptrdiff_t>(count[i]));
+            at += count[i];
+        }
+    }
+    for (size_t i = 0; i < n; ++i) {
+        DetokenizerState& st = *jobs[i]->state;
+        st.fill_ += R * jobs[i]->n_frames;
+        st.frames_ += jobs[i]->n_frames;
+    }
     return Status::ok();
 }
 

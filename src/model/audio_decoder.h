@@ -113,6 +113,44 @@ private:
     bool zero_conv_ = true;  // conv states are zeroed at the next step (set by reset)
 };
 
+// One conversation's chunk of frames for Detokenizer::step_many.
+struct DetokenizerJob {
+    DetokenizerState* state = nullptr;
+    const int32_t* codes = nullptr;         // host I32 [n_frames, Q], frame-major
+    int64_t n_frames = 0;                   // 1 .. kDetokMaxStepFrames
+    std::vector<float>* pcm_out = nullptr;  // the samples that became final are appended
+    Status status;                          // set by step_many: this job's own outcome
+};
+
+// The buffers of Detokenizer::step_many for up to max_rows() rows (6 per frame) of any number of
+// conversations, on one device. Made by Detokenizer::new_batch; move-only.
+class DetokenizerBatch {
+public:
+    DetokenizerBatch(DetokenizerBatch&&) noexcept = default;
+    DetokenizerBatch& operator=(DetokenizerBatch&&) noexcept = default;
+    DetokenizerBatch(const DetokenizerBatch&) = delete;
+    DetokenizerBatch& operator=(const DetokenizerBatch&) = delete;
+
+    int64_t max_rows() const { return max_rows_; }
+    size_t device_bytes() const { return persist_.capacity() + scratch_.capacity(); }
+
+private:
+    friend class Detokenizer;
+    DetokenizerBatch() = default;
+
+    Device device_ = Device::kCPU;
+    int64_t max_rows_ = 0;
+    Arena persist_, scratch_;
+    Tensor ids_;        // I32 [M, Q]
+    Tensor cos_, sin_;  // F32 [M, Dh/2]
+    Tensor rows_;       // I32 [M]: each row's cache row in its conversation's caches
+    Tensor iota_;       // I32 [M]: 0..M-1, row r's index into the step's RoPE table
+    Tensor spec_;       // F32 [M, 1282]
+    Tensor pcm_;        // F32 [M·hop]: every job's samples, one after the other
+    std::vector<int32_t> ids_host_, rows_host_;
+    std::vector<float> rope_host_, pcm_host_;
+};
+
 class Detokenizer {
 public:
     // Loads MODEL_DIR/audio_detokenizer: config.json (validated against the hard-coded
@@ -158,6 +196,20 @@ public:
                 std::vector<float>& pcm_out) const {
         return step(ctx, st, frame_codes, 1, pcm_out);
     }
+    // Buffers for step_many() of up to max_rows rows (>= 6 · kDetokMaxStepFrames) on ctx.device.
+    Expected<DetokenizerBatch> new_batch(const ops::Context& ctx, int64_t max_rows) const;
+    // step() for several conversations in one pass: the jobs' rows (6 per frame) go through the
+    // embedding, the norms, the projections, the FFN and the head together (the weights are read
+    // once for all); each job's short convolutions, KV writes and attention, and its ISTFT, run on
+    // its own state. Every job's state must be distinct. A job with invalid codes or frame count,
+    // or a state of another model or device, gets its error in `status` and changes nothing; the
+    // others run. Returns an error (and runs nothing) when the valid jobs' rows exceed
+    // batch.max_rows() or the batch is on another device. A job's samples are those its own step()
+    // gives: the same bits on the CPU (whose fp32 products give a row the same bits whatever the
+    // row count); on a GPU the products over all rows may sum in another order (within 1e-5
+    // relative).
+    Status step_many(const ops::Context& ctx, DetokenizerBatch& batch, DetokenizerJob* jobs,
+                     size_t n_jobs) const;
     // Ends the utterance: appends the remaining 480 samples (none if no frame was added) and
     // resets the state for the next utterance.
     Status flush(const ops::Context& ctx, DetokenizerState& st, std::vector<float>& pcm_out) const;
@@ -178,6 +230,23 @@ private:
         net_->forward_rows(ctx, mem, x, rope_rows, cos, sin, cache_rows, scratch, out);
     }
     size_t forward_scratch_bytes(int64_t T) const;
+    // Where run_jobs() puts a step's rows: a state's own buffers (step) or a batch's.
+    struct StepBuffers {
+        Tensor ids, cos, sin, spec;
+        Tensor rows;      // empty: the one job's cache rows are its state's iota
+        Tensor rope_idx;  // I32 [>= rows of the step]: 0, 1, 2, …
+        Tensor pcm;       // empty: the one job's samples come back from its state's pcm buffer
+        Arena* scratch = nullptr;
+        std::vector<int32_t>* ids_host = nullptr;
+        std::vector<int32_t>* rows_host = nullptr;
+        std::vector<float>* rope_host = nullptr;
+        std::vector<float>* pcm_host = nullptr;
+    };
+    // The checks of step() for one job; nothing is touched.
+    Status check_job(const ops::Context& ctx, const DetokenizerJob& job) const;
+    // Runs validated jobs (distinct states) as one pass; sets nothing in their status.
+    Status run_jobs(const ops::Context& ctx, DetokenizerJob* const* jobs, size_t n,
+                    StepBuffers& b) const;
     // Copies st.pcm_'s first n samples to the host (synchronizing ctx) and appends them.
     Status take_pcm(const ops::Context& ctx, DetokenizerState& st, int64_t n,
                     std::vector<float>& pcm_out) const;

@@ -137,11 +137,24 @@ public:
                               const Tensor& table, int64_t max_s, Tensor& x, const Tensor& pos,
                               Arena& scratch, Tensor& out) const;
 
-private:
-    struct Segment {  // rows [begin, end) of a forward_segments call belong to *mem
+    // Rows [begin, end) of a forward_many call: consecutive positions of one sequence, on *mem.
+    struct Segment {
         const Memory* mem;
         int64_t begin, end;
     };
+    // forward_rows for several sequences at once (the detokenizer of many conversations): rows of
+    // x [T, D] are grouped in segments, each continuing its own memory; rope_pos, cos, sin and
+    // rows as in forward_rows, over all T rows. The norms, projections and FFN run once over the
+    // T rows; each segment's short convolutions, KV writes and attention on its own memory. A
+    // segment's rows equal forward_rows of that sequence alone up to the products' summation
+    // order (the same bits where the products' row results do not depend on the row count).
+    void forward_many(const ops::Context& ctx, const Segment* segs, size_t n_segs, Tensor& x,
+                      const Tensor& rope_pos, const Tensor& cos, const Tensor& sin,
+                      const Tensor& rows, Arena& scratch, Tensor& out) const {
+        forward_segments(ctx, segs, n_segs, x, rope_pos, cos, sin, rows, scratch, out);
+    }
+
+private:
     // A decode batch's per-row state (forward_batch: one row per segment): each attention
     // layer's per-row caches, so that its KV writes and attention run once over all rows, and on
     // a GPU each conv layer's table of state addresses (empty on the CPU, whose ops take the

@@ -387,6 +387,139 @@ TEST(DetokenizerStreaming, ChunkSizeOutOfRange) {
     expect_identical(pcm, h.decode(codes), "after rejected chunk sizes");
 }
 
+// ---- many conversations in one step (Detokenizer::step_many) ------------------------------
+
+// Conversations that join at different rounds, each with its own chunk sizes, go through
+// step_many together; each one's PCM equals its own step() calls (bit for bit on the CPU, within
+// 1e-5 on a GPU, whose products over all rows may sum in another order). Long enough for several
+// cache compactions in the same round. A job with a bad code or with another job's state fails
+// alone and changes nothing; a batch too small for the jobs runs nothing.
+void step_many_equals_each_alone(Device dev) {
+    Harness h(model_dir(), dev);
+    ASSERT_TRUE(h.det);
+    struct Conv {
+        std::vector<int32_t> codes;
+        std::vector<int64_t> sizes;
+        int join = 0;
+        int64_t at = 0;  // frames given so far
+        size_t chunk = 0;
+        std::vector<float> pcm;
+    };
+    const std::vector<std::vector<int64_t>> sizes = {{8}, {1}, {3, 8}, {32, 1, 5}, {2, 32}};
+    std::vector<Conv> convs(sizes.size());
+    for (size_t i = 0; i < convs.size(); ++i) {
+        convs[i].codes =
+            random_codes(70 + 9 * static_cast<int64_t>(i), 300 + static_cast<uint32_t>(i));
+        convs[i].sizes = sizes[i];
+        convs[i].join = static_cast<int>(i);
+    }
+    // Each alone, with the same chunks.
+    std::vector<std::vector<float>> ref;
+    for (const Conv& c : convs) {
+        auto st = h.det->new_state(h.ctx);
+        ASSERT_TRUE(st.is_ok()) << st.status().message();
+        ref.push_back(h.stream_chunks(*st, c.codes, c.sizes));
+    }
+
+    std::vector<model::DetokenizerState> states;
+    for (size_t i = 0; i < convs.size(); ++i) {
+        auto st = h.det->new_state(h.ctx);
+        ASSERT_TRUE(st.is_ok()) << st.status().message();
+        states.push_back(std::move(st).value());
+    }
+    auto batch = h.det->new_batch(h.ctx, 6 * 80);
+    ASSERT_TRUE(batch.is_ok()) << batch.status().message();
+    auto small = h.det->new_batch(h.ctx, 6 * kDetokMaxStepFrames);
+    ASSERT_TRUE(small.is_ok()) << small.status().message();
+    EXPECT_FALSE(h.det->new_batch(h.ctx, 6 * kDetokMaxStepFrames - 1).is_ok());
+
+    std::vector<int32_t> bad;
+    int most = 0;
+    bool rejected_bad = false, rejected_twice = false, rejected_size = false;
+    for (int round = 0;; ++round) {
+        std::vector<model::DetokenizerJob> jobs;
+        std::vector<size_t> who;
+        for (size_t i = 0; i < convs.size(); ++i) {
+            Conv& c = convs[i];
+            const int64_t Tc = static_cast<int64_t>(c.codes.size()) / kDetokCodebooks;
+            if (round < c.join || c.at >= Tc) continue;
+            const int64_t n = std::min(c.sizes[c.chunk % c.sizes.size()], Tc - c.at);
+            jobs.push_back(model::DetokenizerJob{
+                &states[i], &c.codes[static_cast<size_t>(c.at * kDetokCodebooks)], n, &c.pcm,
+                Status::ok()});
+            who.push_back(i);
+        }
+        if (jobs.empty()) break;
+        int64_t rows = 0;
+        for (const auto& j : jobs) rows += 6 * j.n_frames;
+        if (rows > small->max_rows() && !rejected_size) {
+            // Too many rows for the small batch: nothing runs, nothing changes.
+            std::vector<int64_t> frames;
+            for (size_t i : who) frames.push_back(states[i].frames());
+            Status s = h.det->step_many(h.ctx, *small, jobs.data(), jobs.size());
+            EXPECT_EQ(s.code(), StatusCode::kOutOfRange) << s.message();
+            for (size_t k = 0; k < who.size(); ++k) EXPECT_EQ(states[who[k]].frames(), frames[k]);
+            rejected_size = true;
+        }
+        // Round 6: conversation 1's chunk carries an end-of-audio code; round 4: a second job on
+        // conversation 0's state. Both are rejected alone.
+        size_t extra = jobs.size();
+        if (round == 6 && who.size() > 1 && who[1] == 1) {
+            bad.assign(jobs[1].codes, jobs[1].codes + jobs[1].n_frames * kDetokCodebooks);
+            bad.back() = model::kDetokCodebookSize;
+            jobs[1].codes = bad.data();
+        }
+        std::vector<float> stray;
+        if (round == 4 && who[0] == 0) {
+            jobs.push_back(
+                model::DetokenizerJob{&states[0], jobs[0].codes, 1, &stray, Status::ok()});
+        }
+        most = std::max(most, static_cast<int>(who.size()));
+        Status s = h.det->step_many(h.ctx, *batch, jobs.data(), jobs.size());
+        ASSERT_TRUE(s.is_ok()) << s.message();
+        for (size_t k = 0; k < who.size(); ++k) {
+            Conv& c = convs[who[k]];
+            if (round == 6 && k == 1 && !bad.empty() && who[1] == 1) {
+                EXPECT_EQ(jobs[k].status.code(), StatusCode::kInvalidArgument);
+                EXPECT_NE(jobs[k].status.message().find("end-of-audio"), std::string::npos)
+                    << jobs[k].status.message();
+                rejected_bad = true;
+                continue;  // the same chunk again next round
+            }
+            ASSERT_TRUE(jobs[k].status.is_ok()) << "round " << round << " conversation " << who[k]
+                                                << ": " << jobs[k].status.message();
+            c.at += jobs[k].n_frames;
+            ++c.chunk;
+        }
+        if (jobs.size() > extra) {
+            EXPECT_EQ(jobs.back().status.code(), StatusCode::kInvalidArgument);
+            EXPECT_TRUE(stray.empty());
+            rejected_twice = true;
+        }
+        bad.clear();
+    }
+    EXPECT_TRUE(rejected_bad && rejected_twice && rejected_size);
+    EXPECT_EQ(most, static_cast<int>(convs.size()));
+    for (size_t i = 0; i < convs.size(); ++i) {
+        ASSERT_TRUE(h.det->flush(h.ctx, states[i], convs[i].pcm).is_ok());
+        const std::string what =
+            std::string(device_name(dev)) + " step_many, conversation " + std::to_string(i);
+        if (dev == Device::kCPU)
+            expect_identical(convs[i].pcm, ref[i], what.c_str());
+        else
+            expect_equal_streams(convs[i].pcm, ref[i], what.c_str());
+    }
+}
+
+TEST(DetokenizerStreaming, StepManyEqualsEachConversationAlone) {
+    step_many_equals_each_alone(Device::kCPU);
+}
+
+TEST(DetokenizerStreaming, StepManyEqualsEachConversationAloneCuda) {
+    if (!backend::device_available(Device::kCUDA)) GTEST_SKIP() << "no CUDA device";
+    step_many_equals_each_alone(Device::kCUDA);
+}
+
 // ---- the session's worker thread
 // ------------------------------------------------------------------
 
