@@ -133,6 +133,8 @@ public:
 
     int64_t max_rows() const { return max_rows_; }
     size_t device_bytes() const { return persist_.capacity() + scratch_.capacity(); }
+    // Frees the buffers (before the context they were used on goes).
+    void release() { *this = DetokenizerBatch(); }
 
 private:
     friend class Detokenizer;

@@ -4,17 +4,37 @@
 #include <chrono>
 #include <utility>
 
+#include "backend/device.h"
 #include "core/check.h"
 
 namespace voxrt::runtime {
 
 DetokWorker::DetokWorker(const model::Detokenizer& det, const ops::Context& ctx,
                          model::DetokenizerState& st)
-    : det_(det), ctx_(ctx), st_(st) {
+    : det_(&det), ctx_(ctx), st_(st) {
     thread_ = std::thread([this] { loop(); });
 }
 
+DetokWorker::DetokWorker(model::DetokenizerState& st, DetokBatcher& batcher)
+    : ctx_(batcher.context()), st_(st), batcher_(&batcher) {
+    batcher.add(this);
+}
+
 DetokWorker::~DetokWorker() {
+    if (batcher_) {
+        // The queued jobs finish on the batcher's thread; then the worker leaves it.
+        {
+            std::unique_lock<std::mutex> lk(mu_);
+            paused_ = false;
+        }
+        batcher_->notify();
+        {
+            std::unique_lock<std::mutex> lk(mu_);
+            cv_done_.wait(lk, [this] { return jobs_.empty() && !running_; });
+        }
+        batcher_->remove(this);
+        return;
+    }
     {
         std::lock_guard<std::mutex> lk(mu_);
         stop_ = true;
@@ -33,7 +53,10 @@ void DetokWorker::submit(const int32_t* codes, int n_frames, int step) {
         std::lock_guard<std::mutex> lk(mu_);
         jobs_.push_back(j);
     }
-    cv_job_.notify_one();
+    if (batcher_)
+        batcher_->notify();
+    else
+        cv_job_.notify_one();
 }
 
 void DetokWorker::submit_flush(int step) {
@@ -44,7 +67,10 @@ void DetokWorker::submit_flush(int step) {
         std::lock_guard<std::mutex> lk(mu_);
         jobs_.push_back(j);
     }
-    cv_job_.notify_one();
+    if (batcher_)
+        batcher_->notify();
+    else
+        cv_job_.notify_one();
 }
 
 void DetokWorker::take(std::vector<Result>& out) {
@@ -77,7 +103,10 @@ void DetokWorker::resume() {
         std::lock_guard<std::mutex> lk(mu_);
         paused_ = false;
     }
-    cv_job_.notify_all();
+    if (batcher_)
+        batcher_->notify();
+    else
+        cv_job_.notify_all();
 }
 
 void DetokWorker::loop() {
@@ -107,7 +136,7 @@ void DetokWorker::loop() {
             while (!jobs_.empty()) {
                 const Job& j = jobs_.front();
                 if (!batch.empty() && (!may_join || j.flush || batch.front().flush ||
-                                       frames + j.n_frames > det_.max_step_frames()))
+                                       frames + j.n_frames > det_->max_step_frames()))
                     break;
                 frames += j.flush ? 0 : j.n_frames;
                 batch.push_back(j);
@@ -118,7 +147,7 @@ void DetokWorker::loop() {
         results.assign(batch.size(), Result{});
         const auto t0 = Clock::now();
         if (batch.front().flush) {
-            results[0].status = det_.flush(ctx_, st_, results[0].pcm);
+            results[0].status = det_->flush(ctx_, st_, results[0].pcm);
         } else {
             run_steps(batch, codes, pcm, results);
         }
@@ -151,7 +180,7 @@ void DetokWorker::run_steps(const std::vector<Job>& batch, std::vector<int32_t>&
             frames += j.n_frames;
         }
         pcm.clear();
-        Status s = det_.step(ctx_, st_, codes.data(), frames, pcm);
+        Status s = det_->step(ctx_, st_, codes.data(), frames, pcm);
         if (s.is_ok()) {
             size_t at = 0;
             int64_t done = before;
@@ -174,7 +203,163 @@ void DetokWorker::run_steps(const std::vector<Job>& batch, std::vector<int32_t>&
     }
     for (size_t i = 0; i < batch.size(); ++i)
         results[i].status =
-            det_.step(ctx_, st_, batch[i].codes.data(), batch[i].n_frames, results[i].pcm);
+            det_->step(ctx_, st_, batch[i].codes.data(), batch[i].n_frames, results[i].pcm);
+}
+
+// ---- DetokBatcher ------------------------------------------------------------------------------
+
+Expected<std::unique_ptr<DetokBatcher>> DetokBatcher::create(const model::Detokenizer& det,
+                                                             const ops::Context& ctx, bool owns_ctx,
+                                                             int64_t max_rows) {
+    Expected<model::DetokenizerBatch> b = det.new_batch(ctx, max_rows);
+    if (!b.is_ok()) {
+        ops::Context c = ctx;
+        if (owns_ctx) backend::destroy_context(c);
+        return b.status();
+    }
+    return std::unique_ptr<DetokBatcher>(
+        new DetokBatcher(det, ctx, owns_ctx, std::move(b).value()));
+}
+
+DetokBatcher::DetokBatcher(const model::Detokenizer& det, const ops::Context& ctx, bool owns_ctx,
+                           model::DetokenizerBatch batch)
+    : det_(det), ctx_(ctx), owns_ctx_(owns_ctx), batch_(std::move(batch)) {
+    thread_ = std::thread([this] { loop(); });
+}
+
+DetokBatcher::~DetokBatcher() {
+    {
+        std::lock_guard<std::mutex> lk(mu_);
+        VOXRT_ASSERT(workers_.empty(), "DetokBatcher destroyed with %zu workers", workers_.size());
+        stop_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+    batch_.release();
+    if (owns_ctx_) backend::destroy_context(ctx_);
+}
+
+int64_t DetokBatcher::steps() const {
+    std::lock_guard<std::mutex> lk(mu_);
+    return steps_;
+}
+
+int64_t DetokBatcher::chunks() const {
+    std::lock_guard<std::mutex> lk(mu_);
+    return chunks_;
+}
+
+void DetokBatcher::pause() {
+    std::lock_guard<std::mutex> lk(mu_);
+    paused_ = true;
+}
+
+void DetokBatcher::resume() {
+    {
+        std::lock_guard<std::mutex> lk(mu_);
+        paused_ = false;
+    }
+    cv_.notify_one();
+}
+
+void DetokBatcher::add(DetokWorker* w) {
+    std::lock_guard<std::mutex> lk(mu_);
+    workers_.push_back(w);
+}
+
+void DetokBatcher::remove(DetokWorker* w) {
+    std::lock_guard<std::mutex> lk(mu_);
+    workers_.erase(std::remove(workers_.begin(), workers_.end(), w), workers_.end());
+}
+
+void DetokBatcher::notify() {
+    {
+        std::lock_guard<std::mutex> lk(mu_);
+        pending_ = true;
+    }
+    cv_.notify_one();
+}
+
+void DetokBatcher::loop() {
+    using Clock = std::chrono::steady_clock;
+    std::vector<Taken> taken;
+    std::vector<Taken*> chunks;
+    for (;;) {
+        taken.clear();
+        {
+            std::unique_lock<std::mutex> lk(mu_);
+            cv_.wait(lk, [this] { return stop_ || (pending_ && !paused_); });
+            if (stop_) return;  // no worker is left (the destructor checks)
+            pending_ = false;
+            for (DetokWorker* w : workers_) {
+                std::lock_guard<std::mutex> wl(w->mu_);
+                if (w->paused_ || w->jobs_.empty()) continue;
+                taken.push_back(Taken{w, w->jobs_.front(), DetokWorker::Result{}});
+                w->jobs_.pop_front();
+                w->running_ = true;
+            }
+            // A worker with more queued jobs gives its next one in the next round.
+            if (!taken.empty()) pending_ = true;
+        }
+        if (taken.empty()) continue;
+        chunks.clear();
+        for (Taken& t : taken) {
+            t.result.step = t.job.step;
+            if (!t.job.flush) {
+                chunks.push_back(&t);
+                continue;
+            }
+            const auto t0 = Clock::now();
+            t.result.status = det_.flush(ctx_, t.worker->st_, t.result.pcm);
+            t.result.ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+        }
+        run_chunks(chunks);
+        int64_t n_chunks = 0;
+        for (Taken& t : taken) {
+            n_chunks += t.job.flush ? 0 : 1;
+            DetokWorker* w = t.worker;
+            std::lock_guard<std::mutex> wl(w->mu_);
+            w->done_.push_back(std::move(t.result));
+            w->running_ = false;
+            // Under the worker's lock: its destructor may return as soon as it sees this.
+            w->cv_done_.notify_all();
+        }
+        std::lock_guard<std::mutex> lk(mu_);
+        ++steps_;
+        chunks_ += n_chunks;
+    }
+}
+
+void DetokBatcher::run_chunks(std::vector<Taken*>& chunks) {
+    using Clock = std::chrono::steady_clock;
+    std::vector<model::DetokenizerJob> jobs;
+    size_t at = 0;
+    while (at < chunks.size()) {
+        // As many chunks as fit one step (each fits alone: max_rows >= 6 · kDetokMaxStepFrames).
+        jobs.clear();
+        int64_t rows = 0, frames = 0;
+        size_t end = at;
+        for (; end < chunks.size(); ++end) {
+            const DetokWorker::Job& j = chunks[end]->job;
+            const int64_t r = model::kDetokUpsample * std::max(j.n_frames, 1);
+            if (end > at && rows + r > batch_.max_rows()) break;
+            rows += r;
+            frames += j.n_frames;
+            jobs.push_back(model::DetokenizerJob{&chunks[end]->worker->st_, j.codes.data(),
+                                                 j.n_frames, &chunks[end]->result.pcm,
+                                                 Status::ok()});
+        }
+        const auto t0 = Clock::now();
+        const Status s = det_.step_many(ctx_, batch_, jobs.data(), jobs.size());
+        const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+        for (size_t k = 0; k < jobs.size(); ++k) {
+            DetokWorker::Result& r = chunks[at + k]->result;
+            r.status = s.is_ok() ? jobs[k].status : s;
+            r.joined = static_cast<int>(jobs.size());
+            r.ms = frames > 0 ? ms * jobs[k].n_frames / static_cast<double>(frames) : ms;
+        }
+        at = end;
+    }
 }
 
 }  // namespace voxrt::runtime

@@ -4,12 +4,18 @@
 // worker that has fallen behind computes the queued chunks together, in steps of up to
 // Detokenizer::max_step_frames() frames, and hands each chunk its own samples back; on CUDA it
 // runs them one by one, so that the PCM never depends on timing (detok_worker.cpp says why).
+//
+// Or, for the sessions of one engine thread (a shared lane: voxrt serve, the sessions bench), the
+// workers share one DetokBatcher: one thread (and on CUDA one context and stream) that takes, each
+// round, the first queued chunk of every worker that has one and runs them together as one
+// Detokenizer::step_many. A conversation's chunks still run in order, one per round.
 #pragma once
 
 #include <array>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -19,6 +25,8 @@
 #include "ops/ops.h"
 
 namespace voxrt::runtime {
+
+class DetokBatcher;
 
 class DetokWorker {
 public:
@@ -34,7 +42,9 @@ public:
     // while a job is queued or running (callers reset it only when idle(), e.g. between turns).
     DetokWorker(const model::Detokenizer& det, const ops::Context& ctx,
                 model::DetokenizerState& st);
-    // Finishes the queued jobs, then joins the thread.
+    // A worker without a thread: its jobs run on `batcher`'s (which must outlive it).
+    DetokWorker(model::DetokenizerState& st, DetokBatcher& batcher);
+    // Finishes the queued jobs, then joins the thread (or leaves the batcher).
     ~DetokWorker();
     DetokWorker(const DetokWorker&) = delete;
     DetokWorker& operator=(const DetokWorker&) = delete;
@@ -57,6 +67,7 @@ public:
     void resume();
 
 private:
+    friend class DetokBatcher;
     struct Job {
         bool flush = false;
         int n_frames = 0;
@@ -68,9 +79,10 @@ private:
     void run_steps(const std::vector<Job>& batch, std::vector<int32_t>& codes,
                    std::vector<float>& pcm, std::vector<Result>& results);
 
-    const model::Detokenizer& det_;
+    const model::Detokenizer* det_ = nullptr;  // own thread only
     ops::Context ctx_;
     model::DetokenizerState& st_;
+    DetokBatcher* batcher_ = nullptr;
     std::mutex mu_;
     std::condition_variable cv_job_, cv_done_;
     std::deque<Job> jobs_;
@@ -78,6 +90,60 @@ private:
     bool running_ = false;  // a job is between pop and its result
     bool stop_ = false;
     bool paused_ = false;
+    std::thread thread_;
+};
+
+// The shared detokenizer thread of many DetokWorkers (above). Each round takes the first queued
+// job of every worker that is not paused: the flushes run alone, the chunks together in
+// Detokenizer::step_many calls of at most max_rows rows. A chunk's PCM is what its worker would
+// compute alone on the CPU, bit for bit; on a GPU the products over all rows may sum in another
+// order (Detokenizer::step_many).
+class DetokBatcher {
+public:
+    // `ctx` is the thread's (on CUDA its own stream); destroyed with the batcher when `owns_ctx`.
+    static Expected<std::unique_ptr<DetokBatcher>> create(const model::Detokenizer& det,
+                                                          const ops::Context& ctx, bool owns_ctx,
+                                                          int64_t max_rows);
+    // Every worker must have left first.
+    ~DetokBatcher();
+    DetokBatcher(const DetokBatcher&) = delete;
+    DetokBatcher& operator=(const DetokBatcher&) = delete;
+
+    const ops::Context& context() const { return ctx_; }
+    size_t device_bytes() const { return batch_.device_bytes(); }
+    // Rounds run and chunks computed since creation (tests, /metrics).
+    int64_t steps() const;
+    int64_t chunks() const;
+    // While paused no round starts (tests use it to queue several workers' jobs first).
+    void pause();
+    void resume();
+
+private:
+    friend class DetokWorker;
+    DetokBatcher(const model::Detokenizer& det, const ops::Context& ctx, bool owns_ctx,
+                 model::DetokenizerBatch batch);
+    void add(DetokWorker* w);
+    void remove(DetokWorker* w);
+    void notify();
+    void loop();
+    struct Taken {
+        DetokWorker* worker;
+        DetokWorker::Job job;
+        DetokWorker::Result result;
+    };
+    void run_chunks(std::vector<Taken*>& chunks);
+
+    const model::Detokenizer& det_;
+    ops::Context ctx_;
+    bool owns_ctx_ = false;
+    model::DetokenizerBatch batch_;
+    mutable std::mutex mu_;  // before any worker's mu_, never after
+    std::condition_variable cv_;
+    std::vector<DetokWorker*> workers_;
+    bool pending_ = false;
+    bool stop_ = false;
+    bool paused_ = false;
+    int64_t steps_ = 0, chunks_ = 0;
     std::thread thread_;
 };
 

@@ -5,6 +5,7 @@
 namespace voxrt::runtime {
 
 DeviceLane::~DeviceLane() {
+    detok_.reset();  // its sessions are gone: no worker is left
     buffers_.clear();
     scratch_ = Arena();
     enc_scratch_ = Arena();
@@ -43,9 +44,32 @@ Status DeviceLane::reserve_encoder(size_t bytes) {
     return Status::ok();
 }
 
+Expected<DetokBatcher*> DeviceLane::detok_batcher(const model::Detokenizer& det,
+                                                  const ops::Context& like,
+                                                  const backend::ContextOptions& cuda_options) {
+    if (detok_) return detok_.get();
+    ops::Context c = like;
+    c.precision = ops::Precision::kF32;
+    bool own = false;
+    if (like.device == Device::kCUDA) {
+        VOXRT_ASSIGN_OR_RETURN(
+            c, backend::create_context(Device::kCUDA, ops::Precision::kF32, 0, cuda_options));
+        c.pool = like.pool;
+        c.fused = like.fused;
+        c.fused_backbone = like.fused_backbone;
+        own = true;
+        detok_ctx_bytes_ = backend::context_device_bytes(Device::kCUDA, cuda_options);
+    }
+    // On a GPU one step takes 64 conversations' chunks of 8 frames; on the CPU 32.
+    const int64_t rows =
+        int64_t{model::kDetokUpsample} * 8 * (like.device == Device::kCUDA ? 64 : 32);
+    VOXRT_ASSIGN_OR_RETURN(detok_, DetokBatcher::create(det, c, own, rows));
+    return detok_.get();
+}
+
 size_t DeviceLane::device_bytes() const {
     size_t n = backend::context_device_bytes(ctx_.device, context_options()) + scratch_.capacity() +
-               enc_scratch_.capacity();
+               enc_scratch_.capacity() + detok_ctx_bytes_ + (detok_ ? detok_->device_bytes() : 0);
     for (const Buffer& b : buffers_) n += b.size();
     return n;
 }

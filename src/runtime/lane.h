@@ -22,6 +22,7 @@
 #include "core/arena.h"
 #include "core/status.h"
 #include "model/lfm_audio.h"
+#include "runtime/detok_worker.h"
 
 namespace voxrt::runtime {
 
@@ -39,14 +40,20 @@ public:
     Arena& encoder_scratch() { return enc_scratch_; }
     // Grows the encoder's scratch to at least `bytes` (kOutOfMemory if the device has no room).
     Status reserve_encoder(size_t bytes);
+    // The detokenizer thread of the lane's sessions (DetokBatcher), made by the first session
+    // that asks. `like` is the context a session's own detokenizer would run on: on the CPU the
+    // batcher uses it as is; on CUDA it gets a context of its own (`cuda_options`; pool and kernel
+    // choices copied from `like`).
+    Expected<DetokBatcher*> detok_batcher(const model::Detokenizer& det, const ops::Context& like,
+                                          const backend::ContextOptions& cuda_options);
 
     Tensor x;    // [kChunk, D] a prefill chunk's input rows
     Tensor out;  // [kChunk, D] its output rows
     Tensor pos;  // I32 [kChunk] its positions
     Tensor ids;  // I32 [kChunk] its token ids
 
-    // Device bytes the lane holds: its context's (backend::context_device_bytes), the scratches
-    // and the chunk's rows.
+    // Device bytes the lane holds: its context's (backend::context_device_bytes), the scratches,
+    // the chunk's rows, and the detokenizer batcher's context and buffers.
     size_t device_bytes() const;
     static backend::ContextOptions context_options() { return backend::ContextOptions{}; }
 
@@ -56,6 +63,8 @@ private:
     Arena scratch_;
     Arena enc_scratch_;
     std::vector<Buffer> buffers_;
+    std::unique_ptr<DetokBatcher> detok_;
+    size_t detok_ctx_bytes_ = 0;
 };
 
 }  // namespace voxrt::runtime

@@ -64,7 +64,7 @@ Status Session::init(const SessionOptions& opt) {
         detok_ctx_.device = Device::kCPU;
         detok_ctx_.precision = ops::Precision::kF32;
         detok_ctx_.pool = model_.pool();
-    } else if (ctx_.device == Device::kCUDA && model_.detokenizer()) {
+    } else if (ctx_.device == Device::kCUDA && model_.detokenizer() && own_lane_) {
         VOXRT_ASSIGN_OR_RETURN(detok_ctx_,
                                backend::create_context(Device::kCUDA, ops::Precision::kF32, 0,
                                                        detok_context_options(!own_lane_)));
@@ -108,7 +108,17 @@ Status Session::init(const SessionOptions& opt) {
     if (const model::Detokenizer* det = model_.detokenizer()) {
         VOXRT_ASSIGN_OR_RETURN(model::DetokenizerState ds, det->new_state(detok_ctx_));
         detok_state_ = std::make_unique<model::DetokenizerState>(std::move(ds));
-        detok_worker_ = std::make_unique<DetokWorker>(*det, detok_ctx_, *detok_state_);
+        if (own_lane_) {
+            detok_worker_ = std::make_unique<DetokWorker>(*det, detok_ctx_, *detok_state_);
+        } else {
+            // The lane's sessions share one detokenizer thread (and on CUDA one context), whose
+            // rounds run their chunks together. The first frame's inline step uses the lane's
+            // context (detok_ctx_: the lane's, in fp32).
+            VOXRT_ASSIGN_OR_RETURN(
+                DetokBatcher * b,
+                lane_->detok_batcher(*det, detok_ctx_, detok_context_options(/*batched=*/true)));
+            detok_worker_ = std::make_unique<DetokWorker>(*detok_state_, *b);
+        }
         detok_.init(det, &detok_ctx_, detok_state_.get(), detok_worker_.get());
     }
     const model::AudioModelConfig& c = model_.config();

@@ -10,7 +10,10 @@
 // - CPU (fp32 and bf16): items, text and PCM equal to the lone runs bit for bit (the CPU linear
 //   kernels give a row the same bits for 1 to 8 rows; the batches here have at most 6).
 // - CUDA (fp32): the lone runs take the fused kernels and the batch the op sequence, which differ
-//   in summation order only (~1e-7): the items (hence text and PCM) must still be identical.
+//   in summation order only (~1e-7): the items (hence text and PCM) must still be identical. On a
+//   shared lane the conversations' detokenizer chunks run together (DetokBatcher): the products
+//   over all their rows take cuBLAS algorithms chosen by the row count, so the PCM equals the lone
+//   run's within 1e-5 relative (the detokenizer's own streaming bar), not bit for bit.
 // A row given another session's state (a wrong slot) changes its output entirely: caught.
 #include <gtest/gtest.h>
 #include <voxrt/voxrt.h>
@@ -20,6 +23,7 @@
 #include <vector>
 
 #include "util/api_util.h"
+#include "util/compare.h"
 #include "util/test_paths.h"
 
 namespace voxrt {
@@ -212,7 +216,16 @@ TEST_P(BatchApi, EachConversationEqualsItselfAlone) {
     for (size_t i = 0; i < js.size(); ++i) {
         EXPECT_EQ(got[i].first.items, ref[i].first.items) << "conversation " << i;
         EXPECT_EQ(got[i].first.text, ref[i].first.text) << "conversation " << i;
-        EXPECT_EQ(got[i].first.pcm, ref[i].first.pcm) << "conversation " << i;
+        if (c.device == "cuda" && c.shared_lane) {
+            ASSERT_EQ(got[i].first.pcm.size(), ref[i].first.pcm.size()) << "conversation " << i;
+            if (!ref[i].first.pcm.empty()) {
+                const test::ErrorStats e = test::compare(
+                    got[i].first.pcm.data(), ref[i].first.pcm.data(), ref[i].first.pcm.size());
+                EXPECT_LE(e.rel_l2, 1e-5) << "conversation " << i << ": " << e.str();
+            }
+        } else {
+            EXPECT_EQ(got[i].first.pcm, ref[i].first.pcm) << "conversation " << i;
+        }
         EXPECT_EQ(got[i].first.reason, ref[i].first.reason) << "conversation " << i;
         EXPECT_EQ(got[i].second.items, ref[i].second.items) << "conversation " << i;
         EXPECT_EQ(got[i].second.text, ref[i].second.text) << "conversation " << i;

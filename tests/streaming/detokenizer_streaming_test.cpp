@@ -598,6 +598,99 @@ void worker_matches_direct_steps(bool paused) {
     expect_identical(pcm, want, "worker vs direct steps");
 }
 
+// DetokBatcher: three sessions' workers on one batcher thread. Each round takes the first queued
+// job of every worker: the chunks of a round run as one step_many (split when they exceed the
+// batch's rows), flushes alone; each worker's results come back in its order and equal its direct
+// step() calls bit for bit (the CPU); a rejected chunk fails alone.
+TEST(DetokenizerStreaming, BatcherMatchesEachWorkerAlone) {
+    Harness h(model_dir());
+    ASSERT_TRUE(h.det);
+    constexpr int kWorkers = 3;
+    // Worker k's chunks (frames each); worker 1's second chunk is rejected (a bad code).
+    const std::vector<std::vector<int>> plans = {{1, 8, 8, 3}, {1, 2, 8, 32, 5}, {1, 32, 32, 4}};
+    std::vector<std::vector<int32_t>> codes;
+    std::vector<std::vector<float>> want(kWorkers);
+    for (int k = 0; k < kWorkers; ++k) {
+        int total = 0;
+        for (int n : plans[static_cast<size_t>(k)]) total += n;
+        codes.push_back(random_codes(total, 40 + static_cast<uint32_t>(k)));
+        auto st = h.det->new_state(h.ctx);
+        ASSERT_TRUE(st.is_ok());
+        int t = 0;
+        for (int n : plans[static_cast<size_t>(k)]) {
+            ASSERT_TRUE(h.det
+                            ->step(h.ctx, *st, &codes.back()[static_cast<size_t>(t) * 8], n,
+                                   want[static_cast<size_t>(k)])
+                            .is_ok());
+            t += n;
+        }
+        ASSERT_TRUE(h.det->flush(h.ctx, *st, want[static_cast<size_t>(k)]).is_ok());
+    }
+    // 96 rows a step: the first round's three 1-frame chunks join; the 32-frame chunks (192
+    // rows each) do not fit together with others.
+    auto made = runtime::DetokBatcher::create(*h.det, h.ctx, /*owns_ctx=*/false, 6 * 32);
+    ASSERT_TRUE(made.is_ok()) << made.status().message();
+    runtime::DetokBatcher& b = **made;
+    std::vector<model::DetokenizerState> states;
+    for (int k = 0; k < kWorkers; ++k) {
+        auto st = h.det->new_state(h.ctx);
+        ASSERT_TRUE(st.is_ok());
+        states.push_back(std::move(st).value());
+    }
+    std::vector<std::vector<runtime::DetokWorker::Result>> got(kWorkers);
+    std::vector<int32_t> bad;
+    int n_chunks = 0;
+    {
+        std::vector<std::unique_ptr<runtime::DetokWorker>> ws;
+        for (int k = 0; k < kWorkers; ++k)
+            ws.push_back(std::make_unique<runtime::DetokWorker>(states[static_cast<size_t>(k)], b));
+        b.pause();
+        for (int k = 0; k < kWorkers; ++k) {
+            int t = 0, step = 0;
+            for (int n : plans[static_cast<size_t>(k)]) {
+                const int32_t* c = &codes[static_cast<size_t>(k)][static_cast<size_t>(t) * 8];
+                if (k == 1 && step == 1) {  // a rejected chunk before the real one
+                    bad.assign(c, c + 2 * kDetokCodebooks);
+                    bad[3] = -1;
+                    ws[1]->submit(bad.data(), 2, step++);
+                    ++n_chunks;
+                }
+                ws[static_cast<size_t>(k)]->submit(c, n, step++);
+                ++n_chunks;
+                t += n;
+            }
+            ws[static_cast<size_t>(k)]->submit_flush(step);
+        }
+        for (int k = 0; k < kWorkers; ++k) {
+            ws[static_cast<size_t>(k)]->take(got[static_cast<size_t>(k)]);
+            EXPECT_TRUE(got[static_cast<size_t>(k)].empty()) << "a paused batcher ran a job";
+        }
+        b.resume();
+        for (int k = 0; k < kWorkers; ++k)
+            ws[static_cast<size_t>(k)]->wait(got[static_cast<size_t>(k)]);
+    }
+    EXPECT_EQ(b.chunks(), n_chunks);
+    EXPECT_LT(b.steps(), n_chunks + kWorkers);  // rounds, fewer than the jobs
+    for (int k = 0; k < kWorkers; ++k) {
+        const auto& g = got[static_cast<size_t>(k)];
+        ASSERT_EQ(g.size(), plans[static_cast<size_t>(k)].size() + 1 + (k == 1 ? 1 : 0));
+        std::vector<float> pcm;
+        for (size_t i = 0; i < g.size(); ++i) {
+            EXPECT_EQ(g[i].step, static_cast<int>(i));
+            if (k == 1 && i == 1) {
+                EXPECT_EQ(g[i].status.code(), StatusCode::kInvalidArgument);
+                EXPECT_TRUE(g[i].pcm.empty());
+                continue;
+            }
+            ASSERT_TRUE(g[i].status.is_ok()) << g[i].status.message();
+            pcm.insert(pcm.end(), g[i].pcm.begin(), g[i].pcm.end());
+        }
+        EXPECT_EQ(g[0].joined, kWorkers) << "the first chunks ran in one step";
+        const std::string what = "batcher, worker " + std::to_string(k);
+        expect_identical(pcm, want[static_cast<size_t>(k)], what.c_str());
+    }
+}
+
 TEST(DetokenizerStreaming, WorkerMatchesDirectStepsAndReportsErrors) {
     worker_matches_direct_steps(false);
 }
