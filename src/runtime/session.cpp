@@ -187,10 +187,13 @@ SessionMemory Session::memory() const {
 }
 
 backend::ContextOptions Session::detok_context_options(bool batched) {
-    // Small: the detokenizer's ops work on at most 6 · kDetokMaxStepFrames rows.
+    // A session's own: small, its ops work on at most 6 · kDetokMaxStepFrames rows. A shared
+    // lane's (DetokBatcher: the chunks of many sessions in one step): the default sizes.
     backend::ContextOptions dopt;
-    dopt.scratch_bytes = size_t{16} << 20;
-    dopt.gemm_workspace_bytes = size_t{8} << 20;
+    if (!batched) {
+        dopt.scratch_bytes = size_t{16} << 20;
+        dopt.gemm_workspace_bytes = size_t{8} << 20;
+    }
     // Alone, the session's audio comes before its own next step. In a batch (a shared lane) the
     // step that every session waits for comes first; each session's audio fills the gaps.
     dopt.high_priority = !batched;

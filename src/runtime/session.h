@@ -240,7 +240,7 @@ public:
     // Positions the KV cache holds now (it grows by need up to capacity()).
     int kv_positions() const { return lfm_state_.capacity; }
     // The options of the detokenizer's own context (CUDA, detokenizer on the GPU); `batched`: of a
-    // session on a shared lane (its queue does not get the high priority).
+    // shared lane's DetokBatcher (its queue does not get the high priority; default scratch).
     static backend::ContextOptions detok_context_options(bool batched = false);
 
     // Teacher-forcing hook for tests: the text logits [V] and the last hidden state of the most

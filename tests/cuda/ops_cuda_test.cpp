@@ -276,6 +276,11 @@ TEST_F(CudaOps, Linear) {
         {64, 6144, 2048, false, DType::kBF16},
         {200, 2049, 1024, true, DType::kBF16},
         {128, 512, 512, true, DType::kF32},
+        // the detokenizer's products over many conversations' rows (fp32 x: three bf16 parts on
+        // the tensor cores; the last one in two chunks of the scratch)
+        {384, 3328, 512, false, DType::kBF16},
+        {3072, 1282, 512, true, DType::kBF16},
+        {5000, 512, 3328, false, DType::kBF16},
         // SIMT fallback: K not a multiple of the vector width
         {3, 100, 100, true, DType::kBF16},
         {40, 300, 100, false, DType::kBF16},
@@ -478,6 +483,13 @@ TEST_F(CudaOps, KvWriteAndAttention) {
         {40, 4, 2, 16, 64, 0, 0},
         {1, 4, 2, 16, 64, 50, 0},
         {40, 4, 4, 20, 64, 10, 30},
+        // short windows (one warp per query and head): the batched depthformer frame's 8, the
+        // detokenizer's 30, the largest such window, head dims 64 and 128
+        {256, 32, 8, 32, 2048, 0, 8},
+        {1, 32, 8, 32, 64, 5, 8},
+        {48, 16, 8, 32, 256, 29, 30},
+        {40, 8, 2, 64, 256, 100, 64},
+        {5, 8, 2, 128, 128, 3, 16},
     };
     for (Precision p : kBoth) {
         Env e = env(p);

@@ -229,6 +229,49 @@ __global__ void attn_decode_combine(AttnArgs a) {
     }
 }
 
+// ---- short sliding windows ------------------------------------------------------------------------------
+
+// Windows of at most kWindowMax keys (the depthformer's frame: query i of a row sees its row's first
+// i + 1 keys; the detokenizer: 30): one warp per (query, head), keys in order with an online softmax,
+// lane d holding output dims d, d + 32, … The tiled kernels would stage whole key tiles for a few
+// visible keys each (the batched frame's queries sit 8 positions apart: a 32-query tile spans 256
+// keys of which each query sees at most 8).
+constexpr int kWindowMax = 64, kWindowWarps = 4;
+
+template <class T>
+__global__ void __launch_bounds__(32 * kWindowWarps) attn_window_kernel(AttnArgs a) {
+    const int w = blockIdx.x * kWindowWarps + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+    if (w >= a.T * a.H) return;
+    const int t = w / a.H, h = w % a.H, hk = h / (a.H / a.Hkv), Dh = a.Dh, per = Dh / 32;
+    int j0, p;
+    visible_range(a, t, j0, p);
+    const T* kc = static_cast<const T*>(a.kc) + static_cast<int64_t>(hk) * a.S * Dh;
+    const T* vc = static_cast<const T*>(a.vc) + static_cast<int64_t>(hk) * a.S * Dh;
+    const int64_t qo = (static_cast<int64_t>(t) * a.H + h) * Dh;
+    float q[4], acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) q[i] = i < per ? a.q.load(qo + lane + 32 * i) : 0.0f;
+    float m = -INFINITY, l = 0.0f;
+    for (int j = j0; j <= p; ++j) {
+        const T* kj = kc + static_cast<int64_t>(j) * Dh;
+        const T* vj = vc + static_cast<int64_t>(j) * Dh;
+        float dot = 0.0f;
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+            if (i < per) dot = fmaf(q[i], to_float(kj[lane + 32 * i]), dot);
+        const float s = warp_sum(dot) * a.scale;
+        const float m2 = fmaxf(m, s), c = expf(m - m2), e = expf(s - m2);
+        l = fmaf(l, c, e);
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+            if (i < per) acc[i] = fmaf(acc[i], c, e * to_float(vj[lane + 32 * i]));
+        m = m2;
+    }
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+        if (i < per) a.out.store(qo + lane + 32 * i, l > 0.0f ? acc[i] / l : 0.0f, a.round);
+}
+
 // ---- prefill ------------------------------------------------------------------------------------------
 
 constexpr int kBQ = 32, kBK = 32, kPreThreads = 128;
@@ -395,6 +438,12 @@ template <class T>
 bool launch_attention(const ops::Context& ctx, AttnArgs a) {
     const Handles& h = handles(ctx);
     const int G = a.H / a.Hkv;
+    if (a.window > 0 && a.window <= kWindowMax && a.Dh % 32 == 0 && a.Dh <= 128) {
+        const int warps = a.T * a.H;
+        attn_window_kernel<T><<<(warps + kWindowWarps - 1) / kWindowWarps, 32 * kWindowWarps, 0, h.stream>>>(a);
+        check_launch(ctx, "attention (short window)");
+        return true;
+    }
     a.n_split = (a.S + kChunk - 1) / kChunk;
     a.gb = G < kMaxGroup ? G : kMaxGroup;
     const size_t part_bytes = sizeof(float) * static_cast<size_t>(a.T) * a.H * a.n_split * (a.Dh + 2);

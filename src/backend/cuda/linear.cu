@@ -494,6 +494,75 @@ bool try_cublaslt(const ops::Context& ctx, const Tensor& x, const Tensor& w, con
     return run_lt(ctx, h, x.data, w.data, bias ? bias->data : nullptr, y.data, key);
 }
 
+// ---- fp32 activations with bf16 weights ------------------------------------------------------------
+
+// x = hi + mid + lo with each part a bf16 value (8 mantissa bits each: the three hold x's 24 bits
+// exactly, subnormal corners aside). Written as three row blocks [3 · M, K].
+__global__ void split3_kernel(const float* x, __nv_bfloat16* out, int64_t n) {
+    const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+    for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
+        const float v = x[i];
+        const __nv_bfloat16 hi = __float2bfloat16_rn(v);
+        const float r1 = v - __bfloat162float(hi);
+        const __nv_bfloat16 mid = __float2bfloat16_rn(r1);
+        const __nv_bfloat16 lo = __float2bfloat16_rn(r1 - __bfloat162float(mid));
+        out[i] = hi;
+        out[n + i] = mid;
+        out[2 * n + i] = lo;
+    }
+}
+
+// y = (p_lo + p_mid) + p_hi (+ bias), the three partial products as row blocks [3 · M, N].
+__global__ void sum3_kernel(const float* p, Ptr bias, Ptr y, int64_t n, int N, bool round) {
+    const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+    for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
+        float v = (p[2 * n + i] + p[n + i]) + p[i];
+        if (bias.p) v += bias.load(i % N);
+        y.store(i, v, round);
+    }
+}
+
+// fp32 x [M, K] times bf16 w [N, K] on the tensor cores: x is split into three bf16 parts exactly
+// (split3_kernel), each part's product with w is a bf16 GEMM accumulated in fp32 (cuBLASLt), and
+// the three are summed. The products of bf16 weights with the parts are exact in fp32, so this
+// differs from an fp32 GEMM only in summation order, at 3× the bf16 work instead of the SIMT
+// kernel's fp32 FMAs (the detokenizer's products over many conversations' rows; the fp32
+// model's prefill). Rows go in chunks that fit the context's scratch.
+bool split3_linear(const ops::Context& ctx, const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y, int M,
+                   int N, int K) {
+    if (x.dtype != DType::kF32 || w.dtype != DType::kBF16 || (bias && bias->device != Device::kCUDA)) return false;
+    Handles& h = handles(ctx);
+    const size_t row_bytes = 3 * (static_cast<size_t>(K) * sizeof(__nv_bfloat16) + static_cast<size_t>(N) * sizeof(float));
+    const int64_t chunk = std::min<int64_t>(M, static_cast<int64_t>(h.scratch_bytes / (row_bytes + 64)));
+    if (chunk < 16) return false;
+    const size_t ys = dtype_size(y.dtype);
+    for (int64_t m0 = 0; m0 < M; m0 += chunk) {
+        const int64_t mc = std::min<int64_t>(chunk, M - m0);
+        __nv_bfloat16* parts = static_cast<__nv_bfloat16*>(h.scratch);
+        const size_t parts_bytes = (3 * static_cast<size_t>(mc) * K * sizeof(__nv_bfloat16) + 255) / 256 * 256;
+        float* prod = reinterpret_cast<float*>(static_cast<char*>(h.scratch) + parts_bytes);
+        const float* xp = static_cast<const float*>(x.data) + static_cast<size_t>(m0) * K;
+        const int64_t nx = mc * K, ny = mc * N;
+        split3_kernel<<<grid_for(nx, 256), 256, 0, h.stream>>>(xp, parts, nx);
+        const int align = std::min({alignment_of(parts), alignment_of(w.data), alignment_of(prod), 16});
+        const LtKey key{3 * mc, N, K, /*x_bf16=*/1, /*y_bf16=*/0, /*has_bias=*/0, align};
+        if (!run_lt(ctx, h, parts, w.data, nullptr, prod, key)) {
+            if (m0 == 0) return false;
+            Tensor xr = Tensor::make(const_cast<float*>(xp), x.dtype, x.device, {M - m0, K});
+            Tensor yr = Tensor::make(static_cast<char*>(y.data) + static_cast<size_t>(m0) * N * ys, y.dtype,
+                                     y.device, {M - m0, N});
+            gemm_simt(ctx, xr, w, bias, yr, static_cast<int>(M - m0), N, K, ctx.round_bf16());
+            return true;
+        }
+        Ptr yp = ptr_of(y);
+        yp.p = static_cast<char*>(y.data) + static_cast<size_t>(m0) * N * ys;
+        sum3_kernel<<<grid_for(ny, 256), 256, 0, h.stream>>>(prod, bias ? ptr_of(*bias) : Ptr{nullptr, false}, yp,
+                                                             ny, N, ctx.round_bf16());
+    }
+    check_launch(ctx, "linear (fp32 x bf16, three bf16 parts)");
+    return true;
+}
+
 // ---- 8-bit weights (core/quant.h) beyond the GEMV --------------------------------------------------
 
 __device__ __forceinline__ float decode_code(uint8_t byte, bool e4m3) {
@@ -596,6 +665,7 @@ void linear(const ops::Context& ctx, const Tensor& x, const Tensor& w, const Ten
     // cuBLASLt writes y unrounded: usable when y is BF16 or nothing is rounded.
     const bool lt_ok = y.dtype == DType::kBF16 || !ctx.round_bf16();
     if (M > 8 && lt_ok && try_cublaslt(ctx, x, w, bias, y, int(M), int(N), int(K))) return;
+    if (M > 8 && split3_linear(ctx, x, w, bias, y, int(M), int(N), int(K))) return;
     gemm_simt(ctx, x, w, bias, y, int(M), int(N), int(K), ctx.round_bf16());
 }
 
