@@ -651,4 +651,77 @@ Status Detokenizer::flush(const ops::Context& ctx, DetokenizerState& st,
     return s;
 }
 
+Status Detokenizer::flush_many(const ops::Context& ctx_in, DetokenizerBatch& batch,
+                               DetokenizerJob* jobs, size_t n_jobs) const {
+    const ops::Context ctx = fp32(ctx_in);
+    if (batch.device_ != ctx.device || batch.max_rows_ == 0)
+        return make_error(StatusCode::kInvalidArgument,
+                          "[detokenizer] batch buffers made for another device");
+    const int64_t cap = batch.pcm_.numel();
+    size_t at = 0;
+    std::vector<int64_t> count;
+    std::vector<Tensor> src, dst;
+    while (at < n_jobs) {
+        // As many flushes as the batch's sample buffer holds, then one copy back and one sync.
+        count.assign(n_jobs - at, -1);
+        src.clear();
+        dst.clear();
+        int64_t used = 0;
+        size_t end = at;
+        for (; end < n_jobs; ++end) {
+            DetokenizerJob& j = jobs[end];
+            DetokenizerState* st = j.state;
+            j.status = Status::ok();
+            if (!st || !j.pcm_out || st->device_ != ctx.device ||
+                st->conv_state_.size() != cfg_.layers.size()) {
+                j.status = make_error(StatusCode::kInvalidArgument,
+                                      "[detokenizer] state made for another model or device");
+                continue;
+            }
+            for (size_t k = at; k < end; ++k)
+                if (jobs[k].state == st && count[k - at] >= 0)
+                    j.status =
+                        make_error(StatusCode::kInvalidArgument,
+                                   "[detokenizer] flush %zu: its state is another's too", end);
+            if (!j.status.is_ok()) continue;
+            if (used + st->istft_.max_flush_samples() > cap) break;
+            Expected<int64_t> n = st->istft_.flush(ctx, st->pcm_);
+            if (!n.is_ok()) {
+                j.status = n.status();
+                reset(*st);
+                continue;
+            }
+            count[end - at] = *n;
+            if (*n > 0) {
+                src.push_back(st->pcm_.rows(0, *n));
+                dst.push_back(batch.pcm_.rows(used, used + *n));
+            }
+            used += *n;
+        }
+        batch.scratch_.reset();
+        if (!src.empty()) ops::copy_many(ctx, src.data(), dst.data(), src.size(), batch.scratch_);
+        if (used > 0) {
+            Tensor host = Tensor::make(batch.pcm_host_.data(), DType::kF32, Device::kCPU, {used});
+            ops::copy(ctx, batch.pcm_.rows(0, used), host);
+        }
+        const Status s = ops::synchronize(ctx);
+        int64_t off = 0;
+        for (size_t k = at; k < end; ++k) {
+            const int64_t n = count[k - at];
+            if (n < 0) continue;
+            DetokenizerJob& j = jobs[k];
+            if (!s.is_ok()) {
+                j.status = s;
+            } else {
+                const auto first = batch.pcm_host_.begin() + static_cast<std::ptrdiff_t>(off);
+                j.pcm_out->insert(j.pcm_out->end(), first, first + static_cast<std::ptrdiff_t>(n));
+            }
+            off += n;
+            reset(*j.state);
+        }
+        at = end;
+    }
+    return Status::ok();
+}
+
 }  // namespace voxrt::model

@@ -212,6 +212,11 @@ public:
     // relative).
     Status step_many(const ops::Context& ctx, DetokenizerBatch& batch, DetokenizerJob* jobs,
                      size_t n_jobs) const;
+    // flush() for several conversations (the jobs' codes and n_frames are not read): one
+    // synchronization for all instead of one each. Every job's state must be distinct; a state of
+    // another model or device gets its error in `status`. The samples are flush()'s, bit for bit.
+    Status flush_many(const ops::Context& ctx, DetokenizerBatch& batch, DetokenizerJob* jobs,
+                      size_t n_jobs) const;
     // Ends the utterance: appends the remaining 480 samples (none if no frame was added) and
     // resets the state for the next utterance.
     Status flush(const ops::Context& ctx, DetokenizerState& st, std::vector<float>& pcm_out) const;

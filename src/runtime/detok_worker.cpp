@@ -283,7 +283,7 @@ void DetokBatcher::notify() {
 void DetokBatcher::loop() {
     using Clock = std::chrono::steady_clock;
     std::vector<Taken> taken;
-    std::vector<Taken*> chunks;
+    std::vector<Taken*> chunks, flushes;
     for (;;) {
         taken.clear();
         {
@@ -303,17 +303,26 @@ void DetokBatcher::loop() {
         }
         if (taken.empty()) continue;
         chunks.clear();
+        flushes.clear();
         for (Taken& t : taken) {
             t.result.step = t.job.step;
-            if (!t.job.flush) {
-                chunks.push_back(&t);
-                continue;
-            }
-            const auto t0 = Clock::now();
-            t.result.status = det_.flush(ctx_, t.worker->st_, t.result.pcm);
-            t.result.ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+            (t.job.flush ? flushes : chunks).push_back(&t);
         }
         run_chunks(chunks);
+        if (!flushes.empty()) {  // the round's utterance ends, with one synchronization
+            std::vector<model::DetokenizerJob> jobs;
+            for (Taken* t : flushes)
+                jobs.push_back(model::DetokenizerJob{&t->worker->st_, nullptr, 0, &t->result.pcm,
+                                                     Status::ok()});
+            const auto t0 = Clock::now();
+            const Status s = det_.flush_many(ctx_, batch_, jobs.data(), jobs.size());
+            const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+            for (size_t k = 0; k < flushes.size(); ++k) {
+                flushes[k]->result.status = s.is_ok() ? jobs[k].status : s;
+                flushes[k]->result.ms = ms / static_cast<double>(flushes.size());
+                flushes[k]->result.joined = static_cast<int>(flushes.size());
+            }
+        }
         int64_t n_chunks = 0;
         for (Taken& t : taken) {
             n_chunks += t.job.flush ? 0 : 1;

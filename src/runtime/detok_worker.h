@@ -94,10 +94,10 @@ private:
 };
 
 // The shared detokenizer thread of many DetokWorkers (above). Each round takes the first queued
-// job of every worker that is not paused: the flushes run alone, the chunks together in
-// Detokenizer::step_many calls of at most max_rows rows. A chunk's PCM is what its worker would
-// compute alone on the CPU, bit for bit; on a GPU the products over all rows may sum in another
-// order (Detokenizer::step_many).
+// job of every worker that is not paused: the chunks run together in Detokenizer::step_many calls
+// of at most max_rows rows, the flushes together in one Detokenizer::flush_many. A chunk's PCM is
+// what its worker would compute alone on the CPU, bit for bit; on a GPU the products over all rows
+// may sum in another order (Detokenizer::step_many).
 class DetokBatcher {
 public:
     // `ctx` is the thread's (on CUDA its own stream); destroyed with the batcher when `owns_ctx`.

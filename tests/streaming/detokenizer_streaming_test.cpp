@@ -500,8 +500,21 @@ void step_many_equals_each_alone(Device dev) {
     }
     EXPECT_TRUE(rejected_bad && rejected_twice && rejected_size);
     EXPECT_EQ(most, static_cast<int>(convs.size()));
+    // The utterances end together (flush_many); a second flush of state 0 in the same call fails
+    // alone.
+    std::vector<model::DetokenizerJob> ends;
+    for (size_t i = 0; i < convs.size(); ++i)
+        ends.push_back(model::DetokenizerJob{&states[i], nullptr, 0, &convs[i].pcm, Status::ok()});
+    std::vector<float> stray;
+    ends.push_back(model::DetokenizerJob{&states[0], nullptr, 0, &stray, Status::ok()});
+    ASSERT_TRUE(h.det->flush_many(h.ctx, *batch, ends.data(), ends.size()).is_ok());
     for (size_t i = 0; i < convs.size(); ++i) {
-        ASSERT_TRUE(h.det->flush(h.ctx, states[i], convs[i].pcm).is_ok());
+        ASSERT_TRUE(ends[i].status.is_ok()) << ends[i].status.message();
+        EXPECT_EQ(states[i].frames(), 0);
+    }
+    EXPECT_EQ(ends.back().status.code(), StatusCode::kInvalidArgument);
+    EXPECT_TRUE(stray.empty());
+    for (size_t i = 0; i < convs.size(); ++i) {
         const std::string what =
             std::string(device_name(dev)) + " step_many, conversation " + std::to_string(i);
         if (dev == Device::kCPU)
@@ -686,6 +699,7 @@ TEST(DetokenizerStreaming, BatcherMatchesEachWorkerAlone) {
             pcm.insert(pcm.end(), g[i].pcm.begin(), g[i].pcm.end());
         }
         EXPECT_EQ(g[0].joined, kWorkers) << "the first chunks ran in one step";
+        if (k != 1) EXPECT_EQ(g.back().joined, 2) << "workers 0 and 2 end in the same round";
         const std::string what = "batcher, worker " + std::to_string(k);
         expect_identical(pcm, want[static_cast<size_t>(k)], what.c_str());
     }
