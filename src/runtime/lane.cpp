@@ -46,19 +46,19 @@ Status DeviceLane::reserve_encoder(size_t bytes) {
 
 Expected<DetokBatcher*> DeviceLane::detok_batcher(const model::Detokenizer& det,
                                                   const ops::Context& like,
-                                                  const backend::ContextOptions& cuda_options) {
+                                                  const backend::ContextOptions& gpu_options) {
     if (detok_) return detok_.get();
     ops::Context c = like;
     c.precision = ops::Precision::kF32;
     bool own = false;
     if (like.device == Device::kCUDA) {
         VOXRT_ASSIGN_OR_RETURN(
-            c, backend::create_context(Device::kCUDA, ops::Precision::kF32, 0, cuda_options));
+            c, backend::create_context(Device::kCUDA, ops::Precision::kF32, 0, gpu_options));
         c.pool = like.pool;
         c.fused = like.fused;
         c.fused_backbone = like.fused_backbone;
         own = true;
-        detok_ctx_bytes_ = backend::context_device_bytes(Device::kCUDA, cuda_options);
+        detok_ctx_bytes_ = backend::context_device_bytes(Device::kCUDA, gpu_options);
     }
     // On a GPU one step takes 64 conversations' chunks of 8 frames; on the CPU 32.
     const int64_t rows =

@@ -42,10 +42,10 @@ public:
     Status reserve_encoder(size_t bytes);
     // The detokenizer thread of the lane's sessions (DetokBatcher), made by the first session
     // that asks. `like` is the context a session's own detokenizer would run on: on the CPU the
-    // batcher uses it as is; on CUDA it gets a context of its own (`cuda_options`; pool and kernel
+    // batcher uses it as is; on CUDA it gets a context of its own (`gpu_options`; pool and kernel
     // choices copied from `like`).
     Expected<DetokBatcher*> detok_batcher(const model::Detokenizer& det, const ops::Context& like,
-                                          const backend::ContextOptions& cuda_options);
+                                          const backend::ContextOptions& gpu_options);
 
     Tensor x;    // [kChunk, D] a prefill chunk's input rows
     Tensor out;  // [kChunk, D] its output rows
