@@ -320,6 +320,7 @@ async function interrupt(reason) {
   const r = resp;
   if (!r || r.interrupted) return;
   r.interrupted = true;
+  const generating = r.active;
   if (r.active && !r.cancelSent) {
     r.cancelSent = true;
     send({type: 'response.cancel'});
@@ -332,7 +333,10 @@ async function interrupt(reason) {
     r.turnRecord.gapMs = gapMs;
     r.turnRecord.interrupted = reason;
   }
-  if (r.receivedSamples > 0 && played < r.receivedSamples && !r.truncated) {
+  // Cut when less was heard than the server holds: less than was received, or, while the answer
+  // was still being generated, anything (frames made after the last delta that arrived, and those
+  // in flight, were never heard: the page drops deltas after its cancel).
+  if (r.receivedSamples > 0 && !r.truncated && (played < r.receivedSamples || generating)) {
     r.truncated = true;
     send({type: 'conversation.item.truncate', item_id: r.itemId, content_index: 0,
           audio_end_ms: playedMs});

@@ -27,6 +27,7 @@ from server_util import DATA, Server, read_wav, resample_linear
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.support.ui import WebDriverWait
 
 BIN = os.environ.get("VOXRT_SERVE", "build/voxrt-serve")
@@ -163,11 +164,23 @@ class Page(unittest.TestCase):
     def converse(self, driver, speech_s):
         driver.get(f"http://{self.host}:{self.port}/")
         js = lambda expr: driver.execute_script("return " + expr)
-        wait = lambda s, cond, what: WebDriverWait(driver, s, poll_frequency=0.1).until(
-            lambda d: cond(), message=what + "; page: " + json.dumps(js(
-                "{state: voxrtPage.state, error: voxrtPage.lastError, turns: voxrtPage.turns, "
-                "events: voxrtPage.events.filter(e => !e.type.startsWith('input_audio_buffer.append') "
-                "&& e.type !== 'response.output_audio.delta').slice(-40).map(e => e.dir + ' ' + e.type)}")))
+
+        def wait(s, cond, what):
+            try:
+                WebDriverWait(driver, s, poll_frequency=0.1).until(lambda d: cond())
+            except TimeoutException:
+                # the page and the server as they are when the wait gives up
+                page = json.dumps(js(
+                    "{state: voxrtPage.state, error: voxrtPage.lastError, turns: voxrtPage.turns, "
+                    "audioDeltas: voxrtPage.audioDeltas, events: voxrtPage.events.filter(e => "
+                    "!e.type.startsWith('input_audio_buffer.append') && "
+                    "e.type !== 'response.output_audio.delta').slice(-40).map(e => e.dir + ' ' + e.type)}"))
+                status, body = self.server.get("/metrics")
+                metrics = [l for l in body.decode(errors="replace").splitlines()
+                           if l.startswith("voxrt_") and "_bucket" not in l]
+                raise AssertionError(f"{what} (after {s} s); page: {page}\nserver metrics:\n" +
+                                     "\n".join(metrics) + "\nserver log (last 40 lines):\n" +
+                                     "".join(self.server.log[-40:])) from None
         # the random-weight banner comes from /v1/models
         wait(30, lambda: js("voxrtPage.info !== null"), "the page did not read /v1/models")
         banner = driver.find_element(By.ID, "banner")
@@ -196,7 +209,9 @@ class Page(unittest.TestCase):
         self.assertEqual(first["interrupted"], "interrupted", first)
         self.assertEqual(first["truncatedMs"], first["playedMs"], first)
         self.assertGreater(first["playedMs"], 0, first)
-        self.assertLess(first["playedMs"], first["receivedMs"], first)
+        # Equal when the answer arrived slower than it played (a loaded machine, a sanitizer
+        # build): all that arrived was heard, and the cut still drops what the server made after.
+        self.assertLessEqual(first["playedMs"], first["receivedMs"], first)
         out = js("voxrtPage.events.filter(e => e.dir === 'out').map(e => e.type)")
         self.assertEqual(out.count("conversation.item.truncate"), 1, out[-20:])
         events = js("voxrtPage.events.map(e => e.dir + ' ' + e.type)")
@@ -221,8 +236,11 @@ class Page(unittest.TestCase):
         driver.find_element(By.ID, "stop").click()
         wait(60, lambda: js("voxrtPage.turns[1].interrupted === 'stopped'"), "stop did nothing")
         wait(60, lambda: js("voxrtPage.state === 'listening'"), "not listening after stop")
+        wait(60, lambda: js("voxrtPage.turns[1].status !== undefined"), "the second answer never ended")
         second = js("voxrtPage.turns[1]")
-        if second["playedMs"] < second["receivedMs"]:
+        # cut when less was heard than the server holds: less than arrived, or the answer was
+        # still being made (cancelled)
+        if second["playedMs"] < second["receivedMs"] or second["status"] == "cancelled":
             wait(60, lambda: js("voxrtPage.turns[1].truncatedMs !== undefined"), "stop did not truncate")
             self.assertEqual(js("voxrtPage.turns[1].truncatedMs"), second["playedMs"])
         for t in js("voxrtPage.turns"):
