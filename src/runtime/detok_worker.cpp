@@ -282,10 +282,10 @@ void DetokBatcher::notify() {
 
 void DetokBatcher::loop() {
     using Clock = std::chrono::steady_clock;
-    std::vector<Taken> taken;
+    std::vector<Taken> taken;  // reused: each worker's vectors keep their capacity
     std::vector<Taken*> chunks, flushes;
     for (;;) {
-        taken.clear();
+        size_t n_taken = 0;
         {
             std::unique_lock<std::mutex> lk(mu_);
             cv_.wait(lk, [this] { return stop_ || (pending_ && !paused_); });
@@ -294,48 +294,70 @@ void DetokBatcher::loop() {
             for (DetokWorker* w : workers_) {
                 std::lock_guard<std::mutex> wl(w->mu_);
                 if (w->paused_ || w->jobs_.empty()) continue;
-                taken.push_back(Taken{w, w->jobs_.front(), DetokWorker::Result{}});
-                w->jobs_.pop_front();
+                if (n_taken == taken.size()) taken.emplace_back();
+                Taken& t = taken[n_taken++];
+                t.worker = w;
+                t.jobs.clear();
+                t.n_frames = 0;
+                // Its first job; after a chunk, the chunks queued behind it that fit one step.
+                while (!w->jobs_.empty()) {
+                    const DetokWorker::Job& j = w->jobs_.front();
+                    if (!t.jobs.empty() &&
+                        (j.flush || t.n_frames + j.n_frames > det_.max_step_frames()))
+                        break;
+                    const bool flush = j.flush;
+                    t.n_frames += flush ? 0 : j.n_frames;
+                    t.jobs.push_back(j);
+                    w->jobs_.pop_front();
+                    if (flush) break;
+                }
                 w->running_ = true;
             }
-            // A worker with more queued jobs gives its next one in the next round.
-            if (!taken.empty()) pending_ = true;
+            // A worker with more queued jobs gives its next ones in the next round.
+            if (n_taken > 0) pending_ = true;
         }
-        if (taken.empty()) continue;
+        if (n_taken == 0) continue;
         chunks.clear();
         flushes.clear();
-        for (Taken& t : taken) {
-            t.result.step = t.job.step;
-            (t.job.flush ? flushes : chunks).push_back(&t);
+        for (size_t i = 0; i < n_taken; ++i) {
+            Taken& t = taken[i];
+            t.results.assign(t.jobs.size(), DetokWorker::Result{});
+            for (size_t k = 0; k < t.jobs.size(); ++k) t.results[k].step = t.jobs[k].step;
+            (t.flush() ? flushes : chunks).push_back(&t);
         }
         run_chunks(chunks);
         if (!flushes.empty()) {  // the round's utterance ends, with one synchronization
             std::vector<model::DetokenizerJob> jobs;
             for (Taken* t : flushes)
-                jobs.push_back(model::DetokenizerJob{&t->worker->st_, nullptr, 0, &t->result.pcm,
-                                                     Status::ok()});
+                jobs.push_back(model::DetokenizerJob{&t->worker->st_, nullptr, 0,
+                                                     &t->results[0].pcm, Status::ok()});
             const auto t0 = Clock::now();
             const Status s = det_.flush_many(ctx_, batch_, jobs.data(), jobs.size());
             const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
             for (size_t k = 0; k < flushes.size(); ++k) {
-                flushes[k]->result.status = s.is_ok() ? jobs[k].status : s;
-                flushes[k]->result.ms = ms / static_cast<double>(flushes.size());
-                flushes[k]->result.joined = static_cast<int>(flushes.size());
+                DetokWorker::Result& r = flushes[k]->results[0];
+                r.status = s.is_ok() ? jobs[k].status : s;
+                r.ms = ms / static_cast<double>(flushes.size());
+                r.joined = static_cast<int>(flushes.size());
             }
         }
         int64_t n_chunks = 0;
-        for (Taken& t : taken) {
-            n_chunks += t.job.flush ? 0 : 1;
+        for (size_t i = 0; i < n_taken; ++i)
+            n_chunks += taken[i].flush() ? 0 : static_cast<int64_t>(taken[i].jobs.size());
+        {  // counted before the results go out: a worker that has its results sees its round
+            std::lock_guard<std::mutex> lk(mu_);
+            ++steps_;
+            chunks_ += n_chunks;
+        }
+        for (size_t i = 0; i < n_taken; ++i) {
+            Taken& t = taken[i];
             DetokWorker* w = t.worker;
             std::lock_guard<std::mutex> wl(w->mu_);
-            w->done_.push_back(std::move(t.result));
+            for (DetokWorker::Result& r : t.results) w->done_.push_back(std::move(r));
             w->running_ = false;
             // Under the worker's lock: its destructor may return as soon as it sees this.
             w->cv_done_.notify_all();
         }
-        std::lock_guard<std::mutex> lk(mu_);
-        ++steps_;
-        chunks_ += n_chunks;
     }
 }
 
@@ -344,30 +366,97 @@ void DetokBatcher::run_chunks(std::vector<Taken*>& chunks) {
     std::vector<model::DetokenizerJob> jobs;
     size_t at = 0;
     while (at < chunks.size()) {
-        // As many chunks as fit one step (each fits alone: max_rows >= 6 · kDetokMaxStepFrames).
+        // As many workers' chunks as fit one step (each fits alone: max_rows >= 6 ·
+        // kDetokMaxStepFrames, and a worker's joined chunks are at most that many frames).
         jobs.clear();
         int64_t rows = 0, frames = 0;
+        int n_chunks = 0;  // the step's chunks, of all its workers
         size_t end = at;
         for (; end < chunks.size(); ++end) {
-            const DetokWorker::Job& j = chunks[end]->job;
-            const int64_t r = model::kDetokUpsample * std::max(j.n_frames, 1);
+            Taken& t = *chunks[end];
+            const int64_t r = model::kDetokUpsample * std::max(t.n_frames, 1);
             if (end > at && rows + r > batch_.max_rows()) break;
             rows += r;
-            frames += j.n_frames;
-            jobs.push_back(model::DetokenizerJob{&chunks[end]->worker->st_, j.codes.data(),
-                                                 j.n_frames, &chunks[end]->result.pcm,
-                                                 Status::ok()});
+            frames += t.n_frames;
+            n_chunks += static_cast<int>(t.jobs.size());
+            const int32_t* codes = t.jobs[0].codes.data();
+            std::vector<float>* out = &t.results[0].pcm;
+            if (t.jobs.size() > 1) {  // the chunks' codes in one block, their samples split after
+                t.codes.clear();
+                for (const DetokWorker::Job& j : t.jobs)
+                    t.codes.insert(t.codes.end(), j.codes.begin(),
+                                   j.codes.begin() + j.n_frames * model::kDetokCodebooks);
+                t.pcm.clear();
+                t.frames_before = t.worker->st_.frames();
+                codes = t.codes.data();
+                out = &t.pcm;
+            }
+            jobs.push_back(
+                model::DetokenizerJob{&t.worker->st_, codes, t.n_frames, out, Status::ok()});
         }
         const auto t0 = Clock::now();
         const Status s = det_.step_many(ctx_, batch_, jobs.data(), jobs.size());
         const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
         for (size_t k = 0; k < jobs.size(); ++k) {
-            DetokWorker::Result& r = chunks[at + k]->result;
-            r.status = s.is_ok() ? jobs[k].status : s;
-            r.joined = static_cast<int>(jobs.size());
-            r.ms = frames > 0 ? ms * jobs[k].n_frames / static_cast<double>(frames) : ms;
+            Taken& t = *chunks[at + k];
+            const Status st = s.is_ok() ? jobs[k].status : s;
+            const double share = frames > 0 ? ms * t.n_frames / static_cast<double>(frames) : ms;
+            if (t.jobs.size() > 1) {
+                split_joined(t, st, /*call_ok=*/s.is_ok(), n_chunks, share);
+                continue;
+            }
+            DetokWorker::Result& r = t.results[0];
+            r.status = st;
+            r.joined = n_chunks;
+            r.ms = share;
         }
         at = end;
+    }
+}
+
+void DetokBatcher::split_joined(Taken& t, const Status& s, bool call_ok, int joined, double ms) {
+    if (s.is_ok()) {
+        size_t at = 0;
+        int64_t done = t.frames_before;
+        for (size_t i = 0; i < t.jobs.size(); ++i) {
+            const int n = t.jobs[i].n_frames;
+            const size_t count = static_cast<size_t>(model::Detokenizer::step_samples(done, n));
+            done += n;
+            VOXRT_ASSERT(at + count <= t.pcm.size(),
+                         "detokenizer step returned %zu samples, expected more", t.pcm.size());
+            DetokWorker::Result& r = t.results[i];
+            r.pcm.assign(t.pcm.begin() + static_cast<std::ptrdiff_t>(at),
+                         t.pcm.begin() + static_cast<std::ptrdiff_t>(at + count));
+            r.status = Status::ok();
+            r.joined = joined;
+            r.ms = ms * n / static_cast<double>(t.n_frames);
+            at += count;
+        }
+        VOXRT_ASSERT(at == t.pcm.size(), "detokenizer step returned %zu samples, expected %zu",
+                     t.pcm.size(), at);
+        return;
+    }
+    if (!call_ok) {  // the whole call failed: every chunk with it
+        for (DetokWorker::Result& r : t.results) {
+            r.status = s;
+            r.joined = joined;
+            r.ms = ms / static_cast<double>(t.jobs.size());
+        }
+        return;
+    }
+    // A rejected job changes nothing (step_many validates each job first): the chunks again one
+    // by one, so that only the bad one fails and the later ones still run, as on a worker's own
+    // thread.
+    for (size_t i = 0; i < t.jobs.size(); ++i) {
+        DetokWorker::Result& r = t.results[i];
+        model::DetokenizerJob one{&t.worker->st_, t.jobs[i].codes.data(), t.jobs[i].n_frames,
+                                  &r.pcm, Status::ok()};
+        const auto t0 = std::chrono::steady_clock::now();
+        const Status s1 = det_.step_many(ctx_, batch_, &one, 1);
+        r.status = s1.is_ok() ? one.status : s1;
+        r.joined = 1;
+        r.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
+                   .count();
     }
 }
 

@@ -7,8 +7,8 @@
 //
 // Or, for the sessions of one engine thread (a shared lane: voxrt serve, the sessions bench), the
 // workers share one DetokBatcher: one thread (and on CUDA one context and stream) that takes, each
-// round, the first queued chunk of every worker that has one and runs them together as one
-// Detokenizer::step_many. A conversation's chunks still run in order, one per round.
+// round, the queued chunks of every worker that fit one step and runs them together as one
+// Detokenizer::step_many. A conversation's chunks still run in order.
 #pragma once
 
 #include <array>
@@ -34,8 +34,9 @@ public:
         int step = 0;            // the step the PCM belongs to (as given to submit)
         std::vector<float> pcm;  // samples that became final with this job
         double ms = 0;           // time the job took on the worker (its share of a joined step)
-        int joined = 1;          // chunks computed in the same step as this one
-        Status status;           // an error stops nothing else: later jobs still run
+        int joined = 1;  // chunks computed in the same step as this one (a batcher's: of all
+                         // its workers)
+        Status status;   // an error stops nothing else: later jobs still run
     };
 
     // `det`, `ctx` and `st` must outlive the worker; `st` is only touched by the worker's thread
@@ -93,11 +94,13 @@ private:
     std::thread thread_;
 };
 
-// The shared detokenizer thread of many DetokWorkers (above). Each round takes the first queued
-// job of every worker that is not paused: the chunks run together in Detokenizer::step_many calls
-// of at most max_rows rows, the flushes together in one Detokenizer::flush_many. A chunk's PCM is
-// what its worker would compute alone on the CPU, bit for bit; on a GPU the products over all rows
-// may sum in another order (Detokenizer::step_many).
+// The shared detokenizer thread of many DetokWorkers (above). Each round takes, from every worker
+// that is not paused, its first queued job, or, when that is a chunk, every queued chunk that fits
+// one step with it (a worker that has fallen behind catches up in one round, as a worker on its
+// own thread does on the CPU): the chunks run together in Detokenizer::step_many calls of at most
+// max_rows rows, the flushes together in one Detokenizer::flush_many. A chunk's PCM is what its
+// worker would compute alone on the CPU, bit for bit; on a GPU the products over all rows may sum
+// in another order (Detokenizer::step_many).
 class DetokBatcher {
 public:
     // `ctx` is the thread's (on CUDA its own stream); destroyed with the batcher when `owns_ctx`.
@@ -126,12 +129,22 @@ private:
     void remove(DetokWorker* w);
     void notify();
     void loop();
+    // A worker's share of a round: its first queued job, or (chunks only) its queued chunks that
+    // fit one step, run as one job of the step_many (their samples split per chunk after).
     struct Taken {
-        DetokWorker* worker;
-        DetokWorker::Job job;
-        DetokWorker::Result result;
+        DetokWorker* worker = nullptr;
+        std::vector<DetokWorker::Job> jobs;
+        std::vector<DetokWorker::Result> results;
+        std::vector<int32_t> codes;  // the chunks' codes, frame-major, when there are several
+        std::vector<float> pcm;      // the joined step's samples
+        int64_t frames_before = 0;   // the state's frames() before the step
+        int n_frames = 0;
+        bool flush() const { return jobs.front().flush; }
     };
     void run_chunks(std::vector<Taken*>& chunks);
+    // Hands a joined step's samples to its chunks, or (when it was rejected) runs them one by one.
+    // `joined`: the chunks of the whole step; `ms`: the worker's share of its time.
+    void split_joined(Taken& t, const Status& s, bool call_ok, int joined, double ms);
 
     const model::Detokenizer& det_;
     ops::Context ctx_;

@@ -108,15 +108,12 @@ Status Session::init(const SessionOptions& opt) {
     if (const model::Detokenizer* det = model_.detokenizer()) {
         VOXRT_ASSIGN_OR_RETURN(model::DetokenizerState ds, det->new_state(detok_ctx_));
         detok_state_ = std::make_unique<model::DetokenizerState>(std::move(ds));
-        if (own_lane_ || detok_ctx_.device != Device::kCUDA) {
-            // On the CPU a shared lane's sessions keep a worker each: the batcher is measured on
-            // a GPU only, and on the CPU it made voxrt serve's rounds on the tiny checkpoint
-            // slower (1.1-3.2 s against 0.3-0.6 s in test_load.py) and its RSS unsteady.
+        if (own_lane_) {
             detok_worker_ = std::make_unique<DetokWorker>(*det, detok_ctx_, *detok_state_);
         } else {
-            // The lane's sessions share one detokenizer thread and one CUDA context, whose rounds
-            // run their chunks together. The first frame's inline step uses the lane's context
-            // (detok_ctx_: the lane's, in fp32).
+            // The lane's sessions share one detokenizer thread (and on CUDA one context), whose
+            // rounds run their chunks together. The first frame's inline step uses the lane's
+            // context (detok_ctx_: the lane's, in fp32).
             VOXRT_ASSIGN_OR_RETURN(
                 DetokBatcher * b,
                 lane_->detok_batcher(*det, detok_ctx_, detok_context_options(/*batched=*/true)));
