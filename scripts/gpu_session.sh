@@ -6,7 +6,7 @@
 #
 #   scripts/gpu_session.sh OUT_DIR [build] [tests] [full] [parity]      (default: all four)
 #
-# Needs (carried, git-ignored): .carry/debs (PCRE2 .debs), .carry/boost-headers.tar.xz (voxrt serve), tools/reference/wheels (liquid-audio and
+# Needs (carried, git-ignored; bench/make_carry.sh makes .carry): .carry/debs (PCRE2 .debs), .carry/boost-headers.tar.xz (voxrt serve), tools/reference/wheels (liquid-audio and
 # the packages the image lacks). The tests and the reference dumps read only tests/data. The `full`
 # stage's setup also derives the benchmark inputs (bench/make_inputs.py) from real speech when
 # .carry/audio (question.wav, asr.wav) is carried, else from the committed test speech (bench/README.md).
@@ -28,7 +28,7 @@ for stage in "${STAGES[@]}"; do
         for f in .carry/debs/*.deb; do dpkg -x "$f" $P; done
         sed -i "s|^prefix=.*|prefix=$P/usr|" $P/usr/lib/x86_64-linux-gnu/pkgconfig/*.pc
         # voxrt serve's Boost.Beast/Asio: the headers it includes and Boost's CMake package, from
-        # Debian 12's libboost1.81-dev (tar -cJf of those paths), when the image has no Boost.
+        # Debian 12's libboost1.81-dev (bench/make_carry.sh), when the image has no Boost.
         [[ -f .carry/boost-headers.tar.xz ]] && tar -xJf .carry/boost-headers.tar.xz -C $P
       fi
       log "configure + build"
