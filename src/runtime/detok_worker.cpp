@@ -112,8 +112,8 @@ void DetokWorker::resume() {
 void DetokWorker::loop() {
     using Clock = std::chrono::steady_clock;
     std::vector<Job> batch;
-    std::vector<int32_t> codes(
-        static_cast<size_t>(model::kDetokMaxStepFrames * model::kDetokCodebooks));
+    std::vector<int32_t> codes;  // a joined step's codes
+    codes.reserve(static_cast<size_t>(model::kDetokMaxStepFrames * model::kDetokCodebooks));
     std::vector<float> pcm;  // a joined step's samples, before they are handed out
     std::vector<Result> results;
     for (;;) {
@@ -168,34 +168,45 @@ void DetokWorker::loop() {
     }
 }
 
+int DetokWorker::join_codes(const std::vector<Job>& jobs, std::vector<int32_t>& codes) {
+    codes.clear();
+    int frames = 0;
+    for (const Job& j : jobs) {
+        codes.insert(codes.end(), j.codes.begin(),
+                     j.codes.begin() + j.n_frames * model::kDetokCodebooks);
+        frames += j.n_frames;
+    }
+    return frames;
+}
+
+void DetokWorker::split_samples(const std::vector<float>& pcm, int64_t frames_before,
+                                const std::vector<Job>& jobs, std::vector<Result>& results) {
+    size_t at = 0;
+    int64_t done = frames_before;
+    for (size_t i = 0; i < jobs.size(); ++i) {
+        const size_t n =
+            static_cast<size_t>(model::Detokenizer::step_samples(done, jobs[i].n_frames));
+        done += jobs[i].n_frames;
+        VOXRT_ASSERT(at + n <= pcm.size(), "detokenizer step returned %zu samples, expected more",
+                     pcm.size());
+        results[i].pcm.assign(pcm.begin() + static_cast<std::ptrdiff_t>(at),
+                              pcm.begin() + static_cast<std::ptrdiff_t>(at + n));
+        at += n;
+    }
+    VOXRT_ASSERT(at == pcm.size(), "detokenizer step returned %zu samples, expected %zu",
+                 pcm.size(), at);
+}
+
 void DetokWorker::run_steps(const std::vector<Job>& batch, std::vector<int32_t>& codes,
                             std::vector<float>& pcm, std::vector<Result>& results) {
     if (batch.size() > 1) {
-        // One step for all, its samples handed back per chunk (Detokenizer::step_samples).
+        // One step for all, its samples handed back per chunk.
         const int64_t before = st_.frames();
-        int frames = 0;
-        for (const Job& j : batch) {
-            std::copy(j.codes.begin(), j.codes.begin() + j.n_frames * model::kDetokCodebooks,
-                      codes.begin() + frames * model::kDetokCodebooks);
-            frames += j.n_frames;
-        }
+        const int frames = join_codes(batch, codes);
         pcm.clear();
         Status s = det_->step(ctx_, st_, codes.data(), frames, pcm);
         if (s.is_ok()) {
-            size_t at = 0;
-            int64_t done = before;
-            for (size_t i = 0; i < batch.size(); ++i) {
-                const size_t n =
-                    static_cast<size_t>(model::Detokenizer::step_samples(done, batch[i].n_frames));
-                done += batch[i].n_frames;
-                VOXRT_ASSERT(at + n <= pcm.size(),
-                             "detokenizer step returned %zu samples, expected more", pcm.size());
-                results[i].pcm.assign(pcm.begin() + static_cast<std::ptrdiff_t>(at),
-                                      pcm.begin() + static_cast<std::ptrdiff_t>(at + n));
-                at += n;
-            }
-            VOXRT_ASSERT(at == pcm.size(), "detokenizer step returned %zu samples, expected %zu",
-                         pcm.size(), at);
+            split_samples(pcm, before, batch, results);
             return;
         }
         // A rejected step changes nothing (Detokenizer::step validates first): run the chunks one
@@ -382,10 +393,7 @@ void DetokBatcher::run_chunks(std::vector<Taken*>& chunks) {
             const int32_t* codes = t.jobs[0].codes.data();
             std::vector<float>* out = &t.results[0].pcm;
             if (t.jobs.size() > 1) {  // the chunks' codes in one block, their samples split after
-                t.codes.clear();
-                for (const DetokWorker::Job& j : t.jobs)
-                    t.codes.insert(t.codes.end(), j.codes.begin(),
-                                   j.codes.begin() + j.n_frames * model::kDetokCodebooks);
+                DetokWorker::join_codes(t.jobs, t.codes);
                 t.pcm.clear();
                 t.frames_before = t.worker->st_.frames();
                 codes = t.codes.data();
@@ -416,24 +424,13 @@ void DetokBatcher::run_chunks(std::vector<Taken*>& chunks) {
 
 void DetokBatcher::split_joined(Taken& t, const Status& s, bool call_ok, int joined, double ms) {
     if (s.is_ok()) {
-        size_t at = 0;
-        int64_t done = t.frames_before;
+        DetokWorker::split_samples(t.pcm, t.frames_before, t.jobs, t.results);
         for (size_t i = 0; i < t.jobs.size(); ++i) {
-            const int n = t.jobs[i].n_frames;
-            const size_t count = static_cast<size_t>(model::Detokenizer::step_samples(done, n));
-            done += n;
-            VOXRT_ASSERT(at + count <= t.pcm.size(),
-                         "detokenizer step returned %zu samples, expected more", t.pcm.size());
             DetokWorker::Result& r = t.results[i];
-            r.pcm.assign(t.pcm.begin() + static_cast<std::ptrdiff_t>(at),
-                         t.pcm.begin() + static_cast<std::ptrdiff_t>(at + count));
             r.status = Status::ok();
             r.joined = joined;
-            r.ms = ms * n / static_cast<double>(t.n_frames);
-            at += count;
+            r.ms = ms * t.jobs[i].n_frames / static_cast<double>(t.n_frames);
         }
-        VOXRT_ASSERT(at == t.pcm.size(), "detokenizer step returned %zu samples, expected %zu",
-                     t.pcm.size(), at);
         return;
     }
     if (!call_ok) {  // the whole call failed: every chunk with it

@@ -76,6 +76,13 @@ private:
         std::array<int32_t, model::kDetokMaxStepFrames * model::kDetokCodebooks> codes{};
     };
     void loop();
+    // Consecutive chunks' codes in one frame-major block (a joined step's input); returns its
+    // frames.
+    static int join_codes(const std::vector<Job>& jobs, std::vector<int32_t>& codes);
+    // A joined step's samples handed back per chunk (Detokenizer::step_samples), the state having
+    // had frames_before frames before the step.
+    static void split_samples(const std::vector<float>& pcm, int64_t frames_before,
+                              const std::vector<Job>& jobs, std::vector<Result>& results);
     // Detokenizer::step for consecutive chunks (as one step when there are several).
     void run_steps(const std::vector<Job>& batch, std::vector<int32_t>& codes,
                    std::vector<float>& pcm, std::vector<Result>& results);
