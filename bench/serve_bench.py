@@ -13,7 +13,7 @@ server VAD on, and record:
     Each conversation needs 12.5 audio frames/s plus its text steps.
 The answer is bounded by --max-output-tokens so that every level does the same work.
 
-    python3 bench/serve_bench.py --url ws://127.0.0.1:8080/v1/realtime --concurrency 1,2,4,8,16 \
+    python3 bench/serve_bench.py --url ws://127.0.0.1:8080/v1/realtime --concurrency 1,2,4,8,16 [--chunk-ms 20] \
         --out build/serve_bench.json
 
 Needs `websockets` (pip install websockets==17.4; tests/server/requirements.txt). The server is
@@ -71,7 +71,7 @@ def speech_end_sample(y, rate=24000):
 async def conversation(url, pcm, speech_end, args, result):
     silence = array.array("h", bytes(2 * 24000 * 2))  # 2 s of silence after the speech
     audio = pcm.tobytes() + silence.tobytes()
-    step = 2 * 480  # 20 ms
+    step = 2 * 24 * args.chunk_ms  # bytes of one chunk
     async with websockets.connect(url, max_size=None, open_timeout=60) as ws:
         first = json.loads(await ws.recv())
         if first["type"] != "session.created":
@@ -91,7 +91,7 @@ async def conversation(url, pcm, speech_end, args, result):
                                           "audio": base64.b64encode(audio[off:off + step]).decode()}))
                 if t_end is None and off + step >= 2 * speech_end:
                     t_end = time.monotonic()
-                delay = t0 + (i + 1) * 0.02 - time.monotonic()
+                delay = t0 + (i + 1) * args.chunk_ms / 1000 - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
                 if state["done"]:
@@ -169,6 +169,7 @@ def main():
     ap.add_argument("--url", default="ws://127.0.0.1:8080/v1/realtime")
     ap.add_argument("--wav", default=os.path.join(HERE, "..", "tests", "data", "audio", "question.wav"))
     ap.add_argument("--concurrency", default="1,2,4,8")
+    ap.add_argument("--chunk-ms", type=int, default=20, help="audio per input_audio_buffer.append")
     ap.add_argument("--max-output-tokens", type=int, default=200)
     ap.add_argument("--silence-ms", type=int, default=500, help="server VAD silence_duration_ms")
     ap.add_argument("--jitter-ms", type=float, default=200, help="client playback buffer before underrun")

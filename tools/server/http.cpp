@@ -827,6 +827,13 @@ awaitable<void> listener(ServerState& st, tcp::acceptor& acceptor) {
             socket.close(ignore);
             continue;
         }
+        // Events are small writes that must leave at once. With Nagle's algorithm a write waits
+        // for the ACK of the previous one, which the client's delayed ACK holds back until its
+        // next send or a timer (tens of ms): measured as a 24-43 ms gap between two events
+        // written back to back, and as the server's time to first audio moving in steps of the
+        // client's chunk period.
+        beast::error_code nd;
+        socket.set_option(tcp::no_delay(true), nd);
         net::co_spawn(acceptor.get_executor(), connection(st, std::move(socket)), net::detached);
     }
 }
