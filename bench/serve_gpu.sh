@@ -7,6 +7,8 @@
 #
 #   bench/serve_gpu.sh OUT_DIR [CONCURRENCY]      (default 1,2,4,8,16,24,32)
 #   PRECISION=int8|fp8 (default bf16): the weights the server loads
+#   BIN=path/to/voxrt (default build-gpu/voxrt): another build's server, e.g. a base tree's
+#   CHUNK_MS (default 20): audio per input_audio_buffer.append
 #
 # Needs build-gpu/voxrt (scripts/gpu_session.sh build) and the websockets wheel in .carry/pyserve
 # (pip download websockets==17.4 for CPython 3.12) when the image lacks it.
@@ -25,7 +27,7 @@ if ! python3 -c "import websockets" 2>/dev/null; then
     export PYTHONPATH=/tmp/voxrt-pyserve${PYTHONPATH:+:$PYTHONPATH}
 fi
 max=$(echo "$LEVELS" | tr ',' '\n' | sort -n | tail -1)
-build-gpu/voxrt serve -m "$MODEL" --device cuda --precision "${PRECISION:-bf16}" --port "$PORT" --max-sessions "$max" \
+"${BIN:-build-gpu/voxrt}" serve -m "$MODEL" --device cuda --precision "${PRECISION:-bf16}" --port "$PORT" --max-sessions "$max" \
   --bench-no-early-end > "$OUT/serve.log" 2>&1 &
 pid=$!
 for _ in $(seq 120); do
@@ -34,7 +36,7 @@ for _ in $(seq 120); do
 done
 curl -s "http://127.0.0.1:$PORT/v1/models"; echo
 python3 bench/serve_bench.py --url "ws://127.0.0.1:$PORT/v1/realtime" --wav "$WAV" \
-  --concurrency "$LEVELS" --out "$OUT/serve_bench.json" 2>&1 | tee "$OUT/serve_bench.txt"
+  --concurrency "$LEVELS" --chunk-ms "${CHUNK_MS:-20}" --out "$OUT/serve_bench.json" 2>&1 | tee "$OUT/serve_bench.txt"
 curl -s "http://127.0.0.1:$PORT/metrics" > "$OUT/metrics.txt"
 kill -TERM $pid; wait $pid; echo "serve exit $?" >> "$OUT/serve.log"
 grep -E "^voxrt_sessions_active|^voxrt_sessions_refused" "$OUT/metrics.txt"
