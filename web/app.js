@@ -13,10 +13,13 @@ const page = {
   state: 'idle',
   events: [],        // {dir: 'in'|'out', type, at} per WebSocket event, audio payloads left out
   turns: [],         // per answer: {itemId, latencyMs, afterStoppedMs, receivedMs, playedMs,
-                     //   gapMs (silence inside the answer: audio arriving later than played), ...}
+                     //   gapMs (silence inside the answer: audio arriving later than played),
+                     //   deltaAfterStoppedMs (the first audio delta's arrival after speech_stopped),
+                     //   pageMs (from that arrival to the first sample heard: the page's own part)}
   audioDeltas: 0,
   textChars: 0,
   info: null,        // the /v1/models entry's `voxrt` object
+  audio: null,       // the AudioContext's sampleRate, baseLatency and outputLatency (s)
   lastError: null,
 };
 window.voxrtPage = page;
@@ -196,6 +199,8 @@ async function start() {
   playerNode.port.onmessage = (e) => onPlayer(e.data);
   captureNode.port.onmessage = (e) => onCapture(e.data);
   if (ctx.state !== 'running') await ctx.resume();
+  page.audio = {sampleRate: ctx.sampleRate, baseLatency: ctx.baseLatency,
+                outputLatency: ctx.outputLatency};
 
   sentSamples = 0;
   chunkTimes = [];
@@ -279,6 +284,10 @@ function onPlayer(m) {
       t.afterStoppedMs = Math.round((heard - t.stopped) * 1000);
       resp.turnRecord.latencyMs = t.latencyMs;
       resp.turnRecord.afterStoppedMs = t.afterStoppedMs;
+      if (resp.firstDeltaAt != null) {
+        resp.turnRecord.deltaAfterStoppedMs = Math.round((resp.firstDeltaAt - t.stopped) * 1000);
+        resp.turnRecord.pageMs = Math.round((heard - resp.firstDeltaAt) * 1000);
+      }
       t.bubble.querySelector('.meta').textContent =
           `answer heard ${t.latencyMs} ms after you stopped speaking ` +
           `(${VAD.silenceMs} ms of it the VAD’s wait for silence; ` +
@@ -410,6 +419,8 @@ function onServerEvent(ev) {
     case 'response.output_audio.delta': {
       if (!resp || resp.cancelSent || !playerNode) break;
       page.audioDeltas++;
+      // on the clock of the player's 'first' time (render quanta of ~3 ms)
+      if (resp.firstDeltaAt == null) resp.firstDeltaAt = ctx.currentTime;
       const bin = atob(ev.delta);
       const n = bin.length >> 1;
       const f = new Float32Array(n);

@@ -202,6 +202,11 @@ class Page(unittest.TestCase):
         # from the end of speech to the answer: at least the VAD's 500 ms of silence
         self.assertGreaterEqual(first["latencyMs"], 450, first)
         self.assertLess(first["latencyMs"], 240000, first)
+        # split at the first audio delta's arrival: the server's part and the page's own part
+        # (playback start and output latency), which add up to the part after speech_stopped
+        self.assertIsNotNone(first.get("pageMs"), first)
+        self.assertGreaterEqual(first["pageMs"], 0, first)
+        self.assertLessEqual(abs(first["deltaAfterStoppedMs"] + first["pageMs"] - first["afterStoppedMs"]), 1, first)
         # The second question talks over an answer: playback stops, the page cuts the answer to
         # what was played (one truncate; the server does not cut on its own). Usually the first
         # answer: the tiny checkpoint's answers mostly run to their 512 steps (~27 s of audio), far
@@ -252,9 +257,11 @@ class Page(unittest.TestCase):
         if stopped["playedMs"] < stopped["receivedMs"] or stopped["status"] == "cancelled":
             wait(60, lambda: js(f"voxrtPage.turns[{n}].truncatedMs !== undefined"), "stop did not truncate")
             self.assertEqual(js(f"voxrtPage.turns[{n}].truncatedMs"), stopped["playedMs"])
+        print(f"  audio context: {js('voxrtPage.audio')}", file=sys.stderr)
         for t in js("voxrtPage.turns"):
             print(f"  answer {t['responseId']}: {t.get('status')}, heard {t['latencyMs']} ms after the end of "
-                  f"speech ({t['afterStoppedMs']} ms after speech_stopped), played {t.get('playedMs')} of "
+                  f"speech ({t['afterStoppedMs']} ms after speech_stopped: first audio delta after "
+                  f"{t.get('deltaAfterStoppedMs')} ms, then {t.get('pageMs')} ms in the page), played {t.get('playedMs')} of "
                   f"{t.get('receivedMs')} ms received ({t.get('gapMs')} ms of gaps), truncated at {t.get('truncatedMs')} ms",
                   file=sys.stderr)
 
