@@ -9,6 +9,7 @@
 #   PRECISION=int8|fp8 (default bf16): the weights the server loads
 #   BIN=path/to/voxrt (default build-gpu/voxrt): another build's server, e.g. a base tree's
 #   CHUNK_MS (default 20): audio per input_audio_buffer.append
+#   SERVE_ARGS: more flags for voxrt serve (e.g. --round-budget-ms 0: no admission control)
 #
 # Needs build-gpu/voxrt (scripts/gpu_session.sh build) and the websockets wheel in .carry/pyserve
 # (pip download websockets==17.4 for CPython 3.12) when the image lacks it.
@@ -28,7 +29,7 @@ if ! python3 -c "import websockets" 2>/dev/null; then
 fi
 max=$(echo "$LEVELS" | tr ',' '\n' | sort -n | tail -1)
 "${BIN:-build-gpu/voxrt}" serve -m "$MODEL" --device cuda --precision "${PRECISION:-bf16}" --port "$PORT" --max-sessions "$max" \
-  --bench-no-early-end > "$OUT/serve.log" 2>&1 &
+  --bench-no-early-end ${SERVE_ARGS:-} > "$OUT/serve.log" 2>&1 &
 pid=$!
 for _ in $(seq 120); do
   curl -sf "http://127.0.0.1:$PORT/ready" >/dev/null 2>&1 && break
