@@ -68,7 +68,8 @@ def speech_end_sample(y, rate=24000):
     return last
 
 
-async def conversation(url, pcm, speech_end, args, result):
+async def conversation(url, pcm, speech_end, args, result, delay_s=0.0):
+    await asyncio.sleep(delay_s)
     silence = array.array("h", bytes(2 * 24000 * 2))  # 2 s of silence after the speech
     audio = pcm.tobytes() + silence.tobytes()
     step = 2 * 24 * args.chunk_ms  # bytes of one chunk
@@ -132,7 +133,10 @@ async def conversation(url, pcm, speech_end, args, result):
 
 async def level(url, pcm, speech_end, n, args):
     results = [{} for _ in range(n)]
-    await asyncio.gather(*(conversation(url, pcm, speech_end, args, r) for r in results))
+    # with --stagger-s the conversations start evenly spread over that window (users who do not
+    # all stop speaking in the same 20 ms); 0: all at once
+    await asyncio.gather(*(conversation(url, pcm, speech_end, args, r, i * args.stagger_s / n)
+                           for i, r in enumerate(results)))
     ok = [r for r in results if "ttfa_ms" in r]
     row = {"concurrency": n, "answered": len(ok), "errors": [r["error"] for r in results if "error" in r]}
     if ok:
@@ -170,6 +174,8 @@ def main():
     ap.add_argument("--wav", default=os.path.join(HERE, "..", "tests", "data", "audio", "question.wav"))
     ap.add_argument("--concurrency", default="1,2,4,8")
     ap.add_argument("--chunk-ms", type=int, default=20, help="audio per input_audio_buffer.append")
+    ap.add_argument("--stagger-s", type=float, default=0,
+                    help="spread the conversations' starts evenly over this many seconds (0: all at once)")
     ap.add_argument("--max-output-tokens", type=int, default=200)
     ap.add_argument("--silence-ms", type=int, default=500, help="server VAD silence_duration_ms")
     ap.add_argument("--jitter-ms", type=float, default=200, help="client playback buffer before underrun")
@@ -183,6 +189,7 @@ def main():
     end = speech_end_sample(pcm)
     rows = []
     print(f"input {args.wav}: speech ends at {end / 24000:.2f} s; VAD silence {args.silence_ms} ms; "
+          f"chunks of {args.chunk_ms} ms; starts spread over {args.stagger_s:g} s; "
           f"max_output_tokens {args.max_output_tokens}; jitter buffer {args.jitter_ms:.0f} ms")
     print("| sessions | answered | TTFA p50 ms | TTFA max ms | after speech_stopped p50 / max ms | real time | worst late ms |")
     print("|---:|---:|---:|---:|---:|---:|---:|")

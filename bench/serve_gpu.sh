@@ -9,6 +9,7 @@
 #   PRECISION=int8|fp8 (default bf16): the weights the server loads
 #   BIN=path/to/voxrt (default build-gpu/voxrt): another build's server, e.g. a base tree's
 #   CHUNK_MS (default 20): audio per input_audio_buffer.append
+#   STAGGER_S (default 0): spread each level's conversation starts over this many seconds
 #   SERVE_ARGS: more flags for voxrt serve (e.g. --round-budget-ms 0: no admission control)
 #
 # Needs build-gpu/voxrt (scripts/gpu_session.sh build) and the websockets wheel in .carry/pyserve
@@ -37,7 +38,12 @@ for _ in $(seq 120); do
 done
 curl -s "http://127.0.0.1:$PORT/v1/models"; echo
 python3 bench/serve_bench.py --url "ws://127.0.0.1:$PORT/v1/realtime" --wav "$WAV" \
-  --concurrency "$LEVELS" --chunk-ms "${CHUNK_MS:-20}" --out "$OUT/serve_bench.json" 2>&1 | tee "$OUT/serve_bench.txt"
+  --concurrency "$LEVELS" --chunk-ms "${CHUNK_MS:-20}" --stagger-s "${STAGGER_S:-0}" --out "$OUT/serve_bench.json" 2>&1 | tee "$OUT/serve_bench.txt"
+# slots are freed when the server notices a closed socket: give it up to 30 s before the last scrape
+for _ in $(seq 60); do
+  curl -s "http://127.0.0.1:$PORT/metrics" | grep -q '^voxrt_sessions_active 0$' && break
+  sleep 0.5
+done
 curl -s "http://127.0.0.1:$PORT/metrics" > "$OUT/metrics.txt"
 kill -TERM $pid; wait $pid; echo "serve exit $?" >> "$OUT/serve.log"
 grep -E "^voxrt_sessions_active|^voxrt_sessions_refused" "$OUT/metrics.txt"
