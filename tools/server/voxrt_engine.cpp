@@ -3,7 +3,9 @@
 #include <voxrt/voxrt.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <thread>
 
 namespace voxrt::server {
 namespace {
@@ -210,6 +212,43 @@ public:
         return {};
     }
 
+    // The first answer through the batched path pays what later ones do not: the batch and its
+    // buffers, its first steps at one row (op by op, then graph captures) and the detokenizer
+    // lane's first rounds. Model::load's warm-up runs a lone session, not this path; so one short
+    // speech-chat answer on a throwaway conversation pays it here, before the server listens.
+    std::string warm_up() {
+        ::voxrt::SessionOptions so;
+        so.context = context_;
+        so.share_device_context = true;
+        auto s = ::voxrt::Session::create(model_, so);
+        if (!s) return s.status().message();
+        ::voxrt::Session& ses = *s.value();
+        const int rate = model_->info().input_sample_rate;
+        const std::vector<float> silence(size_t(rate), 0.0f);
+        ::voxrt::Status st = ses.begin_user_turn();
+        if (st) st = ses.append_audio(silence.data(), silence.size(), rate);
+        if (st) st = ses.end_user_turn();
+        auto ro = ::voxrt::ResponseOptions::for_task(::voxrt::Task::kSpeechChat);
+        ro.max_steps = 16;  // past the interleaved pattern's first audio frames
+        ro.suppress_end = true;
+        if (st) st = ses.start_response(ro);
+        if (!st) return st.message();
+        auto b = ::voxrt::Batch::create(model_);
+        if (!b) return {};  // no batching here: step_many goes one by one, nothing to warm
+        batch_ = std::move(b).value();
+        std::vector<::voxrt::Session*> one = {&ses};
+        // its steps, then the detokenizer's tail (the answer ends once its audio is out)
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(5);
+        while (std::chrono::steady_clock::now() < deadline) {
+            for (auto& e : events_) e.clear();
+            if (st = batch_->step(one, events_, results_); !st) return st.message();
+            if (!results_[0].status) return results_[0].status.message();
+            if (results_[0].done) return {};
+            if (events_[0].empty()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        }
+        return "the warm-up answer did not end within 5 minutes";
+    }
+
     // Every conversation with an answer running advances in one batched step (voxrt::Batch).
     int step_many(const std::vector<Conversation*>& convs,
                   std::vector<std::vector<EngineEvent>>& out, std::vector<char>& more) override {
@@ -261,7 +300,9 @@ std::string make_voxrt_engine(const VoxrtEngineOptions& opt, std::unique_ptr<Eng
     if (opt.context > 0) mo.max_context = opt.context;
     auto m = ::voxrt::Model::load(opt.model_dir, mo);
     if (!m) return m.status().message();
-    *out = std::make_unique<VoxrtEngine>(std::move(m).value(), opt.context, opt.suppress_end);
+    auto e = std::make_unique<VoxrtEngine>(std::move(m).value(), opt.context, opt.suppress_end);
+    if (std::string err = e->warm_up(); !err.empty()) return "warm-up answer: " + err;
+    *out = std::move(e);
     return {};
 }
 
