@@ -3,6 +3,7 @@
 // a released session stops within one step.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <condition_variable>
@@ -228,5 +229,67 @@ TEST(Scheduler, AdmissionControlRefusesBeyondTheMeasuredCapacity) {
         for (auto& s : held) s->cancel();
         held.clear();
         ASSERT_TRUE(wait_for([&] { return sched.in_use() == 0; }, 10s));
+    }
+}
+
+// New turns' work (their commands) arriving all at once while an answer runs: with a commands
+// budget the answer's steps go on between them; without one its next step waits for all of them.
+TEST(Scheduler, CommandsBudgetKeepsRunningAnswersGoing) {
+    for (double budget : {10.0, 0.0}) {
+        FakeEngine engine({1.0, 400});  // a long answer: ~600 steps of 1 ms
+        Metrics m;
+        Scheduler sched(engine, 9, m, /*round_budget_ms=*/0, budget);
+        auto runner = sched.acquire();
+        runner->open({Task::kSpeechChat, "", ""});
+        add_user_text(*runner, "hi");
+        std::mutex mu;
+        std::vector<std::chrono::steady_clock::time_point> at;
+        Collector c;
+        Slot::Sink inner = c.sink();
+        runner->respond({Task::kSpeechChat}, [&](EngineEvent&& ev) {
+            {
+                std::lock_guard<std::mutex> lk(mu);
+                at.push_back(std::chrono::steady_clock::now());
+            }
+            inner(std::move(ev));
+        });
+        ASSERT_TRUE(wait_for([&] {
+            std::lock_guard<std::mutex> lk(mu);
+            return at.size() >= 20;
+        }));
+        // eight new turns at once, each 20 ms of work on the engine thread (an encoder, say)
+        std::vector<std::shared_ptr<Slot>> others;
+        std::atomic<int> ran{0};
+        for (int i = 0; i < 8; ++i) {
+            others.push_back(sched.acquire());
+            ASSERT_NE(others.back(), nullptr);
+            others.back()->post([&ran](Conversation*, const std::string&) {
+                std::this_thread::sleep_for(20ms);
+                ran++;
+            });
+        }
+        ASSERT_TRUE(wait_for([&] { return ran.load() == 8; }));
+        runner->cancel();
+        ASSERT_TRUE(c.wait());
+        double worst = 0;
+        {
+            std::lock_guard<std::mutex> lk(mu);
+            for (size_t i = 1; i < at.size(); ++i)
+                worst = std::max(
+                    worst, std::chrono::duration<double, std::milli>(at[i] - at[i - 1]).count());
+        }
+        std::printf(
+            "[commands budget %.0f ms] the running answer's longest wait: %.1f ms, %llu "
+            "deferrals\n",
+            budget, worst, (unsigned long long)m.commands_deferred.load());
+        if (budget > 0) {
+            // one session's 20 ms of commands a round once the budget is spent (sleeps may run
+            // long on a loaded machine)
+            EXPECT_LT(worst, 80.0);
+            EXPECT_GT(m.commands_deferred.load(), 0u);
+        } else {
+            EXPECT_GE(worst, 160.0);  // all eight in one round
+            EXPECT_EQ(m.commands_deferred.load(), 0u);
+        }
     }
 }

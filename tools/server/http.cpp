@@ -846,7 +846,7 @@ int serve(Engine& engine, const ServerOptions& opt,
           const std::function<void(uint16_t)>& on_listening) {
     net::io_context ioc(1);
     Metrics metrics;
-    Scheduler sched(engine, opt.max_sessions, metrics, opt.round_budget_ms);
+    Scheduler sched(engine, opt.max_sessions, metrics, opt.round_budget_ms, opt.commands_budget_ms);
     ServerState st{ioc, engine, sched, metrics, opt, engine.voices(), engine.chat_voices()};
     tcp::acceptor acceptor(ioc);
     beast::error_code ec;

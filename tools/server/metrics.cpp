@@ -71,6 +71,9 @@ std::string Metrics::render() const {
          double(capacity_sessions.load()));
     line(out, "voxrt_queue_depth", "gauge",
          "Sessions with an answer in progress waiting for the engine.", double(queue_depth.load()));
+    line(out, "voxrt_commands_deferred_total", "counter",
+         "Times a session's commands waited for the next round (--commands-budget-ms).",
+         double(commands_deferred.load()));
     const uint64_t steps = steps_total.load();
     line(out, "voxrt_steps_total", "counter", "Generation steps run.", double(steps));
     {

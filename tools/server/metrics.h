@@ -34,9 +34,10 @@ struct Metrics {
     std::atomic<uint64_t> sessions_refused{0};           // 429s and refused sockets
     std::atomic<uint64_t> sessions_refused_capacity{0};  // of those, by admission control
     std::atomic<int64_t> capacity_sessions{-1};          // measured capacity (-1: not yet / off)
-    std::atomic<int64_t> queue_depth{0};       // sessions with an answer waiting for its step
-    std::atomic<uint64_t> steps_total{0};      // generation steps run
-    std::atomic<uint64_t> responses_total{0};  // answers finished (any finish reason)
+    std::atomic<int64_t> queue_depth{0};         // sessions with an answer waiting for its step
+    std::atomic<uint64_t> commands_deferred{0};  // sessions' commands left to the next round
+    std::atomic<uint64_t> steps_total{0};        // generation steps run
+    std::atomic<uint64_t> responses_total{0};    // answers finished (any finish reason)
     std::atomic<uint64_t> responses_cancelled{0};
     std::atomic<uint64_t> http_requests{0};
     std::atomic<uint64_t> client_errors{0};  // 4xx answers and error events

@@ -76,8 +76,13 @@ void Slot::release() {
     sched_.wake();
 }
 
-Scheduler::Scheduler(Engine& engine, int slots, Metrics& metrics, double round_budget_ms)
-    : engine_(engine), slots_(slots), metrics_(metrics), budget_ms_(round_budget_ms) {
+Scheduler::Scheduler(Engine& engine, int slots, Metrics& metrics, double round_budget_ms,
+                     double commands_budget_ms)
+    : engine_(engine),
+      slots_(slots),
+      metrics_(metrics),
+      budget_ms_(round_budget_ms),
+      commands_budget_ms_(commands_budget_ms) {
     metrics_.slots = slots;
     thread_ = std::thread([this] { run(); });
 }
@@ -240,15 +245,36 @@ void Scheduler::run() {
             order.insert(order.end(), live_.begin(), live_.begin() + long(rr));
             ++rr;
         }
+        // The commands the budget deferred last round go first.
+        if (resume_) {
+            auto it = std::find_if(order.begin(), order.end(), [&](const std::shared_ptr<Slot>& s) {
+                return s.get() == resume_;
+            });
+            if (it != order.end()) std::rotate(order.begin(), it, order.end());
+            resume_ = nullptr;
+        }
         int waiting = 0;
         for (auto& s : order) waiting += s->generating_ ? 1 : 0;
         metrics_.queue_depth = waiting;
+        const auto t_cmds = std::chrono::steady_clock::now();
+        bool over_budget = false;
         for (auto& s : order) {
             std::deque<std::function<void()>> cmds;
             bool cancel = false, released = false;
+            // Answers are running and this round's commands have had their time: this slot's
+            // wait for the next round (which starts with the first of them).
+            if (!over_budget && waiting > 0 && commands_budget_ms_ > 0 &&
+                std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_cmds)
+                        .count() >= commands_budget_ms_)
+                over_budget = true;
             {
                 std::lock_guard<std::mutex> lk(mu_);
-                cmds.swap(s->cmds_);
+                if (over_budget && !s->cmds_.empty()) {
+                    if (!resume_) resume_ = s.get();
+                    metrics_.commands_deferred++;
+                } else {
+                    cmds.swap(s->cmds_);
+                }
                 cancel = s->cancel_;
                 s->cancel_ = false;
                 released = s->released_;

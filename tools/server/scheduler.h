@@ -78,7 +78,15 @@ public:
     // budget (every held slot may be answering at once). Until kMinRounds rounds are measured
     // only the slot count limits. 40 ms is the real-time bound: a conversation needs ~12.5 audio
     // frames a second plus its text steps, i.e. a step about every 40-50 ms.
-    Scheduler(Engine& engine, int slots, Metrics& metrics, double round_budget_ms = 0);
+    //
+    // commands_budget_ms > 0: while answers are running, a round runs the sessions' commands
+    // (opening conversations, adding messages and audio: a new turn's resampling, mel and
+    // encoder run there) only until they have taken that long; the remaining sessions' commands
+    // wait for the next round, which begins with them. Every running answer's next step then
+    // waits at most about this long (plus one session's commands) for new turns, however many
+    // arrive at once. 0: every round runs every command.
+    Scheduler(Engine& engine, int slots, Metrics& metrics, double round_budget_ms = 0,
+              double commands_budget_ms = 0);
     ~Scheduler();
     // A free slot, or null (the caller refuses the client): every slot in use, or the measured
     // capacity reached; *why (optional) says which, for the client.
@@ -104,6 +112,7 @@ private:
     const int slots_;
     Metrics& metrics_;
     const double budget_ms_;
+    const double commands_budget_ms_;
     mutable std::mutex adm_mu_;
     struct Round {
         int answers;
@@ -118,6 +127,7 @@ private:
     bool stop_ = false;
     std::vector<std::shared_ptr<Slot>> live_;  // engine thread's list (added under mu_)
     std::vector<std::shared_ptr<Slot>> added_;
+    Slot* resume_ = nullptr;  // engine thread: the first slot whose commands the budget deferred
     std::thread thread_;
 };
 

@@ -36,6 +36,12 @@ int serve_main(int argc, char** argv) {
                    "0: off")
         ->capture_default_str()
         ->check(CLI::Range(0.0, 10000.0));
+    app.add_option("--commands-budget-ms", opt.commands_budget_ms,
+                   "while answers are running, run the sessions' commands (new turns' audio, "
+                   "their encoders) for at most about this long a round, so that answers keep "
+                   "their pace however many turns arrive; the rest wait a round; 0: no bound")
+        ->capture_default_str()
+        ->check(CLI::Range(0.0, 10000.0));
     app.add_option("--device", eo.device, "auto, cpu or cuda")
         ->capture_default_str()
         ->check(CLI::IsMember({"auto", "cpu", "cuda"}));

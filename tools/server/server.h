@@ -26,6 +26,9 @@ struct ServerOptions {
     // Admission control (Scheduler): refuse a new session when the measured rounds say one more
     // would push an engine round past this many ms; 0: off (only max_sessions limits).
     double round_budget_ms = 40;
+    // While answers run, a round runs the sessions' commands (new turns' audio and encoders among
+    // them) for at most about this long; the rest wait for the next round (Scheduler). 0: no bound.
+    double commands_budget_ms = 10;
     Limits limits;
     size_t max_body_bytes = 32u << 20;  // one HTTP request body
     size_t max_ws_message = 16u << 20;  // one WebSocket message
