@@ -23,9 +23,12 @@
 //
 // Costs: one step costs about one weight read plus each row's own work (its attention over its
 // history, its conv state, the depthformer's per-row parts). A session's first steps prefill its
-// new input alone, one chunk of at most 256 positions per step(), before it joins the batch, so a
+// new input, one chunk of at most 256 positions per step(), before it joins the batch, so a
 // newcomer with a long turn delays the others by at most one chunk per step (a cancel() is honoured
-// once its prefill is over). docs/batching.md has the measurements.
+// once its prefill is over). On a GPU the chunks of all sessions prefilling in a step run as one
+// backbone call of at most set_prefill_rows() positions (the sessions whose responses began first
+// go first; the rest wait a step), so that a burst of new turns shares the weight reads and
+// lengthens a step by a bounded amount. docs/batching.md has the measurements.
 //
 // No session holds up the others: at most two sessions a step get their first audio frame
 // detokenized at once (the others' on their detokenizer threads, their first kAudio a step or two
@@ -75,6 +78,9 @@ public:
         bool alone = false;
         bool frame_graph = false;
         bool backbone_graph = false;
+        int prefill_rows = 0;      // positions of the joined prefill call (0: none)
+        int prefill_sessions = 0;  // sessions whose chunk it ran
+        int prefill_deferred = 0;  // sessions prefilling that wait for a later step
     };
     Shape last_shape() const;
 
@@ -82,7 +88,9 @@ public:
     // and phases() sums each phase's time (ms) over the steps since reset_phases(). A step that
     // one session took alone counts as backbone time. Slows the steps a little.
     struct Phases {
-        double prepare = 0;   // the sessions' own preparation (detokenizer polls, prefill chunks)
+        double prepare =
+            0;  // the sessions' own preparation (detokenizer polls, lone prefill chunks)
+        double prefill = 0;   // the joined prefill call of the sessions prefilling
         double gather = 0;    // each row's input and position copied into the batch
         double backbone = 0;  // the backbone over all rows
         double text = 0;      // text head, sampling, embedding of the text rows
@@ -99,6 +107,13 @@ public:
     // row count and longest KV cache). On by default; false runs them op by op (comparisons).
     // The results are the same.
     void set_device_graphs(bool on);
+    // Prefill of several sessions in one step: 0 = each session's chunk runs alone (the CPU's
+    // default, where a session's bits then do not depend on its batch: the CPU's products take
+    // another path by row count); rows > 0 = the chunks of every session prefilling run as one
+    // backbone call of at most `rows` positions (at least one chunk: values below 256 count as
+    // 256). The GPU's default: 1024.
+    void set_prefill_rows(int rows);
+    int prefill_rows() const;
 
     struct Impl;
 

@@ -41,10 +41,27 @@ void Batch::set_device_graphs(bool on) {
     impl_->stepper->set_device_graphs(on);
 }
 
+void Batch::set_prefill_rows(int rows) {
+    impl_->stepper->set_prefill_rows(rows);
+}
+
+int Batch::prefill_rows() const {
+    return impl_->stepper->prefill_rows();
+}
+
 Batch::Phases Batch::phases() const {
     const runtime::BatchStepper::Phases& p = impl_->stepper->phases();
-    return Phases{p.prepare, p.gather,  p.backbone, p.text,
-                  p.frames,  p.scatter, p.complete, p.steps};
+    Phases r;
+    r.prepare = p.prepare;
+    r.prefill = p.prefill;
+    r.gather = p.gather;
+    r.backbone = p.backbone;
+    r.text = p.text;
+    r.frames = p.frames;
+    r.scatter = p.scatter;
+    r.complete = p.complete;
+    r.steps = p.steps;
+    return r;
 }
 
 void Batch::reset_phases() {
@@ -53,8 +70,17 @@ void Batch::reset_phases() {
 
 Batch::Shape Batch::last_shape() const {
     const runtime::BatchStepper::Shape& s = impl_->stepper->last_shape();
-    return Shape{s.backbone,           s.text, s.frames, s.alone > 0, s.frame_graphs > 0,
-                 s.backbone_graphs > 0};
+    Shape r;
+    r.backbone = s.backbone;
+    r.text = s.text;
+    r.frames = s.frames;
+    r.alone = s.alone > 0;
+    r.frame_graph = s.frame_graphs > 0;
+    r.backbone_graph = s.backbone_graphs > 0;
+    r.prefill_rows = s.prefill_rows;
+    r.prefill_sessions = s.prefill_sessions;
+    r.prefill_deferred = s.prefill_deferred;
+    return r;
 }
 
 Status Batch::step(const std::vector<Session*>& sessions, std::vector<std::vector<Event>>& out,

@@ -154,6 +154,15 @@ public:
         forward_segments(ctx, segs, n_segs, x, rope_pos, cos, sin, rows, scratch, out);
     }
 
+    // The prefill of several sequences at once (a batch's new turns): rows of x [T, D] in
+    // segments, each continuing its own memory at positions pos (device I32 [T]); the network's
+    // own RoPE tables. A segment's rows equal forward() of that sequence alone up to the
+    // products' summation order. x is clobbered; uses scratch_bytes(ctx, T).
+    void forward_prefill_many(const ops::Context& ctx, const Segment* segs, size_t n_segs,
+                              Tensor& x, const Tensor& pos, Arena& scratch, Tensor& out) const {
+        forward_segments(ctx, segs, n_segs, x, pos, rope_cos_, rope_sin_, pos, scratch, out);
+    }
+
 private:
     // A decode batch's per-row state (forward_batch: one row per segment): each attention
     // layer's per-row caches, so that its KV writes and attention run once over all rows, and on

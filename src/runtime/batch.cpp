@@ -20,6 +20,8 @@ Expected<std::unique_ptr<BatchStepper>> BatchStepper::create(const model::LfmAud
 }
 
 BatchStepper::~BatchStepper() {
+    prefill_buffers_.clear();
+    prefill_scratch_ = Arena();
     buffers_.clear();
     scratch_ = Arena();
     backend::destroy_context(ctx_);
@@ -29,6 +31,7 @@ Status BatchStepper::init(int max_rows) {
     // The batch's queue comes before the sessions' detokenizers (Session::detok_context_options).
     VOXRT_ASSIGN_OR_RETURN(ctx_, model_.new_context(/*high_priority=*/true));
     max_rows_ = max_rows;
+    prefill_rows_ = ctx_.device == Device::kCPU ? 0 : kPrefillRows;
     const size_t bytes = model_.backbone().scratch_bytes(ctx_, max_rows) +
                          model_.audio_head().scratch_bytes(ctx_, max_rows) + (1u << 20) +
                          static_cast<size_t>(max_rows) * 256;  // the per-row ops' tables
@@ -162,6 +165,131 @@ Status BatchStepper::run_backbone(const std::vector<model::Lfm2Network::Memory>&
     return g.graph.replay(ctx_);
 }
 
+Status BatchStepper::prefill(const std::vector<Session*>& sessions,
+                             std::vector<BatchStepResult>& results, std::vector<uint8_t>& skip) {
+    std::vector<size_t> order;
+    for (size_t i = 0; i < sessions.size(); ++i) {
+        Session* s = sessions[i];
+        if (s != nullptr && &s->model_ == &model_ && s->responding_ && !s->draining_ &&
+            !s->started_)
+            order.push_back(i);
+    }
+    if (order.size() < 2) return Status::ok();  // none, or one: its own chunk in step_prepare
+    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+        return sessions[a]->begin_order_ < sessions[b]->begin_order_;
+    });
+    for (size_t k = 1; k < order.size(); ++k)
+        if (sessions[order[k]] == sessions[order[k - 1]])
+            return make_error(StatusCode::kInvalidArgument, "batch: session %zu is listed twice",
+                              order[k]);
+    auto t = Clock::now();
+    const model::Lfm2Network& net = model_.backbone();
+    const int64_t cap = prefill_rows_;
+    if (prefill_x_.empty() || prefill_x_.shape[0] < cap) {  // first use, or a larger bound
+        prefill_buffers_.clear();
+        prefill_scratch_ = Arena();
+        const int64_t D = model_.config().lfm.hidden_size;
+        const DType dt = ctx_.act_dtype();
+        auto alloc = [&](DType ty, std::initializer_list<int64_t> dims, Tensor* out) {
+            return alloc_tensor(ctx_.device, ty, dims, prefill_buffers_, out, "batch prefill");
+        };
+        VOXRT_RETURN_IF_ERROR(alloc(dt, {cap, D}, &prefill_x_));
+        VOXRT_RETURN_IF_ERROR(alloc(dt, {cap, D}, &prefill_out_));
+        VOXRT_RETURN_IF_ERROR(alloc(DType::kI32, {cap}, &prefill_pos_));
+        const size_t bytes = net.scratch_bytes(ctx_, cap) + (1u << 16);
+        if (!prefill_scratch_.reserve(ctx_.device, bytes))
+            return make_error(StatusCode::kOutOfMemory,
+                              "batch: cannot allocate %zu bytes of prefill scratch", bytes);
+    }
+    // Each session's next chunk, as it would run alone, into the call's rows; oldest first, while
+    // they fit the bound (the first always).
+    struct Taken {
+        size_t index;
+        Session::PrefillTake take;
+        int64_t begin;
+    };
+    std::vector<Taken> taken;
+    int64_t rows = 0;
+    for (size_t i : order) {
+        Session* s = sessions[i];
+        if (!s->prefilling_) {  // its prefill's clock starts with its first chance to run
+            s->t0_ = Clock::now();
+            s->prefilling_ = true;
+        }
+        const int64_t need = std::min(s->chunk_, s->pending_positions());
+        skip[i] = 1;
+        if (rows > 0 && rows + need > cap) {
+            ++shape_.prefill_deferred;
+            continue;
+        }
+        Session::PrefillTake take;
+        Tensor x = prefill_x_.rows(rows, cap);
+        const Status st = s->prefill_take(x, &take);
+        if (!st) {
+            results[i].status = s->fail(st);
+            results[i].done = true;
+            continue;
+        }
+        taken.push_back(Taken{i, take, rows});
+        rows += take.rows;
+    }
+    if (taken.empty()) return Status::ok();
+    // The rows were written on the sessions' contexts; the call runs on the batch's.
+    for (const Taken& k : taken) VOXRT_RETURN_IF_ERROR(ops::synchronize(sessions[k.index]->ctx_));
+    std::vector<model::Lfm2Network::Memory> mems;
+    std::vector<model::Lfm2Network::Segment> segs;
+    std::vector<int32_t> pos(static_cast<size_t>(rows));
+    mems.reserve(taken.size());
+    for (const Taken& k : taken) {
+        Session* s = sessions[k.index];
+        model::Lfm2State& st = s->lfm_state_;
+        mems.push_back(model::Lfm2Network::Memory{&st.conv_state, &st.k_cache, &st.v_cache});
+        for (int64_t r = 0; r < k.take.rows; ++r)
+            pos[static_cast<size_t>(k.begin + r)] = static_cast<int32_t>(s->n_past_ + r);
+    }
+    for (size_t j = 0; j < taken.size(); ++j)
+        if (taken[j].take.rows > 0)
+            segs.push_back(model::Lfm2Network::Segment{&mems[j], taken[j].begin,
+                                                       taken[j].begin + taken[j].take.rows});
+    if (rows > 0) {
+        const ArenaMark release(scratch_);
+        Tensor x = prefill_x_.rows(0, rows), out = prefill_out_.rows(0, rows);
+        Tensor p = prefill_pos_.rows(0, rows);
+        ops::copy(ctx_, Tensor::make(pos.data(), DType::kI32, Device::kCPU, {rows}), p);
+        {
+            const ArenaMark scratch(prefill_scratch_);
+            net.forward_prefill_many(ctx_, segs.data(), segs.size(), x, p, prefill_scratch_, out);
+        }
+        // Each session's last row is its h_ (the first step's input to the heads).
+        std::vector<Tensor> src, dst;
+        for (const Taken& k : taken) {
+            if (k.take.rows == 0) continue;
+            const int64_t last = k.begin + k.take.rows - 1;
+            src.push_back(prefill_out_.rows(last, last + 1));
+            dst.push_back(sessions[k.index]->h_);
+        }
+        ops::copy_many(ctx_, src.data(), dst.data(), src.size(), scratch_);
+        VOXRT_RETURN_IF_ERROR(ops::synchronize(ctx_));
+    }
+    shape_.prefill_rows = static_cast<int>(rows);
+    shape_.prefill_sessions = static_cast<int>(taken.size());
+    for (const Taken& k : taken) {
+        Session* s = sessions[k.index];
+        s->n_past_ += static_cast<int>(k.take.rows);
+        bool done = false;
+        const Status st = s->prefill_consume(k.take, &done);
+        if (!st) {
+            results[k.index].status = s->fail(st);
+            results[k.index].done = true;
+            continue;
+        }
+        // Over: its step goes on as usual (step_prepare finds nothing left to prefill and makes
+        // the first step); else it waits for the next chunk.
+        if (done) skip[k.index] = 0;
+    }
+    return lap(&phases_.prefill, &t);
+}
+
 Status BatchStepper::step(const std::vector<Session*>& sessions,
                           std::vector<std::vector<Event>>& out,
                           std::vector<BatchStepResult>& results) {
@@ -171,10 +299,14 @@ Status BatchStepper::step(const std::vector<Session*>& sessions,
     shape_ = Shape{};
     auto t_phase = Clock::now();
     if (profile_) ++phases_.steps;
+    std::vector<uint8_t> skip(n, 0);
+    if (prefill_rows_ > 0) VOXRT_RETURN_IF_ERROR(prefill(sessions, results, skip));
+    t_phase = Clock::now();
     std::vector<Row> rows;
     rows.reserve(n);
     size_t first_draining = n;  // a session whose answer is over, its detokenizer finishing
     for (size_t i = 0; i < n; ++i) {
+        if (skip[i]) continue;  // its prefill chunk ran joined (not the last), or waits
         Session* s = sessions[i];
         if (s == nullptr || &s->model_ != &model_) {
             results[i].status = make_error(StatusCode::kInvalidArgument, "batch: session %zu is %s",

@@ -13,8 +13,11 @@
 // takes the session's own step (fused kernels and graphs on CUDA), so one conversation is never
 // slower than stepping alone.
 //
-// A session's first step prefills what was added since its last response, alone, before it joins
-// the batch (the prefill is not yet chunked between steps).
+// A session's first steps prefill what was added since its last response, one chunk (<= 256
+// positions) a step, before it joins the batch. On a GPU the chunks of the sessions prefilling in
+// a step run as one backbone call (set_prefill_rows), oldest response first, so that new turns
+// share the weight reads as the answers do and a burst of them lengthens a step by a bounded
+// amount.
 //
 // Not thread-safe; the sessions must not be stepped by anyone else while a step() runs.
 #pragma once
@@ -61,14 +64,18 @@ public:
     // Rows of the last step's batched calls (backbone rows, text rows, frame rows), for benches.
     struct Shape {
         int backbone = 0, text = 0, frames = 0, alone = 0;
-        int frame_graphs = 0;     // batched calls whose frame rows replayed a graph
-        int backbone_graphs = 0;  // batched calls whose backbone step replayed a graph
+        int prefill_rows = 0;      // positions of the joined prefill call (0: none ran joined)
+        int prefill_sessions = 0;  // sessions whose chunk was in it
+        int prefill_deferred = 0;  // sessions left for a later step (over the rows' bound)
+        int frame_graphs = 0;      // batched calls whose frame rows replayed a graph
+        int backbone_graphs = 0;   // batched calls whose backbone step replayed a graph
     };
     const Shape& last_shape() const { return shape_; }
     // Where the steps' time went, summed since reset_phases(), in ms. Only with set_profile(true),
     // which synchronizes the device between the phases (so the total is a little slower).
     struct Phases {
-        double prepare = 0;   // the sessions' step_prepare (detokenizer polls; prefill chunks)
+        double prepare = 0;   // the sessions' step_prepare (detokenizer polls; lone prefill chunks)
+        double prefill = 0;   // the joined prefill call (set_prefill_rows)
         double gather = 0;    // copying each row's input and position into the batch
         double backbone = 0;  // forward_batch
         double text = 0;      // text head, sampling, embedding
@@ -84,6 +91,15 @@ public:
     // cache (~270 launches). On by default; false: always op by op (for comparisons).
     void set_device_graphs(bool on) { graphs_ = on; }
     bool device_graphs() const { return graphs_; }
+    // Prefill: 0 = each session runs its chunk alone, in its step_prepare (the CPU's default:
+    // its products take another path by row count, and a CPU session's bits are promised not to
+    // depend on its batch); > 0 = the chunks of every session prefilling in a step run as one
+    // backbone call (Lfm2Network::forward_prefill_many) of at most `rows` positions, the sessions
+    // taken in the order their responses began, always at least one; the rest wait a step. The
+    // GPU's default: kPrefillRows. Values below one chunk (256) are raised to it.
+    void set_prefill_rows(int rows) { prefill_rows_ = rows <= 0 ? 0 : std::max(rows, 256); }
+    int prefill_rows() const { return prefill_rows_; }
+    static constexpr int kPrefillRows = 1024;
     const Phases& phases() const { return phases_; }
     void reset_phases() { phases_ = Phases{}; }
 
@@ -95,6 +111,15 @@ private:
         size_t index;  // in the step's session list
         Session::StepPlan plan;
     };
+    // The joined prefill (prefill_rows_ > 0): runs one chunk of each session prefilling (in the
+    // order their responses began, within the bound) as one backbone call. skip[i]: session i
+    // ran a chunk that did not end its prefill, or waits for a later step; its step is over.
+    Status prefill(const std::vector<Session*>& sessions, std::vector<BatchStepResult>& results,
+                   std::vector<uint8_t>& skip);
+    int prefill_rows_ = 0;
+    Tensor prefill_x_, prefill_out_, prefill_pos_;  // [prefill_rows_, D] / I32: made on first use
+    Arena prefill_scratch_;
+    std::vector<Buffer> prefill_buffers_;
     // The device work of one batch of prepared rows; fills tokens / codes per row.
     Status run(std::vector<Row>& rows, std::vector<int32_t>& tokens,
                std::vector<std::array<int32_t, 8>>& codes);

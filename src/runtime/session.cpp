@@ -433,15 +433,21 @@ Status Session::forward_rows(Tensor& x, int64_t rows) {
 }
 
 Status Session::prefill_chunk(bool* done) {
-    // Fills x_ from the front of pending_ up to chunk_ rows (across items, as one whole prefill
-    // would: the same backbone calls whether the rows go in one step() or several), runs them,
-    // and drops what they consumed from pending_.
+    PrefillTake take;
+    VOXRT_RETURN_IF_ERROR(
+        prefill_take(lane_->x, &take));  // lane_->x: shared by the lane's sessions
+    if (take.rows > 0) VOXRT_RETURN_IF_ERROR(forward_rows(lane_->x, take.rows));
+    return prefill_consume(take, done);
+}
+
+Status Session::prefill_take(Tensor& x, PrefillTake* take) {
+    // Fills x from the front of pending_ up to chunk_ rows (across items, as one whole prefill
+    // would: the same backbone calls whether the rows go in one step() or several).
     int64_t row = 0;
     size_t whole = 0;     // items consumed entirely
     int64_t partial = 0;  // rows consumed of pending_[whole]
     const model::Lfm2Network& bb = model_.backbone();
     VOXRT_RETURN_IF_ERROR(ensure_kv(n_past_ + std::min(chunk_, pending_positions())));
-    Tensor& x = lane_->x;  // the chunk's rows (lane_->x: shared by the lane's sessions)
     for (; whole < pending_.size() && row < chunk_; ++whole) {
         Pending& p = pending_[whole];
         if (p.kind == Pending::kText) {
@@ -476,18 +482,24 @@ Status Session::prefill_chunk(bool* done) {
             row += 1;
         }
     }
-    if (row > 0) VOXRT_RETURN_IF_ERROR(forward_rows(x, row));
-    stats_.prefill_positions += static_cast<int>(row);
-    if (partial > 0) {
-        Pending& p = pending_[whole];
+    take->rows = row;
+    take->whole = whole;
+    take->partial = partial;
+    return Status::ok();
+}
+
+Status Session::prefill_consume(const PrefillTake& take, bool* done) {
+    stats_.prefill_positions += static_cast<int>(take.rows);
+    if (take.partial > 0) {
+        Pending& p = pending_[take.whole];
         if (p.kind == Pending::kText) {
-            p.ids.erase(p.ids.begin(), p.ids.begin() + partial);
+            p.ids.erase(p.ids.begin(), p.ids.begin() + take.partial);
         } else {
-            p.audio_row += partial;
-            p.audio_rows -= partial;
+            p.audio_row += take.partial;
+            p.audio_rows -= take.partial;
         }
     }
-    pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(whole));
+    pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(take.whole));
     *done = pending_.empty();
     if (!*done) return Status::ok();
     audio_rows_used_ = 0;
@@ -690,6 +702,8 @@ Status Session::begin(const GenerateOptions& opt) {
     // (ensure_snapshot in step_prepare).
     VOXRT_RETURN_IF_ERROR(ensure_snapshot(0));
     gopt_ = opt;
+    static std::atomic<uint64_t> begins{0};
+    begin_order_ = begins.fetch_add(1, std::memory_order_relaxed);
     const model::AudioModelConfig& cfg = model_.config();
     const model::SpecialTokens& sp = model_.special();
     TurnState::Config tc;

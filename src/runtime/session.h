@@ -286,6 +286,18 @@ private:
     // Runs up to chunk_ of the pending positions through the backbone (the last one's output row
     // in h_) and drops them from pending_; *done once none is left.
     Status prefill_chunk(bool* done);
+    // prefill_chunk in halves, so that BatchStepper can run several sessions' chunks as one
+    // backbone call: prefill_take() makes room in the KV cache and writes the next chunk's rows
+    // (<= chunk_) into x from row 0 (on this session's context); once they ran (n_past_ advanced,
+    // h_ holding the last row's output) prefill_consume() drops them from pending_ and says
+    // whether the prefill is over (then synchronizing this session's context).
+    struct PrefillTake {
+        int64_t rows = 0;
+        size_t whole = 0;     // items consumed entirely
+        int64_t partial = 0;  // rows consumed of pending_[whole]
+    };
+    Status prefill_take(Tensor& x, PrefillTake* take);
+    Status prefill_consume(const PrefillTake& take, bool* done);
     Status forward_rows(Tensor& x, int64_t rows);
     // Memory by need: the KV cache to hold `positions` (in kKvChunk steps; graphs made again),
     // room for truncation snapshot `index`, audio_in_ to hold `rows` pending rows.
@@ -364,6 +376,8 @@ private:
     bool responding_ = false;
     bool draining_ = false;  // responding_, the answer over, the detokenizer finishing
     bool started_ = false;   // the first step() ran
+    uint64_t begin_order_ =
+        0;  // begin()'s rank among all sessions' (a batch prefills oldest first)
     std::atomic<bool> cancel_{false};
     TurnState turn_;
     DetokStream detok_;

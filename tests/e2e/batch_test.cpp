@@ -277,6 +277,120 @@ TEST(BatchGraphs, ReplayEqualsOpByOp) {
     }
 }
 
+// New turns that start in the same step: their prefill chunks run as one backbone call of at most
+// prefill_rows positions a step (the responses begun first go first, the rest wait a step), and
+// each conversation still equals itself alone, in both turns. All seven jobs start together, on a
+// shared lane as the server makes them; the long one's prefill takes three chunks. A segment given
+// another conversation's memory or positions would change its answer entirely.
+// - CPU: the joined call's products take the packed GEMM where a lone chunk of fewer than 64 rows
+//   takes the tiled one (another summation order), so the prefill's hidden states differ in their
+//   last bits; the items, and so text and PCM, must still be identical. (The CPU's default stays
+//   each chunk alone: set_prefill_rows(0).)
+// - CUDA: the products over the joined rows take other cuBLASLt algorithms; items identical, PCM
+//   within the shared lane's 1e-5.
+struct PrefillCase {
+    std::string device;
+    int prefill_rows;
+};
+
+class BatchApiJoinedPrefill : public ::testing::TestWithParam<PrefillCase> {};
+
+TEST_P(BatchApiJoinedPrefill, EachConversationEqualsItselfAlone) {
+    const PrefillCase& c = GetParam();
+    if (c.device == "cuda" && !gpu_available()) GTEST_SKIP() << "no CUDA device";
+    auto m = test::load_tiny(c.device, "fp32");
+    ASSERT_TRUE(m);
+    const std::vector<Job>& js = jobs();
+    std::vector<Conversation> ref;
+    for (const Job& j : js) ref.push_back(alone(m, j, -1));
+
+    auto batch = Batch::create(m, 64);
+    ASSERT_TRUE(batch.is_ok()) << batch.status().message();
+    EXPECT_EQ(batch.value()->prefill_rows(), c.device == "cpu" ? 0 : 1024) << "the default";
+    batch.value()->set_prefill_rows(c.prefill_rows);
+    ASSERT_EQ(batch.value()->prefill_rows(), c.prefill_rows);
+    SessionOptions so;
+    so.share_device_context = true;
+    std::vector<std::unique_ptr<Session>> ss;
+    std::vector<Session*> live;
+    for (const Job& j : js) {
+        auto s = Session::create(m, so);
+        ASSERT_TRUE(s.is_ok());
+        ASSERT_TRUE(add_prompt(**s, j).is_ok());
+        ASSERT_TRUE((*s)->start_response(options(j)).is_ok());
+        live.push_back(s->get());
+        ss.push_back(std::move(*s));
+    }
+    std::vector<Conversation> got(js.size());
+    std::vector<int> prefilled_at(js.size(), -1);
+    std::vector<bool> over(js.size(), false);
+    int most_joined = 0, deferred = 0, most_rows = 0;
+    std::vector<std::vector<Event>> ev;
+    std::vector<BatchResult> res;
+    for (int t = 0; t < 400; ++t) {
+        std::vector<Session*> step_list;
+        std::vector<size_t> who;
+        for (size_t i = 0; i < js.size(); ++i)
+            if (!over[i]) {
+                step_list.push_back(live[i]);
+                who.push_back(i);
+            }
+        if (step_list.empty()) break;
+        ev.clear();
+        ASSERT_TRUE(batch.value()->step(step_list, ev, res).is_ok());
+        const Batch::Shape sh = batch.value()->last_shape();
+        most_joined = std::max(most_joined, sh.prefill_sessions);
+        most_rows = std::max(most_rows, sh.prefill_rows);
+        deferred += sh.prefill_deferred;
+        for (size_t k = 0; k < step_list.size(); ++k) {
+            const size_t i = who[k];
+            ASSERT_TRUE(res[k].status.is_ok())
+                << "conversation " << i << ": " << res[k].status.message();
+            if (prefilled_at[i] < 0 && !live[i]->prefilling()) prefilled_at[i] = t;
+            collect(got[i].first, ev[k]);
+            if (res[k].done) over[i] = true;
+        }
+    }
+    EXPECT_LE(most_rows, c.prefill_rows);
+    EXPECT_EQ(prefilled_at[0], 0) << "the first begun is prefilled first";
+    if (c.prefill_rows < 512) {  // the seven first chunks hold ~750 positions
+        EXPECT_GE(most_joined, 2);
+        EXPECT_GT(deferred, 0) << "the bound held some back";
+        EXPECT_GT(prefilled_at.back(), 2) << "the last begun waited";
+    } else {
+        EXPECT_EQ(most_joined, static_cast<int>(js.size())) << "every first chunk in one call";
+        EXPECT_EQ(deferred, 0);
+        EXPECT_EQ(prefilled_at.back(), 2) << "the long turn: three chunks, one a step";
+    }
+    for (size_t i = 0; i < js.size(); ++i) {
+        ASSERT_TRUE(over[i]) << "conversation " << i << " never ended";
+        got[i].first.items = ss[i]->last_response();
+        ASSERT_TRUE(ss[i]->add_turn(Role::kUser, "Tell me more.").is_ok());
+        got[i].second = test::respond(*ss[i], options(Job{Task::kTextChat, "", 9, false}, 16));
+        EXPECT_EQ(got[i].first.items, ref[i].first.items) << "conversation " << i;
+        EXPECT_EQ(got[i].first.text, ref[i].first.text) << "conversation " << i;
+        ASSERT_EQ(got[i].first.pcm.size(), ref[i].first.pcm.size()) << "conversation " << i;
+        if (c.device == "cuda") {
+            if (!ref[i].first.pcm.empty()) {
+                const test::ErrorStats e = test::compare(
+                    got[i].first.pcm.data(), ref[i].first.pcm.data(), ref[i].first.pcm.size());
+                EXPECT_LE(e.rel_l2, 1e-5) << "conversation " << i << ": " << e.str();
+            }
+        } else {
+            EXPECT_EQ(got[i].first.pcm, ref[i].first.pcm) << "conversation " << i;
+        }
+        EXPECT_EQ(got[i].second.items, ref[i].second.items) << "conversation " << i;
+    }
+    EXPECT_NE(ref[0].first.items, ref[1].first.items);
+}
+
+INSTANTIATE_TEST_SUITE_P(Devices, BatchApiJoinedPrefill,
+                         ::testing::Values(PrefillCase{"cpu", 300}, PrefillCase{"cpu", 1024},
+                                           PrefillCase{"cuda", 300}, PrefillCase{"cuda", 1024}),
+                         [](const ::testing::TestParamInfo<PrefillCase>& i) {
+                             return i.param.device + "_rows" + std::to_string(i.param.prefill_rows);
+                         });
+
 // A prefill longer than one chunk runs over several step()s (no events, prefilling()), the last
 // of which also makes the first step; a cancel() during it ends the response once it is over, and
 // the conversation goes on.

@@ -63,6 +63,10 @@ void add_bench(CLI::App* app, BenchArgs& b) {
     app->add_flag("--no-audio", b.no_audio, "with --sessions: no detokenizer (decode only)");
     app->add_flag("--profile", b.profile,
                   "with --sessions: where a step's time goes (synchronizes between the phases)");
+    app->add_option("--prefill-rows", b.prefill_rows,
+                    "with --sessions: new turns' prefill chunks joined into one backbone call of "
+                    "at most this many positions a step; 0: each alone; -1: the default")
+        ->capture_default_str();
     app->add_flag("--no-batch-graphs", b.no_batch_graphs,
                   "with --sessions: run the batched audio frame op by op, not as a CUDA graph");
 }
@@ -98,8 +102,8 @@ double percentile(std::vector<double> v, double p) {
 
 // N conversations on the first input, answered together through voxrt::Batch (bench/protocol.md's
 // workload per conversation: the input as a spoken question, `steps` steps with end tokens
-// suppressed). The N prefills run first (each alone, in the batch's first steps); then every engine
-// step advances all N by one step. Reported per N: the engine step's time (p50, p99), each
+// suppressed). The N prefills run first (in the batch's first steps, joined on a GPU); then every
+// engine step advances all N by one step. Reported per N: the engine step's time (p50, p99), each
 // conversation's audio frames per second (real time needs 12.5 with its text steps), the
 // aggregate, and the weights' GB/s. Then one more conversation joins the running batch: its time
 // to first audio and the longest step the others waited meanwhile.
@@ -110,6 +114,7 @@ Status run_sessions_bench(const CommonArgs& c, const BenchArgs& a, const std::sh
     const TaskDefaults task = task_defaults(Task::kSpeechChat);
     VOXRT_ASSIGN_OR_RETURN(std::unique_ptr<Batch> batch, Batch::create(m, a.max_rows));
     batch->set_device_graphs(!a.no_batch_graphs);
+    if (a.prefill_rows >= 0) batch->set_prefill_rows(a.prefill_rows);
     // As the server makes them: driven by this one thread, so they share one device lane.
     SessionOptions so = session_options(c);
     so.share_device_context = true;
@@ -144,8 +149,9 @@ Status run_sessions_bench(const CommonArgs& c, const BenchArgs& a, const std::sh
                 if (e.kind == EventKind::kAudioFrame) ++*frames;
             }
         };
-        // The first steps prefill every conversation (alone, one after another, a chunk of at
-        // most 256 positions per step; the step that ends a prefill also makes its first step).
+        // The first steps prefill every conversation (a chunk of at most 256 positions each per
+        // step, joined into one backbone call per step on a GPU; the step that ends a prefill
+        // also makes its first step).
         const auto tp = Clock::now();
         for (bool again = true; again;) {
             VOXRT_RETURN_IF_ERROR(batch->step(live, ev, res));
@@ -197,6 +203,7 @@ Status run_sessions_bench(const CommonArgs& c, const BenchArgs& a, const std::sh
             const Batch::Shape sh = batch->last_shape();
             Batch::Phases d = batch->phases();
             d.prepare -= before.prepare;
+            d.prefill -= before.prefill;
             d.backbone -= before.backbone;
             d.frames -= before.frames;
             d.complete -= before.complete;
@@ -255,16 +262,16 @@ Status run_sessions_bench(const CommonArgs& c, const BenchArgs& a, const std::sh
         char phases[512] = "";
         if (a.profile) {
             std::printf(
-                "|   | per step (ms): prepare %.2f, gather %.2f, backbone %.2f, text %.2f, "
-                "depthformer %.2f, scatter %.2f, complete %.2f |\n",
-                ph.prepare * per, ph.gather * per, ph.backbone * per, ph.text * per,
-                ph.frames * per, ph.scatter * per, ph.complete * per);
+                "|   | per step (ms): prepare %.2f, prefill %.2f, gather %.2f, backbone %.2f, "
+                "text %.2f, depthformer %.2f, scatter %.2f, complete %.2f |\n",
+                ph.prepare * per, ph.prefill * per, ph.gather * per, ph.backbone * per,
+                ph.text * per, ph.frames * per, ph.scatter * per, ph.complete * per);
             std::snprintf(phases, sizeof phases,
-                          ",\"phases_ms_per_step\":{\"prepare\":%.3f,\"gather\":%.3f,"
-                          "\"backbone\":%.3f,\"text\":%.3f,\"depthformer\":%.3f,"
-                          "\"scatter\":%.3f,\"complete\":%.3f}",
-                          ph.prepare * per, ph.gather * per, ph.backbone * per, ph.text * per,
-                          ph.frames * per, ph.scatter * per, ph.complete * per);
+                          ",\"phases_ms_per_step\":{\"prepare\":%.3f,\"prefill\":%.3f,"
+                          "\"gather\":%.3f,\"backbone\":%.3f,\"text\":%.3f,"
+                          "\"depthformer\":%.3f,\"scatter\":%.3f,\"complete\":%.3f}",
+                          ph.prepare * per, ph.prefill * per, ph.gather * per, ph.backbone * per,
+                          ph.text * per, ph.frames * per, ph.scatter * per, ph.complete * per);
         }
         // The longest steps: which step, its rows and frame rows, and whether the newcomer was in
         // it.
@@ -285,10 +292,10 @@ Status run_sessions_bench(const CommonArgs& c, const BenchArgs& a, const std::sh
             std::printf("|   | longest steps:");
             for (const StepNote& s : notes)
                 std::printf(
-                    " #%d %.1f ms (%d rows, %d frames%s; prepare %.1f, backbone %.1f, "
-                    "depthformer %.1f, complete %.1f)",
+                    " #%d %.1f ms (%d rows, %d frames%s; prepare %.1f, prefill %.1f, backbone "
+                    "%.1f, depthformer %.1f, complete %.1f)",
                     s.index, s.ms, s.rows, s.frames, s.newcomer ? ", newcomer" : "", s.ph.prepare,
-                    s.ph.backbone, s.ph.frames, s.ph.complete);
+                    s.ph.prefill, s.ph.backbone, s.ph.frames, s.ph.complete);
             std::printf(" |\n");
         }
         std::fflush(stdout);

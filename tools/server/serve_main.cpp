@@ -42,6 +42,13 @@ int serve_main(int argc, char** argv) {
                    "their pace however many turns arrive; the rest wait a round; 0: no bound")
         ->capture_default_str()
         ->check(CLI::Range(0.0, 10000.0));
+    app.add_option("--prefill-rows", eo.prefill_rows,
+                   "new turns' prefill: the chunks of every turn starting in a round run as one "
+                   "backbone call of at most this many positions (the oldest turns first, the "
+                   "rest wait a round); 0: each turn's chunk alone; -1: the default (1024 on a "
+                   "GPU, 0 on the CPU)")
+        ->capture_default_str()
+        ->check(CLI::Range(-1, 65536));
     app.add_option("--device", eo.device, "auto, cpu or cuda")
         ->capture_default_str()
         ->check(CLI::IsMember({"auto", "cpu", "cuda"}));

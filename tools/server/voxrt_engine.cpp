@@ -151,8 +151,11 @@ private:
 
 class VoxrtEngine : public Engine {
 public:
-    VoxrtEngine(std::shared_ptr<::voxrt::Model> m, int context, bool suppress_end)
-        : model_(std::move(m)), context_(context), suppress_end_(suppress_end) {}
+    VoxrtEngine(std::shared_ptr<::voxrt::Model> m, int context, bool suppress_end, int prefill_rows)
+        : model_(std::move(m)),
+          context_(context),
+          suppress_end_(suppress_end),
+          prefill_rows_(prefill_rows) {}
     std::string model_id() const override { return model_->info().name; }
     std::vector<std::string> voices() const override {
         return {"us-female", "us-male", "uk-female", "uk-male"};
@@ -233,9 +236,8 @@ public:
         ro.suppress_end = true;
         if (st) st = ses.start_response(ro);
         if (!st) return st.message();
-        auto b = ::voxrt::Batch::create(model_);
-        if (!b) return {};  // no batching here: step_many goes one by one, nothing to warm
-        batch_ = std::move(b).value();
+        if (!make_batch()) return {};  // no batching here: step_many goes one by one
+
         std::vector<::voxrt::Session*> one = {&ses};
         // its steps, then the detokenizer's tail (the answer ends once its audio is out)
         const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(5);
@@ -254,11 +256,8 @@ public:
                   std::vector<std::vector<EngineEvent>>& out, std::vector<char>& more) override {
         out.resize(convs.size());
         more.assign(convs.size(), 0);
-        if (!batch_) {
-            auto b = ::voxrt::Batch::create(model_);
-            if (!b) return Engine::step_many(convs, out, more);  // cannot batch: one by one
-            batch_ = std::move(b).value();
-        }
+        if (!batch_ && !make_batch())
+            return Engine::step_many(convs, out, more);  // cannot batch: one by one
         sessions_.clear();
         for (auto& e : events_) e.clear();
         for (Conversation* c : convs)
@@ -281,9 +280,18 @@ public:
     }
 
 private:
+    bool make_batch() {
+        auto b = ::voxrt::Batch::create(model_);
+        if (!b) return false;
+        batch_ = std::move(b).value();
+        if (prefill_rows_ >= 0) batch_->set_prefill_rows(prefill_rows_);
+        return true;
+    }
+
     std::shared_ptr<::voxrt::Model> model_;
     int context_;
     bool suppress_end_;
+    int prefill_rows_;
     std::unique_ptr<::voxrt::Batch> batch_;
     std::vector<::voxrt::Session*> sessions_;
     std::vector<std::vector<::voxrt::Event>> events_;
@@ -300,7 +308,8 @@ std::string make_voxrt_engine(const VoxrtEngineOptions& opt, std::unique_ptr<Eng
     if (opt.context > 0) mo.max_context = opt.context;
     auto m = ::voxrt::Model::load(opt.model_dir, mo);
     if (!m) return m.status().message();
-    auto e = std::make_unique<VoxrtEngine>(std::move(m).value(), opt.context, opt.suppress_end);
+    auto e = std::make_unique<VoxrtEngine>(std::move(m).value(), opt.context, opt.suppress_end,
+                                           opt.prefill_rows);
     if (std::string err = e->warm_up(); !err.empty()) return "warm-up answer: " + err;
     *out = std::move(e);
     return {};

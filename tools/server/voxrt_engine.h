@@ -17,6 +17,9 @@ struct VoxrtEngineOptions {
     // Benchmarks on random weights only: responses never choose end-of-turn or end-of-audio, so
     // each runs to its max steps (ResponseOptions::suppress_end) and every run does the same work.
     bool suppress_end = false;
+    // New turns' prefill chunks joined into one backbone call of at most this many positions a
+    // step (voxrt::Batch::set_prefill_rows); 0: each alone; -1: the Batch's default.
+    int prefill_rows = -1;
 };
 
 // Loads the model; returns an error message naming what failed.
