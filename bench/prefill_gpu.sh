@@ -11,7 +11,7 @@
 #   bench/prefill_gpu.sh OUT_DIR
 #
 # Environment (defaults): LEVELS="128 256"  SERVE_LEVEL=256  STAGGER_S=4  STEPS=100
-#   STAGES="setup build tests ramp serve"  SERVE_CONFIGS (above)
+#   STAGES="setup build tests ramp serve"  SERVE_CONFIGS (above)  TESTS, TEST_FILTER (sessions_gpu.sh)
 # Needs what bench/sessions_gpu.sh and bench/serve_gpu.sh need (.carry: debs, boost headers,
 # audio, the websockets wheel; tools/reference/wheels).
 set -uo pipefail
@@ -26,23 +26,11 @@ log() { echo "[$(date +%T)] $*" | tee -a "$OUT/log.txt"; }
 pre=""
 for s in setup build tests; do has $s && pre="$pre $s"; done
 if [[ -n $pre ]]; then
-  TARGETS="voxrt_cli batch_test batch_step_test" TESTS="batch_test batch_step_test" \
+  TARGETS="voxrt_cli batch_test batch_step_test" TESTS="${TESTS:-batch_test batch_step_test}" \
     STAGES="$pre" bash bench/sessions_gpu.sh "$OUT/s" || exit 1
   cat "$OUT/s/log.txt" >> "$OUT/log.txt"
 fi
 export LD_LIBRARY_PATH=/tmp/deps/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-if has ramp; then
-  for n in $LEVELS; do
-    for r in 0 -1; do
-      log "ramp: $n sessions, --prefill-rows $r"
-      timeout 240 build-gpu/voxrt bench -m "$MODEL" --device cuda -i "$INPUTS/speech_03.8s.wav" \
-        --context 1024 -n "${STEPS:-100}" --sessions "$n" --prefill-rows "$r" \
-        > "$OUT/ramp_${n}_r$r.txt" 2>&1
-      log "rc=$?"
-      grep '^|' "$OUT/ramp_${n}_r$r.txt" | grep -v '^|---' | tail -1 | tee -a "$OUT/log.txt"
-    done
-  done
-fi
 SERVE_CONFIGS="${SERVE_CONFIGS:---commands-budget-ms 0 --prefill-rows 0|--commands-budget-ms 10 --prefill-rows 0|--commands-budget-ms 10 --prefill-rows -1}"
 if has serve; then
   IFS='|' read -r -a configs <<< "$SERVE_CONFIGS"
@@ -55,6 +43,18 @@ if has serve; then
     log "rc=$?"
     tail -15 "$OUT/serve_$k.txt" >> "$OUT/log.txt"
     grep -E "^voxrt_commands_deferred_total|^voxrt_batch_rows_(sum|count)" "$OUT/serve_$k/metrics.txt" >> "$OUT/log.txt" 2>/dev/null
+  done
+fi
+if has ramp; then
+  for n in $LEVELS; do
+    for r in 0 -1; do
+      log "ramp: $n sessions, --prefill-rows $r"
+      timeout 240 build-gpu/voxrt bench -m "$MODEL" --device cuda -i "$INPUTS/speech_03.8s.wav" \
+        --context 1024 -n "${STEPS:-100}" --sessions "$n" --prefill-rows "$r" \
+        > "$OUT/ramp_${n}_r$r.txt" 2>&1
+      log "rc=$?"
+      grep '^|' "$OUT/ramp_${n}_r$r.txt" | grep -v '^|---' | tail -1 | tee -a "$OUT/log.txt"
+    done
   done
 fi
 log "done"
