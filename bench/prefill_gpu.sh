@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # New turns' prefill joined into one backbone call a step (voxrt::Batch::set_prefill_rows) against
 # each turn's chunk alone, side by side in one device call and one build: the batch tests on CUDA,
-# `voxrt bench --sessions N` with --prefill-rows 0 and the default alternately (every conversation
-# starts together, so the first steps prefill all N; one newcomer joins later), then voxrt serve
-# with N Realtime conversations whose starts are spread over STAGGER_S seconds, once per entry of
-# SERVE_CONFIGS (voxrt serve flags, entries separated by '|'; by default no commands budget and
+# `voxrt bench --sessions N` once per entry of RAMP_CONFIGS (bench flags, '|'-separated; by default
+# --prefill-rows 0, the default, and the default with 256 rows a batched call instead of 64; every
+# conversation starts together, so the first steps prefill all N; one newcomer joins later), then
+# voxrt serve with N Realtime conversations whose starts are spread over STAGGER_S seconds, once
+# per entry of SERVE_CONFIGS (voxrt serve flags, entries separated by '|'; by default no commands budget and
 # each prefill alone, then the commands budget, then both it and the joined prefill).
 # Full-size random-weight checkpoint: the answers are not speech.
 #
 #   bench/prefill_gpu.sh OUT_DIR
 #
 # Environment (defaults): LEVELS="128 256"  SERVE_LEVEL=256  STAGGER_S=4  STEPS=100
-#   STAGES="setup build tests ramp serve"  SERVE_CONFIGS (above)  TESTS, TEST_FILTER (sessions_gpu.sh)
+#   STAGES="setup build tests serve ramp"  SERVE_CONFIGS, RAMP_CONFIGS (above)
+#   TESTS, TEST_FILTER (as bench/sessions_gpu.sh)
 # Needs what bench/sessions_gpu.sh and bench/serve_gpu.sh need (.carry: debs, boost headers,
 # audio, the websockets wheel; tools/reference/wheels).
 set -uo pipefail
@@ -45,15 +47,18 @@ if has serve; then
     grep -E "^voxrt_commands_deferred_total|^voxrt_batch_rows_(sum|count)" "$OUT/serve_$k/metrics.txt" >> "$OUT/log.txt" 2>/dev/null
   done
 fi
+RAMP_CONFIGS="${RAMP_CONFIGS:---prefill-rows 0|--prefill-rows -1|--prefill-rows -1 --max-rows 256}"
 if has ramp; then
+  IFS='|' read -r -a rconfigs <<< "$RAMP_CONFIGS"
   for n in $LEVELS; do
-    for r in 0 -1; do
-      log "ramp: $n sessions, --prefill-rows $r"
+    k=0
+    for cfg in "${rconfigs[@]}"; do
+      k=$((k + 1))
+      log "ramp: $n sessions, $cfg"
       timeout 240 build-gpu/voxrt bench -m "$MODEL" --device cuda -i "$INPUTS/speech_03.8s.wav" \
-        --context 1024 -n "${STEPS:-100}" --sessions "$n" --prefill-rows "$r" \
-        > "$OUT/ramp_${n}_r$r.txt" 2>&1
+        --context 1024 -n "${STEPS:-100}" --sessions "$n" $cfg > "$OUT/ramp_${n}_$k.txt" 2>&1
       log "rc=$?"
-      grep '^|' "$OUT/ramp_${n}_r$r.txt" | grep -v '^|---' | tail -1 | tee -a "$OUT/log.txt"
+      grep '^|' "$OUT/ramp_${n}_$k.txt" | grep -v '^|---' | tail -1 | tee -a "$OUT/log.txt"
     done
   done
 fi
