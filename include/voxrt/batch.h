@@ -81,6 +81,9 @@ public:
         int prefill_rows = 0;      // positions of the joined prefill call (0: none)
         int prefill_sessions = 0;  // sessions whose chunk it ran
         int prefill_deferred = 0;  // sessions prefilling that wait for a later step
+        // Nothing ran: every listed session was done, prefilling alone or finishing its
+        // detokenizer, and the step waited for one of the latter.
+        bool drain_wait = false;
     };
     Shape last_shape() const;
 

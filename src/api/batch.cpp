@@ -80,6 +80,7 @@ Batch::Shape Batch::last_shape() const {
     r.prefill_rows = s.prefill_rows;
     r.prefill_sessions = s.prefill_sessions;
     r.prefill_deferred = s.prefill_deferred;
+    r.drain_wait = s.drain_wait > 0;
     return r;
 }
 

@@ -346,6 +346,7 @@ Status BatchStepper::step(const std::vector<Session*>& sessions,
         // Nothing to run but detokenizers finishing: wait for one (a caller stepping only such
         // sessions would otherwise spin until they are done).
         Session* s = sessions[first_draining];
+        shape_.drain_wait = 1;
         const Status st = s->drain(out[first_draining], /*wait=*/true);
         if (!st) results[first_draining].status = s->fail(st);
         results[first_draining].done = true;

@@ -67,6 +67,7 @@ public:
         int prefill_rows = 0;      // positions of the joined prefill call (0: none ran joined)
         int prefill_sessions = 0;  // sessions whose chunk was in it
         int prefill_deferred = 0;  // sessions left for a later step (over the rows' bound)
+        int drain_wait = 0;        // nothing ran: the step waited for a finishing detokenizer
         int frame_graphs = 0;      // batched calls whose frame rows replayed a graph
         int backbone_graphs = 0;   // batched calls whose backbone step replayed a graph
     };

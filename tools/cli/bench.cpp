@@ -166,6 +166,8 @@ Status run_sessions_bench(const CommonArgs& c, const BenchArgs& a, const std::sh
         const double prefill_ms = ms_since(tp);
         int text = 0, frames = 0;
         std::vector<double> step_ms, own_ms;  // own_ms: the steps the newcomer was not part of
+        int drain_waits = 0;
+        double longest_drain_wait = 0;
         struct StepNote {
             double ms;
             int index, rows, frames;
@@ -207,9 +209,11 @@ Status run_sessions_bench(const CommonArgs& c, const BenchArgs& a, const std::sh
             d.backbone -= before.backbone;
             d.frames -= before.frames;
             d.complete -= before.complete;
-            notes.push_back(StepNote{ms, t, sh.backbone, sh.frames, with_newcomer, d});
-            bytes += sh.frames > 0 ? std::max(info.text_step_bytes, info.audio_frame_bytes)
-                                   : info.text_step_bytes;
+            if (!sh.drain_wait) {
+                notes.push_back(StepNote{ms, t, sh.backbone, sh.frames, with_newcomer, d});
+                bytes += sh.frames > 0 ? std::max(info.text_step_bytes, info.audio_frame_bytes)
+                                       : info.text_step_bytes;
+            }
             if (with_newcomer) {
                 const size_t k = step_list.size() - 1;
                 for (const Event& e : ev[k])
@@ -235,6 +239,13 @@ Status run_sessions_bench(const CommonArgs& c, const BenchArgs& a, const std::sh
                 }
             }
             res = std::move(full);
+            // A call in which nothing ran but a wait for a finishing detokenizer (the last
+            // conversation's last chunk) is not an engine step: no answer waited for it.
+            if (sh.drain_wait) {
+                ++drain_waits;
+                longest_drain_wait = std::max(longest_drain_wait, ms);
+                continue;
+            }
             step_ms.push_back(ms);
             if (!with_newcomer) own_ms.push_back(ms);
         }
@@ -257,6 +268,11 @@ Status run_sessions_bench(const CommonArgs& c, const BenchArgs& a, const std::sh
             percentile(own_ms, 0.5), per_session, real_time ? "yes" : "no", frames / wall_s,
             text / wall_s, gbs, prefill_ms, newcomer_first_audio, longest_meanwhile,
             mb_per_session);
+        if (drain_waits > 0)
+            std::printf(
+                "|   | %d call(s) only waited for a finishing detokenizer (longest %.1f ms), not "
+                "counted as engine steps |\n",
+                drain_waits, longest_drain_wait);
         const Batch::Phases ph = batch->phases();
         const double per = ph.steps > 0 ? 1.0 / ph.steps : 0;
         char phases[512] = "";
@@ -310,12 +326,14 @@ Status run_sessions_bench(const CommonArgs& c, const BenchArgs& a, const std::sh
                 "\"frames_per_s_per_session\":%.2f,\"real_time\":%s,\"frames_per_s\":%.1f,"
                 "\"text_tokens_per_s\":%.1f,\"weights_gb_s\":%.1f,\"prefill_all_ms\":%.1f,"
                 "\"newcomer_first_audio_ms\":%.2f,\"longest_step_meanwhile_ms\":%.2f,"
-                "\"device_mb_per_session\":%.1f,\"longest_steps\":[%s]%s}\n",
+                "\"device_mb_per_session\":%.1f,\"drain_waits\":%d,"
+                "\"longest_drain_wait_ms\":%.2f,\"longest_steps\":[%s]%s}\n",
                 info.device.c_str(), c.precision.c_str(), n, a.max_rows,
                 a.no_audio ? "false" : "true", step_ms.size(), percentile(step_ms, 0.5),
                 percentile(step_ms, 0.99), percentile(own_ms, 0.5), per_session,
                 real_time ? "true" : "false", frames / wall_s, text / wall_s, gbs, prefill_ms,
-                newcomer_first_audio, longest_meanwhile, mb_per_session, longest.c_str(), phases);
+                newcomer_first_audio, longest_meanwhile, mb_per_session, drain_waits,
+                longest_drain_wait, longest.c_str(), phases);
             json << line;
         }
     }
