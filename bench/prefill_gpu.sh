@@ -6,7 +6,8 @@
 # conversation starts together, so the first steps prefill all N; one newcomer joins later), then
 # voxrt serve with N Realtime conversations whose starts are spread over STAGGER_S seconds, once
 # per entry of SERVE_CONFIGS (voxrt serve flags, entries separated by '|'; by default no commands budget and
-# each prefill alone, then the commands budget, then both it and the joined prefill).
+# each prefill alone, then the commands budget, then both it and the joined prefill, then those
+# with 256 answers a batched call instead of 64).
 # Full-size random-weight checkpoint: the answers are not speech.
 #
 #   bench/prefill_gpu.sh OUT_DIR
@@ -33,7 +34,7 @@ if [[ -n $pre ]]; then
   cat "$OUT/s/log.txt" >> "$OUT/log.txt"
 fi
 export LD_LIBRARY_PATH=/tmp/deps/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-SERVE_CONFIGS="${SERVE_CONFIGS:---commands-budget-ms 0 --prefill-rows 0|--commands-budget-ms 10 --prefill-rows 0|--commands-budget-ms 10 --prefill-rows -1}"
+SERVE_CONFIGS="${SERVE_CONFIGS:---commands-budget-ms 0 --prefill-rows 0|--commands-budget-ms 10 --prefill-rows 0|--commands-budget-ms 10 --prefill-rows -1|--commands-budget-ms 10 --prefill-rows -1 --batch-rows 256}"
 if has serve; then
   IFS='|' read -r -a configs <<< "$SERVE_CONFIGS"
   k=0

@@ -49,6 +49,11 @@ int serve_main(int argc, char** argv) {
                    "GPU, 0 on the CPU)")
         ->capture_default_str()
         ->check(CLI::Range(-1, 65536));
+    app.add_option("--batch-rows", eo.batch_rows,
+                   "answers per batched engine call; a round over more answers runs several "
+                   "calls, each reading the weights once")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 4096));
     app.add_option("--device", eo.device, "auto, cpu or cuda")
         ->capture_default_str()
         ->check(CLI::IsMember({"auto", "cpu", "cuda"}));

@@ -151,11 +151,13 @@ private:
 
 class VoxrtEngine : public Engine {
 public:
-    VoxrtEngine(std::shared_ptr<::voxrt::Model> m, int context, bool suppress_end, int prefill_rows)
+    VoxrtEngine(std::shared_ptr<::voxrt::Model> m, int context, bool suppress_end, int prefill_rows,
+                int batch_rows)
         : model_(std::move(m)),
           context_(context),
           suppress_end_(suppress_end),
-          prefill_rows_(prefill_rows) {}
+          prefill_rows_(prefill_rows),
+          batch_rows_(batch_rows) {}
     std::string model_id() const override { return model_->info().name; }
     std::vector<std::string> voices() const override {
         return {"us-female", "us-male", "uk-female", "uk-male"};
@@ -281,7 +283,7 @@ public:
 
 private:
     bool make_batch() {
-        auto b = ::voxrt::Batch::create(model_);
+        auto b = ::voxrt::Batch::create(model_, batch_rows_);
         if (!b) return false;
         batch_ = std::move(b).value();
         if (prefill_rows_ >= 0) batch_->set_prefill_rows(prefill_rows_);
@@ -292,6 +294,7 @@ private:
     int context_;
     bool suppress_end_;
     int prefill_rows_;
+    int batch_rows_;
     std::unique_ptr<::voxrt::Batch> batch_;
     std::vector<::voxrt::Session*> sessions_;
     std::vector<std::vector<::voxrt::Event>> events_;
@@ -309,7 +312,7 @@ std::string make_voxrt_engine(const VoxrtEngineOptions& opt, std::unique_ptr<Eng
     auto m = ::voxrt::Model::load(opt.model_dir, mo);
     if (!m) return m.status().message();
     auto e = std::make_unique<VoxrtEngine>(std::move(m).value(), opt.context, opt.suppress_end,
-                                           opt.prefill_rows);
+                                           opt.prefill_rows, opt.batch_rows);
     if (std::string err = e->warm_up(); !err.empty()) return "warm-up answer: " + err;
     *out = std::move(e);
     return {};

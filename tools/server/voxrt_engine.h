@@ -20,6 +20,9 @@ struct VoxrtEngineOptions {
     // New turns' prefill chunks joined into one backbone call of at most this many positions a
     // step (voxrt::Batch::set_prefill_rows); 0: each alone; -1: the Batch's default.
     int prefill_rows = -1;
+    // Answers per batched call (voxrt::Batch::create's max_rows); a round over more answers runs
+    // several calls, each reading the weights once.
+    int batch_rows = 64;
 };
 
 // Loads the model; returns an error message naming what failed.
