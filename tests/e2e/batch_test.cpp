@@ -391,6 +391,147 @@ INSTANTIATE_TEST_SUITE_P(Devices, BatchApiJoinedPrefill,
                              return i.param.device + "_rows" + std::to_string(i.param.prefill_rows);
                          });
 
+// Barge-in while others answer: conversations are cut mid-answer in the batch (cancel), truncated
+// to what was "heard" (the batch's conv-state snapshots are what truncation restores), then asked
+// again, their second answers joining the batch while the others still run their first; each
+// equals the same conversation done alone: the kept items, the second answer's items and text
+// (fp32; on the CPU bit for bit, on CUDA to summation order, with the items equal). A batch that
+// kept no conv-state snapshots fails it.
+struct Barge {
+    size_t job;
+    int cut_at;     // the first answer is cancelled at this step of its own
+    bool by_audio;  // truncate_to_audio_ms(amount), else truncate_to_text(amount)
+    double amount;
+};
+
+const std::vector<Barge>& barges() {
+    static const std::vector<Barge> b = {
+        {0, 14, true, 160}, {1, 18, true, 240}, {3, 20, false, 4}, {4, 12, false, 3}};
+    return b;
+}
+
+struct BargeResult {
+    std::vector<ResponseItem> first, kept;
+    test::Response second;
+};
+
+Status barge(Session& s, const Barge& b) {
+    return b.by_audio ? s.truncate_to_audio_ms(b.amount)
+                      : s.truncate_to_text(static_cast<size_t>(b.amount));
+}
+
+ResponseOptions second_options() {
+    return options(Job{Task::kTextChat, "", 11, true}, 12);
+}
+
+class BatchApiTruncate : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(BatchApiTruncate, CutMidBatchThenAskedAgainEqualsAlone) {
+    if (GetParam() == "cuda" && !gpu_available()) GTEST_SKIP() << "no CUDA device";
+    auto m = test::load_tiny(GetParam(), "fp32");
+    ASSERT_TRUE(m);
+    const std::vector<Job>& js = jobs();
+    const std::vector<Barge>& bs = barges();
+    std::vector<BargeResult> ref(bs.size());
+    for (size_t i = 0; i < bs.size(); ++i) {
+        const Barge& b = bs[i];
+        auto s = Session::create(m);
+        ASSERT_TRUE(s.is_ok());
+        ASSERT_TRUE(add_prompt(**s, js[b.job]).is_ok());
+        ASSERT_TRUE((*s)->start_response(options(js[b.job])).is_ok());
+        std::vector<Event> ev;
+        for (int k = 0;; ++k) {
+            if (k == b.cut_at) (*s)->cancel();
+            ev.clear();
+            Expected<bool> done = (*s)->step(ev);
+            ASSERT_TRUE(done.is_ok()) << done.status().message();
+            if (*done) break;
+        }
+        ref[i].first = (*s)->last_response();
+        const Status cut = barge(**s, b);
+        ASSERT_TRUE(cut.is_ok()) << cut.message();
+        ref[i].kept = (*s)->last_response();
+        ASSERT_LT(ref[i].kept.size(), ref[i].first.size()) << "barge " << i << ": nothing cut";
+        ASSERT_TRUE((*s)->add_turn(Role::kUser, "Tell me more.").is_ok());
+        ref[i].second = test::respond(**s, second_options());
+        ASSERT_TRUE(ref[i].second.status.is_ok()) << ref[i].second.status.message();
+    }
+
+    auto batch = Batch::create(m, 64);
+    ASSERT_TRUE(batch.is_ok());
+    SessionOptions so;
+    so.share_device_context = true;
+    std::vector<std::unique_ptr<Session>> ss;
+    for (const Barge& b : bs) {
+        auto s = Session::create(m, so);
+        ASSERT_TRUE(s.is_ok());
+        ASSERT_TRUE(add_prompt(**s, js[b.job]).is_ok());
+        ss.push_back(std::move(*s));
+    }
+    std::vector<BargeResult> got(bs.size());
+    std::vector<int> phase(bs.size(), -1), own(bs.size(), 0);  // -1 waiting, 0 first, 1 second
+    std::vector<std::vector<Event>> ev;
+    std::vector<BatchResult> res;
+    bool overlapped = false;  // a second answer ran while another conversation's first did
+    for (int t = 0; t < 600; ++t) {
+        std::vector<Session*> live;
+        std::vector<size_t> who;
+        for (size_t i = 0; i < bs.size(); ++i) {
+            if (phase[i] == -1 && t >= 2 * static_cast<int>(i)) {
+                ASSERT_TRUE(ss[i]->start_response(options(js[bs[i].job])).is_ok());
+                phase[i] = 0;
+            }
+            if (phase[i] == 0 && own[i] == bs[i].cut_at) ss[i]->cancel();
+            if (phase[i] == 0 || phase[i] == 1) {
+                live.push_back(ss[i].get());
+                who.push_back(i);
+            }
+        }
+        if (live.empty()) break;
+        bool firsts = false, seconds = false;
+        for (size_t i : who) (phase[i] == 0 ? firsts : seconds) = true;
+        overlapped = overlapped || (firsts && seconds);
+        ev.clear();
+        ASSERT_TRUE(batch.value()->step(live, ev, res).is_ok());
+        for (size_t k = 0; k < live.size(); ++k) {
+            const size_t i = who[k];
+            ASSERT_TRUE(res[k].status.is_ok())
+                << "conversation " << i << ": " << res[k].status.message();
+            if (phase[i] == 0) {
+                ++own[i];
+            } else {
+                collect(got[i].second, ev[k]);
+            }
+            if (!res[k].done) continue;
+            if (phase[i] == 0) {
+                got[i].first = ss[i]->last_response();
+                const Status cut = barge(*ss[i], bs[i]);
+                ASSERT_TRUE(cut.is_ok()) << cut.message();
+                got[i].kept = ss[i]->last_response();
+                ASSERT_TRUE(ss[i]->add_turn(Role::kUser, "Tell me more.").is_ok());
+                ASSERT_TRUE(ss[i]->start_response(second_options()).is_ok());
+                phase[i] = 1;
+            } else {
+                got[i].second.items = ss[i]->last_response();
+                phase[i] = 2;
+            }
+        }
+    }
+    EXPECT_TRUE(overlapped) << "no second answer ran beside a first one";
+    for (size_t i = 0; i < bs.size(); ++i) {
+        ASSERT_EQ(phase[i], 2) << "conversation " << i << " did not finish";
+        EXPECT_EQ(got[i].first, ref[i].first) << "conversation " << i;
+        EXPECT_EQ(got[i].kept, ref[i].kept) << "conversation " << i;
+        EXPECT_EQ(got[i].second.items, ref[i].second.items) << "conversation " << i;
+        EXPECT_EQ(got[i].second.text, ref[i].second.text) << "conversation " << i;
+        EXPECT_FALSE(ref[i].second.items.empty());
+    }
+    EXPECT_NE(ref[0].second.items, ref[1].second.items);
+}
+
+INSTANTIATE_TEST_SUITE_P(Devices, BatchApiTruncate, ::testing::Values("cpu", "cuda"),
+                         [](const ::testing::TestParamInfo<std::string>& i) { return i.param; });
+
 // A prefill longer than one chunk runs over several step()s (no events, prefilling()), the last
 // of which also makes the first step; a cancel() during it ends the response once it is over, and
 // the conversation goes on.
