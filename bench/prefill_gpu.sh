@@ -2,7 +2,8 @@
 # New turns' prefill joined into one backbone call a step (voxrt::Batch::set_prefill_rows) against
 # each turn's chunk alone, side by side in one device call and one build: the batch tests on CUDA,
 # `voxrt bench --sessions N` once per entry of RAMP_CONFIGS (bench flags, '|'-separated; by default
-# --prefill-rows 0, the default, and the default with 256 rows a batched call instead of 64; every
+# --prefill-rows 0, the default, the default after Batch::warm_up, and the default with 256 rows a
+# batched call instead of 64; every
 # conversation starts together, so the first steps prefill all N; one newcomer joins later), then
 # voxrt serve with N Realtime conversations whose starts are spread over STAGGER_S seconds, once
 # per entry of SERVE_CONFIGS (voxrt serve flags, entries separated by '|'; by default no commands budget and
@@ -48,7 +49,7 @@ if has serve; then
     grep -E "^voxrt_commands_deferred_total|^voxrt_batch_rows_(sum|count)" "$OUT/serve_$k/metrics.txt" >> "$OUT/log.txt" 2>/dev/null
   done
 fi
-RAMP_CONFIGS="${RAMP_CONFIGS:---prefill-rows 0|--prefill-rows -1|--prefill-rows -1 --max-rows 256}"
+RAMP_CONFIGS="${RAMP_CONFIGS:---prefill-rows 0|--prefill-rows -1|--prefill-rows -1 --warm-graphs|--prefill-rows -1 --max-rows 256}"
 if has ramp; then
   IFS='|' read -r -a rconfigs <<< "$RAMP_CONFIGS"
   for n in $LEVELS; do

@@ -41,6 +41,10 @@ void Batch::set_device_graphs(bool on) {
     impl_->stepper->set_device_graphs(on);
 }
 
+Status Batch::warm_up(int rows) {
+    return impl_->stepper->warm_up(rows);
+}
+
 void Batch::set_prefill_rows(int rows) {
     impl_->stepper->set_prefill_rows(rows);
 }

@@ -81,6 +81,26 @@ Status BatchStepper::init(int max_rows) {
     return Status::ok();
 }
 
+Status BatchStepper::warm_up(int rows) {
+    if (ctx_.device == Device::kCPU || !graphs_) return Status::ok();
+    const int Q = model_.config().codebooks;
+    if (warm_counters_.empty())
+        VOXRT_RETURN_IF_ERROR(
+            alloc_tensor(ctx_.device, DType::kI32, {Q + 1}, buffers_, &warm_counters_, "batch"));
+    const int n = std::min(rows, max_rows_);
+    for (int b = 1; b <= n; ++b) {
+        model::FrameSampling greedy;
+        greedy.counters = &warm_counters_;
+        const std::vector<model::FrameSampling> samplings(static_cast<size_t>(b), greedy);
+        Tensor c = codes_.rows(0, b);
+        for (int k = 0; k < 2 && !frame_graphs_[static_cast<size_t>(b)].captured(); ++k) {
+            VOXRT_RETURN_IF_ERROR(run_frames(h_.rows(0, b), samplings, c));
+            VOXRT_RETURN_IF_ERROR(ops::synchronize(ctx_));
+        }
+    }
+    return Status::ok();
+}
+
 Status BatchStepper::run_frames(Tensor hf, const std::vector<model::FrameSampling>& samplings,
                                 Tensor& codes) {
     const model::AudioHead& head = model_.audio_head();

@@ -128,12 +128,17 @@ struct Replays {
 };
 
 void run_batched(const std::shared_ptr<Model>& m, int max_rows, bool graphs,
-                 std::vector<Conversation>& got, Replays* replays, bool shared_lane = false) {
+                 std::vector<Conversation>& got, Replays* replays, bool shared_lane = false,
+                 bool warm = false) {
     const std::vector<Job>& js = jobs();
     *replays = Replays{};
     auto batch = Batch::create(m, max_rows);
     ASSERT_TRUE(batch.is_ok()) << batch.status().message();
     batch.value()->set_device_graphs(graphs);
+    if (warm) {
+        const Status st = batch.value()->warm_up(max_rows);
+        ASSERT_TRUE(st.is_ok()) << st.message();
+    }
     std::vector<std::unique_ptr<Session>> ss;
     SessionOptions so;
     so.share_device_context = shared_lane;
@@ -260,19 +265,25 @@ TEST(BatchGraphs, ReplayEqualsOpByOp) {
     for (const char* prec : {"fp32", "bf16"}) {
         auto m = test::load_tiny("cuda", prec);
         ASSERT_TRUE(m);
-        std::vector<Conversation> eager, graphed;
-        Replays none, replays;
+        std::vector<Conversation> eager, graphed, warmed;
+        Replays none, replays, warm_replays;
         ASSERT_NO_FATAL_FAILURE(run_batched(m, 64, /*graphs=*/false, eager, &none));
         ASSERT_NO_FATAL_FAILURE(run_batched(m, 64, /*graphs=*/true, graphed, &replays));
+        // Batch::warm_up made every frame-row count's graph first: every frame step replays.
+        ASSERT_NO_FATAL_FAILURE(run_batched(m, 64, /*graphs=*/true, warmed, &warm_replays,
+                                            /*shared_lane=*/false, /*warm=*/true));
         EXPECT_EQ(none.frames + none.backbone, 0);
         EXPECT_GT(replays.frames, 0) << prec;
         EXPECT_GT(replays.backbone, 0) << prec;
+        EXPECT_GT(warm_replays.frames, replays.frames) << prec;
         for (size_t i = 0; i < eager.size(); ++i) {
             EXPECT_EQ(graphed[i].first.items, eager[i].first.items)
                 << prec << " conversation " << i;
             EXPECT_EQ(graphed[i].first.pcm, eager[i].first.pcm) << prec << " conversation " << i;
             EXPECT_EQ(graphed[i].second.items, eager[i].second.items)
                 << prec << " conversation " << i;
+            EXPECT_EQ(warmed[i].first.items, eager[i].first.items) << prec << " conversation " << i;
+            EXPECT_EQ(warmed[i].first.pcm, eager[i].first.pcm) << prec << " conversation " << i;
         }
     }
 }

@@ -67,6 +67,9 @@ void add_bench(CLI::App* app, BenchArgs& b) {
                     "with --sessions: new turns' prefill chunks joined into one backbone call of "
                     "at most this many positions a step; 0: each alone; -1: the default")
         ->capture_default_str();
+    app->add_flag("--warm-graphs", b.warm_graphs,
+                  "with --sessions: make the batch's frame graphs for every row count first "
+                  "(Batch::warm_up), as voxrt serve does before it listens");
     app->add_flag("--no-batch-graphs", b.no_batch_graphs,
                   "with --sessions: run the batched audio frame op by op, not as a CUDA graph");
 }
@@ -115,6 +118,12 @@ Status run_sessions_bench(const CommonArgs& c, const BenchArgs& a, const std::sh
     VOXRT_ASSIGN_OR_RETURN(std::unique_ptr<Batch> batch, Batch::create(m, a.max_rows));
     batch->set_device_graphs(!a.no_batch_graphs);
     if (a.prefill_rows >= 0) batch->set_prefill_rows(a.prefill_rows);
+    if (a.warm_graphs) {
+        const auto tw = Clock::now();
+        VOXRT_RETURN_IF_ERROR(batch->warm_up(a.max_rows));
+        std::printf("batch warm-up (frame graphs for 1..%d rows): %.0f ms\n", a.max_rows,
+                    ms_since(tw));
+    }
     // As the server makes them: driven by this one thread, so they share one device lane.
     SessionOptions so = session_options(c);
     so.share_device_context = true;

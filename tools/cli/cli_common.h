@@ -87,6 +87,7 @@ struct BenchArgs {
     bool profile = false;          // sessions: where a step's time goes (Batch::set_profile)
     bool no_batch_graphs = false;  // sessions: Batch::set_device_graphs(false)
     int prefill_rows = -1;         // sessions: Batch::set_prefill_rows (-1: its default)
+    bool warm_graphs = false;      // sessions: Batch::warm_up(max_rows) before the first level
 };
 
 // Validators shared by the subcommands: a path that is not empty, a finite number in [lo, hi].
