@@ -91,8 +91,7 @@ public:
     // and phases() sums each phase's time (ms) over the steps since reset_phases(). A step that
     // one session took alone counts as backbone time. Slows the steps a little.
     struct Phases {
-        double prepare =
-            0;  // the sessions' own preparation (detokenizer polls, lone prefill chunks)
+        double prepare = 0;   // the sessions' own preparation (detokenizer polls, lone chunks)
         double prefill = 0;   // the joined prefill call of the sessions prefilling
         double gather = 0;    // each row's input and position copied into the batch
         double backbone = 0;  // the backbone over all rows
@@ -116,11 +115,11 @@ public:
     // backbone call of at most `rows` positions (at least one chunk: values below 256 count as
     // 256). The GPU's default: 1024.
     void set_prefill_rows(int rows);
+    int prefill_rows() const;
     // GPU: makes the depthformer frame's plans and graphs for every count of audio-frame rows up
     // to `rows` (at most max_rows()) now, so that no later step pays for a count's first run
-    // (tens of ms at a hundred rows). Takes about a second per hundred counts; nothing on the CPU.
+    // (tens of ms at a hundred rows on an H100). Nothing on the CPU. Not yet run on a GPU.
     Status warm_up(int rows);
-    int prefill_rows() const;
 
     struct Impl;
 
